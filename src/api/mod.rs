@@ -1,0 +1,23 @@
+//! API types: the `managedservices.kubelighthouse.io/v1alpha1` kinds and their shared status.
+//!
+//! The shapes mirror Azure's `Microsoft.ManagedServices` resources field for field (SPEC §1),
+//! so an Azure onboarding template translates by renaming, not by redesign.
+
+mod assignment;
+mod definition;
+mod status;
+
+pub use assignment::{
+    DefinitionRef, RegistrationAssignment, RegistrationAssignmentSpec, RegistrationAssignmentStatus,
+};
+pub use definition::{
+    Authorization, EligibleApprover, EligibleAuthorization, JustInTimeAccessPolicy,
+    MultiFactorAuthProvider, Plan, PrincipalType, RegistrationDefinition,
+    RegistrationDefinitionSpec, RegistrationDefinitionStatus,
+};
+pub use status::{Condition, ConditionStatus, ProvisioningState};
+
+/// The API group of both kinds.
+pub const GROUP: &str = "managedservices.kubelighthouse.io";
+/// The served and stored version.
+pub const VERSION: &str = "v1alpha1";

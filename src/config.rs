@@ -1,0 +1,109 @@
+//! Runtime configuration: flags and environment variables, with the SPEC's defaults.
+
+use clap::{Parser, ValueEnum};
+
+use crate::model::projection::{IdentityTemplates, DEFAULT_TEMPLATE};
+use crate::model::validate::Limits;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Command line of the `kube-lighthouse` binary. With no arguments it reconciles the cluster
+/// of the current kubeconfig (or the in-cluster config) with the SPEC's defaults.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "kube-lighthouse",
+    version,
+    about = "Azure Lighthouse on Kubernetes: delegated namespace access as RBAC"
+)]
+pub struct Config {
+    /// RBAC user name of a managing-tenant user or service principal.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_USER_TEMPLATE", default_value = DEFAULT_TEMPLATE, value_parser = template)]
+    pub user_template: String,
+
+    /// RBAC group name of a managing-tenant group.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_GROUP_TEMPLATE", default_value = DEFAULT_TEMPLATE, value_parser = template)]
+    pub group_template: String,
+
+    /// Most definitions one subscription namespace may hold.
+    #[arg(
+        long,
+        env = "KUBE_LIGHTHOUSE_MAX_DEFINITIONS_PER_SUBSCRIPTION",
+        default_value_t = 200
+    )]
+    pub max_definitions_per_subscription: usize,
+
+    /// Most authorizations one definition may hold.
+    #[arg(
+        long,
+        env = "KUBE_LIGHTHOUSE_MAX_AUTHORIZATIONS_PER_DEFINITION",
+        default_value_t = 400
+    )]
+    pub max_authorizations_per_definition: usize,
+
+    /// Log format.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "KUBE_LIGHTHOUSE_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+fn template(s: &str) -> Result<String, String> {
+    IdentityTemplates::check(s).map(|()| s.to_string())
+}
+
+impl Config {
+    pub fn templates(&self) -> IdentityTemplates {
+        IdentityTemplates {
+            user: self.user_template.clone(),
+            group: self.group_template.clone(),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_definitions_per_subscription: self.max_definitions_per_subscription,
+            max_authorizations_per_definition: self.max_authorizations_per_definition,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["kube-lighthouse"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_arguments_means_the_spec_defaults() {
+        let c = Config::default();
+        assert_eq!(c.templates(), IdentityTemplates::default());
+        assert_eq!(c.limits(), Limits::default());
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn templates_without_placeholders_are_refused() {
+        assert!(
+            Config::try_parse_from(["kube-lighthouse", "--user-template", "{principalId}"])
+                .is_err()
+        );
+        let c = Config::try_parse_from([
+            "kube-lighthouse",
+            "--group-template",
+            "g:{tenantId}:{principalId}",
+        ])
+        .expect("valid");
+        assert_eq!(c.templates().group, "g:{tenantId}:{principalId}");
+    }
+}

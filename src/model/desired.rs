@@ -1,0 +1,350 @@
+//! Desired RBAC (SPEC §5): the exact Roles and RoleBindings one assignment must own.
+//!
+//! Per namespace of the scope and per distinct role: one Role holding the filtered rules of
+//! the catalog role (never a binding to the ClusterRole itself, so a catalog change cannot
+//! widen a delegation) and one RoleBinding to it. Names are deterministic and include the
+//! role, so a changed role is a new object, never a mutated `roleRef` (which is immutable).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sha2::{Digest, Sha256};
+
+use super::keys;
+use super::validate::ValidDefinition;
+use crate::api::GROUP;
+
+/// The assignment that owns the objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssignmentRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// Everything one assignment materializes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DesiredRbac {
+    pub roles: Vec<Role>,
+    pub bindings: Vec<RoleBinding>,
+}
+
+fn short_hash(input: &str, len: usize) -> String {
+    let digest = Sha256::digest(input.as_bytes());
+    digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..len]
+        .to_string()
+}
+
+/// Deterministic name of the Role and RoleBinding for one (assignment, role).
+pub fn object_name(assignment: &AssignmentRef, role: &str) -> String {
+    let hash = short_hash(&format!("{}/{}", assignment.namespace, assignment.name), 10);
+    let role: String = role.chars().take(200).collect();
+    format!("kubelighthouse:{hash}:{role}")
+}
+
+/// A label value naming `value`: itself when it fits the 63-character limit, else a prefix
+/// with a hash, so the label still tells a human which object it is.
+pub fn label_value(value: &str) -> String {
+    if value.len() <= 63 {
+        return value.to_string();
+    }
+    let prefix: String = value.chars().take(52).collect();
+    format!(
+        "{}-{}",
+        prefix.trim_end_matches(['-', '.', '_']),
+        short_hash(value, 10)
+    )
+}
+
+/// Labels every object of the assignment carries; the UID label is the prune selector.
+pub fn labels(assignment: &AssignmentRef, managing_tenant: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (keys::MANAGED_BY.to_string(), keys::MANAGER.to_string()),
+        (keys::ASSIGNMENT_UID.to_string(), assignment.uid.clone()),
+        (
+            keys::ASSIGNMENT_NAMESPACE.to_string(),
+            assignment.namespace.clone(),
+        ),
+        (
+            keys::ASSIGNMENT_NAME.to_string(),
+            label_value(&assignment.name),
+        ),
+        (
+            keys::MANAGED_BY_TENANT_ID.to_string(),
+            managing_tenant.to_string(),
+        ),
+    ])
+}
+
+fn touches_own_assignments(rule: &PolicyRule) -> bool {
+    let group = rule
+        .api_groups
+        .iter()
+        .flatten()
+        .any(|g| g == GROUP || g == "*");
+    let resource = rule
+        .resources
+        .iter()
+        .flatten()
+        .any(|r| r == "registrationassignments");
+    let delete = rule.verbs.iter().any(|v| v == "delete");
+    group && resource && delete
+}
+
+/// The Delete role lets a managing principal delete *the assignment that granted it*
+/// (SPEC §4): its assignment rules are pinned to that name, in that namespace only.
+fn pin_assignment_rules(
+    rules: &[PolicyRule],
+    assignment: &AssignmentRef,
+    namespace: &str,
+) -> Vec<PolicyRule> {
+    let mut out = Vec::new();
+    for rule in rules {
+        if !touches_own_assignments(rule) {
+            out.push(rule.clone());
+            continue;
+        }
+        let others: Vec<String> = rule
+            .resources
+            .iter()
+            .flatten()
+            .filter(|r| *r != "registrationassignments")
+            .cloned()
+            .collect();
+        if !others.is_empty() {
+            out.push(PolicyRule {
+                resources: Some(others),
+                ..rule.clone()
+            });
+        }
+        if namespace == assignment.namespace {
+            out.push(PolicyRule {
+                api_groups: Some(vec![GROUP.to_string()]),
+                resources: Some(vec!["registrationassignments".to_string()]),
+                verbs: rule.verbs.clone(),
+                resource_names: Some(vec![assignment.name.clone()]),
+                non_resource_urls: None,
+            });
+        }
+    }
+    out
+}
+
+/// Builds the objects `assignment` must own in `namespaces` for the valid `definition`.
+pub fn build(
+    assignment: &AssignmentRef,
+    definition: &ValidDefinition,
+    namespaces: &[String],
+) -> DesiredRbac {
+    let labels = labels(assignment, definition.managing_tenant.as_str());
+    let annotations = |role: &str| {
+        BTreeMap::from([
+            (
+                keys::ASSIGNMENT.to_string(),
+                format!("{}/{}", assignment.namespace, assignment.name),
+            ),
+            (keys::SOURCE_ROLE.to_string(), role.to_string()),
+        ])
+    };
+    let mut desired = DesiredRbac::default();
+    for namespace in namespaces {
+        for grant in &definition.grants {
+            if grant.subjects.is_empty() {
+                continue;
+            }
+            let name = object_name(assignment, &grant.role);
+            let metadata = ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+                labels: Some(labels.clone()),
+                annotations: Some(annotations(&grant.role)),
+                ..Default::default()
+            };
+            desired.roles.push(Role {
+                metadata: metadata.clone(),
+                rules: Some(pin_assignment_rules(&grant.rules, assignment, namespace)),
+            });
+            desired.bindings.push(RoleBinding {
+                metadata,
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name,
+                },
+                subjects: Some(grant.subjects.clone()),
+            });
+        }
+    }
+    desired
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::rbac::v1::Subject;
+
+    use super::*;
+    use crate::model::tenant::Guid;
+    use crate::model::validate::Grant;
+
+    fn assignment() -> AssignmentRef {
+        AssignmentRef {
+            namespace: "customer-a".into(),
+            name: "contoso".into(),
+            uid: "uid-1".into(),
+        }
+    }
+
+    fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+        PolicyRule {
+            api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+            resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn user(name: &str) -> Subject {
+        Subject {
+            kind: "User".into(),
+            name: name.into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            namespace: None,
+        }
+    }
+
+    fn definition(grants: Vec<Grant>) -> ValidDefinition {
+        ValidDefinition {
+            managing_tenant: Guid::parse("fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6").expect("guid"),
+            home_tenant: Guid::parse("11111111-1111-1111-1111-111111111111").expect("guid"),
+            subscription: "customer-a".into(),
+            grants,
+            warnings: vec![],
+            narrowed: vec![],
+        }
+    }
+
+    #[test]
+    fn one_role_and_binding_per_role_and_namespace() {
+        let def = definition(vec![
+            Grant {
+                role: "view".into(),
+                rules: vec![rule(&[""], &["pods"], &["get"])],
+                subjects: vec![user("a"), user("b")],
+            },
+            Grant {
+                role: "kubelighthouse:contributor".into(),
+                rules: vec![rule(&["apps"], &["deployments"], &["create"])],
+                subjects: vec![user("c")],
+            },
+        ]);
+        let d = build(
+            &assignment(),
+            &def,
+            &["customer-a".into(), "customer-a-web".into()],
+        );
+        assert_eq!(d.roles.len(), 4);
+        assert_eq!(d.bindings.len(), 4);
+        let b = &d.bindings[0];
+        assert_eq!(b.metadata.namespace.as_deref(), Some("customer-a"));
+        assert_eq!(b.role_ref.kind, "Role");
+        assert_eq!(b.role_ref.name, b.metadata.name.clone().expect("name"));
+        assert_eq!(
+            d.roles[0].rules,
+            Some(vec![rule(&[""], &["pods"], &["get"])])
+        );
+        let labels = b.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels[keys::ASSIGNMENT_UID], "uid-1");
+        assert_eq!(
+            labels[keys::MANAGED_BY_TENANT_ID],
+            "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6"
+        );
+        assert_eq!(labels[keys::MANAGED_BY], "kube-lighthouse");
+    }
+
+    #[test]
+    fn names_are_deterministic_and_distinct_per_assignment_and_role() {
+        let a = assignment();
+        assert_eq!(object_name(&a, "view"), object_name(&a, "view"));
+        assert_ne!(object_name(&a, "view"), object_name(&a, "edit"));
+        let other = AssignmentRef {
+            namespace: "customer-a-web".into(),
+            ..a.clone()
+        };
+        assert_ne!(object_name(&a, "view"), object_name(&other, "view"));
+        assert!(object_name(&a, &"r".repeat(400)).len() <= 253);
+    }
+
+    #[test]
+    fn long_names_get_hashed_label_values() {
+        assert_eq!(label_value("contoso"), "contoso");
+        let long = "a".repeat(100);
+        let v = label_value(&long);
+        assert!(v.len() <= 63);
+        assert_ne!(v, label_value(&"a".repeat(101)));
+    }
+
+    #[test]
+    fn delete_role_is_pinned_to_the_granting_assignment() {
+        let def = definition(vec![Grant {
+            role: "kubelighthouse:registration-assignment-delete".into(),
+            rules: vec![rule(
+                &[GROUP],
+                &["registrationassignments"],
+                &["get", "list", "watch", "delete"],
+            )],
+            subjects: vec![user("a")],
+        }]);
+        let d = build(
+            &assignment(),
+            &def,
+            &["customer-a".into(), "customer-a-web".into()],
+        );
+        let mut pinned = rule(
+            &[GROUP],
+            &["registrationassignments"],
+            &["get", "list", "watch", "delete"],
+        );
+        pinned.resource_names = Some(vec!["contoso".into()]);
+        assert_eq!(d.roles[0].rules, Some(vec![pinned]));
+        assert_eq!(
+            d.roles[1].rules,
+            Some(vec![]),
+            "no assignment access where the assignment does not live"
+        );
+    }
+
+    #[test]
+    fn reading_assignments_is_not_pinned() {
+        let r = rule(
+            &[GROUP],
+            &["registrationassignments", "registrationdefinitions"],
+            &["get", "list"],
+        );
+        let def = definition(vec![Grant {
+            role: "view".into(),
+            rules: vec![r.clone()],
+            subjects: vec![user("a")],
+        }]);
+        assert_eq!(
+            build(&assignment(), &def, &["customer-a".into()]).roles[0].rules,
+            Some(vec![r])
+        );
+    }
+
+    #[test]
+    fn a_grant_without_subjects_materializes_nothing() {
+        let def = definition(vec![Grant {
+            role: "view".into(),
+            rules: vec![],
+            subjects: vec![],
+        }]);
+        assert_eq!(
+            build(&assignment(), &def, &["customer-a".into()]),
+            DesiredRbac::default()
+        );
+    }
+}

@@ -1,0 +1,38 @@
+//! Labels, annotations and names that are part of the contract (SPEC §1, §4, §5).
+
+/// Namespace label: the home tenant of a subscription namespace.
+pub const TENANT_ID: &str = "kubelighthouse.io/tenant-id";
+/// Namespace label: makes a namespace a resource group of the named subscription namespace.
+pub const SUBSCRIPTION: &str = "kubelighthouse.io/subscription";
+/// Namespace annotation the controller keeps: comma-separated managing tenants.
+pub const MANAGED_BY_TENANTS: &str = "kubelighthouse.io/managed-by-tenants";
+/// ClusterRole label: member of the role catalog.
+pub const BUILT_IN: &str = "kubelighthouse.io/built-in";
+/// ClusterRole annotation: the Azure-compatible role definition GUID.
+pub const ROLE_DEFINITION_ID: &str = "kubelighthouse.io/role-definition-id";
+/// ClusterRole annotation: the Azure display name of the role (e.g. `Reader`).
+pub const ROLE_DISPLAY_NAME: &str = "kubelighthouse.io/role-display-name";
+
+/// Standard label on everything the controller materializes.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY`].
+pub const MANAGER: &str = "kube-lighthouse";
+/// Label on materialized objects: UID of the assignment that owns them (the prune selector).
+pub const ASSIGNMENT_UID: &str = "kubelighthouse.io/assignment-uid";
+/// Label on materialized objects: namespace of the owning assignment.
+pub const ASSIGNMENT_NAMESPACE: &str = "kubelighthouse.io/assignment-namespace";
+/// Label on materialized objects: name of the owning assignment (hashed if over 63 chars).
+pub const ASSIGNMENT_NAME: &str = "kubelighthouse.io/assignment-name";
+/// Label on materialized objects: the managing tenant they grant access to.
+pub const MANAGED_BY_TENANT_ID: &str = "kubelighthouse.io/managed-by-tenant-id";
+/// Annotation on materialized objects: `namespace/name` of the owning assignment.
+pub const ASSIGNMENT: &str = "kubelighthouse.io/assignment";
+/// Annotation on materialized objects: the catalog role they were built from.
+pub const SOURCE_ROLE: &str = "kubelighthouse.io/source-cluster-role";
+
+/// Server-side apply field manager of every write the controller makes.
+pub const FIELD_MANAGER: &str = "kube-lighthouse";
+/// Finalizer on assignments: access is revoked in every namespace before they go.
+pub const ASSIGNMENT_FINALIZER: &str = "kubelighthouse.io/revoke-access";
+/// Finalizer on definitions: their assignments are deleted before they go.
+pub const DEFINITION_FINALIZER: &str = "kubelighthouse.io/delete-assignments";

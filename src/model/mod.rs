@@ -1,0 +1,16 @@
+//! The pure domain: no client, no I/O. Everything the controller and the webhook decide is
+//! decided here, from plain inputs, so it is tested synchronously and exhaustively.
+//!
+//! Flow: [`scope`] resolves where an assignment applies and whose tenant it is;
+//! [`catalog`] finds the built-in role an authorization names; [`rules`] judges that role's
+//! permissions; [`validate`] applies SPEC §3 to a whole delegation; [`desired`] turns a valid
+//! delegation into the exact Roles and RoleBindings that must exist.
+
+pub mod catalog;
+pub mod desired;
+pub mod keys;
+pub mod projection;
+pub mod rules;
+pub mod scope;
+pub mod tenant;
+pub mod validate;

@@ -1,0 +1,779 @@
+//! The rule classifier: Lighthouse's "role support" rules (seed 002) over RBAC `PolicyRule`s.
+//!
+//! Every permission a rule grants is a triple (apiGroup, resource, verb), each of which may be
+//! a pattern: `*` for any group, resource or verb, `pods/*` for every subresource of pods,
+//! `*/scale` for the scale subresource of anything. A triple is judged by asking whether its
+//! patterns *cover* any sensitive permission; a role is delegable when no triple does.
+//! Filtering (for catalog roles that changed after onboarding) keeps exactly the triples that
+//! cover nothing sensitive, so a delegation never gains a rejected permission.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use k8s_openapi::api::rbac::v1::PolicyRule;
+
+use crate::api::GROUP;
+
+const RBAC: &str = "rbac.authorization.k8s.io";
+const CORE: &str = "";
+const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+const READ_VERBS: [&str; 3] = ["get", "list", "watch"];
+/// Verbs that are escalations wherever they appear (`Microsoft.Authorization/*`).
+const PRIVILEGE_VERBS: [&str; 3] = ["bind", "escalate", "impersonate"];
+
+/// Why a permission cannot be delegated. The variant names are the condition reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Violation {
+    /// `*` verbs: Azure's `*/write`, `*/delete`.
+    WildcardVerb,
+    /// `*` resources: Azure's `*/write`, `*/delete`.
+    WildcardResource,
+    /// Writes on Roles, RoleBindings, ClusterRoles, ClusterRoleBindings: `Microsoft.Authorization/*/write`.
+    RbacWrite,
+    /// `bind`, `escalate`, `impersonate`: `Microsoft.Authorization/*`.
+    PrivilegeEscalation,
+    /// Reading Secrets: a data action.
+    SecretRead,
+    /// exec, attach, port-forward and proxy: data actions.
+    DataAction,
+    /// Minting ServiceAccount tokens: acting as another identity.
+    TokenCreate,
+    /// Writes on namespaces: beyond the delegated scope.
+    NamespaceWrite,
+    /// Writes on this API group: a delegated identity may never create delegations.
+    DelegationWrite,
+}
+
+impl Violation {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::WildcardVerb => "WildcardVerb",
+            Self::WildcardResource => "WildcardResource",
+            Self::RbacWrite => "RbacWrite",
+            Self::PrivilegeEscalation => "PrivilegeEscalation",
+            Self::SecretRead => "SecretRead",
+            Self::DataAction => "DataAction",
+            Self::TokenCreate => "TokenCreate",
+            Self::NamespaceWrite => "NamespaceWrite",
+            Self::DelegationWrite => "DelegationWrite",
+        }
+    }
+
+    /// What the rule is, in words, beside the Azure rule it mirrors.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Self::WildcardVerb => "wildcard verb (Azure: */write, */delete)",
+            Self::WildcardResource => "wildcard resource (Azure: */write, */delete)",
+            Self::RbacWrite => "writes RBAC objects (Azure: Microsoft.Authorization/*/write)",
+            Self::PrivilegeEscalation => {
+                "bind, escalate or impersonate (Azure: Microsoft.Authorization/*)"
+            }
+            Self::SecretRead => "reads secrets (Azure: data actions)",
+            Self::DataAction => "exec, attach, port-forward or proxy (Azure: data actions)",
+            Self::TokenCreate => "creates service account tokens (Azure: data actions)",
+            Self::NamespaceWrite => "writes namespaces (outside the delegated scope)",
+            Self::DelegationWrite => {
+                "writes delegations (a delegated identity may never create delegations)"
+            }
+        }
+    }
+}
+
+/// One rejected permission: which rule of the role grants it and why it is rejected.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    /// Index into the role's `rules`.
+    pub rule: usize,
+    pub violation: Violation,
+    /// The offending permission, e.g. `get secrets`.
+    pub permission: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rules[{}] grants {}: {}",
+            self.rule,
+            self.permission,
+            self.violation.explanation()
+        )
+    }
+}
+
+/// The verdict on a role's rules.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Classification {
+    /// Rejected permissions; empty means the role is delegable.
+    pub findings: Vec<Finding>,
+    /// Indirect data exposure of a delegable role (seed 002's `listKeys` caveat).
+    pub warnings: Vec<String>,
+    /// The namespaced rules with every rejected permission removed: what a Role may hold.
+    pub delegable_rules: Vec<PolicyRule>,
+}
+
+impl Classification {
+    pub fn is_delegable(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// Distinct violations, in a stable order.
+    pub fn violations(&self) -> BTreeSet<Violation> {
+        self.findings.iter().map(|f| f.violation).collect()
+    }
+}
+
+// --- pattern matching ---------------------------------------------------------------------
+
+fn group_covers(pattern: &str, group: &str) -> bool {
+    pattern == "*" || pattern == group
+}
+
+fn verb_covers(pattern: &str, verb: &str) -> bool {
+    pattern == "*" || pattern == verb
+}
+
+/// RBAC resource matching: `*` matches everything including subresources; `r/*` matches every
+/// subresource of `r` (not `r` itself); `*/s` matches subresource `s` of anything.
+fn resource_covers(pattern: &str, resource: &str) -> bool {
+    if pattern == "*" || pattern == resource {
+        return true;
+    }
+    let (Some((p_base, p_sub)), Some((r_base, r_sub))) =
+        (pattern.split_once('/'), resource.split_once('/'))
+    else {
+        return false;
+    };
+    (p_base == "*" || p_base == r_base) && (p_sub == "*" || p_sub == r_sub)
+}
+
+// --- the sensitive permissions --------------------------------------------------------------
+
+/// A concrete sensitive permission set: any of `verbs` (None: every verb) on any of `resources`.
+struct Sensitive {
+    group: &'static str,
+    resources: &'static [&'static str],
+    verbs: Option<&'static [&'static str]>,
+    violation: Violation,
+}
+
+const SENSITIVE: &[Sensitive] = &[
+    Sensitive {
+        group: RBAC,
+        resources: &[
+            "roles",
+            "rolebindings",
+            "clusterroles",
+            "clusterrolebindings",
+        ],
+        verbs: Some(&WRITE_VERBS),
+        violation: Violation::RbacWrite,
+    },
+    Sensitive {
+        group: RBAC,
+        resources: &["roles", "clusterroles"],
+        verbs: Some(&["bind", "escalate"]),
+        violation: Violation::PrivilegeEscalation,
+    },
+    Sensitive {
+        group: CORE,
+        resources: &["users", "groups", "serviceaccounts"],
+        verbs: Some(&["impersonate"]),
+        violation: Violation::PrivilegeEscalation,
+    },
+    Sensitive {
+        group: "authentication.k8s.io",
+        resources: &["uids", "userextras/scopes"],
+        verbs: Some(&["impersonate"]),
+        violation: Violation::PrivilegeEscalation,
+    },
+    Sensitive {
+        group: CORE,
+        resources: &["secrets"],
+        verbs: Some(&READ_VERBS),
+        violation: Violation::SecretRead,
+    },
+    Sensitive {
+        group: CORE,
+        resources: &[
+            "pods/exec",
+            "pods/attach",
+            "pods/portforward",
+            "pods/proxy",
+            "services/proxy",
+            "nodes/proxy",
+        ],
+        verbs: None,
+        violation: Violation::DataAction,
+    },
+    Sensitive {
+        group: CORE,
+        resources: &["serviceaccounts/token"],
+        verbs: Some(&["create"]),
+        violation: Violation::TokenCreate,
+    },
+    Sensitive {
+        group: CORE,
+        resources: &["namespaces", "namespaces/status", "namespaces/finalize"],
+        verbs: Some(&WRITE_VERBS),
+        violation: Violation::NamespaceWrite,
+    },
+    Sensitive {
+        group: GROUP,
+        resources: &[
+            "registrationdefinitions",
+            "registrationdefinitions/status",
+            "registrationassignments/status",
+        ],
+        verbs: Some(&WRITE_VERBS),
+        violation: Violation::DelegationWrite,
+    },
+    // Deleting an assignment is the one write allowed: it is how the Delete role removes
+    // access (seed 002 best practice), and it can only take access away.
+    Sensitive {
+        group: GROUP,
+        resources: &["registrationassignments"],
+        verbs: Some(&["create", "update", "patch", "deletecollection"]),
+        violation: Violation::DelegationWrite,
+    },
+];
+
+/// This group's resources, judged by [`SENSITIVE`]; any other resource of the group is not.
+const KNOWN_DELEGATION_RESOURCES: [&str; 4] = [
+    "registrationdefinitions",
+    "registrationdefinitions/status",
+    "registrationassignments",
+    "registrationassignments/status",
+];
+
+/// Every violation of one (group, resource, verb) triple of patterns.
+fn judge(group: &str, resource: &str, verb: &str) -> BTreeSet<Violation> {
+    let mut found = BTreeSet::new();
+    if verb == "*" {
+        found.insert(Violation::WildcardVerb);
+    }
+    if resource == "*" {
+        found.insert(Violation::WildcardResource);
+    }
+    if PRIVILEGE_VERBS.contains(&verb) {
+        found.insert(Violation::PrivilegeEscalation);
+    }
+    for s in SENSITIVE {
+        if !group_covers(group, s.group) {
+            continue;
+        }
+        let verb_hit = match s.verbs {
+            None => true,
+            Some(verbs) => verbs.iter().any(|v| verb_covers(verb, v)),
+        };
+        if verb_hit && s.resources.iter().any(|r| resource_covers(resource, r)) {
+            found.insert(s.violation);
+        }
+    }
+    // Resources of this group not listed above (future kinds) are writes on delegations too.
+    if group == GROUP
+        && WRITE_VERBS.iter().any(|v| verb_covers(verb, v))
+        && !KNOWN_DELEGATION_RESOURCES.contains(&resource)
+    {
+        found.insert(Violation::DelegationWrite);
+    }
+    found
+}
+
+// --- namespaced filtering and warnings ------------------------------------------------------
+
+/// Cluster-scoped resources: meaningless in a namespaced Role, so not copied into one.
+const CLUSTER_SCOPED: &[&str] = &[
+    "nodes",
+    "persistentvolumes",
+    "storageclasses",
+    "clusterroles",
+    "clusterrolebindings",
+    "customresourcedefinitions",
+    "apiservices",
+    "priorityclasses",
+    "certificatesigningrequests",
+    "mutatingwebhookconfigurations",
+    "validatingwebhookconfigurations",
+    "validatingadmissionpolicies",
+    "validatingadmissionpolicybindings",
+    "csidrivers",
+    "csinodes",
+    "volumeattachments",
+    "runtimeclasses",
+    "ingressclasses",
+    "componentstatuses",
+    "tokenreviews",
+    "subjectaccessreviews",
+    "selfsubjectaccessreviews",
+    "selfsubjectrulesreviews",
+    "podsecuritypolicies",
+    "flowschemas",
+    "prioritylevelconfigurations",
+];
+
+fn is_cluster_scoped(resource: &str) -> bool {
+    let base = resource.split('/').next().unwrap_or(resource);
+    CLUSTER_SCOPED.contains(&base)
+}
+
+/// Workloads: whoever creates or changes them chooses what their pods mount.
+const WORKLOADS: &[(&str, &str)] = &[
+    (CORE, "pods"),
+    (CORE, "replicationcontrollers"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+];
+
+const WORKLOAD_WARNING: &str = "can create or change workloads, whose pods can mount the namespace's Secrets and ServiceAccount tokens: data is exposed indirectly (seed 002: listKeys)";
+const CONFIGMAP_WARNING: &str =
+    "can read ConfigMaps: configuration that holds credentials is exposed (keep secrets in Secrets)";
+
+fn exposure(group: &str, resource: &str, verb: &str) -> Option<&'static str> {
+    let writes_workload = ["create", "update", "patch"]
+        .iter()
+        .any(|v| verb_covers(verb, v))
+        && WORKLOADS
+            .iter()
+            .any(|(g, r)| group_covers(group, g) && resource_covers(resource, r));
+    if writes_workload {
+        return Some(WORKLOAD_WARNING);
+    }
+    let reads_config = ["get", "list"].iter().any(|v| verb_covers(verb, v))
+        && group_covers(group, CORE)
+        && resource_covers(resource, "configmaps");
+    reads_config.then_some(CONFIGMAP_WARNING)
+}
+
+fn describe(group: &str, resource: &str, verb: &str) -> String {
+    if group.is_empty() {
+        format!("{verb} {resource}")
+    } else {
+        format!("{verb} {group}/{resource}")
+    }
+}
+
+/// Judges a role's rules: every rejected permission, the warnings of what is allowed, and the
+/// namespaced rules with the rejected permissions removed.
+pub fn classify(rules: &[PolicyRule]) -> Classification {
+    let mut out = Classification::default();
+    let mut warnings = BTreeSet::new();
+    for (index, rule) in rules.iter().enumerate() {
+        let groups = rule.api_groups.as_deref().unwrap_or_default();
+        let resources = rule.resources.as_deref().unwrap_or_default();
+        let non_resource = rule.non_resource_urls.as_deref().unwrap_or_default();
+        if !non_resource.is_empty() && rule.verbs.iter().any(|v| v == "*") {
+            out.findings.push(Finding {
+                rule: index,
+                violation: Violation::WildcardVerb,
+                permission: format!("* on {}", non_resource.join(",")),
+            });
+        }
+        // Allowed verbs per (group, resource), in rule order, for the namespaced copy.
+        let mut kept: Vec<(&str, &str, Vec<String>)> = Vec::new();
+        let mut everything_kept = non_resource.is_empty();
+        for group in groups {
+            for resource in resources {
+                let mut verbs = Vec::new();
+                for verb in &rule.verbs {
+                    let violations = judge(group, resource, verb);
+                    if violations.is_empty() {
+                        if let Some(w) = exposure(group, resource, verb) {
+                            warnings.insert(w);
+                        }
+                        verbs.push(verb.clone());
+                    } else {
+                        let permission = describe(group, resource, verb);
+                        out.findings
+                            .extend(violations.into_iter().map(|violation| Finding {
+                                rule: index,
+                                violation,
+                                permission: permission.clone(),
+                            }));
+                    }
+                }
+                if is_cluster_scoped(resource) || verbs.len() != rule.verbs.len() {
+                    everything_kept = false;
+                }
+                if !is_cluster_scoped(resource) && !verbs.is_empty() {
+                    kept.push((group, resource, verbs));
+                }
+            }
+        }
+        if everything_kept && !groups.is_empty() && !resources.is_empty() {
+            out.delegable_rules.push(PolicyRule {
+                non_resource_urls: None,
+                ..rule.clone()
+            });
+        } else {
+            out.delegable_rules
+                .extend(regroup(&kept, rule.resource_names.clone()));
+        }
+    }
+    out.findings.sort();
+    out.findings.dedup();
+    out.warnings = warnings.into_iter().map(String::from).collect();
+    out
+}
+
+/// Rebuilds rules from per-(group, resource) verb lists without widening them: resources are
+/// merged only within one group and only when their verb lists are identical.
+fn regroup(
+    kept: &[(&str, &str, Vec<String>)],
+    resource_names: Option<Vec<String>>,
+) -> Vec<PolicyRule> {
+    let mut rules: Vec<PolicyRule> = Vec::new();
+    for (group, resource, verbs) in kept {
+        let existing = rules.iter_mut().find(|r| {
+            r.api_groups.as_deref() == Some(&[group.to_string()][..]) && &r.verbs == verbs
+        });
+        match existing {
+            Some(rule) => rule
+                .resources
+                .get_or_insert_with(Vec::new)
+                .push(resource.to_string()),
+            None => rules.push(PolicyRule {
+                api_groups: Some(vec![group.to_string()]),
+                resources: Some(vec![resource.to_string()]),
+                verbs: verbs.clone(),
+                resource_names: resource_names.clone(),
+                non_resource_urls: None,
+            }),
+        }
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Violation::*;
+
+    fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+        PolicyRule {
+            api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+            resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn violations_of(rules: &[PolicyRule]) -> Vec<Violation> {
+        classify(rules).violations().into_iter().collect()
+    }
+
+    #[test]
+    fn each_sensitive_permission_is_rejected_for_its_reason() {
+        let cases: &[(&[&str], &[&str], &[&str], &[Violation])] = &[
+            (&[""], &["pods"], &["*"], &[WildcardVerb]),
+            (&["apps"], &["*"], &["get"], &[WildcardResource]),
+            (
+                &["*"],
+                &["*"],
+                &["*"],
+                &[
+                    WildcardVerb,
+                    WildcardResource,
+                    RbacWrite,
+                    PrivilegeEscalation,
+                    SecretRead,
+                    DataAction,
+                    TokenCreate,
+                    NamespaceWrite,
+                    DelegationWrite,
+                ],
+            ),
+            (&[RBAC], &["rolebindings"], &["create"], &[RbacWrite]),
+            (&[RBAC], &["roles"], &["update"], &[RbacWrite]),
+            (&[RBAC], &["clusterroles"], &["delete"], &[RbacWrite]),
+            (&[RBAC], &["clusterrolebindings"], &["patch"], &[RbacWrite]),
+            (&[RBAC], &["roles"], &["bind"], &[PrivilegeEscalation]),
+            (
+                &[RBAC],
+                &["clusterroles"],
+                &["escalate"],
+                &[PrivilegeEscalation],
+            ),
+            (
+                &[""],
+                &["serviceaccounts"],
+                &["impersonate"],
+                &[PrivilegeEscalation],
+            ),
+            (
+                &[""],
+                &["users", "groups"],
+                &["impersonate"],
+                &[PrivilegeEscalation],
+            ),
+            (
+                &["authentication.k8s.io"],
+                &["userextras/scopes"],
+                &["impersonate"],
+                &[PrivilegeEscalation],
+            ),
+            (
+                &["example.com"],
+                &["widgets"],
+                &["impersonate"],
+                &[PrivilegeEscalation],
+            ),
+            (&[""], &["secrets"], &["get"], &[SecretRead]),
+            (&[""], &["secrets"], &["list"], &[SecretRead]),
+            (&[""], &["secrets"], &["watch"], &[SecretRead]),
+            (&[""], &["pods/exec"], &["create"], &[DataAction]),
+            (&[""], &["pods/exec"], &["get"], &[DataAction]),
+            (&[""], &["pods/attach"], &["create"], &[DataAction]),
+            (&[""], &["pods/portforward"], &["create"], &[DataAction]),
+            (&[""], &["pods/proxy"], &["get"], &[DataAction]),
+            (&[""], &["services/proxy"], &["get"], &[DataAction]),
+            (&[""], &["nodes/proxy"], &["get"], &[DataAction]),
+            (
+                &[""],
+                &["serviceaccounts/token"],
+                &["create"],
+                &[TokenCreate],
+            ),
+            (&[""], &["namespaces"], &["create"], &[NamespaceWrite]),
+            (&[""], &["namespaces"], &["delete"], &[NamespaceWrite]),
+            (
+                &[""],
+                &["namespaces/finalize"],
+                &["update"],
+                &[NamespaceWrite],
+            ),
+            (
+                &[GROUP],
+                &["registrationdefinitions"],
+                &["create"],
+                &[DelegationWrite],
+            ),
+            (
+                &[GROUP],
+                &["registrationassignments"],
+                &["create"],
+                &[DelegationWrite],
+            ),
+            (
+                &[GROUP],
+                &["registrationassignments"],
+                &["patch"],
+                &[DelegationWrite],
+            ),
+            (
+                &[GROUP],
+                &["registrationassignments"],
+                &["deletecollection"],
+                &[DelegationWrite],
+            ),
+            (
+                &[GROUP],
+                &["registrationassignments/status"],
+                &["update"],
+                &[DelegationWrite],
+            ),
+            (&[GROUP], &["futurekinds"], &["create"], &[DelegationWrite]),
+        ];
+        for (groups, resources, verbs, expected) in cases {
+            let got = violations_of(&[rule(groups, resources, verbs)]);
+            assert_eq!(&got, expected, "{groups:?} {resources:?} {verbs:?}");
+        }
+    }
+
+    #[test]
+    fn harmless_permissions_pass() {
+        let cases: &[(&[&str], &[&str], &[&str])] = &[
+            (
+                &[""],
+                &["pods", "services", "configmaps", "events"],
+                &["get", "list", "watch"],
+            ),
+            (&[""], &["pods/log"], &["get"]),
+            (&[""], &["secrets"], &["create", "update", "delete"]),
+            (&[""], &["serviceaccounts"], &["get", "list"]),
+            (&[""], &["serviceaccounts/token"], &["get"]),
+            (&[""], &["namespaces"], &["get", "list", "watch"]),
+            (
+                &[RBAC],
+                &["roles", "rolebindings"],
+                &["get", "list", "watch"],
+            ),
+            (
+                &["apps"],
+                &["deployments", "deployments/scale"],
+                &["create", "update", "patch", "delete"],
+            ),
+            (&["apps"], &["secrets"], &["get"]),
+            (
+                &[GROUP],
+                &["registrationassignments"],
+                &["get", "list", "watch", "delete"],
+            ),
+            (
+                &[GROUP],
+                &["registrationdefinitions"],
+                &["get", "list", "watch"],
+            ),
+        ];
+        for (groups, resources, verbs) in cases {
+            let c = classify(&[rule(groups, resources, verbs)]);
+            assert!(
+                c.is_delegable(),
+                "{groups:?} {resources:?} {verbs:?}: {:?}",
+                c.findings
+            );
+        }
+    }
+
+    #[test]
+    fn wildcard_groups_subresources_and_verbs_are_expanded() {
+        // `*` group reaches the core group's secrets.
+        assert_eq!(
+            violations_of(&[rule(&["*"], &["secrets"], &["get"])]),
+            [SecretRead]
+        );
+        // `pods/*` covers exec, attach, port-forward and proxy.
+        assert_eq!(
+            violations_of(&[rule(&[""], &["pods/*"], &["get"])]),
+            [DataAction]
+        );
+        // `*/exec`, `*/proxy` and `*/token` reach their subresources on any resource.
+        assert_eq!(
+            violations_of(&[rule(&[""], &["*/exec"], &["create"])]),
+            [DataAction]
+        );
+        assert_eq!(
+            violations_of(&[rule(&[""], &["*/proxy"], &["get"])]),
+            [DataAction]
+        );
+        assert_eq!(
+            violations_of(&[rule(&[""], &["*/token"], &["create"])]),
+            [TokenCreate]
+        );
+        // `*/scale` touches nothing sensitive.
+        assert!(classify(&[rule(&["apps"], &["*/scale"], &["update"])]).is_delegable());
+        // A `*` verb on a sensitive resource reports the wildcard and what it reaches.
+        assert_eq!(
+            violations_of(&[rule(&[""], &["secrets"], &["*"])]),
+            [WildcardVerb, SecretRead]
+        );
+        assert_eq!(
+            violations_of(&[rule(&[RBAC], &["roles"], &["*"])]),
+            [WildcardVerb, RbacWrite, PrivilegeEscalation]
+        );
+        // `pods/*` does not cover pods itself, so pod writes stay allowed.
+        assert!(classify(&[rule(&[""], &["pods/*"], &["patch"])])
+            .findings
+            .iter()
+            .all(|f| f.violation == DataAction));
+    }
+
+    #[test]
+    fn resource_names_do_not_make_a_sensitive_permission_acceptable() {
+        let mut r = rule(&[""], &["secrets"], &["get"]);
+        r.resource_names = Some(vec!["db-password".into()]);
+        assert_eq!(violations_of(&[r]), [SecretRead]);
+    }
+
+    #[test]
+    fn findings_name_the_rule_and_the_permission() {
+        let c = classify(&[
+            rule(&[""], &["pods"], &["get"]),
+            rule(&[""], &["secrets"], &["get", "list"]),
+        ]);
+        let text: Vec<String> = c.findings.iter().map(|f| f.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "rules[1] grants get secrets: reads secrets (Azure: data actions)",
+                "rules[1] grants list secrets: reads secrets (Azure: data actions)"
+            ]
+        );
+    }
+
+    #[test]
+    fn filtering_keeps_exactly_the_allowed_permissions() {
+        let c = classify(&[
+            rule(&[""], &["pods", "secrets"], &["get", "list"]),
+            rule(&[""], &["configmaps"], &["*"]),
+            rule(&["apps"], &["deployments"], &["get", "create"]),
+        ]);
+        assert_eq!(
+            c.delegable_rules,
+            [
+                rule(&[""], &["pods"], &["get", "list"]),
+                rule(&["apps"], &["deployments"], &["get", "create"])
+            ]
+        );
+    }
+
+    #[test]
+    fn filtering_never_widens_across_groups() {
+        let c = classify(&[rule(&["", "apps"], &["secrets", "deployments"], &["get"])]);
+        // ("", secrets) is dropped; ("", deployments), ("apps", secrets), ("apps", deployments)
+        // stay, each only within its own group.
+        assert_eq!(
+            c.delegable_rules,
+            [
+                rule(&[""], &["deployments"], &["get"]),
+                rule(&["apps"], &["secrets", "deployments"], &["get"])
+            ]
+        );
+    }
+
+    #[test]
+    fn filtering_keeps_resource_names() {
+        let mut r = rule(&[""], &["configmaps", "secrets"], &["get"]);
+        r.resource_names = Some(vec!["a".into()]);
+        let c = classify(&[r]);
+        assert_eq!(c.delegable_rules.len(), 1);
+        assert_eq!(
+            c.delegable_rules[0].resource_names,
+            Some(vec!["a".to_string()])
+        );
+    }
+
+    #[test]
+    fn cluster_scoped_and_non_resource_rules_are_not_copied() {
+        let mut discovery = PolicyRule {
+            non_resource_urls: Some(vec!["/healthz".into()]),
+            verbs: vec!["get".into()],
+            ..Default::default()
+        };
+        let c = classify(&[
+            rule(&[""], &["nodes", "pods"], &["get"]),
+            rule(&["storage.k8s.io"], &["storageclasses"], &["get"]),
+            discovery.clone(),
+        ]);
+        assert!(c.is_delegable());
+        assert_eq!(c.delegable_rules, [rule(&[""], &["pods"], &["get"])]);
+        discovery.verbs = vec!["*".into()];
+        assert_eq!(violations_of(&[discovery]), [WildcardVerb]);
+    }
+
+    #[test]
+    fn untouched_rules_are_copied_as_they_are() {
+        let r = rule(
+            &["", "apps"],
+            &["pods", "deployments"],
+            &["get", "list", "watch"],
+        );
+        assert_eq!(classify(&[r.clone()]).delegable_rules, [r]);
+    }
+
+    #[test]
+    fn workload_writes_and_configmap_reads_warn() {
+        let c = classify(&[rule(&["apps"], &["deployments"], &["create"])]);
+        assert!(c.is_delegable());
+        assert_eq!(c.warnings, [WORKLOAD_WARNING]);
+        let c = classify(&[rule(&[""], &["configmaps"], &["get"])]);
+        assert_eq!(c.warnings, [CONFIGMAP_WARNING]);
+        assert!(classify(&[rule(&[""], &["pods"], &["get"])])
+            .warnings
+            .is_empty());
+    }
+}

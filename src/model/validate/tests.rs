@@ -1,0 +1,3 @@
+//! Table-driven tests of SPEC §3.
+
+use super::*;
