@@ -20,7 +20,9 @@ set -euo pipefail
 CACHE_DIR=${KL_CACHE_DIR:-$HOME/.cache/kube-lighthouse}
 STATE_DIR=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}
 K8S_VERSION=1.20.2
-BIN_DIR=$CACHE_DIR/kubernetes-$K8S_VERSION/bin
+# Bump when the build recipe changes, so a cached binary of an older recipe is not reused.
+BUILD_REVISION=2
+BIN_DIR=$CACHE_DIR/kubernetes-$K8S_VERSION-r$BUILD_REVISION/bin
 ADMIN_TOKEN_FILE=$STATE_DIR/admin.token
 KUBECONFIG_FILE=$STATE_DIR/kubeconfig
 
@@ -84,6 +86,10 @@ build_kubernetes() {
     tree=$(find . -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)
   fi
   tree=$(cd "$tree" && pwd)
+  # Kubernetes 1.20 vendors modern-go/reflect2 1.0.1, whose map iteration crashes the API
+  # server (SIGSEGV in aeshashbody) when built with Go >= 1.18. Debian's 1.0.2 fixes it.
+  rsync -a --delete --exclude '*_test.go' /usr/share/gocode/src/github.com/modern-go/reflect2/ \
+    "$tree/vendor/github.com/modern-go/reflect2/"
   # The GOPATH layout debian/rules uses: the build scripts insist on living in it.
   mkdir -p "$tree/.go/src/k8s.io"
   ln -sfn "$tree" "$tree/.go/src/k8s.io/kubernetes"
@@ -111,7 +117,7 @@ build_kubernetes() {
 }
 
 cmd_install() {
-  apt_install etcd-server golang-go rsync jq openssl dpkg-dev ca-certificates curl
+  apt_install etcd-server golang-go golang-github-modern-go-reflect2-dev rsync jq openssl dpkg-dev ca-certificates curl
   if [[ -x $BIN_DIR/kube-apiserver && -s $BIN_DIR/kube-apiserver && -x $BIN_DIR/kube-controller-manager && -s $BIN_DIR/kube-controller-manager ]]; then
     return
   fi

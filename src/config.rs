@@ -30,19 +30,11 @@ pub struct Config {
     pub group_template: String,
 
     /// Most definitions one subscription namespace may hold.
-    #[arg(
-        long,
-        env = "KUBE_LIGHTHOUSE_MAX_DEFINITIONS_PER_SUBSCRIPTION",
-        default_value_t = 200
-    )]
+    #[arg(long, env = "KUBE_LIGHTHOUSE_MAX_DEFINITIONS_PER_SUBSCRIPTION", default_value_t = 200)]
     pub max_definitions_per_subscription: usize,
 
     /// Most authorizations one definition may hold.
-    #[arg(
-        long,
-        env = "KUBE_LIGHTHOUSE_MAX_AUTHORIZATIONS_PER_DEFINITION",
-        default_value_t = 400
-    )]
+    #[arg(long, env = "KUBE_LIGHTHOUSE_MAX_AUTHORIZATIONS_PER_DEFINITION", default_value_t = 400)]
     pub max_authorizations_per_definition: usize,
 
     /// Log format.
@@ -60,10 +52,7 @@ fn template(s: &str) -> Result<String, String> {
 
 impl Config {
     pub fn templates(&self) -> IdentityTemplates {
-        IdentityTemplates {
-            user: self.user_template.clone(),
-            group: self.group_template.clone(),
-        }
+        IdentityTemplates { user: self.user_template.clone(), group: self.group_template.clone() }
     }
 
     pub fn limits(&self) -> Limits {
@@ -94,16 +83,9 @@ mod tests {
 
     #[test]
     fn templates_without_placeholders_are_refused() {
-        assert!(
-            Config::try_parse_from(["kube-lighthouse", "--user-template", "{principalId}"])
-                .is_err()
-        );
-        let c = Config::try_parse_from([
-            "kube-lighthouse",
-            "--group-template",
-            "g:{tenantId}:{principalId}",
-        ])
-        .expect("valid");
+        assert!(Config::try_parse_from(["kube-lighthouse", "--user-template", "{principalId}"]).is_err());
+        let c = Config::try_parse_from(["kube-lighthouse", "--group-template", "g:{tenantId}:{principalId}"])
+            .expect("valid");
         assert_eq!(c.templates().group, "g:{tenantId}:{principalId}");
     }
 }

@@ -81,9 +81,7 @@ pub struct Authorization {
 }
 
 /// Kind of principal named by `principalId`.
-#[derive(
-    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 pub enum PrincipalType {
     User,
     Group,

@@ -5,15 +5,12 @@
 
 mod assignment;
 mod definition;
-mod status;
+pub mod status;
 
-pub use assignment::{
-    DefinitionRef, RegistrationAssignment, RegistrationAssignmentSpec, RegistrationAssignmentStatus,
-};
+pub use assignment::{DefinitionRef, RegistrationAssignment, RegistrationAssignmentSpec, RegistrationAssignmentStatus};
 pub use definition::{
-    Authorization, EligibleApprover, EligibleAuthorization, JustInTimeAccessPolicy,
-    MultiFactorAuthProvider, Plan, PrincipalType, RegistrationDefinition,
-    RegistrationDefinitionSpec, RegistrationDefinitionStatus,
+    Authorization, EligibleApprover, EligibleAuthorization, JustInTimeAccessPolicy, MultiFactorAuthProvider, Plan,
+    PrincipalType, RegistrationDefinition, RegistrationDefinitionSpec, RegistrationDefinitionStatus,
 };
 pub use status::{Condition, ConditionStatus, ProvisioningState};
 
@@ -21,3 +18,13 @@ pub use status::{Condition, ConditionStatus, ProvisioningState};
 pub const GROUP: &str = "managedservices.kubelighthouse.io";
 /// The served and stored version.
 pub const VERSION: &str = "v1alpha1";
+
+/// The CRDs as YAML, with their file names under `crds/`.
+pub fn crd_yaml() -> Vec<(&'static str, String)> {
+    use kube::CustomResourceExt;
+    let render = |crd| serde_yaml::to_string(&crd).unwrap_or_default();
+    vec![
+        ("registrationdefinitions.yaml", render(RegistrationDefinition::crd())),
+        ("registrationassignments.yaml", render(RegistrationAssignment::crd())),
+    ]
+}

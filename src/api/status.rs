@@ -49,7 +49,6 @@ pub struct Condition {
     /// CamelCase reason: for a rejection, the rule that rejected it.
     pub reason: String,
     /// Human-readable detail: for a rejection, every offending field path and why.
-    #[serde(default)]
     pub message: String,
     /// The `.metadata.generation` the condition was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,11 +72,7 @@ impl Condition {
 /// Replaces the condition of the same type, keeping `lastTransitionTime` when the status did
 /// not change (the Kubernetes convention `kubectl wait` and dashboards rely on).
 pub fn merge_condition(existing: &[Condition], mut new: Condition, now: Time) -> Vec<Condition> {
-    let mut out: Vec<Condition> = existing
-        .iter()
-        .filter(|c| c.type_ != new.type_)
-        .cloned()
-        .collect();
+    let mut out: Vec<Condition> = existing.iter().filter(|c| c.type_ != new.type_).cloned().collect();
     let previous = existing.iter().find(|c| c.type_ == new.type_);
     new.last_transition_time = match previous {
         Some(p) if p.status == new.status => p.last_transition_time.clone().or(Some(now)),
@@ -112,11 +107,7 @@ mod tests {
         let first = merge_condition(&[], ready(ConditionStatus::True, "Granted"), at(10));
         let second = merge_condition(&first, ready(ConditionStatus::True, "Granted"), at(20));
         assert_eq!(second[0].last_transition_time, Some(at(10)));
-        let third = merge_condition(
-            &second,
-            ready(ConditionStatus::False, "RoleNotInCatalog"),
-            at(30),
-        );
+        let third = merge_condition(&second, ready(ConditionStatus::False, "RoleNotInCatalog"), at(30));
         assert_eq!(third.len(), 1);
         assert_eq!(third[0].last_transition_time, Some(at(30)));
         assert_eq!(third[0].reason, "RoleNotInCatalog");

@@ -32,20 +32,14 @@ impl CatalogRole {
     pub fn from_cluster_role(role: &ClusterRole) -> Option<CatalogRole> {
         let meta = &role.metadata;
         let name = meta.name.clone()?;
-        let labelled = meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(keys::BUILT_IN))
-            .is_some_and(|v| v == "true");
+        let labelled = meta.labels.as_ref().and_then(|l| l.get(keys::BUILT_IN)).is_some_and(|v| v == "true");
         if !labelled && !BOOTSTRAP_ROLES.contains(&name.as_str()) {
             return None;
         }
         let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key)).cloned();
         Some(CatalogRole {
             name,
-            guid: annotation(keys::ROLE_DEFINITION_ID)
-                .as_deref()
-                .and_then(Guid::parse),
+            guid: annotation(keys::ROLE_DEFINITION_ID).as_deref().and_then(Guid::parse),
             display_name: annotation(keys::ROLE_DISPLAY_NAME),
             rules: role.rules.clone().unwrap_or_default(),
         })
@@ -98,12 +92,7 @@ impl Catalog {
     }
 
     pub fn from_cluster_roles<'a>(roles: impl IntoIterator<Item = &'a ClusterRole>) -> Catalog {
-        Catalog::new(
-            roles
-                .into_iter()
-                .filter_map(CatalogRole::from_cluster_role)
-                .collect(),
-        )
+        Catalog::new(roles.into_iter().filter_map(CatalogRole::from_cluster_role).collect())
     }
 
     pub fn roles(&self) -> &[CatalogRole] {
@@ -117,20 +106,11 @@ impl Catalog {
             if guid.as_str() == OWNER {
                 return Lookup::Owner;
             }
-            return self
-                .roles
-                .iter()
-                .find(|r| r.has_guid(guid.as_str()))
-                .map_or(Lookup::NotInCatalog, Lookup::Found);
+            return self.roles.iter().find(|r| r.has_guid(guid.as_str())).map_or(Lookup::NotInCatalog, Lookup::Found);
         }
         let by_name = self.roles.iter().find(|r| r.name == id);
-        let by_display = || {
-            self.roles.iter().find(|r| {
-                r.display_name
-                    .as_deref()
-                    .is_some_and(|d| d.eq_ignore_ascii_case(id))
-            })
-        };
+        let by_display =
+            || self.roles.iter().find(|r| r.display_name.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(id)));
         match by_name.or_else(by_display) {
             Some(role) if role.is_owner() => Lookup::Owner,
             Some(role) => Lookup::Found(role),
@@ -165,10 +145,7 @@ pub(crate) mod tests {
         ClusterRole {
             metadata: ObjectMeta {
                 name: Some(name.into()),
-                labels: Some(BTreeMap::from([(
-                    keys::BUILT_IN.to_string(),
-                    "true".to_string(),
-                )])),
+                labels: Some(BTreeMap::from([(keys::BUILT_IN.to_string(), "true".to_string())])),
                 annotations: Some(annotations),
                 ..Default::default()
             },
@@ -178,23 +155,12 @@ pub(crate) mod tests {
     }
 
     fn plain(name: &str) -> ClusterRole {
-        ClusterRole {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
+        ClusterRole { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() }
     }
 
     fn catalog() -> Catalog {
         Catalog::from_cluster_roles(&[
-            catalog_cluster_role(
-                "kubelighthouse:reader",
-                Some(READER),
-                Some("Reader"),
-                vec![],
-            ),
+            catalog_cluster_role("kubelighthouse:reader", Some(READER), Some("Reader"), vec![]),
             plain("view"),
             plain("system:node"),
             plain("my-custom-role"),
@@ -216,32 +182,18 @@ pub(crate) mod tests {
             _ => None,
         };
         assert_eq!(found(READER).as_deref(), Some("kubelighthouse:reader"));
-        assert_eq!(
-            found(&READER.to_uppercase()).as_deref(),
-            Some("kubelighthouse:reader")
-        );
-        assert_eq!(
-            found("kubelighthouse:reader").as_deref(),
-            Some("kubelighthouse:reader")
-        );
+        assert_eq!(found(&READER.to_uppercase()).as_deref(), Some("kubelighthouse:reader"));
+        assert_eq!(found("kubelighthouse:reader").as_deref(), Some("kubelighthouse:reader"));
         assert_eq!(found("reader").as_deref(), Some("kubelighthouse:reader"));
         assert_eq!(found("view").as_deref(), Some("view"));
         assert_eq!(c.lookup("my-custom-role"), Lookup::NotInCatalog);
-        assert_eq!(
-            c.lookup("b24988ac-6180-42a0-ab88-20f7382dd24c"),
-            Lookup::NotInCatalog
-        );
+        assert_eq!(c.lookup("b24988ac-6180-42a0-ab88-20f7382dd24c"), Lookup::NotInCatalog);
     }
 
     #[test]
     fn owner_is_recognised_even_outside_the_catalog() {
         assert_eq!(catalog().lookup(OWNER), Lookup::Owner);
-        let c = Catalog::from_cluster_roles(&[catalog_cluster_role(
-            "owner",
-            Some(OWNER),
-            Some("Owner"),
-            vec![],
-        )]);
+        let c = Catalog::from_cluster_roles(&[catalog_cluster_role("owner", Some(OWNER), Some("Owner"), vec![])]);
         assert_eq!(c.lookup("owner"), Lookup::Owner);
         assert_eq!(c.lookup("Owner"), Lookup::Owner);
     }

@@ -32,11 +32,7 @@ pub struct DesiredRbac {
 
 fn short_hash(input: &str, len: usize) -> String {
     let digest = Sha256::digest(input.as_bytes());
-    digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()[..len]
-        .to_string()
+    digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..len].to_string()
 }
 
 /// Deterministic name of the Role and RoleBinding for one (assignment, role).
@@ -53,11 +49,7 @@ pub fn label_value(value: &str) -> String {
         return value.to_string();
     }
     let prefix: String = value.chars().take(52).collect();
-    format!(
-        "{}-{}",
-        prefix.trim_end_matches(['-', '.', '_']),
-        short_hash(value, 10)
-    )
+    format!("{}-{}", prefix.trim_end_matches(['-', '.', '_']), short_hash(value, 10))
 }
 
 /// Labels every object of the assignment carries; the UID label is the prune selector.
@@ -65,61 +57,32 @@ pub fn labels(assignment: &AssignmentRef, managing_tenant: &str) -> BTreeMap<Str
     BTreeMap::from([
         (keys::MANAGED_BY.to_string(), keys::MANAGER.to_string()),
         (keys::ASSIGNMENT_UID.to_string(), assignment.uid.clone()),
-        (
-            keys::ASSIGNMENT_NAMESPACE.to_string(),
-            assignment.namespace.clone(),
-        ),
-        (
-            keys::ASSIGNMENT_NAME.to_string(),
-            label_value(&assignment.name),
-        ),
-        (
-            keys::MANAGED_BY_TENANT_ID.to_string(),
-            managing_tenant.to_string(),
-        ),
+        (keys::ASSIGNMENT_NAMESPACE.to_string(), assignment.namespace.clone()),
+        (keys::ASSIGNMENT_NAME.to_string(), label_value(&assignment.name)),
+        (keys::MANAGED_BY_TENANT_ID.to_string(), managing_tenant.to_string()),
     ])
 }
 
 fn touches_own_assignments(rule: &PolicyRule) -> bool {
-    let group = rule
-        .api_groups
-        .iter()
-        .flatten()
-        .any(|g| g == GROUP || g == "*");
-    let resource = rule
-        .resources
-        .iter()
-        .flatten()
-        .any(|r| r == "registrationassignments");
+    let group = rule.api_groups.iter().flatten().any(|g| g == GROUP || g == "*");
+    let resource = rule.resources.iter().flatten().any(|r| r == "registrationassignments");
     let delete = rule.verbs.iter().any(|v| v == "delete");
     group && resource && delete
 }
 
 /// The Delete role lets a managing principal delete *the assignment that granted it*
 /// (SPEC §4): its assignment rules are pinned to that name, in that namespace only.
-fn pin_assignment_rules(
-    rules: &[PolicyRule],
-    assignment: &AssignmentRef,
-    namespace: &str,
-) -> Vec<PolicyRule> {
+fn pin_assignment_rules(rules: &[PolicyRule], assignment: &AssignmentRef, namespace: &str) -> Vec<PolicyRule> {
     let mut out = Vec::new();
     for rule in rules {
         if !touches_own_assignments(rule) {
             out.push(rule.clone());
             continue;
         }
-        let others: Vec<String> = rule
-            .resources
-            .iter()
-            .flatten()
-            .filter(|r| *r != "registrationassignments")
-            .cloned()
-            .collect();
+        let others: Vec<String> =
+            rule.resources.iter().flatten().filter(|r| *r != "registrationassignments").cloned().collect();
         if !others.is_empty() {
-            out.push(PolicyRule {
-                resources: Some(others),
-                ..rule.clone()
-            });
+            out.push(PolicyRule { resources: Some(others), ..rule.clone() });
         }
         if namespace == assignment.namespace {
             out.push(PolicyRule {
@@ -135,18 +98,11 @@ fn pin_assignment_rules(
 }
 
 /// Builds the objects `assignment` must own in `namespaces` for the valid `definition`.
-pub fn build(
-    assignment: &AssignmentRef,
-    definition: &ValidDefinition,
-    namespaces: &[String],
-) -> DesiredRbac {
+pub fn build(assignment: &AssignmentRef, definition: &ValidDefinition, namespaces: &[String]) -> DesiredRbac {
     let labels = labels(assignment, definition.managing_tenant.as_str());
     let annotations = |role: &str| {
         BTreeMap::from([
-            (
-                keys::ASSIGNMENT.to_string(),
-                format!("{}/{}", assignment.namespace, assignment.name),
-            ),
+            (keys::ASSIGNMENT.to_string(), format!("{}/{}", assignment.namespace, assignment.name)),
             (keys::SOURCE_ROLE.to_string(), role.to_string()),
         ])
     };
@@ -170,11 +126,7 @@ pub fn build(
             });
             desired.bindings.push(RoleBinding {
                 metadata,
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name,
-                },
+                role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "Role".into(), name },
                 subjects: Some(grant.subjects.clone()),
             });
         }
@@ -191,11 +143,7 @@ mod tests {
     use crate::model::validate::Grant;
 
     fn assignment() -> AssignmentRef {
-        AssignmentRef {
-            namespace: "customer-a".into(),
-            name: "contoso".into(),
-            uid: "uid-1".into(),
-        }
+        AssignmentRef { namespace: "customer-a".into(), name: "contoso".into(), uid: "uid-1".into() }
     }
 
     fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
@@ -241,27 +189,17 @@ mod tests {
                 subjects: vec![user("c")],
             },
         ]);
-        let d = build(
-            &assignment(),
-            &def,
-            &["customer-a".into(), "customer-a-web".into()],
-        );
+        let d = build(&assignment(), &def, &["customer-a".into(), "customer-a-web".into()]);
         assert_eq!(d.roles.len(), 4);
         assert_eq!(d.bindings.len(), 4);
         let b = &d.bindings[0];
         assert_eq!(b.metadata.namespace.as_deref(), Some("customer-a"));
         assert_eq!(b.role_ref.kind, "Role");
         assert_eq!(b.role_ref.name, b.metadata.name.clone().expect("name"));
-        assert_eq!(
-            d.roles[0].rules,
-            Some(vec![rule(&[""], &["pods"], &["get"])])
-        );
+        assert_eq!(d.roles[0].rules, Some(vec![rule(&[""], &["pods"], &["get"])]));
         let labels = b.metadata.labels.as_ref().expect("labels");
         assert_eq!(labels[keys::ASSIGNMENT_UID], "uid-1");
-        assert_eq!(
-            labels[keys::MANAGED_BY_TENANT_ID],
-            "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6"
-        );
+        assert_eq!(labels[keys::MANAGED_BY_TENANT_ID], "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6");
         assert_eq!(labels[keys::MANAGED_BY], "kube-lighthouse");
     }
 
@@ -270,10 +208,7 @@ mod tests {
         let a = assignment();
         assert_eq!(object_name(&a, "view"), object_name(&a, "view"));
         assert_ne!(object_name(&a, "view"), object_name(&a, "edit"));
-        let other = AssignmentRef {
-            namespace: "customer-a-web".into(),
-            ..a.clone()
-        };
+        let other = AssignmentRef { namespace: "customer-a-web".into(), ..a.clone() };
         assert_ne!(object_name(&a, "view"), object_name(&other, "view"));
         assert!(object_name(&a, &"r".repeat(400)).len() <= 253);
     }
@@ -291,60 +226,26 @@ mod tests {
     fn delete_role_is_pinned_to_the_granting_assignment() {
         let def = definition(vec![Grant {
             role: "kubelighthouse:registration-assignment-delete".into(),
-            rules: vec![rule(
-                &[GROUP],
-                &["registrationassignments"],
-                &["get", "list", "watch", "delete"],
-            )],
+            rules: vec![rule(&[GROUP], &["registrationassignments"], &["get", "list", "watch", "delete"])],
             subjects: vec![user("a")],
         }]);
-        let d = build(
-            &assignment(),
-            &def,
-            &["customer-a".into(), "customer-a-web".into()],
-        );
-        let mut pinned = rule(
-            &[GROUP],
-            &["registrationassignments"],
-            &["get", "list", "watch", "delete"],
-        );
+        let d = build(&assignment(), &def, &["customer-a".into(), "customer-a-web".into()]);
+        let mut pinned = rule(&[GROUP], &["registrationassignments"], &["get", "list", "watch", "delete"]);
         pinned.resource_names = Some(vec!["contoso".into()]);
         assert_eq!(d.roles[0].rules, Some(vec![pinned]));
-        assert_eq!(
-            d.roles[1].rules,
-            Some(vec![]),
-            "no assignment access where the assignment does not live"
-        );
+        assert_eq!(d.roles[1].rules, Some(vec![]), "no assignment access where the assignment does not live");
     }
 
     #[test]
     fn reading_assignments_is_not_pinned() {
-        let r = rule(
-            &[GROUP],
-            &["registrationassignments", "registrationdefinitions"],
-            &["get", "list"],
-        );
-        let def = definition(vec![Grant {
-            role: "view".into(),
-            rules: vec![r.clone()],
-            subjects: vec![user("a")],
-        }]);
-        assert_eq!(
-            build(&assignment(), &def, &["customer-a".into()]).roles[0].rules,
-            Some(vec![r])
-        );
+        let r = rule(&[GROUP], &["registrationassignments", "registrationdefinitions"], &["get", "list"]);
+        let def = definition(vec![Grant { role: "view".into(), rules: vec![r.clone()], subjects: vec![user("a")] }]);
+        assert_eq!(build(&assignment(), &def, &["customer-a".into()]).roles[0].rules, Some(vec![r]));
     }
 
     #[test]
     fn a_grant_without_subjects_materializes_nothing() {
-        let def = definition(vec![Grant {
-            role: "view".into(),
-            rules: vec![],
-            subjects: vec![],
-        }]);
-        assert_eq!(
-            build(&assignment(), &def, &["customer-a".into()]),
-            DesiredRbac::default()
-        );
+        let def = definition(vec![Grant { role: "view".into(), rules: vec![], subjects: vec![] }]);
+        assert_eq!(build(&assignment(), &def, &["customer-a".into()]), DesiredRbac::default());
     }
 }

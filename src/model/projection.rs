@@ -22,10 +22,7 @@ pub const DEFAULT_TEMPLATE: &str = "{tenantId}:{principalId}";
 
 impl Default for IdentityTemplates {
     fn default() -> Self {
-        IdentityTemplates {
-            user: DEFAULT_TEMPLATE.into(),
-            group: DEFAULT_TEMPLATE.into(),
-        }
+        IdentityTemplates { user: DEFAULT_TEMPLATE.into(), group: DEFAULT_TEMPLATE.into() }
     }
 }
 
@@ -35,9 +32,7 @@ impl IdentityTemplates {
     pub fn check(template: &str) -> Result<(), String> {
         for placeholder in ["{tenantId}", "{principalId}"] {
             if !template.contains(placeholder) {
-                return Err(format!(
-                    "identity template {template:?} must contain {placeholder}"
-                ));
+                return Err(format!("identity template {template:?} must contain {placeholder}"));
             }
         }
         Ok(())
@@ -53,17 +48,9 @@ impl IdentityTemplates {
 
     /// The subjects an authorization binds. `principal` is a canonical GUID, or for a
     /// ServiceAccount `namespace/name` (already validated).
-    pub fn subjects(
-        &self,
-        tenant: &str,
-        principal: &str,
-        kind: Option<PrincipalType>,
-    ) -> Vec<Subject> {
+    pub fn subjects(&self, tenant: &str, principal: &str, kind: Option<PrincipalType>) -> Vec<Subject> {
         match kind {
-            None => vec![
-                user(self.user_name(tenant, principal)),
-                group(self.group_name(tenant, principal)),
-            ],
+            None => vec![user(self.user_name(tenant, principal)), group(self.group_name(tenant, principal))],
             Some(PrincipalType::User | PrincipalType::ServicePrincipal) => {
                 vec![user(self.user_name(tenant, principal))]
             }
@@ -82,27 +69,15 @@ impl IdentityTemplates {
 }
 
 fn render(template: &str, tenant: &str, principal: &str) -> String {
-    template
-        .replace("{tenantId}", tenant)
-        .replace("{principalId}", principal)
+    template.replace("{tenantId}", tenant).replace("{principalId}", principal)
 }
 
 fn user(name: String) -> Subject {
-    Subject {
-        kind: "User".into(),
-        name,
-        namespace: None,
-        api_group: Some(RBAC_GROUP.into()),
-    }
+    Subject { kind: "User".into(), name, namespace: None, api_group: Some(RBAC_GROUP.into()) }
 }
 
 fn group(name: String) -> Subject {
-    Subject {
-        kind: "Group".into(),
-        name,
-        namespace: None,
-        api_group: Some(RBAC_GROUP.into()),
-    }
+    Subject { kind: "Group".into(), name, namespace: None, api_group: Some(RBAC_GROUP.into()) }
 }
 
 #[cfg(test)]
@@ -113,41 +88,29 @@ mod tests {
     const P: &str = "00000000-0000-0000-0000-0000000000a1";
 
     fn kinds_and_names(subjects: &[Subject]) -> Vec<(String, String)> {
-        subjects
-            .iter()
-            .map(|s| (s.kind.clone(), s.name.clone()))
-            .collect()
+        subjects.iter().map(|s| (s.kind.clone(), s.name.clone())).collect()
     }
 
     #[test]
     fn untyped_principal_binds_user_and_group() {
         let s = IdentityTemplates::default().subjects(T, P, None);
         let name = format!("{T}:{P}");
-        assert_eq!(
-            kinds_and_names(&s),
-            [("User".into(), name.clone()), ("Group".into(), name)]
-        );
+        assert_eq!(kinds_and_names(&s), [("User".into(), name.clone()), ("Group".into(), name)]);
     }
 
     #[test]
     fn typed_principals_bind_one_subject() {
         let t = IdentityTemplates::default();
         assert_eq!(t.subjects(T, P, Some(PrincipalType::User))[0].kind, "User");
-        assert_eq!(
-            t.subjects(T, P, Some(PrincipalType::ServicePrincipal))[0].kind,
-            "User"
-        );
+        assert_eq!(t.subjects(T, P, Some(PrincipalType::ServicePrincipal))[0].kind, "User");
         let g = t.subjects(T, P, Some(PrincipalType::Group));
         assert_eq!(kinds_and_names(&g), [("Group".into(), format!("{T}:{P}"))]);
     }
 
     #[test]
     fn service_account_is_bound_as_itself() {
-        let s = IdentityTemplates::default().subjects(
-            T,
-            "msp-automation/deployer",
-            Some(PrincipalType::ServiceAccount),
-        );
+        let s =
+            IdentityTemplates::default().subjects(T, "msp-automation/deployer", Some(PrincipalType::ServiceAccount));
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].kind, "ServiceAccount");
         assert_eq!(s[0].name, "deployer");

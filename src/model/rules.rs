@@ -65,16 +65,12 @@ impl Violation {
             Self::WildcardVerb => "wildcard verb (Azure: */write, */delete)",
             Self::WildcardResource => "wildcard resource (Azure: */write, */delete)",
             Self::RbacWrite => "writes RBAC objects (Azure: Microsoft.Authorization/*/write)",
-            Self::PrivilegeEscalation => {
-                "bind, escalate or impersonate (Azure: Microsoft.Authorization/*)"
-            }
+            Self::PrivilegeEscalation => "bind, escalate or impersonate (Azure: Microsoft.Authorization/*)",
             Self::SecretRead => "reads secrets (Azure: data actions)",
             Self::DataAction => "exec, attach, port-forward or proxy (Azure: data actions)",
             Self::TokenCreate => "creates service account tokens (Azure: data actions)",
             Self::NamespaceWrite => "writes namespaces (outside the delegated scope)",
-            Self::DelegationWrite => {
-                "writes delegations (a delegated identity may never create delegations)"
-            }
+            Self::DelegationWrite => "writes delegations (a delegated identity may never create delegations)",
         }
     }
 }
@@ -91,13 +87,7 @@ pub struct Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "rules[{}] grants {}: {}",
-            self.rule,
-            self.permission,
-            self.violation.explanation()
-        )
+        write!(f, "rules[{}] grants {}: {}", self.rule, self.permission, self.violation.explanation())
     }
 }
 
@@ -139,9 +129,7 @@ fn resource_covers(pattern: &str, resource: &str) -> bool {
     if pattern == "*" || pattern == resource {
         return true;
     }
-    let (Some((p_base, p_sub)), Some((r_base, r_sub))) =
-        (pattern.split_once('/'), resource.split_once('/'))
-    else {
+    let (Some((p_base, p_sub)), Some((r_base, r_sub))) = (pattern.split_once('/'), resource.split_once('/')) else {
         return false;
     };
     (p_base == "*" || p_base == r_base) && (p_sub == "*" || p_sub == r_sub)
@@ -160,12 +148,7 @@ struct Sensitive {
 const SENSITIVE: &[Sensitive] = &[
     Sensitive {
         group: RBAC,
-        resources: &[
-            "roles",
-            "rolebindings",
-            "clusterroles",
-            "clusterrolebindings",
-        ],
+        resources: &["roles", "rolebindings", "clusterroles", "clusterrolebindings"],
         verbs: Some(&WRITE_VERBS),
         violation: Violation::RbacWrite,
     },
@@ -187,22 +170,10 @@ const SENSITIVE: &[Sensitive] = &[
         verbs: Some(&["impersonate"]),
         violation: Violation::PrivilegeEscalation,
     },
+    Sensitive { group: CORE, resources: &["secrets"], verbs: Some(&READ_VERBS), violation: Violation::SecretRead },
     Sensitive {
         group: CORE,
-        resources: &["secrets"],
-        verbs: Some(&READ_VERBS),
-        violation: Violation::SecretRead,
-    },
-    Sensitive {
-        group: CORE,
-        resources: &[
-            "pods/exec",
-            "pods/attach",
-            "pods/portforward",
-            "pods/proxy",
-            "services/proxy",
-            "nodes/proxy",
-        ],
+        resources: &["pods/exec", "pods/attach", "pods/portforward", "pods/proxy", "services/proxy", "nodes/proxy"],
         verbs: None,
         violation: Violation::DataAction,
     },
@@ -220,11 +191,7 @@ const SENSITIVE: &[Sensitive] = &[
     },
     Sensitive {
         group: GROUP,
-        resources: &[
-            "registrationdefinitions",
-            "registrationdefinitions/status",
-            "registrationassignments/status",
-        ],
+        resources: &["registrationdefinitions", "registrationdefinitions/status", "registrationassignments/status"],
         verbs: Some(&WRITE_VERBS),
         violation: Violation::DelegationWrite,
     },
@@ -334,12 +301,8 @@ const CONFIGMAP_WARNING: &str =
     "can read ConfigMaps: configuration that holds credentials is exposed (keep secrets in Secrets)";
 
 fn exposure(group: &str, resource: &str, verb: &str) -> Option<&'static str> {
-    let writes_workload = ["create", "update", "patch"]
-        .iter()
-        .any(|v| verb_covers(verb, v))
-        && WORKLOADS
-            .iter()
-            .any(|(g, r)| group_covers(group, g) && resource_covers(resource, r));
+    let writes_workload = ["create", "update", "patch"].iter().any(|v| verb_covers(verb, v))
+        && WORKLOADS.iter().any(|(g, r)| group_covers(group, g) && resource_covers(resource, r));
     if writes_workload {
         return Some(WORKLOAD_WARNING);
     }
@@ -388,12 +351,11 @@ pub fn classify(rules: &[PolicyRule]) -> Classification {
                         verbs.push(verb.clone());
                     } else {
                         let permission = describe(group, resource, verb);
-                        out.findings
-                            .extend(violations.into_iter().map(|violation| Finding {
-                                rule: index,
-                                violation,
-                                permission: permission.clone(),
-                            }));
+                        out.findings.extend(violations.into_iter().map(|violation| Finding {
+                            rule: index,
+                            violation,
+                            permission: permission.clone(),
+                        }));
                     }
                 }
                 if is_cluster_scoped(resource) || verbs.len() != rule.verbs.len() {
@@ -405,13 +367,9 @@ pub fn classify(rules: &[PolicyRule]) -> Classification {
             }
         }
         if everything_kept && !groups.is_empty() && !resources.is_empty() {
-            out.delegable_rules.push(PolicyRule {
-                non_resource_urls: None,
-                ..rule.clone()
-            });
+            out.delegable_rules.push(PolicyRule { non_resource_urls: None, ..rule.clone() });
         } else {
-            out.delegable_rules
-                .extend(regroup(&kept, rule.resource_names.clone()));
+            out.delegable_rules.extend(regroup(&kept, rule.resource_names.clone()));
         }
     }
     out.findings.sort();
@@ -422,20 +380,13 @@ pub fn classify(rules: &[PolicyRule]) -> Classification {
 
 /// Rebuilds rules from per-(group, resource) verb lists without widening them: resources are
 /// merged only within one group and only when their verb lists are identical.
-fn regroup(
-    kept: &[(&str, &str, Vec<String>)],
-    resource_names: Option<Vec<String>>,
-) -> Vec<PolicyRule> {
+fn regroup(kept: &[(&str, &str, Vec<String>)], resource_names: Option<Vec<String>>) -> Vec<PolicyRule> {
     let mut rules: Vec<PolicyRule> = Vec::new();
     for (group, resource, verbs) in kept {
-        let existing = rules.iter_mut().find(|r| {
-            r.api_groups.as_deref() == Some(&[group.to_string()][..]) && &r.verbs == verbs
-        });
+        let existing =
+            rules.iter_mut().find(|r| r.api_groups.as_deref() == Some(&[group.to_string()][..]) && &r.verbs == verbs);
         match existing {
-            Some(rule) => rule
-                .resources
-                .get_or_insert_with(Vec::new)
-                .push(resource.to_string()),
+            Some(rule) => rule.resources.get_or_insert_with(Vec::new).push(resource.to_string()),
             None => rules.push(PolicyRule {
                 api_groups: Some(vec![group.to_string()]),
                 resources: Some(vec![resource.to_string()]),
@@ -468,7 +419,8 @@ mod tests {
 
     #[test]
     fn each_sensitive_permission_is_rejected_for_its_reason() {
-        let cases: &[(&[&str], &[&str], &[&str], &[Violation])] = &[
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str], &'a [Violation]);
+        let cases: &[Case] = &[
             (&[""], &["pods"], &["*"], &[WildcardVerb]),
             (&["apps"], &["*"], &["get"], &[WildcardResource]),
             (
@@ -492,36 +444,11 @@ mod tests {
             (&[RBAC], &["clusterroles"], &["delete"], &[RbacWrite]),
             (&[RBAC], &["clusterrolebindings"], &["patch"], &[RbacWrite]),
             (&[RBAC], &["roles"], &["bind"], &[PrivilegeEscalation]),
-            (
-                &[RBAC],
-                &["clusterroles"],
-                &["escalate"],
-                &[PrivilegeEscalation],
-            ),
-            (
-                &[""],
-                &["serviceaccounts"],
-                &["impersonate"],
-                &[PrivilegeEscalation],
-            ),
-            (
-                &[""],
-                &["users", "groups"],
-                &["impersonate"],
-                &[PrivilegeEscalation],
-            ),
-            (
-                &["authentication.k8s.io"],
-                &["userextras/scopes"],
-                &["impersonate"],
-                &[PrivilegeEscalation],
-            ),
-            (
-                &["example.com"],
-                &["widgets"],
-                &["impersonate"],
-                &[PrivilegeEscalation],
-            ),
+            (&[RBAC], &["clusterroles"], &["escalate"], &[PrivilegeEscalation]),
+            (&[""], &["serviceaccounts"], &["impersonate"], &[PrivilegeEscalation]),
+            (&[""], &["users", "groups"], &["impersonate"], &[PrivilegeEscalation]),
+            (&["authentication.k8s.io"], &["userextras/scopes"], &["impersonate"], &[PrivilegeEscalation]),
+            (&["example.com"], &["widgets"], &["impersonate"], &[PrivilegeEscalation]),
             (&[""], &["secrets"], &["get"], &[SecretRead]),
             (&[""], &["secrets"], &["list"], &[SecretRead]),
             (&[""], &["secrets"], &["watch"], &[SecretRead]),
@@ -532,50 +459,15 @@ mod tests {
             (&[""], &["pods/proxy"], &["get"], &[DataAction]),
             (&[""], &["services/proxy"], &["get"], &[DataAction]),
             (&[""], &["nodes/proxy"], &["get"], &[DataAction]),
-            (
-                &[""],
-                &["serviceaccounts/token"],
-                &["create"],
-                &[TokenCreate],
-            ),
+            (&[""], &["serviceaccounts/token"], &["create"], &[TokenCreate]),
             (&[""], &["namespaces"], &["create"], &[NamespaceWrite]),
             (&[""], &["namespaces"], &["delete"], &[NamespaceWrite]),
-            (
-                &[""],
-                &["namespaces/finalize"],
-                &["update"],
-                &[NamespaceWrite],
-            ),
-            (
-                &[GROUP],
-                &["registrationdefinitions"],
-                &["create"],
-                &[DelegationWrite],
-            ),
-            (
-                &[GROUP],
-                &["registrationassignments"],
-                &["create"],
-                &[DelegationWrite],
-            ),
-            (
-                &[GROUP],
-                &["registrationassignments"],
-                &["patch"],
-                &[DelegationWrite],
-            ),
-            (
-                &[GROUP],
-                &["registrationassignments"],
-                &["deletecollection"],
-                &[DelegationWrite],
-            ),
-            (
-                &[GROUP],
-                &["registrationassignments/status"],
-                &["update"],
-                &[DelegationWrite],
-            ),
+            (&[""], &["namespaces/finalize"], &["update"], &[NamespaceWrite]),
+            (&[GROUP], &["registrationdefinitions"], &["create"], &[DelegationWrite]),
+            (&[GROUP], &["registrationassignments"], &["create"], &[DelegationWrite]),
+            (&[GROUP], &["registrationassignments"], &["patch"], &[DelegationWrite]),
+            (&[GROUP], &["registrationassignments"], &["deletecollection"], &[DelegationWrite]),
+            (&[GROUP], &["registrationassignments/status"], &["update"], &[DelegationWrite]),
             (&[GROUP], &["futurekinds"], &["create"], &[DelegationWrite]),
         ];
         for (groups, resources, verbs, expected) in cases {
@@ -587,89 +479,41 @@ mod tests {
     #[test]
     fn harmless_permissions_pass() {
         let cases: &[(&[&str], &[&str], &[&str])] = &[
-            (
-                &[""],
-                &["pods", "services", "configmaps", "events"],
-                &["get", "list", "watch"],
-            ),
+            (&[""], &["pods", "services", "configmaps", "events"], &["get", "list", "watch"]),
             (&[""], &["pods/log"], &["get"]),
             (&[""], &["secrets"], &["create", "update", "delete"]),
             (&[""], &["serviceaccounts"], &["get", "list"]),
             (&[""], &["serviceaccounts/token"], &["get"]),
             (&[""], &["namespaces"], &["get", "list", "watch"]),
-            (
-                &[RBAC],
-                &["roles", "rolebindings"],
-                &["get", "list", "watch"],
-            ),
-            (
-                &["apps"],
-                &["deployments", "deployments/scale"],
-                &["create", "update", "patch", "delete"],
-            ),
+            (&[RBAC], &["roles", "rolebindings"], &["get", "list", "watch"]),
+            (&["apps"], &["deployments", "deployments/scale"], &["create", "update", "patch", "delete"]),
             (&["apps"], &["secrets"], &["get"]),
-            (
-                &[GROUP],
-                &["registrationassignments"],
-                &["get", "list", "watch", "delete"],
-            ),
-            (
-                &[GROUP],
-                &["registrationdefinitions"],
-                &["get", "list", "watch"],
-            ),
+            (&[GROUP], &["registrationassignments"], &["get", "list", "watch", "delete"]),
+            (&[GROUP], &["registrationdefinitions"], &["get", "list", "watch"]),
         ];
         for (groups, resources, verbs) in cases {
             let c = classify(&[rule(groups, resources, verbs)]);
-            assert!(
-                c.is_delegable(),
-                "{groups:?} {resources:?} {verbs:?}: {:?}",
-                c.findings
-            );
+            assert!(c.is_delegable(), "{groups:?} {resources:?} {verbs:?}: {:?}", c.findings);
         }
     }
 
     #[test]
     fn wildcard_groups_subresources_and_verbs_are_expanded() {
         // `*` group reaches the core group's secrets.
-        assert_eq!(
-            violations_of(&[rule(&["*"], &["secrets"], &["get"])]),
-            [SecretRead]
-        );
+        assert_eq!(violations_of(&[rule(&["*"], &["secrets"], &["get"])]), [SecretRead]);
         // `pods/*` covers exec, attach, port-forward and proxy.
-        assert_eq!(
-            violations_of(&[rule(&[""], &["pods/*"], &["get"])]),
-            [DataAction]
-        );
+        assert_eq!(violations_of(&[rule(&[""], &["pods/*"], &["get"])]), [DataAction]);
         // `*/exec`, `*/proxy` and `*/token` reach their subresources on any resource.
-        assert_eq!(
-            violations_of(&[rule(&[""], &["*/exec"], &["create"])]),
-            [DataAction]
-        );
-        assert_eq!(
-            violations_of(&[rule(&[""], &["*/proxy"], &["get"])]),
-            [DataAction]
-        );
-        assert_eq!(
-            violations_of(&[rule(&[""], &["*/token"], &["create"])]),
-            [TokenCreate]
-        );
+        assert_eq!(violations_of(&[rule(&[""], &["*/exec"], &["create"])]), [DataAction]);
+        assert_eq!(violations_of(&[rule(&[""], &["*/proxy"], &["get"])]), [DataAction]);
+        assert_eq!(violations_of(&[rule(&[""], &["*/token"], &["create"])]), [TokenCreate]);
         // `*/scale` touches nothing sensitive.
         assert!(classify(&[rule(&["apps"], &["*/scale"], &["update"])]).is_delegable());
         // A `*` verb on a sensitive resource reports the wildcard and what it reaches.
-        assert_eq!(
-            violations_of(&[rule(&[""], &["secrets"], &["*"])]),
-            [WildcardVerb, SecretRead]
-        );
-        assert_eq!(
-            violations_of(&[rule(&[RBAC], &["roles"], &["*"])]),
-            [WildcardVerb, RbacWrite, PrivilegeEscalation]
-        );
+        assert_eq!(violations_of(&[rule(&[""], &["secrets"], &["*"])]), [WildcardVerb, SecretRead]);
+        assert_eq!(violations_of(&[rule(&[RBAC], &["roles"], &["*"])]), [WildcardVerb, RbacWrite, PrivilegeEscalation]);
         // `pods/*` does not cover pods itself, so pod writes stay allowed.
-        assert!(classify(&[rule(&[""], &["pods/*"], &["patch"])])
-            .findings
-            .iter()
-            .all(|f| f.violation == DataAction));
+        assert!(classify(&[rule(&[""], &["pods/*"], &["patch"])]).findings.iter().all(|f| f.violation == DataAction));
     }
 
     #[test]
@@ -681,10 +525,7 @@ mod tests {
 
     #[test]
     fn findings_name_the_rule_and_the_permission() {
-        let c = classify(&[
-            rule(&[""], &["pods"], &["get"]),
-            rule(&[""], &["secrets"], &["get", "list"]),
-        ]);
+        let c = classify(&[rule(&[""], &["pods"], &["get"]), rule(&[""], &["secrets"], &["get", "list"])]);
         let text: Vec<String> = c.findings.iter().map(|f| f.to_string()).collect();
         assert_eq!(
             text,
@@ -704,10 +545,7 @@ mod tests {
         ]);
         assert_eq!(
             c.delegable_rules,
-            [
-                rule(&[""], &["pods"], &["get", "list"]),
-                rule(&["apps"], &["deployments"], &["get", "create"])
-            ]
+            [rule(&[""], &["pods"], &["get", "list"]), rule(&["apps"], &["deployments"], &["get", "create"])]
         );
     }
 
@@ -718,10 +556,7 @@ mod tests {
         // stay, each only within its own group.
         assert_eq!(
             c.delegable_rules,
-            [
-                rule(&[""], &["deployments"], &["get"]),
-                rule(&["apps"], &["secrets", "deployments"], &["get"])
-            ]
+            [rule(&[""], &["deployments"], &["get"]), rule(&["apps"], &["secrets", "deployments"], &["get"])]
         );
     }
 
@@ -731,10 +566,7 @@ mod tests {
         r.resource_names = Some(vec!["a".into()]);
         let c = classify(&[r]);
         assert_eq!(c.delegable_rules.len(), 1);
-        assert_eq!(
-            c.delegable_rules[0].resource_names,
-            Some(vec!["a".to_string()])
-        );
+        assert_eq!(c.delegable_rules[0].resource_names, Some(vec!["a".to_string()]));
     }
 
     #[test]
@@ -757,12 +589,8 @@ mod tests {
 
     #[test]
     fn untouched_rules_are_copied_as_they_are() {
-        let r = rule(
-            &["", "apps"],
-            &["pods", "deployments"],
-            &["get", "list", "watch"],
-        );
-        assert_eq!(classify(&[r.clone()]).delegable_rules, [r]);
+        let r = rule(&["", "apps"], &["pods", "deployments"], &["get", "list", "watch"]);
+        assert_eq!(classify(std::slice::from_ref(&r)).delegable_rules, [r]);
     }
 
     #[test]
@@ -772,8 +600,6 @@ mod tests {
         assert_eq!(c.warnings, [WORKLOAD_WARNING]);
         let c = classify(&[rule(&[""], &["configmaps"], &["get"])]);
         assert_eq!(c.warnings, [CONFIGMAP_WARNING]);
-        assert!(classify(&[rule(&[""], &["pods"], &["get"])])
-            .warnings
-            .is_empty());
+        assert!(classify(&[rule(&[""], &["pods"], &["get"])]).warnings.is_empty());
     }
 }

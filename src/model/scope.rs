@@ -88,39 +88,25 @@ pub enum ScopeError {
     )]
     NotDelegable(String),
     #[error("namespace {namespace} names subscription {subscription}, which is not a namespace labelled kubelighthouse.io/tenant-id")]
-    UnknownSubscription {
-        namespace: String,
-        subscription: String,
-    },
+    UnknownSubscription { namespace: String, subscription: String },
     #[error("namespace {namespace} has label kubelighthouse.io/tenant-id={value:?}, which is not a GUID")]
     InvalidTenantLabel { namespace: String, value: String },
 }
 
 /// Resolves the subscription and home tenant of `namespace`, whatever kind it is.
-pub fn subscription_of(
-    namespace: &str,
-    namespaces: &dyn Namespaces,
-) -> Result<(String, Guid), ScopeError> {
-    let info = namespaces
-        .get(namespace)
-        .ok_or_else(|| ScopeError::NamespaceNotFound(namespace.to_string()))?;
+pub fn subscription_of(namespace: &str, namespaces: &dyn Namespaces) -> Result<(String, Guid), ScopeError> {
+    let info = namespaces.get(namespace).ok_or_else(|| ScopeError::NamespaceNotFound(namespace.to_string()))?;
     let subscription = match (&info.tenant_id, info.parent_subscription()) {
         (Some(_), _) => namespace.to_string(),
         (None, Some(sub)) => sub.to_string(),
         (None, None) => return Err(ScopeError::NotDelegable(namespace.to_string())),
     };
     let sub_info = namespaces.get(&subscription);
-    let tenant = sub_info
-        .as_ref()
-        .and_then(|s| s.tenant_id.clone())
-        .ok_or_else(|| ScopeError::UnknownSubscription {
-            namespace: namespace.to_string(),
-            subscription: subscription.clone(),
-        })?;
-    let home = Guid::parse(&tenant).ok_or(ScopeError::InvalidTenantLabel {
-        namespace: subscription.clone(),
-        value: tenant,
+    let tenant = sub_info.as_ref().and_then(|s| s.tenant_id.clone()).ok_or_else(|| {
+        ScopeError::UnknownSubscription { namespace: namespace.to_string(), subscription: subscription.clone() }
     })?;
+    let home = Guid::parse(&tenant)
+        .ok_or(ScopeError::InvalidTenantLabel { namespace: subscription.clone(), value: tenant })?;
     Ok((subscription, home))
 }
 
@@ -135,12 +121,7 @@ pub fn resolve(namespace: &str, namespaces: &dyn Namespaces) -> Result<Scope, Sc
     members.retain(|n| namespaces.get(n).is_some_and(|i| !i.terminating));
     members.sort();
     members.dedup();
-    Ok(Scope {
-        namespace: namespace.to_string(),
-        subscription,
-        home_tenant,
-        namespaces: members,
-    })
+    Ok(Scope { namespace: namespace.to_string(), subscription, home_tenant, namespaces: members })
 }
 
 #[cfg(test)]
@@ -150,17 +131,11 @@ pub(crate) mod tests {
     pub const CUSTOMER: &str = "11111111-1111-1111-1111-111111111111";
 
     pub fn sub(tenant: &str) -> NamespaceInfo {
-        NamespaceInfo {
-            tenant_id: Some(tenant.into()),
-            ..Default::default()
-        }
+        NamespaceInfo { tenant_id: Some(tenant.into()), ..Default::default() }
     }
 
     pub fn rg(subscription: &str) -> NamespaceInfo {
-        NamespaceInfo {
-            subscription: Some(subscription.into()),
-            ..Default::default()
-        }
+        NamespaceInfo { subscription: Some(subscription.into()), ..Default::default() }
     }
 
     pub fn cluster() -> BTreeMap<String, NamespaceInfo> {
@@ -178,10 +153,7 @@ pub(crate) mod tests {
     fn subscription_scope_covers_its_resource_groups() {
         let scope = resolve("customer-a", &cluster()).expect("valid");
         assert!(scope.is_subscription());
-        assert_eq!(
-            scope.namespaces,
-            ["customer-a", "customer-a-db", "customer-a-web"]
-        );
+        assert_eq!(scope.namespaces, ["customer-a", "customer-a-db", "customer-a-web"]);
         assert_eq!(scope.home_tenant.as_str(), CUSTOMER);
     }
 
@@ -198,10 +170,7 @@ pub(crate) mod tests {
     fn terminating_namespaces_are_left_out() {
         let mut c = cluster();
         c.get_mut("customer-a-db").expect("exists").terminating = true;
-        assert_eq!(
-            resolve("customer-a", &c).expect("valid").namespaces,
-            ["customer-a", "customer-a-web"]
-        );
+        assert_eq!(resolve("customer-a", &c).expect("valid").namespaces, ["customer-a", "customer-a-web"]);
     }
 
     #[test]
@@ -216,30 +185,15 @@ pub(crate) mod tests {
             },
         );
         assert_eq!(resolve("both", &c).expect("valid").subscription, "both");
-        assert!(!resolve("customer-a", &c)
-            .expect("valid")
-            .namespaces
-            .contains(&"both".to_string()));
+        assert!(!resolve("customer-a", &c).expect("valid").namespaces.contains(&"both".to_string()));
     }
 
     #[test]
     fn undelegable_namespaces_are_refused() {
         let c = cluster();
-        assert_eq!(
-            resolve("plain", &c),
-            Err(ScopeError::NotDelegable("plain".into()))
-        );
-        assert_eq!(
-            resolve("missing", &c),
-            Err(ScopeError::NamespaceNotFound("missing".into()))
-        );
-        assert!(matches!(
-            resolve("orphan-rg", &c),
-            Err(ScopeError::UnknownSubscription { .. })
-        ));
-        assert!(matches!(
-            resolve("bad-tenant", &c),
-            Err(ScopeError::InvalidTenantLabel { .. })
-        ));
+        assert_eq!(resolve("plain", &c), Err(ScopeError::NotDelegable("plain".into())));
+        assert_eq!(resolve("missing", &c), Err(ScopeError::NamespaceNotFound("missing".into())));
+        assert!(matches!(resolve("orphan-rg", &c), Err(ScopeError::UnknownSubscription { .. })));
+        assert!(matches!(resolve("bad-tenant", &c), Err(ScopeError::InvalidTenantLabel { .. })));
     }
 }

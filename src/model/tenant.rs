@@ -15,10 +15,8 @@ impl Guid {
         if parts.len() != GROUPS.len() {
             return None;
         }
-        let well_formed = parts
-            .iter()
-            .zip(GROUPS)
-            .all(|(p, len)| p.len() == len && p.bytes().all(|b| b.is_ascii_hexdigit()));
+        let well_formed =
+            parts.iter().zip(GROUPS).all(|(p, len)| p.len() == len && p.bytes().all(|b| b.is_ascii_hexdigit()));
         well_formed.then(|| Guid(s.to_ascii_lowercase()))
     }
 

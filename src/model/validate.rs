@@ -25,10 +25,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_definitions_per_subscription: 200,
-            max_authorizations_per_definition: 400,
-        }
+        Limits { max_definitions_per_subscription: 200, max_authorizations_per_definition: 400 }
     }
 }
 
@@ -70,13 +67,9 @@ impl Rule {
             Self::RoleRemovedFromCatalog => "RoleRemovedFromCatalog",
             Self::OwnerRole => "OwnerRole",
             Self::RoleNotDelegable => "RoleNotDelegable",
-            Self::UserAccessAdministratorWithoutDelegatedRoles => {
-                "UserAccessAdministratorWithoutDelegatedRoles"
-            }
+            Self::UserAccessAdministratorWithoutDelegatedRoles => "UserAccessAdministratorWithoutDelegatedRoles",
             Self::DelegatedRoleNotAllowed => "DelegatedRoleNotAllowed",
-            Self::DelegatedRolesWithoutUserAccessAdministrator => {
-                "DelegatedRolesWithoutUserAccessAdministrator"
-            }
+            Self::DelegatedRolesWithoutUserAccessAdministrator => "DelegatedRolesWithoutUserAccessAdministrator",
             Self::TooManyDefinitions => "TooManyDefinitions",
             Self::TooManyAuthorizations => "TooManyAuthorizations",
             Self::InvalidPrincipalId => "InvalidPrincipalId",
@@ -97,23 +90,13 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(rule: Rule, field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            rule,
-            field: field.into(),
-            message: message.into(),
-        }
+        FieldError { rule, field: field.into(), message: message.into() }
     }
 }
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {} ({})",
-            self.field,
-            self.message,
-            self.rule.reason()
-        )
+        write!(f, "{}: {} ({})", self.field, self.message, self.rule.reason())
     }
 }
 
@@ -200,16 +183,17 @@ enum RoleVerdict<'a> {
 
 fn judge_role<'a>(catalog: &'a Catalog, id: &str, field: &str) -> RoleVerdict<'a> {
     match catalog.lookup(id) {
-        Lookup::Owner => RoleVerdict::Rejected(FieldError::new(
-            Rule::OwnerRole,
-            field,
-            "Owner can never be delegated",
-        )),
+        Lookup::Owner => RoleVerdict::Rejected(FieldError::new(Rule::OwnerRole, field, "Owner can never be delegated")),
         Lookup::NotInCatalog => RoleVerdict::Rejected(FieldError::new(
             Rule::RoleNotInCatalog,
             field,
             format!("role {id:?} is not in the catalog (custom roles are not supported)"),
         )),
+        // Its own rules (RBAC writes) are never materialized: it only assigns its
+        // delegatedRoleDefinitionIds to managed identities (seed 002), checked by the caller.
+        Lookup::Found(role) if role.is_user_access_administrator() => {
+            RoleVerdict::Delegable(role, Classification::default())
+        }
         Lookup::Found(role) => {
             let c = rules::classify(&role.rules);
             if c.is_delegable() {
@@ -234,33 +218,22 @@ fn check_principal(
     namespaces: &dyn Namespaces,
 ) -> Result<String, FieldError> {
     if auth.principal_type != Some(PrincipalType::ServiceAccount) {
-        return Guid::parse(&auth.principal_id)
-            .map(|g| g.to_string())
-            .ok_or_else(|| {
-                FieldError::new(
-                    Rule::InvalidPrincipalId,
-                    field,
-                    format!("{:?} is not a GUID", auth.principal_id),
-                )
-            });
+        return Guid::parse(&auth.principal_id).map(|g| g.to_string()).ok_or_else(|| {
+            FieldError::new(Rule::InvalidPrincipalId, field, format!("{:?} is not a GUID", auth.principal_id))
+        });
     }
     let invalid = || {
         FieldError::new(
             Rule::InvalidPrincipalId,
             field,
-            format!(
-                "{:?} is not namespace/name of a ServiceAccount",
-                auth.principal_id
-            ),
+            format!("{:?} is not namespace/name of a ServiceAccount", auth.principal_id),
         )
     };
     let (namespace, name) = auth.principal_id.split_once('/').ok_or_else(invalid)?;
     if !is_dns_label(namespace) || !is_dns_subdomain(name) {
         return Err(invalid());
     }
-    let home = scope::subscription_of(namespace, namespaces)
-        .ok()
-        .map(|(_, tenant)| tenant);
+    let home = scope::subscription_of(namespace, namespaces).ok().map(|(_, tenant)| tenant);
     match (home, managing_tenant) {
         (Some(home), Some(managing)) if &home == managing => Ok(auth.principal_id.clone()),
         (home, _) => Err(FieldError::new(
@@ -277,8 +250,7 @@ fn check_principal(
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -288,10 +260,7 @@ fn is_dns_subdomain(s: &str) -> bool {
 }
 
 /// SPEC §3 for a definition in `facts.namespace`.
-pub fn validate_definition(
-    facts: &DefinitionFacts<'_>,
-    ctx: &Context<'_>,
-) -> Result<ValidDefinition, Rejection> {
+pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Result<ValidDefinition, Rejection> {
     let spec = facts.spec;
     let mut errors = Vec::new();
 
@@ -310,11 +279,7 @@ pub fn validate_definition(
             None
         }
         Err(e) => {
-            errors.push(FieldError::new(
-                Rule::NotASubscription,
-                "metadata.namespace",
-                e.to_string(),
-            ));
+            errors.push(FieldError::new(Rule::NotASubscription, "metadata.namespace", e.to_string()));
             None
         }
     };
@@ -330,10 +295,7 @@ pub fn validate_definition(
         (Some(m), Some(h)) if m == h => errors.push(FieldError::new(
             Rule::SameTenant,
             "spec.managedByTenantId",
-            format!(
-                "{m} is the home tenant of {}: Lighthouse delegates across tenants only",
-                facts.namespace
-            ),
+            format!("{m} is the home tenant of {}: Lighthouse delegates across tenants only", facts.namespace),
         )),
         _ => {}
     }
@@ -345,9 +307,7 @@ pub fn validate_definition(
             "metadata.namespace",
             format!(
                 "{} already holds {} definitions; the limit is {}",
-                facts.namespace,
-                facts.older_definitions,
-                ctx.limits.max_definitions_per_subscription
+                facts.namespace, facts.older_definitions, ctx.limits.max_definitions_per_subscription
             ),
         ));
     }
@@ -378,54 +338,43 @@ pub fn validate_definition(
 
     for (i, auth) in spec.authorizations.iter().enumerate() {
         let at = format!("spec.authorizations[{i}]");
-        let principal = match check_principal(
-            auth,
-            &format!("{at}.principalId"),
-            managing_tenant.as_ref(),
-            ctx.namespaces,
-        ) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        };
-        let role_field = format!("{at}.roleDefinitionId");
-        let (role, classification) =
-            match judge_role(ctx.catalog, &auth.role_definition_id, &role_field) {
-                RoleVerdict::Delegable(role, c) => (role, c),
-                // Seed 002: a role that became unavailable keeps working for existing delegations
-                // without its rejected permissions; one that left the catalog is revoked.
-                RoleVerdict::Rejected(e) if accepted && e.rule == Rule::RoleNotDelegable => {
-                    let Lookup::Found(role) = ctx.catalog.lookup(&auth.role_definition_id) else {
-                        continue;
-                    };
-                    narrowed.push(FieldError::new(
-                        Rule::RoleNotDelegable,
-                        role_field,
-                        format!(
-                            "{}; those permissions are withheld, the rest stays in force",
-                            e.message
-                        ),
-                    ));
-                    (role, rules::classify(&role.rules))
-                }
-                RoleVerdict::Rejected(e) if accepted && e.rule == Rule::RoleNotInCatalog => {
-                    narrowed.push(FieldError::new(
-                        Rule::RoleRemovedFromCatalog,
-                        role_field,
-                        format!(
-                            "role {:?} left the catalog; its access is revoked",
-                            auth.role_definition_id
-                        ),
-                    ));
-                    continue;
-                }
-                RoleVerdict::Rejected(e) => {
+        let principal =
+            match check_principal(auth, &format!("{at}.principalId"), managing_tenant.as_ref(), ctx.namespaces) {
+                Ok(p) => Some(p),
+                Err(e) => {
                     errors.push(e);
-                    continue;
+                    None
                 }
             };
+        let role_field = format!("{at}.roleDefinitionId");
+        let (role, classification) = match judge_role(ctx.catalog, &auth.role_definition_id, &role_field) {
+            RoleVerdict::Delegable(role, c) => (role, c),
+            // Seed 002: a role that became unavailable keeps working for existing delegations
+            // without its rejected permissions; one that left the catalog is revoked.
+            RoleVerdict::Rejected(e) if accepted && e.rule == Rule::RoleNotDelegable => {
+                let Lookup::Found(role) = ctx.catalog.lookup(&auth.role_definition_id) else {
+                    continue;
+                };
+                narrowed.push(FieldError::new(
+                    Rule::RoleNotDelegable,
+                    role_field,
+                    format!("{}; those permissions are withheld, the rest stays in force", e.message),
+                ));
+                (role, rules::classify(&role.rules))
+            }
+            RoleVerdict::Rejected(e) if accepted && e.rule == Rule::RoleNotInCatalog => {
+                narrowed.push(FieldError::new(
+                    Rule::RoleRemovedFromCatalog,
+                    role_field,
+                    format!("role {:?} left the catalog; its access is revoked", auth.role_definition_id),
+                ));
+                continue;
+            }
+            RoleVerdict::Rejected(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
 
         // User Access Administrator only assigns its delegated roles to managed identities.
         if role.is_user_access_administrator() {
@@ -439,27 +388,20 @@ pub fn validate_definition(
             for (j, delegated) in auth.delegated_role_definition_ids.iter().enumerate() {
                 let field = format!("{at}.delegatedRoleDefinitionIds[{j}]");
                 match judge_role(ctx.catalog, delegated, &field) {
-                    RoleVerdict::Delegable(d, _) if d.is_user_access_administrator() => errors
-                        .push(FieldError::new(
-                            Rule::DelegatedRoleNotAllowed,
-                            field,
-                            "User Access Administrator cannot assign User Access Administrator",
-                        )),
+                    RoleVerdict::Delegable(d, _) if d.is_user_access_administrator() => errors.push(FieldError::new(
+                        Rule::DelegatedRoleNotAllowed,
+                        field,
+                        "User Access Administrator cannot assign User Access Administrator",
+                    )),
                     RoleVerdict::Delegable(..) => {}
-                    RoleVerdict::Rejected(e) => errors.push(FieldError {
-                        rule: Rule::DelegatedRoleNotAllowed,
-                        ..e
-                    }),
+                    RoleVerdict::Rejected(e) => errors.push(FieldError { rule: Rule::DelegatedRoleNotAllowed, ..e }),
                 }
             }
         } else if !auth.delegated_role_definition_ids.is_empty() {
             errors.push(FieldError::new(
                 Rule::DelegatedRolesWithoutUserAccessAdministrator,
                 format!("{at}.delegatedRoleDefinitionIds"),
-                format!(
-                    "only User Access Administrator takes delegated roles, not {}",
-                    role.label()
-                ),
+                format!("only User Access Administrator takes delegated roles, not {}", role.label()),
             ));
         }
 
@@ -468,38 +410,24 @@ pub fn validate_definition(
         if let Some(first) = seen.insert(key, i) {
             errors.push(FieldError::new(
                 Rule::DuplicateAuthorization,
-                format!("{at}"),
-                format!(
-                    "principal {principal} already has role {} in spec.authorizations[{first}]",
-                    role.label()
-                ),
+                at.clone(),
+                format!("principal {principal} already has role {} in spec.authorizations[{first}]", role.label()),
             ));
             continue;
         }
-        warnings.extend(
-            classification
-                .warnings
-                .iter()
-                .map(|w| format!("{}: {w}", role.label())),
-        );
+        warnings.extend(classification.warnings.iter().map(|w| format!("{}: {w}", role.label())));
         // User Access Administrator materializes through the admission webhook (its own
         // RBAC rules are RBAC writes, which a Role of ours must never hold).
         if role.is_user_access_administrator() {
             continue;
         }
-        let tenant = managing_tenant
-            .as_ref()
-            .map(Guid::as_str)
-            .unwrap_or_default();
+        let tenant = managing_tenant.as_ref().map(Guid::as_str).unwrap_or_default();
         let grant = by_role.entry(role.name.clone()).or_insert_with(|| Grant {
             role: role.name.clone(),
             rules: classification.delegable_rules.clone(),
             subjects: Vec::new(),
         });
-        grant.subjects.extend(
-            ctx.templates
-                .subjects(tenant, &principal, auth.principal_type),
-        );
+        grant.subjects.extend(ctx.templates.subjects(tenant, &principal, auth.principal_type));
     }
 
     for (i, eligible) in spec.eligible_authorizations.iter().enumerate() {
@@ -511,12 +439,22 @@ pub fn validate_definition(
                 format!("{:?} is not a GUID", eligible.principal_id),
             ));
         }
-        if let RoleVerdict::Rejected(e) = judge_role(
-            ctx.catalog,
-            &eligible.role_definition_id,
-            &format!("{at}.roleDefinitionId"),
-        ) {
-            errors.push(e);
+        let role_field = format!("{at}.roleDefinitionId");
+        match judge_role(ctx.catalog, &eligible.role_definition_id, &role_field) {
+            RoleVerdict::Delegable(role, _) if role.is_user_access_administrator() => errors.push(FieldError::new(
+                Rule::UserAccessAdministratorWithoutDelegatedRoles,
+                role_field,
+                "User Access Administrator cannot be an eligible authorization: it requires delegatedRoleDefinitionIds",
+            )),
+            RoleVerdict::Delegable(..) => {}
+            // As for standing access: a catalog change after acceptance narrows, never rejects.
+            RoleVerdict::Rejected(e) if accepted && e.rule == Rule::RoleNotDelegable => narrowed.push(e),
+            RoleVerdict::Rejected(e) if accepted && e.rule == Rule::RoleNotInCatalog => narrowed.push(FieldError::new(
+                Rule::RoleRemovedFromCatalog,
+                role_field,
+                format!("role {:?} left the catalog; it can no longer be activated", eligible.role_definition_id),
+            )),
+            RoleVerdict::Rejected(e) => errors.push(e),
         }
     }
 
@@ -524,9 +462,7 @@ pub fn validate_definition(
         (Some(managing_tenant), Some(home_tenant)) if errors.is_empty() => {
             let mut grants: Vec<Grant> = by_role.into_values().collect();
             for g in &mut grants {
-                g.subjects.sort_by(|a, b| {
-                    (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name))
-                });
+                g.subjects.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
                 g.subjects.dedup();
             }
             Ok(ValidDefinition {
@@ -557,9 +493,8 @@ pub fn validate_assignment(
     facts: &AssignmentFacts<'_>,
     namespaces: &dyn Namespaces,
 ) -> Result<scope::Scope, Rejection> {
-    let scope = scope::resolve(facts.namespace, namespaces).map_err(|e: ScopeError| {
-        Rejection::single(Rule::InvalidScope, "metadata.namespace", e.to_string())
-    })?;
+    let scope = scope::resolve(facts.namespace, namespaces)
+        .map_err(|e: ScopeError| Rejection::single(Rule::InvalidScope, "metadata.namespace", e.to_string()))?;
     if let Some(first) = facts.older_duplicates.first() {
         return Err(Rejection::single(
             Rule::DuplicateAssignment,
@@ -574,18 +509,12 @@ pub fn validate_assignment(
 }
 
 /// The rejection of an assignment whose definition is missing or invalid.
-pub fn definition_problem(
-    definition: &str,
-    subscription: &str,
-    rejection: Option<&Rejection>,
-) -> Rejection {
+pub fn definition_problem(definition: &str, subscription: &str, rejection: Option<&Rejection>) -> Rejection {
     match rejection {
         None => Rejection::single(
             Rule::DefinitionNotFound,
             "spec.registrationDefinitionRef.name",
-            format!(
-                "no RegistrationDefinition {definition} in subscription namespace {subscription}"
-            ),
+            format!("no RegistrationDefinition {definition} in subscription namespace {subscription}"),
         ),
         Some(r) => Rejection::single(
             Rule::DefinitionInvalid,

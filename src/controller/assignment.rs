@@ -1,0 +1,317 @@
+//! Assignment reconcile: the unit of materialization. One reconcile owns every Role and
+//! RoleBinding of one assignment, in every namespace of its scope.
+//!
+//! Pipeline: dereference (caches) → validate (pure) → build (pure) → apply (SSA, prune) →
+//! status (and Events on transitions). A rejection at any step builds nothing, so the apply
+//! step revokes whatever the assignment held.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument};
+
+use super::apply;
+use super::context::{note, Context};
+use super::Error;
+use crate::api::status::merge_condition;
+use crate::api::{Condition, ConditionStatus, ProvisioningState, RegistrationAssignment, RegistrationAssignmentStatus};
+use crate::model::desired::{self, AssignmentRef, DesiredRbac};
+use crate::model::keys;
+use crate::model::scope::Scope;
+use crate::model::validate::{
+    self, AssignmentFacts, Context as ValidationContext, DefinitionFacts, Rejection, ValidDefinition,
+};
+
+/// Safety net: even with no event, every assignment is re-checked this often.
+const RESYNC: Duration = Duration::from_secs(15 * 60);
+
+/// The outcome of the pure steps.
+pub struct Decision {
+    pub result: Result<(Scope, ValidDefinition), Rejection>,
+    pub desired: DesiredRbac,
+    /// Managing tenant from the definition, when there is one (for status, even on failure).
+    pub managed_by: Option<String>,
+    pub managee: Option<String>,
+}
+
+/// Steps 1-3: dereference from the caches, validate, build.
+pub fn decide(assignment: &RegistrationAssignment, ctx: &Context) -> Decision {
+    let caches = &ctx.caches;
+    let namespace = assignment.namespace().unwrap_or_default();
+    let name = assignment.name_any();
+    let definition_name = assignment.spec.registration_definition_ref.name.as_str();
+    let older_duplicates = caches
+        .assignments
+        .state_filter(|other| {
+            other.namespace().as_deref() == Some(namespace.as_str())
+                && other.spec.registration_definition_ref.name == definition_name
+                && other.meta().deletion_timestamp.is_none()
+                && created_before(other, assignment)
+        })
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
+    let facts = AssignmentFacts { namespace: &namespace, name: &name, definition_name, older_duplicates };
+    let mut decision =
+        Decision { result: Err(Rejection(vec![])), desired: DesiredRbac::default(), managed_by: None, managee: None };
+
+    let scope = match validate::validate_assignment(&facts, &caches.namespaces) {
+        Ok(scope) => scope,
+        Err(r) => {
+            decision.result = Err(r);
+            return decision;
+        }
+    };
+    decision.managee = Some(scope.home_tenant.to_string());
+    let definition =
+        caches.definition(&scope.subscription, definition_name).filter(|d| d.meta().deletion_timestamp.is_none());
+    let Some(definition) = definition else {
+        decision.result = Err(validate::definition_problem(definition_name, &scope.subscription, None));
+        return decision;
+    };
+    decision.managed_by = Some(definition.spec.managed_by_tenant_id.clone());
+    let catalog = caches.catalog();
+    let vctx = ValidationContext {
+        catalog: &catalog,
+        namespaces: &caches.namespaces,
+        limits: &ctx.limits,
+        templates: &ctx.templates,
+    };
+    let facts = super::definition::facts(&definition, caches);
+    match validate::validate_definition(&DefinitionFacts { ..facts }, &vctx) {
+        Ok(valid) => {
+            let owner = AssignmentRef { namespace, name, uid: assignment.uid().unwrap_or_default() };
+            decision.desired = desired::build(&owner, &valid, &scope.namespaces);
+            decision.result = Ok((scope, valid));
+        }
+        Err(r) => {
+            decision.result = Err(validate::definition_problem(definition_name, &scope.subscription, Some(&r)));
+        }
+    }
+    decision
+}
+
+/// Creation order, the tie broken by name: the older of two duplicates wins.
+pub fn created_before<K: Resource>(a: &K, b: &K) -> bool {
+    let stamp = |k: &K| k.meta().creation_timestamp.clone().map(|t| t.0);
+    (stamp(a), a.meta().name.as_deref()) < (stamp(b), b.meta().name.as_deref())
+}
+
+fn ready(status: ConditionStatus, reason: &str, message: String, generation: Option<i64>) -> Condition {
+    Condition {
+        type_: "Ready".into(),
+        status,
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: None,
+    }
+}
+
+/// Step 5's content: the status the decision implies.
+pub fn desired_status(assignment: &RegistrationAssignment, decision: &Decision) -> RegistrationAssignmentStatus {
+    let generation = assignment.meta().generation;
+    let existing = assignment.status.clone().unwrap_or_default();
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+    let (state, namespaces, mut conditions) = match &decision.result {
+        Ok((scope, valid)) => {
+            let principals: usize = valid.grants.iter().map(|g| g.subjects.len()).sum();
+            let message = format!(
+                "access of tenant {} in force in {} namespace(s): {} role(s), {} subject(s)",
+                valid.managing_tenant,
+                scope.namespaces.len(),
+                valid.grants.len(),
+                principals
+            );
+            let in_force = if decision.desired.bindings.is_empty() { vec![] } else { scope.namespaces.clone() };
+            let mut conditions = merge_condition(
+                &existing.conditions,
+                ready(ConditionStatus::True, "Granted", message, generation),
+                now.clone(),
+            );
+            let degraded = match valid.narrowed.first() {
+                Some(first) => {
+                    let all: Vec<String> = valid.narrowed.iter().map(ToString::to_string).collect();
+                    Condition {
+                        type_: "Degraded".into(),
+                        ..ready(ConditionStatus::True, first.rule.reason(), all.join("; "), generation)
+                    }
+                }
+                None => Condition {
+                    type_: "Degraded".into(),
+                    ..ready(ConditionStatus::False, "CatalogCurrent", String::new(), generation)
+                },
+            };
+            conditions = merge_condition(&conditions, degraded, now);
+            (ProvisioningState::Succeeded, in_force, conditions)
+        }
+        Err(rejection) => {
+            let condition = ready(ConditionStatus::False, rejection.reason(), rejection.to_string(), generation);
+            let conditions: Vec<Condition> =
+                existing.conditions.iter().filter(|c| c.type_ != "Degraded").cloned().collect();
+            (ProvisioningState::Failed, vec![], merge_condition(&conditions, condition, now))
+        }
+    };
+    conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    RegistrationAssignmentStatus {
+        provisioning_state: Some(state),
+        managed_by_tenant_id: decision.managed_by.clone(),
+        managee_tenant_id: decision.managee.clone(),
+        namespaces,
+        observed_generation: generation,
+        conditions,
+    }
+}
+
+/// Equal apart from transition times: no status write is needed.
+fn same_status(a: &RegistrationAssignmentStatus, b: &RegistrationAssignmentStatus) -> bool {
+    let conditions_same =
+        a.conditions.len() == b.conditions.len() && a.conditions.iter().zip(&b.conditions).all(|(x, y)| x.same_as(y));
+    conditions_same
+        && a.provisioning_state == b.provisioning_state
+        && a.managed_by_tenant_id == b.managed_by_tenant_id
+        && a.managee_tenant_id == b.managee_tenant_id
+        && a.namespaces == b.namespaces
+        && a.observed_generation == b.observed_generation
+}
+
+fn ready_of(status: &RegistrationAssignmentStatus) -> Option<(&ConditionStatus, &str)> {
+    status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (&c.status, c.reason.as_str()))
+}
+
+async fn write_status(
+    ctx: &Context,
+    assignment: &RegistrationAssignment,
+    status: &RegistrationAssignmentStatus,
+) -> Result<(), Error> {
+    let api: Api<RegistrationAssignment> =
+        Api::namespaced(ctx.client.clone(), &assignment.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": RegistrationAssignment::api_version(&()),
+        "kind": RegistrationAssignment::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&assignment.name_any(), &PatchParams::apply(keys::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Events for a change of outcome; none when nothing changed, so idle costs no writes.
+async fn publish_transition(
+    ctx: &Context,
+    assignment: &RegistrationAssignment,
+    decision: &Decision,
+    old: &RegistrationAssignmentStatus,
+    new: &RegistrationAssignmentStatus,
+) {
+    let degraded_of = |s: &RegistrationAssignmentStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded" && c.status == ConditionStatus::True)
+            .map(|c| c.message.clone())
+    };
+    if ready_of(old) != ready_of(new) {
+        let event = match &decision.result {
+            Ok(_) => Event {
+                type_: EventType::Normal,
+                reason: "Granted".into(),
+                note: new.conditions.iter().find(|c| c.type_ == "Ready").and_then(|c| note(&c.message)),
+                action: "Materialize".into(),
+                secondary: None,
+            },
+            Err(rejection) => Event {
+                type_: EventType::Warning,
+                reason: rejection.reason().into(),
+                note: note(&format!("nothing granted: {rejection}")),
+                action: "Validate".into(),
+                secondary: None,
+            },
+        };
+        ctx.publish(assignment, event).await;
+    }
+    if let Some(message) = degraded_of(new).filter(|m| degraded_of(old).as_ref() != Some(m)) {
+        let reason =
+            new.conditions.iter().find(|c| c.type_ == "Degraded").map_or("Degraded".to_string(), |c| c.reason.clone());
+        ctx.publish(
+            assignment,
+            Event { type_: EventType::Warning, reason, note: note(&message), action: "Narrow".into(), secondary: None },
+        )
+        .await;
+    }
+}
+
+#[instrument(skip_all, fields(assignment = %format!("{}/{}", assignment.namespace().unwrap_or_default(), assignment.name_any())))]
+async fn materialize(assignment: Arc<RegistrationAssignment>, ctx: &Context) -> Result<Action, Error> {
+    let decision = decide(&assignment, ctx);
+    let uid = assignment.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let stats = if decision.desired.roles.is_empty() {
+        SyncOrRevoke::Revoked(apply::revoke_all(ctx, &uid).await?)
+    } else {
+        SyncOrRevoke::Synced(apply::sync(ctx, &uid, &decision.desired).await?)
+    };
+    let old = assignment.status.clone().unwrap_or_default();
+    let new = desired_status(&assignment, &decision);
+    if !same_status(&old, &new) {
+        write_status(ctx, &assignment, &new).await?;
+        publish_transition(ctx, &assignment, &decision, &old, &new).await;
+        info!(state = ?new.provisioning_state, reason = ?ready_of(&new).map(|r| r.1), ?stats, "status updated");
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug in logs
+enum SyncOrRevoke {
+    Synced(apply::SyncStats),
+    Revoked(usize),
+}
+
+/// Finalizer cleanup: revoke in every namespace, then let duplicates of it take over.
+#[instrument(skip_all, fields(assignment = %format!("{}/{}", assignment.namespace().unwrap_or_default(), assignment.name_any())))]
+async fn revoke(assignment: Arc<RegistrationAssignment>, ctx: &Context) -> Result<Action, Error> {
+    let uid = assignment.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let deleted = apply::revoke_all(ctx, &uid).await?;
+    info!(deleted, "access revoked");
+    ctx.publish(
+        assignment.as_ref(),
+        Event {
+            type_: EventType::Normal,
+            reason: "Revoked".into(),
+            note: note(&format!("removed {deleted} RBAC object(s)")),
+            action: "Revoke".into(),
+            secondary: None,
+        },
+    )
+    .await;
+    let namespace = assignment.namespace().unwrap_or_default();
+    for sibling in ctx.caches.assignments.state_filter(|o| {
+        o.namespace().as_deref() == Some(namespace.as_str())
+            && o.spec.registration_definition_ref == assignment.spec.registration_definition_ref
+            && o.uid() != assignment.uid()
+    }) {
+        let _ = ctx.assignment_triggers.unbounded_send(ObjectRef::from_obj(sibling.as_ref()));
+    }
+    Ok(Action::await_change())
+}
+
+/// The controller's reconcile function.
+pub async fn reconcile(assignment: Arc<RegistrationAssignment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.caches.wait_ready().await?;
+    let api: Api<RegistrationAssignment> =
+        Api::namespaced(ctx.client.clone(), &assignment.namespace().unwrap_or_default());
+    finalizer(&api, keys::ASSIGNMENT_FINALIZER, assignment, |event| async {
+        match event {
+            Finalizer::Apply(a) => materialize(a, &ctx).await,
+            Finalizer::Cleanup(a) => revoke(a, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}

@@ -1,0 +1,190 @@
+//! Watches and fan-out: one watch per kind feeds a cache and maps each change to the
+//! assignments and definitions it can affect. Other objects never reconcile themselves;
+//! they only point at the delegations that depend on them.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::channel::mpsc::UnboundedSender;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::warn;
+
+use super::context::Caches;
+use super::definition::assignments_of;
+use crate::api::{RegistrationAssignment, RegistrationDefinition};
+use crate::model::catalog::CatalogRole;
+use crate::model::keys;
+use crate::model::scope::{NamespaceInfo, Namespaces};
+
+/// Where triggers go.
+#[derive(Clone)]
+pub struct Sinks {
+    pub assignments: UnboundedSender<ObjectRef<RegistrationAssignment>>,
+    pub definitions: UnboundedSender<ObjectRef<RegistrationDefinition>>,
+}
+
+impl Sinks {
+    fn assignment(&self, a: &RegistrationAssignment) {
+        let _ = self.assignments.unbounded_send(ObjectRef::from_obj(a));
+    }
+
+    fn definition(&self, d: &RegistrationDefinition) {
+        let _ = self.definitions.unbounded_send(ObjectRef::from_obj(d));
+    }
+}
+
+/// The writers of the caches this module fills.
+pub struct Writers {
+    pub namespaces: Writer<PartialObjectMeta<Namespace>>,
+    pub definitions: Writer<RegistrationDefinition>,
+    pub cluster_roles: Writer<ClusterRole>,
+    pub roles: Writer<Role>,
+    pub bindings: Writer<RoleBinding>,
+}
+
+/// `namespace/name` of the assignment a materialized object belongs to.
+fn owning_assignment<K: Resource>(object: &K) -> Option<ObjectRef<RegistrationAssignment>> {
+    let value = object.meta().annotations.as_ref()?.get(keys::ASSIGNMENT)?;
+    let (namespace, name) = value.split_once('/')?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// A namespace changed: assignments in it, over it (its subscription's), under it (its
+/// resource groups'), and those holding objects in it (it may have left their scope).
+fn namespace_changed(ns: &PartialObjectMeta<Namespace>, caches: &Caches, sinks: &Sinks) {
+    let name = ns.name_any();
+    let info = NamespaceInfo::from_labels(ns.labels(), false);
+    let parent = info.parent_subscription().map(String::from);
+    for a in caches.assignments.state_filter(|a| {
+        let a_ns = a.namespace().unwrap_or_default();
+        a_ns == name
+            || Some(&a_ns) == parent.as_ref()
+            || Namespaces::get(&caches.namespaces, &a_ns)
+                .and_then(|i| i.parent_subscription().map(String::from))
+                .as_deref()
+                == Some(name.as_str())
+    }) {
+        sinks.assignment(&a);
+    }
+    let holders: std::collections::HashSet<_> = caches
+        .bindings
+        .state_filter(|b| b.namespace().as_deref() == Some(name.as_str()))
+        .iter()
+        .filter_map(|b| owning_assignment(b.as_ref()))
+        .collect();
+    for r in holders {
+        let _ = sinks.assignments.unbounded_send(r);
+    }
+    for d in caches.definitions.state_filter(|d| d.namespace().as_deref() == Some(name.as_str())) {
+        sinks.definition(&d);
+    }
+}
+
+fn definition_changed(d: &RegistrationDefinition, caches: &Caches, sinks: &Sinks) {
+    sinks.definition(d);
+    for a in assignments_of(d, caches) {
+        sinks.assignment(&a);
+    }
+    // Definitions are limited per subscription: one going may admit another.
+    if d.meta().deletion_timestamp.is_some() {
+        for other in caches.definitions.state_filter(|o| o.namespace() == d.namespace()) {
+            sinks.definition(&other);
+        }
+    }
+}
+
+/// Catalog roles are few and change rarely; a change re-judges every delegation.
+fn catalog_changed(caches: &Caches, sinks: &Sinks) {
+    for d in caches.definitions.state() {
+        sinks.definition(&d);
+    }
+    for a in caches.assignments.state() {
+        sinks.assignment(&a);
+    }
+}
+
+fn log_errors<K>(item: Result<K, watcher::Error>) -> Option<K> {
+    match item {
+        Ok(k) => Some(k),
+        Err(e) => {
+            warn!(error = %e, "watch failed; retrying with backoff");
+            None
+        }
+    }
+}
+
+async fn drive<K, S>(stream: S, mut on_change: impl FnMut(&K))
+where
+    S: Stream<Item = Result<K, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        if let Some(object) = log_errors(item) {
+            on_change(&object);
+        }
+    }
+}
+
+/// Runs every watch until the process ends.
+pub async fn run(client: Client, writers: Writers, caches: Caches, sinks: Sinks) {
+    let managed = watcher::Config::default().labels(&format!("{}={}", keys::MANAGED_BY, keys::MANAGER));
+    let namespaces = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writers.namespaces)
+        .touched_objects();
+    let definitions = watcher(Api::<RegistrationDefinition>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writers.definitions)
+        .touched_objects();
+    let cluster_roles = watcher(Api::<ClusterRole>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writers.cluster_roles)
+        .touched_objects();
+    let roles = watcher(Api::<Role>::all(client.clone()), managed.clone())
+        .default_backoff()
+        .reflect(writers.roles)
+        .touched_objects();
+    let bindings =
+        watcher(Api::<RoleBinding>::all(client), managed).default_backoff().reflect(writers.bindings).touched_objects();
+
+    // Names that were in the catalog: a role leaving it (unlabelled, deleted) must re-judge too.
+    let mut catalog_names: BTreeSet<String> = BTreeSet::new();
+    let caches = Arc::new(caches);
+    let sinks = Arc::new(sinks);
+    let (c1, c2, c3, c4, c5) = (caches.clone(), caches.clone(), caches.clone(), caches.clone(), caches.clone());
+    let (s1, s2, s3, s4, s5) = (sinks.clone(), sinks.clone(), sinks.clone(), sinks.clone(), sinks.clone());
+    futures::join!(
+        drive(namespaces, move |ns| namespace_changed(ns, &c1, &s1)),
+        drive(definitions, move |d| definition_changed(d, &c2, &s2)),
+        drive(cluster_roles, move |r: &ClusterRole| {
+            let name = r.name_any();
+            let in_catalog = CatalogRole::from_cluster_role(r).is_some();
+            let was = catalog_names.contains(&name);
+            if in_catalog {
+                catalog_names.insert(name);
+            }
+            if in_catalog || was {
+                catalog_changed(&c3, &s3);
+            }
+        }),
+        drive(roles, move |r: &Role| {
+            if let Some(a) = owning_assignment(r) {
+                let _ = s4.assignments.unbounded_send(a);
+            }
+            let _ = &c4;
+        }),
+        drive(bindings, move |b: &RoleBinding| {
+            if let Some(a) = owning_assignment(b) {
+                let _ = s5.assignments.unbounded_send(a);
+            }
+            let _ = &c5;
+        }),
+    );
+}

@@ -1,0 +1,325 @@
+//! Test harness: a real API server (the local control plane, or any cluster named by
+//! `KL_TEST_KUBECONFIG`), the controller running in this process, and access checked the way
+//! the API server itself decides it: SubjectAccessReview.
+//!
+//! When `CI` is set, a test that cannot reach a control plane fails; elsewhere it says it is
+//! skipped, loudly.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use kube_lighthouse::api::{RegistrationAssignment, RegistrationDefinition};
+use serde_json::json;
+
+pub const MSP_TENANT: &str = "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6";
+pub const OTHER_MSP_TENANT: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+pub const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+pub const CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
+pub const DELETE_ROLE: &str = "91c1777a-f3dc-4fae-b103-61d183457e46";
+
+/// How long an eventually-true condition may take before the test fails. Generous: this is
+/// correctness on a loaded 2-core machine, not a latency measurement (see the benchmarks).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The kubeconfig of the test cluster, bringing up the local control plane if needed, with
+/// the CRDs and the role catalog installed. None (skip) only outside CI.
+pub fn kubeconfig() -> Option<PathBuf> {
+    static PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = match std::env::var_os("KL_TEST_KUBECONFIG") {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let up = Command::new(repo().join("hack/control-plane.sh")).arg("up").status();
+                if !matches!(up, Ok(s) if s.success()) {
+                    return unreachable_cluster("hack/control-plane.sh up failed");
+                }
+                let dir =
+                    std::env::var_os("KL_STATE_DIR").map_or(PathBuf::from("/tmp/kube-lighthouse-cp"), PathBuf::from);
+                dir.join("kubeconfig")
+            }
+        };
+        for manifest in ["crds", "charts/kube-lighthouse/files/catalog.yaml"] {
+            let ok = Command::new("kubectl")
+                .env("KUBECONFIG", &path)
+                .args(["apply", "--server-side", "--force-conflicts", "-f"])
+                .arg(repo().join(manifest))
+                .status();
+            if !matches!(ok, Ok(s) if s.success()) {
+                return unreachable_cluster(&format!("kubectl apply -f {manifest} failed"));
+            }
+        }
+        let established = Command::new("kubectl")
+            .env("KUBECONFIG", &path)
+            .args(["wait", "--for=condition=Established", "--timeout=60s", "-f"])
+            .arg(repo().join("crds"))
+            .status();
+        if !matches!(established, Ok(s) if s.success()) {
+            return unreachable_cluster("CRDs never became established");
+        }
+        Some(path)
+    })
+    .clone()
+}
+
+fn unreachable_cluster(why: &str) -> Option<PathBuf> {
+    assert!(std::env::var_os("CI").is_none(), "no control plane in CI: {why}");
+    eprintln!("SKIPPED: no control plane ({why})");
+    None
+}
+
+pub async fn client_for(path: &PathBuf) -> Client {
+    let kubeconfig = Kubeconfig::read_from(path).expect("kubeconfig readable");
+    let config =
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig valid");
+    Client::try_from(config).expect("client")
+}
+
+/// The test cluster's admin client, with the controller running against it (once per test
+/// binary, on its own runtime so it outlives each test's runtime). None: skip the test.
+pub async fn cluster() -> Option<Client> {
+    let path = kubeconfig()?;
+    static CONTROLLER: OnceLock<()> = OnceLock::new();
+    CONTROLLER.get_or_init(|| {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let runtime =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let client = client_for(&path).await;
+                let config = kube_lighthouse::config::Config::default();
+                if let Err(e) = kube_lighthouse::controller::run(client, &config).await {
+                    panic!("controller stopped: {e}");
+                }
+            });
+        });
+    });
+    Some(client_for(&path).await)
+}
+
+/// A name unique to this test run, so tests share one cluster without seeing each other.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}-{:x}{n}", nanos % 0xfffff)
+}
+
+/// A fresh GUID-shaped tenant ID for a customer.
+pub fn tenant_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let hex = format!("{:032x}", nanos ^ 0x5eed_0000_0000_0000_0000_0000_0000_0000);
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+pub async fn apply_json<K>(api: &Api<K>, name: &str, value: serde_json::Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::apply("kube-lighthouse-tests").force(), &Patch::Apply(value)).await.expect("apply");
+}
+
+/// A subscription namespace of `tenant`.
+pub async fn subscription(client: &Client, name: &str, tenant: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"kubelighthouse.io/tenant-id": tenant}}});
+    apply_json(&api, name, ns).await;
+}
+
+/// A resource-group namespace of `subscription`.
+pub async fn resource_group(client: &Client, name: &str, subscription: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"kubelighthouse.io/subscription": subscription}}});
+    apply_json(&api, name, ns).await;
+}
+
+pub async fn plain_namespace(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    apply_json(&api, name, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await;
+}
+
+/// An authorization as JSON: (principalId, principalType or "", roleDefinitionId).
+pub fn authorization(principal: &str, kind: &str, role: &str) -> serde_json::Value {
+    let mut a = json!({"principalId": principal, "roleDefinitionId": role});
+    if !kind.is_empty() {
+        a["principalType"] = json!(kind);
+    }
+    a
+}
+
+pub async fn definition(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    tenant: &str,
+    authorizations: Vec<serde_json::Value>,
+) {
+    let api: Api<RegistrationDefinition> = Api::namespaced(client.clone(), namespace);
+    let body = json!({
+        "apiVersion": "managedservices.kubelighthouse.io/v1alpha1",
+        "kind": "RegistrationDefinition",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"registrationDefinitionName": format!("{name} offer"), "managedByTenantId": tenant, "authorizations": authorizations},
+    });
+    apply_json(&api, name, body).await;
+}
+
+pub async fn assignment(client: &Client, namespace: &str, name: &str, definition: &str) {
+    let api: Api<RegistrationAssignment> = Api::namespaced(client.clone(), namespace);
+    let body = json!({
+        "apiVersion": "managedservices.kubelighthouse.io/v1alpha1",
+        "kind": "RegistrationAssignment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"registrationDefinitionRef": {"name": definition}},
+    });
+    apply_json(&api, name, body).await;
+}
+
+pub async fn delete<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => panic!("delete {name}: {e}"),
+    }
+}
+
+/// What a requester wants to do, for a SubjectAccessReview.
+#[derive(Clone, Debug)]
+pub struct Access<'a> {
+    pub verb: &'a str,
+    pub group: &'a str,
+    pub resource: &'a str,
+    pub subresource: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+pub fn access<'a>(verb: &'a str, resource: &'a str, namespace: &'a str) -> Access<'a> {
+    let (group, resource) = match resource.split_once('.') {
+        Some((r, g)) => (g, r),
+        None => ("", resource),
+    };
+    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+    Access { verb, group, resource, subresource, namespace, name: "" }
+}
+
+/// Asks the API server whether `user` (in `groups`) may do `what`: the authorizer's verdict,
+/// exactly as a request by that identity would get it.
+pub async fn allowed(client: &Client, user: &str, groups: &[&str], what: &Access<'_>) -> bool {
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_string()),
+            groups: Some(groups.iter().map(|g| g.to_string()).collect()),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(what.verb.into()),
+                group: Some(what.group.into()),
+                resource: Some(what.resource.into()),
+                subresource: Some(what.subresource.into()),
+                namespace: Some(what.namespace.into()),
+                name: Some(what.name.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = api.create(&PostParams::default(), &review).await.expect("SubjectAccessReview");
+    answer.status.is_some_and(|s| s.allowed)
+}
+
+/// Polls until `check` holds, or fails the test with `what`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `user`/`groups` get exactly `expected` for `what`.
+pub async fn expect_access(client: &Client, user: &str, groups: &[&str], what: Access<'_>, expected: bool) {
+    let label = format!("{user} {groups:?} {} {:?}", if expected { "may" } else { "may not" }, what);
+    eventually(&label, || {
+        let what = what.clone();
+        async move { allowed(client, user, groups, &what).await == expected }
+    })
+    .await;
+}
+
+/// The projected identity of a managing-tenant principal under the default templates.
+pub fn projected(tenant: &str, principal: &str) -> String {
+    format!("{tenant}:{principal}")
+}
+
+pub async fn assignment_status(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Option<kube_lighthouse::api::RegistrationAssignmentStatus> {
+    let api: Api<RegistrationAssignment> = Api::namespaced(client.clone(), namespace);
+    api.get_opt(name).await.expect("get assignment").and_then(|a| a.status)
+}
+
+/// Waits until the assignment reports `state` and returns its status.
+pub async fn wait_for_assignment_state(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    state: &str,
+) -> kube_lighthouse::api::RegistrationAssignmentStatus {
+    eventually(&format!("assignment {namespace}/{name} is {state}"), || async {
+        assignment_status(client, namespace, name)
+            .await
+            .and_then(|s| s.provisioning_state)
+            .is_some_and(|p| p.as_str() == state)
+    })
+    .await;
+    assignment_status(client, namespace, name).await.expect("status")
+}
+
+/// Warning Events recorded for an object, as (reason, note).
+pub async fn warning_events(client: &Client, namespace: &str, name: &str) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
+    let events = api.list(&Default::default()).await.expect("list events");
+    events
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name) && e.type_.as_deref() == Some("Warning")
+        })
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+/// Roles and RoleBindings the controller holds for anything in `namespace`.
+pub async fn managed_objects(client: &Client, namespace: &str) -> usize {
+    let selector = kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=kube-lighthouse");
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), namespace);
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(client.clone(), namespace);
+    roles.list(&selector).await.expect("roles").items.len()
+        + bindings.list(&selector).await.expect("bindings").items.len()
+}
