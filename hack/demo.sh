@@ -47,7 +47,7 @@ say "Applying the example delegation (examples/quickstart/)"
 kubectl apply -f examples/quickstart/
 if ! kubectl -n customer-a wait regassign/contoso-msp --for=jsonpath='{.status.provisioningState}'=Succeeded --timeout=60s; then
   kubectl -n customer-a get regassign contoso-msp -o yaml
-  tail -n 30 "$STATE_DIR/logs/controller.log"
+  tail -n 5 "$STATE_DIR/logs/controller.log" | cut -c1-600
   exit 1
 fi
 kubectl get lighthouse -A
@@ -71,7 +71,7 @@ actions=(
   "list pods in customer-a-web|list pods -n customer-a-web"
   "create deployments in customer-a-web|create deployments.apps -n customer-a-web"
   "get secrets in customer-a|get secrets -n customer-a"
-  "exec into pods in customer-a|create pods/exec -n customer-a"
+  "exec into pods in customer-a|create pods --subresource=exec -n customer-a"
   "create rolebindings in customer-a|create rolebindings.rbac.authorization.k8s.io -n customer-a"
   "list pods in customer-b (not delegated)|list pods -n customer-b"
   "delete its assignment contoso-msp|delete registrationassignments.managedservices.kubelighthouse.io/contoso-msp -n customer-a"

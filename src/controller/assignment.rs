@@ -18,6 +18,7 @@ use serde_json::json;
 use tracing::{info, instrument};
 
 use super::apply;
+use super::context::CATALOG_CURRENT;
 use super::context::{note, Context};
 use super::Error;
 use crate::api::status::merge_condition;
@@ -146,7 +147,7 @@ pub fn desired_status(assignment: &RegistrationAssignment, decision: &Decision) 
                 }
                 None => Condition {
                     type_: "Degraded".into(),
-                    ..ready(ConditionStatus::False, "CatalogCurrent", String::new(), generation)
+                    ..ready(ConditionStatus::False, "CatalogCurrent", CATALOG_CURRENT.to_string(), generation)
                 },
             };
             conditions = merge_condition(&conditions, degraded, now);

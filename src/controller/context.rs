@@ -101,6 +101,10 @@ impl Context {
     }
 }
 
+/// Message of a `Degraded=False` condition. Never empty: Kubernetes 1.20's server-side apply
+/// turns an empty string into null, which the CRD schema then rejects.
+pub const CATALOG_CURRENT: &str = "every granted role is as delegable as when the definition was accepted";
+
 /// Event notes are limited to 1 kB.
 pub fn note(message: &str) -> Option<String> {
     const MAX: usize = 1000;

@@ -14,6 +14,7 @@ use serde_json::json;
 use tracing::{info, instrument};
 
 use super::assignment::created_before;
+use super::context::CATALOG_CURRENT;
 use super::context::{note, Caches, Context};
 use super::Error;
 use crate::api::status::merge_condition;
@@ -92,7 +93,13 @@ fn desired_status(definition: &RegistrationDefinition, ctx: &Context) -> (Regist
                     let all: Vec<String> = valid.narrowed.iter().map(ToString::to_string).collect();
                     condition("Degraded", ConditionStatus::True, first.rule.reason(), all.join("; "), generation)
                 }
-                None => condition("Degraded", ConditionStatus::False, "CatalogCurrent", String::new(), generation),
+                None => condition(
+                    "Degraded",
+                    ConditionStatus::False,
+                    "CatalogCurrent",
+                    CATALOG_CURRENT.to_string(),
+                    generation,
+                ),
             };
             conditions = merge_condition(&conditions, degraded, now);
             let event = if valid.warnings.is_empty() {
