@@ -304,7 +304,7 @@ async fn revoke(assignment: Arc<RegistrationAssignment>, ctx: &Context) -> Resul
 
 /// The controller's reconcile function.
 pub async fn reconcile(assignment: Arc<RegistrationAssignment>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.caches.wait_ready().await?;
+    ctx.caches_synced().await?;
     let api: Api<RegistrationAssignment> =
         Api::namespaced(ctx.client.clone(), &assignment.namespace().unwrap_or_default());
     finalizer(&api, keys::ASSIGNMENT_FINALIZER, assignment, |event| async {

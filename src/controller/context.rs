@@ -35,19 +35,6 @@ pub struct Caches {
 }
 
 impl Caches {
-    /// Waits until every cache has its initial list. Reconciling earlier would read an empty
-    /// cache as "nothing exists" and revoke access that should stay.
-    pub async fn wait_ready(&self) -> Result<(), Error> {
-        let ready = |r: Result<(), _>, what: &'static str| r.map_err(|_| Error::CacheNotReady(what));
-        ready(self.namespaces.wait_until_ready().await, "namespaces")?;
-        ready(self.definitions.wait_until_ready().await, "definitions")?;
-        ready(self.assignments.wait_until_ready().await, "assignments")?;
-        ready(self.cluster_roles.wait_until_ready().await, "clusterroles")?;
-        ready(self.roles.wait_until_ready().await, "roles")?;
-        ready(self.bindings.wait_until_ready().await, "rolebindings")?;
-        Ok(())
-    }
-
     /// The role catalog as the cluster has it now.
     pub fn catalog(&self) -> Catalog {
         let roles = self.cluster_roles.state();
@@ -89,9 +76,18 @@ pub struct Context {
     pub recorder: Recorder,
     /// Re-triggers assignment reconciles, e.g. a duplicate once the original is gone.
     pub assignment_triggers: UnboundedSender<ObjectRef<RegistrationAssignment>>,
+    /// True once every cache has its first list.
+    pub ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Context {
+    /// Waits until every cache has its initial list. Reconciling earlier would read an empty
+    /// cache as "nothing exists" and revoke access that should stay.
+    pub async fn caches_synced(&self) -> Result<(), Error> {
+        let mut ready = self.ready.clone();
+        ready.wait_for(|r| *r).await.map(|_| ()).map_err(|_| Error::CacheNotReady("watches stopped"))
+    }
+
     /// Publishes an Event; a failure to record is logged, never a reason to fail a reconcile.
     pub async fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, event: Event) {
         let reference = object.object_ref(&());

@@ -241,7 +241,7 @@ async fn cascade(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Resu
 
 /// The controller's reconcile function.
 pub async fn reconcile(definition: Arc<RegistrationDefinition>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.caches.wait_ready().await?;
+    ctx.caches_synced().await?;
     let api: Api<RegistrationDefinition> =
         Api::namespaced(ctx.client.clone(), &definition.namespace().unwrap_or_default());
     finalizer(&api, keys::DEFINITION_FINALIZER, definition, |event| async {

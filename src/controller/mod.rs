@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::ListParams;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
@@ -56,6 +56,31 @@ impl Error {
     }
 }
 
+/// How long in-flight reconciles get to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
 /// Parallel reconciles: enough to onboard many customers quickly without opening a
 /// connection per delegation.
 const CONCURRENCY: u16 = 16;
@@ -65,6 +90,22 @@ fn error_policy<K>(_object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action
     // and never treat it as a reason to grant or revoke.
     warn!(error = %error, reason = error.metric_label(), "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
+}
+
+/// Reconcile failures are logged by `error_policy`; this surfaces the rest (watch and queue
+/// errors), which would otherwise be silent.
+fn log_outcome<K, E1: std::fmt::Debug, E2: std::fmt::Debug>(
+    outcome: Result<K, kube::runtime::controller::Error<E1, E2>>,
+) -> futures::future::Ready<()> {
+    match outcome {
+        // A trigger for an object that is already gone: nothing to do.
+        Err(kube::runtime::controller::Error::ObjectNotFound(o)) => {
+            tracing::debug!(object = %o, "gone before reconcile")
+        }
+        Err(e) => warn!(error = ?e, "controller stream error"),
+        Ok(_) => {}
+    }
+    futures::future::ready(())
 }
 
 async fn check_crds(client: &Client) -> Result<(), Error> {
@@ -84,11 +125,9 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
     let (cluster_roles, cr_writer) = reflector::store();
     let (roles, role_writer) = reflector::store();
     let (bindings, binding_writer) = reflector::store();
-    let assignment_controller =
-        Controller::new(Api::<RegistrationAssignment>::all(client.clone()), watcher::Config::default())
-            .with_config(ControllerConfig::default().concurrency(CONCURRENCY));
-    let caches =
-        Caches { namespaces, definitions, assignments: assignment_controller.store(), cluster_roles, roles, bindings };
+    let (assignments, assignment_writer) = reflector::store();
+    let caches = Caches { namespaces, definitions, assignments, cluster_roles, roles, bindings };
+    let (readiness, ready) = triggers::Readiness::new(triggers::CACHES);
 
     let (assignment_tx, assignment_rx) = mpsc::unbounded();
     let (definition_tx, definition_rx) = mpsc::unbounded();
@@ -100,37 +139,55 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         limits: config.limits(),
         recorder: Recorder::new(client.clone(), Reporter { controller: "kube-lighthouse".into(), instance }),
         assignment_triggers: assignment_tx.clone(),
+        ready,
     });
 
     let writers = triggers::Writers {
         namespaces: ns_writer,
         definitions: def_writer,
+        assignments: assignment_writer,
         cluster_roles: cr_writer,
         roles: role_writer,
         bindings: binding_writer,
     };
     let sinks = triggers::Sinks { assignments: assignment_tx, definitions: definition_tx };
-    let watches = triggers::run(client.clone(), writers, caches.clone(), sinks);
-
-    let assignments = assignment_controller
+    // Each long-lived part runs as its own task on the worker threads.
+    let watches = tokio::spawn(triggers::run(client.clone(), writers, caches.clone(), sinks, readiness));
+    let shutdown = shutdown_signal().shared();
+    // Both controllers are triggered only through the channels that `triggers` feeds; each
+    // one's runner is the only waiter on its own store.
+    let assignments = tokio::spawn(
+        Controller::for_stream(
+            futures::stream::pending::<Result<RegistrationAssignment, watcher::Error>>(),
+            caches.assignments.clone(),
+        )
+        .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
         .reconcile_on(assignment_rx)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
         .run(assignment::reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
-    let definitions = Controller::for_stream(
-        futures::stream::pending::<Result<RegistrationDefinition, watcher::Error>>(),
-        caches.definitions.clone(),
-    )
-    .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
-    .reconcile_on(definition_rx)
-    .shutdown_on_signal()
-    .run(definition::reconcile, error_policy, ctx)
-    .for_each(|_| futures::future::ready(()));
+        .for_each(log_outcome),
+    );
+    let definitions = tokio::spawn(
+        Controller::for_stream(
+            futures::stream::pending::<Result<RegistrationDefinition, watcher::Error>>(),
+            caches.definitions.clone(),
+        )
+        .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
+        .reconcile_on(definition_rx)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(definition::reconcile, error_policy, ctx)
+        .for_each(log_outcome),
+    );
 
     info!("kube-lighthouse controller started");
     tokio::select! {
-        _ = futures::future::join(assignments, definitions) => info!("controllers stopped"),
-        _ = watches => warn!("watches ended"),
+        _ = shutdown => {
+            // In-flight reconciles may finish; the trigger channels never close by themselves,
+            // so the controllers are not awaited past a short grace period.
+            info!("shutting down");
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join(assignments, definitions)).await;
+        }
+        r = watches => warn!(result = ?r, "watches ended"),
     }
     Ok(())
 }

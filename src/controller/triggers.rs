@@ -38,12 +38,20 @@ impl Sinks {
     fn definition(&self, d: &RegistrationDefinition) {
         let _ = self.definitions.unbounded_send(ObjectRef::from_obj(d));
     }
+
+    /// A materialized object changed: its assignment checks it (drift is reverted there).
+    fn owner_of<K: Resource>(&self, object: &K) {
+        if let Some(a) = owning_assignment(object) {
+            let _ = self.assignments.unbounded_send(a);
+        }
+    }
 }
 
 /// The writers of the caches this module fills.
 pub struct Writers {
     pub namespaces: Writer<PartialObjectMeta<Namespace>>,
     pub definitions: Writer<RegistrationDefinition>,
+    pub assignments: Writer<RegistrationAssignment>,
     pub cluster_roles: Writer<ClusterRole>,
     pub roles: Writer<Role>,
     pub bindings: Writer<RoleBinding>,
@@ -79,8 +87,8 @@ fn namespace_changed(ns: &PartialObjectMeta<Namespace>, caches: &Caches, sinks: 
         .iter()
         .filter_map(|b| owning_assignment(b.as_ref()))
         .collect();
-    for r in holders {
-        let _ = sinks.assignments.unbounded_send(r);
+    for owner in holders {
+        let _ = sinks.assignments.unbounded_send(owner);
     }
     for d in caches.definitions.state_filter(|d| d.namespace().as_deref() == Some(name.as_str())) {
         sinks.definition(&d);
@@ -110,62 +118,85 @@ fn catalog_changed(caches: &Caches, sinks: &Sinks) {
     }
 }
 
-fn log_errors<K>(item: Result<K, watcher::Error>) -> Option<K> {
-    match item {
-        Ok(k) => Some(k),
-        Err(e) => {
-            warn!(error = %e, "watch failed; retrying with backoff");
-            None
+/// Counts the caches that have not finished their first list, and tells everyone waiting
+/// once all have. (`Store::wait_until_ready` cannot serve many concurrent waiters: it wakes
+/// only the last one to poll it.)
+pub struct Readiness {
+    pending: std::sync::atomic::AtomicUsize,
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl Readiness {
+    pub fn new(caches: usize) -> (Arc<Readiness>, tokio::sync::watch::Receiver<bool>) {
+        let (ready, rx) = tokio::sync::watch::channel(caches == 0);
+        (Arc::new(Readiness { pending: std::sync::atomic::AtomicUsize::new(caches), ready }), rx)
+    }
+
+    fn cache_synced(&self) {
+        if self.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            let _ = self.ready.send(true);
         }
     }
 }
 
-async fn drive<K, S>(stream: S, mut on_change: impl FnMut(&K))
+/// Feeds one cache and calls `on_change` for every object seen, including the initial list
+/// (so that a restart re-checks every delegation).
+async fn drive<K, S>(stream: S, readiness: Arc<Readiness>, mut on_change: impl FnMut(&K))
 where
-    S: Stream<Item = Result<K, watcher::Error>>,
+    K: Resource<DynamicType = ()>,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
     let mut stream = std::pin::pin!(stream);
+    let mut synced = false;
     while let Some(item) = stream.next().await {
-        if let Some(object) = log_errors(item) {
-            on_change(&object);
+        match item {
+            Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object) | watcher::Event::InitApply(object)) => {
+                tracing::trace!(kind = %K::kind(&()), name = %object.name_any(), "changed");
+                on_change(&object);
+            }
+            Ok(watcher::Event::InitDone) if !synced => {
+                synced = true;
+                readiness.cache_synced();
+            }
+            Ok(_) => {}
+            Err(e) => warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying with backoff"),
         }
     }
 }
 
+/// The number of caches [`run`] fills (for [`Readiness::new`]).
+pub const CACHES: usize = 6;
+
 /// Runs every watch until the process ends.
-pub async fn run(client: Client, writers: Writers, caches: Caches, sinks: Sinks) {
+pub async fn run(client: Client, writers: Writers, caches: Caches, sinks: Sinks, readiness: Arc<Readiness>) {
     let managed = watcher::Config::default().labels(&format!("{}={}", keys::MANAGED_BY, keys::MANAGER));
-    let namespaces = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
+    let all = watcher::Config::default;
+    let namespaces = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), all())
         .default_backoff()
-        .reflect(writers.namespaces)
-        .touched_objects();
-    let definitions = watcher(Api::<RegistrationDefinition>::all(client.clone()), watcher::Config::default())
+        .reflect(writers.namespaces);
+    let definitions = watcher(Api::<RegistrationDefinition>::all(client.clone()), all())
         .default_backoff()
-        .reflect(writers.definitions)
-        .touched_objects();
-    let cluster_roles = watcher(Api::<ClusterRole>::all(client.clone()), watcher::Config::default())
+        .reflect(writers.definitions);
+    let assignments = watcher(Api::<RegistrationAssignment>::all(client.clone()), all())
         .default_backoff()
-        .reflect(writers.cluster_roles)
-        .touched_objects();
-    let roles = watcher(Api::<Role>::all(client.clone()), managed.clone())
-        .default_backoff()
-        .reflect(writers.roles)
-        .touched_objects();
-    let bindings =
-        watcher(Api::<RoleBinding>::all(client), managed).default_backoff().reflect(writers.bindings).touched_objects();
+        .reflect(writers.assignments);
+    let cluster_roles =
+        watcher(Api::<ClusterRole>::all(client.clone()), all()).default_backoff().reflect(writers.cluster_roles);
+    let roles = watcher(Api::<Role>::all(client.clone()), managed.clone()).default_backoff().reflect(writers.roles);
+    let bindings = watcher(Api::<RoleBinding>::all(client), managed).default_backoff().reflect(writers.bindings);
 
     // Names that were in the catalog: a role leaving it (unlabelled, deleted) must re-judge too.
     let mut catalog_names: BTreeSet<String> = BTreeSet::new();
-    let caches = Arc::new(caches);
-    let sinks = Arc::new(sinks);
-    let (c1, c2, c3, c4, c5) = (caches.clone(), caches.clone(), caches.clone(), caches.clone(), caches.clone());
-    let (s1, s2, s3, s4, s5) = (sinks.clone(), sinks.clone(), sinks.clone(), sinks.clone(), sinks.clone());
+    let (c1, c2, c3) = (caches.clone(), caches.clone(), caches);
+    let (s1, s2, s3, s4, s5, s6) = (sinks.clone(), sinks.clone(), sinks.clone(), sinks.clone(), sinks.clone(), sinks);
+    let r = || readiness.clone();
     futures::join!(
-        drive(namespaces, move |ns| namespace_changed(ns, &c1, &s1)),
-        drive(definitions, move |d| definition_changed(d, &c2, &s2)),
-        drive(cluster_roles, move |r: &ClusterRole| {
-            let name = r.name_any();
-            let in_catalog = CatalogRole::from_cluster_role(r).is_some();
+        drive(namespaces, r(), move |ns| namespace_changed(ns, &c1, &s1)),
+        drive(definitions, r(), move |d| definition_changed(d, &c2, &s2)),
+        drive(assignments, r(), move |a: &RegistrationAssignment| s6.assignment(a)),
+        drive(cluster_roles, r(), move |role: &ClusterRole| {
+            let name = role.name_any();
+            let in_catalog = CatalogRole::from_cluster_role(role).is_some();
             let was = catalog_names.contains(&name);
             if in_catalog {
                 catalog_names.insert(name);
@@ -174,17 +205,7 @@ pub async fn run(client: Client, writers: Writers, caches: Caches, sinks: Sinks)
                 catalog_changed(&c3, &s3);
             }
         }),
-        drive(roles, move |r: &Role| {
-            if let Some(a) = owning_assignment(r) {
-                let _ = s4.assignments.unbounded_send(a);
-            }
-            let _ = &c4;
-        }),
-        drive(bindings, move |b: &RoleBinding| {
-            if let Some(a) = owning_assignment(b) {
-                let _ = s5.assignments.unbounded_send(a);
-            }
-            let _ = &c5;
-        }),
+        drive(roles, r(), move |role: &Role| s4.owner_of(role)),
+        drive(bindings, r(), move |binding: &RoleBinding| s5.owner_of(binding)),
     );
 }

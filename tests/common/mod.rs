@@ -91,12 +91,27 @@ pub async fn client_for(path: &PathBuf) -> Client {
 pub async fn cluster() -> Option<Client> {
     let path = kubeconfig()?;
     static CONTROLLER: OnceLock<()> = OnceLock::new();
+    // KL_TEST_EXTERNAL_CONTROLLER: a controller already runs against the cluster (e2e).
     CONTROLLER.get_or_init(|| {
+        if std::env::var_os("KL_TEST_EXTERNAL_CONTROLLER").is_some() {
+            return;
+        }
         let path = path.clone();
         std::thread::spawn(move || {
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
             runtime.block_on(async move {
+                // The controller's log, for reading after a failure: target/controller-<test>.log
+                let binary =
+                    std::env::args().next().and_then(|a| a.rsplit('/').next().map(String::from)).unwrap_or_default();
+                let log = repo().join("target").join(format!("controller-{binary}.log"));
+                if let Ok(file) = std::fs::File::create(&log) {
+                    let _ = tracing_subscriber::fmt()
+                        .with_env_filter(tracing_subscriber::EnvFilter::new("info,kube_lighthouse=debug"))
+                        .with_ansi(false)
+                        .with_writer(std::sync::Mutex::new(file))
+                        .try_init();
+                }
                 let client = client_for(&path).await;
                 let config = kube_lighthouse::config::Config::default();
                 if let Err(e) = kube_lighthouse::controller::run(client, &config).await {
