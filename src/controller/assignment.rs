@@ -124,19 +124,23 @@ pub fn desired_status(assignment: &RegistrationAssignment, decision: &Decision) 
     let (state, namespaces, mut conditions) = match &decision.result {
         Ok((scope, valid)) => {
             let principals: usize = valid.grants.iter().map(|g| g.subjects.len()).sum();
-            let message = format!(
-                "access of tenant {} in force in {} namespace(s): {} role(s), {} subject(s)",
-                valid.managing_tenant,
-                scope.namespaces.len(),
-                valid.grants.len(),
-                principals
-            );
             let in_force = if decision.desired.bindings.is_empty() { vec![] } else { scope.namespaces.clone() };
-            let mut conditions = merge_condition(
-                &existing.conditions,
-                ready(ConditionStatus::True, "Granted", message, generation),
-                now.clone(),
-            );
+            let ready_now = if in_force.is_empty() {
+                // Valid, but nothing left to grant (every role it names left the catalog).
+                let reason = valid.narrowed.first().map_or("NothingGranted", |n| n.rule.reason());
+                let message = format!("no access of tenant {} is in force", valid.managing_tenant);
+                ready(ConditionStatus::False, reason, message, generation)
+            } else {
+                let message = format!(
+                    "access of tenant {} in force in {} namespace(s): {} role(s), {} subject(s)",
+                    valid.managing_tenant,
+                    in_force.len(),
+                    valid.grants.len(),
+                    principals
+                );
+                ready(ConditionStatus::True, "Granted", message, generation)
+            };
+            let mut conditions = merge_condition(&existing.conditions, ready_now, now.clone());
             let degraded = match valid.narrowed.first() {
                 Some(first) => {
                     let all: Vec<String> = valid.narrowed.iter().map(ToString::to_string).collect();

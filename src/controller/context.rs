@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures::channel::mpsc::UnboundedSender;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, Recorder};
@@ -90,8 +90,12 @@ impl Context {
 
     /// Publishes an Event; a failure to record is logged, never a reason to fail a reconcile.
     pub async fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, event: Event) {
-        let reference = object.object_ref(&());
-        if let Err(e) = self.recorder.publish(&event, &reference).await {
+        self.publish_to(&object.object_ref(&()), event).await;
+    }
+
+    /// Publishes an Event about the object `reference` points at.
+    pub async fn publish_to(&self, reference: &ObjectReference, event: Event) {
+        if let Err(e) = self.recorder.publish(&event, reference).await {
             warn!(error = %e, reason = %event.reason, "could not publish event");
         }
     }
@@ -100,6 +104,19 @@ impl Context {
 /// Message of a `Degraded=False` condition. Never empty: Kubernetes 1.20's server-side apply
 /// turns an empty string into null, which the CRD schema then rejects.
 pub const CATALOG_CURRENT: &str = "every granted role is as delegable as when the definition was accepted";
+
+/// A reference to a namespace, for Events about it. The Event is recorded in that namespace
+/// itself (`kubectl get events -n <namespace>`), where its owner looks; Kubernetes 1.20
+/// refuses an Event whose regarding object has no namespace outside `default`.
+pub fn namespace_reference(name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Namespace".into()),
+        name: Some(name.into()),
+        namespace: Some(name.into()),
+        ..Default::default()
+    }
+}
 
 /// Event notes are limited to 1 kB.
 pub fn note(message: &str) -> Option<String> {

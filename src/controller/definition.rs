@@ -24,6 +24,7 @@ use crate::api::{
 };
 use crate::model::keys;
 use crate::model::scope::Namespaces;
+use crate::model::transfer::removed_by_transfer;
 use crate::model::validate::{self, Context as ValidationContext, DefinitionFacts};
 
 const RESYNC: Duration = Duration::from_secs(15 * 60);
@@ -169,6 +170,9 @@ fn ready_reason(status: &RegistrationDefinitionStatus) -> Option<&str> {
 
 #[instrument(skip_all, fields(definition = %format!("{}/{}", definition.namespace().unwrap_or_default(), definition.name_any())))]
 async fn check(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Result<Action, Error> {
+    if transferred_away(&definition, ctx) {
+        return remove_after_transfer(&definition, ctx).await;
+    }
     let old = definition.status.clone().unwrap_or_default();
     let (new, event) = desired_status(&definition, ctx);
     if !same_status(&old, &new) {
@@ -191,6 +195,44 @@ async fn check(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Result
         info!(state = ?new.provisioning_state, reason = ?ready_reason(&new), "status updated");
     }
     Ok(Action::requeue(RESYNC))
+}
+
+/// Whether the subscription now belongs to the tenant this definition delegates to.
+fn transferred_away(definition: &RegistrationDefinition, ctx: &Context) -> bool {
+    let namespace = definition.namespace().unwrap_or_default();
+    let Ok((_, home_now)) = crate::model::scope::subscription_of(&namespace, &ctx.caches.namespaces as &dyn Namespaces)
+    else {
+        return false;
+    };
+    let recorded = definition.status.as_ref().and_then(|s| s.managee_tenant_id.as_deref());
+    removed_by_transfer(&definition.spec.managed_by_tenant_id, recorded, &home_now)
+}
+
+/// Seed 002: the delegation resources for the new home tenant are removed. Deleting the
+/// definition cascades to its assignments, whose finalizers revoke the access.
+async fn remove_after_transfer(definition: &RegistrationDefinition, ctx: &Context) -> Result<Action, Error> {
+    let namespace = definition.namespace().unwrap_or_default();
+    let tenant = &definition.spec.managed_by_tenant_id;
+    let note_text = format!(
+        "subscription {namespace} now belongs to tenant {tenant}, which this definition delegated to: the delegation is removed (other managing tenants keep their access)"
+    );
+    for regarding in [crate::controller::context::namespace_reference(&namespace), definition.object_ref(&())] {
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "RemovedOnTransfer".into(),
+            note: note(&format!("{}/{}: {note_text}", namespace, definition.name_any())),
+            action: "Transfer".into(),
+            secondary: None,
+        };
+        ctx.publish_to(&regarding, event).await;
+    }
+    let api: Api<RegistrationDefinition> = Api::namespaced(ctx.client.clone(), &namespace);
+    match api.delete(&definition.name_any(), &DeleteParams::default()).await {
+        Ok(_) => info!(%namespace, definition = %definition.name_any(), %tenant, "removed on transfer"),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Action::await_change())
 }
 
 /// The assignments that assign `definition`: in its subscription namespace and its

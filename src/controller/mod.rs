@@ -9,6 +9,8 @@ pub mod apply;
 pub mod assignment;
 pub mod context;
 pub mod definition;
+pub mod namespace;
+pub mod sweep;
 pub mod triggers;
 
 use std::sync::Arc;
@@ -16,7 +18,9 @@ use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::ListParams;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{reflector, watcher, Controller};
@@ -131,6 +135,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
 
     let (assignment_tx, assignment_rx) = mpsc::unbounded();
     let (definition_tx, definition_rx) = mpsc::unbounded();
+    let (namespace_tx, namespace_rx) = mpsc::unbounded();
+    let (sweep_tx, sweep_rx) = mpsc::unbounded();
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -150,7 +156,12 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         roles: role_writer,
         bindings: binding_writer,
     };
-    let sinks = triggers::Sinks { assignments: assignment_tx, definitions: definition_tx };
+    let sinks = triggers::Sinks {
+        assignments: assignment_tx,
+        definitions: definition_tx,
+        namespaces: namespace_tx,
+        sweep: sweep_tx,
+    };
     // Each long-lived part runs as its own task on the worker threads.
     let watches = tokio::spawn(triggers::run(client.clone(), writers, caches.clone(), sinks, readiness));
     let shutdown = shutdown_signal().shared();
@@ -175,9 +186,21 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
         .reconcile_on(definition_rx)
         .graceful_shutdown_on(shutdown.clone())
-        .run(definition::reconcile, error_policy, ctx)
+        .run(definition::reconcile, error_policy, ctx.clone())
         .for_each(log_outcome),
     );
+    let namespaces = tokio::spawn(
+        Controller::for_stream(
+            futures::stream::pending::<Result<PartialObjectMeta<Namespace>, watcher::Error>>(),
+            caches.namespaces.clone(),
+        )
+        .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
+        .reconcile_on(namespace_rx)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(namespace::reconcile, error_policy, ctx.clone())
+        .for_each(log_outcome),
+    );
+    let sweeper = tokio::spawn(sweep::run(ctx, sweep_rx));
 
     info!("kube-lighthouse controller started");
     tokio::select! {
@@ -185,7 +208,9 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
             // In-flight reconciles may finish; the trigger channels never close by themselves,
             // so the controllers are not awaited past a short grace period.
             info!("shutting down");
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join(assignments, definitions)).await;
+            let _ =
+                tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join3(assignments, definitions, namespaces)).await;
+            sweeper.abort();
         }
         r = watches => warn!(result = ?r, "watches ended"),
     }

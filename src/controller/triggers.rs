@@ -18,6 +18,7 @@ use tracing::warn;
 
 use super::context::Caches;
 use super::definition::assignments_of;
+use super::sweep::Candidate;
 use crate::api::{RegistrationAssignment, RegistrationDefinition};
 use crate::model::catalog::CatalogRole;
 use crate::model::keys;
@@ -28,6 +29,8 @@ use crate::model::scope::{NamespaceInfo, Namespaces};
 pub struct Sinks {
     pub assignments: UnboundedSender<ObjectRef<RegistrationAssignment>>,
     pub definitions: UnboundedSender<ObjectRef<RegistrationDefinition>>,
+    pub namespaces: UnboundedSender<ObjectRef<PartialObjectMeta<Namespace>>>,
+    pub sweep: UnboundedSender<Candidate>,
 }
 
 impl Sinks {
@@ -44,6 +47,18 @@ impl Sinks {
         if let Some(a) = owning_assignment(object) {
             let _ = self.assignments.unbounded_send(a);
         }
+    }
+
+    fn namespace(&self, name: &str) {
+        let _ = self.namespaces.unbounded_send(ObjectRef::new(name));
+    }
+
+    /// An assignment changed: the subscription it belongs to re-computes managed-by-tenants.
+    fn assignment_changed(&self, a: &RegistrationAssignment, caches: &Caches) {
+        self.assignment(a);
+        let ns = a.namespace().unwrap_or_default();
+        let parent = Namespaces::get(&caches.namespaces, &ns).and_then(|i| i.parent_subscription().map(String::from));
+        self.namespace(parent.as_deref().unwrap_or(&ns));
     }
 }
 
@@ -92,6 +107,10 @@ fn namespace_changed(ns: &PartialObjectMeta<Namespace>, caches: &Caches, sinks: 
     }
     for d in caches.definitions.state_filter(|d| d.namespace().as_deref() == Some(name.as_str())) {
         sinks.definition(&d);
+    }
+    sinks.namespace(&name);
+    if let Some(p) = &parent {
+        sinks.namespace(p);
     }
 }
 
@@ -187,13 +206,13 @@ pub async fn run(client: Client, writers: Writers, caches: Caches, sinks: Sinks,
 
     // Names that were in the catalog: a role leaving it (unlabelled, deleted) must re-judge too.
     let mut catalog_names: BTreeSet<String> = BTreeSet::new();
-    let (c1, c2, c3) = (caches.clone(), caches.clone(), caches);
+    let (c1, c2, c3, c4) = (caches.clone(), caches.clone(), caches.clone(), caches);
     let (s1, s2, s3, s4, s5, s6) = (sinks.clone(), sinks.clone(), sinks.clone(), sinks.clone(), sinks.clone(), sinks);
     let r = || readiness.clone();
     futures::join!(
         drive(namespaces, r(), move |ns| namespace_changed(ns, &c1, &s1)),
         drive(definitions, r(), move |d| definition_changed(d, &c2, &s2)),
-        drive(assignments, r(), move |a: &RegistrationAssignment| s6.assignment(a)),
+        drive(assignments, r(), move |a: &RegistrationAssignment| s6.assignment_changed(a, &c4)),
         drive(cluster_roles, r(), move |role: &ClusterRole| {
             let name = role.name_any();
             let in_catalog = CatalogRole::from_cluster_role(role).is_some();
@@ -205,7 +224,13 @@ pub async fn run(client: Client, writers: Writers, caches: Caches, sinks: Sinks,
                 catalog_changed(&c3, &s3);
             }
         }),
-        drive(roles, r(), move |role: &Role| s4.owner_of(role)),
-        drive(bindings, r(), move |binding: &RoleBinding| s5.owner_of(binding)),
+        drive(roles, r(), move |role: &Role| {
+            s4.owner_of(role);
+            let _ = s4.sweep.unbounded_send(Candidate::Role(ObjectRef::from_obj(role)));
+        }),
+        drive(bindings, r(), move |binding: &RoleBinding| {
+            s5.owner_of(binding);
+            let _ = s5.sweep.unbounded_send(Candidate::Binding(ObjectRef::from_obj(binding)));
+        }),
     );
 }

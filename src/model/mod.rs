@@ -13,4 +13,5 @@ pub mod projection;
 pub mod rules;
 pub mod scope;
 pub mod tenant;
+pub mod transfer;
 pub mod validate;

@@ -338,3 +338,24 @@ pub async fn managed_objects(client: &Client, namespace: &str) -> usize {
     roles.list(&selector).await.expect("roles").items.len()
         + bindings.list(&selector).await.expect("bindings").items.len()
 }
+
+/// A client acting as `user` in `groups` (impersonation by the admin): requests it makes are
+/// authorized exactly as that identity's would be.
+pub async fn client_as(user: &str, groups: &[&str]) -> Client {
+    let path = kubeconfig().expect("cluster");
+    let mut kubeconfig = Kubeconfig::read_from(&path).expect("kubeconfig readable");
+    for named in &mut kubeconfig.auth_infos {
+        if let Some(auth) = named.auth_info.as_mut() {
+            auth.impersonate = Some(user.to_string());
+            auth.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+        }
+    }
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+    Client::try_from(config).expect("client")
+}
+
+/// The local control plane's state directory (audit log, logs), when the tests use it.
+pub fn local_state_dir() -> Option<PathBuf> {
+    let dir = kubeconfig()?.parent()?.to_path_buf();
+    dir.join("logs/audit.log").exists().then_some(dir)
+}
