@@ -41,6 +41,14 @@ pub struct Config {
     #[arg(long, env = "KUBE_LIGHTHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Port of the Prometheus `/metrics` endpoint (0 disables it).
+    #[arg(long, env = "KUBE_LIGHTHOUSE_METRICS_PORT", default_value_t = 8080)]
+    pub metrics_port: u16,
+
+    /// Port of the `/healthz` and `/readyz` probes (0 disables them).
+    #[arg(long, env = "KUBE_LIGHTHOUSE_HEALTH_PORT", default_value_t = 8081)]
+    pub health_port: u16,
+
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "KUBE_LIGHTHOUSE_LOG", default_value = "info")]
     pub log_level: String,

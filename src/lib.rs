@@ -21,5 +21,7 @@
 pub mod api;
 pub mod config;
 pub mod controller;
+pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod telemetry;

@@ -78,7 +78,8 @@ fn key<K: Resource>(object: &K) -> (String, String) {
 
 async fn server_side_apply<K>(ctx: &Context, object: &K) -> Result<(), Error>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    K: k8s_openapi::Resource
+        + Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + DeserializeOwned
         + Serialize
@@ -88,18 +89,21 @@ where
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = PatchParams::apply(keys::FIELD_MANAGER).force();
     api.patch(&name, &params, &Patch::Apply(object)).await?;
+    ctx.metrics.write(<K as k8s_openapi::Resource>::KIND, "apply");
     debug!(kind = K::kind(&()).as_ref(), %namespace, %name, "applied");
     Ok(())
 }
 
 async fn delete<K>(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    K: k8s_openapi::Resource
+        + Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + DeserializeOwned
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    ctx.metrics.write(<K as k8s_openapi::Resource>::KIND, "delete");
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => {
             info!(kind = K::kind(&()).as_ref(), %namespace, %name, "revoked");

@@ -205,6 +205,7 @@ async fn write_status(
     });
     api.patch_status(&assignment.name_any(), &PatchParams::apply(keys::FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await?;
+    ctx.metrics.write("RegistrationAssignment", "status");
     Ok(())
 }
 
@@ -308,6 +309,7 @@ async fn revoke(assignment: Arc<RegistrationAssignment>, ctx: &Context) -> Resul
 
 /// The controller's reconcile function.
 pub async fn reconcile(assignment: Arc<RegistrationAssignment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile("assignment");
     ctx.caches_synced().await?;
     let api: Api<RegistrationAssignment> =
         Api::namespaced(ctx.client.clone(), &assignment.namespace().unwrap_or_default());

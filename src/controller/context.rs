@@ -78,6 +78,8 @@ pub struct Context {
     pub assignment_triggers: UnboundedSender<ObjectRef<RegistrationAssignment>>,
     /// True once every cache has its first list.
     pub ready: tokio::sync::watch::Receiver<bool>,
+    /// Reconcile, error and write counters.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Context {

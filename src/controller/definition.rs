@@ -189,6 +189,7 @@ async fn check(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Result
             &Patch::Apply(&patch),
         )
         .await?;
+        ctx.metrics.write("RegistrationDefinition", "status");
         if ready_reason(&old) != ready_reason(&new) {
             ctx.publish(definition.as_ref(), event).await;
         }
@@ -283,6 +284,7 @@ async fn cascade(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Resu
 
 /// The controller's reconcile function.
 pub async fn reconcile(definition: Arc<RegistrationDefinition>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile("definition");
     ctx.caches_synced().await?;
     let api: Api<RegistrationDefinition> =
         Api::namespaced(ctx.client.clone(), &definition.namespace().unwrap_or_default());

@@ -45,6 +45,8 @@ pub enum Error {
     MissingField(&'static str),
     #[error("the CustomResourceDefinitions are not installed: apply crds/ (or install the Helm chart) first")]
     CrdsMissing,
+    #[error("cannot listen on the {0} port: {1}")]
+    Bind(&'static str, #[source] std::io::Error),
 }
 
 impl Error {
@@ -56,6 +58,7 @@ impl Error {
             Error::CacheNotReady(_) => "cache_not_ready",
             Error::MissingField(_) => "missing_field",
             Error::CrdsMissing => "crds_missing",
+            Error::Bind(..) => "bind",
         }
     }
 }
@@ -89,11 +92,14 @@ async fn shutdown_signal() {
 /// connection per delegation.
 const CONCURRENCY: u16 = 16;
 
-fn error_policy<K>(_object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
-    // Transient by nature (a 403 or 5xx while the API server restarts, a conflict): retry,
-    // and never treat it as a reason to grant or revoke.
-    warn!(error = %error, reason = error.metric_label(), "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+/// Reconcile errors are transient by nature (a 403 or 5xx while the API server restarts, a
+/// conflict): retry, and never treat one as a reason to grant or revoke.
+fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+    move |_object, error, ctx| {
+        warn!(error = %error, reason = error.metric_label(), controller, "reconcile failed; retrying");
+        ctx.metrics.error(controller, error.metric_label());
+        Action::requeue(Duration::from_secs(5))
+    }
 }
 
 /// Reconcile failures are logged by `error_policy`; this surfaces the rest (watch and queue
@@ -123,6 +129,11 @@ async fn check_crds(client: &Client) -> Result<(), Error> {
 /// Runs both reconcilers against the cluster of `client` until SIGINT or SIGTERM.
 pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
     check_crds(&client).await?;
+    // Bind first: a port in use is a configuration error to report before doing anything.
+    let health = crate::http::bind(config.health_port, "health").await.map_err(|e| Error::Bind("health", e))?;
+    let metrics_listener =
+        crate::http::bind(config.metrics_port, "metrics").await.map_err(|e| Error::Bind("metrics", e))?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
 
     let (namespaces, ns_writer) = reflector::store();
     let (definitions, def_writer) = reflector::store();
@@ -145,8 +156,15 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         limits: config.limits(),
         recorder: Recorder::new(client.clone(), Reporter { controller: "kube-lighthouse".into(), instance }),
         assignment_triggers: assignment_tx.clone(),
-        ready,
+        ready: ready.clone(),
+        metrics: metrics.clone(),
     });
+    if let Some(listener) = health {
+        tokio::spawn(crate::http::serve_health(listener, ready));
+    }
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(crate::http::serve_metrics(listener, metrics, caches.clone()));
+    }
 
     let writers = triggers::Writers {
         namespaces: ns_writer,
@@ -175,7 +193,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
         .reconcile_on(assignment_rx)
         .graceful_shutdown_on(shutdown.clone())
-        .run(assignment::reconcile, error_policy, ctx.clone())
+        .run(assignment::reconcile, error_policy("assignment"), ctx.clone())
         .for_each(log_outcome),
     );
     let definitions = tokio::spawn(
@@ -186,7 +204,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
         .reconcile_on(definition_rx)
         .graceful_shutdown_on(shutdown.clone())
-        .run(definition::reconcile, error_policy, ctx.clone())
+        .run(definition::reconcile, error_policy("definition"), ctx.clone())
         .for_each(log_outcome),
     );
     let namespaces = tokio::spawn(
@@ -197,7 +215,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
         .reconcile_on(namespace_rx)
         .graceful_shutdown_on(shutdown.clone())
-        .run(namespace::reconcile, error_policy, ctx.clone())
+        .run(namespace::reconcile, error_policy("namespace"), ctx.clone())
         .for_each(log_outcome),
     );
     let sweeper = tokio::spawn(sweep::run(ctx, sweep_rx));

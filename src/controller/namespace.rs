@@ -44,6 +44,7 @@ pub fn managed_by_tenants(subscription: &str, caches: &Caches) -> Option<String>
 
 /// The controller's reconcile function.
 pub async fn reconcile(ns: Arc<PartialObjectMeta<Namespace>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile("namespace");
     ctx.caches_synced().await?;
     let name = ns.name_any();
     let info = NamespaceInfo::from_labels(ns.labels(), ns.metadata.deletion_timestamp.is_some());
@@ -57,6 +58,7 @@ pub async fn reconcile(ns: Arc<PartialObjectMeta<Namespace>>, ctx: Arc<Context>)
         let api: Api<Namespace> = Api::all(ctx.client.clone());
         let patch = json!({"metadata": {"annotations": {keys::MANAGED_BY_TENANTS: want}}});
         let params = PatchParams { field_manager: Some(keys::FIELD_MANAGER.into()), ..Default::default() };
+        ctx.metrics.write("Namespace", "patch");
         match api.patch(&name, &params, &Patch::Merge(&patch)).await {
             Ok(_) => info!(namespace = %name, managed_by_tenants = ?want, "annotation updated"),
             Err(kube::Error::Api(s)) if s.code == 404 => {}

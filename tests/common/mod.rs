@@ -113,7 +113,15 @@ pub async fn cluster() -> Option<Client> {
                         .try_init();
                 }
                 let client = client_for(&path).await;
-                let config = kube_lighthouse::config::Config::default();
+                // Probe and metrics ports off: a demo controller may hold the defaults.
+                use clap::Parser;
+                let config = kube_lighthouse::config::Config::parse_from([
+                    "kube-lighthouse",
+                    "--metrics-port",
+                    "0",
+                    "--health-port",
+                    "0",
+                ]);
                 if let Err(e) = kube_lighthouse::controller::run(client, &config).await {
                     panic!("controller stopped: {e}");
                 }

@@ -1,0 +1,65 @@
+//! Probe and metrics endpoints: `/healthz` (the process serves), `/readyz` (every watch cache
+//! has its first list, so reconciles see the cluster as it is) and Prometheus `/metrics`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::controller::context::Caches;
+use crate::metrics::Metrics;
+
+/// Binds `port` on all interfaces; None when the port is 0 (the endpoint is disabled).
+pub async fn bind(port: u16, what: &'static str) -> std::io::Result<Option<TcpListener>> {
+    if port == 0 {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await?;
+    info!(%what, port, "listening");
+    Ok(Some(listener))
+}
+
+async fn serve(listener: TcpListener, router: Router, what: &'static str) {
+    if let Err(e) = axum::serve(listener, router).await {
+        warn!(error = %e, %what, "server stopped");
+    }
+}
+
+/// `/healthz` and `/readyz`.
+pub async fn serve_health(listener: TcpListener, ready: watch::Receiver<bool>) {
+    let router = Router::new().route("/healthz", get(|| async { "ok" })).route(
+        "/readyz",
+        get(move || {
+            let ready = *ready.borrow();
+            async move {
+                if ready {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "watch caches not synced")
+                }
+            }
+        }),
+    );
+    serve(listener, router, "health").await;
+}
+
+/// `/metrics` in the OpenMetrics text format.
+pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, caches: Caches) {
+    let router = Router::new().route(
+        "/metrics",
+        get(move || {
+            let body = metrics.render(&caches);
+            async move {
+                ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+                    .into_response()
+            }
+        }),
+    );
+    serve(listener, router, "metrics").await;
+}
