@@ -49,6 +49,18 @@ pub struct Config {
     #[arg(long, env = "KUBE_LIGHTHOUSE_HEALTH_PORT", default_value_t = 8081)]
     pub health_port: u16,
 
+    /// Port of the validating admission webhook (HTTPS, `POST /validate`).
+    #[arg(long, env = "KUBE_LIGHTHOUSE_WEBHOOK_PORT", default_value_t = 9443)]
+    pub webhook_port: u16,
+
+    /// PEM certificate of the webhook. The webhook is served only with both it and the key.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_WEBHOOK_CERT")]
+    pub webhook_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of the webhook.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_WEBHOOK_KEY")]
+    pub webhook_key: Option<std::path::PathBuf>,
+
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "KUBE_LIGHTHOUSE_LOG", default_value = "info")]
     pub log_level: String,

@@ -25,3 +25,4 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod telemetry;
+pub mod webhook;

@@ -47,6 +47,8 @@ pub enum Error {
     CrdsMissing,
     #[error("cannot listen on the {0} port: {1}")]
     Bind(&'static str, #[source] std::io::Error),
+    #[error("admission webhook: {0}")]
+    Webhook(#[from] crate::webhook::WebhookError),
 }
 
 impl Error {
@@ -59,6 +61,7 @@ impl Error {
             Error::MissingField(_) => "missing_field",
             Error::CrdsMissing => "crds_missing",
             Error::Bind(..) => "bind",
+            Error::Webhook(_) => "webhook",
         }
     }
 }
@@ -164,6 +167,11 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
     }
     if let Some(listener) = metrics_listener {
         tokio::spawn(crate::http::serve_metrics(listener, metrics, caches.clone()));
+    }
+    match (&config.webhook_cert, &config.webhook_key) {
+        (Some(cert), Some(key)) => crate::webhook::serve(config.webhook_port, cert, key, ctx.clone()).await?,
+        (None, None) => info!("admission webhook off: no --webhook-cert/--webhook-key"),
+        _ => warn!("admission webhook off: both --webhook-cert and --webhook-key are needed"),
     }
 
     let writers = triggers::Writers {

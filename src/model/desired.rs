@@ -97,6 +97,33 @@ fn pin_assignment_rules(rules: &[PolicyRule], assignment: &AssignmentRef, namesp
     out
 }
 
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+fn rbac_rule(resources: &[&str], verbs: &[&str], names: Option<Vec<String>>) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![RBAC_GROUP.to_string()]),
+        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        resource_names: names,
+        non_resource_urls: None,
+    }
+}
+
+/// User Access Administrator, limited as in Lighthouse: its subjects may write RoleBindings
+/// and `bind` exactly the assignable Roles (Kubernetes' own escalation check then refuses any
+/// other role they do not hold); the webhook restricts those bindings to ServiceAccounts.
+fn user_access_rules(assignable: &[String]) -> Vec<PolicyRule> {
+    vec![
+        rbac_rule(&["rolebindings"], &["get", "list", "watch", "create", "update", "patch", "delete"], None),
+        rbac_rule(&["roles"], &["bind"], Some(assignable.to_vec())),
+    ]
+}
+
+/// Name of the Role a User Access Administrator may bind: the delegated role, per assignment.
+pub fn assignable_name(assignment: &AssignmentRef, role: &str) -> String {
+    object_name(assignment, &format!("assignable:{role}"))
+}
+
 /// Builds the objects `assignment` must own in `namespaces` for the valid `definition`.
 pub fn build(assignment: &AssignmentRef, definition: &ValidDefinition, namespaces: &[String]) -> DesiredRbac {
     let labels = labels(assignment, definition.managing_tenant.as_str());
@@ -126,8 +153,45 @@ pub fn build(assignment: &AssignmentRef, definition: &ValidDefinition, namespace
             });
             desired.bindings.push(RoleBinding {
                 metadata,
-                role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "Role".into(), name },
+                role_ref: RoleRef { api_group: Some(RBAC_GROUP.into()), kind: "Role".into(), name },
                 subjects: Some(grant.subjects.clone()),
+            });
+        }
+        let mut assignable_seen = std::collections::BTreeSet::new();
+        for access in &definition.user_access {
+            let mut names = Vec::new();
+            for grant in &access.assignable {
+                let name = assignable_name(assignment, &grant.role);
+                names.push(name.clone());
+                if assignable_seen.insert(name.clone()) {
+                    let mut labels = labels.clone();
+                    labels.insert(keys::ASSIGNABLE.to_string(), "true".to_string());
+                    desired.roles.push(Role {
+                        metadata: ObjectMeta {
+                            name: Some(name),
+                            namespace: Some(namespace.clone()),
+                            labels: Some(labels),
+                            annotations: Some(annotations(&grant.role)),
+                            ..Default::default()
+                        },
+                        rules: Some(pin_assignment_rules(&grant.rules, assignment, namespace)),
+                    });
+                }
+            }
+            let set: Vec<&str> = access.assignable.iter().map(|g| g.role.as_str()).collect();
+            let name = object_name(assignment, &format!("user-access-administrator:{}", short_hash(&set.join(","), 8)));
+            let metadata = ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+                labels: Some(labels.clone()),
+                annotations: Some(annotations(crate::model::catalog::USER_ACCESS_ADMINISTRATOR)),
+                ..Default::default()
+            };
+            desired.roles.push(Role { metadata: metadata.clone(), rules: Some(user_access_rules(&names)) });
+            desired.bindings.push(RoleBinding {
+                metadata,
+                role_ref: RoleRef { api_group: Some(RBAC_GROUP.into()), kind: "Role".into(), name },
+                subjects: Some(access.subjects.clone()),
             });
         }
     }
@@ -172,6 +236,7 @@ mod tests {
             grants,
             warnings: vec![],
             narrowed: vec![],
+            user_access: vec![],
         }
     }
 
@@ -241,6 +306,33 @@ mod tests {
         let r = rule(&[GROUP], &["registrationassignments", "registrationdefinitions"], &["get", "list"]);
         let def = definition(vec![Grant { role: "view".into(), rules: vec![r.clone()], subjects: vec![user("a")] }]);
         assert_eq!(build(&assignment(), &def, &["customer-a".into()]).roles[0].rules, Some(vec![r]));
+    }
+
+    #[test]
+    fn user_access_administrator_may_bind_exactly_its_assignable_roles() {
+        use crate::model::validate::UserAccess;
+        let mut def = definition(vec![]);
+        def.user_access = vec![UserAccess {
+            subjects: vec![user("uaa")],
+            assignable: vec![Grant {
+                role: "view".into(),
+                rules: vec![rule(&[""], &["pods"], &["get"])],
+                subjects: vec![],
+            }],
+        }];
+        let d = build(&assignment(), &def, &["customer-a".into()]);
+        assert_eq!(d.roles.len(), 2);
+        let assignable = &d.roles[0];
+        assert_eq!(assignable.metadata.name.as_deref(), Some(assignable_name(&assignment(), "view").as_str()));
+        assert_eq!(assignable.metadata.labels.as_ref().expect("labels")[keys::ASSIGNABLE], "true");
+        assert_eq!(assignable.rules, Some(vec![rule(&[""], &["pods"], &["get"])]));
+        let uaa = &d.roles[1];
+        let rules = uaa.rules.clone().expect("rules");
+        assert_eq!(rules[1].verbs, ["bind"]);
+        assert_eq!(rules[1].resource_names, Some(vec![assignable_name(&assignment(), "view")]));
+        assert_eq!(d.bindings.len(), 1, "nobody is bound to the assignable role by us");
+        assert_eq!(d.bindings[0].role_ref.name, uaa.metadata.name.clone().expect("name"));
+        assert_eq!(d.bindings[0].subjects, Some(vec![user("uaa")]));
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub const ASSIGNMENT: &str = "kubelighthouse.io/assignment";
 /// Annotation on materialized objects: the catalog role they were built from.
 pub const SOURCE_ROLE: &str = "kubelighthouse.io/source-cluster-role";
 
+/// Label on a materialized Role a User Access Administrator may bind to managed identities.
+pub const ASSIGNABLE: &str = "kubelighthouse.io/assignable";
+
 /// Server-side apply field manager of every write the controller makes.
 pub const FIELD_MANAGER: &str = "kube-lighthouse";
 /// Finalizer on assignments: access is revoked in every namespace before they go.

@@ -129,7 +129,7 @@ impl fmt::Display for Rejection {
 /// What validation needs besides the delegation itself.
 pub struct Context<'a> {
     pub catalog: &'a Catalog,
-    pub namespaces: &'a dyn Namespaces,
+    pub namespaces: &'a (dyn Namespaces + Sync),
     pub limits: &'a Limits,
     pub templates: &'a IdentityTemplates,
 }
@@ -173,6 +173,19 @@ pub struct ValidDefinition {
     pub warnings: Vec<String>,
     /// Catalog changes since acceptance that withheld or revoked access: (rule, message).
     pub narrowed: Vec<FieldError>,
+    /// User Access Administrators, grouped by the roles they may assign; sorted.
+    pub user_access: Vec<UserAccess>,
+}
+
+/// User Access Administrator as Lighthouse limits it (seed 002): its subjects may bind the
+/// `assignable` roles, and only those, to managed identities (ServiceAccounts of the
+/// namespace; the admission webhook enforces the subjects).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserAccess {
+    /// Sorted and de-duplicated.
+    pub subjects: Vec<Subject>,
+    /// The delegated roles with their filtered rules (no subjects: nobody is bound by us).
+    pub assignable: Vec<Grant>,
 }
 
 /// The verdict on one role reference.
@@ -334,6 +347,7 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
     let mut narrowed = Vec::new();
     let mut warnings = std::collections::BTreeSet::new();
     let mut by_role: BTreeMap<String, Grant> = BTreeMap::new();
+    let mut user_access: BTreeMap<Vec<String>, UserAccess> = BTreeMap::new();
     let mut seen: BTreeMap<(String, Option<PrincipalType>, String), usize> = BTreeMap::new();
 
     for (i, auth) in spec.authorizations.iter().enumerate() {
@@ -377,6 +391,7 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
         };
 
         // User Access Administrator only assigns its delegated roles to managed identities.
+        let mut assignable: Vec<Grant> = Vec::new();
         if role.is_user_access_administrator() {
             if auth.delegated_role_definition_ids.is_empty() {
                 errors.push(FieldError::new(
@@ -393,7 +408,9 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
                         field,
                         "User Access Administrator cannot assign User Access Administrator",
                     )),
-                    RoleVerdict::Delegable(..) => {}
+                    RoleVerdict::Delegable(d, c) => {
+                        assignable.push(Grant { role: d.name.clone(), rules: c.delegable_rules, subjects: Vec::new() })
+                    }
                     RoleVerdict::Rejected(e) => errors.push(FieldError { rule: Rule::DelegatedRoleNotAllowed, ..e }),
                 }
             }
@@ -416,12 +433,17 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
             continue;
         }
         warnings.extend(classification.warnings.iter().map(|w| format!("{}: {w}", role.label())));
-        // User Access Administrator materializes through the admission webhook (its own
-        // RBAC rules are RBAC writes, which a Role of ours must never hold).
+        let tenant = managing_tenant.as_ref().map(Guid::as_str).unwrap_or_default();
+        // User Access Administrator's own catalog rules are never copied: it gets exactly the
+        // right to bind its delegated roles (see `desired`).
         if role.is_user_access_administrator() {
+            assignable.sort_by(|a, b| a.role.cmp(&b.role));
+            assignable.dedup_by(|a, b| a.role == b.role);
+            let key: Vec<String> = assignable.iter().map(|g| g.role.clone()).collect();
+            let entry = user_access.entry(key).or_insert_with(|| UserAccess { subjects: Vec::new(), assignable });
+            entry.subjects.extend(ctx.templates.subjects(tenant, &principal, auth.principal_type));
             continue;
         }
-        let tenant = managing_tenant.as_ref().map(Guid::as_str).unwrap_or_default();
         let grant = by_role.entry(role.name.clone()).or_insert_with(|| Grant {
             role: role.name.clone(),
             rules: classification.delegable_rules.clone(),
@@ -462,8 +484,11 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
         (Some(managing_tenant), Some(home_tenant)) if errors.is_empty() => {
             let mut grants: Vec<Grant> = by_role.into_values().collect();
             for g in &mut grants {
-                g.subjects.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
-                g.subjects.dedup();
+                sort_subjects(&mut g.subjects);
+            }
+            let mut user_access: Vec<UserAccess> = user_access.into_values().collect();
+            for u in &mut user_access {
+                sort_subjects(&mut u.subjects);
             }
             Ok(ValidDefinition {
                 managing_tenant,
@@ -472,10 +497,16 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
                 grants,
                 warnings: warnings.into_iter().collect(),
                 narrowed,
+                user_access,
             })
         }
         _ => Err(Rejection(errors)),
     }
+}
+
+fn sort_subjects(subjects: &mut Vec<Subject>) {
+    subjects.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
+    subjects.dedup();
 }
 
 /// An assignment, and the other assignments of its namespace.

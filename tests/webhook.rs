@@ -1,0 +1,385 @@
+//! The admission webhook, as the API server calls it: `kubectl apply` of a bad delegation
+//! fails with the rule and the field; only an owner of the scope may delegate; User Access
+//! Administrator binds its delegated roles to ServiceAccounts only; and what bypassed the
+//! webhook is still caught by the reconciler.
+//!
+//! The real binary serves the webhook over TLS on 127.0.0.1; a ValidatingWebhookConfiguration
+//! points the API server at it for the duration of the test.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, PostParams};
+use kube_lighthouse::model::desired::{assignable_name, AssignmentRef};
+use serde_json::json;
+
+const ENGINEERS: &str = "00000000-0000-0000-0000-0000000000a1";
+const UAA: &str = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9";
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA and a serving certificate for 127.0.0.1, as PEM files in `dir`.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key, cert, key) = (dir.join("ca.crt"), dir.join("ca.key"), dir.join("tls.crt"), dir.join("tls.key"));
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=webhook-ca"])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])
+        .arg("-keyout")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca));
+    let csr = dir.join("tls.csr");
+    run(Command::new("openssl")
+        .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr));
+    let ext = dir.join("ext.cnf");
+    std::fs::write(&ext, "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n")
+        .expect("ext");
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "1", "-CAcreateserial"])
+        .arg("-in")
+        .arg(&csr)
+        .arg("-CA")
+        .arg(&ca)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(&cert));
+    (ca, cert, key)
+}
+
+/// The controller binary with its webhook on; killed on drop.
+struct Controller(Child);
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The webhook registration; removed on drop so no later request is refused by a webhook
+/// that is gone.
+struct Registration {
+    kubeconfig: PathBuf,
+    name: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let _ = Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(["delete", "validatingwebhookconfiguration", &self.name, "--ignore-not-found"])
+            .status();
+    }
+}
+
+fn register(kubeconfig: &Path, name: &str, port: u16, ca: &Path) -> Registration {
+    let bundle = {
+        use std::io::Write;
+        let pem = std::fs::read(ca).expect("ca");
+        let mut out = Vec::new();
+        let mut enc = base64_writer(&mut out);
+        enc.write_all(&pem).expect("encode");
+        drop(enc);
+        String::from_utf8(out).expect("base64")
+    };
+    let url = format!("https://127.0.0.1:{port}/validate");
+    let hook = |name: &str, rules: serde_json::Value, selector: serde_json::Value| {
+        json!({
+            "name": name,
+            "clientConfig": {"url": url, "caBundle": bundle},
+            "rules": rules,
+            "namespaceSelector": selector,
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 10,
+        })
+    };
+    let delegations = json!([{"apiGroups": ["managedservices.kubelighthouse.io"], "apiVersions": ["*"],
+        "operations": ["CREATE", "UPDATE"], "resources": ["registrationdefinitions", "registrationassignments"]}]);
+    let bindings = json!([{"apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["*"],
+        "operations": ["CREATE", "UPDATE"], "resources": ["rolebindings"]}]);
+    let exists = |label: &str| json!({"matchExpressions": [{"key": label, "operator": "Exists"}]});
+    let config = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            hook("delegations.kubelighthouse.io", delegations, json!({})),
+            hook("rolebindings-subscriptions.kubelighthouse.io", bindings.clone(), exists("kubelighthouse.io/tenant-id")),
+            hook("rolebindings-resource-groups.kubelighthouse.io", bindings, exists("kubelighthouse.io/subscription")),
+        ],
+    });
+    let file = kubeconfig.with_file_name(format!("{name}.json"));
+    std::fs::write(&file, config.to_string()).expect("write");
+    run(Command::new("kubectl").env("KUBECONFIG", kubeconfig).args(["apply", "-f"]).arg(&file));
+    Registration { kubeconfig: kubeconfig.to_path_buf(), name: name.to_string() }
+}
+
+/// Base64 without a dependency: the standard alphabet with padding.
+fn base64_writer(out: &mut Vec<u8>) -> impl std::io::Write + '_ {
+    struct W<'a>(&'a mut Vec<u8>, Vec<u8>);
+    impl std::io::Write for W<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.1.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Drop for W<'_> {
+        fn drop(&mut self) {
+            const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            for chunk in self.1.chunks(3) {
+                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+                for i in 0..4 {
+                    if i <= chunk.len() {
+                        self.0.push(A[((n >> (18 - 6 * i)) & 63) as usize]);
+                    } else {
+                        self.0.push(b'=');
+                    }
+                }
+            }
+        }
+    }
+    W(out, Vec::new())
+}
+
+/// `kubectl apply -f` as `user`: (success, stderr).
+fn apply_as(kubeconfig: &Path, file: &Path, user: Option<&str>) -> (bool, String) {
+    let mut cmd = Command::new("kubectl");
+    cmd.env("KUBECONFIG", kubeconfig).args(["apply", "-f"]).arg(file);
+    if let Some(u) = user {
+        cmd.args(["--as", u]);
+    }
+    let out = cmd.output().expect("kubectl");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+fn header(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| l.strip_prefix(&format!("# {key}:")).map(|v| v.trim().to_string()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+#[tokio::test]
+async fn the_webhook_refuses_bad_delegations_and_escalation() {
+    let Some(path) = kubeconfig() else { return };
+    let client = client_for(&path).await;
+    let dir = std::env::temp_dir().join(unique("webhook"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (ca, cert, key) = certificates(&dir);
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("controller.log")).expect("log");
+    let _controller = Controller(
+        Command::new(env!("CARGO_BIN_EXE_kube-lighthouse"))
+            .args(["--webhook-port", &port.to_string(), "--metrics-port", "0", "--health-port", "0"])
+            .arg("--webhook-cert")
+            .arg(&cert)
+            .arg("--webhook-key")
+            .arg(&key)
+            .env("KUBECONFIG", &path)
+            .stdout(Stdio::from(log.try_clone().expect("dup")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start"),
+    );
+    let _registration = register(&path, &unique("kube-lighthouse-test"), port, &ca);
+
+    // 1. Every rejected example fails at `kubectl apply`, naming its rule and field.
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rejected");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&examples)
+        .expect("examples")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read");
+        let (rule, field) = (header(&text, "expect").expect("expect"), header(&text, "field").expect("field"));
+        // Start clean: an identical object left by another suite would be a no-op apply.
+        let _ = Command::new("kubectl")
+            .env("KUBECONFIG", &path)
+            .args(["delete", "--ignore-not-found", "--wait", "-f"])
+            .arg(file)
+            .args(["--selector", "!kubernetes.io/metadata.name"])
+            .output();
+        for kind in ["registrationassignments", "registrationdefinitions"] {
+            let _ = Command::new("kubectl")
+                .env("KUBECONFIG", &path)
+                .args(["delete", kind, "--all", "--wait", "-A", "--field-selector", "metadata.name=contoso-msp"])
+                .output();
+        }
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let (ok, stderr) = apply_as(&path, file, None);
+            if !ok && stderr.contains("denied the request") && stderr.contains(&rule) && stderr.contains(&field) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: not refused for {rule} at {field}: {stderr}",
+                file.display()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
+    // 2. Only an owner of the scope may delegate.
+    let ns = unique("owned");
+    subscription(&client, &ns, &tenant_id()).await;
+    let writer_rules = json!([{"apiGroups": ["managedservices.kubelighthouse.io"],
+        "resources": ["registrationdefinitions", "registrationassignments"], "verbs": ["create", "update", "patch", "get", "list", "watch", "delete"]}]);
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), &ns);
+    apply_json(
+        &roles,
+        "delegation-writer",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "delegation-writer", "namespace": ns}, "rules": writer_rules}),
+    )
+    .await;
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    for (name, role_kind, role, user) in [
+        ("alice-admin", "ClusterRole", "admin", "alice"),
+        ("alice-writer", "Role", "delegation-writer", "alice"),
+        ("bob-edit", "ClusterRole", "edit", "bob"),
+        ("bob-writer", "Role", "delegation-writer", "bob"),
+    ] {
+        apply_json(
+            &bindings,
+            name,
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}),
+        )
+        .await;
+    }
+    let delegation = dir.join("delegation.yaml");
+    std::fs::write(
+        &delegation,
+        format!(
+            r#"apiVersion: managedservices.kubelighthouse.io/v1alpha1
+kind: RegistrationDefinition
+metadata: {{name: contoso, namespace: {ns}}}
+spec:
+  registrationDefinitionName: Contoso
+  managedByTenantId: {MSP_TENANT}
+  authorizations:
+  - {{principalId: {ENGINEERS}, principalType: Group, roleDefinitionId: {READER}}}
+"#
+        ),
+    )
+    .expect("write");
+    let (ok, stderr) = apply_as(&path, &delegation, Some("bob"));
+    assert!(!ok && stderr.contains("bob may not create rolebindings"), "an editor delegated: {stderr}");
+    let (ok, stderr) = apply_as(&path, &delegation, Some("alice"));
+    assert!(ok, "the namespace admin could not delegate: {stderr}");
+    // A managing-tenant identity can never create a delegation.
+    let delegate = projected(MSP_TENANT, ENGINEERS);
+    expect_access(
+        &client,
+        "x",
+        &[&delegate],
+        access("create", "registrationdefinitions.managedservices.kubelighthouse.io", &ns),
+        false,
+    )
+    .await;
+
+    // 3. User Access Administrator binds its delegated roles to ServiceAccounts only.
+    let sub = unique("uaa");
+    subscription(&client, &sub, &tenant_id()).await;
+    definition(
+        &client,
+        &sub,
+        "contoso",
+        MSP_TENANT,
+        vec![json!({"principalId": ENGINEERS, "principalType": "Group",
+        "roleDefinitionId": UAA, "delegatedRoleDefinitionIds": [READER]})],
+    )
+    .await;
+    assignment(&client, &sub, "contoso", "contoso").await;
+    wait_for_assignment_state(&client, &sub, "contoso", "Succeeded").await;
+    let assignable = assignable_name(
+        &AssignmentRef { namespace: sub.clone(), name: "contoso".into(), uid: String::new() },
+        "kubelighthouse:reader",
+    );
+    let uaa_client = client_as("engineer@contoso", &[&delegate]).await;
+    let as_uaa: Api<RoleBinding> = Api::namespaced(uaa_client, &sub);
+    let binding = |name: &str, role: &str, subject: serde_json::Value| -> RoleBinding {
+        serde_json::from_value(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": sub},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [subject]}))
+        .expect("binding")
+    };
+    let sa = json!({"kind": "ServiceAccount", "name": "default", "namespace": sub});
+    let user = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"});
+    let group = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "everyone"});
+    eventually("the UAA holder may bind the delegated role to a ServiceAccount", || {
+        let b = binding("managed-identity", &assignable, sa.clone());
+        let api = as_uaa.clone();
+        async move { api.create(&PostParams::default(), &b).await.is_ok() }
+    })
+    .await;
+    expect_access(&client, &format!("system:serviceaccount:{sub}:default"), &[], access("list", "pods", &sub), true)
+        .await;
+    for (name, subject) in [("to-user", user), ("to-group", group)] {
+        match as_uaa.create(&PostParams::default(), &binding(name, &assignable, subject)).await {
+            Err(kube::Error::Api(s)) => assert!(s.message.contains("ServiceAccounts"), "{s:?}"),
+            other => panic!("UAA bound a delegated role to a person: {other:?}"),
+        }
+    }
+    let uaa_role =
+        roles_of(&client, &sub).await.into_iter().find(|r| r.contains("user-access-administrator")).expect("uaa role");
+    assert!(
+        as_uaa.create(&PostParams::default(), &binding("other-role", &uaa_role, sa.clone())).await.is_err(),
+        "UAA bound a role that is not delegated to it"
+    );
+
+    // 4. With the webhook gone, a bad definition is admitted but the reconciler grants nothing.
+    drop(_registration);
+    let loose = unique("loose");
+    subscription(&client, &loose, &tenant_id()).await;
+    eventually("a bad definition is admitted without the webhook", || async {
+        let defs: Api<kube_lighthouse::api::RegistrationDefinition> = Api::namespaced(client.clone(), &loose);
+        let body = json!({"apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationDefinition",
+            "metadata": {"name": "owner", "namespace": loose},
+            "spec": {"registrationDefinitionName": "x", "managedByTenantId": MSP_TENANT, "authorizations": [
+                {"principalId": ENGINEERS, "roleDefinitionId": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"}]}});
+        defs.patch("owner", &kube::api::PatchParams::apply("test").force(), &kube::api::Patch::Apply(body))
+            .await
+            .is_ok()
+    })
+    .await;
+    assignment(&client, &loose, "owner", "owner").await;
+    let status = wait_for_assignment_state(&client, &loose, "owner", "Failed").await;
+    assert!(status.conditions.iter().any(|c| c.message.contains("OwnerRole")), "{status:?}");
+    assert_eq!(managed_objects(&client, &loose).await, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn roles_of(client: &kube::Client, ns: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), ns);
+    api.list(&Default::default()).await.expect("roles").items.into_iter().filter_map(|r| r.metadata.name).collect()
+}
