@@ -1,4 +1,5 @@
-//! Writes the CustomResourceDefinitions to `crds/` (or prints them with `--stdout`).
+//! Writes the CustomResourceDefinitions to `crds/` and the chart's `crds/` (or prints them
+//! with `--stdout`).
 //! `tests/crds_current.rs` fails when the committed YAML is stale.
 
 fn main() -> std::process::ExitCode {
@@ -6,9 +7,14 @@ fn main() -> std::process::ExitCode {
     for (file, yaml) in kube_lighthouse::api::crd_yaml() {
         if stdout {
             print!("---\n{yaml}");
-        } else if let Err(e) = std::fs::write(format!("crds/{file}"), yaml) {
-            eprintln!("crdgen: cannot write crds/{file}: {e}");
-            return std::process::ExitCode::FAILURE;
+        } else {
+            // The chart ships the same files: helm installs charts/*/crds/ on install.
+            for dir in ["crds", "charts/kube-lighthouse/crds"] {
+                if let Err(e) = std::fs::write(format!("{dir}/{file}"), &yaml) {
+                    eprintln!("crdgen: cannot write {dir}/{file}: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
         }
     }
     std::process::ExitCode::SUCCESS

@@ -1,0 +1,58 @@
+{{/* Name of the chart, overridable. */}}
+{{- define "kube-lighthouse.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified name of the release's objects: the release name when it already contains the
+chart name (`helm install kube-lighthouse …`), else <release>-<chart>.
+*/}}
+{{- define "kube-lighthouse.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "kube-lighthouse.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object of the release. */}}
+{{- define "kube-lighthouse.labels" -}}
+helm.sh/chart: {{ include "kube-lighthouse.chart" . }}
+{{ include "kube-lighthouse.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: kube-lighthouse
+{{- end }}
+
+{{/* Labels that select the controller's pod. */}}
+{{- define "kube-lighthouse.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kube-lighthouse.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{- define "kube-lighthouse.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "kube-lighthouse.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The controller image: repository@digest, or repository:tag (default appVersion). */}}
+{{- define "kube-lighthouse.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
+{{- end }}

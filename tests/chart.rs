@@ -1,0 +1,839 @@
+//! The Helm chart, installed into the test cluster, and proof that its least-privilege RBAC
+//! suffices: the real controller binary runs out of cluster with a token of the chart's
+//! ServiceAccount (TokenRequest), never with admin credentials, and passes the delegation
+//! scenarios and the examples under those credentials.
+//!
+//! The local control plane has no nodes, so the chart's Deployment never runs there; the
+//! controller this binary starts is the only one it runs (it never calls `common::cluster()`,
+//! which would start one in process with admin credentials).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use common::*;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::config::Kubeconfig;
+use kube::Client;
+use kube_lighthouse::api::{RegistrationAssignment, RegistrationDefinition};
+use serde_json::json;
+
+const RELEASE: &str = "kube-lighthouse";
+const RELEASE_NAMESPACE: &str = "kube-lighthouse";
+/// The chart's ServiceAccount: the release's full name.
+const SERVICE_ACCOUNT: &str = "kube-lighthouse";
+const SA_USER: &str = "system:serviceaccount:kube-lighthouse:kube-lighthouse";
+const SA_GROUPS: &[&str] =
+    &["system:serviceaccounts", "system:serviceaccounts:kube-lighthouse", "system:authenticated"];
+
+const ENGINEERS: &str = "00000000-0000-0000-0000-0000000000a1";
+const ON_CALL: &str = "00000000-0000-0000-0000-0000000000b2";
+/// A service principal holding User Access Administrator (may assign Reader to ServiceAccounts).
+const IDENTITY_AUTOMATION: &str = "00000000-0000-0000-0000-0000000000c3";
+const USER_ACCESS_ADMINISTRATOR: &str = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> PathBuf {
+    repo().join("charts/kube-lighthouse")
+}
+
+/// helm, installed by hack/install-helm.sh (cached). None (skip) only outside CI.
+fn helm() -> Option<PathBuf> {
+    static HELM: OnceLock<Option<PathBuf>> = OnceLock::new();
+    HELM.get_or_init(|| {
+        let out = Command::new(repo().join("hack/install-helm.sh")).stderr(Stdio::inherit()).output();
+        match out {
+            Ok(o) if o.status.success() => Some(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())),
+            other => {
+                assert!(std::env::var_os("CI").is_none(), "hack/install-helm.sh failed: {other:?}");
+                eprintln!("SKIPPED: no helm (hack/install-helm.sh failed: {other:?})");
+                None
+            }
+        }
+    })
+    .clone()
+}
+
+fn run(command: &mut Command) -> String {
+    let out = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{command:?} failed:\n{stdout}\n{stderr}");
+    format!("{stdout}{stderr}")
+}
+
+/// `helm upgrade --install` of the chart into the test cluster, once per test binary. The
+/// release is left installed: the catalog it owns is used by every other test.
+///
+/// `--take-ownership`: the test harness applies the catalog with kubectl, so the ClusterRoles
+/// may already exist without Helm's ownership metadata. No `--wait`: with no nodes the
+/// Deployment never becomes ready.
+fn install_chart(kubeconfig: &Path) -> Option<()> {
+    static INSTALLED: OnceLock<Option<()>> = OnceLock::new();
+    *INSTALLED.get_or_init(|| {
+        let helm = helm()?;
+        run(Command::new(helm).env("KUBECONFIG", kubeconfig).args([
+            "upgrade",
+            "--install",
+            RELEASE,
+            &chart().to_string_lossy(),
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--create-namespace",
+            "--take-ownership",
+            "--set",
+            "image.tag=test",
+        ]));
+        Some(())
+    })
+}
+
+/// The admin kubeconfig with its user replaced by a bearer token: same server, same CA.
+fn token_kubeconfig(admin: &Path, token: &str, dir: &Path) -> PathBuf {
+    let config = Kubeconfig::read_from(admin).expect("kubeconfig");
+    let current = config.current_context.clone().unwrap_or_default();
+    let cluster_name = config
+        .contexts
+        .iter()
+        .find(|c| c.name == current)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .unwrap_or_default();
+    let cluster = config
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)
+        .or_else(|| config.clusters.first())
+        .expect("a cluster in the kubeconfig");
+    let value = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [serde_json::to_value(cluster).expect("cluster")],
+        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": SERVICE_ACCOUNT, "context": {"cluster": cluster.name, "user": SERVICE_ACCOUNT}}],
+        "current-context": SERVICE_ACCOUNT,
+    });
+    let path = dir.join("service-account.kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&value).expect("yaml")).expect("write kubeconfig");
+    path
+}
+
+/// A token of the chart's ServiceAccount, from the TokenRequest API (what the kubelet mounts
+/// into the controller's pod in a real cluster).
+async fn service_account_token(admin: &Client) -> String {
+    let api: Api<ServiceAccount> = Api::namespaced(admin.clone(), RELEASE_NAMESPACE);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() }),
+        ..Default::default()
+    };
+    let answer =
+        api.create_token_request(SERVICE_ACCOUNT, &PostParams::default(), &request).await.expect("TokenRequest");
+    answer.status.and_then(|s| s.token).expect("a token")
+}
+
+/// The controller binary, as a subprocess with the ServiceAccount's kubeconfig; killed on drop.
+struct Controller(Child);
+
+impl Controller {
+    fn start(kubeconfig: &Path, log: &Path) -> Controller {
+        let file = std::fs::File::create(log).expect("log file");
+        eprintln!("controller log: {}", log.display());
+        let child = Command::new(env!("CARGO_BIN_EXE_kube-lighthouse"))
+            .env("KUBECONFIG", kubeconfig)
+            .env("KUBE_LIGHTHOUSE_LOG", "info,kube_lighthouse=debug")
+            .env("KUBE_LIGHTHOUSE_METRICS_PORT", "0")
+            .env("KUBE_LIGHTHOUSE_HEALTH_PORT", "0")
+            .env("POD_NAME", "kube-lighthouse-chart-test")
+            .stdout(Stdio::from(file.try_clone().expect("dup")))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start kube-lighthouse");
+        Controller(child)
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Audit events (ResponseComplete) of requests the ServiceAccount made since `since`, from
+/// every audit log file of the local control plane (the log may rotate during the test).
+fn service_account_requests(state: &Path, since: jiff::Timestamp) -> Vec<serde_json::Value> {
+    let mut events = Vec::new();
+    let Ok(dir) = std::fs::read_dir(state.join("logs")) else { return events };
+    for entry in dir.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("audit") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        events.extend(
+            text.lines()
+                .filter(|l| l.contains(SA_USER))
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|e| e["stage"] == "ResponseComplete" && e["user"]["username"] == SA_USER)
+                .filter(|e| {
+                    e["requestReceivedTimestamp"]
+                        .as_str()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .is_some_and(|t| t >= since)
+                }),
+        );
+    }
+    events
+}
+
+fn writes_binding_in(e: &serde_json::Value, namespace: &str) -> bool {
+    e["objectRef"]["resource"] == "rolebindings"
+        && e["objectRef"]["namespace"] == namespace
+        && matches!(e["verb"].as_str(), Some("create" | "patch" | "update"))
+        && e["responseStatus"]["code"].as_u64().is_some_and(|c| c < 300)
+}
+
+/// Everyone who wrote a RoleBinding in `namespace`, for the failure message.
+fn binding_writers(state: &Path, namespace: &str) -> BTreeSet<String> {
+    let mut writers = BTreeSet::new();
+    for entry in std::fs::read_dir(state.join("logs")).into_iter().flatten().flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("audit") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        writers.extend(
+            text.lines()
+                .filter(|l| l.contains(namespace) && l.contains("ResponseComplete"))
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|e| writes_binding_in(e, namespace))
+                .map(|e| e["user"]["username"].as_str().unwrap_or_default().to_string()),
+        );
+    }
+    writers
+}
+
+fn describe(e: &serde_json::Value) -> String {
+    format!("{} {} -> {}", e["verb"], e["requestURI"], e["responseStatus"]["code"])
+}
+
+/// Waits until `request` is refused with 403 Forbidden; fails at once if it succeeds. Other
+/// errors (an API server briefly unavailable) are retried.
+async fn expect_forbidden<T, F, Fut>(what: &str, mut request: F)
+where
+    T: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    eventually(what, || {
+        let answer = request();
+        async move {
+            match answer.await {
+                Err(kube::Error::Api(s)) if s.code == 403 => true,
+                Ok(v) => panic!("{what}, but the request succeeded: {v:?}"),
+                Err(e) => {
+                    eprintln!("{what}: retrying after {e}");
+                    false
+                }
+            }
+        }
+    })
+    .await;
+}
+
+// --- the chart as files -----------------------------------------------------------------------
+
+#[test]
+fn the_charts_crds_are_the_generated_crds() {
+    let names = |dir: &Path| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .expect("crds dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml"))
+            .collect()
+    };
+    let generated = repo().join("crds");
+    let copied = chart().join("crds");
+    assert_eq!(
+        names(&generated),
+        names(&copied),
+        "charts/kube-lighthouse/crds/ must hold exactly the files of crds/: cp crds/*.yaml charts/kube-lighthouse/crds/"
+    );
+    for name in names(&generated) {
+        let a = std::fs::read(generated.join(&name)).expect("crd");
+        let b = std::fs::read(copied.join(&name)).expect("chart crd");
+        assert!(
+            a == b,
+            "charts/kube-lighthouse/crds/{name} differs from crds/{name}: cp crds/*.yaml charts/kube-lighthouse/crds/"
+        );
+    }
+}
+
+/// Parses a multi-document YAML stream into its non-empty documents.
+fn documents(text: &str) -> Vec<serde_yaml::Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .filter(|v: &serde_yaml::Value| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn the_chart_lints_and_renders_the_catalog_verbatim() {
+    let Some(helm) = helm() else { return };
+    let lint = run(Command::new(&helm).arg("lint").arg("--strict").arg(chart()));
+    assert!(lint.contains("0 chart(s) failed"), "{lint}");
+    assert!(!lint.contains("[WARNING]") && !lint.contains("[ERROR]"), "helm lint is not clean:\n{lint}");
+
+    let rendered =
+        run(Command::new(&helm).args(["template", RELEASE]).arg(chart()).args(["--namespace", RELEASE_NAMESPACE]));
+    let docs = documents(&rendered);
+    let catalog_text = std::fs::read_to_string(chart().join("files/catalog.yaml")).expect("catalog.yaml");
+    let catalog = documents(&catalog_text);
+    assert!(catalog.len() >= 7, "the catalog has the seven built-in roles");
+    for role in &catalog {
+        assert!(docs.contains(role), "the chart does not render {:?} verbatim", role["metadata"]["name"]);
+    }
+
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let security = &container["securityContext"];
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["runAsUser"], 65532);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["capabilities"]["drop"][0], "ALL");
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(
+        container["resources"]["requests"]["memory"].is_string() && container["resources"]["limits"]["cpu"].is_string()
+    );
+    assert!(container["image"].as_str().is_some_and(|i| i.ends_with(":0.1.0")), "image tag defaults to appVersion");
+
+    let controller_role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "kube-lighthouse-controller")
+        .expect("the controller's ClusterRole");
+    let rules = controller_role["rules"].as_sequence().expect("rules");
+    let wildcard = rules.iter().any(|r| {
+        ["apiGroups", "resources", "verbs"]
+            .iter()
+            .any(|k| r[*k].as_sequence().is_some_and(|s| s.iter().any(|v| v == "*")))
+    });
+    assert!(!wildcard, "no wildcard in the controller's ClusterRole");
+
+    // Every rule carries a comment saying why it is needed.
+    let source = std::fs::read_to_string(chart().join("templates/clusterrole.yaml")).expect("clusterrole.yaml");
+    let lines: Vec<&str> = source.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim_start().starts_with("- apiGroups:") {
+            assert!(
+                i > 0 && lines[i - 1].trim_start().starts_with('#'),
+                "templates/clusterrole.yaml line {}: a rule without a comment saying why",
+                i + 1
+            );
+        }
+    }
+}
+
+// --- the chart in the cluster ------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_charts_service_account_holds_least_privilege() {
+    let Some(path) = kubeconfig() else { return };
+    if install_chart(&path).is_none() {
+        return;
+    }
+    let admin = client_for(&path).await;
+    let ns = unique("chart-lp");
+    plain_namespace(&admin, &ns).await;
+
+    // What it needs (this also proves the SubjectAccessReview names the right identity).
+    for what in [
+        access("watch", "namespaces", ""),
+        access("patch", "namespaces", ""),
+        access("list", "clusterroles.rbac.authorization.k8s.io", ""),
+        access("patch", "roles.rbac.authorization.k8s.io", &ns),
+        access("escalate", "roles.rbac.authorization.k8s.io", &ns),
+        access("bind", "roles.rbac.authorization.k8s.io", &ns),
+        access("delete", "rolebindings.rbac.authorization.k8s.io", &ns),
+        access("patch", "registrationassignments/status.managedservices.kubelighthouse.io", &ns),
+        access("delete", "registrationdefinitions.managedservices.kubelighthouse.io", &ns),
+        access("create", "events.events.k8s.io", &ns),
+        access("create", "subjectaccessreviews.authorization.k8s.io", ""),
+    ] {
+        expect_access(&admin, SA_USER, SA_GROUPS, what, true).await;
+    }
+    // What it must never hold.
+    for what in [
+        access("get", "secrets", &ns),
+        access("list", "secrets", ""),
+        access("create", "clusterrolebindings.rbac.authorization.k8s.io", ""),
+        access("create", "clusterroles.rbac.authorization.k8s.io", ""),
+        access("update", "clusterroles.rbac.authorization.k8s.io", ""),
+        access("escalate", "clusterroles.rbac.authorization.k8s.io", ""),
+        access("bind", "clusterroles.rbac.authorization.k8s.io", ""),
+        access("impersonate", "users", ""),
+        access("impersonate", "groups", ""),
+        access("impersonate", "serviceaccounts", &ns),
+        access("create", "pods", &ns),
+        access("create", "pods/exec", &ns),
+        access("create", "serviceaccounts/token", &ns),
+        access("create", "namespaces", ""),
+        access("delete", "namespaces", ""),
+        access("update", "namespaces", ""),
+        access("create", "registrationdefinitions.managedservices.kubelighthouse.io", &ns),
+        access("create", "registrationassignments.managedservices.kubelighthouse.io", &ns),
+        access("update", "customresourcedefinitions.apiextensions.k8s.io", ""),
+        access("create", "configmaps", &ns),
+        access("create", "events", &ns),
+    ] {
+        expect_access(&admin, SA_USER, SA_GROUPS, what, false).await;
+    }
+}
+
+#[tokio::test]
+async fn only_a_namespace_admin_may_delegate_and_view_may_read() {
+    let Some(path) = kubeconfig() else { return };
+    if install_chart(&path).is_none() {
+        return;
+    }
+    let admin = client_for(&path).await;
+    let ns = unique("chart-owners");
+    subscription(&admin, &ns, &tenant_id()).await;
+    let (owner, editor, viewer) = (unique("owner"), unique("editor"), unique("viewer"));
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &ns);
+    for (user, role) in [(&owner, "admin"), (&editor, "edit"), (&viewer, "view")] {
+        let binding = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": user, "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        });
+        apply_json(&bindings, user, binding).await;
+    }
+    let assignment = |name: &str| -> RegistrationAssignment {
+        serde_json::from_value(json!({
+            "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"registrationDefinitionRef": {"name": "contoso"}},
+        }))
+        .expect("assignment")
+    };
+    let definition: RegistrationDefinition = serde_json::from_value(json!({
+        "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationDefinition",
+        "metadata": {"name": "contoso", "namespace": ns},
+        "spec": {"registrationDefinitionName": "Contoso", "managedByTenantId": MSP_TENANT,
+                 "authorizations": [{"principalId": ENGINEERS, "roleDefinitionId": READER}]},
+    }))
+    .expect("definition");
+    let dry_run = PostParams { dry_run: true, ..Default::default() };
+
+    // The namespace's admin (Azure's Owner) may delegate: real requests, authorized as that
+    // user (server-side dry run, so nothing is left for a controller to reconcile).
+    let as_owner = client_as(&owner, &[]).await;
+    let owner_defs: Api<RegistrationDefinition> = Api::namespaced(as_owner.clone(), &ns);
+    let owner_assignments: Api<RegistrationAssignment> = Api::namespaced(as_owner, &ns);
+    eventually("a namespace admin may create delegations (aggregate-to-admin)", || async {
+        owner_defs.create(&dry_run, &definition).await.is_ok()
+            && owner_assignments.create(&dry_run, &assignment("by-owner")).await.is_ok()
+    })
+    .await;
+    for verb in ["update", "patch", "delete"] {
+        expect_access(
+            &admin,
+            &owner,
+            &[],
+            access(verb, "registrationassignments.managedservices.kubelighthouse.io", &ns),
+            true,
+        )
+        .await;
+    }
+
+    // An editor (Azure's Contributor) may read delegations but not create them.
+    let as_editor = client_as(&editor, &[]).await;
+    let editor_assignments: Api<RegistrationAssignment> = Api::namespaced(as_editor, &ns);
+    eventually("an editor may list delegations (view is aggregated into edit)", || async {
+        editor_assignments.list(&ListParams::default()).await.is_ok()
+    })
+    .await;
+    let by_editor = assignment("by-editor");
+    expect_forbidden("an editor must not create delegations", || editor_assignments.create(&dry_run, &by_editor)).await;
+    for verb in ["update", "patch", "delete"] {
+        expect_access(
+            &admin,
+            &editor,
+            &[],
+            access(verb, "registrationassignments.managedservices.kubelighthouse.io", &ns),
+            false,
+        )
+        .await;
+        expect_access(
+            &admin,
+            &editor,
+            &[],
+            access(verb, "registrationdefinitions.managedservices.kubelighthouse.io", &ns),
+            false,
+        )
+        .await;
+    }
+
+    // A viewer may read them.
+    let as_viewer = client_as(&viewer, &[]).await;
+    let viewer_assignments: Api<RegistrationAssignment> = Api::namespaced(as_viewer.clone(), &ns);
+    let viewer_defs: Api<RegistrationDefinition> = Api::namespaced(as_viewer, &ns);
+    eventually("a viewer may list delegations (aggregate-to-view)", || async {
+        viewer_assignments.list(&ListParams::default()).await.is_ok()
+            && viewer_defs.list(&ListParams::default()).await.is_ok()
+    })
+    .await;
+    expect_forbidden("a viewer must not create delegations", || viewer_defs.create(&dry_run, &definition)).await;
+}
+
+#[tokio::test]
+async fn the_controller_runs_on_the_charts_service_account() {
+    let Some(path) = kubeconfig() else { return };
+    if install_chart(&path).is_none() {
+        return;
+    }
+    let admin = client_for(&path).await;
+    let workdir = std::env::temp_dir().join(unique("chart"));
+    std::fs::create_dir_all(&workdir).expect("workdir");
+    let token = service_account_token(&admin).await;
+    let sa_kubeconfig = token_kubeconfig(&path, &token, &workdir);
+
+    // The token really is the ServiceAccount's, and really is limited.
+    let as_sa = client_for(&sa_kubeconfig).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(as_sa.clone(), RELEASE_NAMESPACE);
+    let everything = ListParams::default();
+    expect_forbidden("the ServiceAccount must not list Secrets", || secrets.list(&everything)).await;
+    Api::<Namespace>::all(as_sa)
+        .list(&ListParams::default().limit(1))
+        .await
+        .expect("the ServiceAccount lists namespaces");
+
+    let started = jiff::Timestamp::now();
+    let _controller = Controller::start(&sa_kubeconfig, &workdir.join("controller.log"));
+
+    let sub = delegation_scenario(&admin).await;
+    examples(&admin, &path).await;
+
+    // The API server authorized every request the controller made, and it was this controller
+    // (under the ServiceAccount) that materialized the RBAC.
+    if let Some(state) = local_state_dir() {
+        let requests = service_account_requests(&state, started);
+        let forbidden: Vec<String> = requests
+            .iter()
+            .filter(|e| e["annotations"]["authorization.k8s.io/decision"] == "forbid")
+            .map(describe)
+            .collect();
+        assert!(forbidden.is_empty(), "the chart's RBAC denied the controller: {forbidden:#?}");
+        let materialized = requests.iter().any(|e| writes_binding_in(e, &sub));
+        assert!(
+            materialized,
+            "no RoleBinding in {sub} was written by {SA_USER}; they were written by {:?}: is another \
+             controller running against this cluster? Only one may.",
+            binding_writers(&state, &sub)
+        );
+    } else {
+        eprintln!("no audit log (not the local control plane): the controller's requests are not checked");
+    }
+    let _ = std::fs::remove_dir_all(&workdir);
+}
+
+/// Subscription + resource group; Reader for a group, Contributor for a user, the Delete role,
+/// User Access Administrator for a service principal; access in both namespaces and nowhere
+/// else; the managing tenant removes its own access.
+async fn delegation_scenario(admin: &Client) -> String {
+    let (sub, rg, other) = (unique("chart-sub"), unique("chart-rg"), unique("chart-other"));
+    subscription(admin, &sub, &tenant_id()).await;
+    resource_group(admin, &rg, &sub).await;
+    subscription(admin, &other, &tenant_id()).await;
+    definition(
+        admin,
+        &sub,
+        "contoso",
+        MSP_TENANT,
+        vec![
+            authorization(ENGINEERS, "Group", READER),
+            authorization(ON_CALL, "User", CONTRIBUTOR),
+            authorization(ENGINEERS, "Group", DELETE_ROLE),
+            json!({
+                "principalId": IDENTITY_AUTOMATION,
+                "principalType": "ServicePrincipal",
+                "roleDefinitionId": USER_ACCESS_ADMINISTRATOR,
+                "delegatedRoleDefinitionIds": [READER],
+            }),
+        ],
+    )
+    .await;
+    assignment(admin, &sub, "contoso", "contoso").await;
+    wait_for_assignment_state(admin, &sub, "contoso", "Succeeded").await;
+
+    let engineers = projected(MSP_TENANT, ENGINEERS);
+    let on_call = projected(MSP_TENANT, ON_CALL);
+    for ns in [&sub, &rg] {
+        expect_access(admin, "someone", &[&engineers], access("list", "pods", ns), true).await;
+        expect_access(admin, "someone", &[&engineers], access("create", "deployments.apps", ns), false).await;
+        expect_access(admin, &on_call, &[], access("create", "deployments.apps", ns), true).await;
+        expect_access(admin, &on_call, &[], access("get", "secrets", ns), false).await;
+    }
+    // User Access Administrator: RoleBindings, and `bind` of exactly the assignable Role (the
+    // controller wrote both Roles, which needs `escalate` and `bind`).
+    let automation = projected(MSP_TENANT, IDENTITY_AUTOMATION);
+    for ns in [&sub, &rg] {
+        let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(admin.clone(), ns);
+        let assignable = ListParams::default().labels("kubelighthouse.io/assignable=true");
+        let assignable_names = || async {
+            let items = roles.list(&assignable).await.expect("roles").items;
+            items.into_iter().filter_map(|r| r.metadata.name).collect::<Vec<_>>()
+        };
+        eventually("the assignable Role is materialized", || async { assignable_names().await.len() == 1 }).await;
+        let names = assignable_names().await;
+        let rolebindings = "rolebindings.rbac.authorization.k8s.io";
+        expect_access(admin, &automation, &[], access("create", rolebindings, ns), true).await;
+        let bind = |name| Access { name, ..access("bind", "roles.rbac.authorization.k8s.io", ns) };
+        expect_access(admin, &automation, &[], bind(names[0].as_str()), true).await;
+        expect_access(admin, &automation, &[], bind("some-other-role"), false).await;
+        expect_access(admin, &automation, &[], access("create", "deployments.apps", ns), false).await;
+    }
+    expect_access(admin, "someone", &[&engineers], access("list", "pods", &other), false).await;
+    expect_access(admin, &on_call, &[], access("create", "deployments.apps", &other), false).await;
+    let delete_own = Access {
+        name: "contoso",
+        ..access("delete", "registrationassignments.managedservices.kubelighthouse.io", &sub)
+    };
+    expect_access(admin, "someone", &[&engineers], delete_own, true).await;
+
+    // Azure's "Managed by": the annotation the controller patches onto the subscription.
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    eventually("the subscription is annotated with its managing tenant", || async {
+        let ns = namespaces.get(&sub).await.expect("namespace");
+        ns.metadata
+            .annotations
+            .and_then(|a| a.get("kubelighthouse.io/managed-by-tenants").cloned())
+            .is_some_and(|v| v.split(',').any(|t| t == MSP_TENANT))
+    })
+    .await;
+    // Events: recorded under the ServiceAccount's events.k8s.io permission.
+    let events: Api<Event> = Api::namespaced(admin.clone(), &sub);
+    eventually("a Granted event is recorded for the assignment", || async {
+        events.list(&ListParams::default()).await.expect("events").items.iter().any(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("contoso")
+                && e.reason.as_deref() == Some("Granted")
+                && e.reporting_controller.as_deref() == Some("kube-lighthouse")
+        })
+    })
+    .await;
+
+    // A managing engineer, holding the Delete role, removes the delegation: revoked everywhere.
+    let as_engineer = client_as("someone", &[&engineers]).await;
+    let assignments: Api<RegistrationAssignment> = Api::namespaced(as_engineer, &sub);
+    delete(&assignments, "contoso").await;
+    for ns in [&sub, &rg] {
+        expect_access(admin, "someone", &[&engineers], access("list", "pods", ns), false).await;
+        expect_access(admin, &on_call, &[], access("create", "deployments.apps", ns), false).await;
+        let rolebindings = "rolebindings.rbac.authorization.k8s.io";
+        expect_access(admin, &automation, &[], access("create", rolebindings, ns), false).await;
+    }
+    let admin_assignments: Api<RegistrationAssignment> = Api::namespaced(admin.clone(), &sub);
+    eventually("the assignment is released", || async {
+        admin_assignments.get_opt("contoso").await.expect("get").is_none()
+    })
+    .await;
+    eventually("no materialized RBAC is left", || async {
+        managed_objects(admin, &sub).await + managed_objects(admin, &rg).await == 0
+    })
+    .await;
+    eventually("the managed-by-tenants annotation is removed", || async {
+        let ns = namespaces.get(&sub).await.expect("namespace");
+        ns.metadata.annotations.and_then(|a| a.get("kubelighthouse.io/managed-by-tenants").cloned()).is_none()
+    })
+    .await;
+    // The customer deletes the definition; its finalizer is released too.
+    let definitions: Api<RegistrationDefinition> = Api::namespaced(admin.clone(), &sub);
+    delete(&definitions, "contoso").await;
+    eventually("the definition is released", || async { definitions.get_opt("contoso").await.expect("get").is_none() })
+        .await;
+    sub
+}
+
+// --- the examples -------------------------------------------------------------------------------
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    run(Command::new("kubectl").env("KUBECONFIG", kubeconfig).args(args))
+}
+
+fn example(name: &str) -> String {
+    repo().join("examples").join(name).to_string_lossy().into_owned()
+}
+
+/// (namespace, name) of every RegistrationAssignment in an example directory's manifests.
+fn assignments_in(dir: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).expect("example dir").flatten().map(|e| e.path()).collect();
+    files.sort();
+    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "yaml")) {
+        for doc in documents(&std::fs::read_to_string(file).expect("manifest")) {
+            if doc["kind"] == "RegistrationAssignment" {
+                let meta = &doc["metadata"];
+                found.push((
+                    meta["namespace"].as_str().expect("namespace").to_string(),
+                    meta["name"].as_str().expect("name").to_string(),
+                ));
+            }
+        }
+    }
+    found
+}
+
+const CONTOSO: &str = "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6";
+const WOODGROVE: &str = "996f2b20-dd5e-415c-9d14-d94df54cb9cb";
+
+/// (user, group or "", verb, resource, namespace, expected), as the example's README promises.
+type Check<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, bool);
+
+async fn check_all(admin: &Client, checks: &[Check<'_>]) {
+    for (user, group, verb, resource, namespace, expected) in checks {
+        let group = (!group.is_empty()).then(|| group.to_string());
+        let groups: Vec<&str> = group.iter().map(String::as_str).collect();
+        expect_access(admin, user, &groups, access(verb, resource, namespace), *expected).await;
+    }
+}
+
+/// Every example applies cleanly and does what its README says, under the chart's RBAC.
+async fn examples(admin: &Client, kubeconfig: &Path) {
+    let all =
+        ["msp-two-customers", "enterprise-acquisition", "disaster-recovery", "resource-group", "with-delete-role"];
+    for name in all {
+        kubectl(kubeconfig, &["apply", "-f", &example(name)]);
+    }
+    for name in all {
+        for (ns, assignment) in assignments_in(&example(name)) {
+            wait_for_assignment_state(admin, &ns, &assignment, "Succeeded").await;
+        }
+    }
+
+    let engineers = &format!("{CONTOSO}:04ac06a2-7c88-43f9-ae35-86067054eb9a");
+    let monitoring = &format!("{CONTOSO}:1c64227a-2687-4874-9c9f-2f4e88d8999c");
+    let runbooks = "system:serviceaccount:contoso-automation:runbooks";
+    check_all(
+        admin,
+        &[
+            ("alice", engineers, "create", "deployments.apps", "fabrikam-prod-web", true),
+            ("alice", engineers, "create", "deployments.apps", "fabrikam-prod-data", true),
+            ("alice", engineers, "create", "deployments.apps", "tailwind-shop", false),
+            ("alice", engineers, "list", "pods", "tailwind-shop", true),
+            ("alice", engineers, "get", "secrets", "fabrikam-prod", false),
+            ("mo", monitoring, "create", "servicemonitors.monitoring.coreos.com", "tailwind-shop", true),
+            ("mo", monitoring, "create", "deployments.apps", "fabrikam-prod", false),
+            ("mo", monitoring, "list", "pods", "fabrikam-prod-web", true),
+            (runbooks, "", "patch", "deployments.apps", "tailwind-shop", true),
+            (runbooks, "", "patch", "deployments.apps", "fabrikam-prod", false),
+        ],
+    )
+    .await;
+
+    let central_it = &format!("{WOODGROVE}:16334206-a761-425f-bb73-4885d450d406");
+    let governance = &format!("{WOODGROVE}:96aa48c8-a792-4adc-9fa7-b7da264273ed");
+    let audit = &format!("{WOODGROVE}:dd1dc05d-7402-4950-9c08-09e89dd2a819");
+    check_all(
+        admin,
+        &[
+            ("bob", governance, "create", "resourcequotas", "northwind-web-frontend", true),
+            ("bob", governance, "create", "deployments.apps", "northwind-erp", false),
+            ("cit", central_it, "create", "deployments.apps", "northwind-erp", true),
+            ("cit", central_it, "create", "deployments.apps", "northwind-web-frontend", true),
+            ("fin", audit, "list", "pods", "northwind-web", true),
+            ("fin", audit, "create", "pods", "northwind-web", false),
+        ],
+    )
+    .await;
+
+    let pipeline = "a9ff33b5-237f-46e6-9a26-682e799f9fde:834d5e2a-5e42-4467-b1d7-f6ca3db85901";
+    let payments = "a9ff33b5-237f-46e6-9a26-682e799f9fde:21a88d0c-d811-46b1-9c75-5e774f3fc739";
+    check_all(
+        admin,
+        &[
+            (pipeline, "", "create", "deployments.apps", "litware-prod-payments", true),
+            (pipeline, "", "create", "deployments.apps", "litware-prod-analytics", false),
+            (pipeline, "", "list", "pods", "litware-prod", false),
+            ("pat", payments, "create", "configmaps", "litware-prod-payments", true),
+            ("pat", payments, "list", "pods", "litware-prod-analytics", false),
+        ],
+    )
+    .await;
+
+    // Disaster recovery: Reader normally; Contributor only while failed over.
+    let dr_admins = "490767ee-6c63-4870-a12f-9040843cc83d:870b1826-6040-41e0-9d36-5bf086257703";
+    let reader_only: &[Check<'_>] = &[
+        ("carol", dr_admins, "list", "pods", "dr-standby-db", true),
+        ("carol", dr_admins, "create", "deployments.apps", "dr-standby-db", false),
+        ("carol", dr_admins, "create", "deployments.apps", "dr-standby", false),
+    ];
+    check_all(admin, reader_only).await;
+    let failover = example("disaster-recovery/failover");
+    kubectl(kubeconfig, &["apply", "-f", &failover]);
+    wait_for_assignment_state(admin, "dr-standby", "primary-admins-failover", "Succeeded").await;
+    check_all(
+        admin,
+        &[
+            ("carol", dr_admins, "create", "deployments.apps", "dr-standby-db", true),
+            ("carol", dr_admins, "create", "deployments.apps", "dr-standby-app", true),
+        ],
+    )
+    .await;
+    kubectl(kubeconfig, &["delete", "-f", &failover, "--wait=true", "--timeout=120s"]);
+    check_all(admin, reader_only).await;
+
+    // With the Delete role: the MSP's account managers end the engagement themselves;
+    // operators cannot.
+    let managers = "5b24c2fc-e3fa-4831-8288-c7b2da28eed1:03010554-345c-4267-b423-2d90d2205232";
+    let operators = "5b24c2fc-e3fa-4831-8288-c7b2da28eed1:ddf61462-7869-4e52-a316-b6cc1c2b2cb6";
+    check_all(admin, &[("op", operators, "create", "deployments.apps", "adatum-corp-web", true)]).await;
+    let as_operator: Api<RegistrationAssignment> = Api::namespaced(client_as("op", &[operators]).await, "adatum-corp");
+    let delete_params = kube::api::DeleteParams::default();
+    expect_forbidden("an operator without the Delete role must not delete the assignment", || {
+        as_operator.delete("proseware-msp", &delete_params)
+    })
+    .await;
+    let as_manager: Api<RegistrationAssignment> = Api::namespaced(client_as("dave", &[managers]).await, "adatum-corp");
+    delete(&as_manager, "proseware-msp").await;
+    check_all(admin, &[("op", operators, "create", "deployments.apps", "adatum-corp-web", false)]).await;
+    let adatum_defs: Api<RegistrationDefinition> = Api::namespaced(admin.clone(), "adatum-corp");
+    assert!(adatum_defs.get_opt("proseware-msp").await.expect("get").is_some(), "the definition stays");
+
+    // The acquisition completes for northwind-erp: it moves into Woodgrove's tenant, and the
+    // delegation to Woodgrove goes; northwind-web is still Northwind's and keeps it.
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let relabel = json!({"metadata": {"labels": {"kubelighthouse.io/tenant-id": WOODGROVE}}});
+    namespaces.patch("northwind-erp", &PatchParams::default(), &Patch::Merge(&relabel)).await.expect("relabel");
+    let erp_defs: Api<RegistrationDefinition> = Api::namespaced(admin.clone(), "northwind-erp");
+    eventually("the transferred subscription's delegation to its new owner is removed", || async {
+        erp_defs.get_opt("woodgrove-central-it").await.expect("get").is_none()
+    })
+    .await;
+    check_all(
+        admin,
+        &[
+            ("cit", central_it, "create", "deployments.apps", "northwind-erp", false),
+            ("cit", central_it, "create", "deployments.apps", "northwind-web", true),
+        ],
+    )
+    .await;
+
+    // Clean up while the controller still runs, so every finalizer is released.
+    for name in all {
+        kubectl(kubeconfig, &["delete", "-f", &example(name), "--ignore-not-found", "--wait=true", "--timeout=180s"]);
+    }
+}
