@@ -233,12 +233,10 @@ pub struct Access<'a> {
     pub name: &'a str,
 }
 
+/// `resource[.group][/subresource]`, e.g. `pods/exec`, `deployments.apps/scale`.
 pub fn access<'a>(verb: &'a str, resource: &'a str, namespace: &'a str) -> Access<'a> {
-    let (group, resource) = match resource.split_once('.') {
-        Some((r, g)) => (g, r),
-        None => ("", resource),
-    };
     let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+    let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
     Access { verb, group, resource, subresource, namespace, name: "" }
 }
 

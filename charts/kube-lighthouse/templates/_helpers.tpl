@@ -56,3 +56,21 @@ app.kubernetes.io/component: controller
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The common part of each webhook: how the API server reaches it.
+*/}}
+{{- define "kube-lighthouse.webhookClient" -}}
+clientConfig:
+  service:
+    name: {{ .service }}
+    namespace: {{ .root.Release.Namespace }}
+    path: /validate
+    port: 443
+  {{- if .caBundle }}
+  caBundle: {{ .caBundle }}
+  {{- end }}
+sideEffects: None
+admissionReviewVersions: ["v1"]
+timeoutSeconds: {{ .root.Values.webhook.timeoutSeconds }}
+{{- end }}
