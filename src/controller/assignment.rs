@@ -26,9 +26,7 @@ use crate::api::{Condition, ConditionStatus, ProvisioningState, RegistrationAssi
 use crate::model::desired::{self, AssignmentRef, DesiredRbac};
 use crate::model::keys;
 use crate::model::scope::Scope;
-use crate::model::validate::{
-    self, AssignmentFacts, Context as ValidationContext, DefinitionFacts, Rejection, ValidDefinition,
-};
+use crate::model::validate::{self, AssignmentFacts, Rejection, ValidDefinition};
 
 /// Safety net: even with no event, every assignment is re-checked this often.
 const RESYNC: Duration = Duration::from_secs(15 * 60);
@@ -78,15 +76,8 @@ pub fn decide(assignment: &RegistrationAssignment, ctx: &Context) -> Decision {
         return decision;
     };
     decision.managed_by = Some(definition.spec.managed_by_tenant_id.clone());
-    let catalog = caches.catalog();
-    let vctx = ValidationContext {
-        catalog: &catalog,
-        namespaces: &caches.namespaces,
-        limits: &ctx.limits,
-        templates: &ctx.templates,
-    };
     let facts = super::definition::facts(&definition, caches);
-    match validate::validate_definition(&DefinitionFacts { ..facts }, &vctx) {
+    match ctx.validate(|vctx| validate::validate_definition(&facts, vctx)) {
         Ok(valid) => {
             let owner = AssignmentRef { namespace, name, uid: assignment.uid().unwrap_or_default() };
             decision.desired = desired::build(&owner, &valid, &scope.namespaces);

@@ -83,6 +83,18 @@ pub struct Context {
 }
 
 impl Context {
+    /// Validation against the current catalog, namespaces and configuration; the catalog is
+    /// taken from the cache once per call.
+    pub fn validate<T>(&self, judge: impl FnOnce(&crate::model::validate::Context<'_>) -> T) -> T {
+        let catalog = self.caches.catalog();
+        judge(&crate::model::validate::Context {
+            catalog: &catalog,
+            namespaces: &self.caches.namespaces,
+            limits: &self.limits,
+            templates: &self.templates,
+        })
+    }
+
     /// Waits until every cache has its initial list. Reconciling earlier would read an empty
     /// cache as "nothing exists" and revoke access that should stay.
     pub async fn caches_synced(&self) -> Result<(), Error> {

@@ -25,7 +25,7 @@ use crate::api::{
 use crate::model::keys;
 use crate::model::scope::Namespaces;
 use crate::model::transfer::removed_by_transfer;
-use crate::model::validate::{self, Context as ValidationContext, DefinitionFacts};
+use crate::model::validate::{self, DefinitionFacts};
 
 const RESYNC: Duration = Duration::from_secs(15 * 60);
 
@@ -64,13 +64,6 @@ fn condition(
 
 /// The status validation implies, and the Event to publish if the outcome changed.
 fn desired_status(definition: &RegistrationDefinition, ctx: &Context) -> (RegistrationDefinitionStatus, Event) {
-    let catalog = ctx.caches.catalog();
-    let vctx = ValidationContext {
-        catalog: &catalog,
-        namespaces: &ctx.caches.namespaces,
-        limits: &ctx.limits,
-        templates: &ctx.templates,
-    };
     let facts = facts(definition, &ctx.caches);
     let generation = facts.generation;
     let existing = definition.status.clone().unwrap_or_default();
@@ -78,7 +71,7 @@ fn desired_status(definition: &RegistrationDefinition, ctx: &Context) -> (Regist
     let managee = crate::model::scope::subscription_of(facts.namespace, &ctx.caches.namespaces as &dyn Namespaces)
         .ok()
         .map(|(_, t)| t.to_string());
-    match validate::validate_definition(&facts, &vctx) {
+    match ctx.validate(|vctx| validate::validate_definition(&facts, vctx)) {
         Ok(valid) => {
             let mut message = format!("valid: {} role(s) for tenant {}", valid.grants.len(), valid.managing_tenant);
             if !valid.warnings.is_empty() {

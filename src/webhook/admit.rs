@@ -14,7 +14,7 @@ use crate::api::{RegistrationAssignment, RegistrationDefinition};
 use crate::controller::context::Context;
 use crate::model::catalog::USER_ACCESS_ADMINISTRATOR;
 use crate::model::keys;
-use crate::model::validate::{self, AssignmentFacts, Context as ValidationContext, DefinitionFacts, Grant, Rejection};
+use crate::model::validate::{self, AssignmentFacts, DefinitionFacts, Grant, Rejection};
 
 fn parse<K: DeserializeOwned>(object: &Option<DynamicObject>) -> Option<K> {
     object.as_ref().and_then(|o| serde_json::to_value(o).ok()).and_then(|v| serde_json::from_value(v).ok())
@@ -73,13 +73,6 @@ async fn definition(request: &AdmissionRequest<DynamicObject>, ctx: &Context) ->
         .definitions
         .state_filter(|d| d.namespace().as_deref() == Some(namespace.as_str()) && d.name_any() != name)
         .len();
-    let catalog = ctx.caches.catalog();
-    let vctx = ValidationContext {
-        catalog: &catalog,
-        namespaces: &ctx.caches.namespaces,
-        limits: &ctx.limits,
-        templates: &ctx.templates,
-    };
     // A new or changed spec is judged afresh (seed 002: new delegations never use a role
     // that stopped being delegable).
     let facts = DefinitionFacts {
@@ -89,7 +82,8 @@ async fn definition(request: &AdmissionRequest<DynamicObject>, ctx: &Context) ->
         accepted_generation: None,
         older_definitions,
     };
-    let valid = validate::validate_definition(&facts, &vctx)
+    let valid = ctx
+        .validate(|vctx| validate::validate_definition(&facts, vctx))
         .map_err(|r| rejection_message("RegistrationDefinition", &name, &r))?;
     authority::check(ctx, &request.user_info, std::slice::from_ref(&namespace), &materialized_roles(&valid)).await
 }
@@ -124,16 +118,9 @@ async fn assignment(request: &AdmissionRequest<DynamicObject>, ctx: &Context) ->
         let r = validate::definition_problem(definition_name, &scope.subscription, None);
         return Err(rejection_message("RegistrationAssignment", &name, &r));
     };
-    let catalog = ctx.caches.catalog();
-    let vctx = ValidationContext {
-        catalog: &catalog,
-        namespaces: &ctx.caches.namespaces,
-        limits: &ctx.limits,
-        templates: &ctx.templates,
-    };
     let mut facts = crate::controller::definition::facts(&definition, &ctx.caches);
     facts.accepted_generation = None; // a new assignment is a new delegation
-    let valid = validate::validate_definition(&facts, &vctx).map_err(|r| {
+    let valid = ctx.validate(|vctx| validate::validate_definition(&facts, vctx)).map_err(|r| {
         let r = validate::definition_problem(definition_name, &scope.subscription, Some(&r));
         rejection_message("RegistrationAssignment", &name, &r)
     })?;

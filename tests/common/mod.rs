@@ -233,10 +233,15 @@ pub struct Access<'a> {
     pub name: &'a str,
 }
 
-/// `resource[.group][/subresource]`, e.g. `pods/exec`, `deployments.apps/scale`.
+/// `resource[.group][/subresource]` or `resource[/subresource][.group]`, e.g. `pods/exec`,
+/// `deployments.apps/scale`, `registrationassignments/status.managedservices.kubelighthouse.io`.
 pub fn access<'a>(verb: &'a str, resource: &'a str, namespace: &'a str) -> Access<'a> {
-    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
-    let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
+    let (base, sub) = resource.split_once('/').unwrap_or((resource, ""));
+    let (resource, group, subresource) = match (base.split_once('.'), sub.split_once('.')) {
+        (Some((r, g)), _) => (r, g, sub),
+        (None, Some((s, g))) => (base, g, s),
+        (None, None) => (base, "", sub),
+    };
     Access { verb, group, resource, subresource, namespace, name: "" }
 }
 
