@@ -241,7 +241,7 @@ EOF
     --api-audiences https://kubernetes.default.svc \
     --service-cluster-ip-range 10.0.0.0/24 \
     --audit-policy-file "$STATE_DIR/audit-policy.yaml" --audit-log-path "$STATE_DIR/logs/audit.log" \
-    --audit-log-maxsize 100 --audit-log-maxbackup 1
+    --audit-log-maxsize "${KL_AUDIT_MAXSIZE_MB:-100}" --audit-log-maxbackup 1
   write_kubeconfig "$api_port" "$token"
   wait_for kube-apiserver 240 curl -fsS --cacert "$STATE_DIR/pki/ca.crt" \
     -H "Authorization: Bearer $token" "https://127.0.0.1:$api_port/readyz"

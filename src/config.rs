@@ -37,6 +37,11 @@ pub struct Config {
     #[arg(long, env = "KUBE_LIGHTHOUSE_MAX_AUTHORIZATIONS_PER_DEFINITION", default_value_t = 400)]
     pub max_authorizations_per_definition: usize,
 
+    /// Reconciles run in parallel, per kind: enough to onboard many customers quickly
+    /// without opening a connection per delegation.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
     /// Log format.
     #[arg(long, env = "KUBE_LIGHTHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

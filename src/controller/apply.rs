@@ -59,10 +59,32 @@ fn same_metadata<K: Resource>(actual: &K, desired: &K) -> bool {
         && contains_all(actual.meta().annotations.as_ref(), desired.meta().annotations.as_ref())
 }
 
-/// Whether the cached Role already is what we want (a hand edit of rules shows here).
+/// A digest of a Role's rules as the API server normalizes them.
+fn rules_digest(rules: Option<&Vec<PolicyRule>>) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::to_vec(&normalized_rules(rules)).unwrap_or_default();
+    Sha256::digest(&canonical).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The form in which the Role cache keeps our Roles: rules replaced by their digest (under
+/// [`keys::CACHED_RULES_DIGEST`], an annotation that exists only in memory), managedFields
+/// dropped. Catalog roles are long, and a copy of each per namespace dominated the
+/// controller's memory (docs/benchmarks.md); the digest still shows every hand edit.
+pub fn compact_role(role: &mut Role) {
+    let digest = rules_digest(role.rules.as_ref());
+    role.rules = None;
+    role.metadata.managed_fields = None;
+    role.metadata.annotations.get_or_insert_with(Default::default).insert(keys::CACHED_RULES_DIGEST.into(), digest);
+}
+
+/// Whether the cached Role already is what we want (a hand edit of rules shows here). The
+/// cached Role may be compacted ([`compact_role`]) or whole.
 pub fn role_is_current(actual: &Role, desired: &Role) -> bool {
-    same_metadata(actual, desired)
-        && normalized_rules(actual.rules.as_ref()) == normalized_rules(desired.rules.as_ref())
+    let actual_digest = match actual.metadata.annotations.as_ref().and_then(|a| a.get(keys::CACHED_RULES_DIGEST)) {
+        Some(digest) => digest.clone(),
+        None => rules_digest(actual.rules.as_ref()),
+    };
+    same_metadata(actual, desired) && actual_digest == rules_digest(desired.rules.as_ref())
 }
 
 /// Whether the cached RoleBinding already is what we want (an added subject shows here).
@@ -146,12 +168,14 @@ pub async fn sync(ctx: &Context, uid: &str, desired: &DesiredRbac) -> Result<Syn
     let owned = |labels: &std::collections::BTreeMap<String, String>| {
         labels.get(keys::ASSIGNMENT_UID).map(String::as_str) == Some(uid)
     };
-    for stale in ctx.caches.bindings.state_filter(|b| owned(b.labels()) && !wanted_bindings.contains(&key(b))) {
+    let bindings = ctx.caches.bindings_of(uid);
+    for stale in bindings.iter().filter(|b| owned(b.labels()) && !wanted_bindings.contains(&key(b.as_ref()))) {
         let (ns, name) = key(stale.as_ref());
         delete::<RoleBinding>(ctx, &ns, &name).await?;
         stats.deleted += 1;
     }
-    for stale in ctx.caches.roles.state_filter(|r| owned(r.labels()) && !wanted_roles.contains(&key(r))) {
+    let roles = ctx.caches.roles_of(uid);
+    for stale in roles.iter().filter(|r| owned(r.labels()) && !wanted_roles.contains(&key(r.as_ref()))) {
         let (ns, name) = key(stale.as_ref());
         delete::<Role>(ctx, &ns, &name).await?;
         stats.deleted += 1;
@@ -223,6 +247,26 @@ mod tests {
         let mut relabelled = desired.clone();
         relabelled.metadata.labels = None;
         assert!(!role_is_current(&relabelled, &desired));
+    }
+
+    #[test]
+    fn a_compacted_role_keeps_only_a_digest_and_still_shows_drift() {
+        let desired = role(vec![get_pods()]);
+        let mut cached = desired.clone();
+        cached.rules = Some(vec![PolicyRule { resource_names: Some(vec![]), ..get_pods() }]);
+        compact_role(&mut cached);
+        assert!(cached.rules.is_none());
+        assert!(role_is_current(&cached, &desired), "server normalization is not drift");
+
+        let mut edited = desired.clone();
+        edited.rules.as_mut().expect("rules")[0].verbs.push("delete".into());
+        compact_role(&mut edited);
+        assert!(!role_is_current(&edited, &desired), "an edited rule is drift");
+
+        let mut emptied = desired.clone();
+        emptied.rules = None;
+        compact_role(&mut emptied);
+        assert!(!role_is_current(&emptied, &desired), "removed rules are drift");
     }
 
     #[test]

@@ -47,21 +47,20 @@ pub fn decide(assignment: &RegistrationAssignment, ctx: &Context) -> Decision {
     let name = assignment.name_any();
     let definition_name = assignment.spec.registration_definition_ref.name.as_str();
     let older_duplicates = caches
-        .assignments
-        .state_filter(|other| {
-            other.namespace().as_deref() == Some(namespace.as_str())
-                && other.spec.registration_definition_ref.name == definition_name
+        .assignments_in(&namespace)
+        .into_iter()
+        .filter(|other| {
+            other.spec.registration_definition_ref.name == definition_name
                 && other.meta().deletion_timestamp.is_none()
-                && created_before(other, assignment)
+                && created_before(other.as_ref(), assignment)
         })
-        .iter()
         .map(|o| o.name_any())
         .collect();
     let facts = AssignmentFacts { namespace: &namespace, name: &name, definition_name, older_duplicates };
     let mut decision =
         Decision { result: Err(Rejection(vec![])), desired: DesiredRbac::default(), managed_by: None, managee: None };
 
-    let scope = match validate::validate_assignment(&facts, &caches.namespaces) {
+    let scope = match validate::validate_assignment(&facts, caches) {
         Ok(scope) => scope,
         Err(r) => {
             decision.result = Err(r);
@@ -288,10 +287,8 @@ async fn revoke(assignment: Arc<RegistrationAssignment>, ctx: &Context) -> Resul
     )
     .await;
     let namespace = assignment.namespace().unwrap_or_default();
-    for sibling in ctx.caches.assignments.state_filter(|o| {
-        o.namespace().as_deref() == Some(namespace.as_str())
-            && o.spec.registration_definition_ref == assignment.spec.registration_definition_ref
-            && o.uid() != assignment.uid()
+    for sibling in ctx.caches.assignments_in(&namespace).into_iter().filter(|o| {
+        o.spec.registration_definition_ref == assignment.spec.registration_definition_ref && o.uid() != assignment.uid()
     }) {
         let _ = ctx.assignment_triggers.unbounded_send(ObjectRef::from_obj(sibling.as_ref()));
     }

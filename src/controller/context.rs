@@ -12,9 +12,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
+use super::index::Index;
 use super::Error;
 use crate::api::{RegistrationAssignment, RegistrationDefinition};
 use crate::model::catalog::Catalog;
+use crate::model::keys;
 use crate::model::projection::IdentityTemplates;
 use crate::model::scope::{NamespaceInfo, Namespaces};
 use crate::model::validate::Limits;
@@ -32,6 +34,47 @@ pub struct Caches {
     /// Roles and RoleBindings labelled as ours: compared before writing, pruned by label.
     pub roles: Store<Role>,
     pub bindings: Store<RoleBinding>,
+    /// Who is where, without scanning the caches.
+    pub indexes: Arc<Indexes>,
+}
+
+/// The secondary indexes over [`Caches`], fed by the watches in [`super::triggers`].
+pub struct Indexes {
+    pub assignments_by_namespace: Index<RegistrationAssignment>,
+    pub assignments_by_uid: Index<RegistrationAssignment>,
+    pub definitions_by_namespace: Index<RegistrationDefinition>,
+    pub roles_by_assignment: Index<Role>,
+    pub bindings_by_assignment: Index<RoleBinding>,
+    pub bindings_by_namespace: Index<RoleBinding>,
+    /// Resource-group namespaces by the subscription they belong to.
+    pub namespaces_by_subscription: Index<PartialObjectMeta<Namespace>>,
+}
+
+fn owner_uid<K: Resource>(object: &K) -> Option<String> {
+    object.meta().labels.as_ref()?.get(keys::ASSIGNMENT_UID).cloned()
+}
+
+impl Default for Indexes {
+    fn default() -> Self {
+        Indexes {
+            assignments_by_namespace: Index::new(|a| a.namespace()),
+            assignments_by_uid: Index::new(|a| a.uid()),
+            definitions_by_namespace: Index::new(|d| d.namespace()),
+            roles_by_assignment: Index::new(owner_uid),
+            bindings_by_assignment: Index::new(owner_uid),
+            bindings_by_namespace: Index::new(|b| b.namespace()),
+            namespaces_by_subscription: Index::new(|ns| {
+                NamespaceInfo::from_labels(ns.labels(), false).parent_subscription().map(String::from)
+            }),
+        }
+    }
+}
+
+fn resolve<K>(store: &Store<K>, references: Vec<ObjectRef<K>>) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    references.iter().filter_map(|r| store.get(r)).collect()
 }
 
 impl Caches {
@@ -44,21 +87,58 @@ impl Caches {
     pub fn definition(&self, namespace: &str, name: &str) -> Option<Arc<RegistrationDefinition>> {
         self.definitions.get(&ObjectRef::new(name).within(namespace))
     }
+
+    pub fn assignments_in(&self, namespace: &str) -> Vec<Arc<RegistrationAssignment>> {
+        resolve(&self.assignments, self.indexes.assignments_by_namespace.get(namespace))
+    }
+
+    /// Assignments in `subscription` and in its resource groups.
+    pub fn assignments_under(&self, subscription: &str) -> Vec<Arc<RegistrationAssignment>> {
+        let mut all = self.assignments_in(subscription);
+        for rg in self.resource_groups_of(subscription) {
+            all.extend(self.assignments_in(&rg));
+        }
+        all
+    }
+
+    pub fn assignment_exists(&self, uid: &str) -> bool {
+        self.indexes.assignments_by_uid.contains(uid)
+    }
+
+    pub fn definitions_in(&self, namespace: &str) -> Vec<Arc<RegistrationDefinition>> {
+        resolve(&self.definitions, self.indexes.definitions_by_namespace.get(namespace))
+    }
+
+    /// Roles labelled as the assignment with `uid`'s.
+    pub fn roles_of(&self, uid: &str) -> Vec<Arc<Role>> {
+        resolve(&self.roles, self.indexes.roles_by_assignment.get(uid))
+    }
+
+    /// RoleBindings labelled as the assignment with `uid`'s.
+    pub fn bindings_of(&self, uid: &str) -> Vec<Arc<RoleBinding>> {
+        resolve(&self.bindings, self.indexes.bindings_by_assignment.get(uid))
+    }
+
+    pub fn bindings_in(&self, namespace: &str) -> Vec<Arc<RoleBinding>> {
+        resolve(&self.bindings, self.indexes.bindings_by_namespace.get(namespace))
+    }
 }
 
-impl Namespaces for Store<PartialObjectMeta<Namespace>> {
+impl Namespaces for Caches {
     fn get(&self, name: &str) -> Option<NamespaceInfo> {
-        Store::get(self, &ObjectRef::new(name))
+        self.namespaces
+            .get(&ObjectRef::new(name))
             .map(|ns| NamespaceInfo::from_labels(ns.labels(), ns.metadata.deletion_timestamp.is_some()))
     }
 
     fn resource_groups_of(&self, subscription: &str) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .state()
-            .iter()
-            .filter(|ns| NamespaceInfo::from_labels(ns.labels(), false).parent_subscription() == Some(subscription))
-            .map(|ns| ns.name_any())
-            .collect();
+        let mut names: Vec<String> =
+            resolve(&self.namespaces, self.indexes.namespaces_by_subscription.get(subscription))
+                .iter()
+                // The index follows labels as they were; the cache has them as they are.
+                .filter(|ns| NamespaceInfo::from_labels(ns.labels(), false).parent_subscription() == Some(subscription))
+                .map(|ns| ns.name_any())
+                .collect();
         names.sort();
         names
     }
@@ -89,7 +169,7 @@ impl Context {
         let catalog = self.caches.catalog();
         judge(&crate::model::validate::Context {
             catalog: &catalog,
-            namespaces: &self.caches.namespaces,
+            namespaces: &self.caches,
             limits: &self.limits,
             templates: &self.templates,
         })

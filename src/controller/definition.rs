@@ -32,10 +32,8 @@ const RESYNC: Duration = Duration::from_secs(15 * 60);
 /// The facts about a definition that come from outside its spec.
 pub fn facts<'a>(definition: &'a RegistrationDefinition, caches: &Caches) -> DefinitionFacts<'a> {
     let namespace = definition.metadata.namespace.as_deref().unwrap_or_default();
-    let older_definitions = caches
-        .definitions
-        .state_filter(|d| d.namespace().as_deref() == Some(namespace) && created_before(d, definition))
-        .len();
+    let older_definitions =
+        caches.definitions_in(namespace).iter().filter(|d| created_before(d.as_ref(), definition)).count();
     DefinitionFacts {
         namespace,
         spec: &definition.spec,
@@ -68,7 +66,7 @@ fn desired_status(definition: &RegistrationDefinition, ctx: &Context) -> (Regist
     let generation = facts.generation;
     let existing = definition.status.clone().unwrap_or_default();
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
-    let managee = crate::model::scope::subscription_of(facts.namespace, &ctx.caches.namespaces as &dyn Namespaces)
+    let managee = crate::model::scope::subscription_of(facts.namespace, &ctx.caches as &dyn Namespaces)
         .ok()
         .map(|(_, t)| t.to_string());
     match ctx.validate(|vctx| validate::validate_definition(&facts, vctx)) {
@@ -194,8 +192,7 @@ async fn check(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Result
 /// Whether the subscription now belongs to the tenant this definition delegates to.
 fn transferred_away(definition: &RegistrationDefinition, ctx: &Context) -> bool {
     let namespace = definition.namespace().unwrap_or_default();
-    let Ok((_, home_now)) = crate::model::scope::subscription_of(&namespace, &ctx.caches.namespaces as &dyn Namespaces)
-    else {
+    let Ok((_, home_now)) = crate::model::scope::subscription_of(&namespace, &ctx.caches as &dyn Namespaces) else {
         return false;
     };
     let recorded = definition.status.as_ref().and_then(|s| s.managee_tenant_id.as_deref());
@@ -234,15 +231,9 @@ async fn remove_after_transfer(definition: &RegistrationDefinition, ctx: &Contex
 pub fn assignments_of(definition: &RegistrationDefinition, caches: &Caches) -> Vec<Arc<RegistrationAssignment>> {
     let namespace = definition.namespace().unwrap_or_default();
     let name = definition.name_any();
-    caches.assignments.state_filter(|a| {
-        let a_ns = a.namespace().unwrap_or_default();
-        a.spec.registration_definition_ref.name == name
-            && (a_ns == namespace
-                || Namespaces::get(&caches.namespaces, &a_ns)
-                    .and_then(|i| i.parent_subscription().map(String::from))
-                    .as_deref()
-                    == Some(namespace.as_str()))
-    })
+    let mut assignments = caches.assignments_under(&namespace);
+    assignments.retain(|a| a.spec.registration_definition_ref.name == name);
+    assignments
 }
 
 /// Finalizer cleanup: deleting a definition deletes its assignments (SPEC §6); their own

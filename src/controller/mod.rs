@@ -9,6 +9,7 @@ pub mod apply;
 pub mod assignment;
 pub mod context;
 pub mod definition;
+pub mod index;
 pub mod namespace;
 pub mod sweep;
 pub mod triggers;
@@ -18,9 +19,7 @@ use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::ListParams;
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{reflector, watcher, Controller};
@@ -28,7 +27,7 @@ use kube::{Api, Client};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::api::{RegistrationAssignment, RegistrationDefinition};
+use crate::api::RegistrationAssignment;
 use crate::config::Config;
 use context::{Caches, Context};
 
@@ -91,9 +90,33 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-/// Parallel reconciles: enough to onboard many customers quickly without opening a
-/// connection per delegation.
-const CONCURRENCY: u16 = 16;
+/// One kube-runtime controller over the cache `store`, triggered only through `triggers`
+/// (which the watches in [`triggers`] feed), stopping on SIGINT or SIGTERM. Its runner is the
+/// only waiter on its own store (see docs/architecture.md on `wait_until_ready`).
+fn spawn_controller<K, R, F, S>(
+    shutdown: S,
+    store: reflector::Store<K>,
+    triggers: mpsc::UnboundedReceiver<reflector::ObjectRef<K>>,
+    reconcile: R,
+    name: &'static str,
+    ctx: &Arc<Context>,
+    config: &Config,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    R: FnMut(Arc<K>, Arc<Context>) -> F + Send + 'static,
+    F: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+    S: std::future::Future<Output = ()> + Send + Sync + 'static,
+{
+    tokio::spawn(
+        Controller::for_stream(futures::stream::pending::<Result<K, watcher::Error>>(), store)
+            .with_config(ControllerConfig::default().concurrency(config.concurrency))
+            .reconcile_on(triggers)
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile, error_policy(name), ctx.clone())
+            .for_each(log_outcome),
+    )
+}
 
 /// Reconcile errors are transient by nature (a 403 or 5xx while the API server restarts, a
 /// conflict): retry, and never treat one as a reason to grant or revoke.
@@ -144,7 +167,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
     let (roles, role_writer) = reflector::store();
     let (bindings, binding_writer) = reflector::store();
     let (assignments, assignment_writer) = reflector::store();
-    let caches = Caches { namespaces, definitions, assignments, cluster_roles, roles, bindings };
+    let indexes = Arc::new(context::Indexes::default());
+    let caches = Caches { namespaces, definitions, assignments, cluster_roles, roles, bindings, indexes };
     let (readiness, ready) = triggers::Readiness::new(triggers::CACHES);
 
     let (assignment_tx, assignment_rx) = mpsc::unbounded();
@@ -191,41 +215,12 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
     // Each long-lived part runs as its own task on the worker threads.
     let watches = tokio::spawn(triggers::run(client.clone(), writers, caches.clone(), sinks, readiness));
     let shutdown = shutdown_signal().shared();
-    // Both controllers are triggered only through the channels that `triggers` feeds; each
-    // one's runner is the only waiter on its own store.
-    let assignments = tokio::spawn(
-        Controller::for_stream(
-            futures::stream::pending::<Result<RegistrationAssignment, watcher::Error>>(),
-            caches.assignments.clone(),
-        )
-        .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
-        .reconcile_on(assignment_rx)
-        .graceful_shutdown_on(shutdown.clone())
-        .run(assignment::reconcile, error_policy("assignment"), ctx.clone())
-        .for_each(log_outcome),
-    );
-    let definitions = tokio::spawn(
-        Controller::for_stream(
-            futures::stream::pending::<Result<RegistrationDefinition, watcher::Error>>(),
-            caches.definitions.clone(),
-        )
-        .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
-        .reconcile_on(definition_rx)
-        .graceful_shutdown_on(shutdown.clone())
-        .run(definition::reconcile, error_policy("definition"), ctx.clone())
-        .for_each(log_outcome),
-    );
-    let namespaces = tokio::spawn(
-        Controller::for_stream(
-            futures::stream::pending::<Result<PartialObjectMeta<Namespace>, watcher::Error>>(),
-            caches.namespaces.clone(),
-        )
-        .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
-        .reconcile_on(namespace_rx)
-        .graceful_shutdown_on(shutdown.clone())
-        .run(namespace::reconcile, error_policy("namespace"), ctx.clone())
-        .for_each(log_outcome),
-    );
+    let (stop, store) = (shutdown.clone(), caches.assignments.clone());
+    let assignments = spawn_controller(stop, store, assignment_rx, assignment::reconcile, "assignment", &ctx, config);
+    let (stop, store) = (shutdown.clone(), caches.definitions.clone());
+    let definitions = spawn_controller(stop, store, definition_rx, definition::reconcile, "definition", &ctx, config);
+    let (stop, store) = (shutdown.clone(), caches.namespaces.clone());
+    let namespaces = spawn_controller(stop, store, namespace_rx, namespace::reconcile, "namespace", &ctx, config);
     let sweeper = tokio::spawn(sweep::run(ctx, sweep_rx));
 
     info!("kube-lighthouse controller started");

@@ -18,7 +18,7 @@ use super::context::{Caches, Context};
 use super::Error;
 use crate::api::ProvisioningState;
 use crate::model::keys;
-use crate::model::scope::{NamespaceInfo, Namespaces};
+use crate::model::scope::NamespaceInfo;
 
 const RESYNC: Duration = Duration::from_secs(15 * 60);
 
@@ -26,15 +26,8 @@ const RESYNC: Duration = Duration::from_secs(15 * 60);
 /// in force, in it or in its resource groups. None when there are none.
 pub fn managed_by_tenants(subscription: &str, caches: &Caches) -> Option<String> {
     let tenants: BTreeSet<String> = caches
-        .assignments
-        .state()
+        .assignments_under(subscription)
         .iter()
-        .filter(|a| {
-            let ns = a.namespace().unwrap_or_default();
-            ns == subscription
-                || Namespaces::get(&caches.namespaces, &ns)
-                    .is_some_and(|i| i.parent_subscription() == Some(subscription))
-        })
         .filter_map(|a| a.status.as_ref())
         .filter(|s| s.provisioning_state == Some(ProvisioningState::Succeeded))
         .filter_map(|s| s.managed_by_tenant_id.clone())

@@ -23,7 +23,7 @@ pub enum Candidate {
 
 fn orphaned(labels: &std::collections::BTreeMap<String, String>, ctx: &Context) -> bool {
     match labels.get(keys::ASSIGNMENT_UID) {
-        Some(uid) => !ctx.caches.assignments.state().iter().any(|a| a.uid().as_deref() == Some(uid)),
+        Some(uid) => !ctx.caches.assignment_exists(uid),
         None => false,
     }
 }

@@ -16,6 +16,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
+use super::apply;
 use super::context::Caches;
 use super::definition::assignments_of;
 use super::sweep::Candidate;
@@ -57,7 +58,7 @@ impl Sinks {
     fn assignment_changed(&self, a: &RegistrationAssignment, caches: &Caches) {
         self.assignment(a);
         let ns = a.namespace().unwrap_or_default();
-        let parent = Namespaces::get(&caches.namespaces, &ns).and_then(|i| i.parent_subscription().map(String::from));
+        let parent = Namespaces::get(caches, &ns).and_then(|i| i.parent_subscription().map(String::from));
         self.namespace(parent.as_deref().unwrap_or(&ns));
     }
 }
@@ -85,27 +86,19 @@ fn namespace_changed(ns: &PartialObjectMeta<Namespace>, caches: &Caches, sinks: 
     let name = ns.name_any();
     let info = NamespaceInfo::from_labels(ns.labels(), false);
     let parent = info.parent_subscription().map(String::from);
-    for a in caches.assignments.state_filter(|a| {
-        let a_ns = a.namespace().unwrap_or_default();
-        a_ns == name
-            || Some(&a_ns) == parent.as_ref()
-            || Namespaces::get(&caches.namespaces, &a_ns)
-                .and_then(|i| i.parent_subscription().map(String::from))
-                .as_deref()
-                == Some(name.as_str())
-    }) {
+    let mut affected = caches.assignments_under(&name);
+    if let Some(parent) = &parent {
+        affected.extend(caches.assignments_in(parent));
+    }
+    for a in affected {
         sinks.assignment(&a);
     }
-    let holders: std::collections::HashSet<_> = caches
-        .bindings
-        .state_filter(|b| b.namespace().as_deref() == Some(name.as_str()))
-        .iter()
-        .filter_map(|b| owning_assignment(b.as_ref()))
-        .collect();
+    let holders: std::collections::HashSet<_> =
+        caches.bindings_in(&name).iter().filter_map(|b| owning_assignment(b.as_ref())).collect();
     for owner in holders {
         let _ = sinks.assignments.unbounded_send(owner);
     }
-    for d in caches.definitions.state_filter(|d| d.namespace().as_deref() == Some(name.as_str())) {
+    for d in caches.definitions_in(&name) {
         sinks.definition(&d);
     }
     sinks.namespace(&name);
@@ -121,7 +114,7 @@ fn definition_changed(d: &RegistrationDefinition, caches: &Caches, sinks: &Sinks
     }
     // Definitions are limited per subscription: one going may admit another.
     if d.meta().deletion_timestamp.is_some() {
-        for other in caches.definitions.state_filter(|o| o.namespace() == d.namespace()) {
+        for other in caches.definitions_in(&d.namespace().unwrap_or_default()) {
             sinks.definition(&other);
         }
     }
@@ -158,16 +151,23 @@ impl Readiness {
     }
 }
 
-/// Feeds one cache and calls `on_change` for every object seen, including the initial list
-/// (so that a restart re-checks every delegation).
-async fn drive<K, S>(stream: S, readiness: Arc<Readiness>, mut on_change: impl FnMut(&K))
-where
+/// Feeds one cache and its indexes (`observe`), then calls `on_change` for every object
+/// seen, including the initial list (so that a restart re-checks every delegation).
+async fn drive<K, S>(
+    stream: S,
+    readiness: Arc<Readiness>,
+    observe: impl Fn(&watcher::Event<K>),
+    mut on_change: impl FnMut(&K),
+) where
     K: Resource<DynamicType = ()>,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
     let mut stream = std::pin::pin!(stream);
     let mut synced = false;
     while let Some(item) = stream.next().await {
+        if let Ok(event) = &item {
+            observe(event);
+        }
         match item {
             Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object) | watcher::Event::InitApply(object)) => {
                 tracing::trace!(kind = %K::kind(&()), name = %object.name_any(), "changed");
@@ -183,6 +183,11 @@ where
     }
 }
 
+/// Nothing reads managedFields from a cache, and they are often the bulk of an object.
+fn forget_managed_fields<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
 /// The number of caches [`run`] fills (for [`Readiness::new`]).
 pub const CACHES: usize = 6;
 
@@ -192,28 +197,49 @@ pub async fn run(client: Client, writers: Writers, caches: Caches, sinks: Sinks,
     let all = watcher::Config::default;
     let namespaces = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), all())
         .default_backoff()
+        .modify(forget_managed_fields)
         .reflect(writers.namespaces);
     let definitions = watcher(Api::<RegistrationDefinition>::all(client.clone()), all())
         .default_backoff()
+        .modify(forget_managed_fields)
         .reflect(writers.definitions);
     let assignments = watcher(Api::<RegistrationAssignment>::all(client.clone()), all())
         .default_backoff()
+        .modify(forget_managed_fields)
         .reflect(writers.assignments);
-    let cluster_roles =
-        watcher(Api::<ClusterRole>::all(client.clone()), all()).default_backoff().reflect(writers.cluster_roles);
-    let roles = watcher(Api::<Role>::all(client.clone()), managed.clone()).default_backoff().reflect(writers.roles);
-    let bindings = watcher(Api::<RoleBinding>::all(client), managed).default_backoff().reflect(writers.bindings);
+    let cluster_roles = watcher(Api::<ClusterRole>::all(client.clone()), all())
+        .default_backoff()
+        .modify(forget_managed_fields)
+        .reflect(writers.cluster_roles);
+    let roles = watcher(Api::<Role>::all(client.clone()), managed.clone())
+        .default_backoff()
+        .modify(apply::compact_role)
+        .reflect(writers.roles);
+    let bindings = watcher(Api::<RoleBinding>::all(client), managed)
+        .default_backoff()
+        .modify(forget_managed_fields)
+        .reflect(writers.bindings);
 
     // Names that were in the catalog: a role leaving it (unlabelled, deleted) must re-judge too.
     let mut catalog_names: BTreeSet<String> = BTreeSet::new();
     let (c1, c2, c3, c4) = (caches.clone(), caches.clone(), caches.clone(), caches);
     let (s1, s2, s3, s4, s5, s6) = (sinks.clone(), sinks.clone(), sinks.clone(), sinks.clone(), sinks.clone(), sinks);
     let r = || readiness.clone();
+    let ix = c1.indexes.clone();
+    let no_index = |_: &watcher::Event<ClusterRole>| {};
     futures::join!(
-        drive(namespaces, r(), move |ns| namespace_changed(ns, &c1, &s1)),
-        drive(definitions, r(), move |d| definition_changed(d, &c2, &s2)),
-        drive(assignments, r(), move |a: &RegistrationAssignment| s6.assignment_changed(a, &c4)),
-        drive(cluster_roles, r(), move |role: &ClusterRole| {
+        drive(namespaces, r(), |e| ix.namespaces_by_subscription.observe(e), move |ns| namespace_changed(ns, &c1, &s1)),
+        drive(definitions, r(), |e| ix.definitions_by_namespace.observe(e), move |d| definition_changed(d, &c2, &s2)),
+        drive(
+            assignments,
+            r(),
+            |e| {
+                ix.assignments_by_namespace.observe(e);
+                ix.assignments_by_uid.observe(e);
+            },
+            move |a: &RegistrationAssignment| s6.assignment_changed(a, &c4)
+        ),
+        drive(cluster_roles, r(), no_index, move |role: &ClusterRole| {
             let name = role.name_any();
             let in_catalog = CatalogRole::from_cluster_role(role).is_some();
             let was = catalog_names.contains(&name);
@@ -224,13 +250,26 @@ pub async fn run(client: Client, writers: Writers, caches: Caches, sinks: Sinks,
                 catalog_changed(&c3, &s3);
             }
         }),
-        drive(roles, r(), move |role: &Role| {
-            s4.owner_of(role);
-            let _ = s4.sweep.unbounded_send(Candidate::Role(ObjectRef::from_obj(role)));
-        }),
-        drive(bindings, r(), move |binding: &RoleBinding| {
-            s5.owner_of(binding);
-            let _ = s5.sweep.unbounded_send(Candidate::Binding(ObjectRef::from_obj(binding)));
-        }),
+        drive(
+            roles,
+            r(),
+            |e| ix.roles_by_assignment.observe(e),
+            move |role: &Role| {
+                s4.owner_of(role);
+                let _ = s4.sweep.unbounded_send(Candidate::Role(ObjectRef::from_obj(role)));
+            }
+        ),
+        drive(
+            bindings,
+            r(),
+            |e| {
+                ix.bindings_by_assignment.observe(e);
+                ix.bindings_by_namespace.observe(e);
+            },
+            move |binding: &RoleBinding| {
+                s5.owner_of(binding);
+                let _ = s5.sweep.unbounded_send(Candidate::Binding(ObjectRef::from_obj(binding)));
+            }
+        ),
     );
 }

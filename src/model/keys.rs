@@ -34,6 +34,8 @@ pub const SOURCE_ROLE: &str = "kubelighthouse.io/source-cluster-role";
 pub const ASSIGNABLE: &str = "kubelighthouse.io/assignable";
 
 /// Server-side apply field manager of every write the controller makes.
+/// Only ever in the controller's memory: the digest that stands in for a cached Role's rules.
+pub const CACHED_RULES_DIGEST: &str = "kubelighthouse.io/cached-rules-digest";
 pub const FIELD_MANAGER: &str = "kube-lighthouse";
 /// Finalizer on assignments: access is revoked in every namespace before they go.
 pub const ASSIGNMENT_FINALIZER: &str = "kubelighthouse.io/revoke-access";

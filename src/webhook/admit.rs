@@ -112,7 +112,7 @@ async fn assignment(request: &AdmissionRequest<DynamicObject>, ctx: &Context) ->
         .map(|a| a.name_any())
         .collect();
     let facts = AssignmentFacts { namespace: &namespace, name: &name, definition_name, older_duplicates };
-    let scope = validate::validate_assignment(&facts, &ctx.caches.namespaces)
+    let scope = validate::validate_assignment(&facts, &ctx.caches)
         .map_err(|r| rejection_message("RegistrationAssignment", &name, &r))?;
     let Some(definition) = ctx.caches.definition(&scope.subscription, definition_name) else {
         let r = validate::definition_problem(definition_name, &scope.subscription, None);

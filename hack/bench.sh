@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the benchmarks (docs/benchmarks.md) on a fresh local control plane of its own, so the
+# figures never include another run's objects. Arguments go to the harness, e.g.
+#   hack/bench.sh --n 200 --big-n 0 --reps 20
+# Figures: stdout and target/bench/results.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export KL_STATE_DIR=${KL_BENCH_STATE_DIR:-/tmp/kube-lighthouse-bench}
+# One audit log for the whole run: the harness counts the controller's writes in it.
+export KL_AUDIT_MAXSIZE_MB=${KL_AUDIT_MAXSIZE_MB:-8192}
+hack/control-plane.sh down >/dev/null 2>&1 || true
+rm -rf "$KL_STATE_DIR/logs"
+hack/control-plane.sh up
+trap 'hack/control-plane.sh down >/dev/null 2>&1 || true' EXIT
+export KL_TEST_KUBECONFIG=$KL_STATE_DIR/kubeconfig
+cargo bench --bench lighthouse -- "$@"
