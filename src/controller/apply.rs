@@ -110,6 +110,7 @@ where
     let (namespace, name) = key(object);
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = PatchParams::apply(keys::FIELD_MANAGER).force();
+    let _grant = ctx.grants.write();
     api.patch(&name, &params, &Patch::Apply(object)).await?;
     ctx.metrics.write(<K as k8s_openapi::Resource>::KIND, "apply");
     debug!(kind = K::kind(&()).as_ref(), %namespace, %name, "applied");
@@ -126,6 +127,7 @@ where
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     ctx.metrics.write(<K as k8s_openapi::Resource>::KIND, "delete");
+    let _grant = ctx.grants.write();
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => {
             info!(kind = K::kind(&()).as_ref(), %namespace, %name, "revoked");

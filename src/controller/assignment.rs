@@ -15,7 +15,7 @@ use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use super::apply;
 use super::context::CATALOG_CURRENT;
@@ -200,13 +200,12 @@ async fn write_status(
 }
 
 /// Events for a change of outcome; none when nothing changed, so idle costs no writes.
-async fn publish_transition(
-    ctx: &Context,
-    assignment: &RegistrationAssignment,
+fn transition_events(
     decision: &Decision,
     old: &RegistrationAssignmentStatus,
     new: &RegistrationAssignmentStatus,
-) {
+) -> Vec<Event> {
+    let mut events = Vec::new();
     let degraded_of = |s: &RegistrationAssignmentStatus| {
         s.conditions
             .iter()
@@ -230,21 +229,75 @@ async fn publish_transition(
                 secondary: None,
             },
         };
-        ctx.publish(assignment, event).await;
+        events.push(event);
     }
     if let Some(message) = degraded_of(new).filter(|m| degraded_of(old).as_ref() != Some(m)) {
         let reason =
             new.conditions.iter().find(|c| c.type_ == "Degraded").map_or("Degraded".to_string(), |c| c.reason.clone());
-        ctx.publish(
-            assignment,
-            Event { type_: EventType::Warning, reason, note: note(&message), action: "Narrow".into(), secondary: None },
-        )
-        .await;
+        events.push(Event {
+            type_: EventType::Warning,
+            reason,
+            note: note(&message),
+            action: "Narrow".into(),
+            secondary: None,
+        });
+    }
+    events
+}
+
+/// A status write of a granted assignment, waiting behind RBAC writes.
+struct PendingStatus {
+    assignment: Arc<RegistrationAssignment>,
+    status: RegistrationAssignmentStatus,
+    events: Vec<Event>,
+}
+
+/// Status writes of granted assignments, deferred while RBAC is being written
+/// ([`super::context::GrantActivity`]): on a busy API server the access comes first and its
+/// record a moment later. Rejections are not deferred: nothing is granted, and the author is
+/// waiting for the reason. The latest status of an assignment replaces a pending one.
+#[derive(Default)]
+pub struct DeferredStatus {
+    pending: std::sync::Mutex<std::collections::HashMap<ObjectRef<RegistrationAssignment>, PendingStatus>>,
+}
+
+impl DeferredStatus {
+    fn defer(&self, ctx: &Arc<Context>, pending: PendingStatus) {
+        let key = ObjectRef::from_obj(pending.assignment.as_ref());
+        let first = self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), pending).is_none();
+        if first {
+            tokio::spawn(write_deferred(ctx.clone(), key));
+        }
+    }
+
+    fn take(&self, key: &ObjectRef<RegistrationAssignment>) -> Option<PendingStatus> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(key)
+    }
+}
+
+async fn write_deferred(ctx: Arc<Context>, key: ObjectRef<RegistrationAssignment>) {
+    ctx.grants.quiet().await;
+    // As many status writes at once as reconciles: a burst that just ended must not become a
+    // burst of status writes.
+    let Ok(_permit) = ctx.bookkeeping.acquire().await else { return };
+    let Some(pending) = ctx.deferred_status.take(&key) else { return };
+    match write_status(&ctx, &pending.assignment, &pending.status).await {
+        Ok(()) => {
+            for event in pending.events {
+                ctx.publish(pending.assignment.as_ref(), event).await;
+            }
+        }
+        Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 => {}
+        Err(e) => {
+            warn!(error = %e, assignment = %key, "status write failed; reconciling again");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = ctx.assignment_triggers.unbounded_send(key);
+        }
     }
 }
 
 #[instrument(skip_all, fields(assignment = %format!("{}/{}", assignment.namespace().unwrap_or_default(), assignment.name_any())))]
-async fn materialize(assignment: Arc<RegistrationAssignment>, ctx: &Context) -> Result<Action, Error> {
+async fn materialize(assignment: Arc<RegistrationAssignment>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let decision = decide(&assignment, ctx);
     let uid = assignment.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let stats = if decision.desired.roles.is_empty() {
@@ -255,9 +308,16 @@ async fn materialize(assignment: Arc<RegistrationAssignment>, ctx: &Context) -> 
     let old = assignment.status.clone().unwrap_or_default();
     let new = desired_status(&assignment, &decision);
     if !same_status(&old, &new) {
-        write_status(ctx, &assignment, &new).await?;
-        publish_transition(ctx, &assignment, &decision, &old, &new).await;
-        info!(state = ?new.provisioning_state, reason = ?ready_of(&new).map(|r| r.1), ?stats, "status updated");
+        let events = transition_events(&decision, &old, &new);
+        info!(state = ?new.provisioning_state, reason = ?ready_of(&new).map(|r| r.1), ?stats, "status changed");
+        if decision.result.is_ok() {
+            ctx.deferred_status.defer(ctx, PendingStatus { assignment, status: new, events });
+        } else {
+            write_status(ctx, &assignment, &new).await?;
+            for event in events {
+                ctx.publish(assignment.as_ref(), event).await;
+            }
+        }
     }
     Ok(Action::requeue(RESYNC))
 }

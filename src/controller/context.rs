@@ -160,6 +160,12 @@ pub struct Context {
     pub ready: tokio::sync::watch::Receiver<bool>,
     /// Reconcile, error and write counters.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// RBAC writes in flight, which bookkeeping writes give way to.
+    pub grants: GrantActivity,
+    /// Assignment status writes waiting for `grants` to be quiet.
+    pub deferred_status: super::assignment::DeferredStatus,
+    /// Bounds deferred writes in flight (to the reconcile concurrency).
+    pub bookkeeping: tokio::sync::Semaphore,
 }
 
 impl Context {
@@ -223,4 +229,50 @@ pub fn note(message: &str) -> Option<String> {
         cut -= 1;
     }
     Some(format!("{}...", &message[..cut]))
+}
+
+/// Grant first, account later: while RBAC is being written, writes that only record what
+/// happened (definition status and finalizers, the managed-by-tenants annotation) wait, so
+/// that on an API server that is the bottleneck the capacity goes to what users are waiting
+/// for: access. They wait for a short quiet spell, never longer than [`MAX_DEFERRAL`], so
+/// a steady stream of grants delays them but cannot starve them.
+#[derive(Default)]
+pub struct GrantActivity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// How long RBAC writes must have paused before bookkeeping goes ahead.
+pub const QUIET: std::time::Duration = std::time::Duration::from_millis(250);
+/// The longest bookkeeping waits.
+pub const MAX_DEFERRAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Marks one RBAC write in flight.
+pub struct GrantWrite<'a>(&'a GrantActivity);
+
+impl Drop for GrantWrite<'_> {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl GrantActivity {
+    pub fn write(&self) -> GrantWrite<'_> {
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        GrantWrite(self)
+    }
+
+    fn is_quiet(&self) -> bool {
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0 && last.is_none_or(|t| t.elapsed() >= QUIET)
+    }
+
+    /// Returns once RBAC writes have paused for [`QUIET`], or after [`MAX_DEFERRAL`].
+    pub async fn quiet(&self) {
+        let deadline = tokio::time::Instant::now() + MAX_DEFERRAL;
+        while !self.is_quiet() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(QUIET / 4).await;
+        }
+    }
 }

@@ -167,6 +167,10 @@ async fn check(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Result
     let old = definition.status.clone().unwrap_or_default();
     let (new, event) = desired_status(&definition, ctx);
     if !same_status(&old, &new) {
+        // Bookkeeping: the assignments of this definition are granted without waiting for it.
+        // (Its finalizer is not deferred: without it, deleting the definition could not
+        // cascade.)
+        ctx.grants.quiet().await;
         let api: Api<RegistrationDefinition> =
             Api::namespaced(ctx.client.clone(), &definition.namespace().unwrap_or_default());
         let patch = json!({

@@ -63,18 +63,28 @@ impl<K: Resource<DynamicType = ()> + Clone> Index<K> {
 
     /// Follows one watch event.
     pub fn observe(&self, event: &watcher::Event<K>) {
+        // Name and namespace identify a member; `ObjectRef::from_obj` would also copy its uid
+        // and resourceVersion into every entry, which at thousands of objects adds up.
+        let reference = |object: &K| {
+            let meta = object.meta();
+            let name = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
+            match meta.namespace.as_deref() {
+                Some(ns) => name.within(ns),
+                None => name,
+            }
+        };
         let mut relist = self.relist.lock().unwrap_or_else(|p| p.into_inner());
         let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
         match event {
-            watcher::Event::Apply(object) => live.insert(ObjectRef::from_obj(object), (self.key)(object)),
-            watcher::Event::Delete(object) => live.remove(&ObjectRef::from_obj(object)),
+            watcher::Event::Apply(object) => live.insert(reference(object), (self.key)(object)),
+            watcher::Event::Delete(object) => live.remove(&reference(object)),
             watcher::Event::Init => *relist = Some(Table::default()),
             watcher::Event::InitApply(object) => {
-                let (reference, group) = (ObjectRef::from_obj(object), (self.key)(object));
+                let (member, group) = (reference(object), (self.key)(object));
                 if let Some(table) = relist.as_mut() {
-                    table.insert(reference.clone(), group.clone());
+                    table.insert(member.clone(), group.clone());
                 }
-                live.insert(reference, group);
+                live.insert(member, group);
             }
             watcher::Event::InitDone => {
                 if let Some(table) = relist.take() {

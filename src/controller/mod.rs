@@ -185,6 +185,9 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         assignment_triggers: assignment_tx.clone(),
         ready: ready.clone(),
         metrics: metrics.clone(),
+        grants: context::GrantActivity::default(),
+        deferred_status: assignment::DeferredStatus::default(),
+        bookkeeping: tokio::sync::Semaphore::new(usize::from(config.concurrency)),
     });
     if let Some(listener) = health {
         tokio::spawn(crate::http::serve_health(listener, ready));

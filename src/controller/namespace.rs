@@ -47,6 +47,7 @@ pub async fn reconcile(ns: Arc<PartialObjectMeta<Namespace>>, ctx: Arc<Context>)
     let want = if info.tenant_id.is_some() { managed_by_tenants(&name, &ctx.caches) } else { None };
     let have = ns.annotations().get(keys::MANAGED_BY_TENANTS).cloned();
     if want != have {
+        ctx.grants.quiet().await;
         // A merge patch, not an apply: it can never create a namespace that was just deleted.
         let api: Api<Namespace> = Api::all(ctx.client.clone());
         let patch = json!({"metadata": {"annotations": {keys::MANAGED_BY_TENANTS: want}}});
