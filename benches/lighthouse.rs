@@ -28,14 +28,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use common::{client_for, kubeconfig, projected, CONTRIBUTOR, MSP_TENANT, READER};
+use common::{client_for, impersonating_kubeconfig, kubeconfig, projected, CONTRIBUTOR, MSP_TENANT, READER};
 use futures::{stream, StreamExt};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::config::Kubeconfig;
 use kube::{Client, ResourceExt};
 use kube_lighthouse::api::{ProvisioningState, RegistrationAssignment, RegistrationDefinition};
 use serde_json::json;
@@ -231,20 +230,6 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let code = response.split_whitespace().nth(1)?.parse().ok()?;
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((code, body))
-}
-
-/// The admin kubeconfig, acting as CONTROLLER_USER.
-fn impersonating_kubeconfig(admin: &Path, dir: &Path) -> PathBuf {
-    let mut config = Kubeconfig::read_from(admin).expect("kubeconfig");
-    for named in &mut config.auth_infos {
-        if let Some(auth) = named.auth_info.as_mut() {
-            auth.impersonate = Some(CONTROLLER_USER.into());
-            auth.impersonate_groups = Some(vec!["system:masters".into()]);
-        }
-    }
-    let path = dir.join("controller.kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write kubeconfig");
-    path
 }
 
 // ---------------------------------------------------------------------------------------
@@ -695,6 +680,7 @@ fn latency_summary(mut samples: Vec<Duration>) -> serde_json::Value {
     })
 }
 
+/// Rounded to one decimal (ms, MiB, rates); [`round3`] for seconds.
 fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
@@ -732,7 +718,7 @@ async fn run(args: Args) {
     let client = client_for(&admin).await;
     let workdir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&workdir).expect("target/bench");
-    let controller_config = impersonating_kubeconfig(&admin, &workdir);
+    let controller_config = impersonating_kubeconfig(&admin, &workdir, CONTROLLER_USER);
     let audit_path = admin.parent().expect("state dir").join("logs/audit.log");
     let mut audit = Audit::new(audit_path);
     let control_plane = ControlPlaneCpu::new(admin.parent().expect("state dir"));

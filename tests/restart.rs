@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use kube::api::Api;
-use kube::config::Kubeconfig;
 use kube_lighthouse::api::RegistrationAssignment;
 
 const UNDER_TEST: &str = "kube-lighthouse-under-test";
@@ -49,20 +48,6 @@ impl Drop for Controller {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The admin kubeconfig, acting as UNDER_TEST (still in system:masters).
-fn impersonating_kubeconfig(admin: &Path, dir: &Path) -> PathBuf {
-    let mut config = Kubeconfig::read_from(admin).expect("kubeconfig");
-    for named in &mut config.auth_infos {
-        if let Some(auth) = named.auth_info.as_mut() {
-            auth.impersonate = Some(UNDER_TEST.into());
-            auth.impersonate_groups = Some(vec!["system:masters".into()]);
-        }
-    }
-    let path = dir.join("controller-under-test.kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write kubeconfig");
-    path
 }
 
 /// Requests the controller made since `since`: (verb, URI) from the audit log.
@@ -108,7 +93,7 @@ async fn restarts_make_no_writes_and_catch_up_on_deletions() {
     let state = local_state_dir();
     let workdir = std::env::temp_dir().join(unique("restart"));
     std::fs::create_dir_all(&workdir).expect("workdir");
-    let controller_config = impersonating_kubeconfig(&path, &workdir);
+    let controller_config = impersonating_kubeconfig(&path, &workdir, UNDER_TEST);
     let log = |n: u8| workdir.join(format!("controller-{n}.log"));
 
     let (sub, rg) = (unique("sub"), unique("rg"));

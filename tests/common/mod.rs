@@ -352,15 +352,30 @@ pub async fn managed_objects(client: &Client, namespace: &str) -> usize {
 
 /// A client acting as `user` in `groups` (impersonation by the admin): requests it makes are
 /// authorized exactly as that identity's would be.
-pub async fn client_as(user: &str, groups: &[&str]) -> Client {
-    let path = kubeconfig().expect("cluster");
-    let mut kubeconfig = Kubeconfig::read_from(&path).expect("kubeconfig readable");
+/// The kubeconfig at `path`, acting as `user` in `groups`.
+fn impersonating(path: &std::path::Path, user: &str, groups: &[&str]) -> Kubeconfig {
+    let mut kubeconfig = Kubeconfig::read_from(path).expect("kubeconfig readable");
     for named in &mut kubeconfig.auth_infos {
         if let Some(auth) = named.auth_info.as_mut() {
             auth.impersonate = Some(user.to_string());
             auth.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
         }
     }
+    kubeconfig
+}
+
+/// A kubeconfig file in `dir` for a controller subprocess acting as `user` (still in
+/// system:masters), so the audit log attributes each of its requests to it.
+pub fn impersonating_kubeconfig(admin: &std::path::Path, dir: &std::path::Path, user: &str) -> PathBuf {
+    let config = impersonating(admin, user, &["system:masters"]);
+    let path = dir.join(format!("{user}.kubeconfig"));
+    std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write kubeconfig");
+    path
+}
+
+pub async fn client_as(user: &str, groups: &[&str]) -> Client {
+    let path = kubeconfig().expect("cluster");
+    let kubeconfig = impersonating(&path, user, groups);
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
     Client::try_from(config).expect("client")
 }
