@@ -116,8 +116,8 @@ impl Metrics {
             let state = state_label(a.status.as_ref().and_then(|s| s.provisioning_state));
             self.delegations.get_or_create(&StateLabels { kind: "RegistrationAssignment", state }).inc();
         }
-        self.materialized.get_or_create(&KindLabels { kind: "Role" }).set(caches.roles.state().len() as i64);
-        self.materialized.get_or_create(&KindLabels { kind: "RoleBinding" }).set(caches.bindings.state().len() as i64);
+        self.materialized.get_or_create(&KindLabels { kind: "Role" }).set(caches.roles.len() as i64);
+        self.materialized.get_or_create(&KindLabels { kind: "RoleBinding" }).set(caches.bindings.len() as i64);
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

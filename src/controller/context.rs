@@ -4,19 +4,24 @@
 use std::sync::Arc;
 
 use futures::channel::mpsc::UnboundedSender;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, RwLock};
+
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
-use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
+use super::expectations::Expectations;
 use super::index::Index;
+use super::materialized::MaterializedCache;
 use super::Error;
 use crate::api::{RegistrationAssignment, RegistrationDefinition};
-use crate::model::catalog::Catalog;
-use crate::model::keys;
+use crate::model::catalog::{Catalog, CatalogRole};
 use crate::model::projection::IdentityTemplates;
 use crate::model::scope::{NamespaceInfo, Namespaces};
 use crate::model::validate::Limits;
@@ -29,11 +34,11 @@ pub struct Caches {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub definitions: Store<RegistrationDefinition>,
     pub assignments: Store<RegistrationAssignment>,
-    /// All ClusterRoles; the catalog is the built-in subset.
-    pub cluster_roles: Store<ClusterRole>,
+    /// The role catalog: the built-in subset of the ClusterRoles.
+    pub catalog: Arc<CatalogCache>,
     /// Roles and RoleBindings labelled as ours: compared before writing, pruned by label.
-    pub roles: Store<Role>,
-    pub bindings: Store<RoleBinding>,
+    pub roles: Arc<MaterializedCache>,
+    pub bindings: Arc<MaterializedCache>,
     /// Who is where, without scanning the caches.
     pub indexes: Arc<Indexes>,
 }
@@ -43,15 +48,8 @@ pub struct Indexes {
     pub assignments_by_namespace: Index<RegistrationAssignment>,
     pub assignments_by_uid: Index<RegistrationAssignment>,
     pub definitions_by_namespace: Index<RegistrationDefinition>,
-    pub roles_by_assignment: Index<Role>,
-    pub bindings_by_assignment: Index<RoleBinding>,
-    pub bindings_by_namespace: Index<RoleBinding>,
     /// Resource-group namespaces by the subscription they belong to.
     pub namespaces_by_subscription: Index<PartialObjectMeta<Namespace>>,
-}
-
-fn owner_uid<K: Resource>(object: &K) -> Option<String> {
-    object.meta().labels.as_ref()?.get(keys::ASSIGNMENT_UID).cloned()
 }
 
 impl Default for Indexes {
@@ -60,9 +58,6 @@ impl Default for Indexes {
             assignments_by_namespace: Index::new(|a| a.namespace()),
             assignments_by_uid: Index::new(|a| a.uid()),
             definitions_by_namespace: Index::new(|d| d.namespace()),
-            roles_by_assignment: Index::new(owner_uid),
-            bindings_by_assignment: Index::new(owner_uid),
-            bindings_by_namespace: Index::new(|b| b.namespace()),
             namespaces_by_subscription: Index::new(|ns| {
                 NamespaceInfo::from_labels(ns.labels(), false).parent_subscription().map(String::from)
             }),
@@ -78,12 +73,6 @@ where
 }
 
 impl Caches {
-    /// The role catalog as the cluster has it now.
-    pub fn catalog(&self) -> Catalog {
-        let roles = self.cluster_roles.state();
-        Catalog::from_cluster_roles(roles.iter().map(|r| r.as_ref()))
-    }
-
     pub fn definition(&self, namespace: &str, name: &str) -> Option<Arc<RegistrationDefinition>> {
         self.definitions.get(&ObjectRef::new(name).within(namespace))
     }
@@ -108,19 +97,65 @@ impl Caches {
     pub fn definitions_in(&self, namespace: &str) -> Vec<Arc<RegistrationDefinition>> {
         resolve(&self.definitions, self.indexes.definitions_by_namespace.get(namespace))
     }
+}
 
-    /// Roles labelled as the assignment with `uid`'s.
-    pub fn roles_of(&self, uid: &str) -> Vec<Arc<Role>> {
-        resolve(&self.roles, self.indexes.roles_by_assignment.get(uid))
+type Members = BTreeMap<String, CatalogRole>;
+
+/// The role catalog, rebuilt from the ClusterRole watch only when a member changes, so that
+/// reconciles share one snapshot instead of each building it from every ClusterRole.
+#[derive(Default)]
+pub struct CatalogCache {
+    /// Members by ClusterRole name, and those of a relist in progress.
+    members: Mutex<(Members, Option<Members>)>,
+    snapshot: RwLock<Arc<Catalog>>,
+    /// Counts changes, so that watchers of the catalog can tell one happened.
+    version: std::sync::atomic::AtomicU64,
+}
+
+impl CatalogCache {
+    pub fn current(&self) -> Arc<Catalog> {
+        self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// RoleBindings labelled as the assignment with `uid`'s.
-    pub fn bindings_of(&self, uid: &str) -> Vec<Arc<RoleBinding>> {
-        resolve(&self.bindings, self.indexes.bindings_by_assignment.get(uid))
+    /// How many times the catalog changed.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    pub fn bindings_in(&self, namespace: &str) -> Vec<Arc<RoleBinding>> {
-        resolve(&self.bindings, self.indexes.bindings_by_namespace.get(namespace))
+    /// Follows one ClusterRole watch event. A (re)list counts as one change when it is
+    /// done, and only if it found the catalog different.
+    pub fn observe(&self, event: &watcher::Event<ClusterRole>) {
+        let mut guard = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        let (members, relist) = &mut *guard;
+        let changed = match event {
+            watcher::Event::Apply(role) => match CatalogRole::from_cluster_role(role) {
+                Some(member) => members.insert(role.name_any(), member.clone()) != Some(member),
+                None => members.remove(&role.name_any()).is_some(),
+            },
+            watcher::Event::Delete(role) => members.remove(&role.name_any()).is_some(),
+            watcher::Event::Init => {
+                *relist = Some(BTreeMap::new());
+                false
+            }
+            watcher::Event::InitApply(role) => {
+                if let (Some(listed), Some(member)) = (relist.as_mut(), CatalogRole::from_cluster_role(role)) {
+                    listed.insert(role.name_any(), member);
+                }
+                false
+            }
+            watcher::Event::InitDone => match relist.take() {
+                Some(listed) if listed != *members => {
+                    *members = listed;
+                    true
+                }
+                _ => false,
+            },
+        };
+        if changed {
+            let catalog = Catalog::new(members.values().cloned().collect());
+            *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+            self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
     }
 }
 
@@ -162,6 +197,8 @@ pub struct Context {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// RBAC writes in flight, which bookkeeping writes give way to.
     pub grants: GrantActivity,
+    /// RBAC writes not yet seen by the watch.
+    pub expectations: Expectations,
     /// Assignment status writes waiting for `grants` to be quiet.
     pub deferred_status: super::assignment::DeferredStatus,
     /// Bounds deferred writes in flight (to the reconcile concurrency).
@@ -169,10 +206,9 @@ pub struct Context {
 }
 
 impl Context {
-    /// Validation against the current catalog, namespaces and configuration; the catalog is
-    /// taken from the cache once per call.
+    /// Validation against the current catalog, namespaces and configuration.
     pub fn validate<T>(&self, judge: impl FnOnce(&crate::model::validate::Context<'_>) -> T) -> T {
-        let catalog = self.caches.catalog();
+        let catalog = self.caches.catalog.current();
         judge(&crate::model::validate::Context {
             catalog: &catalog,
             namespaces: &self.caches,
@@ -274,5 +310,68 @@ impl GrantActivity {
         while !self.is_quiet() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(QUIET / 4).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::rbac::v1::PolicyRule;
+
+    use super::*;
+    use crate::model::catalog::tests::{catalog_cluster_role, READER};
+    use crate::model::catalog::Lookup;
+
+    fn reader(verbs: &[&str]) -> ClusterRole {
+        let rule = PolicyRule { verbs: verbs.iter().map(|v| v.to_string()).collect(), ..Default::default() };
+        catalog_cluster_role("kubelighthouse:reader", Some(READER), Some("Reader"), vec![rule])
+    }
+
+    fn other(name: &str) -> ClusterRole {
+        ClusterRole {
+            metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    fn found(cache: &CatalogCache) -> bool {
+        matches!(cache.current().lookup(READER), Lookup::Found(_))
+    }
+
+    #[test]
+    fn a_list_is_one_change_and_only_members_count() {
+        let cache = CatalogCache::default();
+        cache.observe(&watcher::Event::Init);
+        cache.observe(&watcher::Event::InitApply(reader(&["get"])));
+        cache.observe(&watcher::Event::InitApply(other("system:basic-user")));
+        assert_eq!(cache.version(), 0, "nothing changes before the list is done");
+        assert!(!found(&cache));
+        cache.observe(&watcher::Event::InitDone);
+        assert_eq!(cache.version(), 1);
+        assert!(found(&cache));
+
+        cache.observe(&watcher::Event::Apply(other("system:discovery")));
+        cache.observe(&watcher::Event::Apply(reader(&["get"])));
+        assert_eq!(cache.version(), 1, "neither a non-member nor an unchanged member is a change");
+
+        cache.observe(&watcher::Event::Apply(reader(&["get", "list"])));
+        assert_eq!(cache.version(), 2, "an edited member is");
+        cache.observe(&watcher::Event::Delete(reader(&["get", "list"])));
+        assert_eq!(cache.version(), 3);
+        assert!(!found(&cache));
+    }
+
+    #[test]
+    fn a_relist_that_finds_the_same_catalog_changes_nothing() {
+        let cache = CatalogCache::default();
+        for _ in 0..2 {
+            cache.observe(&watcher::Event::Init);
+            cache.observe(&watcher::Event::InitApply(reader(&["get"])));
+            cache.observe(&watcher::Event::InitDone);
+        }
+        assert_eq!(cache.version(), 1);
+        cache.observe(&watcher::Event::Init);
+        cache.observe(&watcher::Event::InitDone);
+        assert_eq!(cache.version(), 2, "a member deleted while the watch was down");
+        assert!(!found(&cache));
     }
 }

@@ -7,16 +7,19 @@
 //! An index holds references only: objects are always read from the cache, so a reference
 //! whose object is gone resolves to nothing rather than to stale data.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::Resource;
 
+/// Each member is held once (an `Arc` both maps share), and groups are small (the objects
+/// of one namespace), so a group is a `Vec` rather than a set: at thousands of members the
+/// per-entry overhead is what counts.
 struct Table<K: Resource<DynamicType = ()>> {
-    members: HashMap<String, HashSet<ObjectRef<K>>>,
-    group_of: HashMap<ObjectRef<K>, String>,
+    members: HashMap<Arc<str>, Vec<Arc<ObjectRef<K>>>>,
+    group_of: HashMap<Arc<ObjectRef<K>>, Arc<str>>,
 }
 
 impl<K: Resource<DynamicType = ()>> Default for Table<K> {
@@ -29,16 +32,21 @@ impl<K: Resource<DynamicType = ()>> Table<K> {
     fn insert(&mut self, reference: ObjectRef<K>, group: Option<String>) {
         self.remove(&reference);
         if let Some(group) = group {
-            self.members.entry(group.clone()).or_default().insert(reference.clone());
+            let group: Arc<str> = match self.members.get_key_value(group.as_str()) {
+                Some((shared, _)) => shared.clone(),
+                None => Arc::from(group),
+            };
+            let reference = Arc::new(reference);
+            self.members.entry(group.clone()).or_default().push(reference.clone());
             self.group_of.insert(reference, group);
         }
     }
 
     fn remove(&mut self, reference: &ObjectRef<K>) {
         if let Some(group) = self.group_of.remove(reference) {
-            if let Some(set) = self.members.get_mut(&group) {
-                set.remove(reference);
-                if set.is_empty() {
+            if let Some(members) = self.members.get_mut(&group) {
+                members.retain(|m| m.as_ref() != reference);
+                if members.is_empty() {
                     self.members.remove(&group);
                 }
             }
@@ -78,6 +86,9 @@ impl<K: Resource<DynamicType = ()> + Clone> Index<K> {
         match event {
             watcher::Event::Apply(object) => live.insert(reference(object), (self.key)(object)),
             watcher::Event::Delete(object) => live.remove(&reference(object)),
+            // The first list fills the empty table directly: a second copy would double the
+            // peak for nothing.
+            watcher::Event::Init if live.group_of.is_empty() => *relist = None,
             watcher::Event::Init => *relist = Some(Table::default()),
             watcher::Event::InitApply(object) => {
                 let (member, group) = (reference(object), (self.key)(object));
@@ -97,7 +108,7 @@ impl<K: Resource<DynamicType = ()> + Clone> Index<K> {
     /// References of the members of `group`.
     pub fn get(&self, group: &str) -> Vec<ObjectRef<K>> {
         let live = self.live.read().unwrap_or_else(|p| p.into_inner());
-        live.members.get(group).map(|set| set.iter().cloned().collect()).unwrap_or_default()
+        live.members.get(group).map(|members| members.iter().map(|m| m.as_ref().clone()).collect()).unwrap_or_default()
     }
 
     pub fn contains(&self, group: &str) -> bool {

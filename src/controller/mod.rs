@@ -9,7 +9,9 @@ pub mod apply;
 pub mod assignment;
 pub mod context;
 pub mod definition;
+pub mod expectations;
 pub mod index;
+pub mod materialized;
 pub mod namespace;
 pub mod sweep;
 pub mod triggers;
@@ -163,12 +165,16 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
 
     let (namespaces, ns_writer) = reflector::store();
     let (definitions, def_writer) = reflector::store();
-    let (cluster_roles, cr_writer) = reflector::store();
-    let (roles, role_writer) = reflector::store();
-    let (bindings, binding_writer) = reflector::store();
     let (assignments, assignment_writer) = reflector::store();
-    let indexes = Arc::new(context::Indexes::default());
-    let caches = Caches { namespaces, definitions, assignments, cluster_roles, roles, bindings, indexes };
+    let caches = Caches {
+        namespaces,
+        definitions,
+        assignments,
+        catalog: Arc::default(),
+        roles: Arc::default(),
+        bindings: Arc::default(),
+        indexes: Arc::default(),
+    };
     let (readiness, ready) = triggers::Readiness::new(triggers::CACHES);
 
     let (assignment_tx, assignment_rx) = mpsc::unbounded();
@@ -186,6 +192,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         ready: ready.clone(),
         metrics: metrics.clone(),
         grants: context::GrantActivity::default(),
+        expectations: expectations::Expectations::default(),
         deferred_status: assignment::DeferredStatus::default(),
         bookkeeping: tokio::sync::Semaphore::new(usize::from(config.concurrency)),
     });
@@ -201,14 +208,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         _ => warn!("admission webhook off: both --webhook-cert and --webhook-key are needed"),
     }
 
-    let writers = triggers::Writers {
-        namespaces: ns_writer,
-        definitions: def_writer,
-        assignments: assignment_writer,
-        cluster_roles: cr_writer,
-        roles: role_writer,
-        bindings: binding_writer,
-    };
+    let writers = triggers::Writers { namespaces: ns_writer, definitions: def_writer, assignments: assignment_writer };
     let sinks = triggers::Sinks {
         assignments: assignment_tx,
         definitions: definition_tx,
@@ -216,7 +216,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         sweep: sweep_tx,
     };
     // Each long-lived part runs as its own task on the worker threads.
-    let watches = tokio::spawn(triggers::run(client.clone(), writers, caches.clone(), sinks, readiness));
+    let watches = tokio::spawn(triggers::run(client.clone(), writers, ctx.clone(), sinks, readiness));
     let shutdown = shutdown_signal().shared();
     let (stop, store) = (shutdown.clone(), caches.assignments.clone());
     let assignments = spawn_controller(stop, store, assignment_rx, assignment::reconcile, "assignment", &ctx, config);

@@ -7,35 +7,28 @@ use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams};
-use kube::runtime::reflector::ObjectRef;
-use kube::ResourceExt;
 use tracing::{info, warn};
 
 use super::context::Context;
-use crate::model::keys;
+use super::materialized::{Key, MaterializedCache, Record};
 
 /// A materialized object to check.
 #[derive(Clone, Debug)]
 pub enum Candidate {
-    Role(ObjectRef<Role>),
-    Binding(ObjectRef<RoleBinding>),
+    Role(Key),
+    Binding(Key),
 }
 
-fn orphaned(labels: &std::collections::BTreeMap<String, String>, ctx: &Context) -> bool {
-    match labels.get(keys::ASSIGNMENT_UID) {
-        Some(uid) => !ctx.caches.assignment_exists(uid),
-        None => false,
-    }
+fn orphan(cache: &MaterializedCache, key: &Key, ctx: &Context) -> Option<std::sync::Arc<Record>> {
+    cache.get(&key.0, &key.1).filter(|r| r.owner_uid.as_ref().is_some_and(|uid| !ctx.caches.assignment_exists(uid)))
 }
 
 async fn delete<K>(api: Api<K>, name: &str)
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: k8s_openapi::Resource + kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => {
-            info!(kind = std::any::type_name::<K>().rsplit("::").next().unwrap_or("object"), %name, "swept orphan")
-        }
+        Ok(_) => info!(kind = K::KIND, %name, "swept orphan"),
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => warn!(error = %e, %name, "could not sweep orphan"),
     }
@@ -48,16 +41,14 @@ pub async fn run(ctx: std::sync::Arc<Context>, mut candidates: UnboundedReceiver
     }
     while let Some(candidate) = candidates.next().await {
         match candidate {
-            Candidate::Role(r) => {
-                if let Some(role) = ctx.caches.roles.get(&r).filter(|o| orphaned(o.labels(), &ctx)) {
-                    let ns = role.namespace().unwrap_or_default();
-                    delete(Api::<Role>::namespaced(ctx.client.clone(), &ns), &role.name_any()).await;
+            Candidate::Role(key) => {
+                if let Some(role) = orphan(&ctx.caches.roles, &key, &ctx) {
+                    delete(Api::<Role>::namespaced(ctx.client.clone(), role.namespace()), role.name()).await;
                 }
             }
-            Candidate::Binding(r) => {
-                if let Some(b) = ctx.caches.bindings.get(&r).filter(|o| orphaned(o.labels(), &ctx)) {
-                    let ns = b.namespace().unwrap_or_default();
-                    delete(Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns), &b.name_any()).await;
+            Candidate::Binding(key) => {
+                if let Some(b) = orphan(&ctx.caches.bindings, &key, &ctx) {
+                    delete(Api::<RoleBinding>::namespaced(ctx.client.clone(), b.namespace()), b.name()).await;
                 }
             }
         }

@@ -2,11 +2,12 @@
 //! assignments and definitions it can affect. Other objects never reconcile themselves;
 //! they only point at the delegations that depend on them.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use futures::channel::mpsc::UnboundedSender;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::core::PartialObjectMeta;
@@ -16,12 +17,11 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
-use super::apply;
-use super::context::Caches;
+use super::context::{Caches, Context};
 use super::definition::assignments_of;
+use super::materialized::{Key, MaterializedCache, Record};
 use super::sweep::Candidate;
 use crate::api::{RegistrationAssignment, RegistrationDefinition};
-use crate::model::catalog::CatalogRole;
 use crate::model::keys;
 use crate::model::scope::{NamespaceInfo, Namespaces};
 
@@ -36,57 +36,130 @@ pub struct Sinks {
 
 impl Sinks {
     fn assignment(&self, a: &RegistrationAssignment) {
-        let _ = self.assignments.unbounded_send(ObjectRef::from_obj(a));
+        let _ = self.assignments.unbounded_send(reference(a));
     }
 
     fn definition(&self, d: &RegistrationDefinition) {
-        let _ = self.definitions.unbounded_send(ObjectRef::from_obj(d));
-    }
-
-    /// A materialized object changed: its assignment checks it (drift is reverted there).
-    fn owner_of<K: Resource>(&self, object: &K) {
-        if let Some(a) = owning_assignment(object) {
-            let _ = self.assignments.unbounded_send(a);
-        }
+        let _ = self.definitions.unbounded_send(reference(d));
     }
 
     fn namespace(&self, name: &str) {
         let _ = self.namespaces.unbounded_send(ObjectRef::new(name));
     }
 
-    /// An assignment changed: the subscription it belongs to re-computes managed-by-tenants.
-    fn assignment_changed(&self, a: &RegistrationAssignment, caches: &Caches) {
-        self.assignment(a);
+    /// The subscription `a` belongs to re-computes managed-by-tenants.
+    fn subscription_of(&self, a: &RegistrationAssignment, caches: &Caches) {
         let ns = a.namespace().unwrap_or_default();
         let parent = Namespaces::get(caches, &ns).and_then(|i| i.parent_subscription().map(String::from));
         self.namespace(parent.as_deref().unwrap_or(&ns));
     }
 }
 
-/// The writers of the caches this module fills.
+/// A trigger: name and namespace only. (`ObjectRef::from_obj` also copies the uid and the
+/// resourceVersion, which the queue does not need and which add up at thousands.)
+fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
+    ObjectRef::new(object.meta().name.as_deref().unwrap_or_default())
+        .within(object.meta().namespace.as_deref().unwrap_or_default())
+}
+
+/// The writers of the reflector caches this module fills.
 pub struct Writers {
     pub namespaces: Writer<PartialObjectMeta<Namespace>>,
     pub definitions: Writer<RegistrationDefinition>,
     pub assignments: Writer<RegistrationAssignment>,
-    pub cluster_roles: Writer<ClusterRole>,
-    pub roles: Writer<Role>,
-    pub bindings: Writer<RoleBinding>,
 }
 
-/// `namespace/name` of the assignment a materialized object belongs to.
-fn owning_assignment<K: Resource>(object: &K) -> Option<ObjectRef<RegistrationAssignment>> {
-    let value = object.meta().annotations.as_ref()?.get(keys::ASSIGNMENT)?;
-    let (namespace, name) = value.split_once('/')?;
-    Some(ObjectRef::new(name).within(namespace))
+/// What a watch event means to the triggers.
+enum Change<'a, T> {
+    /// Seen in a (re)list: a restart re-checks everything.
+    Listed(&'a T),
+    Applied(&'a T),
+    Deleted(&'a T),
+    /// A (re)list is complete.
+    ListDone,
 }
 
-/// A namespace changed: assignments in it, over it (its subscription's), under it (its
-/// resource groups'), and those holding objects in it (it may have left their scope).
-fn namespace_changed(ns: &PartialObjectMeta<Namespace>, caches: &Caches, sinks: &Sinks) {
-    let name = ns.name_any();
+// --- what is worth a reconcile --------------------------------------------------------
+
+/// Per object (a hash of its namespace and name), a hash of the parts of it a trigger
+/// depends on. An update that leaves them alone (a status the controller wrote, a label
+/// nobody reads) then triggers nothing, and a burst of onboarding does not re-run every
+/// reconcile for its own bookkeeping.
+#[derive(Default)]
+struct Relevant(HashMap<u64, u64>);
+
+fn fingerprint(parts: impl Hash) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Relevant {
+    /// Whether `object`'s relevant parts differ from when it was last seen.
+    fn key<K: Resource>(object: &K) -> u64 {
+        fingerprint((&object.meta().namespace, &object.meta().name))
+    }
+
+    fn changed<K: Resource>(&mut self, object: &K, parts: u64) -> bool {
+        self.0.insert(Relevant::key(object), parts) != Some(parts)
+    }
+
+    fn forget<K: Resource>(&mut self, object: &K) {
+        self.0.remove(&Relevant::key(object));
+    }
+}
+
+fn has_finalizer<K: Resource>(object: &K, finalizer: &str) -> bool {
+    object.meta().finalizers.iter().flatten().any(|f| f == finalizer)
+}
+
+/// What an assignment's own reconcile depends on: its spec, its deletion, our finalizer.
+fn assignment_parts(a: &RegistrationAssignment) -> u64 {
+    let meta = a.meta();
+    fingerprint((meta.generation, meta.deletion_timestamp.is_some(), has_finalizer(a, keys::ASSIGNMENT_FINALIZER)))
+}
+
+/// What managed-by-tenants depends on: whether the assignment is in force, and for whom.
+fn assignment_tenant_parts(a: &RegistrationAssignment) -> u64 {
+    let status = a.status.as_ref();
+    fingerprint((
+        a.meta().deletion_timestamp.is_some(),
+        status.map(|s| format!("{:?}", s.provisioning_state)),
+        status.and_then(|s| s.managed_by_tenant_id.as_deref()),
+    ))
+}
+
+/// What a definition's assignments depend on: its spec, its deletion, and the generation it
+/// was accepted at (after which catalog changes narrow instead of reject).
+fn definition_parts(d: &RegistrationDefinition) -> u64 {
+    let meta = d.meta();
+    fingerprint((
+        meta.generation,
+        meta.deletion_timestamp.is_some(),
+        d.status.as_ref().and_then(|s| s.accepted_generation),
+    ))
+}
+
+/// What the definition's own reconcile depends on besides: our finalizer.
+fn definition_own_parts(d: &RegistrationDefinition) -> u64 {
+    fingerprint((definition_parts(d), has_finalizer(d, keys::DEFINITION_FINALIZER)))
+}
+
+/// What the model reads of a namespace: its tenant and subscription labels, its deletion.
+fn namespace_parts(ns: &PartialObjectMeta<Namespace>) -> u64 {
+    let info = NamespaceInfo::from_labels(ns.labels(), ns.metadata.deletion_timestamp.is_some());
+    fingerprint((info.tenant_id, info.subscription, info.terminating))
+}
+
+// --- fan-out ---------------------------------------------------------------------------
+
+/// A namespace's tenant or subscription changed: assignments in it, over it (its
+/// subscription's), under it (its resource groups'), and those holding objects in it (it
+/// may have left their scope).
+fn namespace_moved(name: &str, ns: &PartialObjectMeta<Namespace>, caches: &Caches, sinks: &Sinks) {
     let info = NamespaceInfo::from_labels(ns.labels(), false);
     let parent = info.parent_subscription().map(String::from);
-    let mut affected = caches.assignments_under(&name);
+    let mut affected = caches.assignments_under(name);
     if let Some(parent) = &parent {
         affected.extend(caches.assignments_in(parent));
     }
@@ -94,19 +167,19 @@ fn namespace_changed(ns: &PartialObjectMeta<Namespace>, caches: &Caches, sinks: 
         sinks.assignment(&a);
     }
     let holders: std::collections::HashSet<_> =
-        caches.bindings_in(&name).iter().filter_map(|b| owning_assignment(b.as_ref())).collect();
+        caches.bindings.in_namespace(name).iter().filter_map(|b| b.owning_assignment()).collect();
     for owner in holders {
         let _ = sinks.assignments.unbounded_send(owner);
     }
-    for d in caches.definitions_in(&name) {
+    for d in caches.definitions_in(name) {
         sinks.definition(&d);
     }
-    sinks.namespace(&name);
     if let Some(p) = &parent {
         sinks.namespace(p);
     }
 }
 
+/// Its assignments depend on the definition: they re-check it.
 fn definition_changed(d: &RegistrationDefinition, caches: &Caches, sinks: &Sinks) {
     sinks.definition(d);
     for a in assignments_of(d, caches) {
@@ -130,6 +203,24 @@ fn catalog_changed(caches: &Caches, sinks: &Sinks) {
     }
 }
 
+/// A materialized object changed: its assignment checks it (drift is reverted there), unless
+/// it is the version the controller itself just wrote; and the sweep checks it has an owner.
+fn materialized_changed(
+    kind: &'static str,
+    record: &Record,
+    ctx: &Context,
+    sinks: &Sinks,
+    owner_too: bool,
+    candidate: Candidate,
+) {
+    if !ctx.expectations.observed(kind, record) && owner_too {
+        if let Some(owner) = record.owning_assignment() {
+            let _ = sinks.assignments.unbounded_send(owner);
+        }
+    }
+    let _ = sinks.sweep.unbounded_send(candidate);
+}
+
 /// Counts the caches that have not finished their first list, and tells everyone waiting
 /// once all have. (`Store::wait_until_ready` cannot serve many concurrent waiters: it wakes
 /// only the last one to poll it.)
@@ -151,125 +242,247 @@ impl Readiness {
     }
 }
 
-/// Feeds one cache and its indexes (`observe`), then calls `on_change` for every object
-/// seen, including the initial list (so that a restart re-checks every delegation).
-async fn drive<K, S>(
+/// Feeds one cache and its indexes (`observe`), then tells `on_change` what happened,
+/// including the initial list (so that a restart re-checks every delegation).
+async fn drive<T, S>(
+    kind: &'static str,
     stream: S,
     readiness: Arc<Readiness>,
-    observe: impl Fn(&watcher::Event<K>),
-    mut on_change: impl FnMut(&K),
+    observe: impl Fn(&watcher::Event<T>),
+    mut on_change: impl FnMut(Change<'_, T>),
 ) where
-    K: Resource<DynamicType = ()>,
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    S: Stream<Item = Result<watcher::Event<T>, watcher::Error>>,
 {
     let mut stream = std::pin::pin!(stream);
     let mut synced = false;
     while let Some(item) = stream.next().await {
-        if let Ok(event) = &item {
-            observe(event);
-        }
-        match item {
-            Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object) | watcher::Event::InitApply(object)) => {
-                tracing::trace!(kind = %K::kind(&()), name = %object.name_any(), "changed");
-                on_change(&object);
+        let event = match item {
+            Ok(event) => event,
+            Err(e) => {
+                warn!(kind, error = %e, "watch failed; retrying with backoff");
+                continue;
             }
-            Ok(watcher::Event::InitDone) if !synced => {
-                synced = true;
-                readiness.cache_synced();
+        };
+        observe(&event);
+        match &event {
+            watcher::Event::Apply(object) => on_change(Change::Applied(object)),
+            watcher::Event::Delete(object) => on_change(Change::Deleted(object)),
+            watcher::Event::InitApply(object) => on_change(Change::Listed(object)),
+            watcher::Event::InitDone => {
+                on_change(Change::ListDone);
+                if !synced {
+                    synced = true;
+                    readiness.cache_synced();
+                }
             }
-            Ok(_) => {}
-            Err(e) => warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying with backoff"),
+            watcher::Event::Init => {}
         }
     }
 }
 
-/// Nothing reads managedFields from a cache, and they are often the bulk of an object.
+/// A watch event about a Role or RoleBinding, reduced to its record on arrival: the whole
+/// object is never kept.
+fn to_record<K>(event: watcher::Event<K>, record: fn(&K) -> Record) -> watcher::Event<Record> {
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(record(&o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(record(&o)),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(record(&o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// Only what the reconcilers read stays in a cache: no managedFields, and for our own
+/// custom resources no annotations (`kubectl apply` keeps a whole copy of the object in one).
 fn forget_managed_fields<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
+
+fn compact_custom_resource<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+}
+
+/// Of a namespace, the name and what the model reads: its tenant and subscription labels,
+/// the managed-by-tenants annotation, its deletion. There are often thousands.
+fn compact_namespace(ns: &mut PartialObjectMeta<Namespace>) {
+    ns.types = None;
+    let meta = &mut ns.metadata;
+    meta.managed_fields = None;
+    meta.uid = None;
+    meta.resource_version = None;
+    meta.creation_timestamp = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    let keep = |map: &mut Option<std::collections::BTreeMap<String, String>>, keys: &[&str]| {
+        if let Some(m) = map.as_mut() {
+            m.retain(|k, _| keys.contains(&k.as_str()));
+        }
+        if map.as_ref().is_some_and(|m| m.is_empty()) {
+            *map = None;
+        }
+    };
+    keep(&mut meta.labels, &[keys::TENANT_ID, keys::SUBSCRIPTION]);
+    keep(&mut meta.annotations, &[keys::MANAGED_BY_TENANTS]);
+}
+
+/// Objects per page of an initial list (kube's default is 500).
+const LIST_PAGE: u32 = 200;
 
 /// The number of caches [`run`] fills (for [`Readiness::new`]).
 pub const CACHES: usize = 6;
 
 /// Runs every watch until the process ends.
-pub async fn run(client: Client, writers: Writers, caches: Caches, sinks: Sinks, readiness: Arc<Readiness>) {
-    let managed = watcher::Config::default().labels(&format!("{}={}", keys::MANAGED_BY, keys::MANAGER));
-    let all = watcher::Config::default;
+pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sinks, readiness: Arc<Readiness>) {
+    // Lists come in pages of a few hundred objects: each page is parsed whole before it is
+    // compacted, so smaller pages keep the start-up peak down at thousands of delegations.
+    let all = || watcher::Config::default().page_size(LIST_PAGE);
+    let managed = all().labels(&format!("{}={}", keys::MANAGED_BY, keys::MANAGER));
     let namespaces = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), all())
         .default_backoff()
-        .modify(forget_managed_fields)
+        .modify(compact_namespace)
         .reflect(writers.namespaces);
     let definitions = watcher(Api::<RegistrationDefinition>::all(client.clone()), all())
         .default_backoff()
-        .modify(forget_managed_fields)
+        .modify(compact_custom_resource)
         .reflect(writers.definitions);
     let assignments = watcher(Api::<RegistrationAssignment>::all(client.clone()), all())
         .default_backoff()
-        .modify(forget_managed_fields)
+        .modify(compact_custom_resource)
         .reflect(writers.assignments);
-    let cluster_roles = watcher(Api::<ClusterRole>::all(client.clone()), all())
-        .default_backoff()
-        .modify(forget_managed_fields)
-        .reflect(writers.cluster_roles);
+    let cluster_roles =
+        watcher(Api::<ClusterRole>::all(client.clone()), all()).default_backoff().modify(forget_managed_fields);
     let roles = watcher(Api::<Role>::all(client.clone()), managed.clone())
         .default_backoff()
-        .modify(apply::compact_role)
-        .reflect(writers.roles);
+        .map_ok(|e| to_record(e, Record::from_role));
     let bindings = watcher(Api::<RoleBinding>::all(client), managed)
         .default_backoff()
-        .modify(forget_managed_fields)
-        .reflect(writers.bindings);
+        .map_ok(|e| to_record(e, Record::from_binding));
 
-    // Names that were in the catalog: a role leaving it (unlabelled, deleted) must re-judge too.
-    let mut catalog_names: BTreeSet<String> = BTreeSet::new();
-    let (c1, c2, c3, c4) = (caches.clone(), caches.clone(), caches.clone(), caches);
-    let (s1, s2, s3, s4, s5, s6) = (sinks.clone(), sinks.clone(), sinks.clone(), sinks.clone(), sinks.clone(), sinks);
+    let caches = ctx.caches.clone();
     let r = || readiness.clone();
-    let ix = c1.indexes.clone();
-    let no_index = |_: &watcher::Event<ClusterRole>| {};
+    let on_materialized = |kind: &'static str, candidate: fn(Key) -> Candidate| {
+        // The first list triggers no owner: every assignment is being listed itself.
+        let mut listed = false;
+        let (ctx, sinks) = (ctx.clone(), sinks.clone());
+        move |change: Change<'_, Record>| match change {
+            Change::Deleted(record) => {
+                ctx.expectations.forget(kind, record.namespace(), record.name());
+                materialized_changed(kind, record, &ctx, &sinks, true, candidate(record.key.clone()))
+            }
+            Change::Listed(record) | Change::Applied(record) => {
+                let owner_too = listed || !matches!(change, Change::Listed(_));
+                materialized_changed(kind, record, &ctx, &sinks, owner_too, candidate(record.key.clone()))
+            }
+            Change::ListDone => listed = true,
+        }
+    };
+    let ix = caches.indexes.clone();
+    let feed = |cache: &Arc<MaterializedCache>| {
+        let cache = cache.clone();
+        move |e: &watcher::Event<Record>| cache.observe(e)
+    };
+
+    // Assignments: their own reconcile, and managed-by-tenants of their subscription.
+    let mut own = Relevant::default();
+    let mut tenants = Relevant::default();
+    let on_assignment = |change: Change<'_, RegistrationAssignment>| match change {
+        Change::Listed(a) | Change::Applied(a) => {
+            let listed = matches!(change, Change::Listed(_));
+            if own.changed(a, assignment_parts(a)) || listed {
+                sinks.assignment(a);
+            }
+            if tenants.changed(a, assignment_tenant_parts(a)) || listed {
+                sinks.subscription_of(a, &caches);
+            }
+        }
+        Change::Deleted(a) => {
+            own.forget(a);
+            tenants.forget(a);
+            sinks.assignment(a);
+            sinks.subscription_of(a, &caches);
+        }
+        Change::ListDone => {}
+    };
+
+    let (mut definition_own, mut definition_seen) = (Relevant::default(), Relevant::default());
+    let on_definition = |change: Change<'_, RegistrationDefinition>| match change {
+        Change::Listed(d) | Change::Applied(d) => {
+            let listed = matches!(change, Change::Listed(_));
+            let own = definition_own.changed(d, definition_own_parts(d));
+            if definition_seen.changed(d, definition_parts(d)) || listed {
+                definition_changed(d, &caches, &sinks);
+            } else if own {
+                sinks.definition(d);
+            }
+        }
+        Change::Deleted(d) => {
+            definition_own.forget(d);
+            definition_seen.forget(d);
+            definition_changed(d, &caches, &sinks);
+        }
+        Change::ListDone => {}
+    };
+
+    // Namespaces: every change may need the annotation put back; only a tenant, a
+    // subscription or a deletion moves delegations.
+    let mut namespace_seen = Relevant::default();
+    let mut namespaces_listed = false;
+    let on_namespace = |change: Change<'_, PartialObjectMeta<Namespace>>| {
+        let (ns, moved) = match change {
+            // The first list moves nothing: every delegation is being listed anyway. A
+            // relist finds what moved while the watch was down.
+            Change::Listed(ns) => (ns, namespace_seen.changed(ns, namespace_parts(ns)) && namespaces_listed),
+            Change::Applied(ns) => (ns, namespace_seen.changed(ns, namespace_parts(ns))),
+            Change::Deleted(ns) => {
+                namespace_seen.forget(ns);
+                (ns, true)
+            }
+            Change::ListDone => {
+                namespaces_listed = true;
+                return;
+            }
+        };
+        let name = ns.name_any();
+        if moved {
+            namespace_moved(&name, ns, &caches, &sinks);
+        }
+        // Only a subscription, or a namespace still carrying the annotation, has one to keep.
+        if ns.labels().contains_key(keys::TENANT_ID) || ns.annotations().contains_key(keys::MANAGED_BY_TENANTS) {
+            sinks.namespace(&name);
+        }
+    };
+
+    // The catalog: a change re-judges everything, except during the first list, when
+    // every delegation is being listed (and so triggered) anyway.
+    let mut catalog_seen = caches.catalog.version();
+    let mut catalog_listed = false;
+    let on_cluster_role = |change: Change<'_, ClusterRole>| {
+        let version = caches.catalog.version();
+        let changed = std::mem::replace(&mut catalog_seen, version) != version;
+        let first_list = matches!(change, Change::ListDone) && !std::mem::replace(&mut catalog_listed, true);
+        if changed && !first_list {
+            catalog_changed(&caches, &sinks);
+        }
+    };
+
     futures::join!(
-        drive(namespaces, r(), |e| ix.namespaces_by_subscription.observe(e), move |ns| namespace_changed(ns, &c1, &s1)),
-        drive(definitions, r(), |e| ix.definitions_by_namespace.observe(e), move |d| definition_changed(d, &c2, &s2)),
+        drive("Namespace", namespaces, r(), |e| ix.namespaces_by_subscription.observe(e), on_namespace),
+        drive("RegistrationDefinition", definitions, r(), |e| ix.definitions_by_namespace.observe(e), on_definition),
         drive(
+            "RegistrationAssignment",
             assignments,
             r(),
             |e| {
                 ix.assignments_by_namespace.observe(e);
                 ix.assignments_by_uid.observe(e);
             },
-            move |a: &RegistrationAssignment| s6.assignment_changed(a, &c4)
+            on_assignment
         ),
-        drive(cluster_roles, r(), no_index, move |role: &ClusterRole| {
-            let name = role.name_any();
-            let in_catalog = CatalogRole::from_cluster_role(role).is_some();
-            let was = catalog_names.contains(&name);
-            if in_catalog {
-                catalog_names.insert(name);
-            }
-            if in_catalog || was {
-                catalog_changed(&c3, &s3);
-            }
-        }),
-        drive(
-            roles,
-            r(),
-            |e| ix.roles_by_assignment.observe(e),
-            move |role: &Role| {
-                s4.owner_of(role);
-                let _ = s4.sweep.unbounded_send(Candidate::Role(ObjectRef::from_obj(role)));
-            }
-        ),
-        drive(
-            bindings,
-            r(),
-            |e| {
-                ix.bindings_by_assignment.observe(e);
-                ix.bindings_by_namespace.observe(e);
-            },
-            move |binding: &RoleBinding| {
-                s5.owner_of(binding);
-                let _ = s5.sweep.unbounded_send(Candidate::Binding(ObjectRef::from_obj(binding)));
-            }
-        ),
+        drive("ClusterRole", cluster_roles, r(), |e| caches.catalog.observe(e), on_cluster_role),
+        drive("Role", roles, r(), feed(&caches.roles), on_materialized("Role", Candidate::Role)),
+        drive("RoleBinding", bindings, r(), feed(&caches.bindings), on_materialized("RoleBinding", Candidate::Binding)),
     );
 }

@@ -336,6 +336,29 @@ mod tests {
     }
 
     #[test]
+    fn every_label_and_annotation_is_one_drift_detection_compares() {
+        use crate::model::validate::UserAccess;
+        let mut def = definition(vec![Grant { role: "view".into(), rules: vec![], subjects: vec![user("a")] }]);
+        def.user_access = vec![UserAccess {
+            subjects: vec![user("uaa")],
+            assignable: vec![Grant { role: "view".into(), rules: vec![], subjects: vec![] }],
+        }];
+        let d = build(&assignment(), &def, &["customer-a".into()]);
+        let metas = d.roles.iter().map(|r| &r.metadata).chain(d.bindings.iter().map(|b| &b.metadata));
+        for meta in metas {
+            for key in meta.labels.iter().flatten().map(|(k, _)| k.as_str()) {
+                assert!(keys::MATERIALIZED_LABELS.contains(&key), "label {key} is not in MATERIALIZED_LABELS");
+            }
+            for key in meta.annotations.iter().flatten().map(|(k, _)| k.as_str()) {
+                assert!(
+                    keys::MATERIALIZED_ANNOTATIONS.contains(&key),
+                    "annotation {key} is not in MATERIALIZED_ANNOTATIONS"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_grant_without_subjects_materializes_nothing() {
         let def = definition(vec![Grant { role: "view".into(), rules: vec![], subjects: vec![] }]);
         assert_eq!(build(&assignment(), &def, &["customer-a".into()]), DesiredRbac::default());

@@ -33,9 +33,13 @@ pub const SOURCE_ROLE: &str = "kubelighthouse.io/source-cluster-role";
 /// Label on a materialized Role a User Access Administrator may bind to managed identities.
 pub const ASSIGNABLE: &str = "kubelighthouse.io/assignable";
 
+/// Every label the controller sets on what it materializes: drift detection compares these.
+pub const MATERIALIZED_LABELS: [&str; 6] =
+    [MANAGED_BY, ASSIGNMENT_UID, ASSIGNMENT_NAMESPACE, ASSIGNMENT_NAME, MANAGED_BY_TENANT_ID, ASSIGNABLE];
+/// Every annotation the controller sets on what it materializes.
+pub const MATERIALIZED_ANNOTATIONS: [&str; 2] = [ASSIGNMENT, SOURCE_ROLE];
+
 /// Server-side apply field manager of every write the controller makes.
-/// Only ever in the controller's memory: the digest that stands in for a cached Role's rules.
-pub const CACHED_RULES_DIGEST: &str = "kubelighthouse.io/cached-rules-digest";
 pub const FIELD_MANAGER: &str = "kube-lighthouse";
 /// Finalizer on assignments: access is revoked in every namespace before they go.
 pub const ASSIGNMENT_FINALIZER: &str = "kubelighthouse.io/revoke-access";

@@ -2,18 +2,15 @@
 //! judges them, then by the authority of their author; RoleBindings are checked against the
 //! limits of User Access Administrator.
 
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::DynamicObject;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::authority;
 use crate::api::{RegistrationAssignment, RegistrationDefinition};
 use crate::controller::context::Context;
-use crate::model::catalog::USER_ACCESS_ADMINISTRATOR;
-use crate::model::keys;
 use crate::model::validate::{self, AssignmentFacts, DefinitionFacts, Grant, Rejection};
 
 fn parse<K: DeserializeOwned>(object: &Option<DynamicObject>) -> Option<K> {
@@ -127,20 +124,13 @@ async fn assignment(request: &AdmissionRequest<DynamicObject>, ctx: &Context) ->
     authority::check(ctx, &request.user_info, &scope.namespaces, &materialized_roles(&valid)).await
 }
 
-/// Whether `binding` is ours and grants User Access Administrator.
-fn is_user_access_binding(binding: &RoleBinding) -> bool {
-    binding.annotations().get(keys::SOURCE_ROLE).map(String::as_str) == Some(USER_ACCESS_ADMINISTRATOR)
-}
-
 /// User Access Administrator (seed 002): its delegated roles may be bound only to managed
 /// identities (ServiceAccounts of the namespace), and its holders may bind nothing else.
 fn role_binding(request: &AdmissionRequest<DynamicObject>, ctx: &Context) -> Result<(), String> {
     let Some(binding) = parse::<RoleBinding>(&request.object) else { return Ok(()) };
     let namespace = request.namespace.clone().unwrap_or_default();
-    let role: Option<std::sync::Arc<Role>> = (binding.role_ref.kind == "Role")
-        .then(|| ctx.caches.roles.get(&ObjectRef::new(&binding.role_ref.name).within(&namespace)))
-        .flatten();
-    let assignable = role.is_some_and(|r| r.labels().get(keys::ASSIGNABLE).map(String::as_str) == Some("true"));
+    let assignable = binding.role_ref.kind == "Role"
+        && ctx.caches.roles.get(&namespace, &binding.role_ref.name).is_some_and(|r| r.assignable);
     if assignable {
         let outside: Vec<String> = binding
             .subjects
@@ -160,17 +150,15 @@ fn role_binding(request: &AdmissionRequest<DynamicObject>, ctx: &Context) -> Res
     }
     let user = &request.user_info;
     let groups = user.groups.clone().unwrap_or_default();
-    let is_delegate = ctx
-        .caches
-        .bindings
-        .state_filter(|b| b.namespace().as_deref() == Some(namespace.as_str()) && is_user_access_binding(b))
-        .iter()
-        .flat_map(|b| b.subjects.clone().unwrap_or_default())
-        .any(|s| match s.kind.as_str() {
-            "User" => user.username.as_deref() == Some(s.name.as_str()),
-            "Group" => groups.contains(&s.name),
-            _ => false,
-        });
+    // Our User Access Administrator bindings are the ones whose record keeps their subjects.
+    let is_delegate =
+        ctx.caches.bindings.in_namespace(&namespace).iter().flat_map(|b| b.delegates.clone().unwrap_or_default()).any(
+            |s| match s.kind.as_str() {
+                "User" => user.username.as_deref() == Some(s.name.as_str()),
+                "Group" => groups.contains(&s.name),
+                _ => false,
+            },
+        );
     if is_delegate {
         return Err(format!(
             "a User Access Administrator may bind only its delegated roles in {namespace}, not {} {}",
