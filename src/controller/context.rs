@@ -10,7 +10,7 @@ use std::sync::{Mutex, RwLock};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Event, Recorder};
+use kube::runtime::events::Event;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -188,7 +188,7 @@ pub struct Context {
     pub templates: IdentityTemplates,
     pub limits: Limits,
     /// Publishes Events on our objects (`kubectl describe`).
-    pub recorder: Recorder,
+    pub recorder: super::events::Publisher,
     /// Re-triggers assignment reconciles, e.g. a duplicate once the original is gone.
     pub assignment_triggers: UnboundedSender<ObjectRef<RegistrationAssignment>>,
     /// True once every cache has its first list.

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod assignment;
 pub mod context;
 pub mod definition;
+pub mod events;
 pub mod expectations;
 pub mod index;
 pub mod materialized;
@@ -23,7 +24,7 @@ use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use kube::api::ListParams;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::{reflector, watcher, Controller};
 use kube::{Api, Client};
 use thiserror::Error;
@@ -187,7 +188,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         caches: caches.clone(),
         templates: config.templates(),
         limits: config.limits(),
-        recorder: Recorder::new(client.clone(), Reporter { controller: "kube-lighthouse".into(), instance }),
+        recorder: events::Publisher::new(client.clone(), Reporter { controller: "kube-lighthouse".into(), instance }),
         assignment_triggers: assignment_tx.clone(),
         ready: ready.clone(),
         metrics: metrics.clone(),
