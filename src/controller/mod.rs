@@ -197,6 +197,10 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         deferred_status: assignment::DeferredStatus::default(),
         bookkeeping: tokio::sync::Semaphore::new(usize::from(config.concurrency)),
     });
+    tokio::spawn({
+        let ctx = ctx.clone();
+        async move { ctx.grants.follow().await }
+    });
     if let Some(listener) = health {
         tokio::spawn(crate::http::serve_health(listener, ready));
     }
