@@ -4,6 +4,7 @@
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 
 use super::keys;
+use super::rules::{classify, Classification};
 use super::tenant::Guid;
 
 /// Owner: never delegable, in or out of the catalog.
@@ -25,6 +26,9 @@ pub struct CatalogRole {
     /// Azure display name, when annotated.
     pub display_name: Option<String>,
     pub rules: Vec<PolicyRule>,
+    /// The verdict on `rules`, judged once per change of the role rather than on every
+    /// reconcile of every delegation that names it.
+    pub classification: Classification,
 }
 
 impl CatalogRole {
@@ -37,11 +41,13 @@ impl CatalogRole {
             return None;
         }
         let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key)).cloned();
+        let rules = role.rules.clone().unwrap_or_default();
         Some(CatalogRole {
             name,
             guid: annotation(keys::ROLE_DEFINITION_ID).as_deref().and_then(Guid::parse),
             display_name: annotation(keys::ROLE_DISPLAY_NAME),
-            rules: role.rules.clone().unwrap_or_default(),
+            classification: classify(&rules),
+            rules,
         })
     }
 
@@ -196,5 +202,20 @@ pub(crate) mod tests {
         let c = Catalog::from_cluster_roles(&[catalog_cluster_role("owner", Some(OWNER), Some("Owner"), vec![])]);
         assert_eq!(c.lookup("owner"), Lookup::Owner);
         assert_eq!(c.lookup("Owner"), Lookup::Owner);
+    }
+
+    #[test]
+    fn a_catalog_role_carries_the_verdict_on_its_rules() {
+        let secrets = PolicyRule {
+            api_groups: Some(vec!["".into()]),
+            resources: Some(vec!["secrets".into()]),
+            verbs: vec!["get".into()],
+            ..Default::default()
+        };
+        let role =
+            CatalogRole::from_cluster_role(&catalog_cluster_role("reads-secrets", None, None, vec![secrets.clone()]))
+                .expect("in the catalog");
+        assert_eq!(role.classification, classify(&[secrets]));
+        assert!(!role.classification.is_delegable());
     }
 }

@@ -11,7 +11,7 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Subject};
 
 use super::catalog::{Catalog, CatalogRole, Lookup};
 use super::projection::IdentityTemplates;
-use super::rules::{self, Classification};
+use super::rules::Classification;
 use super::scope::{self, Namespaces, ScopeError};
 use super::tenant::Guid;
 use crate::api::{Authorization, PrincipalType, RegistrationDefinitionSpec};
@@ -208,7 +208,7 @@ fn judge_role<'a>(catalog: &'a Catalog, id: &str, field: &str) -> RoleVerdict<'a
             RoleVerdict::Delegable(role, Classification::default())
         }
         Lookup::Found(role) => {
-            let c = rules::classify(&role.rules);
+            let c = role.classification.clone();
             if c.is_delegable() {
                 RoleVerdict::Delegable(role, c)
             } else {
@@ -374,7 +374,7 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
                     role_field,
                     format!("{}; those permissions are withheld, the rest stays in force", e.message),
                 ));
-                (role, rules::classify(&role.rules))
+                (role, role.classification.clone())
             }
             RoleVerdict::Rejected(e) if accepted && e.rule == Rule::RoleNotInCatalog => {
                 narrowed.push(FieldError::new(
