@@ -29,6 +29,27 @@ fn key<K: Resource>(object: &K) -> (String, String) {
     (object.namespace().unwrap_or_default(), object.name_any())
 }
 
+/// What the controller materializes: Roles and RoleBindings.
+trait Materialized:
+    k8s_openapi::Resource
+    + Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+{
+}
+
+impl<K> Materialized for K where
+    K: k8s_openapi::Resource
+        + Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug
+{
+}
+
 /// Applies `object` unless the cache (`cache`) or a write not yet seen there already holds
 /// content `digest`; whether it wrote.
 async fn apply_unless_current<K>(
@@ -38,12 +59,7 @@ async fn apply_unless_current<K>(
     digest: Digest,
 ) -> Result<bool, Error>
 where
-    K: k8s_openapi::Resource
-        + Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
+    K: Materialized,
 {
     let (namespace, name) = key(object);
     let cached = cache.get(&namespace, &name);
@@ -62,12 +78,7 @@ where
 /// Applies `object`; the resourceVersion the API server gave it.
 async fn server_side_apply<K>(ctx: &Context, object: &K) -> Result<Option<String>, Error>
 where
-    K: k8s_openapi::Resource
-        + Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
+    K: Materialized,
 {
     let (namespace, name) = key(object);
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -81,11 +92,7 @@ where
 
 async fn delete<K>(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error>
 where
-    K: k8s_openapi::Resource
-        + Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: Materialized,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     ctx.metrics.write(<K as k8s_openapi::Resource>::KIND, "delete");

@@ -6,6 +6,9 @@
 //!
 //! An index holds references only: objects are always read from the cache, so a reference
 //! whose object is gone resolves to nothing rather than to stale data.
+//!
+//! [`Relisted`] is how an index, and the cache of materialized objects, follow a watch
+//! through its relists exactly as a reflector store does.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -14,23 +17,93 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::Resource;
 
+/// A table that follows a watch the way a reflector store does. Shared by the indexes and
+/// the cache of materialized objects ([`super::materialized`]).
+pub trait Table: Default {
+    type Entry: Clone;
+    fn insert(&mut self, entry: Self::Entry);
+    fn remove(&mut self, entry: &Self::Entry);
+    fn is_empty(&self) -> bool;
+}
+
+/// The same watch event about `f` of its object.
+pub fn map_event<A, B>(event: &watcher::Event<A>, f: impl Fn(&A) -> B) -> watcher::Event<B> {
+    match event {
+        watcher::Event::Apply(object) => watcher::Event::Apply(f(object)),
+        watcher::Event::Delete(object) => watcher::Event::Delete(f(object)),
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(f(object)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// A [`Table`] and the relist that may be rebuilding it.
+pub struct Relisted<T> {
+    live: RwLock<T>,
+    /// The table being rebuilt during a relist; it replaces `live` when the relist is done,
+    /// exactly when a reflector store swaps its own contents, so deletions missed while the
+    /// watch was down disappear from both together.
+    relist: Mutex<Option<T>>,
+}
+
+impl<T: Table> Default for Relisted<T> {
+    fn default() -> Self {
+        Relisted { live: RwLock::new(T::default()), relist: Mutex::new(None) }
+    }
+}
+
+impl<T: Table> Relisted<T> {
+    /// Follows one watch event, already reduced to table entries.
+    pub fn observe(&self, event: watcher::Event<T::Entry>) {
+        let mut relist = self.relist.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
+        match event {
+            watcher::Event::Apply(entry) => live.insert(entry),
+            watcher::Event::Delete(entry) => live.remove(&entry),
+            // The first list fills the empty table directly: a second copy would double the
+            // peak for nothing.
+            watcher::Event::Init if live.is_empty() => *relist = None,
+            watcher::Event::Init => *relist = Some(T::default()),
+            watcher::Event::InitApply(entry) => {
+                if let Some(table) = relist.as_mut() {
+                    table.insert(entry.clone());
+                }
+                live.insert(entry);
+            }
+            watcher::Event::InitDone => {
+                if let Some(table) = relist.take() {
+                    *live = table;
+                }
+            }
+        }
+    }
+
+    /// The table as it is now.
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, T> {
+        self.live.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Each member is held once (an `Arc` both maps share), and groups are small (the objects
 /// of one namespace), so a group is a `Vec` rather than a set: at thousands of members the
 /// per-entry overhead is what counts.
-struct Table<K: Resource<DynamicType = ()>> {
+struct Members<K: Resource<DynamicType = ()>> {
     members: HashMap<Arc<str>, Vec<Arc<ObjectRef<K>>>>,
     group_of: HashMap<Arc<ObjectRef<K>>, Arc<str>>,
 }
 
-impl<K: Resource<DynamicType = ()>> Default for Table<K> {
+impl<K: Resource<DynamicType = ()>> Default for Members<K> {
     fn default() -> Self {
-        Table { members: HashMap::new(), group_of: HashMap::new() }
+        Members { members: HashMap::new(), group_of: HashMap::new() }
     }
 }
 
-impl<K: Resource<DynamicType = ()>> Table<K> {
-    fn insert(&mut self, reference: ObjectRef<K>, group: Option<String>) {
-        self.remove(&reference);
+impl<K: Resource<DynamicType = ()>> Table for Members<K> {
+    /// A member and its group (None: not indexed).
+    type Entry = (ObjectRef<K>, Option<String>);
+
+    fn insert(&mut self, (reference, group): Self::Entry) {
+        self.remove(&(reference.clone(), None));
         if let Some(group) = group {
             let group: Arc<str> = match self.members.get_key_value(group.as_str()) {
                 Some((shared, _)) => shared.clone(),
@@ -42,7 +115,7 @@ impl<K: Resource<DynamicType = ()>> Table<K> {
         }
     }
 
-    fn remove(&mut self, reference: &ObjectRef<K>) {
+    fn remove(&mut self, (reference, _): &Self::Entry) {
         if let Some(group) = self.group_of.remove(reference) {
             if let Some(members) = self.members.get_mut(&group) {
                 members.retain(|m| m.as_ref() != reference);
@@ -52,67 +125,47 @@ impl<K: Resource<DynamicType = ()>> Table<K> {
             }
         }
     }
+
+    fn is_empty(&self) -> bool {
+        self.group_of.is_empty()
+    }
 }
 
 /// Members of a cache grouped by a key computed from each object (None: not indexed).
 pub struct Index<K: Resource<DynamicType = ()>> {
     key: fn(&K) -> Option<String>,
-    live: RwLock<Table<K>>,
-    /// The table being rebuilt during a relist; it replaces `live` when the relist is done,
-    /// exactly when the cache swaps its own contents, so deletions missed while the watch
-    /// was down disappear from both together.
-    relist: Mutex<Option<Table<K>>>,
+    table: Relisted<Members<K>>,
 }
 
 impl<K: Resource<DynamicType = ()> + Clone> Index<K> {
     pub fn new(key: fn(&K) -> Option<String>) -> Index<K> {
-        Index { key, live: RwLock::new(Table::default()), relist: Mutex::new(None) }
+        Index { key, table: Relisted::default() }
     }
 
     /// Follows one watch event.
     pub fn observe(&self, event: &watcher::Event<K>) {
         // Name and namespace identify a member; `ObjectRef::from_obj` would also copy its uid
         // and resourceVersion into every entry, which at thousands of objects adds up.
-        let reference = |object: &K| {
+        let entry = |object: &K| {
             let meta = object.meta();
             let name = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
-            match meta.namespace.as_deref() {
+            let reference = match meta.namespace.as_deref() {
                 Some(ns) => name.within(ns),
                 None => name,
-            }
+            };
+            (reference, (self.key)(object))
         };
-        let mut relist = self.relist.lock().unwrap_or_else(|p| p.into_inner());
-        let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
-        match event {
-            watcher::Event::Apply(object) => live.insert(reference(object), (self.key)(object)),
-            watcher::Event::Delete(object) => live.remove(&reference(object)),
-            // The first list fills the empty table directly: a second copy would double the
-            // peak for nothing.
-            watcher::Event::Init if live.group_of.is_empty() => *relist = None,
-            watcher::Event::Init => *relist = Some(Table::default()),
-            watcher::Event::InitApply(object) => {
-                let (member, group) = (reference(object), (self.key)(object));
-                if let Some(table) = relist.as_mut() {
-                    table.insert(member.clone(), group.clone());
-                }
-                live.insert(member, group);
-            }
-            watcher::Event::InitDone => {
-                if let Some(table) = relist.take() {
-                    *live = table;
-                }
-            }
-        }
+        self.table.observe(map_event(event, entry));
     }
 
     /// References of the members of `group`.
     pub fn get(&self, group: &str) -> Vec<ObjectRef<K>> {
-        let live = self.live.read().unwrap_or_else(|p| p.into_inner());
-        live.members.get(group).map(|members| members.iter().map(|m| m.as_ref().clone()).collect()).unwrap_or_default()
+        let table = self.table.read();
+        table.members.get(group).map(|members| members.iter().map(|m| m.as_ref().clone()).collect()).unwrap_or_default()
     }
 
     pub fn contains(&self, group: &str) -> bool {
-        self.live.read().unwrap_or_else(|p| p.into_inner()).members.contains_key(group)
+        self.table.read().members.contains_key(group)
     }
 }
 

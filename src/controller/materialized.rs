@@ -10,7 +10,7 @@
 //! objects in this namespace" without a scan.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -18,6 +18,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde::Serialize;
 
+use super::index::{map_event, Relisted, Table};
 use crate::api::RegistrationAssignment;
 use crate::model::catalog::USER_ACCESS_ADMINISTRATOR;
 use crate::model::keys;
@@ -159,10 +160,11 @@ pub fn binding_digest(binding: &RoleBinding) -> Digest {
 
 // --- the cache -------------------------------------------------------------------------
 
+/// Records by key, and the keys of each owner and of each namespace. Groups are small (the
+/// objects of one assignment, of one namespace): a `Vec` each.
 #[derive(Default)]
-struct Table {
+pub struct Records {
     records: HashMap<Key, Arc<Record>>,
-    /// Groups are small (the objects of one assignment, of one namespace): a `Vec` each.
     by_owner: HashMap<String, Vec<Key>>,
     by_namespace: HashMap<String, Vec<Key>>,
 }
@@ -176,9 +178,11 @@ fn unlink(map: &mut HashMap<String, Vec<Key>>, group: &str, key: &Key) {
     }
 }
 
-impl Table {
+impl Table for Records {
+    type Entry = Record;
+
     fn insert(&mut self, record: Record) {
-        self.remove(&record.key);
+        self.remove(&record);
         let key = record.key.clone();
         if let Some(uid) = &record.owner_uid {
             self.by_owner.entry(uid.clone()).or_default().push(key.clone());
@@ -187,7 +191,8 @@ impl Table {
         self.records.insert(key, Arc::new(record));
     }
 
-    fn remove(&mut self, key: &Key) {
+    fn remove(&mut self, record: &Record) {
+        let key = &record.key;
         if let Some(old) = self.records.remove(key) {
             if let Some(uid) = &old.owner_uid {
                 unlink(&mut self.by_owner, uid, key);
@@ -196,6 +201,12 @@ impl Table {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+impl Records {
     fn resolve<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) -> Vec<Arc<Record>> {
         keys.into_iter().filter_map(|k| self.records.get(k).cloned()).collect()
     }
@@ -204,56 +215,33 @@ impl Table {
 /// Records of one kind, following a watch like a reflector store does.
 #[derive(Default)]
 pub struct MaterializedCache {
-    live: RwLock<Table>,
-    /// The table being rebuilt during a relist; it replaces `live` when the relist is done,
-    /// so objects deleted while the watch was down disappear then.
-    relist: Mutex<Option<Table>>,
+    table: Relisted<Records>,
 }
 
 impl MaterializedCache {
     /// Follows one watch event, already reduced to a record.
     pub fn observe(&self, event: &watcher::Event<Record>) {
-        let mut relist = self.relist.lock().unwrap_or_else(|p| p.into_inner());
-        let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
-        match event {
-            watcher::Event::Apply(record) => live.insert(record.clone()),
-            watcher::Event::Delete(record) => live.remove(&record.key),
-            // The first list fills the empty table directly: a second copy would double the
-            // peak for nothing.
-            watcher::Event::Init if live.records.is_empty() => *relist = None,
-            watcher::Event::Init => *relist = Some(Table::default()),
-            watcher::Event::InitApply(record) => {
-                if let Some(table) = relist.as_mut() {
-                    table.insert(record.clone());
-                }
-                live.insert(record.clone());
-            }
-            watcher::Event::InitDone => {
-                if let Some(table) = relist.take() {
-                    *live = table;
-                }
-            }
-        }
+        self.table.observe(map_event(event, Record::clone));
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Record>> {
         let key = (namespace.to_string(), name.to_string());
-        self.live.read().unwrap_or_else(|p| p.into_inner()).records.get(&key).cloned()
+        self.table.read().records.get(&key).cloned()
     }
 
     /// The objects labelled as the assignment with `uid`'s.
     pub fn of_owner(&self, uid: &str) -> Vec<Arc<Record>> {
-        let live = self.live.read().unwrap_or_else(|p| p.into_inner());
-        live.by_owner.get(uid).map(|keys| live.resolve(keys)).unwrap_or_default()
+        let table = self.table.read();
+        table.by_owner.get(uid).map(|keys| table.resolve(keys)).unwrap_or_default()
     }
 
     pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Record>> {
-        let live = self.live.read().unwrap_or_else(|p| p.into_inner());
-        live.by_namespace.get(namespace).map(|keys| live.resolve(keys)).unwrap_or_default()
+        let table = self.table.read();
+        table.by_namespace.get(namespace).map(|keys| table.resolve(keys)).unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
-        self.live.read().unwrap_or_else(|p| p.into_inner()).records.len()
+        self.table.read().records.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -19,6 +19,7 @@ use tracing::warn;
 
 use super::context::{Caches, Context};
 use super::definition::assignments_of;
+use super::index::map_event;
 use super::materialized::{Key, MaterializedCache, Record};
 use super::sweep::Candidate;
 use crate::api::{RegistrationAssignment, RegistrationDefinition};
@@ -280,24 +281,9 @@ async fn drive<T, S>(
     }
 }
 
-/// A watch event about a Role or RoleBinding, reduced to its record on arrival: the whole
-/// object is never kept.
-fn to_record<K>(event: watcher::Event<K>, record: fn(&K) -> Record) -> watcher::Event<Record> {
-    match event {
-        watcher::Event::Apply(o) => watcher::Event::Apply(record(&o)),
-        watcher::Event::Delete(o) => watcher::Event::Delete(record(&o)),
-        watcher::Event::InitApply(o) => watcher::Event::InitApply(record(&o)),
-        watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitDone => watcher::Event::InitDone,
-    }
-}
-
-/// Only what the reconcilers read stays in a cache: no managedFields, and for our own
-/// custom resources no annotations (`kubectl apply` keeps a whole copy of the object in one).
-fn forget_managed_fields<K: Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
-}
-
+/// Only what the reconcilers read stays in a cache: of our own custom resources, no
+/// managedFields, labels or annotations (`kubectl apply` keeps a whole copy of the object in
+/// one).
 fn compact_custom_resource<K: Resource>(object: &mut K) {
     let meta = object.meta_mut();
     meta.managed_fields = None;
@@ -352,14 +338,14 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
         .default_backoff()
         .modify(compact_custom_resource)
         .reflect(writers.assignments);
-    let cluster_roles =
-        watcher(Api::<ClusterRole>::all(client.clone()), all()).default_backoff().modify(forget_managed_fields);
+    // ClusterRoles are never stored: the catalog keeps what it needs of its members.
+    let cluster_roles = watcher(Api::<ClusterRole>::all(client.clone()), all()).default_backoff();
     let roles = watcher(Api::<Role>::all(client.clone()), managed.clone())
         .default_backoff()
-        .map_ok(|e| to_record(e, Record::from_role));
+        .map_ok(|e| map_event(&e, Record::from_role));
     let bindings = watcher(Api::<RoleBinding>::all(client), managed)
         .default_backoff()
-        .map_ok(|e| to_record(e, Record::from_binding));
+        .map_ok(|e| map_event(&e, Record::from_binding));
 
     let caches = ctx.caches.clone();
     let r = || readiness.clone();
