@@ -254,6 +254,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::model::projection::user;
 
     fn meta(name: &str, namespace: &str, uid: &str) -> ObjectMeta {
         ObjectMeta {
@@ -283,15 +284,6 @@ mod tests {
 
     fn role(rules: Vec<PolicyRule>) -> Role {
         Role { metadata: meta("r", "ns", "uid-1"), rules: Some(rules) }
-    }
-
-    fn user(name: &str) -> Subject {
-        Subject {
-            kind: "User".into(),
-            name: name.into(),
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            namespace: None,
-        }
     }
 
     fn binding(subjects: Vec<Subject>) -> RoleBinding {

@@ -200,9 +200,9 @@ pub fn build(assignment: &AssignmentRef, definition: &ValidDefinition, namespace
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::rbac::v1::Subject;
 
     use super::*;
+    use crate::model::projection::user;
     use crate::model::tenant::Guid;
     use crate::model::validate::Grant;
 
@@ -216,15 +216,6 @@ mod tests {
             resources: Some(resources.iter().map(|s| s.to_string()).collect()),
             verbs: verbs.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
-        }
-    }
-
-    fn user(name: &str) -> Subject {
-        Subject {
-            kind: "User".into(),
-            name: name.into(),
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            namespace: None,
         }
     }
 

@@ -72,8 +72,9 @@ fn render(template: &str, tenant: &str, principal: &str) -> String {
     template.replace("{tenantId}", tenant).replace("{principalId}", principal)
 }
 
-fn user(name: String) -> Subject {
-    Subject { kind: "User".into(), name, namespace: None, api_group: Some(RBAC_GROUP.into()) }
+/// An RBAC User subject.
+pub fn user(name: impl Into<String>) -> Subject {
+    Subject { kind: "User".into(), name: name.into(), namespace: None, api_group: Some(RBAC_GROUP.into()) }
 }
 
 fn group(name: String) -> Subject {

@@ -9,6 +9,7 @@ use super::*;
 use crate::api::EligibleAuthorization;
 use crate::model::catalog::tests::{catalog_cluster_role, READER};
 use crate::model::catalog::{OWNER, REGISTRATION_ASSIGNMENT_DELETE, USER_ACCESS_ADMINISTRATOR};
+use crate::model::projection::user;
 use crate::model::scope::tests::{cluster, rg, sub, CUSTOMER};
 use crate::model::scope::NamespaceInfo;
 
@@ -212,15 +213,6 @@ fn grant_roles(v: &ValidDefinition) -> Vec<&str> {
     v.grants.iter().map(|g| g.role.as_str()).collect()
 }
 
-fn user(name: &str) -> Subject {
-    Subject {
-        kind: "User".into(),
-        name: name.into(),
-        namespace: None,
-        api_group: Some("rbac.authorization.k8s.io".into()),
-    }
-}
-
 fn group(name: &str) -> Subject {
     Subject { kind: "Group".into(), ..user(name) }
 }
@@ -254,7 +246,7 @@ fn managed_by_tenant_id_is_canonicalised() {
     assert_eq!(v.managing_tenant.as_str(), MSP);
     assert_eq!(v.home_tenant.as_str(), CUSTOMER);
     assert_eq!(v.subscription, "customer-a");
-    assert_eq!(grant(&v, "kubelighthouse:reader").subjects, [group(&projected(P1)), user(&projected(P1))]);
+    assert_eq!(grant(&v, "kubelighthouse:reader").subjects, [group(&projected(P1)), user(projected(P1))]);
 }
 
 #[test]
@@ -644,7 +636,7 @@ fn a_valid_user_access_administrator_materializes_no_grant_of_its_own() {
         uaa(P3, &["kubelighthouse:virtual-machine-contributor"]),
     ])));
     assert_eq!(grant_roles(&v), ["kubelighthouse:reader"]);
-    assert_eq!(grant(&v, "kubelighthouse:reader").subjects, [group(&projected(P1)), user(&projected(P1))]);
+    assert_eq!(grant(&v, "kubelighthouse:reader").subjects, [group(&projected(P1)), user(projected(P1))]);
     // Neither the RBAC writes of its catalog rules nor the delegated roles are granted to
     // the managing principal.
     assert!(v.narrowed.is_empty());
@@ -868,7 +860,7 @@ fn same_principal_with_another_role_or_type_is_no_duplicate() {
     ])));
     assert_eq!(grant_roles(&v), ["kubelighthouse:contributor", "kubelighthouse:reader"]);
     // The overlapping subjects are bound once.
-    assert_eq!(grant(&v, "kubelighthouse:reader").subjects, [group(&projected(P1)), user(&projected(P1))]);
+    assert_eq!(grant(&v, "kubelighthouse:reader").subjects, [group(&projected(P1)), user(projected(P1))]);
 }
 
 // --- eligible authorizations ------------------------------------------------------------------
@@ -901,7 +893,7 @@ fn eligible_authorizations_grant_nothing_until_activated() {
     s.eligible_authorizations = vec![eligible(P2, CONTRIBUTOR), eligible(P3, READER)];
     let v = valid(w.validate(&s));
     assert_eq!(grant_roles(&v), ["kubelighthouse:reader"]);
-    assert_eq!(grant(&v, "kubelighthouse:reader").subjects, [group(&projected(P1)), user(&projected(P1))]);
+    assert_eq!(grant(&v, "kubelighthouse:reader").subjects, [group(&projected(P1)), user(projected(P1))]);
 }
 
 #[test]
@@ -935,7 +927,7 @@ fn grants_are_one_per_role_with_sorted_projected_subjects() {
         grant_roles(&v),
         ["kubelighthouse:contributor", "kubelighthouse:reader", "kubelighthouse:registration-assignment-delete",]
     );
-    assert_eq!(grant(&v, "kubelighthouse:contributor").subjects, [group(&projected(P3)), user(&projected(P1))]);
+    assert_eq!(grant(&v, "kubelighthouse:contributor").subjects, [group(&projected(P3)), user(projected(P1))]);
     assert_eq!(
         grant(&v, "kubelighthouse:reader").subjects,
         [
@@ -946,13 +938,13 @@ fn grants_are_one_per_role_with_sorted_projected_subjects() {
                 namespace: Some("msp-automation".into()),
                 api_group: Some(String::new()),
             },
-            user(&projected(P1)),
-            user(&projected(P2)),
+            user(projected(P1)),
+            user(projected(P2)),
         ]
     );
     assert_eq!(
         grant(&v, "kubelighthouse:registration-assignment-delete").subjects,
-        [group(&projected(P3)), user(&projected(P3))]
+        [group(&projected(P3)), user(projected(P3))]
     );
     // No upper case survives projection.
     for g in &v.grants {
@@ -990,7 +982,7 @@ fn grants_use_the_configured_identity_templates() {
     let v = valid(w.validate(&spec(vec![auth(P1, READER)])));
     assert_eq!(
         grant(&v, "kubelighthouse:reader").subjects,
-        [group(&format!("oidc-{MSP}:groups:{P1}")), user(&format!("oidc-{MSP}:{P1}")),]
+        [group(&format!("oidc-{MSP}:groups:{P1}")), user(format!("oidc-{MSP}:{P1}")),]
     );
 }
 
