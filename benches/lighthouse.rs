@@ -28,9 +28,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use common::{client_for, impersonating_kubeconfig, kubeconfig, projected, CONTRIBUTOR, MSP_TENANT, READER};
+use common::{
+    client_for, impersonating_kubeconfig, kubeconfig, projected, review, Access, CONTRIBUTOR, MSP_TENANT, READER,
+};
 use futures::{stream, StreamExt};
-use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -356,23 +357,16 @@ struct Probe {
 
 /// The authorizer's verdict; None when the review itself failed (retried by the caller).
 async fn verdict(client: &Client, probe: &Probe) -> Option<bool> {
-    let api: Api<SubjectAccessReview> = Api::all(client.clone());
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(probe.user.clone()),
-            groups: Some(probe.groups.clone()),
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(probe.verb.into()),
-                group: Some(probe.group.into()),
-                resource: Some(probe.resource.into()),
-                namespace: Some(probe.namespace.clone()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
+    let groups: Vec<&str> = probe.groups.iter().map(String::as_str).collect();
+    let what = Access {
+        verb: probe.verb,
+        group: probe.group,
+        resource: probe.resource,
+        subresource: "",
+        namespace: &probe.namespace,
+        name: "",
     };
-    api.create(&PostParams::default(), &review).await.ok().map(|r| r.status.is_some_and(|s| s.allowed))
+    review(client, &probe.user, &groups, &what).await.ok()
 }
 
 /// The delegation every benchmark uses: 3 authorizations over 2 roles (Reader to a group and

@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use common::*;
@@ -142,34 +142,6 @@ async fn service_account_token(admin: &Client) -> String {
     let answer =
         api.create_token_request(SERVICE_ACCOUNT, &PostParams::default(), &request).await.expect("TokenRequest");
     answer.status.and_then(|s| s.token).expect("a token")
-}
-
-/// The controller binary, as a subprocess with the ServiceAccount's kubeconfig; killed on drop.
-struct Controller(Child);
-
-impl Controller {
-    fn start(kubeconfig: &Path, log: &Path) -> Controller {
-        let file = std::fs::File::create(log).expect("log file");
-        eprintln!("controller log: {}", log.display());
-        let child = Command::new(env!("CARGO_BIN_EXE_kube-lighthouse"))
-            .env("KUBECONFIG", kubeconfig)
-            .env("KUBE_LIGHTHOUSE_LOG", "info,kube_lighthouse=debug")
-            .env("KUBE_LIGHTHOUSE_METRICS_PORT", "0")
-            .env("KUBE_LIGHTHOUSE_HEALTH_PORT", "0")
-            .env("POD_NAME", "kube-lighthouse-chart-test")
-            .stdout(Stdio::from(file.try_clone().expect("dup")))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("start kube-lighthouse");
-        Controller(child)
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Audit events (ResponseComplete) of requests the ServiceAccount made since `since`, from
@@ -527,7 +499,11 @@ async fn the_controller_runs_on_the_charts_service_account() {
         .expect("the ServiceAccount lists namespaces");
 
     let started = jiff::Timestamp::now();
-    let _controller = Controller::start(&sa_kubeconfig, &workdir.join("controller.log"));
+    let _controller = ControllerProcess::start(
+        &sa_kubeconfig,
+        &workdir.join("controller.log"),
+        &[("POD_NAME", "kube-lighthouse-chart-test")],
+    );
 
     let sub = delegation_scenario(&admin).await;
     examples(&admin, &path).await;

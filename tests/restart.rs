@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -17,38 +16,6 @@ use kube_lighthouse::api::RegistrationAssignment;
 
 const UNDER_TEST: &str = "kube-lighthouse-under-test";
 const ENGINEERS: &str = "00000000-0000-0000-0000-0000000000a1";
-
-/// The controller binary, started with no arguments, as an operator would.
-struct Controller(Child);
-
-impl Controller {
-    fn start(kubeconfig: &Path, log: &Path) -> Controller {
-        let file = std::fs::File::create(log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_kube-lighthouse"))
-            .env("KUBECONFIG", kubeconfig)
-            .env("KUBE_LIGHTHOUSE_LOG", "info,kube_lighthouse=debug")
-            .env("KUBE_LIGHTHOUSE_METRICS_PORT", "0")
-            .env("KUBE_LIGHTHOUSE_HEALTH_PORT", "0")
-            .stdout(Stdio::from(file.try_clone().expect("dup")))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("start kube-lighthouse");
-        Controller(child)
-    }
-
-    /// SIGKILL: a crash, not a graceful stop.
-    fn crash(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Requests the controller made since `since`: (verb, URI) from the audit log.
 fn requests_since(audit: &Path, since: jiff::Timestamp) -> Vec<(String, String)> {
@@ -104,7 +71,7 @@ async fn restarts_make_no_writes_and_catch_up_on_deletions() {
     let engineers = projected(MSP_TENANT, ENGINEERS);
 
     let first_start = jiff::Timestamp::now();
-    let first = Controller::start(&controller_config, &log(1));
+    let first = ControllerProcess::start(&controller_config, &log(1), &[]);
     wait_for_assignment_state(&client, &sub, "contoso", "Succeeded").await;
     expect_access(&client, "x", &[&engineers], access("list", "pods", &rg), true).await;
     if let Some(state) = &state {
@@ -114,7 +81,7 @@ async fn restarts_make_no_writes_and_catch_up_on_deletions() {
 
     // A restart with nothing changed: it lists and watches everything, and writes nothing.
     let second_start = jiff::Timestamp::now();
-    let second = Controller::start(&controller_config, &log(2));
+    let second = ControllerProcess::start(&controller_config, &log(2), &[]);
     tokio::time::sleep(Duration::from_secs(8)).await;
     if let Some(state) = &state {
         let requests = requests_since(&state.join("logs/audit.log"), second_start);
@@ -147,7 +114,7 @@ async fn restarts_make_no_writes_and_catch_up_on_deletions() {
     let held = assignments.get_opt("contoso").await.expect("get");
     assert!(held.is_some_and(|a| a.metadata.deletion_timestamp.is_some()), "the finalizer must hold the assignment");
     // ...which then revokes it everywhere and releases the assignment.
-    let _third = Controller::start(&controller_config, &log(3));
+    let _third = ControllerProcess::start(&controller_config, &log(3), &[]);
     for ns in [&sub, &rg] {
         expect_access(&client, "x", &[&engineers], access("list", "pods", ns), false).await;
     }

@@ -10,7 +10,6 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
@@ -85,24 +84,10 @@ async fn assignment_until(
     poll(&what, || assignment_status(client, namespace, name), |s| s.as_ref().is_some_and(&done)).await.expect("status")
 }
 
-/// Warning Events recorded for the object with this UID (so Events of an earlier object of
-/// the same name do not count), as (reason, note).
-async fn warnings_for(client: &Client, namespace: &str, uid: &str) -> Vec<(String, String)> {
-    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
-    api.list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(uid) && e.type_.as_deref() == Some("Warning")
-        })
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
-}
-
 async fn wait_for_warning(client: &Client, namespace: &str, uid: &str, reason: &str, what: &str) {
-    poll(what, || warnings_for(client, namespace, uid), |events| events.iter().any(|(r, _)| r == reason)).await;
+    // By UID, so that Events of an earlier object of the same name do not count.
+    let warnings = || warnings_about(client, namespace, |r| r.uid.as_deref() == Some(uid));
+    poll(what, warnings, |events| events.iter().any(|(r, _)| r == reason)).await;
 }
 
 /// The Roles the controller materialized in `namespace`.

@@ -6,8 +6,8 @@
 //! skipped, loudly.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -248,6 +248,11 @@ pub fn access<'a>(verb: &'a str, resource: &'a str, namespace: &'a str) -> Acces
 /// Asks the API server whether `user` (in `groups`) may do `what`: the authorizer's verdict,
 /// exactly as a request by that identity would get it.
 pub async fn allowed(client: &Client, user: &str, groups: &[&str], what: &Access<'_>) -> bool {
+    review(client, user, groups, what).await.expect("SubjectAccessReview")
+}
+
+/// [`allowed`], with a failed review as an error rather than a failed test.
+pub async fn review(client: &Client, user: &str, groups: &[&str], what: &Access<'_>) -> Result<bool, kube::Error> {
     let api: Api<SubjectAccessReview> = Api::all(client.clone());
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
@@ -266,8 +271,8 @@ pub async fn allowed(client: &Client, user: &str, groups: &[&str], what: &Access
         },
         ..Default::default()
     };
-    let answer = api.create(&PostParams::default(), &review).await.expect("SubjectAccessReview");
-    answer.status.is_some_and(|s| s.allowed)
+    let answer = api.create(&PostParams::default(), &review).await?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
 }
 
 /// Polls until `check` holds, or fails the test with `what`.
@@ -329,14 +334,21 @@ pub async fn wait_for_assignment_state(
 
 /// Warning Events recorded for an object, as (reason, note).
 pub async fn warning_events(client: &Client, namespace: &str, name: &str) -> Vec<(String, String)> {
+    warnings_about(client, namespace, |r| r.name.as_deref() == Some(name)).await
+}
+
+/// Warning Events in `namespace` whose regarding object `is_it`, as (reason, note).
+pub async fn warnings_about(
+    client: &Client,
+    namespace: &str,
+    is_it: impl Fn(&k8s_openapi::api::core::v1::ObjectReference) -> bool,
+) -> Vec<(String, String)> {
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
     let events = api.list(&Default::default()).await.expect("list events");
     events
         .items
         .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name) && e.type_.as_deref() == Some("Warning")
-        })
+        .filter(|e| e.regarding.as_ref().is_some_and(&is_it) && e.type_.as_deref() == Some("Warning"))
         .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
 }
@@ -384,4 +396,39 @@ pub async fn client_as(user: &str, groups: &[&str]) -> Client {
 pub fn local_state_dir() -> Option<PathBuf> {
     let dir = kubeconfig()?.parent()?.to_path_buf();
     dir.join("logs/audit.log").exists().then_some(dir)
+}
+
+/// The controller binary as a subprocess, started with no arguments apart from `env` (ports
+/// off, debug logs to `log`); killed on drop.
+pub struct ControllerProcess(Child);
+
+impl ControllerProcess {
+    pub fn start(kubeconfig: &Path, log: &Path, env: &[(&str, &str)]) -> ControllerProcess {
+        let file = std::fs::File::create(log).expect("log file");
+        eprintln!("controller log: {}", log.display());
+        let child = Command::new(env!("CARGO_BIN_EXE_kube-lighthouse"))
+            .env("KUBECONFIG", kubeconfig)
+            .env("KUBE_LIGHTHOUSE_LOG", "info,kube_lighthouse=debug")
+            .env("KUBE_LIGHTHOUSE_METRICS_PORT", "0")
+            .env("KUBE_LIGHTHOUSE_HEALTH_PORT", "0")
+            .envs(env.iter().copied())
+            .stdout(Stdio::from(file.try_clone().expect("dup")))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start kube-lighthouse");
+        ControllerProcess(child)
+    }
+
+    /// SIGKILL: a crash, not a graceful stop.
+    pub fn crash(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
