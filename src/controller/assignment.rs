@@ -11,7 +11,6 @@ use std::time::Duration;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -20,6 +19,7 @@ use tracing::{info, instrument, warn};
 use super::apply;
 use super::context::CATALOG_CURRENT;
 use super::context::{note, Context};
+use super::finalizer::Step;
 use super::Error;
 use crate::api::status::merge_condition;
 use crate::api::{Condition, ConditionStatus, ProvisioningState, RegistrationAssignment, RegistrationAssignmentStatus};
@@ -361,12 +361,11 @@ pub async fn reconcile(assignment: Arc<RegistrationAssignment>, ctx: Arc<Context
     ctx.caches_synced().await?;
     let api: Api<RegistrationAssignment> =
         Api::namespaced(ctx.client.clone(), &assignment.namespace().unwrap_or_default());
-    finalizer(&api, keys::ASSIGNMENT_FINALIZER, assignment, |event| async {
-        match event {
-            Finalizer::Apply(a) => materialize(a, &ctx).await,
-            Finalizer::Cleanup(a) => revoke(a, &ctx).await,
+    super::finalizer::run(&api, keys::ASSIGNMENT_FINALIZER, assignment, |step| async {
+        match step {
+            Step::Apply(a) => materialize(a, &ctx).await,
+            Step::Cleanup(a) => revoke(a, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -16,6 +15,7 @@ use tracing::{info, instrument};
 use super::assignment::created_before;
 use super::context::CATALOG_CURRENT;
 use super::context::{note, Caches, Context};
+use super::finalizer::Step;
 use super::Error;
 use crate::api::status::merge_condition;
 use crate::api::{
@@ -276,12 +276,11 @@ pub async fn reconcile(definition: Arc<RegistrationDefinition>, ctx: Arc<Context
     ctx.caches_synced().await?;
     let api: Api<RegistrationDefinition> =
         Api::namespaced(ctx.client.clone(), &definition.namespace().unwrap_or_default());
-    finalizer(&api, keys::DEFINITION_FINALIZER, definition, |event| async {
-        match event {
-            Finalizer::Apply(d) => check(d, &ctx).await,
-            Finalizer::Cleanup(d) => cascade(d, &ctx).await,
+    super::finalizer::run(&api, keys::DEFINITION_FINALIZER, definition, |step| async {
+        match step {
+            Step::Apply(d) => check(d, &ctx).await,
+            Step::Cleanup(d) => cascade(d, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
 }

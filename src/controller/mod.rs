@@ -11,6 +11,7 @@ pub mod context;
 pub mod definition;
 pub mod events;
 pub mod expectations;
+pub mod finalizer;
 pub mod index;
 pub mod materialized;
 pub mod namespace;
@@ -39,8 +40,10 @@ use context::{Caches, Context};
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("{0} the finalizer: {1}")]
+    Finalizer(&'static str, #[source] kube::Error),
+    #[error("malformed patch: {0}")]
+    InvalidPatch(String),
     #[error("cache {0} never synced")]
     CacheNotReady(&'static str),
     #[error("object has no {0}")]
@@ -58,7 +61,8 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
-            Error::Finalizer(_) => "finalizer",
+            Error::Finalizer(..) => "finalizer",
+            Error::InvalidPatch(_) => "invalid_patch",
             Error::CacheNotReady(_) => "cache_not_ready",
             Error::MissingField(_) => "missing_field",
             Error::CrdsMissing => "crds_missing",
