@@ -5,6 +5,8 @@
 
 use std::collections::BTreeSet;
 
+use futures::{stream, StreamExt};
+
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
@@ -109,28 +111,35 @@ where
     }
 }
 
+/// Writes of one phase in flight at once. Within a phase the objects are independent, so the
+/// access of an assignment spanning many namespaces takes two round trips (Roles, then
+/// bindings) rather than one per object.
+const PARALLEL_WRITES: usize = 8;
+
+/// Runs the writes of one phase, [`PARALLEL_WRITES`] at a time, each to completion (so every
+/// write that happened is noted in the expectations); how many wrote, or the first error.
+async fn phase<Fut>(writes: Vec<Fut>) -> Result<usize, Error>
+where
+    Fut: std::future::Future<Output = Result<bool, Error>>,
+{
+    let results: Vec<Result<bool, Error>> = stream::iter(writes).buffer_unordered(PARALLEL_WRITES).collect().await;
+    let mut wrote = 0;
+    for result in results {
+        wrote += usize::from(result?);
+    }
+    Ok(wrote)
+}
+
 /// Brings the assignment with `uid` to exactly `desired`. Roles are written before the
 /// bindings that reference them, and bindings are pruned before their Roles, so access that
 /// should stay never has a gap.
 pub async fn sync(ctx: &Context, uid: &str, desired: &DesiredRbac) -> Result<SyncStats, Error> {
-    let mut stats = SyncStats::default();
     let caches = &ctx.caches;
-    for role in &desired.roles {
-        if apply_unless_current(ctx, &caches.roles, role, role_digest(role)).await? {
-            stats.applied += 1;
-        }
-    }
-    for binding in &desired.bindings {
-        let (ns, name) = key(binding);
-        // roleRef is immutable: an object of ours with another roleRef is replaced.
-        let cached = caches.bindings.get(&ns, &name);
-        if cached.is_some_and(|c| c.role_ref.is_some_and(|r| r != role_ref_digest(&binding.role_ref))) {
-            delete::<RoleBinding>(ctx, &ns, &name).await?;
-        }
-        if apply_unless_current(ctx, &caches.bindings, binding, binding_digest(binding)).await? {
-            stats.applied += 1;
-        }
-    }
+    let roles: Vec<_> =
+        desired.roles.iter().map(|role| apply_unless_current(ctx, &caches.roles, role, role_digest(role))).collect();
+    let mut stats = SyncStats { applied: phase(roles).await?, deleted: 0 };
+    let bindings: Vec<_> = desired.bindings.iter().map(|binding| apply_binding(ctx, binding)).collect();
+    stats.applied += phase(bindings).await?;
 
     let wanted_bindings: BTreeSet<_> = desired.bindings.iter().map(key).collect();
     let wanted_roles: BTreeSet<_> = desired.roles.iter().map(key).collect();
@@ -144,31 +153,42 @@ pub async fn sync(ctx: &Context, uid: &str, desired: &DesiredRbac) -> Result<Syn
         stale.sort();
         stale
     };
-    for (ns, name) in stale(&caches.bindings, &wanted_bindings) {
-        delete::<RoleBinding>(ctx, &ns, &name).await?;
-        stats.deleted += 1;
-    }
-    for (ns, name) in stale(&caches.roles, &wanted_roles) {
-        delete::<Role>(ctx, &ns, &name).await?;
-        stats.deleted += 1;
-    }
+    stats.deleted += delete_all::<RoleBinding>(ctx, stale(&caches.bindings, &wanted_bindings)).await?;
+    stats.deleted += delete_all::<Role>(ctx, stale(&caches.roles, &wanted_roles)).await?;
     Ok(stats)
 }
 
+/// Applies `binding` unless current, replacing an object of ours with another roleRef (which
+/// is immutable); whether it wrote.
+async fn apply_binding(ctx: &Context, binding: &RoleBinding) -> Result<bool, Error> {
+    let (ns, name) = key(binding);
+    let cached = ctx.caches.bindings.get(&ns, &name);
+    if cached.is_some_and(|c| c.role_ref.is_some_and(|r| r != role_ref_digest(&binding.role_ref))) {
+        delete::<RoleBinding>(ctx, &ns, &name).await?;
+    }
+    apply_unless_current(ctx, &ctx.caches.bindings, binding, binding_digest(binding)).await
+}
+
+/// Deletes the objects at `keys` (namespace, name) as one phase; how many.
+async fn delete_all<K: Materialized>(ctx: &Context, keys: Vec<(String, String)>) -> Result<usize, Error> {
+    let deletes: Vec<_> = keys.iter().map(|(ns, name)| delete_counted::<K>(ctx, ns, name)).collect();
+    phase(deletes).await
+}
+
+async fn delete_counted<K: Materialized>(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Error> {
+    delete::<K>(ctx, namespace, name).await.map(|()| true)
+}
+
 /// Revokes everything the assignment with `uid` owns, listing live rather than trusting the
-/// cache: this is the path that must never leave access behind.
+/// cache: this is the path that must never leave access behind. Bindings go first: their
+/// deletion is what ends the access.
 pub async fn revoke_all(ctx: &Context, uid: &str) -> Result<usize, Error> {
     let selector = ListParams::default().labels(&format!("{}={uid}", keys::ASSIGNMENT_UID));
-    let mut deleted = 0;
-    let bindings: Api<RoleBinding> = Api::all(ctx.client.clone());
-    for b in bindings.list_metadata(&selector).await?.items {
-        delete::<RoleBinding>(ctx, &b.namespace().unwrap_or_default(), &b.name_any()).await?;
-        deleted += 1;
-    }
-    let roles: Api<Role> = Api::all(ctx.client.clone());
-    for r in roles.list_metadata(&selector).await?.items {
-        delete::<Role>(ctx, &r.namespace().unwrap_or_default(), &r.name_any()).await?;
-        deleted += 1;
-    }
-    Ok(deleted)
+    Ok(delete_listed::<RoleBinding>(ctx, &selector).await? + delete_listed::<Role>(ctx, &selector).await?)
+}
+
+/// Deletes every object of kind `K` that `selector` finds, listed live; how many.
+async fn delete_listed<K: Materialized>(ctx: &Context, selector: &ListParams) -> Result<usize, Error> {
+    let items = Api::<K>::all(ctx.client.clone()).list_metadata(selector).await?.items;
+    delete_all::<K>(ctx, items.iter().map(|o| (o.namespace().unwrap_or_default(), o.name_any())).collect()).await
 }
