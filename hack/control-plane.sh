@@ -15,6 +15,8 @@
 # Environment:
 #   KL_CACHE_DIR  where the build is cached   (default ~/.cache/kube-lighthouse)
 #   KL_STATE_DIR  certificates, data, logs     (default /tmp/kube-lighthouse-cp)
+#   KL_KCM_CONTROLLERS  kube-controller-manager's --controllers (default: namespace,
+#                 garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation)
 set -euo pipefail
 
 CACHE_DIR=${KL_CACHE_DIR:-$HOME/.cache/kube-lighthouse}
@@ -248,7 +250,7 @@ EOF
 
   start kube-controller-manager "$BIN_DIR/kube-controller-manager" \
     --kubeconfig "$KUBECONFIG_FILE" --leader-elect=false --port 0 --secure-port 0 \
-    --controllers namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation \
+    --controllers "${KL_KCM_CONTROLLERS:-namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation}" \
     --service-account-private-key-file "$STATE_DIR/pki/sa.key" --root-ca-file "$STATE_DIR/pki/ca.crt" \
     --use-service-account-credentials=false
   # `view`/`edit`/`admin` only get rules once the aggregation controller ran.
