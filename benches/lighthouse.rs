@@ -35,16 +35,20 @@ use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
 use kube_lighthouse::api::{ProvisioningState, RegistrationAssignment, RegistrationDefinition};
 use serde_json::json;
 
 /// The user the controller under benchmark acts as (impersonated, still in system:masters).
 const CONTROLLER_USER: &str = "kube-lighthouse-bench";
+/// Labels of the RBAC objects the controller writes, and of the baseline's copies of them.
+const OURS: &str = "app.kubernetes.io/managed-by=kube-lighthouse";
+const BASELINE: &str = "app.kubernetes.io/managed-by=kube-baseline";
 /// Someone with no access of their own: SubjectAccessReviews ask about this user plus a group.
 const NOBODY: &str = "bench-nobody";
-/// How many SubjectAccessReviews the probe sends at once (the same in both onboarding runs).
+/// How many SubjectAccessReviews the probe has in flight at most (the same in both onboarding runs).
 const PROBE_CONCURRENCY: usize = 8;
 /// A run that takes longer than this has gone wrong; it is reported, not waited for.
 const GIVE_UP: Duration = Duration::from_secs(45 * 60);
@@ -200,6 +204,24 @@ impl ControlPlaneCpu {
 
     fn sample(&self) -> BTreeMap<&'static str, f64> {
         self.pids.iter().map(|(name, pid)| (*name, cpu_seconds_of(*pid))).collect()
+    }
+
+    /// Waits until the API server has been at rest (under 5 % of a core for 2 s): new
+    /// namespaces keep kube-controller-manager creating ServiceAccounts and token Secrets for
+    /// a minute or two, and that work must not land inside a timed window. How long it took.
+    async fn at_rest(&self) -> Duration {
+        let started = Instant::now();
+        let api_server = |s: &BTreeMap<&str, f64>| s.get("kube-apiserver").copied().unwrap_or(0.0);
+        let mut before = api_server(&self.sample());
+        while started.elapsed() < Duration::from_secs(600) {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let now = api_server(&self.sample());
+            if now - before < 0.1 {
+                break;
+            }
+            before = now;
+        }
+        started.elapsed()
     }
 
     fn since(&self, before: &BTreeMap<&'static str, f64>) -> serde_json::Value {
@@ -426,46 +448,127 @@ impl Team {
     }
 }
 
-/// Polls until every probe gets `expected`; the time (from `since`) at which the last one did.
+/// The time (from `since`) at which the last of `probes` was first allowed.
 ///
-/// Probes are checked in the order their objects are written, a batch at a time, and a pass
-/// stops at the first batch still waiting: the probe then costs the API server about one
-/// review per access plus a batch per pass, whichever side is being measured.
-async fn until_all(client: &Client, mut pending: Vec<Probe>, expected: bool, since: Instant) -> Duration {
-    let mut last = since.elapsed();
-    while !pending.is_empty() && since.elapsed() < GIVE_UP {
-        let mut still = Vec::with_capacity(pending.len());
-        let mut rest = pending.into_iter();
-        loop {
-            let batch: Vec<Probe> = rest.by_ref().take(PROBE_CONCURRENCY).collect();
-            if batch.is_empty() {
-                break;
-            }
-            let checked: Vec<(Probe, bool)> = stream::iter(batch)
-                .map(|probe| async move {
-                    let done = verdict(client, &probe).await == Some(expected);
-                    (probe, done)
-                })
-                .buffered(PROBE_CONCURRENCY)
-                .collect()
-                .await;
-            let waiting = checked.iter().any(|(_, done)| !done);
-            if checked.iter().any(|(_, done)| *done) {
-                last = since.elapsed();
-            }
-            still.extend(checked.into_iter().filter(|(_, done)| !done).map(|(p, _)| p));
-            if waiting {
-                break;
+/// The probe watches the Roles and RoleBindings that `selector` picks, as a client waiting for
+/// its access would, and reviews an access once a binding naming the identity and the Role it
+/// references both exist: the earliest moment the authorizer can allow it. It then reviews
+/// again after 5, 10, 20… (at most 200) ms until allowed, since the authorizer's cache trails
+/// the watch by a moment. So it sends about one review per access, never lags behind the
+/// writes whatever order they come in, and costs both sides of the comparison the same.
+async fn until_granted(client: &Client, probes: Vec<Probe>, selector: &str, since: Instant) -> Duration {
+    let total = probes.len();
+    let (ready_tx, ready_rx) = futures::channel::mpsc::unbounded::<Probe>();
+    let watch = async move {
+        let mut waiting: BTreeMap<String, Vec<Probe>> = BTreeMap::new();
+        for probe in probes {
+            waiting.entry(probe.namespace.clone()).or_default().push(probe);
+        }
+        let mut written = Written::default();
+        let config = kube::runtime::watcher::Config::default().labels(selector);
+        let roles = kube::runtime::watcher(Api::<Role>::all(client.clone()), config.clone())
+            .default_backoff()
+            .map(|e| e.map(|e| as_rbac(e, RbacObject::Role)));
+        let bindings = kube::runtime::watcher(Api::<RoleBinding>::all(client.clone()), config)
+            .default_backoff()
+            .map(|e| e.map(|e| as_rbac(e, RbacObject::Binding)));
+        let mut events = std::pin::pin!(stream::select(roles, bindings));
+        while let Some(event) = events.next().await {
+            let Some(namespace) = event.ok().and_then(|e| written.record(e)) else { continue };
+            let Some(pending) = waiting.get_mut(&namespace) else { continue };
+            let (ready, still): (Vec<Probe>, Vec<Probe>) = pending.drain(..).partition(|p| written.could_allow(p));
+            *pending = still;
+            for probe in ready {
+                let _ = ready_tx.unbounded_send(probe);
             }
         }
-        still.extend(rest);
-        pending = still;
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    };
+    let reviews = ready_rx
+        .map(|probe| async move {
+            let mut backoff = Duration::from_millis(5);
+            while verdict(client, &probe).await != Some(true) {
+                assert!(since.elapsed() < GIVE_UP, "gave up: {probe:?} never allowed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(200));
+            }
+            since.elapsed()
+        })
+        .buffer_unordered(PROBE_CONCURRENCY)
+        .take(total)
+        .fold(Duration::ZERO, |last, at| async move { last.max(at) });
+    tokio::select! {
+        last = reviews => last,
+        _ = watch => panic!("the probe's watch ended"),
     }
-    assert!(pending.is_empty(), "gave up: {} probes never got {expected}, e.g. {:?}", pending.len(), pending[0]);
-    last
+}
+
+fn as_rbac<K>(
+    event: kube::runtime::watcher::Event<K>,
+    wrap: fn(K) -> RbacObject,
+) -> kube::runtime::watcher::Event<RbacObject> {
+    use kube::runtime::watcher::Event;
+    match event {
+        Event::Apply(o) => Event::Apply(wrap(o)),
+        Event::InitApply(o) => Event::InitApply(wrap(o)),
+        Event::Delete(o) => Event::Delete(wrap(o)),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
+    }
+}
+
+/// What the probe's watch has seen: Roles by namespace and name, bindings in full.
+#[derive(Default)]
+struct Written {
+    roles: std::collections::BTreeSet<(String, String)>,
+    bindings: BTreeMap<String, BTreeMap<String, RoleBinding>>,
+}
+
+impl Written {
+    /// Records an event; the namespace it touched.
+    fn record(&mut self, event: kube::runtime::watcher::Event<RbacObject>) -> Option<String> {
+        use kube::runtime::watcher::Event;
+        let (object, present) = match event {
+            Event::Apply(o) | Event::InitApply(o) => (o, true),
+            Event::Delete(o) => (o, false),
+            Event::Init | Event::InitDone => return None,
+        };
+        let namespace = object.namespace();
+        match object {
+            RbacObject::Role(role) => {
+                let key = (namespace.clone(), role.name_any());
+                if present {
+                    self.roles.insert(key);
+                } else {
+                    self.roles.remove(&key);
+                }
+            }
+            RbacObject::Binding(binding) => {
+                let here = self.bindings.entry(namespace.clone()).or_default();
+                if present {
+                    here.insert(binding.name_any(), binding);
+                } else {
+                    here.remove(&binding.name_any());
+                }
+            }
+        }
+        Some(namespace)
+    }
+
+    /// Whether a binding naming the probe's identity, and the Role it references, both exist.
+    fn could_allow(&self, probe: &Probe) -> bool {
+        let names = |s: &k8s_openapi::api::rbac::v1::Subject| match s.kind.as_str() {
+            "User" => s.name == probe.user,
+            "Group" => probe.groups.contains(&s.name),
+            _ => false,
+        };
+        self.bindings.get(&probe.namespace).is_some_and(|bindings| {
+            bindings.values().any(|b| {
+                b.role_ref.kind == "Role"
+                    && self.roles.contains(&(probe.namespace.clone(), b.role_ref.name.clone()))
+                    && b.subjects.iter().flatten().any(names)
+            })
+        })
+    }
 }
 
 /// Polls one probe as fast as the API server answers; the time until it gets `expected`.
@@ -524,9 +627,8 @@ where
     }
 }
 
-async fn create_delegation(client: &Client, namespace: &str, name: &str, team: &Team) {
-    let definitions: Api<RegistrationDefinition> = Api::namespaced(client.clone(), namespace);
-    let definition: RegistrationDefinition = serde_json::from_value(json!({
+fn definition_of(namespace: &str, name: &str, team: &Team) -> RegistrationDefinition {
+    serde_json::from_value(json!({
         "apiVersion": "managedservices.kubelighthouse.io/v1alpha1",
         "kind": "RegistrationDefinition",
         "metadata": {"name": name, "namespace": namespace},
@@ -536,16 +638,25 @@ async fn create_delegation(client: &Client, namespace: &str, name: &str, team: &
             "authorizations": team.authorizations(),
         },
     }))
-    .expect("definition");
-    retry(|| definitions.create(&POST, &definition)).await;
-    let assignments: Api<RegistrationAssignment> = Api::namespaced(client.clone(), namespace);
-    let assignment: RegistrationAssignment = serde_json::from_value(json!({
+    .expect("definition")
+}
+
+fn assignment_of(namespace: &str, name: &str) -> RegistrationAssignment {
+    serde_json::from_value(json!({
         "apiVersion": "managedservices.kubelighthouse.io/v1alpha1",
         "kind": "RegistrationAssignment",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"registrationDefinitionRef": {"name": name}},
     }))
-    .expect("assignment");
+    .expect("assignment")
+}
+
+async fn create_delegation(client: &Client, namespace: &str, name: &str, team: &Team) {
+    let definitions: Api<RegistrationDefinition> = Api::namespaced(client.clone(), namespace);
+    let definition = definition_of(namespace, name, team);
+    retry(|| definitions.create(&POST, &definition)).await;
+    let assignments: Api<RegistrationAssignment> = Api::namespaced(client.clone(), namespace);
+    let assignment = assignment_of(namespace, name);
     retry(|| assignments.create(&POST, &assignment)).await;
 }
 
@@ -631,6 +742,49 @@ async fn baseline_objects(client: &Client, from: &[String], to: &[String]) -> Ve
     }
     assert!(target.len() == from.len() && !objects.is_empty(), "nothing to copy for the baseline");
     objects
+}
+
+impl RbacObject {
+    fn namespace(&self) -> String {
+        match self {
+            RbacObject::Role(r) => r.namespace(),
+            RbacObject::Binding(b) => b.namespace(),
+        }
+        .unwrap_or_default()
+    }
+
+    /// The same object in `namespace`.
+    fn moved_to(&self, namespace: &str) -> RbacObject {
+        let moved = |meta: &ObjectMeta| ObjectMeta { namespace: Some(namespace.to_string()), ..meta.clone() };
+        match self {
+            RbacObject::Role(r) => RbacObject::Role(Role { metadata: moved(&r.metadata), ..r.clone() }),
+            RbacObject::Binding(b) => RbacObject::Binding(RoleBinding { metadata: moved(&b.metadata), ..b.clone() }),
+        }
+    }
+}
+
+/// Server-side applies `objects` the way the controller does (one field manager, forced).
+async fn apply_objects(client: &Client, objects: &[RbacObject], concurrency: usize) {
+    let params = PatchParams::apply("kube-lighthouse").force();
+    stream::iter(objects)
+        .for_each_concurrent(concurrency, |object| {
+            let params = &params;
+            async move {
+                match object {
+                    RbacObject::Role(role) => {
+                        let api: Api<Role> = Api::namespaced(client.clone(), &object.namespace());
+                        let (name, patch) = (role.name_any(), Patch::Apply(role));
+                        retry(|| api.patch(&name, params, &patch)).await;
+                    }
+                    RbacObject::Binding(binding) => {
+                        let api: Api<RoleBinding> = Api::namespaced(client.clone(), &object.namespace());
+                        let (name, patch) = (binding.name_any(), Patch::Apply(binding));
+                        retry(|| api.patch(&name, params, &patch)).await;
+                    }
+                }
+            }
+        })
+        .await;
 }
 
 async fn write_baseline(client: &Client, objects: &[RbacObject], concurrency: usize) {
@@ -761,7 +915,10 @@ async fn run(args: Args) {
     create_namespaces(&client, &subscriptions, true, args.concurrency).await;
     create_namespaces(&client, &baseline_namespaces, false, args.concurrency).await;
     audit.settle(Duration::from_secs(3), Duration::from_secs(120)).await;
-    say(&format!("{n} subscription namespaces and {n} baseline namespaces exist"));
+    let waited = control_plane.at_rest().await;
+    say(&format!(
+        "{n} subscription namespaces and {n} baseline namespaces exist; control plane at rest after {waited:?}"
+    ));
 
     let team = Team::new(1);
     let probes: Vec<Probe> = subscriptions.iter().flat_map(|ns| team.probes(ns)).collect();
@@ -770,7 +927,7 @@ async fn run(args: Args) {
     let started = Instant::now();
     let (_, access) = tokio::join!(
         onboard(&client, &subscriptions, &team, args.concurrency),
-        until_all(&client, probes, true, started)
+        until_granted(&client, probes, OURS, started)
     );
     say(&format!("controller: all {} identities allowed in all {n} namespaces after {access:?}", 3));
     until_succeeded(&client, n).await;
@@ -784,11 +941,12 @@ async fn run(args: Args) {
 
     let objects = baseline_objects(&client, &subscriptions, &baseline_namespaces).await;
     let baseline_probes: Vec<Probe> = baseline_namespaces.iter().flat_map(|ns| team.probes(ns)).collect();
+    control_plane.at_rest().await;
     let control_plane_before = control_plane.sample();
     let started = Instant::now();
     let (_, baseline) = tokio::join!(
         write_baseline(&client, &objects, args.concurrency),
-        until_all(&client, baseline_probes, true, started)
+        until_granted(&client, baseline_probes, BASELINE, started)
     );
     say(&format!("baseline: {} objects, all allowed after {baseline:?}", objects.len()));
     let baseline_control_plane_cpu = control_plane.since(&control_plane_before);
@@ -858,6 +1016,12 @@ async fn run(args: Args) {
     say(&format!("memory: {}", results["memory"]));
     drop(controller);
 
+    // 6. What each request costs the API server --------------------------------------------
+    let template: Vec<&RbacObject> = objects.iter().filter(|o| o.namespace() == baseline_namespaces[0]).collect();
+    results["request_cost"] =
+        request_costs(&client, &control_plane, &template, &team, args.concurrency, n.min(COST_NAMESPACES)).await;
+    say(&format!("request cost: {}", results["request_cost"]));
+
     let text = serde_json::to_string_pretty(&results).expect("json");
     if let Some(dir) = args.out.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -865,6 +1029,93 @@ async fn run(args: Args) {
     std::fs::write(&args.out, &text).expect("write results");
     println!("{text}");
     say(&format!("figures written to {}", args.out.display()));
+}
+
+/// Namespaces the request-cost measurement writes into.
+const COST_NAMESPACES: usize = 500;
+
+/// CPU the API server and etcd spent on `requests` requests of one kind (`work`), in ms each.
+async fn cost_of(control_plane: &ControlPlaneCpu, requests: usize, work: impl std::future::Future<Output = ()>) -> f64 {
+    let before = control_plane.sample();
+    work.await;
+    let after = control_plane.sample();
+    let api_server = after["kube-apiserver"] - before["kube-apiserver"];
+    round3(api_server * 1000.0 / requests as f64)
+}
+
+/// What each kind of request on the controller's path costs the API server, next to the plain
+/// creates of the baseline, measured with the controller stopped and the control plane at rest:
+/// on a CPU-bound API server these costs, not the client, set the floor of the ratio.
+async fn request_costs(
+    client: &Client,
+    control_plane: &ControlPlaneCpu,
+    template: &[&RbacObject],
+    team: &Team,
+    concurrency: usize,
+    n: usize,
+) -> serde_json::Value {
+    let posted: Vec<String> = (0..n).map(|i| format!("bench-cost-post-{i:05}")).collect();
+    let applied: Vec<String> = (0..n).map(|i| format!("bench-cost-apply-{i:05}")).collect();
+    create_namespaces(client, &posted, false, concurrency).await;
+    create_namespaces(client, &applied, false, concurrency).await;
+    control_plane.at_rest().await;
+    let copies = |namespaces: &[String]| -> Vec<RbacObject> {
+        namespaces.iter().flat_map(|ns| template.iter().map(|o| o.moved_to(ns))).collect()
+    };
+    let (posts, applies) = (copies(&posted), copies(&applied));
+    let post = cost_of(control_plane, posts.len(), write_baseline(client, &posts, concurrency)).await;
+    let apply_create = cost_of(control_plane, applies.len(), apply_objects(client, &applies, concurrency)).await;
+    let apply_unchanged = cost_of(control_plane, applies.len(), apply_objects(client, &applies, concurrency)).await;
+    let delegations = stream::iter(&posted).for_each_concurrent(concurrency, |ns| async move {
+        let definitions: Api<RegistrationDefinition> = Api::namespaced(client.clone(), ns);
+        let definition = definition_of(ns, "contoso", team);
+        retry(|| definitions.create(&POST, &definition)).await;
+    });
+    let definition = cost_of(control_plane, n, delegations).await;
+    let delegations = stream::iter(&posted).for_each_concurrent(concurrency, |ns| async move {
+        let assignments: Api<RegistrationAssignment> = Api::namespaced(client.clone(), ns);
+        let assignment = assignment_of(ns, "contoso");
+        retry(|| assignments.create(&POST, &assignment)).await;
+    });
+    let assignment = cost_of(control_plane, n, delegations).await;
+    // The controller's own patch (src/controller/finalizer.rs).
+    let finalize: Patch<()> = Patch::Json(
+        serde_json::from_value(json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["kubelighthouse.io/bench"]},
+        ]))
+        .expect("json patch"),
+    );
+    let finalizers = stream::iter(&posted).for_each_concurrent(concurrency, |ns| {
+        let finalize = &finalize;
+        async move {
+            let assignments: Api<RegistrationAssignment> = Api::namespaced(client.clone(), ns);
+            let params = PatchParams::default();
+            retry(|| assignments.patch("contoso", &params, finalize)).await;
+        }
+    });
+    let finalizer = cost_of(control_plane, n, finalizers).await;
+    let probes: Vec<Probe> = posted.iter().flat_map(|ns| team.probes(ns)).collect();
+    let reviews = stream::iter(&probes).for_each_concurrent(concurrency, |probe| async move {
+        let _ = verdict(client, probe).await;
+    });
+    let review = cost_of(control_plane, probes.len(), reviews).await;
+    let per_object = template.len() as f64;
+    let controller_path = definition + assignment + finalizer + per_object * apply_create;
+    json!({
+        "namespaces": n,
+        "kube_apiserver_cpu_ms_per_request": {
+            "create Role or RoleBinding (baseline)": post,
+            "server-side apply, creating": apply_create,
+            "server-side apply, unchanged": apply_unchanged,
+            "create RegistrationDefinition": definition,
+            "create RegistrationAssignment": assignment,
+            "add finalizer (JSON patch)": finalizer,
+            "SubjectAccessReview": review,
+        },
+        "per_subscription_ms": {"controller_path": round3(controller_path), "baseline": round3(per_object * post)},
+        "ratio_floor": round3(controller_path / (per_object * post)),
+    })
 }
 
 fn round3(x: f64) -> f64 {
