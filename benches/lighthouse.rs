@@ -5,13 +5,16 @@
 //!    assignment, then the time until it is first denied (revoke). Percentiles over `--reps`.
 //! 2. **Onboarding at scale**: `--n` subscription namespaces, each with one definition (3
 //!    authorizations over 2 roles) and one assignment, applied at `--concurrency`; the time
-//!    until every projected identity is allowed in every namespace. Then the **baseline**: the
+//!    until every projected identity is allowed in every namespace (reviewed once the objects
+//!    that can grant it exist, see [`until_granted`]). Then the **baseline**: the
 //!    very same Roles and RoleBindings (copied from what the controller wrote) created directly
 //!    into fresh namespaces at the same concurrency, timed the same way. The ratio of the two.
 //! 3. **Idle**: with everything in place, API writes per minute and controller CPU.
 //! 4. **Restart**: time from start to ready and to every delegation reconciled, and the writes
 //!    a restart with nothing changed makes.
 //! 5. **Memory**: the controller's peak RSS at `--n` and at `--big-n` delegated namespaces.
+//! 6. **Request cost**: with the controller stopped, the API server CPU per request of each
+//!    kind on the controller's path and on the baseline's, and the ratio per subscription.
 //!
 //! The controller is the release binary, run as a subprocess under an impersonated user so the
 //! API server's audit log attributes every request it makes; CPU and RSS come from `/proc`.
