@@ -42,6 +42,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
 use kube_lighthouse::api::{ProvisioningState, RegistrationAssignment, RegistrationDefinition};
+use kube_lighthouse::controller::finalizer::add_patch;
+use kube_lighthouse::model::keys;
 use serde_json::json;
 
 /// The user the controller under benchmark acts as (impersonated, still in system:masters).
@@ -768,7 +770,7 @@ impl RbacObject {
 
 /// Server-side applies `objects` the way the controller does (one field manager, forced).
 async fn apply_objects(client: &Client, objects: &[RbacObject], concurrency: usize) {
-    let params = PatchParams::apply("kube-lighthouse").force();
+    let params = PatchParams::apply(keys::FIELD_MANAGER).force();
     stream::iter(objects)
         .for_each_concurrent(concurrency, |object| {
             let params = &params;
@@ -795,12 +797,11 @@ async fn write_baseline(client: &Client, objects: &[RbacObject], concurrency: us
         .for_each_concurrent(concurrency, |object| async move {
             match object {
                 RbacObject::Role(role) => {
-                    let api: Api<Role> = Api::namespaced(client.clone(), &role.namespace().unwrap_or_default());
+                    let api: Api<Role> = Api::namespaced(client.clone(), &object.namespace());
                     retry(|| api.create(&POST, role)).await;
                 }
                 RbacObject::Binding(binding) => {
-                    let api: Api<RoleBinding> =
-                        Api::namespaced(client.clone(), &binding.namespace().unwrap_or_default());
+                    let api: Api<RoleBinding> = Api::namespaced(client.clone(), &object.namespace());
                     retry(|| api.create(&POST, binding)).await;
                 }
             }
@@ -1095,14 +1096,9 @@ async fn request_costs(
     let copies = |namespaces: &[String]| -> Vec<RbacObject> {
         namespaces.iter().flat_map(|ns| template.iter().map(|o| o.moved_to(ns))).collect()
     };
-    // The controller's own patch (src/controller/finalizer.rs).
-    let finalize: Patch<()> = Patch::Json(
-        serde_json::from_value(json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": null},
-            {"op": "add", "path": "/metadata/finalizers", "value": ["kubelighthouse.io/bench"]},
-        ]))
-        .expect("json patch"),
-    );
+    // The controller's own patch.
+    let finalize: Patch<()> =
+        Patch::Json(serde_json::from_value(add_patch(None, "kubelighthouse.io/bench")).expect("json patch"));
     let mut costs = Costs::default();
     let per_round = n.div_ceil(COST_ROUNDS);
     for (posted, applied) in posted.chunks(per_round).zip(applied.chunks(per_round)) {

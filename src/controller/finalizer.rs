@@ -53,7 +53,7 @@ fn state<K: Resource>(object: &K, name: &str) -> State {
 
 /// JSON patch adding finalizer `name`. The `test` makes it fail, and the reconcile retry,
 /// when someone else changed the finalizers in between: Kubernetes does not deduplicate them.
-fn add_patch(current: Option<&Vec<String>>, name: &str) -> serde_json::Value {
+pub fn add_patch(current: Option<&Vec<String>>, name: &str) -> serde_json::Value {
     match current {
         None => json!([
             {"op": "test", "path": "/metadata/finalizers", "value": null},
