@@ -52,6 +52,23 @@ pub struct RegistrationDefinitionSpec {
     pub plan: Option<Plan>,
 }
 
+impl RegistrationDefinitionSpec {
+    /// Namespaces of the ServiceAccount principals (`principalId: namespace/name`), each once.
+    /// Their home tenant is part of the definition's validity (SPEC §2), so a change of their
+    /// labels, or their deletion, re-judges the definition.
+    pub fn service_account_namespaces(&self) -> Vec<String> {
+        let mut namespaces: Vec<String> = self
+            .authorizations
+            .iter()
+            .filter(|a| a.principal_type == Some(PrincipalType::ServiceAccount))
+            .filter_map(|a| a.principal_id.split_once('/').map(|(ns, _)| ns.to_string()))
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
+        namespaces
+    }
+}
+
 /// One principal of the managing tenant and the role it is granted.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

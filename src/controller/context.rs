@@ -48,6 +48,9 @@ pub struct Indexes {
     pub assignments_by_namespace: Index<RegistrationAssignment>,
     pub assignments_by_uid: Index<RegistrationAssignment>,
     pub definitions_by_namespace: Index<RegistrationDefinition>,
+    /// Definitions by the namespaces of their ServiceAccount principals, whose home tenant
+    /// they depend on.
+    pub definitions_by_principal_namespace: Index<RegistrationDefinition>,
     /// Resource-group namespaces by the subscription they belong to.
     pub namespaces_by_subscription: Index<PartialObjectMeta<Namespace>>,
 }
@@ -58,6 +61,9 @@ impl Default for Indexes {
             assignments_by_namespace: Index::new(|a| a.namespace()),
             assignments_by_uid: Index::new(|a| a.uid()),
             definitions_by_namespace: Index::new(|d| d.namespace()),
+            definitions_by_principal_namespace: Index::multi(|d: &RegistrationDefinition| {
+                d.spec.service_account_namespaces()
+            }),
             namespaces_by_subscription: Index::new(|ns| {
                 NamespaceInfo::from_labels(ns.labels(), false).parent_subscription().map(String::from)
             }),
@@ -96,6 +102,11 @@ impl Caches {
 
     pub fn definitions_in(&self, namespace: &str) -> Vec<Arc<RegistrationDefinition>> {
         resolve(&self.definitions, self.indexes.definitions_by_namespace.get(namespace))
+    }
+
+    /// Definitions with a ServiceAccount principal in `namespace`.
+    pub fn definitions_with_principals_in(&self, namespace: &str) -> Vec<Arc<RegistrationDefinition>> {
+        resolve(&self.definitions, self.indexes.definitions_by_principal_namespace.get(namespace))
     }
 }
 

@@ -86,60 +86,78 @@ impl<T: Table> Relisted<T> {
 
 /// Each member is held once (an `Arc` both maps share), and groups are small (the objects
 /// of one namespace), so a group is a `Vec` rather than a set: at thousands of members the
-/// per-entry overhead is what counts.
+/// per-entry overhead is what counts. A member may belong to several groups (a definition
+/// names ServiceAccounts of several namespaces).
 struct Members<K: Resource<DynamicType = ()>> {
     members: HashMap<Arc<str>, Vec<Arc<ObjectRef<K>>>>,
-    group_of: HashMap<Arc<ObjectRef<K>>, Arc<str>>,
+    groups_of: HashMap<Arc<ObjectRef<K>>, Box<[Arc<str>]>>,
 }
 
 impl<K: Resource<DynamicType = ()>> Default for Members<K> {
     fn default() -> Self {
-        Members { members: HashMap::new(), group_of: HashMap::new() }
+        Members { members: HashMap::new(), groups_of: HashMap::new() }
     }
 }
 
 impl<K: Resource<DynamicType = ()>> Table for Members<K> {
-    /// A member and its group (None: not indexed).
-    type Entry = (ObjectRef<K>, Option<String>);
+    /// A member and its groups (none: not indexed).
+    type Entry = (ObjectRef<K>, Vec<String>);
 
-    fn insert(&mut self, (reference, group): Self::Entry) {
-        self.remove(&(reference.clone(), None));
-        if let Some(group) = group {
+    fn insert(&mut self, (reference, groups): Self::Entry) {
+        self.remove(&(reference.clone(), Vec::new()));
+        if groups.is_empty() {
+            return;
+        }
+        let reference = Arc::new(reference);
+        let mut shared_groups = Vec::with_capacity(groups.len());
+        for group in groups {
             let group: Arc<str> = match self.members.get_key_value(group.as_str()) {
                 Some((shared, _)) => shared.clone(),
                 None => Arc::from(group),
             };
-            let reference = Arc::new(reference);
-            self.members.entry(group.clone()).or_default().push(reference.clone());
-            self.group_of.insert(reference, group);
+            let members = self.members.entry(group.clone()).or_default();
+            if !members.contains(&reference) {
+                members.push(reference.clone());
+            }
+            shared_groups.push(group);
         }
+        self.groups_of.insert(reference, shared_groups.into_boxed_slice());
     }
 
     fn remove(&mut self, (reference, _): &Self::Entry) {
-        if let Some(group) = self.group_of.remove(reference) {
-            if let Some(members) = self.members.get_mut(&group) {
+        let Some(groups) = self.groups_of.remove(reference) else { return };
+        for group in groups.iter() {
+            if let Some(members) = self.members.get_mut(group) {
                 members.retain(|m| m.as_ref() != reference);
                 if members.is_empty() {
-                    self.members.remove(&group);
+                    self.members.remove(group);
                 }
             }
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.group_of.is_empty()
+        self.groups_of.is_empty()
     }
 }
 
-/// Members of a cache grouped by a key computed from each object (None: not indexed).
+type GroupsOf<K> = Box<dyn Fn(&K) -> Vec<String> + Send + Sync>;
+
+/// Members of a cache grouped by keys computed from each object (none: not indexed).
 pub struct Index<K: Resource<DynamicType = ()>> {
-    key: fn(&K) -> Option<String>,
+    groups: GroupsOf<K>,
     table: Relisted<Members<K>>,
 }
 
-impl<K: Resource<DynamicType = ()> + Clone> Index<K> {
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Index<K> {
+    /// An index where each object belongs to at most one group.
     pub fn new(key: fn(&K) -> Option<String>) -> Index<K> {
-        Index { key, table: Relisted::default() }
+        Index::multi(move |object| key(object).into_iter().collect())
+    }
+
+    /// An index where an object belongs to every group `groups` names.
+    pub fn multi(groups: impl Fn(&K) -> Vec<String> + Send + Sync + 'static) -> Index<K> {
+        Index { groups: Box::new(groups), table: Relisted::default() }
     }
 
     /// Follows one watch event.
@@ -153,7 +171,7 @@ impl<K: Resource<DynamicType = ()> + Clone> Index<K> {
                 Some(ns) => name.within(ns),
                 None => name,
             };
-            (reference, (self.key)(object))
+            (reference, (self.groups)(object))
         };
         self.table.observe(map_event(event, entry));
     }
@@ -219,6 +237,23 @@ mod tests {
         assert_eq!(names(&index, "x"), ["gone", "kept"]);
         index.observe(&watcher::Event::InitDone);
         assert_eq!(names(&index, "x"), ["kept"]);
+    }
+
+    #[test]
+    fn a_member_of_several_groups_leaves_each_when_it_moves_or_goes() {
+        let index: Index<ConfigMap> = Index::multi(|cm: &ConfigMap| {
+            cm.labels().get("group").map(|g| g.split(',').map(String::from).collect()).unwrap_or_default()
+        });
+        index.observe(&watcher::Event::Apply(object("a", "one", "x,y")));
+        index.observe(&watcher::Event::Apply(object("a", "two", "y,y")));
+        assert_eq!(names(&index, "x"), ["one"]);
+        assert_eq!(names(&index, "y"), ["one", "two"]);
+        index.observe(&watcher::Event::Apply(object("a", "one", "z")));
+        assert!(!index.contains("x"));
+        assert_eq!(names(&index, "y"), ["two"]);
+        assert_eq!(names(&index, "z"), ["one"]);
+        index.observe(&watcher::Event::Delete(object("a", "two", "y")));
+        assert!(!index.contains("y"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use tracing::warn;
 
 use super::context::{Caches, Context};
 use super::definition::assignments_of;
+use super::guard::{self, Offence};
 use super::index::map_event;
 use super::materialized::{Key, MaterializedCache, Record};
 use super::sweep::Candidate;
@@ -33,6 +34,8 @@ pub struct Sinks {
     pub definitions: UnboundedSender<ObjectRef<RegistrationDefinition>>,
     pub namespaces: UnboundedSender<ObjectRef<PartialObjectMeta<Namespace>>>,
     pub sweep: UnboundedSender<Candidate>,
+    /// RoleBindings beyond User Access Administrator's limit.
+    pub guard: UnboundedSender<Offence>,
 }
 
 impl Sinks {
@@ -147,21 +150,30 @@ fn definition_own_parts(d: &RegistrationDefinition) -> u64 {
 }
 
 /// What the model reads of a namespace: its tenant and subscription labels, its deletion.
-fn namespace_parts(ns: &PartialObjectMeta<Namespace>) -> u64 {
-    let info = NamespaceInfo::from_labels(ns.labels(), ns.metadata.deletion_timestamp.is_some());
-    fingerprint((info.tenant_id, info.subscription, info.terminating))
+fn namespace_info(ns: &PartialObjectMeta<Namespace>) -> NamespaceInfo {
+    NamespaceInfo::from_labels(ns.labels(), ns.metadata.deletion_timestamp.is_some())
 }
 
 // --- fan-out ---------------------------------------------------------------------------
 
-/// A namespace's tenant or subscription changed: assignments in it, over it (its
-/// subscription's), under it (its resource groups'), and those holding objects in it (it
-/// may have left their scope).
-fn namespace_moved(name: &str, ns: &PartialObjectMeta<Namespace>, caches: &Caches, sinks: &Sinks) {
-    let info = NamespaceInfo::from_labels(ns.labels(), false);
-    let parent = info.parent_subscription().map(String::from);
+/// A namespace's tenant or subscription label changed, or it is terminating or gone. Every
+/// fact a reconcile took from it is re-read (docs/architecture.md, "What is read from a
+/// namespace"):
+/// - assignments in it, and in its resource groups (their home tenant is its tenant);
+/// - the subscription it belongs to now and the one it belonged to before (a resource group
+///   that moved): their assignments re-compute their scope, and their managed-by-tenants;
+/// - assignments holding objects in it (it may have just left their scope);
+/// - definitions in it (a transfer, or a definition left outside any subscription);
+/// - definitions with a ServiceAccount principal in it or in its resource groups: that
+///   principal's home tenant is this namespace's (or its subscription's) tenant.
+fn namespace_moved(name: &str, now: &NamespaceInfo, before: Option<&NamespaceInfo>, caches: &Caches, sinks: &Sinks) {
+    let parents: std::collections::BTreeSet<String> = [Some(now), before]
+        .into_iter()
+        .flatten()
+        .filter_map(|info| info.parent_subscription().map(String::from))
+        .collect();
     let mut affected = caches.assignments_under(name);
-    if let Some(parent) = &parent {
+    for parent in &parents {
         affected.extend(caches.assignments_in(parent));
     }
     for a in affected {
@@ -175,8 +187,15 @@ fn namespace_moved(name: &str, ns: &PartialObjectMeta<Namespace>, caches: &Cache
     for d in caches.definitions_in(name) {
         sinks.definition(&d);
     }
-    if let Some(p) = &parent {
-        sinks.namespace(p);
+    let mut principal_namespaces = caches.resource_groups_of(name);
+    principal_namespaces.push(name.to_string());
+    for ns in &principal_namespaces {
+        for d in caches.definitions_with_principals_in(ns) {
+            definition_changed(&d, caches, sinks);
+        }
+    }
+    for parent in &parents {
+        sinks.namespace(parent);
     }
 }
 
@@ -281,6 +300,16 @@ async fn drive<T, S>(
     }
 }
 
+/// Drains a watch that is only inspected as it goes by (no cache, no readiness).
+async fn judge_only<T>(kind: &'static str, stream: impl Stream<Item = Result<watcher::Event<T>, watcher::Error>>) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        if let Err(e) = item {
+            warn!(kind, error = %e, "watch failed; retrying with backoff");
+        }
+    }
+}
+
 /// Only what the reconcilers read stays in a cache: of our own custom resources, no
 /// managedFields, labels or annotations (`kubectl apply` keeps a whole copy of the object in
 /// one).
@@ -343,9 +372,25 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
     let roles = watcher(Api::<Role>::all(client.clone()), managed.clone())
         .default_backoff()
         .map_ok(|e| map_event(&e, Record::from_role));
-    let bindings = watcher(Api::<RoleBinding>::all(client), managed)
+    // Every RoleBinding is judged against User Access Administrator's limit as it goes by
+    // (ours as well, in case someone forged our label); those that are not ours are watched
+    // for that alone and never stored.
+    let guard_sink = sinks.guard.clone();
+    let judge = move |event: &watcher::Event<RoleBinding>| {
+        if let watcher::Event::Apply(b) | watcher::Event::InitApply(b) = event {
+            if let Some(offence) = guard::judge(b) {
+                let _ = guard_sink.unbounded_send(offence);
+            }
+        }
+    };
+    let bindings = watcher(Api::<RoleBinding>::all(client.clone()), managed)
         .default_backoff()
+        .inspect_ok(judge.clone())
         .map_ok(|e| map_event(&e, Record::from_binding));
+    let others =
+        watcher(Api::<RoleBinding>::all(client), all().labels(&format!("{}!={}", keys::MANAGED_BY, keys::MANAGER)))
+            .default_backoff()
+            .inspect_ok(judge);
 
     let caches = ctx.caches.clone();
     let r = || readiness.clone();
@@ -413,27 +458,32 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
     };
 
     // Namespaces: every change may need the annotation put back; only a tenant, a
-    // subscription or a deletion moves delegations.
-    let mut namespace_seen = Relevant::default();
+    // subscription or a deletion moves delegations. What each namespace was is kept (two
+    // labels), because a resource group that moves must also be taken out of its old
+    // subscription.
+    let mut namespace_seen: HashMap<String, NamespaceInfo> = HashMap::new();
     let mut namespaces_listed = false;
     let on_namespace = |change: Change<'_, PartialObjectMeta<Namespace>>| {
-        let (ns, moved) = match change {
-            // The first list moves nothing: every delegation is being listed anyway. A
-            // relist finds what moved while the watch was down.
-            Change::Listed(ns) => (ns, namespace_seen.changed(ns, namespace_parts(ns)) && namespaces_listed),
-            Change::Applied(ns) => (ns, namespace_seen.changed(ns, namespace_parts(ns))),
-            Change::Deleted(ns) => {
-                namespace_seen.forget(ns);
-                (ns, true)
-            }
+        let (ns, gone) = match change {
+            Change::Listed(ns) | Change::Applied(ns) => (ns, false),
+            Change::Deleted(ns) => (ns, true),
             Change::ListDone => {
                 namespaces_listed = true;
                 return;
             }
         };
         let name = ns.name_any();
+        let now = namespace_info(ns);
+        let before = if gone { namespace_seen.remove(&name) } else { namespace_seen.insert(name.clone(), now.clone()) };
+        let moved = match change {
+            // The first list moves nothing: every delegation is being listed anyway. A
+            // relist finds what moved while the watch was down.
+            Change::Listed(_) => namespaces_listed && before.as_ref() != Some(&now),
+            Change::Applied(_) => before.as_ref() != Some(&now),
+            _ => true,
+        };
         if moved {
-            namespace_moved(&name, ns, &caches, &sinks);
+            namespace_moved(&name, &now, before.as_ref(), &caches, &sinks);
         }
         // Only a subscription, or a namespace still carrying the annotation, has one to keep.
         if ns.labels().contains_key(keys::TENANT_ID) || ns.annotations().contains_key(keys::MANAGED_BY_TENANTS) {
@@ -456,7 +506,16 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
 
     futures::join!(
         drive("Namespace", namespaces, r(), |e| ix.namespaces_by_subscription.observe(e), on_namespace),
-        drive("RegistrationDefinition", definitions, r(), |e| ix.definitions_by_namespace.observe(e), on_definition),
+        drive(
+            "RegistrationDefinition",
+            definitions,
+            r(),
+            |e| {
+                ix.definitions_by_namespace.observe(e);
+                ix.definitions_by_principal_namespace.observe(e);
+            },
+            on_definition
+        ),
         drive(
             "RegistrationAssignment",
             assignments,
@@ -470,5 +529,6 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
         drive("ClusterRole", cluster_roles, r(), |e| caches.catalog.observe(e), on_cluster_role),
         drive("Role", roles, r(), feed(&caches.roles), on_materialized("Role", Candidate::Role)),
         drive("RoleBinding", bindings, r(), feed(&caches.bindings), on_materialized("RoleBinding", Candidate::Binding)),
+        judge_only("RoleBinding (not ours)", others),
     );
 }

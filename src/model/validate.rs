@@ -246,7 +246,11 @@ fn check_principal(
     if !is_dns_label(namespace) || !is_dns_subdomain(name) {
         return Err(invalid());
     }
-    let home = scope::subscription_of(namespace, namespaces).ok().map(|(_, tenant)| tenant);
+    // A ServiceAccount of a namespace being deleted still authenticates until the namespace
+    // is gone, but no longer belongs to anyone: its namespace may be re-created for another
+    // tenant.
+    let terminating = namespaces.get(namespace).is_some_and(|info| info.terminating);
+    let home = scope::subscription_of(namespace, namespaces).ok().map(|(_, tenant)| tenant).filter(|_| !terminating);
     match (home, managing_tenant) {
         (Some(home), Some(managing)) if &home == managing => Ok(auth.principal_id.clone()),
         (home, _) => Err(FieldError::new(

@@ -777,6 +777,38 @@ fn service_accounts_of_other_tenants_are_refused() {
 }
 
 #[test]
+fn a_service_account_follows_its_namespace_out_of_the_managing_tenant() {
+    let definition = spec(vec![typed("msp-automation-jobs/ci", PrincipalType::ServiceAccount, READER)]);
+    let refused = |w: &World, why: &str| {
+        let r = rejection(w.validate(&definition));
+        assert_eq!(
+            r.0.iter().map(|e| (e.rule, e.field.clone())).collect::<Vec<_>>(),
+            one(Rule::ServiceAccountOutsideManagingTenant, "spec.authorizations[0].principalId"),
+            "{why}"
+        );
+    };
+    let mut w = World::new();
+    valid(w.validate(&definition));
+    // Its resource group's subscription relabelled to another tenant.
+    let subscription = w.namespaces["msp-automation-jobs"].parent_subscription().expect("a resource group").to_string();
+    w.namespaces.get_mut(&subscription).expect("exists").tenant_id =
+        Some("33333333-3333-3333-3333-333333333333".into());
+    refused(&w, "subscription relabelled");
+    // Moved under another tenant's subscription.
+    let mut w = World::new();
+    w.namespaces.get_mut("msp-automation-jobs").expect("exists").subscription = Some("third-party".into());
+    refused(&w, "moved");
+    // Being deleted: a namespace of that name may come back for anyone.
+    let mut w = World::new();
+    w.namespaces.get_mut("msp-automation-jobs").expect("exists").terminating = true;
+    refused(&w, "terminating");
+    // Gone.
+    let mut w = World::new();
+    w.namespaces.remove("msp-automation-jobs");
+    refused(&w, "deleted");
+}
+
+#[test]
 fn malformed_service_account_names_are_invalid() {
     let w = World::new();
     for bad in [
