@@ -12,6 +12,7 @@ pub mod definition;
 pub mod events;
 pub mod expectations;
 pub mod finalizer;
+pub mod guard;
 pub mod index;
 pub mod materialized;
 pub mod namespace;
@@ -186,6 +187,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
     let (definition_tx, definition_rx) = mpsc::unbounded();
     let (namespace_tx, namespace_rx) = mpsc::unbounded();
     let (sweep_tx, sweep_rx) = mpsc::unbounded();
+    let (guard_tx, guard_rx) = mpsc::unbounded();
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -223,6 +225,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
         definitions: definition_tx,
         namespaces: namespace_tx,
         sweep: sweep_tx,
+        guard: guard_tx,
     };
     // Each long-lived part runs as its own task on the worker threads.
     let watches = tokio::spawn(triggers::run(client.clone(), writers, ctx.clone(), sinks, readiness));
@@ -233,7 +236,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
     let definitions = spawn_controller(stop, store, definition_rx, definition::reconcile, "definition", &ctx, config);
     let (stop, store) = (shutdown.clone(), caches.namespaces.clone());
     let namespaces = spawn_controller(stop, store, namespace_rx, namespace::reconcile, "namespace", &ctx, config);
-    let sweeper = tokio::spawn(sweep::run(ctx, sweep_rx));
+    let sweeper = tokio::spawn(sweep::run(ctx.clone(), sweep_rx));
+    let guard = tokio::spawn(guard::run(ctx, guard_rx));
 
     info!("kube-lighthouse controller started");
     tokio::select! {
@@ -244,6 +248,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), Error> {
             let _ =
                 tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join3(assignments, definitions, namespaces)).await;
             sweeper.abort();
+            guard.abort();
         }
         r = watches => warn!(result = ?r, "watches ended"),
     }

@@ -1,5 +1,6 @@
 //! Orphan sweep: Roles and RoleBindings labelled as ours whose assignment no longer exists
-//! (deleted while its finalizer was bypassed, or left by an older version) are deleted.
+//! (deleted while its finalizer was bypassed, or left by an older version), or that name no
+//! assignment at all (our label forged on a hand-made object), are deleted.
 //! Every managed object seen by the watches is a candidate; it is judged only once the
 //! caches are synced, so a cold cache never looks like "no assignments".
 
@@ -19,8 +20,10 @@ pub enum Candidate {
     Binding(Key),
 }
 
+/// An object labelled as ours whose assignment is gone, or that names none (our label put
+/// on a hand-made object: nothing of ours is without an owner).
 fn orphan(cache: &MaterializedCache, key: &Key, ctx: &Context) -> Option<std::sync::Arc<Record>> {
-    cache.get(&key.0, &key.1).filter(|r| r.owner_uid.as_ref().is_some_and(|uid| !ctx.caches.assignment_exists(uid)))
+    cache.get(&key.0, &key.1).filter(|r| r.owner_uid.as_ref().is_none_or(|uid| !ctx.caches.assignment_exists(uid)))
 }
 
 async fn delete<K>(api: Api<K>, name: &str)

@@ -35,11 +35,24 @@ fn short_hash(input: &str, len: usize) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..len].to_string()
 }
 
-/// Deterministic name of the Role and RoleBinding for one (assignment, role).
+/// The longest role part of an object name: with `kubelighthouse:<hash>:` the name stays
+/// within 253 bytes, the limit of names Kubernetes stores.
+const MAX_ROLE_PART: usize = 200;
+
+/// Deterministic name of the Role and RoleBinding for one (assignment, role):
+/// `kubelighthouse:<hash of the assignment>:<role>`, at most 227 bytes. A role name longer
+/// than 200 bytes (ClusterRole names have no length limit) is cut and followed by a hash of
+/// the whole, so two long roles that share a prefix never share an object.
 pub fn object_name(assignment: &AssignmentRef, role: &str) -> String {
     let hash = short_hash(&format!("{}/{}", assignment.namespace, assignment.name), 10);
-    let role: String = role.chars().take(200).collect();
-    format!("kubelighthouse:{hash}:{role}")
+    if role.len() <= MAX_ROLE_PART {
+        return format!("kubelighthouse:{hash}:{role}");
+    }
+    let mut cut = MAX_ROLE_PART - 11;
+    while !role.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("kubelighthouse:{hash}:{}-{}", &role[..cut], short_hash(role, 10))
 }
 
 /// A label value naming `value`: itself when it fits the 63-character limit, else a prefix
@@ -70,8 +83,10 @@ fn touches_own_assignments(rule: &PolicyRule) -> bool {
     group && resource && delete
 }
 
-/// The Delete role lets a managing principal delete *the assignment that granted it*
-/// (SPEC §4): its assignment rules are pinned to that name, in that namespace only.
+/// The Delete role lets a managing principal get, list, watch and delete *the assignment
+/// that granted it* (SPEC §4): a rule that deletes assignments is pinned, with its reads, to
+/// that name, in that namespace only. (Reading assignments without deleting is what Reader
+/// grants: the customer's "Service providers" view, not pinned.)
 fn pin_assignment_rules(rules: &[PolicyRule], assignment: &AssignmentRef, namespace: &str) -> Vec<PolicyRule> {
     let mut out = Vec::new();
     for rule in rules {
@@ -109,19 +124,25 @@ fn rbac_rule(resources: &[&str], verbs: &[&str], names: Option<Vec<String>>) -> 
     }
 }
 
-/// User Access Administrator, limited as in Lighthouse: its subjects may write RoleBindings
-/// and `bind` exactly the assignable Roles (Kubernetes' own escalation check then refuses any
-/// other role they do not hold); the webhook restricts those bindings to ServiceAccounts.
+/// User Access Administrator, limited as in Lighthouse (SPEC §4: "create RoleBindings that
+/// bind only ServiceAccounts to the delegatedRoleDefinitionIds roles"): its subjects may
+/// *create* RoleBindings and `bind` exactly the assignable Roles, so Kubernetes' own
+/// escalation check refuses a binding to any other role they do not hold. Nothing else: no
+/// delete, update or patch, which would let them remove or rewrite the customer's own
+/// bindings, and no reads of who holds what. Which subjects such a binding may name
+/// (ServiceAccounts of its namespace) is enforced by the webhook and by the controller's
+/// guard ([`crate::model::user_access`]).
 fn user_access_rules(assignable: &[String]) -> Vec<PolicyRule> {
-    vec![
-        rbac_rule(&["rolebindings"], &["get", "list", "watch", "create", "update", "patch", "delete"], None),
-        rbac_rule(&["roles"], &["bind"], Some(assignable.to_vec())),
-    ]
+    vec![rbac_rule(&["rolebindings"], &["create"], None), rbac_rule(&["roles"], &["bind"], Some(assignable.to_vec()))]
 }
 
-/// Name of the Role a User Access Administrator may bind: the delegated role, per assignment.
+/// What follows the assignment's hash in the name of an assignable Role.
+pub const ASSIGNABLE_ROLE_PART: &str = "assignable:";
+
+/// Name of the Role a User Access Administrator may bind: the delegated role, per assignment
+/// (`kubelighthouse:<hash>:assignable:<role>`, see [`super::user_access::is_assignable`]).
 pub fn assignable_name(assignment: &AssignmentRef, role: &str) -> String {
-    object_name(assignment, &format!("assignable:{role}"))
+    object_name(assignment, &format!("{ASSIGNABLE_ROLE_PART}{role}"))
 }
 
 /// Builds the objects `assignment` must own in `namespaces` for the valid `definition`.
@@ -319,6 +340,11 @@ mod tests {
         assert_eq!(assignable.rules, Some(vec![rule(&[""], &["pods"], &["get"])]));
         let uaa = &d.roles[1];
         let rules = uaa.rules.clone().expect("rules");
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        assert_eq!(rules[0].resources, Some(vec!["rolebindings".to_string()]));
+        assert_eq!(rules[0].verbs, ["create"], "never delete, update or patch the customer's bindings");
+        assert_eq!(rules[0].resource_names, None);
+        assert_eq!(rules[1].resources, Some(vec!["roles".to_string()]));
         assert_eq!(rules[1].verbs, ["bind"]);
         assert_eq!(rules[1].resource_names, Some(vec![assignable_name(&assignment(), "view")]));
         assert_eq!(d.bindings.len(), 1, "nobody is bound to the assignable role by us");
@@ -353,5 +379,45 @@ mod tests {
     fn a_grant_without_subjects_materializes_nothing() {
         let def = definition(vec![Grant { role: "view".into(), rules: vec![], subjects: vec![] }]);
         assert_eq!(build(&assignment(), &def, &["customer-a".into()]), DesiredRbac::default());
+    }
+
+    #[test]
+    fn long_roles_that_share_a_prefix_get_distinct_names() {
+        let a = format!("{}-one", "r".repeat(250));
+        let b = format!("{}-two", "r".repeat(250));
+        let (na, nb) = (object_name(&assignment(), &a), object_name(&assignment(), &b));
+        assert_ne!(na, nb);
+        assert!(na.len() <= 253 && nb.len() <= 253);
+        assert_eq!(object_name(&assignment(), "view"), object_name(&assignment(), "view"));
+    }
+
+    fn is_label_value(v: &str) -> bool {
+        let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        v.len() <= 63
+            && (v.is_empty()
+                || (edge(v.chars().next())
+                    && edge(v.chars().last())
+                    && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))))
+    }
+
+    proptest::proptest! {
+        /// Any valid assignment (a DNS-subdomain name up to 253 characters in a DNS-label
+        /// namespace) and any role name: object names fit 253 bytes and are path segments,
+        /// label values fit 63 characters and are valid label values.
+        #[test]
+        fn generated_names_and_labels_stay_within_kubernetes_limits(
+            namespace in "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?",
+            name in "[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?",
+            role in "[^/%]{1,400}",
+        ) {
+            let assignment = AssignmentRef { namespace, name, uid: "3f2a-uid".into() };
+            for object in [object_name(&assignment, &role), assignable_name(&assignment, &role)] {
+                proptest::prop_assert!(object.len() <= 253, "{} bytes", object.len());
+                proptest::prop_assert!(!object.contains('/') && !object.contains('%'));
+            }
+            for (key, value) in labels(&assignment, "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6") {
+                proptest::prop_assert!(is_label_value(&value), "{key}={value:?}");
+            }
+        }
     }
 }

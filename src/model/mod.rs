@@ -4,7 +4,8 @@
 //! Flow: [`scope`] resolves where an assignment applies and whose tenant it is;
 //! [`catalog`] finds the built-in role an authorization names; [`rules`] judges that role's
 //! permissions; [`validate`] applies SPEC §3 to a whole delegation; [`desired`] turns a valid
-//! delegation into the exact Roles and RoleBindings that must exist.
+//! delegation into the exact Roles and RoleBindings that must exist; [`user_access`] keeps the
+//! bindings a User Access Administrator makes to managed identities.
 
 pub mod catalog;
 pub mod desired;
@@ -14,4 +15,5 @@ pub mod rules;
 pub mod scope;
 pub mod tenant;
 pub mod transfer;
+pub mod user_access;
 pub mod validate;

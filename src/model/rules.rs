@@ -18,6 +18,8 @@ const RBAC: &str = "rbac.authorization.k8s.io";
 const CORE: &str = "";
 const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 const READ_VERBS: [&str; 3] = ["get", "list", "watch"];
+/// Writes whose response carries the stored object.
+const RETURNING_WRITES: [&str; 3] = ["update", "patch", "deletecollection"];
 /// Verbs that are escalations wherever they appear (`Microsoft.Authorization/*`).
 const PRIVILEGE_VERBS: [&str; 3] = ["bind", "escalate", "impersonate"];
 
@@ -66,7 +68,7 @@ impl Violation {
             Self::WildcardResource => "wildcard resource (Azure: */write, */delete)",
             Self::RbacWrite => "writes RBAC objects (Azure: Microsoft.Authorization/*/write)",
             Self::PrivilegeEscalation => "bind, escalate or impersonate (Azure: Microsoft.Authorization/*)",
-            Self::SecretRead => "reads secrets (Azure: data actions)",
+            Self::SecretRead => "reads secrets, or writes them in a way that returns them (Azure: data actions)",
             Self::DataAction => "exec, attach, port-forward or proxy (Azure: data actions)",
             Self::TokenCreate => "creates service account tokens (Azure: data actions)",
             Self::NamespaceWrite => "writes namespaces (outside the delegated scope)",
@@ -170,7 +172,22 @@ const SENSITIVE: &[Sensitive] = &[
         verbs: Some(&["impersonate"]),
         violation: Violation::PrivilegeEscalation,
     },
-    Sensitive { group: CORE, resources: &["secrets"], verbs: Some(&READ_VERBS), violation: Violation::SecretRead },
+    // Reads, and the writes whose response carries the stored Secret: an `update` or a `patch`
+    // (an empty patch returns the whole Secret) and a `deletecollection` (returns the deleted
+    // items). `create` returns only what was sent; `delete` returns a Status.
+    Sensitive {
+        group: CORE,
+        resources: &["secrets"],
+        verbs: Some(&[
+            READ_VERBS[0],
+            READ_VERBS[1],
+            READ_VERBS[2],
+            RETURNING_WRITES[0],
+            RETURNING_WRITES[1],
+            RETURNING_WRITES[2],
+        ]),
+        violation: Violation::SecretRead,
+    },
     Sensitive {
         group: CORE,
         resources: &["pods/exec", "pods/attach", "pods/portforward", "pods/proxy", "services/proxy", "nodes/proxy"],
@@ -452,6 +469,10 @@ mod tests {
             (&[""], &["secrets"], &["get"], &[SecretRead]),
             (&[""], &["secrets"], &["list"], &[SecretRead]),
             (&[""], &["secrets"], &["watch"], &[SecretRead]),
+            // Their responses carry the Secret's data.
+            (&[""], &["secrets"], &["update"], &[SecretRead]),
+            (&[""], &["secrets"], &["patch"], &[SecretRead]),
+            (&[""], &["secrets"], &["deletecollection"], &[SecretRead]),
             (&[""], &["pods/exec"], &["create"], &[DataAction]),
             (&[""], &["pods/exec"], &["get"], &[DataAction]),
             (&[""], &["pods/attach"], &["create"], &[DataAction]),
@@ -481,7 +502,7 @@ mod tests {
         let cases: &[(&[&str], &[&str], &[&str])] = &[
             (&[""], &["pods", "services", "configmaps", "events"], &["get", "list", "watch"]),
             (&[""], &["pods/log"], &["get"]),
-            (&[""], &["secrets"], &["create", "update", "delete"]),
+            (&[""], &["secrets"], &["create", "delete"]),
             (&[""], &["serviceaccounts"], &["get", "list"]),
             (&[""], &["serviceaccounts/token"], &["get"]),
             (&[""], &["namespaces"], &["get", "list", "watch"]),
@@ -530,8 +551,8 @@ mod tests {
         assert_eq!(
             text,
             [
-                "rules[1] grants get secrets: reads secrets (Azure: data actions)",
-                "rules[1] grants list secrets: reads secrets (Azure: data actions)"
+                "rules[1] grants get secrets: reads secrets, or writes them in a way that returns them (Azure: data actions)",
+                "rules[1] grants list secrets: reads secrets, or writes them in a way that returns them (Azure: data actions)"
             ]
         );
     }

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use super::authority;
 use crate::api::{RegistrationAssignment, RegistrationDefinition};
 use crate::controller::context::Context;
+use crate::model::user_access;
 use crate::model::validate::{self, AssignmentFacts, DefinitionFacts, Grant, Rejection};
 
 fn parse<K: DeserializeOwned>(object: &Option<DynamicObject>) -> Option<K> {
@@ -24,7 +25,14 @@ fn denied(request: &AdmissionRequest<DynamicObject>, message: String) -> Admissi
 /// The verdict on one admission request.
 pub async fn review(request: &AdmissionRequest<DynamicObject>, ctx: &Context) -> AdmissionResponse {
     let allowed = AdmissionResponse::from(request);
-    if !matches!(request.operation, Operation::Create | Operation::Update) {
+    // Every operation that can widen or remove access is judged: writes of delegations, and
+    // every write of a RoleBinding in a delegated namespace, its deletion included.
+    let judged = match request.operation {
+        Operation::Create | Operation::Update => true,
+        Operation::Delete => request.kind.kind == "RoleBinding",
+        Operation::Connect => false,
+    };
+    if !judged {
         return allowed;
     }
     // A cold cache would judge against an empty cluster; the API server retries on failure.
@@ -124,29 +132,19 @@ async fn assignment(request: &AdmissionRequest<DynamicObject>, ctx: &Context) ->
     authority::check(ctx, &request.user_info, &scope.namespaces, &materialized_roles(&valid)).await
 }
 
-/// User Access Administrator (seed 002): its delegated roles may be bound only to managed
-/// identities (ServiceAccounts of the namespace), and its holders may bind nothing else.
+/// User Access Administrator (seed 002, SPEC §4): its delegated roles may be bound only to
+/// managed identities (ServiceAccounts of the namespace), and its holders may create no other
+/// binding, and change or delete none (they could otherwise remove the customer's own).
 fn role_binding(request: &AdmissionRequest<DynamicObject>, ctx: &Context) -> Result<(), String> {
-    let Some(binding) = parse::<RoleBinding>(&request.object) else { return Ok(()) };
+    let deleting = matches!(request.operation, Operation::Delete);
+    let object = if deleting { &request.old_object } else { &request.object };
+    let Some(mut binding) = parse::<RoleBinding>(object) else { return Ok(()) };
     let namespace = request.namespace.clone().unwrap_or_default();
-    let assignable = binding.role_ref.kind == "Role"
-        && ctx.caches.roles.get(&namespace, &binding.role_ref.name).is_some_and(|r| r.assignable);
-    if assignable {
-        let outside: Vec<String> = binding
-            .subjects
-            .iter()
-            .flatten()
-            .filter(|s| s.kind != "ServiceAccount" || s.namespace.as_deref().is_some_and(|n| n != namespace))
-            .map(|s| format!("{} {}", s.kind, s.name))
-            .collect();
-        if !outside.is_empty() {
-            return Err(format!(
-                "role {} is assignable by User Access Administrator only to managed identities (ServiceAccounts of {namespace}), not to {}",
-                binding.role_ref.name,
-                outside.join(", ")
-            ));
+    binding.metadata.namespace = Some(namespace.clone());
+    if !deleting {
+        if let Some(message) = user_access::violation(&binding) {
+            return Err(message);
         }
-        return Ok(());
     }
     let user = &request.user_info;
     let groups = user.groups.clone().unwrap_or_default();
@@ -159,11 +157,19 @@ fn role_binding(request: &AdmissionRequest<DynamicObject>, ctx: &Context) -> Res
                 _ => false,
             },
         );
-    if is_delegate {
-        return Err(format!(
-            "a User Access Administrator may bind only its delegated roles in {namespace}, not {} {}",
-            binding.role_ref.kind, binding.role_ref.name
-        ));
+    if !is_delegate {
+        return Ok(());
     }
-    Ok(())
+    match request.operation {
+        Operation::Create if user_access::is_assignable(&binding.role_ref) => Ok(()),
+        Operation::Create => Err(format!(
+            "UserAccessAdministratorLimit: roleRef: a User Access Administrator may bind only its delegated roles in {namespace}, not {} {}",
+            binding.role_ref.kind, binding.role_ref.name
+        )),
+        _ => Err(format!(
+            "UserAccessAdministratorLimit: a User Access Administrator may only create RoleBindings in {namespace}; it may not {} RoleBinding {}",
+            if deleting { "delete" } else { "change" },
+            binding.metadata.name.as_deref().unwrap_or(&request.name)
+        )),
+    }
 }

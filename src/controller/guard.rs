@@ -1,0 +1,86 @@
+//! The guard of User Access Administrator's limit (SPEC §4, [`crate::model::user_access`])
+//! where the admission webhook did not judge: a RoleBinding that binds an assignable Role to
+//! anything but the ServiceAccounts of its namespace is deleted, with a Warning Event on it.
+//!
+//! RBAC lets a User Access Administrator create bindings to its assignable Roles but cannot
+//! restrict their subjects. The webhook refuses a bad one before it exists; without the
+//! webhook (not installed, or bypassed) this guard removes it as soon as the watch shows it.
+
+use std::sync::Arc;
+
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DeleteParams, Preconditions};
+use kube::runtime::events::{Event, EventType};
+use tracing::{info, warn};
+
+use super::context::Context;
+use crate::model::user_access;
+
+/// A RoleBinding that breaks the limit, and why.
+#[derive(Clone, Debug)]
+pub struct Offence {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    pub message: String,
+}
+
+/// The offence of `binding`, if it is one.
+pub fn judge(binding: &RoleBinding) -> Option<Offence> {
+    let message = user_access::violation(binding)?;
+    Some(Offence {
+        namespace: binding.metadata.namespace.clone().unwrap_or_default(),
+        name: binding.metadata.name.clone().unwrap_or_default(),
+        uid: binding.metadata.uid.clone(),
+        message,
+    })
+}
+
+async fn remove(ctx: &Context, offence: &Offence) {
+    let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &offence.namespace);
+    // Only the binding that was judged: one re-created meanwhile under the same name is
+    // judged on its own watch event.
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: offence.uid.clone(), resource_version: None }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&offence.name, &params).await {
+        Ok(_) => {
+            info!(namespace = %offence.namespace, name = %offence.name, "deleted a RoleBinding beyond User Access Administrator's limit")
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => return,
+        Err(e) => {
+            warn!(error = %e, namespace = %offence.namespace, name = %offence.name, "could not delete a RoleBinding beyond User Access Administrator's limit");
+            return;
+        }
+    }
+    let regarding = ObjectReference {
+        api_version: Some("rbac.authorization.k8s.io/v1".into()),
+        kind: Some("RoleBinding".into()),
+        name: Some(offence.name.clone()),
+        namespace: Some(offence.namespace.clone()),
+        uid: offence.uid.clone(),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "UserAccessAdministratorLimit".into(),
+        note: super::context::note(&format!("deleted: {}", offence.message)),
+        action: "Revoke".into(),
+        secondary: None,
+    };
+    ctx.publish_to(&regarding, event).await;
+}
+
+/// Runs until the channel closes. Judged only once the caches are synced, like the sweep.
+pub async fn run(ctx: Arc<Context>, mut offences: UnboundedReceiver<Offence>) {
+    if ctx.caches_synced().await.is_err() {
+        return;
+    }
+    while let Some(offence) = offences.next().await {
+        remove(&ctx, &offence).await;
+    }
+}

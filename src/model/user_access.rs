@@ -1,0 +1,130 @@
+//! The limit of User Access Administrator (SPEC §4, seed 002): its holders may create
+//! RoleBindings that bind the roles of `delegatedRoleDefinitionIds` ("assignable" Roles) only
+//! to managed identities, i.e. ServiceAccounts of the binding's own namespace.
+//!
+//! RBAC cannot restrict a binding's subjects, so this is judged twice from the same code:
+//! by the admission webhook, before such a binding exists, and by the controller's guard,
+//! which deletes one that bypassed the webhook (or was made while it was not installed).
+
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+
+use super::desired::ASSIGNABLE_ROLE_PART;
+
+/// Whether `role_ref` names an assignable Role: a namespaced Role whose name
+/// [`super::desired::assignable_name`] made (`kubelighthouse:<hash>:assignable:<role>`).
+/// Names of that shape are the controller's own; nothing else is named so.
+pub fn is_assignable(role_ref: &RoleRef) -> bool {
+    role_ref.kind == "Role"
+        && role_ref
+            .name
+            .strip_prefix("kubelighthouse:")
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(_, role)| role.starts_with(ASSIGNABLE_ROLE_PART))
+}
+
+/// The subjects of a binding in `namespace` that are not managed identities there, as
+/// `Kind name` (a ServiceAccount of another namespace as `ServiceAccount ns/name`).
+pub fn outside_subjects(namespace: &str, subjects: &[Subject]) -> Vec<String> {
+    subjects
+        .iter()
+        .filter_map(|s| match (s.kind.as_str(), s.namespace.as_deref()) {
+            ("ServiceAccount", None) => None,
+            ("ServiceAccount", Some(ns)) if ns == namespace => None,
+            ("ServiceAccount", Some(ns)) => Some(format!("ServiceAccount {ns}/{}", s.name)),
+            (kind, _) => Some(format!("{kind} {}", s.name)),
+        })
+        .collect()
+}
+
+/// Why `binding` may not exist, if it binds an assignable Role to anything but the
+/// ServiceAccounts of its namespace. The message names the rule, the field and the subjects.
+pub fn violation(binding: &RoleBinding) -> Option<String> {
+    if !is_assignable(&binding.role_ref) {
+        return None;
+    }
+    let namespace = binding.metadata.namespace.as_deref().unwrap_or_default();
+    let outside = outside_subjects(namespace, binding.subjects.as_deref().unwrap_or_default());
+    (!outside.is_empty()).then(|| {
+        format!(
+            "UserAccessAdministratorLimit: subjects: role {} is assignable by User Access Administrator only to managed identities (ServiceAccounts of {namespace}), not to {}",
+            binding.role_ref.name,
+            outside.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::desired::{assignable_name, object_name, AssignmentRef};
+
+    fn assignment() -> AssignmentRef {
+        AssignmentRef { namespace: "customer-a".into(), name: "contoso".into(), uid: "u".into() }
+    }
+
+    fn subject(kind: &str, name: &str, namespace: Option<&str>) -> Subject {
+        Subject { kind: kind.into(), name: name.into(), namespace: namespace.map(String::from), api_group: None }
+    }
+
+    fn binding(role: &str, kind: &str, subjects: Vec<Subject>) -> RoleBinding {
+        RoleBinding {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("b".into()),
+                namespace: Some("customer-a".into()),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: kind.into(),
+                name: role.into(),
+            },
+            subjects: Some(subjects),
+        }
+    }
+
+    #[test]
+    fn only_the_assignable_roles_the_controller_names_are_limited() {
+        let assignable = assignable_name(&assignment(), "kubelighthouse:reader");
+        assert!(is_assignable(&binding(&assignable, "Role", vec![]).role_ref));
+        let long = assignable_name(&assignment(), &"r".repeat(300));
+        assert!(is_assignable(&binding(&long, "Role", vec![]).role_ref));
+        for (name, kind) in [
+            (assignable.as_str(), "ClusterRole"),
+            (&object_name(&assignment(), "kubelighthouse:reader"), "Role"),
+            ("admin", "ClusterRole"),
+            ("assignable:reader", "Role"),
+            ("other:abc:assignable:reader", "Role"),
+        ] {
+            assert!(!is_assignable(&binding(name, kind, vec![]).role_ref), "{kind} {name}");
+        }
+    }
+
+    #[test]
+    fn an_assignable_role_binds_only_service_accounts_of_its_namespace() {
+        let role = assignable_name(&assignment(), "view");
+        let ok = binding(&role, "Role", vec![subject("ServiceAccount", "app", Some("customer-a"))]);
+        assert_eq!(violation(&ok), None);
+        let bad = binding(
+            &role,
+            "Role",
+            vec![
+                subject("ServiceAccount", "app", Some("customer-a")),
+                subject("User", "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6:p", None),
+                subject("Group", "system:authenticated", None),
+                subject("ServiceAccount", "bot", Some("elsewhere")),
+            ],
+        );
+        let message = violation(&bad).expect("refused");
+        assert!(message.starts_with("UserAccessAdministratorLimit: subjects:"), "{message}");
+        assert!(message.contains("User fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6:p"));
+        assert!(message.contains("Group system:authenticated"));
+        assert!(message.contains("ServiceAccount elsewhere/bot"));
+        assert!(!message.contains("ServiceAccount customer-a/app"));
+    }
+
+    #[test]
+    fn other_bindings_are_not_this_rule_s_business() {
+        let customer = binding("admin", "ClusterRole", vec![subject("Group", "customer-admins", None)]);
+        assert_eq!(violation(&customer), None);
+    }
+}
