@@ -9,8 +9,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use common::webhook::{certificates, free_port, register, Controller};
 use common::*;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, PostParams};
@@ -19,147 +20,6 @@ use serde_json::json;
 
 const ENGINEERS: &str = "00000000-0000-0000-0000-0000000000a1";
 const UAA: &str = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9";
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA and a serving certificate for 127.0.0.1, as PEM files in `dir`.
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let (ca, ca_key, cert, key) = (dir.join("ca.crt"), dir.join("ca.key"), dir.join("tls.crt"), dir.join("tls.key"));
-    run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=webhook-ca"])
-        .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])
-        .arg("-keyout")
-        .arg(&ca_key)
-        .arg("-out")
-        .arg(&ca));
-    let csr = dir.join("tls.csr");
-    run(Command::new("openssl")
-        .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&csr));
-    let ext = dir.join("ext.cnf");
-    std::fs::write(&ext, "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n")
-        .expect("ext");
-    run(Command::new("openssl")
-        .args(["x509", "-req", "-days", "1", "-CAcreateserial"])
-        .arg("-in")
-        .arg(&csr)
-        .arg("-CA")
-        .arg(&ca)
-        .arg("-CAkey")
-        .arg(&ca_key)
-        .arg("-extfile")
-        .arg(&ext)
-        .arg("-out")
-        .arg(&cert));
-    (ca, cert, key)
-}
-
-/// The controller binary with its webhook on; killed on drop.
-struct Controller(Child);
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The webhook registration; removed on drop so no later request is refused by a webhook
-/// that is gone.
-struct Registration {
-    kubeconfig: PathBuf,
-    name: String,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let _ = Command::new("kubectl")
-            .env("KUBECONFIG", &self.kubeconfig)
-            .args(["delete", "validatingwebhookconfiguration", &self.name, "--ignore-not-found"])
-            .status();
-    }
-}
-
-fn register(kubeconfig: &Path, name: &str, port: u16, ca: &Path) -> Registration {
-    let bundle = {
-        use std::io::Write;
-        let pem = std::fs::read(ca).expect("ca");
-        let mut out = Vec::new();
-        let mut enc = base64_writer(&mut out);
-        enc.write_all(&pem).expect("encode");
-        drop(enc);
-        String::from_utf8(out).expect("base64")
-    };
-    let url = format!("https://127.0.0.1:{port}/validate");
-    let hook = |name: &str, rules: serde_json::Value, selector: serde_json::Value| {
-        json!({
-            "name": name,
-            "clientConfig": {"url": url, "caBundle": bundle},
-            "rules": rules,
-            "namespaceSelector": selector,
-            "failurePolicy": "Fail",
-            "sideEffects": "None",
-            "admissionReviewVersions": ["v1"],
-            "timeoutSeconds": 10,
-        })
-    };
-    let delegations = json!([{"apiGroups": ["managedservices.kubelighthouse.io"], "apiVersions": ["*"],
-        "operations": ["CREATE", "UPDATE"], "resources": ["registrationdefinitions", "registrationassignments"]}]);
-    let bindings = json!([{"apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["*"],
-        "operations": ["CREATE", "UPDATE"], "resources": ["rolebindings"]}]);
-    let exists = |label: &str| json!({"matchExpressions": [{"key": label, "operator": "Exists"}]});
-    let config = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [
-            hook("delegations.kubelighthouse.io", delegations, json!({})),
-            hook("rolebindings-subscriptions.kubelighthouse.io", bindings.clone(), exists("kubelighthouse.io/tenant-id")),
-            hook("rolebindings-resource-groups.kubelighthouse.io", bindings, exists("kubelighthouse.io/subscription")),
-        ],
-    });
-    let file = kubeconfig.with_file_name(format!("{name}.json"));
-    std::fs::write(&file, config.to_string()).expect("write");
-    run(Command::new("kubectl").env("KUBECONFIG", kubeconfig).args(["apply", "-f"]).arg(&file));
-    Registration { kubeconfig: kubeconfig.to_path_buf(), name: name.to_string() }
-}
-
-/// Base64 without a dependency: the standard alphabet with padding.
-fn base64_writer(out: &mut Vec<u8>) -> impl std::io::Write + '_ {
-    struct W<'a>(&'a mut Vec<u8>, Vec<u8>);
-    impl std::io::Write for W<'_> {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.1.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    impl Drop for W<'_> {
-        fn drop(&mut self) {
-            const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            for chunk in self.1.chunks(3) {
-                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-                let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-                for i in 0..4 {
-                    if i <= chunk.len() {
-                        self.0.push(A[((n >> (18 - 6 * i)) & 63) as usize]);
-                    } else {
-                        self.0.push(b'=');
-                    }
-                }
-            }
-        }
-    }
-    W(out, Vec::new())
-}
 
 /// `kubectl apply -f` as `user`: (success, stderr).
 fn apply_as(kubeconfig: &Path, file: &Path, user: Option<&str>) -> (bool, String) {
@@ -174,10 +34,6 @@ fn apply_as(kubeconfig: &Path, file: &Path, user: Option<&str>) -> (bool, String
 
 fn header(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|l| l.strip_prefix(&format!("# {key}:")).map(|v| v.trim().to_string()))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 #[tokio::test]

@@ -6,6 +6,8 @@
 //! skipped, loudly.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod webhook;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -431,4 +433,49 @@ impl Drop for ControllerProcess {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A client that signs in with `token` (a bearer token: a ServiceAccount's, or a managing
+/// tenant's from its issuer) against the test cluster: requests it makes are that identity's
+/// own, authenticated by the API server, with no impersonation.
+pub async fn client_with_token(token: &str) -> Client {
+    let path = kubeconfig().expect("cluster");
+    let mut yaml: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("kubeconfig")).expect("yaml");
+    for user in yaml["users"].as_sequence_mut().expect("users") {
+        user["user"] = serde_yaml::to_value(json!({"token": token})).expect("token");
+    }
+    let kubeconfig = Kubeconfig::from_yaml(&serde_yaml::to_string(&yaml).expect("yaml")).expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+    Client::try_from(config).expect("client")
+}
+
+/// A fresh token of ServiceAccount `namespace/name` (TokenRequest, `kubectl create token`).
+pub fn service_account_token(namespace: &str, name: &str) -> String {
+    let out = Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig().expect("cluster"))
+        .args(["create", "token", name, "-n", namespace, "--duration", "1h"])
+        .output()
+        .expect("kubectl create token");
+    assert!(out.status.success(), "create token: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
+}
+
+/// The HTTP status a real `list pods` in `namespace` gets with `client`'s own credentials:
+/// 200, 403 (forbidden) or 401 (not signed in).
+pub async fn list_pods_status(client: &Client, namespace: &str) -> u16 {
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    match api.list(&kube::api::ListParams::default().limit(1)).await {
+        Ok(_) => 200,
+        Err(kube::Error::Api(s)) => s.code,
+        Err(e) => panic!("list pods in {namespace}: {e}"),
+    }
+}
+
+/// Waits until a real `list pods` in `namespace` with `client` gets `status`.
+pub async fn expect_list_pods(client: &Client, namespace: &str, status: u16, who: &str) {
+    eventually(&format!("{who} gets {status} listing pods in {namespace}"), || async {
+        list_pods_status(client, namespace).await == status
+    })
+    .await;
 }

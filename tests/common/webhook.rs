@@ -1,0 +1,197 @@
+//! The admission webhook for tests: the real binary serving it over TLS on 127.0.0.1, and
+//! a ValidatingWebhookConfiguration shaped like the chart's pointing the API server at it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::json;
+
+pub fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA and a serving certificate for 127.0.0.1, as PEM files in `dir`.
+pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key, cert, key) = (dir.join("ca.crt"), dir.join("ca.key"), dir.join("tls.crt"), dir.join("tls.key"));
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=webhook-ca"])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])
+        .arg("-keyout")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca));
+    let csr = dir.join("tls.csr");
+    run(Command::new("openssl")
+        .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr));
+    let ext = dir.join("ext.cnf");
+    std::fs::write(&ext, "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n")
+        .expect("ext");
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "1", "-CAcreateserial"])
+        .arg("-in")
+        .arg(&csr)
+        .arg("-CA")
+        .arg(&ca)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(&cert));
+    (ca, cert, key)
+}
+
+/// The controller binary with its webhook on; killed on drop.
+pub struct Controller(pub Child);
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The webhook registration; removed on drop so no later request is refused by a webhook
+/// that is gone.
+pub struct Registration {
+    kubeconfig: PathBuf,
+    name: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let _ = Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(["delete", "validatingwebhookconfiguration", &self.name, "--ignore-not-found"])
+            .status();
+    }
+}
+
+pub fn register(kubeconfig: &Path, name: &str, port: u16, ca: &Path) -> Registration {
+    let bundle = {
+        use std::io::Write;
+        let pem = std::fs::read(ca).expect("ca");
+        let mut out = Vec::new();
+        let mut enc = base64_writer(&mut out);
+        enc.write_all(&pem).expect("encode");
+        drop(enc);
+        String::from_utf8(out).expect("base64")
+    };
+    let url = format!("https://127.0.0.1:{port}/validate");
+    let hook = |name: &str, rules: serde_json::Value, selector: serde_json::Value| {
+        json!({
+            "name": name,
+            "clientConfig": {"url": url, "caBundle": bundle},
+            "rules": rules,
+            "namespaceSelector": selector,
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 10,
+        })
+    };
+    let delegations = json!([{"apiGroups": ["managedservices.kubelighthouse.io"], "apiVersions": ["*"],
+        "operations": ["CREATE", "UPDATE"], "resources": ["registrationdefinitions", "registrationassignments"]}]);
+    let bindings = json!([{"apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["*"],
+        "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["rolebindings"]}]);
+    let exists = |label: &str| json!({"matchExpressions": [{"key": label, "operator": "Exists"}]});
+    let config = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            hook("delegations.kubelighthouse.io", delegations, json!({})),
+            hook("rolebindings-subscriptions.kubelighthouse.io", bindings.clone(), exists("kubelighthouse.io/tenant-id")),
+            hook("rolebindings-resource-groups.kubelighthouse.io", bindings, exists("kubelighthouse.io/subscription")),
+        ],
+    });
+    let file = kubeconfig.with_file_name(format!("{name}.json"));
+    std::fs::write(&file, config.to_string()).expect("write");
+    run(Command::new("kubectl").env("KUBECONFIG", kubeconfig).args(["apply", "-f"]).arg(&file));
+    Registration { kubeconfig: kubeconfig.to_path_buf(), name: name.to_string() }
+}
+
+/// Base64 without a dependency: the standard alphabet with padding.
+fn base64_writer(out: &mut Vec<u8>) -> impl std::io::Write + '_ {
+    struct W<'a>(&'a mut Vec<u8>, Vec<u8>);
+    impl std::io::Write for W<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.1.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Drop for W<'_> {
+        fn drop(&mut self) {
+            const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            for chunk in self.1.chunks(3) {
+                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+                for i in 0..4 {
+                    if i <= chunk.len() {
+                        self.0.push(A[((n >> (18 - 6 * i)) & 63) as usize]);
+                    } else {
+                        self.0.push(b'=');
+                    }
+                }
+            }
+        }
+    }
+    W(out, Vec::new())
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The controller binary, with its admission webhook registered when `webhook` is true; the
+/// registration goes before the controller on drop, so nothing is refused by a webhook that
+/// is gone.
+pub struct Deployed {
+    registration: Option<Registration>,
+    _controller: Controller,
+    pub dir: PathBuf,
+}
+
+impl Deployed {
+    pub fn start(kubeconfig: &Path, webhook: bool) -> Deployed {
+        let dir = std::env::temp_dir().join(super::unique("deployed"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let log = std::fs::File::create(dir.join("controller.log")).expect("log");
+        eprintln!("controller log: {}", dir.join("controller.log").display());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-lighthouse"));
+        cmd.args(["--metrics-port", "0", "--health-port", "0"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("KUBE_LIGHTHOUSE_LOG", "info,kube_lighthouse=debug")
+            .stdout(Stdio::from(log.try_clone().expect("dup")))
+            .stderr(Stdio::from(log));
+        let mut hook = None;
+        if webhook {
+            let (ca, cert, key) = certificates(&dir);
+            let port = free_port();
+            cmd.args(["--webhook-port", &port.to_string()])
+                .arg("--webhook-cert")
+                .arg(&cert)
+                .arg("--webhook-key")
+                .arg(&key);
+            hook = Some((port, ca));
+        }
+        let controller = Controller(cmd.spawn().expect("start kube-lighthouse"));
+        let registration =
+            hook.map(|(port, ca)| register(kubeconfig, &super::unique("kube-lighthouse-test"), port, &ca));
+        Deployed { registration, _controller: controller, dir }
+    }
+}
+
+impl Drop for Deployed {
+    fn drop(&mut self) {
+        drop(self.registration.take());
+    }
+}
