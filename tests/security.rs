@@ -253,17 +253,33 @@ async fn events_about(client: &Client, ns: &str, name: &str) -> Vec<(String, Str
         .collect()
 }
 
-async fn long_names_get_their_events(client: &Client) {
+async fn long_names_get_their_events(client: &Client, webhook: bool) {
     let ns = unique("long");
     subscription(client, &ns, &tenant_id()).await;
     let failing = longest_name("x");
     assert_eq!(failing.len(), 253);
-    assignment(client, &ns, &failing, "no-such-definition").await;
-    wait_for_assignment_state(client, &ns, &failing, "Failed").await;
-    eventually("the long-named failed assignment has its Warning Event", || async {
-        events_about(client, &ns, &failing).await.iter().any(|(t, _)| t == "Warning")
-    })
-    .await;
+    let assignments: Api<kube_lighthouse::api::RegistrationAssignment> = Api::namespaced(client.clone(), &ns);
+    let body = json!({"apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
+        "metadata": {"name": failing, "namespace": ns},
+        "spec": {"registrationDefinitionRef": {"name": "no-such-definition"}}});
+    let applied = assignments.patch(&failing, &PatchParams::apply("kube-lighthouse-tests"), &Patch::Apply(body)).await;
+    if webhook {
+        // Refused at apply, naming the rule and the field; nothing exists to hold an Event.
+        match applied {
+            Err(kube::Error::Api(s)) => assert!(
+                s.message.contains("DefinitionNotFound") && s.message.contains("spec.registrationDefinitionRef.name"),
+                "{s:?}"
+            ),
+            other => panic!("the webhook admitted an assignment of a missing definition: {other:?}"),
+        }
+    } else {
+        applied.expect("apply");
+        wait_for_assignment_state(client, &ns, &failing, "Failed").await;
+        eventually("the long-named failed assignment has its Warning Event", || async {
+            events_about(client, &ns, &failing).await.iter().any(|(t, _)| t == "Warning")
+        })
+        .await;
+    }
     definition(client, &ns, "contoso", MSP_TENANT, vec![authorization(PERSON, "User", READER)]).await;
     let granted = longest_name("y");
     assignment(client, &ns, &granted, "contoso").await;
@@ -287,6 +303,6 @@ async fn security_faults_stay_fixed_with_and_without_the_webhook() {
         }
         a_resource_group_that_moves_leaves_its_old_subscription(&client).await;
         user_access_administrator_stays_within_its_limit(&client, webhook).await;
-        long_names_get_their_events(&client).await;
+        long_names_get_their_events(&client, webhook).await;
     }
 }

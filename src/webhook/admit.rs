@@ -5,7 +5,7 @@
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::DynamicObject;
-use kube::{Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::authority;
@@ -119,7 +119,17 @@ async fn assignment(request: &AdmissionRequest<DynamicObject>, ctx: &Context) ->
     let facts = AssignmentFacts { namespace: &namespace, name: &name, definition_name, older_duplicates };
     let scope = validate::validate_assignment(&facts, &ctx.caches)
         .map_err(|r| rejection_message("RegistrationAssignment", &name, &r))?;
-    let Some(definition) = ctx.caches.definition(&scope.subscription, definition_name) else {
+    // A definition applied together with its assignment (`kubectl apply -f dir/`) may not
+    // have reached the cache yet: ask the API server before calling it missing.
+    let definition = match ctx.caches.definition(&scope.subscription, definition_name) {
+        Some(d) => Some(d),
+        None => Api::<RegistrationDefinition>::namespaced(ctx.client.clone(), &scope.subscription)
+            .get_opt(definition_name)
+            .await
+            .map_err(|e| format!("cannot read RegistrationDefinition {definition_name}: {e}"))?
+            .map(std::sync::Arc::new),
+    };
+    let Some(definition) = definition else {
         let r = validate::definition_problem(definition_name, &scope.subscription, None);
         return Err(rejection_message("RegistrationAssignment", &name, &r));
     };
