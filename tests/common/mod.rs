@@ -2,6 +2,10 @@
 //! `KL_TEST_KUBECONFIG`), the controller running in this process, and access checked the way
 //! the API server itself decides it: SubjectAccessReview.
 //!
+//! Managing-tenant identities also sign in for real: [`expect_access`] repeats each check
+//! with a token of the identity's own tenant, minted by the local issuers the control plane
+//! trusts (SPEC §2).
+//!
 //! When `CI` is set, a test that cannot reach a control plane fails; elsewhere it says it is
 //! skipped, loudly.
 #![allow(dead_code)] // each test binary uses a different part of the harness
@@ -293,7 +297,11 @@ where
     }
 }
 
-/// Waits until `user`/`groups` get exactly `expected` for `what`.
+/// Waits until `user`/`groups` get exactly `expected` for `what`: asked of the authorizer
+/// (SubjectAccessReview), and, when the identity is a managing tenant's (its user and groups
+/// all projected from one tenant with a local issuer, see [`signed_in`]), also by that
+/// identity itself, signed in with its own token: a real `list` for lists, a
+/// SelfSubjectAccessReview otherwise.
 pub async fn expect_access(client: &Client, user: &str, groups: &[&str], what: Access<'_>, expected: bool) {
     let label = format!("{user} {groups:?} {} {:?}", if expected { "may" } else { "may not" }, what);
     eventually(&label, || {
@@ -301,6 +309,130 @@ pub async fn expect_access(client: &Client, user: &str, groups: &[&str], what: A
         async move { allowed(client, user, groups, &what).await == expected }
     })
     .await;
+    if let Some(own) = signed_in(user, groups).await {
+        eventually(&format!("{label}, signed in with its own token"), || {
+            let what = what.clone();
+            let own = own.clone();
+            async move { real_request(&own, &what).await == expected }
+        })
+        .await;
+    }
+}
+
+// --- real sign-in ---------------------------------------------------------------------
+
+/// The local token issuers of the managing tenants (hack/control-plane.sh: `contoso` for
+/// [`MSP_TENANT`], `fabrikam` for [`OTHER_MSP_TENANT`]), under `KL_TEST_ISSUERS_DIR` or the
+/// control plane's state directory. Empty only for a cluster without them (outside CI).
+pub fn issuers() -> &'static [kl_token_issuer::Issuer] {
+    static ISSUERS: OnceLock<Vec<kl_token_issuer::Issuer>> = OnceLock::new();
+    ISSUERS.get_or_init(|| {
+        let dir = std::env::var_os("KL_TEST_ISSUERS_DIR")
+            .map(PathBuf::from)
+            .or_else(|| kubeconfig().and_then(|k| k.parent().map(|p| p.join("issuers"))));
+        let found: Vec<kl_token_issuer::Issuer> = dir
+            .and_then(|d| std::fs::read_dir(d).ok())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| kl_token_issuer::Issuer::load(&entry.path()).ok())
+            .collect();
+        if found.is_empty() {
+            assert!(std::env::var_os("CI").is_none(), "no token issuers in CI: hack/control-plane.sh starts them");
+            eprintln!("SKIPPED: real sign-in (no token issuers beside the test cluster)");
+        }
+        found
+    })
+}
+
+/// The issuer that speaks for `tenant`.
+pub fn issuer(tenant: &str) -> Option<&'static kl_token_issuer::Issuer> {
+    issuers().iter().find(|i| i.tenant() == tenant)
+}
+
+/// A token of `tenant`'s issuer for `request`.
+pub fn token(tenant: &str, request: &kl_token_issuer::TokenRequest) -> Option<String> {
+    Some(issuer(tenant)?.mint(request).expect("mint token"))
+}
+
+/// The one tenant and principal IDs behind a managing-tenant identity: `user` `T:P` (or any
+/// user name that is not projected, when it only stands in for some member of the groups)
+/// and groups `T:G`. None when the names mix tenants or are not projected.
+fn projected_identity(user: &str, groups: &[&str]) -> Option<(String, String, Vec<String>)> {
+    let split = |name: &str| {
+        let (tenant, id) = name.split_once(':')?;
+        kube_lighthouse::model::tenant::Guid::parse(tenant)?;
+        Some((tenant.to_string(), id.to_string()))
+    };
+    let user = split(user);
+    let groups: Option<Vec<(String, String)>> = groups.iter().map(|g| split(g)).collect();
+    let groups = groups?;
+    let tenant = user.as_ref().map(|(t, _)| t.clone()).or_else(|| groups.first().map(|(t, _)| t.clone()))?;
+    if groups.iter().any(|(t, _)| *t != tenant) {
+        return None;
+    }
+    // A stand-in user name becomes a fresh object ID that nothing grants anything to.
+    let oid = user.map(|(_, p)| p).unwrap_or_else(|| "00000000-0000-0000-0000-00000000ffff".to_string());
+    Some((tenant, oid, groups.into_iter().map(|(_, g)| g).collect()))
+}
+
+/// A client signed in as the managing-tenant identity `user`/`groups`, with a token of its
+/// tenant's own issuer. None when the identity is not a managing tenant's, or there are no
+/// issuers (outside CI).
+pub async fn signed_in(user: &str, groups: &[&str]) -> Option<Client> {
+    let (tenant, oid, groups) = projected_identity(user, groups)?;
+    let token = token(&tenant, &kl_token_issuer::TokenRequest::new(oid).groups(groups))?;
+    Some(client_with_token(&token).await)
+}
+
+/// Whether `client`'s own identity may do `what`, asked by a real request: a `list` is made
+/// (200 or 403); anything else is asked with a SelfSubjectAccessReview, which the API server
+/// answers for the identity the request authenticated as.
+pub async fn real_request(client: &Client, what: &Access<'_>) -> bool {
+    use k8s_openapi::api::authorization::v1::{SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
+    if what.verb == "list" && what.subresource.is_empty() && what.name.is_empty() {
+        let resource = kube::discovery::ApiResource {
+            group: what.group.to_string(),
+            version: String::new(),
+            api_version: String::new(),
+            kind: String::new(),
+            plural: what.resource.to_string(),
+        };
+        let version = match what.group {
+            "" => "v1",
+            "managedservices.kubelighthouse.io" => "v1alpha1",
+            _ => "",
+        };
+        if !version.is_empty() {
+            let api_version =
+                if what.group.is_empty() { version.to_string() } else { format!("{}/{version}", what.group) };
+            let resource = kube::discovery::ApiResource { version: version.into(), api_version, ..resource };
+            let api: Api<kube::core::DynamicObject> = Api::namespaced_with(client.clone(), what.namespace, &resource);
+            return match api.list(&kube::api::ListParams::default().limit(1)).await {
+                Ok(_) => true,
+                Err(kube::Error::Api(s)) if s.code == 403 => false,
+                Err(e) => panic!("list {} in {} with a token: {e}", what.resource, what.namespace),
+            };
+        }
+    }
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(what.verb.into()),
+                group: Some(what.group.into()),
+                resource: Some(what.resource.into()),
+                subresource: Some(what.subresource.into()),
+                namespace: Some(what.namespace.into()),
+                name: Some(what.name.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = api.create(&PostParams::default(), &review).await.expect("SelfSubjectAccessReview with a token");
+    answer.status.is_some_and(|s| s.allowed)
 }
 
 /// The projected identity of a managing-tenant principal under the default templates.
