@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quickstart demo: a real control plane, the CRDs and role catalog, the controller, the
-# example delegation of examples/quickstart/, and the effective access it grants, read from
-# the API server's own authorizer (`kubectl auth can-i`, i.e. SubjectAccessReviews).
+# example delegation of examples/quickstart/, and the effective access it grants: real
+# requests made by managing-tenant users signed in with tokens of their own tenant's issuer.
 #
 #   hack/demo.sh          run the demo (leaves the control plane and controller running)
 #   hack/demo.sh down     stop the controller and the control plane
@@ -55,29 +55,66 @@ echo
 kubectl get roles,rolebindings -A -l app.kubernetes.io/managed-by=kube-lighthouse
 
 MSP=fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6
-OTHER=aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee
 ENGINEERS=00000000-0000-0000-0000-0000000000a1
+ENGINEER=00000000-0000-0000-0000-00000000e001
 ON_CALL=00000000-0000-0000-0000-0000000000b2
+ISSUER=./target/debug/kl-token-issuer
+CONTOSO=$STATE_DIR/issuers/contoso     # the issuer of tenant fbcdd0f3… (Contoso, the MSP)
+FABRIKAM=$STATE_DIR/issuers/fabrikam   # the issuer of tenant aaaaaaaa… (another managing tenant)
 
-# identity label | --as | --as-group (may be empty)
+# Each identity signs in with a token of its own tenant's issuer (Entra-ID-shaped claims:
+# tid, oid, groups, amr), exactly as `kubectl --token` would: no impersonation anywhere.
+# identity label | issuer directory | oid | group (may be empty)
 identities=(
-  "Contoso Engineers (group, Reader)|engineer@contoso|$MSP:$ENGINEERS"
-  "Contoso On-Call (user, Contributor)|$MSP:$ON_CALL|"
-  "Same group ID, other tenant|engineer@other|$OTHER:$ENGINEERS"
+  "Contoso engineer (group: Reader)|$CONTOSO|$ENGINEER|$ENGINEERS"
+  "Contoso on-call (user: Contributor)|$CONTOSO|$ON_CALL|"
+  "Same IDs, other tenant's token|$FABRIKAM|$ENGINEER|$ENGINEERS"
 )
-# action label | kubectl auth can-i arguments
+# action label | kubectl arguments of a real request (writes are server-side dry runs: the
+# API server authorizes them exactly like real ones, and nothing is changed)
 actions=(
-  "list pods in customer-a|list pods -n customer-a"
-  "list pods in customer-a-web|list pods -n customer-a-web"
-  "create deployments in customer-a-web|create deployments.apps -n customer-a-web"
+  "list pods in customer-a|get pods -n customer-a"
+  "list pods in customer-a-web|get pods -n customer-a-web"
+  "create deployments in customer-a-web|create deployment demo --image=registry.k8s.io/pause:3.10 -n customer-a-web --dry-run=server"
   "get secrets in customer-a|get secrets -n customer-a"
-  "exec into pods in customer-a|create pods --subresource=exec -n customer-a"
-  "create rolebindings in customer-a|create rolebindings.rbac.authorization.k8s.io -n customer-a"
-  "list pods in customer-b (not delegated)|list pods -n customer-b"
-  "delete its assignment contoso-msp|delete registrationassignments.managedservices.kubelighthouse.io/contoso-msp -n customer-a"
+  "exec into pods in customer-a|create --raw /api/v1/namespaces/customer-a/pods/web/exec?command=true -f /dev/null"
+  "create rolebindings in customer-a|create rolebinding demo --clusterrole=view --user=someone -n customer-a --dry-run=server"
+  "list pods in customer-b (not delegated)|get pods -n customer-b"
+  "delete its assignment contoso-msp|delete registrationassignments contoso-msp -n customer-a --dry-run=server"
 )
 
-say "Effective access (kubectl auth can-i --as … --as-group …, answered by the API server's RBAC authorizer)"
+# The API server's answer to one request: allowed (2xx, or 404 for a pod that does not exist:
+# authorization came first), forbidden (403) or unauthenticated (401).
+verdict() {
+  local out
+  if out=$(kubectl --token "$1" "${@:2}" 2>&1 >/dev/null); then
+    echo "yes (allowed)"
+  elif grep -qi forbidden <<<"$out"; then
+    echo "no (403 Forbidden)"
+  elif grep -qi unauthorized <<<"$out"; then
+    echo "no (401 Unauthorized)"
+  elif grep -qi "notfound\|not found" <<<"$out"; then
+    echo "yes (allowed; 404)"
+  else
+    echo "error: ${out:0:40}"
+  fi
+}
+
+tokens=()
+for id in "${identities[@]}"; do
+  IFS='|' read -r _ dir oid group <<<"$id"
+  flags=(token --dir "$dir" --oid "$oid" --amr pwd --amr mfa)
+  [[ -n $group ]] && flags+=(--group "$group")
+  tokens+=("$("$ISSUER" "${flags[@]}")")
+done
+
+say "Who the API server says each token is (kubectl auth whoami --token …)"
+for i in "${!identities[@]}"; do
+  printf '%-38s -> %s\n' "${identities[$i]%%|*}" \
+    "$(kubectl --token "${tokens[$i]}" auth whoami -o jsonpath='{.status.userInfo.username} {.status.userInfo.groups}')"
+done
+
+say "Effective access: real requests, each made with that identity's own token"
 printf '%-42s' "action"
 for id in "${identities[@]}"; do printf '| %-36s' "${id%%|*}"; done
 printf '\n'
@@ -85,19 +122,16 @@ for action in "${actions[@]}"; do
   label=${action%%|*}
   read -r -a args <<<"${action#*|}"
   printf '%-42s' "$label"
-  for id in "${identities[@]}"; do
-    rest=${id#*|}
-    user=${rest%%|*}
-    group=${rest#*|}
-    flags=(--as "$user")
-    [[ -n $group ]] && flags+=(--as-group "$group")
-    answer=$(kubectl auth can-i "${args[@]}" "${flags[@]}" 2>/dev/null || true)
-    printf '| %-36s' "${answer:-no}"
+  for i in "${!identities[@]}"; do
+    printf '| %-36s' "$(verdict "${tokens[$i]}" "${args[@]}")"
   done
   printf '\n'
 done
+printf '%-42s' "a token that expired an hour ago"
+printf '| %-36s\n' "$(verdict "$("$ISSUER" token --dir "$CONTOSO" --oid "$ENGINEER" --group "$ENGINEERS" --expired)" get pods -n customer-a)"
 
 say "Done"
 echo "The control plane and controller keep running: export KUBECONFIG=$KUBECONFIG"
+echo "Mint a token yourself: $ISSUER token --dir $CONTOSO --oid $ENGINEER --group $ENGINEERS"
 echo "Try: kubectl -n customer-a delete regassign contoso-msp   (access is revoked at once)"
 echo "Stop everything: hack/demo.sh down"
