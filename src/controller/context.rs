@@ -248,12 +248,11 @@ impl Context {
     }
 }
 
-/// Message of a `Degraded=False` condition. Never empty: Kubernetes 1.20's server-side apply
-/// turns an empty string into null, which the CRD schema then rejects.
+/// Message of a `Degraded=False` condition: says what holds, rather than an empty message.
 pub const CATALOG_CURRENT: &str = "every granted role is as delegable as when the definition was accepted";
 
 /// A reference to a namespace, for Events about it. The Event is recorded in that namespace
-/// itself (`kubectl get events -n <namespace>`), where its owner looks; Kubernetes 1.20
+/// itself (`kubectl get events -n <namespace>`), where its owner looks; the API server
 /// refuses an Event whose regarding object has no namespace outside `default`.
 pub fn namespace_reference(name: &str) -> ObjectReference {
     ObjectReference {
