@@ -853,8 +853,19 @@ fn machine() -> serde_json::Value {
         "cpu_model": model,
         "memory_gib": round(mem_kib / 1024.0 / 1024.0),
         "kernel": kernel.trim(),
-        "kubernetes": "1.20.2 (hack/control-plane.sh)",
+        "kubernetes": kubernetes_version(),
     })
+}
+
+/// The control plane's version, as `hack/control-plane.sh version` reports what it runs.
+fn kubernetes_version() -> String {
+    let out = std::process::Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hack/control-plane.sh"))
+        .arg("version")
+        .output();
+    match out {
+        Ok(o) if o.status.success() => format!("{} (hack/control-plane.sh)", String::from_utf8_lossy(&o.stdout).trim()),
+        _ => "unknown".into(),
+    }
 }
 
 fn say(what: &str) {

@@ -28,16 +28,6 @@ async fn relabel(client: &kube::Client, ns: &str, labels: serde_json::Value) {
         .expect("relabel");
 }
 
-async fn annotation(client: &kube::Client, ns: &str) -> Option<String> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    api.get(ns)
-        .await
-        .expect("namespace")
-        .metadata
-        .annotations
-        .and_then(|a| a.get("kubelighthouse.io/managed-by-tenants").cloned())
-}
-
 #[tokio::test]
 async fn resource_group_assignment_covers_only_its_namespace() {
     let Some(client) = cluster().await else { return };
@@ -182,7 +172,7 @@ async fn transfer_removes_only_the_new_home_tenants_delegation() {
     let mut both = [MSP_TENANT, OTHER_MSP_TENANT];
     both.sort();
     eventually("managed-by-tenants names both managing tenants", || async {
-        annotation(&client, &sub).await.as_deref() == Some(both.join(",").as_str())
+        managed_by_tenants(&client, &sub).await.as_deref() == Some(both.join(",").as_str())
     })
     .await;
 
@@ -205,7 +195,7 @@ async fn transfer_removes_only_the_new_home_tenants_delegation() {
     reads(&client, OTHER_MSP_TENANT, ENGINEERS, &rg, true).await;
     assert!(definitions.get_opt("fabrikam").await.expect("get").is_some());
     eventually("managed-by-tenants names only the remaining managing tenant", || async {
-        annotation(&client, &sub).await.as_deref() == Some(OTHER_MSP_TENANT)
+        managed_by_tenants(&client, &sub).await.as_deref() == Some(OTHER_MSP_TENANT)
     })
     .await;
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &sub);
@@ -220,7 +210,7 @@ async fn transfer_removes_only_the_new_home_tenants_delegation() {
     // The last delegation goes: so does the annotation.
     let assignments: Api<RegistrationAssignment> = Api::namespaced(client.clone(), &sub);
     delete(&assignments, "fabrikam").await;
-    eventually("managed-by-tenants is removed", || async { annotation(&client, &sub).await.is_none() }).await;
+    eventually("managed-by-tenants is removed", || async { managed_by_tenants(&client, &sub).await.is_none() }).await;
 }
 
 #[tokio::test]

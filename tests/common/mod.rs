@@ -239,6 +239,21 @@ pub struct Access<'a> {
     pub name: &'a str,
 }
 
+impl Access<'_> {
+    /// The request's attributes, as an access review asks about them.
+    pub fn attributes(&self) -> ResourceAttributes {
+        ResourceAttributes {
+            verb: Some(self.verb.into()),
+            group: Some(self.group.into()),
+            resource: Some(self.resource.into()),
+            subresource: Some(self.subresource.into()),
+            namespace: Some(self.namespace.into()),
+            name: Some(self.name.into()),
+            ..Default::default()
+        }
+    }
+}
+
 /// `resource[.group][/subresource]` or `resource[/subresource][.group]`, e.g. `pods/exec`,
 /// `deployments.apps/scale`, `registrationassignments/status.managedservices.kubelighthouse.io`.
 pub fn access<'a>(verb: &'a str, resource: &'a str, namespace: &'a str) -> Access<'a> {
@@ -264,15 +279,7 @@ pub async fn review(client: &Client, user: &str, groups: &[&str], what: &Access<
         spec: SubjectAccessReviewSpec {
             user: Some(user.to_string()),
             groups: Some(groups.iter().map(|g| g.to_string()).collect()),
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(what.verb.into()),
-                group: Some(what.group.into()),
-                resource: Some(what.resource.into()),
-                subresource: Some(what.subresource.into()),
-                namespace: Some(what.namespace.into()),
-                name: Some(what.name.into()),
-                ..Default::default()
-            }),
+            resource_attributes: Some(what.attributes()),
             ..Default::default()
         },
         ..Default::default()
@@ -417,18 +424,7 @@ pub async fn real_request(client: &Client, what: &Access<'_>) -> bool {
     }
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let review = SelfSubjectAccessReview {
-        spec: SelfSubjectAccessReviewSpec {
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(what.verb.into()),
-                group: Some(what.group.into()),
-                resource: Some(what.resource.into()),
-                subresource: Some(what.subresource.into()),
-                namespace: Some(what.namespace.into()),
-                name: Some(what.name.into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+        spec: SelfSubjectAccessReviewSpec { resource_attributes: Some(what.attributes()), ..Default::default() },
         ..Default::default()
     };
     let answer = api.create(&PostParams::default(), &review).await.expect("SelfSubjectAccessReview with a token");
@@ -610,4 +606,15 @@ pub async fn expect_list_pods(client: &Client, namespace: &str, status: u16, who
         list_pods_status(client, namespace).await == status
     })
     .await;
+}
+
+/// The `kubelighthouse.io/managed-by-tenants` annotation of namespace `ns`, if any.
+pub async fn managed_by_tenants(client: &Client, ns: &str) -> Option<String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.get(ns)
+        .await
+        .expect("namespace")
+        .metadata
+        .annotations
+        .and_then(|a| a.get("kubelighthouse.io/managed-by-tenants").cloned())
 }
