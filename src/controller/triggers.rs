@@ -463,16 +463,32 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
     // subscription.
     let mut namespace_seen: HashMap<String, NamespaceInfo> = HashMap::new();
     let mut namespaces_listed = false;
+    // Names seen in a relist: those missing when it is done were deleted while the watch was
+    // down (a relist reports no deletions), and what they decided is re-read too.
+    let mut relisted: std::collections::HashSet<String> = std::collections::HashSet::new();
     let on_namespace = |change: Change<'_, PartialObjectMeta<Namespace>>| {
         let (ns, gone) = match change {
             Change::Listed(ns) | Change::Applied(ns) => (ns, false),
             Change::Deleted(ns) => (ns, true),
             Change::ListDone => {
+                if namespaces_listed {
+                    let vanished: Vec<String> =
+                        namespace_seen.keys().filter(|n| !relisted.contains(*n)).cloned().collect();
+                    for name in vanished {
+                        if let Some(before) = namespace_seen.remove(&name) {
+                            namespace_moved(&name, &before, Some(&before), &caches, &sinks);
+                        }
+                    }
+                }
+                relisted.clear();
                 namespaces_listed = true;
                 return;
             }
         };
         let name = ns.name_any();
+        if namespaces_listed && matches!(change, Change::Listed(_)) {
+            relisted.insert(name.clone());
+        }
         let now = namespace_info(ns);
         let before = if gone { namespace_seen.remove(&name) } else { namespace_seen.insert(name.clone(), now.clone()) };
         let moved = match change {
