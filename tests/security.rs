@@ -159,14 +159,20 @@ async fn user_access_administrator_stays_within_its_limit(client: &Client, webho
         &sub,
         "contoso",
         MSP_TENANT,
-        vec![json!({"principalId": PERSON, "principalType": "User", "roleDefinitionId": UAA,
-            "delegatedRoleDefinitionIds": [READER]})],
+        vec![
+            json!({"principalId": PERSON, "principalType": "User", "roleDefinitionId": UAA,
+                "delegatedRoleDefinitionIds": [READER]}),
+            // Templates often pair UAA with Contributor: the holder then holds what it could
+            // hand on, and Kubernetes' escalation check alone would let it.
+            authorization(PERSON, "User", CONTRIBUTOR),
+        ],
     )
     .await;
     assignment(client, &sub, "contoso", "contoso").await;
     wait_for_assignment_state(client, &sub, "contoso", "Succeeded").await;
     let person = projected(MSP_TENANT, PERSON);
     let as_person: Api<RoleBinding> = Api::namespaced(client_as(&person, &[]).await, &sub);
+    expect_access(client, &person, &[], access("create", "deployments.apps", &sub), true).await;
 
     // The customer's own bindings are out of reach: no delete, update, patch or read.
     forbidden(as_person.delete("customer-admins", &Default::default()).await, "delete customer-admins");
@@ -215,6 +221,48 @@ async fn user_access_administrator_stays_within_its_limit(client: &Client, webho
         .await;
     }
     expect_access(client, "mallory", &[], access("list", "pods", &sub), false).await;
+
+    // Nor any other Role the delegation materialized (User Access Administrator's own, the
+    // Contributor it holds), to anyone: refused, or undone by the guard.
+    let everyone = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"});
+    let ours = roles_of(client, &sub).await;
+    for (name, role) in [
+        ("spread-uaa", ours.iter().find(|r| r.contains(":user-access-administrator:")).expect("UAA Role")),
+        (
+            "spread-contributor",
+            ours.iter().find(|r| r.ends_with(":kubelighthouse:contributor")).expect("Contributor Role"),
+        ),
+    ] {
+        let made = as_person.create(&PostParams::default(), &binding(&sub, name, "Role", role, everyone.clone())).await;
+        if webhook {
+            match made {
+                Err(kube::Error::Api(s)) => {
+                    assert!(s.message.contains("UserAccessAdministratorLimit"), "{name}: {s:?}")
+                }
+                other => panic!("the webhook admitted {name}: {other:?}"),
+            }
+        } else {
+            made.unwrap_or_else(|e| panic!("{name}: RBAC alone admits it: {e}"));
+            eventually(&format!("the guard deletes {name}"), || async {
+                bindings.get_opt(name).await.expect("get").is_none()
+            })
+            .await;
+        }
+    }
+    expect_access(client, "anyone", &["system:authenticated"], access("create", "deployments.apps", &sub), false).await;
+    if webhook {
+        // With the webhook, nothing else either: not a catalog role it holds.
+        let made = as_person
+            .create(
+                &PostParams::default(),
+                &binding(&sub, "spread-catalog", "ClusterRole", "kubelighthouse:contributor", everyone.clone()),
+            )
+            .await;
+        match made {
+            Err(kube::Error::Api(s)) => assert!(s.message.contains("UserAccessAdministratorLimit"), "{s:?}"),
+            other => panic!("the webhook admitted a catalog role bound to everyone: {other:?}"),
+        }
+    }
     // And a role it does not hold and may not bind: refused by Kubernetes' escalation check.
     forbidden(
         as_person.create(&PostParams::default(), &binding(&sub, "escalate", "ClusterRole", "admin", sa.clone())).await,
@@ -222,6 +270,58 @@ async fn user_access_administrator_stays_within_its_limit(client: &Client, webho
     );
     assert!(bindings.get_opt("customer-admins").await.expect("get").is_some(), "the customer's binding is gone");
     assert!(bindings.get_opt("managed-identity").await.expect("get").is_some(), "the managed identity lost access");
+}
+
+/// A ServiceAccount of the managing tenant holding User Access Administrator is held to the
+/// same limit as a person: it signs in with its own token.
+async fn a_service_account_holding_uaa_is_limited_too(client: &Client, webhook: bool) {
+    let (automation, sub) = (unique("msp-auto"), unique("uaa-sa"));
+    subscription(client, &automation, MSP_TENANT).await;
+    subscription(client, &sub, &tenant_id()).await;
+    service_account(client, &automation, "bot").await;
+    let principal = format!("{automation}/bot");
+    definition(
+        client,
+        &sub,
+        "contoso",
+        MSP_TENANT,
+        vec![
+            json!({"principalId": principal, "principalType": "ServiceAccount", "roleDefinitionId": UAA,
+                "delegatedRoleDefinitionIds": [READER]}),
+            authorization(&principal, "ServiceAccount", CONTRIBUTOR),
+        ],
+    )
+    .await;
+    assignment(client, &sub, "contoso", "contoso").await;
+    wait_for_assignment_state(client, &sub, "contoso", "Succeeded").await;
+    let bot = client_with_token(&service_account_token(&automation, "bot")).await;
+    let as_bot: Api<RoleBinding> = Api::namespaced(bot, &sub);
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &sub);
+    let everyone = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"});
+    let contributor = roles_of(client, &sub).await.into_iter().find(|r| r.ends_with(":kubelighthouse:contributor"));
+    let contributor = contributor.expect("Contributor Role");
+    let mut attempts = vec![("spread-contributor", "Role", contributor.as_str())];
+    if webhook {
+        attempts.push(("spread-catalog", "ClusterRole", "kubelighthouse:contributor"));
+    }
+    for (name, kind, role) in attempts {
+        let made = as_bot.create(&PostParams::default(), &binding(&sub, name, kind, role, everyone.clone())).await;
+        if webhook {
+            match made {
+                Err(kube::Error::Api(s)) => {
+                    assert!(s.message.contains("UserAccessAdministratorLimit"), "{name}: {s:?}")
+                }
+                other => panic!("the webhook admitted {name} from a ServiceAccount: {other:?}"),
+            }
+        } else {
+            made.unwrap_or_else(|e| panic!("{name}: RBAC alone admits it: {e}"));
+            eventually(&format!("the guard deletes {name}"), || async {
+                bindings.get_opt(name).await.expect("get").is_none()
+            })
+            .await;
+        }
+    }
+    expect_access(client, "anyone", &["system:authenticated"], access("create", "deployments.apps", &sub), false).await;
 }
 
 /// A 253-character DNS subdomain.
@@ -292,6 +392,12 @@ async fn security_faults_stay_fixed_with_and_without_the_webhook() {
         }
         a_resource_group_that_moves_leaves_its_old_subscription(&client).await;
         user_access_administrator_stays_within_its_limit(&client, webhook).await;
+        a_service_account_holding_uaa_is_limited_too(&client, webhook).await;
         long_names_get_their_events(&client, webhook).await;
     }
+}
+
+async fn roles_of(client: &Client, ns: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), ns);
+    api.list(&Default::default()).await.expect("roles").items.into_iter().filter_map(|r| r.metadata.name).collect()
 }

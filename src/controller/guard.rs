@@ -1,6 +1,7 @@
 //! The guard of User Access Administrator's limit (SPEC §4, [`crate::model::user_access`])
 //! where the admission webhook did not judge: a RoleBinding that binds an assignable Role to
-//! anything but the ServiceAccounts of its namespace is deleted, with a Warning Event on it.
+//! anything but the ServiceAccounts of its namespace, or any other Role the controller made,
+//! is deleted, with a Warning Event on it.
 //!
 //! RBAC lets a User Access Administrator create bindings to its assignable Roles but cannot
 //! restrict their subjects. The webhook refuses a bad one before it exists; without the

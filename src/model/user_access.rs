@@ -10,16 +10,30 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 
 use super::desired::ASSIGNABLE_ROLE_PART;
 
+/// The part after `kubelighthouse:<hash>:` of a Role name the controller made
+/// ([`super::desired::object_name`]: ten hexadecimal digits of hash), if `role_ref` is one.
+fn controller_role(role_ref: &RoleRef) -> Option<&str> {
+    if role_ref.kind != "Role" {
+        return None;
+    }
+    let (hash, role) = role_ref.name.strip_prefix("kubelighthouse:")?.split_once(':')?;
+    (hash.len() == 10 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(role)
+}
+
 /// Whether `role_ref` names an assignable Role: a namespaced Role whose name
 /// [`super::desired::assignable_name`] made (`kubelighthouse:<hash>:assignable:<role>`).
 /// Names of that shape are the controller's own; nothing else is named so.
 pub fn is_assignable(role_ref: &RoleRef) -> bool {
-    role_ref.kind == "Role"
-        && role_ref
-            .name
-            .strip_prefix("kubelighthouse:")
-            .and_then(|rest| rest.split_once(':'))
-            .is_some_and(|(_, role)| role.starts_with(ASSIGNABLE_ROLE_PART))
+    controller_role(role_ref).is_some_and(|role| role.starts_with(ASSIGNABLE_ROLE_PART))
+}
+
+/// Whether `binding` is (or poses as) one the controller materializes: ours bear the name of
+/// the Role they bind and our label. Such a binding is kept exact by its assignment's
+/// reconcile, or swept as an orphan, not judged here.
+pub fn looks_materialized(binding: &RoleBinding) -> bool {
+    let ours = binding.metadata.labels.as_ref().and_then(|l| l.get(super::keys::MANAGED_BY)).map(String::as_str)
+        == Some(super::keys::MANAGER);
+    ours && binding.metadata.name.as_deref() == Some(binding.role_ref.name.as_str())
 }
 
 /// The subjects of a binding in `namespace` that are not managed identities there, as
@@ -36,11 +50,24 @@ pub fn outside_subjects(namespace: &str, subjects: &[Subject]) -> Vec<String> {
         .collect()
 }
 
-/// Why `binding` may not exist, if it binds an assignable Role to anything but the
-/// ServiceAccounts of its namespace. The message names the rule, the field and the subjects.
+/// Why `binding` may not exist, if it binds a Role the controller materialized other than as
+/// the controller's own binding: an assignable Role may be bound to the ServiceAccounts of its
+/// namespace only, and any other Role of ours (a delegated role, User Access
+/// Administrator's own, one left by a revoked delegation) by nobody else at all. Else a User
+/// Access Administrator, who holds the permissions of those Roles, could hand them to anyone
+/// (Kubernetes' escalation check lets a holder bind what it holds), and a binding left behind
+/// would come back to life with a later assignment of the same name. The message names the
+/// rule, the field and the subjects.
 pub fn violation(binding: &RoleBinding) -> Option<String> {
-    if !is_assignable(&binding.role_ref) {
+    let role = controller_role(&binding.role_ref)?;
+    if looks_materialized(binding) {
         return None;
+    }
+    if !role.starts_with(ASSIGNABLE_ROLE_PART) {
+        return Some(format!(
+            "UserAccessAdministratorLimit: roleRef: Role {} is kube-lighthouse's own, bound only by the delegation that made it; only its assignable roles may be bound, and only to ServiceAccounts",
+            binding.role_ref.name
+        ));
     }
     let namespace = binding.metadata.namespace.as_deref().unwrap_or_default();
     let outside = outside_subjects(namespace, binding.subjects.as_deref().unwrap_or_default());
@@ -120,6 +147,27 @@ mod tests {
         assert!(message.contains("Group system:authenticated"));
         assert!(message.contains("ServiceAccount elsewhere/bot"));
         assert!(!message.contains("ServiceAccount customer-a/app"));
+    }
+
+    #[test]
+    fn no_one_else_binds_the_controller_s_other_roles() {
+        let sa = subject("ServiceAccount", "app", Some("customer-a"));
+        for role in [
+            object_name(&assignment(), "kubelighthouse:contributor"),
+            object_name(&assignment(), "user-access-administrator:1234abcd"),
+        ] {
+            let message = violation(&binding(&role, "Role", vec![sa.clone()])).expect("refused");
+            assert!(message.contains("roleRef"), "{message}");
+            // The controller's own binding of it, name and label, is not this rule's business.
+            let mut ours = binding(&role, "Role", vec![subject("Group", "g", None)]);
+            ours.metadata.name = Some(role.clone());
+            ours.metadata.labels =
+                Some([("app.kubernetes.io/managed-by".to_string(), "kube-lighthouse".to_string())].into());
+            assert!(looks_materialized(&ours));
+            assert_eq!(violation(&ours), None);
+        }
+        // A look-alike name that is not ten hexadecimal digits of hash is someone else's.
+        assert_eq!(violation(&binding("kubelighthouse:not-a-hash:x", "Role", vec![])), None);
     }
 
     #[test]

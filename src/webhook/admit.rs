@@ -164,6 +164,10 @@ fn role_binding(request: &AdmissionRequest<DynamicObject>, ctx: &Context) -> Res
             |s| match s.kind.as_str() {
                 "User" => user.username.as_deref() == Some(s.name.as_str()),
                 "Group" => groups.contains(&s.name),
+                "ServiceAccount" => {
+                    let namespace = s.namespace.as_deref().unwrap_or(&namespace);
+                    user.username.as_deref() == Some(format!("system:serviceaccount:{namespace}:{}", s.name).as_str())
+                }
                 _ => false,
             },
         );
