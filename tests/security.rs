@@ -145,6 +145,28 @@ fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
     }
 }
 
+/// A RoleBinding beyond User Access Administrator's limit: refused at admission with the rule
+/// when the webhook is on; otherwise admitted by RBAC alone and then deleted by the guard.
+async fn refused_or_undone(
+    made: Result<RoleBinding, kube::Error>,
+    bindings: &Api<RoleBinding>,
+    name: &str,
+    webhook: bool,
+) {
+    if webhook {
+        match made {
+            Err(kube::Error::Api(s)) => assert!(s.message.contains("UserAccessAdministratorLimit"), "{name}: {s:?}"),
+            other => panic!("the webhook admitted {name}: {other:?}"),
+        }
+    } else {
+        made.unwrap_or_else(|e| panic!("{name}: RBAC alone admits it: {e}"));
+        eventually(&format!("the guard deletes {name}"), || async {
+            bindings.get_opt(name).await.expect("get").is_none()
+        })
+        .await;
+    }
+}
+
 async fn user_access_administrator_stays_within_its_limit(client: &Client, webhook: bool) {
     let sub = unique("uaa");
     subscription(client, &sub, &tenant_id()).await;
@@ -234,20 +256,7 @@ async fn user_access_administrator_stays_within_its_limit(client: &Client, webho
         ),
     ] {
         let made = as_person.create(&PostParams::default(), &binding(&sub, name, "Role", role, everyone.clone())).await;
-        if webhook {
-            match made {
-                Err(kube::Error::Api(s)) => {
-                    assert!(s.message.contains("UserAccessAdministratorLimit"), "{name}: {s:?}")
-                }
-                other => panic!("the webhook admitted {name}: {other:?}"),
-            }
-        } else {
-            made.unwrap_or_else(|e| panic!("{name}: RBAC alone admits it: {e}"));
-            eventually(&format!("the guard deletes {name}"), || async {
-                bindings.get_opt(name).await.expect("get").is_none()
-            })
-            .await;
-        }
+        refused_or_undone(made, &bindings, name, webhook).await;
     }
     expect_access(client, "anyone", &["system:authenticated"], access("create", "deployments.apps", &sub), false).await;
     if webhook {
@@ -306,20 +315,7 @@ async fn a_service_account_holding_uaa_is_limited_too(client: &Client, webhook: 
     }
     for (name, kind, role) in attempts {
         let made = as_bot.create(&PostParams::default(), &binding(&sub, name, kind, role, everyone.clone())).await;
-        if webhook {
-            match made {
-                Err(kube::Error::Api(s)) => {
-                    assert!(s.message.contains("UserAccessAdministratorLimit"), "{name}: {s:?}")
-                }
-                other => panic!("the webhook admitted {name} from a ServiceAccount: {other:?}"),
-            }
-        } else {
-            made.unwrap_or_else(|e| panic!("{name}: RBAC alone admits it: {e}"));
-            eventually(&format!("the guard deletes {name}"), || async {
-                bindings.get_opt(name).await.expect("get").is_none()
-            })
-            .await;
-        }
+        refused_or_undone(made, &bindings, name, webhook).await;
     }
     expect_access(client, "anyone", &["system:authenticated"], access("create", "deployments.apps", &sub), false).await;
 }
