@@ -167,6 +167,26 @@ async fn refused_or_undone(
     }
 }
 
+/// Delegates User Access Administrator (Reader assignable) and Contributor to `principal` in
+/// `sub`, and waits until it is in force. Templates often pair the two: the holder then holds
+/// what it could hand on, and Kubernetes' escalation check alone would let it.
+async fn delegate_uaa_with_contributor(client: &Client, sub: &str, principal: &str, kind: &str) {
+    definition(
+        client,
+        sub,
+        "contoso",
+        MSP_TENANT,
+        vec![
+            json!({"principalId": principal, "principalType": kind, "roleDefinitionId": UAA,
+                "delegatedRoleDefinitionIds": [READER]}),
+            authorization(principal, kind, CONTRIBUTOR),
+        ],
+    )
+    .await;
+    assignment(client, sub, "contoso", "contoso").await;
+    wait_for_assignment_state(client, sub, "contoso", "Succeeded").await;
+}
+
 async fn user_access_administrator_stays_within_its_limit(client: &Client, webhook: bool) {
     let sub = unique("uaa");
     subscription(client, &sub, &tenant_id()).await;
@@ -176,22 +196,7 @@ async fn user_access_administrator_stays_within_its_limit(client: &Client, webho
         .create(&PostParams::default(), &binding(&sub, "customer-admins", "ClusterRole", "admin", admins))
         .await
         .expect("customer-admins");
-    definition(
-        client,
-        &sub,
-        "contoso",
-        MSP_TENANT,
-        vec![
-            json!({"principalId": PERSON, "principalType": "User", "roleDefinitionId": UAA,
-                "delegatedRoleDefinitionIds": [READER]}),
-            // Templates often pair UAA with Contributor: the holder then holds what it could
-            // hand on, and Kubernetes' escalation check alone would let it.
-            authorization(PERSON, "User", CONTRIBUTOR),
-        ],
-    )
-    .await;
-    assignment(client, &sub, "contoso", "contoso").await;
-    wait_for_assignment_state(client, &sub, "contoso", "Succeeded").await;
+    delegate_uaa_with_contributor(client, &sub, PERSON, "User").await;
     let person = projected(MSP_TENANT, PERSON);
     let as_person: Api<RoleBinding> = Api::namespaced(client_as(&person, &[]).await, &sub);
     expect_access(client, &person, &[], access("create", "deployments.apps", &sub), true).await;
@@ -289,20 +294,7 @@ async fn a_service_account_holding_uaa_is_limited_too(client: &Client, webhook: 
     subscription(client, &sub, &tenant_id()).await;
     service_account(client, &automation, "bot").await;
     let principal = format!("{automation}/bot");
-    definition(
-        client,
-        &sub,
-        "contoso",
-        MSP_TENANT,
-        vec![
-            json!({"principalId": principal, "principalType": "ServiceAccount", "roleDefinitionId": UAA,
-                "delegatedRoleDefinitionIds": [READER]}),
-            authorization(&principal, "ServiceAccount", CONTRIBUTOR),
-        ],
-    )
-    .await;
-    assignment(client, &sub, "contoso", "contoso").await;
-    wait_for_assignment_state(client, &sub, "contoso", "Succeeded").await;
+    delegate_uaa_with_contributor(client, &sub, &principal, "ServiceAccount").await;
     let bot = client_with_token(&service_account_token(&automation, "bot")).await;
     let as_bot: Api<RoleBinding> = Api::namespaced(bot, &sub);
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &sub);
