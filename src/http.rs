@@ -12,7 +12,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::controller::context::Caches;
 use crate::metrics::Metrics;
 
 /// Binds `port` on all interfaces; None when the port is 0 (the endpoint is disabled).
@@ -50,11 +49,11 @@ pub async fn serve_health(listener: TcpListener, ready: watch::Receiver<bool>) {
 }
 
 /// `/metrics` in the OpenMetrics text format.
-pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, caches: Caches) {
+pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
     let router = Router::new().route(
         "/metrics",
         get(move || {
-            let body = metrics.render(&caches);
+            let body = metrics.render();
             async move {
                 ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
                     .into_response()

@@ -24,5 +24,8 @@ pub mod controller;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod runtime;
 pub mod telemetry;
 pub mod webhook;
+
+pub use runtime::run;

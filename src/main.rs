@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use kube_lighthouse::config::Config;
-use kube_lighthouse::{controller, telemetry};
+use kube_lighthouse::telemetry;
 use tracing::error;
 
 /// jemalloc: against glibc's malloc it cut the peak RSS at 5000 delegations by a tenth and
@@ -28,7 +28,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match controller::run(client, &config).await {
+    match kube_lighthouse::run(client, &config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "controller failed");

@@ -6,12 +6,10 @@ use std::time::Instant;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::api::ProvisioningState;
-use crate::controller::context::Caches;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
@@ -48,8 +46,6 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     durations: Family<ControllerLabels, Histogram>,
     writes: Family<WriteLabels, Counter>,
-    delegations: Family<StateLabels, Gauge>,
-    materialized: Family<KindLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -61,15 +57,11 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
         let writes = Family::<WriteLabels, Counter>::default();
-        let delegations = Family::<StateLabels, Gauge>::default();
-        let materialized = Family::<KindLabels, Gauge>::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register("reconcile_errors", "Reconciles that failed, by error reason", errors.clone());
         registry.register("reconcile_duration_seconds", "Reconcile duration", durations.clone());
         registry.register("api_writes", "Writes made to the API server", writes.clone());
-        registry.register("delegations", "Definitions and assignments by provisioning state", delegations.clone());
-        registry.register("materialized_objects", "Roles and RoleBindings the controller holds", materialized.clone());
-        Metrics { registry, reconciles, errors, durations, writes, delegations, materialized }
+        Metrics { registry, reconciles, errors, durations, writes }
     }
 }
 
@@ -87,7 +79,8 @@ impl Drop for ReconcileTimer<'_> {
     }
 }
 
-fn state_label(state: Option<ProvisioningState>) -> &'static str {
+/// The `state` label of a provisioning state (`Pending` before the first status).
+pub fn state_label(state: Option<ProvisioningState>) -> &'static str {
     state.map_or("Pending", ProvisioningState::as_str)
 }
 
@@ -105,19 +98,15 @@ impl Metrics {
         self.writes.get_or_create(&WriteLabels { kind, verb }).inc();
     }
 
-    /// The text exposition, with the state gauges taken from the caches at scrape time.
-    pub fn render(&self, caches: &Caches) -> String {
-        self.delegations.clear();
-        for d in caches.definitions.state() {
-            let state = state_label(d.status.as_ref().and_then(|s| s.provisioning_state));
-            self.delegations.get_or_create(&StateLabels { kind: "RegistrationDefinition", state }).inc();
-        }
-        for a in caches.assignments.state() {
-            let state = state_label(a.status.as_ref().and_then(|s| s.provisioning_state));
-            self.delegations.get_or_create(&StateLabels { kind: "RegistrationAssignment", state }).inc();
-        }
-        self.materialized.get_or_create(&KindLabels { kind: "Role" }).set(caches.roles.len() as i64);
-        self.materialized.get_or_create(&KindLabels { kind: "RoleBinding" }).set(caches.bindings.len() as i64);
+    /// Adds `collector`, asked for its metrics at every scrape (the controller's cache
+    /// gauges: [`crate::controller::caches::CacheGauges`]). Metrics depends on nothing it
+    /// measures.
+    pub fn register(&mut self, collector: Box<dyn prometheus_client::collector::Collector>) {
+        self.registry.register_collector(collector);
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -27,6 +27,16 @@ pub struct SyncStats {
     pub deleted: usize,
 }
 
+/// What step 4 did: synced to the desired RBAC, or revoked everything (how many objects).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Synced(SyncStats),
+    Revoked(usize),
+}
+
+/// Which step a delete belongs to, for the error it fails with.
+type Step = fn(kube::Error) -> Error;
+
 fn key<K: Resource>(object: &K) -> (String, String) {
     (object.namespace().unwrap_or_default(), object.name_any())
 }
@@ -86,13 +96,13 @@ where
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = PatchParams::apply(keys::FIELD_MANAGER).force();
     let _grant = ctx.grants.write();
-    let applied = api.patch(&name, &params, &Patch::Apply(object)).await?;
+    let applied = api.patch(&name, &params, &Patch::Apply(object)).await.map_err(Error::Apply)?;
     ctx.metrics.write(<K as k8s_openapi::Resource>::KIND, "apply");
     debug!(kind = K::kind(&()).as_ref(), %namespace, %name, "applied");
     Ok(applied.meta().resource_version.clone())
 }
 
-async fn delete<K>(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error>
+async fn delete<K>(ctx: &Context, namespace: &str, name: &str, step: Step) -> Result<(), Error>
 where
     K: Materialized,
 {
@@ -107,7 +117,7 @@ where
         }
         // Already gone, or its namespace is being deleted with it.
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(step(e)),
     }
 }
 
@@ -153,8 +163,8 @@ pub async fn sync(ctx: &Context, uid: &str, desired: &DesiredRbac) -> Result<Syn
         stale.sort();
         stale
     };
-    stats.deleted += delete_all::<RoleBinding>(ctx, stale(&caches.bindings, &wanted_bindings)).await?;
-    stats.deleted += delete_all::<Role>(ctx, stale(&caches.roles, &wanted_roles)).await?;
+    stats.deleted += delete_all::<RoleBinding>(ctx, stale(&caches.bindings, &wanted_bindings), Error::Prune).await?;
+    stats.deleted += delete_all::<Role>(ctx, stale(&caches.roles, &wanted_roles), Error::Prune).await?;
     Ok(stats)
 }
 
@@ -164,19 +174,24 @@ async fn apply_binding(ctx: &Context, binding: &RoleBinding) -> Result<bool, Err
     let (ns, name) = key(binding);
     let cached = ctx.caches.bindings.get(&ns, &name);
     if cached.is_some_and(|c| c.role_ref.is_some_and(|r| r != role_ref_digest(&binding.role_ref))) {
-        delete::<RoleBinding>(ctx, &ns, &name).await?;
+        delete::<RoleBinding>(ctx, &ns, &name, Error::Apply).await?;
     }
     apply_unless_current(ctx, &ctx.caches.bindings, binding, binding_digest(binding)).await
 }
 
 /// Deletes the objects at `keys` (namespace, name) as one phase; how many.
-async fn delete_all<K: Materialized>(ctx: &Context, keys: Vec<(String, String)>) -> Result<usize, Error> {
-    let deletes: Vec<_> = keys.iter().map(|(ns, name)| delete_counted::<K>(ctx, ns, name)).collect();
+async fn delete_all<K: Materialized>(ctx: &Context, keys: Vec<(String, String)>, step: Step) -> Result<usize, Error> {
+    let deletes: Vec<_> = keys.iter().map(|(ns, name)| delete_counted::<K>(ctx, ns, name, step)).collect();
     phase(deletes).await
 }
 
-async fn delete_counted<K: Materialized>(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Error> {
-    delete::<K>(ctx, namespace, name).await.map(|()| true)
+async fn delete_counted<K: Materialized>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    step: Step,
+) -> Result<bool, Error> {
+    delete::<K>(ctx, namespace, name, step).await.map(|()| true)
 }
 
 /// Revokes everything the assignment with `uid` owns, listing live rather than trusting the
@@ -189,6 +204,7 @@ pub async fn revoke_all(ctx: &Context, uid: &str) -> Result<usize, Error> {
 
 /// Deletes every object of kind `K` that `selector` finds, listed live; how many.
 async fn delete_listed<K: Materialized>(ctx: &Context, selector: &ListParams) -> Result<usize, Error> {
-    let items = Api::<K>::all(ctx.client.clone()).list_metadata(selector).await?.items;
-    delete_all::<K>(ctx, items.iter().map(|o| (o.namespace().unwrap_or_default(), o.name_any())).collect()).await
+    let items = Api::<K>::all(ctx.client.clone()).list_metadata(selector).await.map_err(Error::Revoke)?.items;
+    let keys = items.iter().map(|o| (o.namespace().unwrap_or_default(), o.name_any())).collect();
+    delete_all::<K>(ctx, keys, Error::Revoke).await
 }

@@ -91,19 +91,15 @@ where
         State::Live => reconcile(Step::Apply(object)).await,
         State::Unclaimed => {
             let patch = json_patch(add_patch(object.meta().finalizers.as_ref(), name))?;
-            let claimed = api
-                .patch(&object_name, &PatchParams::default(), &patch)
-                .await
-                .map_err(|e| Error::Finalizer("adding", e))?;
+            let claimed =
+                api.patch(&object_name, &PatchParams::default(), &patch).await.map_err(Error::FinalizerAdd)?;
             reconcile(Step::Apply(Arc::new(claimed))).await
         }
         State::Deleting(index) => {
             // The finalizer stays until the cleanup succeeded.
             let action = reconcile(Step::Cleanup(object)).await?;
             let patch = json_patch(remove_patch(index, name))?;
-            api.patch(&object_name, &PatchParams::default(), &patch)
-                .await
-                .map_err(|e| Error::Finalizer("removing", e))?;
+            api.patch(&object_name, &PatchParams::default(), &patch).await.map_err(Error::FinalizerRemove)?;
             Ok(action)
         }
         State::Released => Ok(Action::await_change()),

@@ -14,10 +14,10 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, Preconditions};
-use kube::runtime::events::{Event, EventType};
 use tracing::{info, warn};
 
 use super::context::Context;
+use crate::model::status::Notice;
 use crate::model::user_access;
 
 /// A RoleBinding that breaks the limit, and why.
@@ -66,14 +66,7 @@ async fn remove(ctx: &Context, offence: &Offence) {
         uid: offence.uid.clone(),
         ..Default::default()
     };
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "UserAccessAdministratorLimit".into(),
-        note: super::context::note(&format!("deleted: {}", offence.message)),
-        action: "Revoke".into(),
-        secondary: None,
-    };
-    ctx.publish_to(&regarding, event).await;
+    ctx.bookkeeping.publish_to(&regarding, &Notice::user_access_limit(&offence.message)).await;
 }
 
 /// Runs until the channel closes. Judged only once the caches are synced, like the sweep.

@@ -17,7 +17,8 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
-use super::context::{Caches, Context};
+use super::caches::Caches;
+use super::context::Context;
 use super::definition::assignments_of;
 use super::guard::{self, Offence};
 use super::index::map_event;

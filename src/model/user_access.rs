@@ -80,6 +80,75 @@ pub fn violation(binding: &RoleBinding) -> Option<String> {
     })
 }
 
+/// A change to a RoleBinding, as admission sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindingChange {
+    Create,
+    Update,
+    Delete,
+}
+
+/// Who asks, as the API server passes it to admission.
+#[derive(Clone, Debug, Default)]
+pub struct Requester<'a> {
+    pub username: Option<&'a str>,
+    pub groups: &'a [String],
+}
+
+impl Requester<'_> {
+    /// Whether `subject` (of a binding in `namespace`) is this requester.
+    pub fn is(&self, subject: &Subject, namespace: &str) -> bool {
+        match subject.kind.as_str() {
+            "User" => self.username == Some(subject.name.as_str()),
+            "Group" => self.groups.contains(&subject.name),
+            "ServiceAccount" => {
+                let namespace = subject.namespace.as_deref().unwrap_or(namespace);
+                self.username == Some(format!("system:serviceaccount:{namespace}:{}", subject.name).as_str())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Admission's verdict on a change of RoleBinding `binding` in its namespace by `requester`,
+/// given `delegates`, the subjects of the User Access Administrator bindings the controller
+/// made in that namespace (SPEC §3, User Access Administrator's limit):
+/// - a binding of a controller-made Role other than the controller's own is refused
+///   ([`violation`]), whoever makes it;
+/// - a delegate may only create bindings of the Roles assignable to it; it may not change or
+///   delete any binding.
+///
+/// # Errors
+/// The refusal message, naming the rule and the field.
+pub fn admission_verdict(
+    binding: &RoleBinding,
+    change: BindingChange,
+    requester: &Requester<'_>,
+    delegates: &[Subject],
+) -> Result<(), String> {
+    let namespace = binding.metadata.namespace.as_deref().unwrap_or_default();
+    if change != BindingChange::Delete {
+        if let Some(message) = violation(binding) {
+            return Err(message);
+        }
+    }
+    if !delegates.iter().any(|s| requester.is(s, namespace)) {
+        return Ok(());
+    }
+    match change {
+        BindingChange::Create if is_assignable(&binding.role_ref) => Ok(()),
+        BindingChange::Create => Err(format!(
+            "UserAccessAdministratorLimit: roleRef: a User Access Administrator may bind only its delegated roles in {namespace}, not {} {}",
+            binding.role_ref.kind, binding.role_ref.name
+        )),
+        BindingChange::Update | BindingChange::Delete => Err(format!(
+            "UserAccessAdministratorLimit: a User Access Administrator may only create RoleBindings in {namespace}; it may not {} RoleBinding {}",
+            if change == BindingChange::Delete { "delete" } else { "change" },
+            binding.metadata.name.as_deref().unwrap_or_default()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +243,61 @@ mod tests {
     fn other_bindings_are_not_this_rule_s_business() {
         let customer = binding("admin", "ClusterRole", vec![subject("Group", "customer-admins", None)]);
         assert_eq!(violation(&customer), None);
+    }
+
+    fn delegates() -> Vec<Subject> {
+        vec![
+            subject("User", "tid:alice", None),
+            subject("Group", "tid:admins", None),
+            subject("ServiceAccount", "deployer", Some("customer-a")),
+        ]
+    }
+
+    #[test]
+    fn a_delegate_creates_only_bindings_of_its_assignable_roles() {
+        let assignable = assignable_name(&assignment(), "kubelighthouse:reader");
+        let sa = subject("ServiceAccount", "app", Some("customer-a"));
+        let alice = Requester { username: Some("tid:alice"), groups: &[] };
+        let ok = binding(&assignable, "Role", vec![sa.clone()]);
+        assert_eq!(admission_verdict(&ok, BindingChange::Create, &alice, &delegates()), Ok(()));
+        let admin = binding("admin", "ClusterRole", vec![sa]);
+        let refused = admission_verdict(&admin, BindingChange::Create, &alice, &delegates()).expect_err("refused");
+        assert!(refused.starts_with("UserAccessAdministratorLimit: roleRef:"), "{refused}");
+        assert!(refused.contains("not ClusterRole admin"), "{refused}");
+    }
+
+    #[test]
+    fn a_delegate_may_neither_change_nor_delete_a_binding() {
+        let foreign = binding("edit", "ClusterRole", vec![subject("User", "bob", None)]);
+        let groups = ["tid:admins".to_string()];
+        let by_group = Requester { username: Some("tid:carol"), groups: &groups };
+        for (change, verb) in [(BindingChange::Update, "change"), (BindingChange::Delete, "delete")] {
+            let refused = admission_verdict(&foreign, change, &by_group, &delegates()).expect_err("refused");
+            assert!(refused.ends_with(&format!("it may not {verb} RoleBinding b")), "{refused}");
+        }
+        let sa = Requester { username: Some("system:serviceaccount:customer-a:deployer"), groups: &[] };
+        assert!(
+            admission_verdict(&foreign, BindingChange::Delete, &sa, &delegates()).is_err(),
+            "a ServiceAccount delegate"
+        );
+    }
+
+    #[test]
+    fn anyone_else_is_not_this_rule_s_business_unless_binding_a_controller_role() {
+        let bob = Requester { username: Some("bob"), groups: &[] };
+        let foreign = binding("edit", "ClusterRole", vec![subject("User", "bob", None)]);
+        for change in [BindingChange::Create, BindingChange::Update, BindingChange::Delete] {
+            assert_eq!(admission_verdict(&foreign, change, &bob, &delegates()), Ok(()));
+        }
+        let ours = object_name(&assignment(), "kubelighthouse:reader");
+        let forged = binding(&ours, "Role", vec![subject("User", "bob", None)]);
+        assert!(admission_verdict(&forged, BindingChange::Create, &bob, &[]).is_err(), "binding a controller Role");
+        assert_eq!(
+            admission_verdict(&forged, BindingChange::Delete, &bob, &[]),
+            Ok(()),
+            "deleting such a binding is always allowed"
+        );
+        let other_namespace_sa = Requester { username: Some("system:serviceaccount:other:deployer"), groups: &[] };
+        assert_eq!(admission_verdict(&foreign, BindingChange::Delete, &other_namespace_sa, &delegates()), Ok(()));
     }
 }

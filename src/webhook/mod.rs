@@ -25,7 +25,20 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use crate::controller::context::Context;
+use crate::controller::caches::Caches;
+use crate::controller::context::Policy;
+
+/// What admission reads: a narrow handle, not the reconcile context. The caches and the
+/// policy are the reconcilers' own (so both judge alike); the client asks
+/// SubjectAccessReviews and reads a definition the cache does not hold yet.
+#[derive(Clone)]
+pub struct Admission {
+    pub client: kube::Client,
+    pub caches: Caches,
+    pub policy: Arc<Policy>,
+    /// True once every cache has its first list; until then every judged request is refused.
+    pub ready: tokio::sync::watch::Receiver<bool>,
+}
 
 /// Why the webhook cannot start.
 #[derive(Debug, Error)]
@@ -58,26 +71,26 @@ fn tls_config(cert: &Path, key: &Path) -> Result<ServerConfig, WebhookError> {
 }
 
 async fn validate(
-    State(ctx): State<Arc<Context>>,
+    State(admission): State<Arc<Admission>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(r) => r,
         Err(e) => return Json(AdmissionResponse::invalid(format!("not an AdmissionReview: {e}")).into_review()),
     };
-    let response = admit::review(&request, &ctx).await;
+    let response = admit::review(&request, &admission).await;
     debug!(kind = %request.kind.kind, name = %request.name, user = ?request.user_info.username, allowed = response.allowed, "admission");
     Json(response.into_review())
 }
 
 /// Serves `POST /validate` over TLS on `port` until the process ends.
-pub async fn serve(port: u16, cert: &Path, key: &Path, ctx: Arc<Context>) -> Result<(), WebhookError> {
+pub async fn serve(port: u16, cert: &Path, key: &Path, admission: Arc<Admission>) -> Result<(), WebhookError> {
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(cert, key)?));
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
         .await
         .map_err(|e| WebhookError::Bind(port, e))?;
     info!(port, "admission webhook listening");
-    let router = Router::new().route("/validate", post(validate)).with_state(ctx);
+    let router = Router::new().route("/validate", post(validate)).with_state(admission);
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {

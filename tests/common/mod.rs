@@ -128,7 +128,7 @@ pub async fn cluster() -> Option<Client> {
                     "--health-port",
                     "0",
                 ]);
-                if let Err(e) = kube_lighthouse::controller::run(client, &config).await {
+                if let Err(e) = kube_lighthouse::run(client, &config).await {
                     panic!("controller stopped: {e}");
                 }
             });

@@ -1,0 +1,361 @@
+//! Bookkeeping: the writes that record what happened (statuses, Events, the
+//! managed-by-tenants annotation), as opposed to the RBAC writes that grant or revoke access.
+//! All of them go through one bounded writer, [`Bookkeeping`], which gives way to RBAC writes
+//! ([`GrantActivity`]), keeps only the latest record of each object, and counts its failures in
+//! the error metric (`controller="bookkeeping"`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedSender;
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use super::events::Publisher;
+use super::Error;
+use crate::api::{
+    RegistrationAssignment, RegistrationAssignmentStatus, RegistrationDefinition, RegistrationDefinitionStatus,
+};
+use crate::metrics::Metrics;
+use crate::model::keys;
+use crate::model::status::Notice;
+
+/// One bookkeeping write.
+#[derive(Debug)]
+pub enum Record {
+    /// An assignment's status, and the Events its change of outcome publishes once written.
+    AssignmentStatus {
+        assignment: Arc<RegistrationAssignment>,
+        status: RegistrationAssignmentStatus,
+        notices: Vec<Notice>,
+    },
+    /// A definition's status, and the Event published once written.
+    DefinitionStatus {
+        definition: Arc<RegistrationDefinition>,
+        status: RegistrationDefinitionStatus,
+        notice: Option<Notice>,
+    },
+    /// The `managed-by-tenants` annotation of subscription `namespace` (None removes it).
+    ManagedByTenants { namespace: String, value: Option<String> },
+}
+
+/// Which object a [`Record`] writes: a later record of the same object replaces a pending one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Target {
+    Assignment(ObjectRef<RegistrationAssignment>),
+    Definition(ObjectRef<RegistrationDefinition>),
+    Namespace(String),
+}
+
+impl Record {
+    fn target(&self) -> Target {
+        match self {
+            Record::AssignmentStatus { assignment, .. } => Target::Assignment(reference(assignment.as_ref())),
+            Record::DefinitionStatus { definition, .. } => Target::Definition(reference(definition.as_ref())),
+            Record::ManagedByTenants { namespace, .. } => Target::Namespace(namespace.clone()),
+        }
+    }
+}
+
+fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
+    ObjectRef::new(object.meta().name.as_deref().unwrap_or_default())
+        .within(object.meta().namespace.as_deref().unwrap_or_default())
+}
+
+/// The reconciles to run again when a deferred write failed: they compute it anew.
+#[derive(Clone)]
+pub struct Retrigger {
+    pub assignments: UnboundedSender<ObjectRef<RegistrationAssignment>>,
+    pub definitions: UnboundedSender<ObjectRef<RegistrationDefinition>>,
+    pub namespaces: UnboundedSender<ObjectRef<PartialObjectMeta<Namespace>>>,
+}
+
+impl Retrigger {
+    fn send(&self, target: Target) {
+        // A closed channel means the controller is stopping: nothing left to retry.
+        let _ = match target {
+            Target::Assignment(r) => self.assignments.unbounded_send(r).is_ok(),
+            Target::Definition(r) => self.definitions.unbounded_send(r).is_ok(),
+            Target::Namespace(name) => self.namespaces.unbounded_send(ObjectRef::new(&name)).is_ok(),
+        };
+    }
+}
+
+/// The one writer of bookkeeping (see the module docs).
+pub struct Bookkeeping {
+    client: Client,
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+    grants: Arc<GrantActivity>,
+    retrigger: Retrigger,
+    /// Deferred records, the latest per object.
+    pending: Mutex<HashMap<Target, Record>>,
+    /// Deferred writes in flight at once: as many as reconciles, so that a burst of grants
+    /// that just ended does not become a burst of bookkeeping.
+    permits: Semaphore,
+}
+
+impl Bookkeeping {
+    /// A writer through `client`, publishing Events with `publisher`, at most `parallel`
+    /// deferred writes at once.
+    pub fn new(
+        client: Client,
+        publisher: Publisher,
+        metrics: Arc<Metrics>,
+        grants: Arc<GrantActivity>,
+        retrigger: Retrigger,
+        parallel: usize,
+    ) -> Bookkeeping {
+        Bookkeeping {
+            client,
+            publisher,
+            metrics,
+            grants,
+            retrigger,
+            pending: Mutex::default(),
+            permits: Semaphore::new(parallel.max(1)),
+        }
+    }
+
+    /// Writes `record` now, replacing any deferred record of the same object. For what the
+    /// user is waiting for with nothing granted meanwhile: a rejection and its reason.
+    ///
+    /// # Errors
+    /// [`Error::Status`] or [`Error::Annotate`] when the API server refuses the write; the
+    /// reconcile is then retried.
+    pub async fn write_now(&self, record: Record) -> Result<(), Error> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.target());
+        self.write(record).await
+    }
+
+    /// Writes `record` once RBAC writes pause ([`GrantActivity::quiet`]). A later record of
+    /// the same object replaces it while it waits. A failure is counted and the object's
+    /// reconcile runs again a second later.
+    pub fn defer(self: &Arc<Self>, record: Record) {
+        let target = record.target();
+        let first = self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(target.clone(), record).is_none();
+        if first {
+            tokio::spawn(self.clone().write_deferred(target));
+        }
+    }
+
+    async fn write_deferred(self: Arc<Self>, target: Target) {
+        self.grants.quiet().await;
+        let Ok(_permit) = self.permits.acquire().await else { return };
+        let Some(record) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&target) else { return };
+        if let Err(e) = self.write(record).await {
+            warn!(error = %e, object = ?target, "bookkeeping write failed; reconciling again");
+            self.metrics.error("bookkeeping", e.metric_label());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.retrigger.send(target);
+        }
+    }
+
+    /// Writes one record and publishes its Events; an object already gone is not an error.
+    async fn write(&self, record: Record) -> Result<(), Error> {
+        let written = match &record {
+            Record::AssignmentStatus { assignment, status, .. } => self.status(assignment.as_ref(), status).await,
+            Record::DefinitionStatus { definition, status, .. } => self.status(definition.as_ref(), status).await,
+            Record::ManagedByTenants { namespace, value } => self.annotate(namespace, value.as_deref()).await,
+        };
+        match written {
+            Err(e) if e.is_not_found() => return Ok(()),
+            other => other?,
+        }
+        match record {
+            Record::AssignmentStatus { assignment, notices, .. } => {
+                for notice in &notices {
+                    self.publish(assignment.as_ref(), notice).await;
+                }
+            }
+            Record::DefinitionStatus { definition, notice: Some(notice), .. } => {
+                self.publish(definition.as_ref(), &notice).await
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Server-side applies `status` to `object`'s status subresource.
+    async fn status<K>(&self, object: &K, status: &impl serde::Serialize) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), object.meta().namespace.as_deref().unwrap_or_default());
+        let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+        let params = PatchParams::apply(keys::FIELD_MANAGER).force();
+        api.patch_status(&object.name_any(), &params, &Patch::Apply(&patch)).await.map_err(Error::Status)?;
+        self.metrics.write(leak_kind(&K::kind(&())), "status");
+        Ok(())
+    }
+
+    async fn annotate(&self, namespace: &str, value: Option<&str>) -> Result<(), Error> {
+        // A merge patch, not an apply: it can never create a namespace that was just deleted.
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let patch = json!({"metadata": {"annotations": {keys::MANAGED_BY_TENANTS: value}}});
+        let params = PatchParams { field_manager: Some(keys::FIELD_MANAGER.into()), ..Default::default() };
+        self.metrics.write("Namespace", "patch");
+        api.patch(namespace, &params, &Patch::Merge(&patch)).await.map_err(Error::Annotate)?;
+        info!(%namespace, managed_by_tenants = ?value, "annotation updated");
+        Ok(())
+    }
+
+    /// Publishes `notice` about `object`.
+    pub async fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, notice: &Notice) {
+        self.publish_to(&object.object_ref(&()), notice).await;
+    }
+
+    /// Publishes `notice` about the object `regarding` points at. A failure to record is
+    /// logged and counted, never a reason to fail a reconcile.
+    pub async fn publish_to(&self, regarding: &ObjectReference, notice: &Notice) {
+        let event = Event {
+            type_: if notice.warning { EventType::Warning } else { EventType::Normal },
+            reason: notice.reason.clone(),
+            note: notice.note.clone(),
+            action: notice.action.into(),
+            secondary: None,
+        };
+        match self.publisher.publish(&event, regarding).await {
+            Ok(()) => self.metrics.write("Event", "create"),
+            Err(e) => {
+                warn!(error = %e, reason = %notice.reason, "could not publish event");
+                self.metrics.error("bookkeeping", "event");
+            }
+        }
+    }
+}
+
+/// The kinds whose status is written, as metric labels.
+fn leak_kind(kind: &str) -> &'static str {
+    match kind {
+        "RegistrationAssignment" => "RegistrationAssignment",
+        "RegistrationDefinition" => "RegistrationDefinition",
+        _ => "other",
+    }
+}
+
+/// A reference to a namespace, for Events about it. The Event is recorded in that namespace
+/// itself (`kubectl get events -n <namespace>`), where its owner looks; the API server
+/// refuses an Event whose regarding object has no namespace outside `default`.
+pub fn namespace_reference(name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Namespace".into()),
+        name: Some(name.into()),
+        namespace: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+/// Grant first, account later: while RBAC is being written, writes that only record what
+/// happened (statuses of granted delegations, success Events, the managed-by-tenants
+/// annotation) wait, so that on an API server that is the bottleneck the capacity goes to
+/// what users are waiting for: access. They wait for a short quiet spell, never longer than
+/// [`MAX_DEFERRAL`], so a steady stream of grants delays them but cannot starve them.
+/// Finalizers and rejections never wait.
+pub struct GrantActivity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// True while quiet; what waiters watch, so that thousands of them cost no polling.
+    quiet: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for GrantActivity {
+    fn default() -> Self {
+        GrantActivity {
+            in_flight: Default::default(),
+            last: Default::default(),
+            quiet: tokio::sync::watch::Sender::new(true),
+        }
+    }
+}
+
+/// How long RBAC writes must have paused before bookkeeping goes ahead.
+pub const QUIET: std::time::Duration = std::time::Duration::from_millis(250);
+/// The longest bookkeeping waits. Long enough for a whole onboarding wave of a thousand
+/// customers to get its access first: with 5 s, status writes came back into the wave and
+/// the last access came 30 % later, while the last status came no sooner (docs/benchmarks.md).
+pub const MAX_DEFERRAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Marks one RBAC write in flight.
+pub struct GrantWrite<'a>(&'a GrantActivity);
+
+impl Drop for GrantWrite<'_> {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl GrantActivity {
+    pub fn write(&self) -> GrantWrite<'_> {
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.quiet.send_if_modified(|quiet| std::mem::replace(quiet, false));
+        GrantWrite(self)
+    }
+
+    fn is_quiet(&self) -> bool {
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0 && last.is_none_or(|t| t.elapsed() >= QUIET)
+    }
+
+    /// Tells the waiters when writes have paused for [`QUIET`]; runs for the life of the
+    /// controller, and sleeps while nothing is written.
+    pub async fn follow(&self) {
+        let mut changes = self.quiet.subscribe();
+        loop {
+            if changes.wait_for(|quiet| !*quiet).await.is_err() {
+                return;
+            }
+            while !self.is_quiet() {
+                tokio::time::sleep(QUIET / 4).await;
+            }
+            self.quiet.send_replace(true);
+        }
+    }
+
+    /// Returns once RBAC writes have paused for [`QUIET`], or after [`MAX_DEFERRAL`].
+    pub async fn quiet(&self) {
+        let mut changes = self.quiet.subscribe();
+        let _ = tokio::time::timeout(MAX_DEFERRAL, changes.wait_for(|quiet| *quiet)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bookkeeping_waits_for_a_pause_in_grants_but_not_forever() {
+        let grants = Arc::new(GrantActivity::default());
+        tokio::spawn({
+            let grants = grants.clone();
+            async move { grants.follow().await }
+        });
+        let started = tokio::time::Instant::now();
+        grants.quiet().await;
+        assert_eq!(started.elapsed(), std::time::Duration::ZERO, "nothing written: no wait");
+
+        drop(grants.write());
+        let started = tokio::time::Instant::now();
+        grants.quiet().await;
+        let waited = started.elapsed();
+        assert!(waited >= QUIET && waited < QUIET * 2, "a pause of QUIET after the last write: {waited:?}");
+
+        let _in_flight = grants.write();
+        let started = tokio::time::Instant::now();
+        grants.quiet().await;
+        assert_eq!(started.elapsed(), MAX_DEFERRAL, "a write that never ends delays bookkeeping, never starves it");
+    }
+}

@@ -1,0 +1,165 @@
+//! The watch caches the reconcilers and the webhook read (never a GET per reconcile, so an
+//! idle cluster costs no API calls), and the secondary indexes that answer "who is where"
+//! without a scan. The watches in [`super::triggers`] fill them.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+
+use super::catalog::CatalogCache;
+use super::index::Index;
+use super::materialized::MaterializedCache;
+use crate::api::{RegistrationAssignment, RegistrationDefinition};
+use crate::model::scope::{NamespaceInfo, Namespaces};
+
+/// Watch caches. Reconcilers read state only from here (never with a GET), so an idle
+/// cluster costs no API calls.
+#[derive(Clone)]
+pub struct Caches {
+    /// Namespaces, metadata only: labels and deletion are all the model needs.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub definitions: Store<RegistrationDefinition>,
+    pub assignments: Store<RegistrationAssignment>,
+    /// The role catalog: the built-in subset of the ClusterRoles.
+    pub catalog: Arc<CatalogCache>,
+    /// Roles and RoleBindings labelled as ours: compared before writing, pruned by label.
+    pub roles: Arc<MaterializedCache>,
+    pub bindings: Arc<MaterializedCache>,
+    /// Who is where, without scanning the caches.
+    pub indexes: Arc<Indexes>,
+}
+
+/// The secondary indexes over [`Caches`], fed by the watches in [`super::triggers`].
+pub struct Indexes {
+    pub assignments_by_namespace: Index<RegistrationAssignment>,
+    pub assignments_by_uid: Index<RegistrationAssignment>,
+    pub definitions_by_namespace: Index<RegistrationDefinition>,
+    /// Definitions by the namespaces of their ServiceAccount principals, whose home tenant
+    /// they depend on.
+    pub definitions_by_principal_namespace: Index<RegistrationDefinition>,
+    /// Resource-group namespaces by the subscription they belong to.
+    pub namespaces_by_subscription: Index<PartialObjectMeta<Namespace>>,
+}
+
+impl Default for Indexes {
+    fn default() -> Self {
+        Indexes {
+            assignments_by_namespace: Index::new(|a| a.namespace()),
+            assignments_by_uid: Index::new(|a| a.uid()),
+            definitions_by_namespace: Index::new(|d| d.namespace()),
+            definitions_by_principal_namespace: Index::multi(|d: &RegistrationDefinition| {
+                d.spec.service_account_namespaces()
+            }),
+            namespaces_by_subscription: Index::new(|ns| {
+                NamespaceInfo::from_labels(ns.labels(), false).parent_subscription().map(String::from)
+            }),
+        }
+    }
+}
+
+fn resolve<K>(store: &Store<K>, references: Vec<ObjectRef<K>>) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    references.iter().filter_map(|r| store.get(r)).collect()
+}
+
+impl Caches {
+    pub fn definition(&self, namespace: &str, name: &str) -> Option<Arc<RegistrationDefinition>> {
+        self.definitions.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub fn assignments_in(&self, namespace: &str) -> Vec<Arc<RegistrationAssignment>> {
+        resolve(&self.assignments, self.indexes.assignments_by_namespace.get(namespace))
+    }
+
+    /// Assignments in `subscription` and in its resource groups.
+    pub fn assignments_under(&self, subscription: &str) -> Vec<Arc<RegistrationAssignment>> {
+        let mut all = self.assignments_in(subscription);
+        for rg in self.resource_groups_of(subscription) {
+            all.extend(self.assignments_in(&rg));
+        }
+        all
+    }
+
+    pub fn assignment_exists(&self, uid: &str) -> bool {
+        self.indexes.assignments_by_uid.contains(uid)
+    }
+
+    pub fn definitions_in(&self, namespace: &str) -> Vec<Arc<RegistrationDefinition>> {
+        resolve(&self.definitions, self.indexes.definitions_by_namespace.get(namespace))
+    }
+
+    /// Definitions with a ServiceAccount principal in `namespace`.
+    pub fn definitions_with_principals_in(&self, namespace: &str) -> Vec<Arc<RegistrationDefinition>> {
+        resolve(&self.definitions, self.indexes.definitions_by_principal_namespace.get(namespace))
+    }
+}
+
+impl Namespaces for Caches {
+    fn get(&self, name: &str) -> Option<NamespaceInfo> {
+        self.namespaces
+            .get(&ObjectRef::new(name))
+            .map(|ns| NamespaceInfo::from_labels(ns.labels(), ns.metadata.deletion_timestamp.is_some()))
+    }
+
+    fn resource_groups_of(&self, subscription: &str) -> Vec<String> {
+        let mut names: Vec<String> =
+            resolve(&self.namespaces, self.indexes.namespaces_by_subscription.get(subscription))
+                .iter()
+                // The index follows labels as they were; the cache has them as they are.
+                .filter(|ns| NamespaceInfo::from_labels(ns.labels(), false).parent_subscription() == Some(subscription))
+                .map(|ns| ns.name_any())
+                .collect();
+        names.sort();
+        names
+    }
+}
+
+/// The gauges read from the caches at scrape time: delegations by provisioning state, and
+/// the materialized objects held. Registered with [`crate::metrics::Metrics::register`].
+#[derive(Clone)]
+pub struct CacheGauges(pub Caches);
+
+impl std::fmt::Debug for CacheGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheGauges")
+    }
+}
+
+impl prometheus_client::collector::Collector for CacheGauges {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::family::Family;
+        use prometheus_client::metrics::gauge::Gauge;
+
+        use crate::metrics::{state_label, KindLabels, StateLabels};
+
+        let caches = &self.0;
+        let delegations = Family::<StateLabels, Gauge>::default();
+        for d in caches.definitions.state() {
+            let state = state_label(d.status.as_ref().and_then(|s| s.provisioning_state));
+            delegations.get_or_create(&StateLabels { kind: "RegistrationDefinition", state }).inc();
+        }
+        for a in caches.assignments.state() {
+            let state = state_label(a.status.as_ref().and_then(|s| s.provisioning_state));
+            delegations.get_or_create(&StateLabels { kind: "RegistrationAssignment", state }).inc();
+        }
+        let materialized = Family::<KindLabels, Gauge>::default();
+        materialized.get_or_create(&KindLabels { kind: "Role" }).set(caches.roles.len() as i64);
+        materialized.get_or_create(&KindLabels { kind: "RoleBinding" }).set(caches.bindings.len() as i64);
+        let help = "Definitions and assignments by provisioning state";
+        delegations.encode(encoder.encode_descriptor("delegations", help, None, delegations.metric_type())?)?;
+        let help = "Roles and RoleBindings the controller holds";
+        materialized.encode(encoder.encode_descriptor(
+            "materialized_objects",
+            help,
+            None,
+            materialized.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,92 @@
+//! What can go wrong, apart: [`StartupError`] ends the process before anything reconciles;
+//! [`Error`] fails one reconcile, which is retried. Each reconcile variant names the step
+//! that failed, and its snake_case name is the `reason` label of the error metric.
+
+use thiserror::Error;
+
+/// A reconcile failed at one step. Every variant is transient by nature (a 403 or 5xx while
+/// the API server restarts, a conflict): the reconcile is retried, and never grants or
+/// revokes because of it.
+#[derive(Debug, Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum Error {
+    /// The watches stopped before every cache had its first list.
+    #[error("the watch caches never synced")]
+    CacheNotReady,
+    /// The object lacks a field the API server always sets (`metadata.name`, `metadata.uid`).
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+    /// A finalizer patch could not be built.
+    #[error("malformed finalizer patch: {0}")]
+    InvalidPatch(String),
+    #[error("adding the finalizer: {0}")]
+    FinalizerAdd(#[source] kube::Error),
+    #[error("removing the finalizer: {0}")]
+    FinalizerRemove(#[source] kube::Error),
+    /// Step 4: a server-side apply of a desired Role or RoleBinding.
+    #[error("applying RBAC: {0}")]
+    Apply(#[source] kube::Error),
+    /// Step 4: deleting a Role or RoleBinding the assignment no longer wants.
+    #[error("pruning RBAC: {0}")]
+    Prune(#[source] kube::Error),
+    /// Revoking everything an assignment holds (rejected, or deleted).
+    #[error("revoking RBAC: {0}")]
+    Revoke(#[source] kube::Error),
+    /// Step 5: a status write.
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+    /// Deleting the assignments of a definition being deleted (SPEC §6).
+    #[error("deleting the assignments of a deleted definition: {0}")]
+    Cascade(#[source] kube::Error),
+    /// Deleting a definition whose managing tenant now owns the subscription (seed 002).
+    #[error("removing a delegation after a transfer: {0}")]
+    Transfer(#[source] kube::Error),
+    /// Writing the managed-by-tenants annotation of a subscription.
+    #[error("annotating a subscription: {0}")]
+    Annotate(#[source] kube::Error),
+}
+
+impl Error {
+    /// Low-cardinality label for metrics: the variant's name in snake_case.
+    pub fn metric_label(&self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether the error is the API server saying the object is gone.
+    pub fn is_not_found(&self) -> bool {
+        use Error::*;
+        match self {
+            FinalizerAdd(e) | FinalizerRemove(e) | Apply(e) | Prune(e) | Revoke(e) | Status(e) | Cascade(e)
+            | Transfer(e) | Annotate(e) => matches!(e, kube::Error::Api(s) if s.code == 404),
+            CacheNotReady | MissingField(_) | InvalidPatch(_) => false,
+        }
+    }
+}
+
+/// The controller could not start.
+#[derive(Debug, Error)]
+pub enum StartupError {
+    #[error("the CustomResourceDefinitions are not installed: apply crds/ (or install the Helm chart) first")]
+    CrdsMissing,
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot listen on the {0} port: {1}")]
+    Bind(&'static str, #[source] std::io::Error),
+    #[error("admission webhook: {0}")]
+    Webhook(#[from] crate::webhook::WebhookError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_labels_name_the_step() {
+        let api = || kube::Error::Api(kube::core::Status::failure("gone", "NotFound").with_code(404).boxed());
+        assert_eq!(Error::FinalizerAdd(api()).metric_label(), "finalizer_add");
+        assert_eq!(Error::Prune(api()).metric_label(), "prune");
+        assert_eq!(Error::CacheNotReady.metric_label(), "cache_not_ready");
+        assert!(Error::Status(api()).is_not_found());
+        assert!(!Error::MissingField("metadata.uid").is_not_found());
+    }
+}

@@ -1,0 +1,172 @@
+//! The author's authority (seed 003), pure: which questions the webhook asks the API server
+//! about the author of a delegation, and what it says when one is answered "no". A
+//! delegation may grant only what its author could grant directly: the author must be
+//! allowed to create RoleBindings in every namespace of the scope, and for every role the
+//! delegation would materialize must be allowed to `bind` it or hold all of its permissions
+//! there (Kubernetes' own RoleBinding escalation rule).
+
+use super::validate::Grant;
+
+/// One question for a SubjectAccessReview: may the author `verb` this?
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ask {
+    pub verb: String,
+    /// API group, `""` for the core group.
+    pub group: String,
+    /// Resource, with `/subresource` when there is one.
+    pub resource: String,
+    /// Resource name, `""` for any.
+    pub name: String,
+    /// `""` for a cluster-scoped question.
+    pub namespace: String,
+}
+
+impl Ask {
+    /// `verb resource[.group][/name][ in namespace]`, as messages show it.
+    pub fn describe(&self) -> String {
+        let what =
+            if self.group.is_empty() { self.resource.clone() } else { format!("{}.{}", self.resource, self.group) };
+        let name = if self.name.is_empty() { String::new() } else { format!("/{}", self.name) };
+        let scope = if self.namespace.is_empty() { String::new() } else { format!(" in {}", self.namespace) };
+        format!("{} {what}{name}{scope}", self.verb)
+    }
+
+    /// `(resource, subresource)`, the split a SubjectAccessReview wants.
+    pub fn resource_and_subresource(&self) -> (&str, &str) {
+        self.resource.split_once('/').unwrap_or((&self.resource, ""))
+    }
+}
+
+/// First question: may the author create RoleBindings in each namespace of the scope?
+pub fn delegate_asks(namespaces: &[String]) -> Vec<Ask> {
+    namespaces
+        .iter()
+        .map(|ns| Ask {
+            verb: "create".into(),
+            group: "rbac.authorization.k8s.io".into(),
+            resource: "rolebindings".into(),
+            name: String::new(),
+            namespace: ns.clone(),
+        })
+        .collect()
+}
+
+/// Second question, per role: may the author bind the catalog ClusterRole `grant` comes from?
+pub fn bind_ask(grant: &Grant) -> Ask {
+    Ask {
+        verb: "bind".into(),
+        group: "rbac.authorization.k8s.io".into(),
+        resource: "clusterroles".into(),
+        name: grant.role.clone(),
+        namespace: String::new(),
+    }
+}
+
+/// Otherwise: does the author hold every permission of `grant` in `namespace`? One ask per
+/// (group, resource, verb, name) of its rules.
+pub fn permissions(grant: &Grant, namespace: &str) -> Vec<Ask> {
+    let mut asks = Vec::new();
+    for rule in &grant.rules {
+        let names = rule.resource_names.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| vec![String::new()]);
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    for name in &names {
+                        asks.push(Ask {
+                            verb: verb.clone(),
+                            group: group.clone(),
+                            resource: resource.clone(),
+                            name: name.clone(),
+                            namespace: namespace.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    asks
+}
+
+/// The refusal when `who` may not create RoleBindings where the delegation applies.
+pub fn not_an_owner(who: &str, ask: &Ask) -> String {
+    format!("{who} may not {}: only an owner of the scope may delegate (seed 003)", ask.describe())
+}
+
+/// The refusal when `who` may neither bind `grant`'s role nor holds `missing`.
+pub fn beyond_author(who: &str, grant: &Grant, missing: &Ask) -> String {
+    format!(
+        "{who} may neither bind role {} nor {}: a delegation may grant only what its author could grant directly",
+        grant.role,
+        missing.describe()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::rbac::v1::PolicyRule;
+
+    use super::*;
+
+    fn grant(rules: Vec<PolicyRule>) -> Grant {
+        Grant { role: "kubelighthouse:reader".into(), rules, subjects: vec![] }
+    }
+
+    fn rule(groups: &[&str], resources: &[&str], verbs: &[&str], names: Option<&[&str]>) -> PolicyRule {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        PolicyRule {
+            api_groups: Some(strings(groups)),
+            resources: Some(strings(resources)),
+            verbs: strings(verbs),
+            resource_names: names.map(strings),
+            non_resource_urls: None,
+        }
+    }
+
+    #[test]
+    fn every_group_resource_verb_and_name_is_asked_in_the_namespace() {
+        let g = grant(vec![
+            rule(&["", "apps"], &["pods", "deployments/scale"], &["get", "list"], None),
+            rule(&[""], &["configmaps"], &["get"], Some(&["a", "b"])),
+        ]);
+        let asks = permissions(&g, "customer-a");
+        assert_eq!(asks.len(), 2 * 2 * 2 + 2);
+        assert!(asks.iter().all(|a| a.namespace == "customer-a"));
+        let described: Vec<String> = asks.iter().map(Ask::describe).collect();
+        assert!(described.contains(&"list deployments/scale.apps in customer-a".to_string()), "{described:?}");
+        assert!(described.contains(&"get configmaps/b in customer-a".to_string()), "{described:?}");
+        let scale = asks.iter().find(|a| a.resource == "deployments/scale").expect("scale");
+        assert_eq!(scale.resource_and_subresource(), ("deployments", "scale"));
+    }
+
+    #[test]
+    fn an_empty_resource_names_list_means_any_name() {
+        let asks = permissions(&grant(vec![rule(&[""], &["pods"], &["get"], Some(&[]))]), "ns");
+        assert_eq!(asks.len(), 1);
+        assert_eq!(asks[0].name, "");
+    }
+
+    #[test]
+    fn the_first_questions_and_refusals_name_the_author_and_the_permission() {
+        let asks = delegate_asks(&["sub".into(), "rg".into()]);
+        assert_eq!(asks.len(), 2);
+        assert_eq!(asks[1].describe(), "create rolebindings.rbac.authorization.k8s.io in rg");
+        assert_eq!(
+            not_an_owner("alice", &asks[0]),
+            "alice may not create rolebindings.rbac.authorization.k8s.io in sub: only an owner of the scope may delegate (seed 003)"
+        );
+        let g = grant(vec![]);
+        let bind = bind_ask(&g);
+        assert_eq!(bind.describe(), "bind clusterroles.rbac.authorization.k8s.io/kubelighthouse:reader");
+        let missing = Ask {
+            verb: "get".into(),
+            group: "".into(),
+            resource: "secrets".into(),
+            name: "".into(),
+            namespace: "sub".into(),
+        };
+        assert_eq!(
+            beyond_author("alice", &g, &missing),
+            "alice may neither bind role kubelighthouse:reader nor get secrets in sub: a delegation may grant only what its author could grant directly"
+        );
+    }
+}
