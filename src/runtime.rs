@@ -20,7 +20,7 @@ use crate::controller::bookkeeping::{Bookkeeping, GrantActivity, Retrigger};
 use crate::controller::caches::{CacheGauges, Caches};
 use crate::controller::context::{Context, Policy};
 use crate::controller::error::{Error, StartupError};
-use crate::controller::{assignment, definition, events, expectations, guard, namespace, sweep, triggers};
+use crate::controller::{assignment, definition, events, guard, namespace, sweep, triggers};
 use crate::webhook::Admission;
 
 /// How long in-flight reconciles get to finish after SIGTERM.
@@ -168,7 +168,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
         ready: ready.clone(),
         metrics: metrics.clone(),
         grants: grants.clone(),
-        expectations: expectations::Expectations::default(),
+        expectations: Arc::default(),
         bookkeeping: Arc::new(bookkeeping),
         assignment_triggers: assignment_tx.clone(),
     });

@@ -52,7 +52,7 @@ pub struct Context {
     /// RBAC writes in flight, which bookkeeping gives way to.
     pub grants: Arc<GrantActivity>,
     /// RBAC writes not yet seen by the watch.
-    pub expectations: Expectations,
+    pub expectations: Arc<Expectations>,
     /// Statuses, Events and the managed-by-tenants annotation.
     pub bookkeeping: Arc<Bookkeeping>,
     /// Re-triggers assignment reconciles, e.g. a duplicate once the original is gone.

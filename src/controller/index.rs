@@ -84,18 +84,64 @@ impl<T: Table> Relisted<T> {
     }
 }
 
-/// Each member is held once (an `Arc` both maps share), and groups are small (the objects
-/// of one namespace), so a group is a `Vec` rather than a set: at thousands of members the
-/// per-entry overhead is what counts. A member may belong to several groups (a definition
-/// names ServiceAccounts of several namespaces).
+/// Members by group key: the grouped table every index and the cache of materialized
+/// objects ([`super::materialized`]) keep. Groups are small (the objects of one namespace),
+/// so a group is a `Vec` rather than a set: at thousands of members the per-entry overhead is
+/// what counts. Members are cheap handles (`Arc`s) of what the caller holds once.
+pub struct Groups<M> {
+    groups: HashMap<Arc<str>, Vec<M>>,
+}
+
+impl<M> Default for Groups<M> {
+    fn default() -> Self {
+        Groups { groups: HashMap::new() }
+    }
+}
+
+impl<M: PartialEq + Clone> Groups<M> {
+    /// Adds `member` to `group` (once); the group key, shared with other holders of it.
+    pub fn link(&mut self, group: &str, member: M) -> Arc<str> {
+        let key: Arc<str> = match self.groups.get_key_value(group) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::from(group),
+        };
+        let members = self.groups.entry(key.clone()).or_default();
+        if !members.contains(&member) {
+            members.push(member);
+        }
+        key
+    }
+
+    /// Removes `member` from `group`; an empty group goes.
+    pub fn unlink(&mut self, group: &str, member: &M) {
+        if let Some(members) = self.groups.get_mut(group) {
+            members.retain(|m| m != member);
+            if members.is_empty() {
+                self.groups.remove(group);
+            }
+        }
+    }
+
+    /// The members of `group` (none: empty).
+    pub fn get(&self, group: &str) -> &[M] {
+        self.groups.get(group).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    pub fn contains(&self, group: &str) -> bool {
+        self.groups.contains_key(group)
+    }
+}
+
+/// An index's table: each member is held once (an `Arc` both maps share). A member may
+/// belong to several groups (a definition names ServiceAccounts of several namespaces).
 struct Members<K: Resource<DynamicType = ()>> {
-    members: HashMap<Arc<str>, Vec<Arc<ObjectRef<K>>>>,
+    members: Groups<Arc<ObjectRef<K>>>,
     groups_of: HashMap<Arc<ObjectRef<K>>, Box<[Arc<str>]>>,
 }
 
 impl<K: Resource<DynamicType = ()>> Default for Members<K> {
     fn default() -> Self {
-        Members { members: HashMap::new(), groups_of: HashMap::new() }
+        Members { members: Groups::default(), groups_of: HashMap::new() }
     }
 }
 
@@ -109,30 +155,15 @@ impl<K: Resource<DynamicType = ()>> Table for Members<K> {
             return;
         }
         let reference = Arc::new(reference);
-        let mut shared_groups = Vec::with_capacity(groups.len());
-        for group in groups {
-            let group: Arc<str> = match self.members.get_key_value(group.as_str()) {
-                Some((shared, _)) => shared.clone(),
-                None => Arc::from(group),
-            };
-            let members = self.members.entry(group.clone()).or_default();
-            if !members.contains(&reference) {
-                members.push(reference.clone());
-            }
-            shared_groups.push(group);
-        }
+        let shared_groups: Vec<Arc<str>> =
+            groups.iter().map(|group| self.members.link(group, reference.clone())).collect();
         self.groups_of.insert(reference, shared_groups.into_boxed_slice());
     }
 
     fn remove(&mut self, (reference, _): &Self::Entry) {
-        let Some(groups) = self.groups_of.remove(reference) else { return };
+        let Some((member, groups)) = self.groups_of.remove_entry(reference) else { return };
         for group in groups.iter() {
-            if let Some(members) = self.members.get_mut(group) {
-                members.retain(|m| m.as_ref() != reference);
-                if members.is_empty() {
-                    self.members.remove(group);
-                }
-            }
+            self.members.unlink(group, &member);
         }
     }
 
@@ -179,11 +210,11 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Index<K> {
     /// References of the members of `group`.
     pub fn get(&self, group: &str) -> Vec<ObjectRef<K>> {
         let table = self.table.read();
-        table.members.get(group).map(|members| members.iter().map(|m| m.as_ref().clone()).collect()).unwrap_or_default()
+        table.members.get(group).iter().map(|m| m.as_ref().clone()).collect()
     }
 
     pub fn contains(&self, group: &str) -> bool {
-        self.table.read().members.contains_key(group)
+        self.table.read().members.contains(group)
     }
 }
 

@@ -18,7 +18,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde::Serialize;
 
-use super::index::{map_event, Relisted, Table};
+use super::index::{map_event, Groups, Relisted, Table};
 use crate::api::RegistrationAssignment;
 use crate::model::catalog::USER_ACCESS_ADMINISTRATOR;
 use crate::model::keys;
@@ -160,22 +160,12 @@ pub fn binding_digest(binding: &RoleBinding) -> Digest {
 
 // --- the cache -------------------------------------------------------------------------
 
-/// Records by key, and the keys of each owner and of each namespace. Groups are small (the
-/// objects of one assignment, of one namespace): a `Vec` each.
+/// Records by key, and the keys of each owner and of each namespace ([`Groups`]).
 #[derive(Default)]
 pub struct Records {
     records: HashMap<Key, Arc<Record>>,
-    by_owner: HashMap<String, Vec<Key>>,
-    by_namespace: HashMap<String, Vec<Key>>,
-}
-
-fn unlink(map: &mut HashMap<String, Vec<Key>>, group: &str, key: &Key) {
-    if let Some(keys) = map.get_mut(group) {
-        keys.retain(|k| k != key);
-        if keys.is_empty() {
-            map.remove(group);
-        }
-    }
+    by_owner: Groups<Key>,
+    by_namespace: Groups<Key>,
 }
 
 impl Table for Records {
@@ -185,9 +175,9 @@ impl Table for Records {
         self.remove(&record);
         let key = record.key.clone();
         if let Some(uid) = &record.owner_uid {
-            self.by_owner.entry(uid.clone()).or_default().push(key.clone());
+            self.by_owner.link(uid, key.clone());
         }
-        self.by_namespace.entry(key.0.clone()).or_default().push(key.clone());
+        self.by_namespace.link(&key.0, key.clone());
         self.records.insert(key, Arc::new(record));
     }
 
@@ -195,9 +185,9 @@ impl Table for Records {
         let key = &record.key;
         if let Some(old) = self.records.remove(key) {
             if let Some(uid) = &old.owner_uid {
-                unlink(&mut self.by_owner, uid, key);
+                self.by_owner.unlink(uid, key);
             }
-            unlink(&mut self.by_namespace, &key.0, key);
+            self.by_namespace.unlink(&key.0, key);
         }
     }
 
@@ -232,12 +222,12 @@ impl MaterializedCache {
     /// The objects labelled as the assignment with `uid`'s.
     pub fn of_owner(&self, uid: &str) -> Vec<Arc<Record>> {
         let table = self.table.read();
-        table.by_owner.get(uid).map(|keys| table.resolve(keys)).unwrap_or_default()
+        table.resolve(table.by_owner.get(uid))
     }
 
     pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Record>> {
         let table = self.table.read();
-        table.by_namespace.get(namespace).map(|keys| table.resolve(keys)).unwrap_or_default()
+        table.resolve(table.by_namespace.get(namespace))
     }
 
     pub fn len(&self) -> usize {

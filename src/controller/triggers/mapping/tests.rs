@@ -1,0 +1,437 @@
+//! What each watch triggers, for lists, relists, applies and deletes, and that the
+//! controller's own writes trigger nothing.
+
+use std::collections::BTreeMap;
+
+use futures::channel::mpsc::{self, UnboundedReceiver};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::ObjectMeta;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+
+use super::*;
+use crate::api::{DefinitionRef, RegistrationAssignmentSpec};
+use crate::controller::triggers::Sinks;
+use crate::model::catalog::tests::{catalog_cluster_role, READER};
+
+const CUSTOMER: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+const OTHER: &str = "bbbbbbbb-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+
+/// Caches as the watches fill them, and the receiving ends of every sink.
+struct Harness {
+    caches: Caches,
+    namespaces: Writer<PartialObjectMeta<Namespace>>,
+    definitions: Writer<RegistrationDefinition>,
+    assignments: Writer<RegistrationAssignment>,
+    sinks: Sinks,
+    assignment_rx: UnboundedReceiver<ObjectRef<RegistrationAssignment>>,
+    definition_rx: UnboundedReceiver<ObjectRef<RegistrationDefinition>>,
+    namespace_rx: UnboundedReceiver<ObjectRef<PartialObjectMeta<Namespace>>>,
+    sweep_rx: UnboundedReceiver<Candidate>,
+}
+
+fn drain<T>(rx: &mut UnboundedReceiver<T>) -> Vec<T> {
+    let mut out = Vec::new();
+    while let Ok(item) = rx.try_recv() {
+        out.push(item);
+    }
+    out
+}
+
+fn names<K: Resource<DynamicType = ()>>(refs: Vec<ObjectRef<K>>) -> Vec<String> {
+    let mut names: Vec<String> = refs
+        .into_iter()
+        .map(|r| match r.namespace {
+            Some(ns) => format!("{ns}/{}", r.name),
+            None => r.name,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let namespaces = Writer::default();
+        let definitions = Writer::default();
+        let assignments = Writer::default();
+        let caches = Caches {
+            namespaces: namespaces.as_reader(),
+            definitions: definitions.as_reader(),
+            assignments: assignments.as_reader(),
+            catalog: Arc::default(),
+            roles: Arc::default(),
+            bindings: Arc::default(),
+            indexes: Arc::default(),
+        };
+        let (a_tx, assignment_rx) = mpsc::unbounded();
+        let (d_tx, definition_rx) = mpsc::unbounded();
+        let (n_tx, namespace_rx) = mpsc::unbounded();
+        let (s_tx, sweep_rx) = mpsc::unbounded();
+        let (g_tx, _guard_rx) = mpsc::unbounded();
+        let sinks = Sinks { assignments: a_tx, definitions: d_tx, namespaces: n_tx, sweep: s_tx, guard: g_tx };
+        Harness {
+            caches,
+            namespaces,
+            definitions,
+            assignments,
+            sinks,
+            assignment_rx,
+            definition_rx,
+            namespace_rx,
+            sweep_rx,
+        }
+    }
+
+    fn namespace(&mut self, event: watcher::Event<PartialObjectMeta<Namespace>>) {
+        self.namespaces.apply_watcher_event(&event);
+        self.caches.indexes.namespaces_by_subscription.observe(&event);
+    }
+
+    fn definition(&mut self, event: watcher::Event<RegistrationDefinition>) {
+        self.definitions.apply_watcher_event(&event);
+        self.caches.indexes.definitions_by_namespace.observe(&event);
+        self.caches.indexes.definitions_by_principal_namespace.observe(&event);
+    }
+
+    fn assignment(&mut self, event: watcher::Event<RegistrationAssignment>) {
+        self.assignments.apply_watcher_event(&event);
+        self.caches.indexes.assignments_by_namespace.observe(&event);
+        self.caches.indexes.assignments_by_uid.observe(&event);
+    }
+
+    fn triggered_assignments(&mut self) -> Vec<String> {
+        names(drain(&mut self.assignment_rx))
+    }
+
+    fn triggered_definitions(&mut self) -> Vec<String> {
+        names(drain(&mut self.definition_rx))
+    }
+
+    fn triggered_namespaces(&mut self) -> Vec<String> {
+        names(drain(&mut self.namespace_rx))
+    }
+
+    fn nothing_triggered(&mut self) -> bool {
+        self.triggered_assignments().is_empty()
+            && self.triggered_definitions().is_empty()
+            && self.triggered_namespaces().is_empty()
+    }
+}
+
+fn namespace(name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<Namespace> {
+    let mut ns = PartialObjectMeta::<Namespace>::default();
+    ns.metadata.name = Some(name.into());
+    ns.metadata.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    ns
+}
+
+fn subscription(name: &str, tenant: &str) -> PartialObjectMeta<Namespace> {
+    namespace(name, &[(keys::TENANT_ID, tenant)])
+}
+
+fn resource_group(name: &str, parent: &str) -> PartialObjectMeta<Namespace> {
+    namespace(name, &[(keys::SUBSCRIPTION, parent)])
+}
+
+fn at(seconds: i64) -> Option<Time> {
+    Some(Time(jiff::Timestamp::from_second(seconds).expect("timestamp")))
+}
+
+fn assignment(namespace: &str, name: &str, definition: &str, generation: i64) -> RegistrationAssignment {
+    RegistrationAssignment {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            generation: Some(generation),
+            creation_timestamp: at(1),
+            ..Default::default()
+        },
+        spec: RegistrationAssignmentSpec { registration_definition_ref: DefinitionRef { name: definition.into() } },
+        status: None,
+    }
+}
+
+fn definition(namespace: &str, name: &str, generation: i64) -> RegistrationDefinition {
+    let spec = serde_json::from_value(serde_json::json!({
+        "registrationDefinitionName": name,
+        "managedByTenantId": "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6",
+        "authorizations": [],
+    }))
+    .expect("spec");
+    let mut d = RegistrationDefinition::new(name, spec);
+    d.metadata.namespace = Some(namespace.into());
+    d.metadata.generation = Some(generation);
+    d.metadata.creation_timestamp = at(1);
+    d
+}
+
+/// A customer with subscription `sub`, resource group `rg`, definition `offer` in `sub`, and
+/// assignments of it in both.
+fn customer(h: &mut Harness) {
+    h.namespace(watcher::Event::Apply(subscription("sub", CUSTOMER)));
+    h.namespace(watcher::Event::Apply(resource_group("rg", "sub")));
+    h.definition(watcher::Event::Apply(definition("sub", "offer", 1)));
+    h.assignment(watcher::Event::Apply(assignment("sub", "a", "offer", 1)));
+    h.assignment(watcher::Event::Apply(assignment("rg", "b", "offer", 1)));
+}
+
+#[test]
+fn an_assignment_triggers_itself_on_spec_deletion_or_finalizer_and_its_subscription_on_state() {
+    let mut h = Harness::new();
+    customer(&mut h);
+    let mut triggers = AssignmentTriggers::new(h.caches.clone(), h.sinks.clone());
+    let a = assignment("rg", "b", "offer", 1);
+
+    triggers.follow(Change::Listed(&a));
+    assert_eq!(h.triggered_assignments(), ["rg/b"], "a list re-checks everything");
+    assert_eq!(h.triggered_namespaces(), ["sub"], "the subscription of a resource group re-computes its tenants");
+    triggers.follow(Change::Listed(&a));
+    assert_eq!(h.triggered_assignments(), ["rg/b"], "a relist too, even unchanged");
+    assert_eq!(h.triggered_namespaces(), ["sub"]);
+
+    triggers.follow(Change::Applied(&a));
+    assert!(h.nothing_triggered(), "an update that changes nothing relevant");
+
+    let mut granted = a.clone();
+    granted.status = Some(crate::api::RegistrationAssignmentStatus {
+        provisioning_state: Some(crate::api::ProvisioningState::Succeeded),
+        managed_by_tenant_id: Some("t".into()),
+        ..Default::default()
+    });
+    triggers.follow(Change::Applied(&granted));
+    assert!(h.triggered_assignments().is_empty(), "our own status write does not re-run the reconcile");
+    assert_eq!(h.triggered_namespaces(), ["sub"], "but the tenants in force changed");
+
+    let mut finalized = granted.clone();
+    finalized.metadata.finalizers = Some(vec![keys::ASSIGNMENT_FINALIZER.into()]);
+    triggers.follow(Change::Applied(&finalized));
+    assert_eq!(h.triggered_assignments(), ["rg/b"], "the finalizer was added");
+
+    let mut edited = finalized.clone();
+    edited.metadata.generation = Some(2);
+    triggers.follow(Change::Applied(&edited));
+    assert_eq!(h.triggered_assignments(), ["rg/b"], "a new spec");
+
+    triggers.follow(Change::Deleted(&edited));
+    assert_eq!(h.triggered_assignments(), ["rg/b"]);
+    assert_eq!(h.triggered_namespaces(), ["sub"]);
+    triggers.follow(Change::Applied(&edited));
+    assert_eq!(h.triggered_assignments(), ["rg/b"], "a deleted one is forgotten: re-created, it is new");
+}
+
+#[test]
+fn a_definition_triggers_its_assignments_only_when_what_they_read_changed() {
+    let mut h = Harness::new();
+    customer(&mut h);
+    h.definition(watcher::Event::Apply(definition("sub", "neighbour", 1)));
+    let mut triggers = DefinitionTriggers::new(h.caches.clone(), h.sinks.clone());
+    let offer = definition("sub", "offer", 1);
+
+    triggers.follow(Change::Listed(&offer));
+    assert_eq!(h.triggered_definitions(), ["sub/offer"]);
+    assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"], "its assignments, in the subscription and its groups");
+
+    let mut finalized = offer.clone();
+    finalized.metadata.finalizers = Some(vec![keys::DEFINITION_FINALIZER.into()]);
+    triggers.follow(Change::Applied(&finalized));
+    assert_eq!(h.triggered_definitions(), ["sub/offer"], "its finalizer concerns itself");
+    assert!(h.triggered_assignments().is_empty(), "not its assignments");
+
+    let mut status_only = finalized.clone();
+    status_only.status = Some(Default::default());
+    triggers.follow(Change::Applied(&status_only));
+    assert!(h.nothing_triggered(), "a status without a new accepted generation");
+
+    let mut accepted = status_only.clone();
+    accepted.status =
+        Some(crate::api::RegistrationDefinitionStatus { accepted_generation: Some(1), ..Default::default() });
+    triggers.follow(Change::Applied(&accepted));
+    assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"], "accepted: catalog changes now narrow instead of reject");
+    h.triggered_definitions();
+
+    let mut deleting = accepted.clone();
+    deleting.metadata.deletion_timestamp = at(9);
+    triggers.follow(Change::Applied(&deleting));
+    assert_eq!(
+        h.triggered_definitions(),
+        ["sub/neighbour", "sub/offer"],
+        "one going may admit another under the limit per subscription"
+    );
+    assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"]);
+}
+
+#[test]
+fn the_first_namespace_list_moves_nothing_but_keeps_subscription_annotations() {
+    let mut h = Harness::new();
+    customer(&mut h);
+    let mut triggers = NamespaceTriggers::new(h.caches.clone(), h.sinks.clone());
+    triggers.follow(Change::Listed(&subscription("sub", CUSTOMER)));
+    triggers.follow(Change::Listed(&resource_group("rg", "sub")));
+    triggers.follow(Change::Listed(&namespace("plain", &[])));
+    triggers.follow(Change::ListDone);
+    assert!(h.triggered_assignments().is_empty(), "every delegation is being listed anyway");
+    assert_eq!(h.triggered_namespaces(), ["sub"], "only a subscription has an annotation to keep");
+
+    triggers.follow(Change::Applied(&subscription("sub", CUSTOMER)));
+    assert!(h.triggered_assignments().is_empty(), "same labels: nothing moved");
+    assert_eq!(h.triggered_namespaces(), ["sub"]);
+}
+
+#[test]
+fn a_subscription_that_changes_tenant_re_runs_everything_read_from_it() {
+    let mut h = Harness::new();
+    customer(&mut h);
+    let mut triggers = NamespaceTriggers::new(h.caches.clone(), h.sinks.clone());
+    triggers.follow(Change::Listed(&subscription("sub", CUSTOMER)));
+    triggers.follow(Change::ListDone);
+    h.nothing_triggered();
+
+    let moved = subscription("sub", OTHER);
+    h.namespace(watcher::Event::Apply(moved.clone()));
+    triggers.follow(Change::Applied(&moved));
+    assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"], "in it and in its resource groups");
+    assert_eq!(h.triggered_definitions(), ["sub/offer"], "a transfer concerns its definitions");
+    assert_eq!(h.triggered_namespaces(), ["sub"]);
+}
+
+#[test]
+fn a_resource_group_that_moves_leaves_its_old_subscription_too() {
+    let mut h = Harness::new();
+    customer(&mut h);
+    h.namespace(watcher::Event::Apply(subscription("sub2", CUSTOMER)));
+    h.assignment(watcher::Event::Apply(assignment("sub2", "c", "offer2", 1)));
+    let mut triggers = NamespaceTriggers::new(h.caches.clone(), h.sinks.clone());
+    triggers.follow(Change::Listed(&resource_group("rg", "sub")));
+    triggers.follow(Change::ListDone);
+    h.nothing_triggered();
+
+    let moved = resource_group("rg", "sub2");
+    h.namespace(watcher::Event::Apply(moved.clone()));
+    triggers.follow(Change::Applied(&moved));
+    assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a", "sub2/c"], "the old and the new subscription's");
+    assert_eq!(h.triggered_namespaces(), ["sub", "sub2"], "both re-compute managed-by-tenants");
+}
+
+#[test]
+fn a_relist_that_misses_a_namespace_treats_it_as_deleted() {
+    let mut h = Harness::new();
+    customer(&mut h);
+    let mut triggers = NamespaceTriggers::new(h.caches.clone(), h.sinks.clone());
+    triggers.follow(Change::Listed(&subscription("sub", CUSTOMER)));
+    triggers.follow(Change::Listed(&resource_group("rg", "sub")));
+    triggers.follow(Change::ListDone);
+    h.nothing_triggered();
+
+    // The watch was down while rg was deleted: the relist simply does not show it.
+    triggers.follow(Change::Listed(&subscription("sub", CUSTOMER)));
+    assert!(h.triggered_assignments().is_empty(), "sub itself is unchanged");
+    triggers.follow(Change::ListDone);
+    assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"], "what rg decided is re-read");
+    assert!(h.triggered_namespaces().contains(&"sub".to_string()));
+}
+
+#[test]
+fn a_deleted_namespace_re_runs_what_it_decided() {
+    let mut h = Harness::new();
+    customer(&mut h);
+    let mut triggers = NamespaceTriggers::new(h.caches.clone(), h.sinks.clone());
+    triggers.follow(Change::Listed(&resource_group("rg", "sub")));
+    triggers.follow(Change::ListDone);
+    triggers.follow(Change::Deleted(&resource_group("rg", "sub")));
+    assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"]);
+    assert_eq!(h.triggered_namespaces(), ["sub"]);
+}
+
+#[test]
+fn a_catalog_change_re_judges_every_delegation_but_its_first_list_does_not() {
+    let mut h = Harness::new();
+    customer(&mut h);
+    let mut triggers = CatalogTriggers::new(h.caches.clone(), h.sinks.clone());
+    let reader = |verbs: &[&str]| {
+        let rule = PolicyRule { verbs: verbs.iter().map(|v| v.to_string()).collect(), ..Default::default() };
+        catalog_cluster_role("kubelighthouse:reader", Some(READER), Some("Reader"), vec![rule])
+    };
+    let event = |e: watcher::Event<ClusterRole>| e;
+    let listed = reader(&["get"]);
+    for e in [watcher::Event::Init, watcher::Event::InitApply(listed.clone()), watcher::Event::InitDone] {
+        h.caches.catalog.observe(&event(e.clone()));
+        match &e {
+            watcher::Event::InitApply(r) => triggers.follow(Change::Listed(r)),
+            watcher::Event::InitDone => triggers.follow(Change::ListDone),
+            _ => {}
+        }
+    }
+    assert!(h.nothing_triggered(), "the first list: every delegation is being listed anyway");
+
+    let same = reader(&["get"]);
+    h.caches.catalog.observe(&watcher::Event::Apply(same.clone()));
+    triggers.follow(Change::Applied(&same));
+    assert!(h.nothing_triggered(), "an unchanged member is no change");
+
+    let widened = reader(&["get", "list"]);
+    h.caches.catalog.observe(&watcher::Event::Apply(widened.clone()));
+    triggers.follow(Change::Applied(&widened));
+    assert_eq!(h.triggered_definitions(), ["sub/offer"]);
+    assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"]);
+}
+
+fn record(resource_version: &str, owner: Option<&str>) -> Record {
+    let mut labels = BTreeMap::from([(keys::MANAGED_BY.to_string(), keys::MANAGER.to_string())]);
+    let mut annotations = BTreeMap::new();
+    if let Some(owner) = owner {
+        labels.insert(keys::ASSIGNMENT_UID.to_string(), "uid-1".to_string());
+        annotations.insert(keys::ASSIGNMENT.to_string(), owner.to_string());
+    }
+    Record::from_role(&Role {
+        metadata: ObjectMeta {
+            name: Some("r".into()),
+            namespace: Some("rg".into()),
+            resource_version: Some(resource_version.into()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        rules: None,
+    })
+}
+
+#[test]
+fn our_own_write_triggers_no_reconcile_and_anyone_else_s_edit_does() {
+    let mut h = Harness::new();
+    let expectations = Arc::new(Expectations::default());
+    let mut triggers = MaterializedTriggers::new("Role", Candidate::Role, expectations.clone(), h.sinks.clone());
+
+    let listed = record("1", Some("rg/b"));
+    triggers.follow(Change::Listed(&listed));
+    triggers.follow(Change::ListDone);
+    assert!(h.triggered_assignments().is_empty(), "the first list: the owner is being listed itself");
+    assert_eq!(drain(&mut h.sweep_rx).len(), 1, "but the sweep checks it has an owner");
+
+    // The controller wrote version 2; the watch then delivers it.
+    let cache = crate::controller::materialized::MaterializedCache::default();
+    let written = record("2", Some("rg/b"));
+    expectations.wrote("Role", &cache, "rg", "r", Some("1".into()), Some("2".into()), written.digest);
+    triggers.follow(Change::Applied(&written));
+    assert!(h.triggered_assignments().is_empty(), "our own write is not drift");
+    assert_eq!(drain(&mut h.sweep_rx).len(), 1);
+
+    let edited = record("3", Some("rg/b"));
+    triggers.follow(Change::Applied(&edited));
+    assert_eq!(h.triggered_assignments(), ["rg/b"], "someone else's edit: the owner reverts it");
+
+    triggers.follow(Change::Listed(&edited));
+    assert_eq!(h.triggered_assignments(), ["rg/b"], "a relist after the first re-checks the owner");
+
+    triggers.follow(Change::Deleted(&edited));
+    assert_eq!(h.triggered_assignments(), ["rg/b"], "a deletion: the owner puts it back");
+    assert_eq!(drain(&mut h.sweep_rx).len(), 3, "the edit, the relist and the deletion");
+
+    let ownerless = record("4", None);
+    triggers.follow(Change::Applied(&ownerless));
+    assert!(h.triggered_assignments().is_empty(), "no owner to trigger");
+    assert_eq!(drain(&mut h.sweep_rx).len(), 1, "the sweep deletes it");
+}

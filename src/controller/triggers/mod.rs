@@ -1,0 +1,320 @@
+//! The watches, wired in one place: one task and one tracing span per watch. Each watch
+//! feeds its cache and indexes, then tells its [`mapping`] struct what changed, which sends
+//! the delegations the change affects to the reconcilers ([`Sinks`]).
+
+mod mapping;
+mod relevant;
+
+use std::sync::Arc;
+
+use futures::channel::mpsc::UnboundedSender;
+use futures::{Stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{info_span, warn, Instrument};
+
+use super::caches::Caches;
+use super::context::Context;
+use super::guard::{self, Offence};
+use super::index::map_event;
+use super::materialized::{MaterializedCache, Record};
+use super::sweep::Candidate;
+use crate::api::{RegistrationAssignment, RegistrationDefinition};
+use crate::model::keys;
+use crate::model::scope::Namespaces;
+pub use mapping::{
+    AssignmentTriggers, CatalogTriggers, DefinitionTriggers, Follow, MaterializedTriggers, NamespaceTriggers,
+};
+
+/// Where triggers go.
+#[derive(Clone)]
+pub struct Sinks {
+    pub assignments: UnboundedSender<ObjectRef<RegistrationAssignment>>,
+    pub definitions: UnboundedSender<ObjectRef<RegistrationDefinition>>,
+    pub namespaces: UnboundedSender<ObjectRef<PartialObjectMeta<Namespace>>>,
+    pub sweep: UnboundedSender<Candidate>,
+    /// RoleBindings beyond User Access Administrator's limit.
+    pub guard: UnboundedSender<Offence>,
+}
+
+impl Sinks {
+    fn assignment(&self, a: &RegistrationAssignment) {
+        let _ = self.assignments.unbounded_send(reference(a));
+    }
+
+    fn definition(&self, d: &RegistrationDefinition) {
+        let _ = self.definitions.unbounded_send(reference(d));
+    }
+
+    fn namespace(&self, name: &str) {
+        let _ = self.namespaces.unbounded_send(ObjectRef::new(name));
+    }
+
+    /// The subscription `a` belongs to re-computes managed-by-tenants.
+    fn subscription_of(&self, a: &RegistrationAssignment, caches: &Caches) {
+        let ns = a.namespace().unwrap_or_default();
+        let parent = Namespaces::get(caches, &ns).and_then(|i| i.parent_subscription().map(String::from));
+        self.namespace(parent.as_deref().unwrap_or(&ns));
+    }
+}
+
+/// A trigger: name and namespace only. (`ObjectRef::from_obj` also copies the uid and the
+/// resourceVersion, which the queue does not need and which add up at thousands.)
+fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
+    ObjectRef::new(object.meta().name.as_deref().unwrap_or_default())
+        .within(object.meta().namespace.as_deref().unwrap_or_default())
+}
+
+/// The writers of the reflector caches this module fills.
+pub struct Writers {
+    pub namespaces: Writer<PartialObjectMeta<Namespace>>,
+    pub definitions: Writer<RegistrationDefinition>,
+    pub assignments: Writer<RegistrationAssignment>,
+}
+
+/// What a watch event means to the triggers.
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a, T> {
+    /// Seen in a (re)list: a restart re-checks everything.
+    Listed(&'a T),
+    Applied(&'a T),
+    Deleted(&'a T),
+    /// A (re)list is complete.
+    ListDone,
+}
+
+/// Counts the caches that have not finished their first list, and tells everyone waiting
+/// once all have. (`Store::wait_until_ready` cannot serve many concurrent waiters: it wakes
+/// only the last one to poll it.)
+pub struct Readiness {
+    pending: std::sync::atomic::AtomicUsize,
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl Readiness {
+    pub fn new(caches: usize) -> (Arc<Readiness>, tokio::sync::watch::Receiver<bool>) {
+        let (ready, rx) = tokio::sync::watch::channel(caches == 0);
+        (Arc::new(Readiness { pending: std::sync::atomic::AtomicUsize::new(caches), ready }), rx)
+    }
+
+    fn cache_synced(&self) {
+        if self.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            let _ = self.ready.send(true);
+        }
+    }
+}
+
+/// Feeds one cache and its indexes (`observe`), then tells `on_change` what happened,
+/// including the initial list (so that a restart re-checks every delegation).
+async fn drive<T, S>(
+    kind: &'static str,
+    stream: S,
+    readiness: Arc<Readiness>,
+    observe: impl Fn(&watcher::Event<T>),
+    mut follower: impl Follow<T>,
+) where
+    S: Stream<Item = Result<watcher::Event<T>, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut synced = false;
+    while let Some(item) = stream.next().await {
+        let event = match item {
+            Ok(event) => event,
+            Err(e) => {
+                warn!(kind, error = %e, "watch failed; retrying with backoff");
+                continue;
+            }
+        };
+        observe(&event);
+        match &event {
+            watcher::Event::Apply(object) => follower.follow(Change::Applied(object)),
+            watcher::Event::Delete(object) => follower.follow(Change::Deleted(object)),
+            watcher::Event::InitApply(object) => follower.follow(Change::Listed(object)),
+            watcher::Event::InitDone => {
+                follower.follow(Change::ListDone);
+                if !synced {
+                    synced = true;
+                    readiness.cache_synced();
+                }
+            }
+            watcher::Event::Init => {}
+        }
+    }
+}
+
+/// Drains a watch that is only inspected as it goes by (no cache, no readiness).
+async fn judge_only<T>(kind: &'static str, stream: impl Stream<Item = Result<watcher::Event<T>, watcher::Error>>) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        if let Err(e) = item {
+            warn!(kind, error = %e, "watch failed; retrying with backoff");
+        }
+    }
+}
+
+/// Only what the reconcilers read stays in a cache: of our own custom resources, no
+/// managedFields, labels or annotations (`kubectl apply` keeps a whole copy of the object in
+/// one).
+fn compact_custom_resource<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+}
+
+/// Of a namespace, the name and what the model reads: its tenant and subscription labels,
+/// the managed-by-tenants annotation, its deletion. There are often thousands.
+fn compact_namespace(ns: &mut PartialObjectMeta<Namespace>) {
+    ns.types = None;
+    let meta = &mut ns.metadata;
+    meta.managed_fields = None;
+    meta.uid = None;
+    meta.resource_version = None;
+    meta.creation_timestamp = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    let keep = |map: &mut Option<std::collections::BTreeMap<String, String>>, keys: &[&str]| {
+        if let Some(m) = map.as_mut() {
+            m.retain(|k, _| keys.contains(&k.as_str()));
+        }
+        if map.as_ref().is_some_and(|m| m.is_empty()) {
+            *map = None;
+        }
+    };
+    keep(&mut meta.labels, &[keys::TENANT_ID, keys::SUBSCRIPTION]);
+    keep(&mut meta.annotations, &[keys::MANAGED_BY_TENANTS]);
+}
+
+/// Objects per page of an initial list (kube's default is 500).
+const LIST_PAGE: u32 = 200;
+
+/// The number of caches [`run`] fills (for [`Readiness::new`]).
+pub const CACHES: usize = 6;
+
+/// Runs every watch until the process ends.
+pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sinks, readiness: Arc<Readiness>) {
+    // Lists come in pages of a few hundred objects: each page is parsed whole before it is
+    // compacted, so smaller pages keep the start-up peak down at thousands of delegations.
+    let all = || watcher::Config::default().page_size(LIST_PAGE);
+    let managed = all().labels(&format!("{}={}", keys::MANAGED_BY, keys::MANAGER));
+    let namespaces = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), all())
+        .default_backoff()
+        .modify(compact_namespace)
+        .reflect(writers.namespaces);
+    let definitions = watcher(Api::<RegistrationDefinition>::all(client.clone()), all())
+        .default_backoff()
+        .modify(compact_custom_resource)
+        .reflect(writers.definitions);
+    let assignments = watcher(Api::<RegistrationAssignment>::all(client.clone()), all())
+        .default_backoff()
+        .modify(compact_custom_resource)
+        .reflect(writers.assignments);
+    // ClusterRoles are never stored: the catalog keeps what it needs of its members.
+    let cluster_roles = watcher(Api::<ClusterRole>::all(client.clone()), all()).default_backoff();
+    let roles = watcher(Api::<Role>::all(client.clone()), managed.clone())
+        .default_backoff()
+        .map_ok(|e| map_event(&e, Record::from_role));
+    // Every RoleBinding is judged against User Access Administrator's limit as it goes by
+    // (ours as well, in case someone forged our label); those that are not ours are watched
+    // for that alone and never stored.
+    let guard_sink = sinks.guard.clone();
+    let judge = move |event: &watcher::Event<RoleBinding>| {
+        if let watcher::Event::Apply(b) | watcher::Event::InitApply(b) = event {
+            if let Some(offence) = guard::judge(b) {
+                let _ = guard_sink.unbounded_send(offence);
+            }
+        }
+    };
+    let bindings = watcher(Api::<RoleBinding>::all(client.clone()), managed)
+        .default_backoff()
+        .inspect_ok(judge.clone())
+        .map_ok(|e| map_event(&e, Record::from_binding));
+    let others =
+        watcher(Api::<RoleBinding>::all(client), all().labels(&format!("{}!={}", keys::MANAGED_BY, keys::MANAGER)))
+            .default_backoff()
+            .inspect_ok(judge);
+
+    let caches = ctx.caches.clone();
+    let ix = caches.indexes.clone();
+    let feed = |cache: &Arc<MaterializedCache>| {
+        let cache = cache.clone();
+        move |e: &watcher::Event<Record>| cache.observe(e)
+    };
+    let materialized =
+        |kind, candidate| MaterializedTriggers::new(kind, candidate, ctx.expectations.clone(), sinks.clone());
+    let mut watches = tokio::task::JoinSet::new();
+    let mut spawn = |kind: &'static str, watch: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+        watches.spawn(watch.instrument(info_span!("watch", kind)));
+    };
+    let ns_index = ix.clone();
+    spawn(
+        "Namespace",
+        Box::pin(drive(
+            "Namespace",
+            namespaces,
+            readiness.clone(),
+            move |e| ns_index.namespaces_by_subscription.observe(e),
+            NamespaceTriggers::new(caches.clone(), sinks.clone()),
+        )),
+    );
+    let def_index = ix.clone();
+    spawn(
+        "RegistrationDefinition",
+        Box::pin(drive(
+            "RegistrationDefinition",
+            definitions,
+            readiness.clone(),
+            move |e| {
+                def_index.definitions_by_namespace.observe(e);
+                def_index.definitions_by_principal_namespace.observe(e);
+            },
+            DefinitionTriggers::new(caches.clone(), sinks.clone()),
+        )),
+    );
+    spawn(
+        "RegistrationAssignment",
+        Box::pin(drive(
+            "RegistrationAssignment",
+            assignments,
+            readiness.clone(),
+            move |e| {
+                ix.assignments_by_namespace.observe(e);
+                ix.assignments_by_uid.observe(e);
+            },
+            AssignmentTriggers::new(caches.clone(), sinks.clone()),
+        )),
+    );
+    let catalog = caches.catalog.clone();
+    spawn(
+        "ClusterRole",
+        Box::pin(drive(
+            "ClusterRole",
+            cluster_roles,
+            readiness.clone(),
+            move |e| catalog.observe(e),
+            CatalogTriggers::new(caches.clone(), sinks.clone()),
+        )),
+    );
+    spawn(
+        "Role",
+        Box::pin(drive("Role", roles, readiness.clone(), feed(&caches.roles), materialized("Role", Candidate::Role))),
+    );
+    spawn(
+        "RoleBinding",
+        Box::pin(drive(
+            "RoleBinding",
+            bindings,
+            readiness,
+            feed(&caches.bindings),
+            materialized("RoleBinding", Candidate::Binding),
+        )),
+    );
+    spawn("RoleBinding (not ours)", Box::pin(judge_only("RoleBinding (not ours)", others)));
+    // A watch retries for ever; one that ends means the process is going.
+    watches.join_next().await;
+}
