@@ -108,3 +108,6 @@ async fn revoke(assignment: Arc<RegistrationAssignment>, ctx: &Context) -> Resul
     }
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests;

@@ -38,4 +38,7 @@ pub mod namespace;
 pub mod sweep;
 pub mod triggers;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 pub use error::Error;
