@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Azure's provisioning state of a delegation resource.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::IntoStaticStr)]
 pub enum ProvisioningState {
     /// Seen, not yet materialized.
     Accepted,
@@ -18,13 +18,9 @@ pub enum ProvisioningState {
 }
 
 impl ProvisioningState {
+    /// The state's name, as serialized.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "Accepted",
-            Self::Succeeded => "Succeeded",
-            Self::Failed => "Failed",
-            Self::Deleting => "Deleting",
-        }
+        self.into()
     }
 }
 

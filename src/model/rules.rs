@@ -24,7 +24,7 @@ const RETURNING_WRITES: [&str; 3] = ["update", "patch", "deletecollection"];
 const PRIVILEGE_VERBS: [&str; 3] = ["bind", "escalate", "impersonate"];
 
 /// Why a permission cannot be delegated. The variant names are the condition reasons.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, strum::IntoStaticStr)]
 pub enum Violation {
     /// `*` verbs: Azure's `*/write`, `*/delete`.
     WildcardVerb,
@@ -47,18 +47,9 @@ pub enum Violation {
 }
 
 impl Violation {
+    /// The rule's reason (an Event or condition reason): the variant's name.
     pub fn reason(self) -> &'static str {
-        match self {
-            Self::WildcardVerb => "WildcardVerb",
-            Self::WildcardResource => "WildcardResource",
-            Self::RbacWrite => "RbacWrite",
-            Self::PrivilegeEscalation => "PrivilegeEscalation",
-            Self::SecretRead => "SecretRead",
-            Self::DataAction => "DataAction",
-            Self::TokenCreate => "TokenCreate",
-            Self::NamespaceWrite => "NamespaceWrite",
-            Self::DelegationWrite => "DelegationWrite",
-        }
+        self.into()
     }
 
     /// What the rule is, in words, beside the Azure rule it mirrors.
