@@ -143,6 +143,9 @@ where
 /// Brings the assignment with `uid` to exactly `desired`. Roles are written before the
 /// bindings that reference them, and bindings are pruned before their Roles, so access that
 /// should stay never has a gap.
+///
+/// # Errors
+/// [`Error::Apply`] or [`Error::Prune`] for the first write that failed; every other write of its phase ran.
 pub async fn sync(ctx: &Context, uid: &str, desired: &DesiredRbac) -> Result<SyncStats, Error> {
     let caches = &ctx.caches;
     let roles: Vec<_> =
@@ -197,6 +200,9 @@ async fn delete_counted<K: Materialized>(
 /// Revokes everything the assignment with `uid` owns, listing live rather than trusting the
 /// cache: this is the path that must never leave access behind. Bindings go first: their
 /// deletion is what ends the access.
+///
+/// # Errors
+/// [`Error::Revoke`] when the live list or a delete fails; the finalizer then stays.
 pub async fn revoke_all(ctx: &Context, uid: &str) -> Result<usize, Error> {
     let selector = ListParams::default().labels(&format!("{}={uid}", keys::ASSIGNMENT_UID));
     Ok(delete_listed::<RoleBinding>(ctx, &selector).await? + delete_listed::<Role>(ctx, &selector).await?)

@@ -25,6 +25,8 @@ impl Publisher {
         Publisher { client, reporter }
     }
 
+    /// # Errors
+    /// The API server's refusal to create the Event.
     pub async fn publish(&self, event: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);

@@ -80,6 +80,9 @@ fn json_patch(value: serde_json::Value) -> Result<Patch<()>, Error> {
 }
 
 /// Runs `reconcile` under finalizer `name` of `object` (see the module docs).
+///
+/// # Errors
+/// [`Error::FinalizerAdd`] or [`Error::FinalizerRemove`] when the patch fails, or the error of `reconcile`.
 pub async fn run<K, F, Fut>(api: &Api<K>, name: &str, object: Arc<K>, reconcile: F) -> Result<Action, Error>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,

@@ -94,6 +94,9 @@ pub enum ScopeError {
 }
 
 /// Resolves the subscription and home tenant of `namespace`, whatever kind it is.
+///
+/// # Errors
+/// [`ScopeError`] when the namespace is unknown or is neither a subscription nor a resource group of one.
 pub fn subscription_of(namespace: &str, namespaces: &dyn Namespaces) -> Result<(String, Guid), ScopeError> {
     let info = namespaces.get(namespace).ok_or_else(|| ScopeError::NamespaceNotFound(namespace.to_string()))?;
     let subscription = match (&info.tenant_id, info.parent_subscription()) {
@@ -112,6 +115,9 @@ pub fn subscription_of(namespace: &str, namespaces: &dyn Namespaces) -> Result<(
 
 /// The scope of an assignment living in `namespace` (SPEC §5): a subscription covers itself
 /// and all its resource groups; a resource group covers itself.
+///
+/// # Errors
+/// [`ScopeError`] when the namespace is not a valid scope (SPEC §1).
 pub fn resolve(namespace: &str, namespaces: &dyn Namespaces) -> Result<Scope, ScopeError> {
     let (subscription, home_tenant) = subscription_of(namespace, namespaces)?;
     let mut members = vec![namespace.to_string()];

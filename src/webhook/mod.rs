@@ -84,6 +84,9 @@ async fn validate(
 }
 
 /// Serves `POST /validate` over TLS on `port` until the process ends.
+///
+/// # Errors
+/// [`WebhookError`] when the certificate or key cannot be read or the port cannot be bound.
 pub async fn serve(port: u16, cert: &Path, key: &Path, admission: Arc<Admission>) -> Result<(), WebhookError> {
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(cert, key)?));
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
