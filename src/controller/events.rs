@@ -25,6 +25,8 @@ impl Publisher {
         Publisher { client, reporter }
     }
 
+    /// Creates one Event about the object `regarding` points at, in its namespace.
+    ///
     /// # Errors
     /// The API server's refusal to create the Event.
     pub async fn publish(&self, event: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {

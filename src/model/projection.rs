@@ -29,9 +29,9 @@ impl Default for IdentityTemplates {
 impl IdentityTemplates {
     /// A template must name the principal; without the tenant, two tenants' principals could
     /// collide, so both placeholders are required.
-///
-/// # Errors
-/// A message naming what the template lacks or holds that it may not.
+    ///
+    /// # Errors
+    /// A message naming the placeholder the template lacks.
     pub fn check(template: &str) -> Result<(), String> {
         for placeholder in ["{tenantId}", "{principalId}"] {
             if !template.contains(placeholder) {
