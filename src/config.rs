@@ -66,6 +66,21 @@ pub struct Config {
     #[arg(long, env = "KUBE_LIGHTHOUSE_WEBHOOK_KEY")]
     pub webhook_key: Option<std::path::PathBuf>,
 
+    /// Leader election on the Lease `kube-lighthouse` (SPEC §12): only its holder reconciles
+    /// and writes; every replica serves admission. `false` only for a single replica.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Namespace of the Lease: the controller's own (the chart passes the pod's namespace
+    /// through the Downward API); default: the kubeconfig's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Seconds a leader's Lease lasts without renewal: a leader that dies is replaced after
+    /// at most this long (SPEC §12 asks for 15 s).
+    #[arg(long, env = "KUBE_LIGHTHOUSE_LEASE_DURATION", default_value_t = 10, value_parser = clap::value_parser!(u64).range(5..=60))]
+    pub lease_duration_seconds: u64,
+
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "KUBE_LIGHTHOUSE_LOG", default_value = "info")]
     pub log_level: String,

@@ -22,6 +22,7 @@ pub mod api;
 pub mod config;
 pub mod controller;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod model;
 pub mod runtime;

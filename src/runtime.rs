@@ -19,8 +19,9 @@ use crate::config::Config;
 use crate::controller::bookkeeping::{Bookkeeping, GrantActivity, Retrigger};
 use crate::controller::caches::{CacheGauges, Caches};
 use crate::controller::context::{Context, Policy};
-use crate::controller::error::{Error, StartupError};
+use crate::controller::error::{Error, RunError};
 use crate::controller::{assignment, definition, events, guard, namespace, sweep, triggers};
+use crate::lease;
 use crate::webhook::Admission;
 
 /// How long in-flight reconciles get to finish after SIGTERM.
@@ -51,10 +52,10 @@ async fn shutdown_signal() {
 /// One kube-runtime controller over the cache `store`, triggered only through `triggers`
 /// (which the watches in [`triggers`] feed), stopping on SIGINT or SIGTERM. Its runner is the
 /// only waiter on its own store (see docs/architecture.md on `wait_until_ready`).
-fn spawn_controller<K, R, F, S>(
+fn spawn_controller<K, R, F, S, T>(
     shutdown: S,
     store: reflector::Store<K>,
-    triggers: mpsc::UnboundedReceiver<reflector::ObjectRef<K>>,
+    triggers: T,
     reconcile: R,
     name: &'static str,
     ctx: &Arc<Context>,
@@ -65,6 +66,7 @@ where
     R: FnMut(Arc<K>, Arc<Context>) -> F + Send + 'static,
     F: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
+    T: futures::Stream<Item = reflector::ObjectRef<K>> + Send + 'static,
 {
     tokio::spawn(
         Controller::for_stream(futures::stream::pending::<Result<K, watcher::Error>>(), store)
@@ -102,25 +104,46 @@ fn log_outcome<K, E1: std::fmt::Debug, E2: std::fmt::Debug>(
     futures::future::ready(())
 }
 
-async fn check_crds(client: &Client) -> Result<(), StartupError> {
+async fn check_crds(client: &Client) -> Result<(), RunError> {
     let api: Api<RegistrationAssignment> = Api::all(client.clone());
     match api.list_metadata(&ListParams::default().limit(1)).await {
-        Err(kube::Error::Api(s)) if s.code == 404 => Err(StartupError::CrdsMissing),
-        other => other.map(|_| ()).map_err(StartupError::from),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(RunError::CrdsMissing),
+        other => other.map(|_| ()).map_err(RunError::from),
     }
+}
+
+/// The triggers of `receiver` while this replica leads; those that come while it follows are
+/// dropped (a new leader reconciles everything, [`triggers::everything`]).
+fn while_leading<T>(
+    receiver: mpsc::UnboundedReceiver<T>,
+    leadership: &lease::Leadership,
+) -> impl futures::Stream<Item = T> + Send + Unpin + 'static
+where
+    T: Send + 'static,
+{
+    let leadership = leadership.clone();
+    receiver.filter(move |_| futures::future::ready(*leadership.borrow()))
+}
+
+/// This replica's name in the election: the pod's, else the host's and the process id.
+fn identity() -> String {
+    std::env::var("POD_NAME").ok().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "kube-lighthouse".into());
+        format!("{host}-{}", std::process::id())
+    })
 }
 
 /// Runs the controller against the cluster of `client` until SIGINT or SIGTERM.
 ///
 /// # Errors
-/// [`StartupError`] when the CRDs are missing, a port is taken, or the webhook's TLS
+/// [`RunError`] when the CRDs are missing, a port is taken, or the webhook's TLS
 /// material cannot be read; nothing has been reconciled then.
-pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
+pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     check_crds(&client).await?;
     // Bind first: a port in use is a configuration error to report before doing anything.
-    let health = crate::http::bind(config.health_port, "health").await.map_err(|e| StartupError::Bind("health", e))?;
+    let health = crate::http::bind(config.health_port, "health").await.map_err(|e| RunError::Bind("health", e))?;
     let metrics_listener =
-        crate::http::bind(config.metrics_port, "metrics").await.map_err(|e| StartupError::Bind("metrics", e))?;
+        crate::http::bind(config.metrics_port, "metrics").await.map_err(|e| RunError::Bind("metrics", e))?;
 
     let (namespaces, ns_writer) = reflector::store();
     let (definitions, def_writer) = reflector::store();
@@ -138,6 +161,16 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
     metrics.register(Box::new(CacheGauges(caches.clone())));
     let metrics = Arc::new(metrics);
     let (readiness, ready) = triggers::Readiness::new(triggers::CACHES);
+    let lease_namespace = config.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+    let election = lease::Election::join(
+        client.clone(),
+        config.leader_election,
+        &lease_namespace,
+        &identity(),
+        Duration::from_secs(config.lease_duration_seconds),
+    )
+    .await?;
+    let mut leadership = election.leadership.clone();
 
     let (assignment_tx, assignment_rx) = mpsc::unbounded();
     let (definition_tx, definition_rx) = mpsc::unbounded();
@@ -196,20 +229,42 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
         sweep: sweep_tx,
         guard: guard_tx,
     };
-    // Each long-lived part runs as its own task on the worker threads.
-    let watches = tokio::spawn(triggers::run(client.clone(), writers, ctx.clone(), sinks, readiness));
+    // Each long-lived part runs as its own task on the worker threads. Every replica watches
+    // (its caches stay warm for admission and for a failover); only the leader's triggers
+    // reach the reconcilers, the sweep and the guard.
+    let watches = tokio::spawn(triggers::run(client.clone(), writers, ctx.clone(), sinks.clone(), readiness));
     let shutdown = shutdown_signal().shared();
     let (stop, store) = (shutdown.clone(), caches.assignments.clone());
+    let assignment_rx = while_leading(assignment_rx, &leadership);
     let assignments = spawn_controller(stop, store, assignment_rx, assignment::reconcile, "assignment", &ctx, config);
     let (stop, store) = (shutdown.clone(), caches.definitions.clone());
+    let definition_rx = while_leading(definition_rx, &leadership);
     let definitions = spawn_controller(stop, store, definition_rx, definition::reconcile, "definition", &ctx, config);
     let (stop, store) = (shutdown.clone(), caches.namespaces.clone());
+    let namespace_rx = while_leading(namespace_rx, &leadership);
     let namespaces = spawn_controller(stop, store, namespace_rx, namespace::reconcile, "namespace", &ctx, config);
-    let sweeper = tokio::spawn(sweep::run(ctx.clone(), sweep_rx));
-    let guard = tokio::spawn(guard::run(ctx, guard_rx));
+    let sweeper = tokio::spawn(sweep::run(ctx.clone(), while_leading(sweep_rx, &leadership)));
+    let guard = tokio::spawn(guard::run(ctx.clone(), while_leading(guard_rx, &leadership)));
 
     info!("kube-lighthouse controller started");
     tokio::select! {
+        _ = lease::acquired(&mut leadership) => info!("leading: reconciling every delegation"),
+        _ = shutdown.clone() => {
+            info!("shutting down (never led)");
+            election.leave().await;
+            return Ok(());
+        }
+    }
+    // The triggers dropped while following: everything the caches hold (what they have not
+    // listed yet comes as it is listed, now that this replica leads).
+    triggers::everything(&caches, &sinks);
+    let foreign_bindings = tokio::spawn(triggers::watch_foreign_bindings(client.clone(), sinks.guard.clone()));
+    tokio::select! {
+        _ = lease::lost(&mut leadership) => {
+            warn!("lost the Lease");
+            foreign_bindings.abort();
+            return Err(RunError::LeaseLost);
+        }
         _ = shutdown => {
             // In-flight reconciles may finish; the trigger channels never close by themselves,
             // so the controllers are not awaited past a short grace period.
@@ -218,6 +273,9 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
                 tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join3(assignments, definitions, namespaces)).await;
             sweeper.abort();
             guard.abort();
+            foreign_bindings.abort();
+            // Last: the next replica leads as soon as the Lease is released.
+            election.leave().await;
         }
         r = watches => warn!(result = ?r, "watches ended"),
     }

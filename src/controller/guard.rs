@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -70,7 +69,8 @@ async fn remove(ctx: &Context, offence: &Offence) {
 }
 
 /// Runs until the channel closes. Judged only once the caches are synced, like the sweep.
-pub async fn run(ctx: Arc<Context>, mut offences: UnboundedReceiver<Offence>) {
+pub async fn run(ctx: Arc<Context>, offences: impl futures::Stream<Item = Offence>) {
+    let mut offences = std::pin::pin!(offences);
     if ctx.caches_synced().await.is_err() {
         return;
     }

@@ -230,6 +230,11 @@ impl MaterializedCache {
         table.resolve(table.by_namespace.get(namespace))
     }
 
+    /// The keys of every record.
+    pub fn keys(&self) -> Vec<Key> {
+        self.table.read().records.keys().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.table.read().records.len()
     }

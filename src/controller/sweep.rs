@@ -4,7 +4,6 @@
 //! Every managed object seen by the watches is a candidate; it is judged only once the
 //! caches are synced, so a cold cache never looks like "no assignments".
 
-use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams};
@@ -38,7 +37,8 @@ where
 }
 
 /// Runs until the candidate channel closes.
-pub async fn run(ctx: std::sync::Arc<Context>, mut candidates: UnboundedReceiver<Candidate>) {
+pub async fn run(ctx: std::sync::Arc<Context>, candidates: impl futures::Stream<Item = Candidate>) {
+    let mut candidates = std::pin::pin!(candidates);
     if ctx.caches_synced().await.is_err() {
         return;
     }

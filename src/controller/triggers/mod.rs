@@ -190,6 +190,53 @@ fn compact_namespace(ns: &mut PartialObjectMeta<Namespace>) {
     keep(&mut meta.annotations, &[keys::MANAGED_BY_TENANTS]);
 }
 
+/// Sends every RoleBinding of a watch event that is beyond User Access Administrator's
+/// limit to the guard.
+fn judge_bindings(guard: UnboundedSender<Offence>) -> impl Fn(&watcher::Event<RoleBinding>) + Clone {
+    move |event| {
+        if let watcher::Event::Apply(b) | watcher::Event::InitApply(b) = event {
+            if let Some(offence) = guard::judge(b) {
+                let _ = guard.unbounded_send(offence);
+            }
+        }
+    }
+}
+
+/// Watches the RoleBindings that are not ours, for User Access Administrator's limit alone,
+/// storing none of them; runs only on the leader (its first list judges every binding, which
+/// is how a new leader catches up). Ends only with the process.
+pub async fn watch_foreign_bindings(client: Client, guard: UnboundedSender<Offence>) {
+    let selector = format!("{}!={}", keys::MANAGED_BY, keys::MANAGER);
+    let others =
+        watcher(Api::<RoleBinding>::all(client), watcher::Config::default().page_size(LIST_PAGE).labels(&selector))
+            .default_backoff()
+            .inspect_ok(judge_bindings(guard));
+    judge_only("RoleBinding (not ours)", others).instrument(info_span!("watch", kind = "RoleBinding (not ours)")).await
+}
+
+/// Sends every delegation, subscription and materialized object in the caches to be
+/// reconciled or swept: what a replica that just became leader does, because it dropped the
+/// triggers it saw as a follower.
+pub fn everything(caches: &Caches, sinks: &Sinks) {
+    for d in caches.definitions.state() {
+        sinks.definition(&d);
+    }
+    for a in caches.assignments.state() {
+        sinks.assignment(&a);
+    }
+    for ns in caches.namespaces.state() {
+        if ns.labels().contains_key(keys::TENANT_ID) || ns.annotations().contains_key(keys::MANAGED_BY_TENANTS) {
+            sinks.namespace(&ns.name_any());
+        }
+    }
+    for key in caches.roles.keys() {
+        let _ = sinks.sweep.unbounded_send(Candidate::Role(key));
+    }
+    for key in caches.bindings.keys() {
+        let _ = sinks.sweep.unbounded_send(Candidate::Binding(key));
+    }
+}
+
 /// Objects per page of an initial list (kube's default is 500).
 const LIST_PAGE: u32 = 200;
 
@@ -219,25 +266,12 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
     let roles = watcher(Api::<Role>::all(client.clone()), managed.clone())
         .default_backoff()
         .map_ok(|e| map_event(&e, Record::from_role));
-    // Every RoleBinding is judged against User Access Administrator's limit as it goes by
-    // (ours as well, in case someone forged our label); those that are not ours are watched
-    // for that alone and never stored.
-    let guard_sink = sinks.guard.clone();
-    let judge = move |event: &watcher::Event<RoleBinding>| {
-        if let watcher::Event::Apply(b) | watcher::Event::InitApply(b) = event {
-            if let Some(offence) = guard::judge(b) {
-                let _ = guard_sink.unbounded_send(offence);
-            }
-        }
-    };
+    // Every RoleBinding is judged against User Access Administrator's limit as it goes by:
+    // ours here (in case someone forged our label), the others by `watch_foreign_bindings`.
     let bindings = watcher(Api::<RoleBinding>::all(client.clone()), managed)
         .default_backoff()
-        .inspect_ok(judge.clone())
+        .inspect_ok(judge_bindings(sinks.guard.clone()))
         .map_ok(|e| map_event(&e, Record::from_binding));
-    let others =
-        watcher(Api::<RoleBinding>::all(client), all().labels(&format!("{}!={}", keys::MANAGED_BY, keys::MANAGER)))
-            .default_backoff()
-            .inspect_ok(judge);
 
     let caches = ctx.caches.clone();
     let ix = caches.indexes.clone();
@@ -314,7 +348,6 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
             materialized("RoleBinding", Candidate::Binding),
         )),
     );
-    spawn("RoleBinding (not ours)", Box::pin(judge_only("RoleBinding (not ours)", others)));
     // A watch retries for ever; one that ends means the process is going.
     watches.join_next().await;
 }
