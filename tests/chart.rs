@@ -279,7 +279,31 @@ fn the_chart_lints_and_renders_the_catalog_verbatim() {
     }
 
     let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
-    assert_eq!(deployment["spec"]["replicas"], 1);
+    // SPEC §12: two replicas, a rolling update that never leaves the webhook unserved, on
+    // different nodes where possible, a disruption budget, and the Lease's permission.
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    let anti_affinity = &deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"];
+    assert_eq!(
+        anti_affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    let budget = docs.iter().find(|d| d["kind"] == "PodDisruptionBudget").expect("a PodDisruptionBudget");
+    assert_eq!(budget["spec"]["minAvailable"], 1);
+    let lease_role = docs
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == "kube-lighthouse-leader-election")
+        .expect("the leader election Role");
+    assert_eq!(lease_role["metadata"]["namespace"], RELEASE_NAMESPACE);
+    let renew = &lease_role["rules"][1];
+    assert_eq!(renew["resourceNames"][0], "kube-lighthouse", "renewing is limited to the one Lease");
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_sequence().expect("env");
+    assert!(
+        env.iter().any(|e| e["name"] == "POD_NAMESPACE"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
+        "the Lease lives in the controller's own namespace"
+    );
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     let security = &container["securityContext"];
@@ -347,9 +371,19 @@ async fn the_charts_service_account_holds_least_privilege() {
         access("delete", "registrationdefinitions.managedservices.kubelighthouse.io", &ns),
         access("create", "events.events.k8s.io", &ns),
         access("create", "subjectaccessreviews.authorization.k8s.io", ""),
+        access("create", "leases.coordination.k8s.io", RELEASE_NAMESPACE),
     ] {
         expect_access(&admin, SA_USER, SA_GROUPS, what, true).await;
     }
+    // Its own Lease, and no other.
+    let lease = |verb: &'static str, name: &'static str, namespace: &'static str| Access {
+        name,
+        ..access(verb, "leases.coordination.k8s.io", namespace)
+    };
+    expect_access(&admin, SA_USER, SA_GROUPS, lease("update", "kube-lighthouse", RELEASE_NAMESPACE), true).await;
+    expect_access(&admin, SA_USER, SA_GROUPS, lease("update", "kube-controller-manager", RELEASE_NAMESPACE), false)
+        .await;
+    expect_access(&admin, SA_USER, SA_GROUPS, lease("update", "kube-lighthouse", "kube-system"), false).await;
     // What it must never hold.
     for what in [
         access("get", "secrets", &ns),
@@ -502,7 +536,8 @@ async fn the_controller_runs_on_the_charts_service_account() {
     let _controller = ControllerProcess::start(
         &sa_kubeconfig,
         &workdir.join("controller.log"),
-        &[("POD_NAME", "kube-lighthouse-chart-test")],
+        // As the chart's Deployment sets them: the Lease lives in the release's namespace.
+        &[("POD_NAME", "kube-lighthouse-chart-test"), ("POD_NAMESPACE", RELEASE_NAMESPACE)],
     );
 
     let sub = delegation_scenario(&admin).await;
