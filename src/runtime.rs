@@ -73,18 +73,53 @@ where
             .with_config(ControllerConfig::default().concurrency(config.concurrency))
             .reconcile_on(triggers)
             .graceful_shutdown_on(shutdown)
-            .run(reconcile, error_policy(name), ctx.clone())
+            .run(with_retries(reconcile, name), error_policy(name), ctx.clone())
             .for_each(log_outcome),
     )
 }
 
+/// The key of `object` in [`Context::retries`].
+fn retry_key<K: kube::Resource>(controller: &str, object: &K) -> String {
+    let meta = object.meta();
+    format!(
+        "{controller}/{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// `reconcile`, noting each success so that the object's next failure starts its backoff over.
+fn with_retries<K, R, F>(
+    mut reconcile: R,
+    controller: &'static str,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> futures::future::BoxFuture<'static, Result<Action, Error>>
+where
+    K: kube::Resource + Send + Sync + 'static,
+    R: FnMut(Arc<K>, Arc<Context>) -> F + Send + 'static,
+    F: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    move |object, ctx| {
+        let key = retry_key(controller, object.as_ref());
+        let attempt = reconcile(object, ctx.clone());
+        Box::pin(async move {
+            let outcome = attempt.await;
+            if outcome.is_ok() {
+                ctx.retries.succeeded(&key);
+            }
+            outcome
+        })
+    }
+}
+
 /// Reconcile errors are transient by nature (a 403 or 5xx while the API server restarts, a
-/// conflict): retry, and never treat one as a reason to grant or revoke.
-fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
-    move |_object, error, ctx| {
-        warn!(error = %error, reason = error.metric_label(), controller, "reconcile failed; retrying");
+/// conflict): retry, per object with a delay that doubles up to a cap
+/// ([`crate::controller::backoff`]), and never treat one as a reason to grant or revoke.
+fn error_policy<K: kube::Resource>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+    move |object, error, ctx| {
+        let delay = ctx.retries.failed(&retry_key(controller, object.as_ref()));
+        warn!(error = %error, reason = error.metric_label(), controller, ?delay, "reconcile failed; retrying");
         ctx.metrics.error(controller, error.metric_label());
-        Action::requeue(Duration::from_secs(5))
+        Action::requeue(delay)
     }
 }
 
@@ -204,6 +239,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         expectations: Arc::default(),
         bookkeeping: Arc::new(bookkeeping),
         assignment_triggers: assignment_tx.clone(),
+        retries: Default::default(),
     });
     tokio::spawn(async move { grants.follow().await });
     if let Some(listener) = health {

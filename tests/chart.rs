@@ -278,6 +278,16 @@ fn the_chart_lints_and_renders_the_catalog_verbatim() {
         assert!(docs.contains(role), "the chart does not render {:?} verbatim", role["metadata"]["name"]);
     }
 
+    // NOTES.txt tells the truth about the webhook, on and off.
+    for (enabled, says) in [("true", "The admission webhook is installed"), ("false", "The admission webhook is off")] {
+        let notes = run(Command::new(&helm)
+            .args(["install", RELEASE, "--dry-run=client", "--namespace", RELEASE_NAMESPACE])
+            .arg(chart())
+            .args(["--set", &format!("webhook.enabled={enabled}")]));
+        assert!(notes.contains(says), "NOTES with webhook.enabled={enabled}: {notes}");
+        assert!(!notes.contains("has no effect"), "NOTES with webhook.enabled={enabled}");
+    }
+
     let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
     // SPEC §12: two replicas, a rolling update that never leaves the webhook unserved, on
     // different nodes where possible, a disruption budget, and the Lease's permission.
@@ -300,8 +310,8 @@ fn the_chart_lints_and_renders_the_catalog_verbatim() {
     assert_eq!(renew["resourceNames"][0], "kube-lighthouse", "renewing is limited to the one Lease");
     let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_sequence().expect("env");
     assert!(
-        env.iter().any(|e| e["name"] == "POD_NAMESPACE"
-            && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
+        env.iter()
+            .any(|e| e["name"] == "POD_NAMESPACE" && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
         "the Lease lives in the controller's own namespace"
     );
     let pod = &deployment["spec"]["template"]["spec"];

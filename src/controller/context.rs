@@ -57,6 +57,8 @@ pub struct Context {
     pub bookkeeping: Arc<Bookkeeping>,
     /// Re-triggers assignment reconciles, e.g. a duplicate once the original is gone.
     pub assignment_triggers: UnboundedSender<ObjectRef<RegistrationAssignment>>,
+    /// Retry delays of objects whose reconcile failed.
+    pub retries: super::backoff::Backoff,
 }
 
 impl Context {

@@ -14,6 +14,7 @@
 //! | [`caches`], [`index`], [`materialized`], [`catalog`] | what the watches hold |
 //! | [`expectations`] | RBAC writes not yet seen by the watch (no reconcile for our own writes) |
 //! | [`guard`], [`sweep`] | RoleBindings beyond UAA's limit; managed objects without an owner |
+//! | [`backoff`] | per-object retry delays after a failed reconcile |
 //! | [`context`] | what a reconcile holds |
 //! | [`error`] | one error variant per step, each a metric label |
 //!
@@ -21,6 +22,7 @@
 
 pub mod apply;
 pub mod assignment;
+pub mod backoff;
 pub mod bookkeeping;
 pub mod caches;
 pub mod catalog;

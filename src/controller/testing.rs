@@ -102,6 +102,7 @@ pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
         expectations: Arc::default(),
         bookkeeping: Arc::new(bookkeeping),
         assignment_triggers,
+        retries: Default::default(),
     };
     (Arc::new(ctx), server, Cluster { namespaces, definitions, assignments, caches })
 }

@@ -43,17 +43,16 @@ async fn allowed(client: &Client, user: &UserInfo, ask: &Ask) -> Result<bool, St
     Ok(answer.status.is_some_and(|s| s.allowed))
 }
 
-/// The first of `asks` the author is denied, asking [`PARALLEL`] at a time.
+/// The first of `asks` the author is denied, asking at most [`PARALLEL`] at a time and
+/// stopping at the first denial (the questions still in flight are dropped).
 async fn first_denied(client: &Client, user: &UserInfo, asks: Vec<Ask>) -> Result<Option<Ask>, String> {
-    let answers: Vec<(Ask, Result<bool, String>)> = stream::iter(asks)
+    let mut answers = std::pin::pin!(stream::iter(asks)
         .map(|ask| async move {
             let ok = allowed(client, user, &ask).await;
             (ask, ok)
         })
-        .buffered(PARALLEL)
-        .collect()
-        .await;
-    for (ask, answer) in answers {
+        .buffered(PARALLEL));
+    while let Some((ask, answer)) = answers.next().await {
         if !answer? {
             return Ok(Some(ask));
         }
