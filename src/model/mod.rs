@@ -5,7 +5,8 @@
 //! [`catalog`] finds the built-in role an authorization names; [`rules`] judges that role's
 //! permissions; [`validate`] applies SPEC §3 to a whole delegation; [`desired`] turns a valid
 //! delegation into the exact Roles and RoleBindings that must exist; [`user_access`] keeps the
-//! bindings a User Access Administrator makes to managed identities.
+//! bindings a User Access Administrator makes to managed identities; [`views`] decides what a
+//! caller sees of the delegations (SPEC §10).
 
 pub mod catalog;
 pub mod desired;
@@ -17,3 +18,4 @@ pub mod tenant;
 pub mod transfer;
 pub mod user_access;
 pub mod validate;
+pub mod views;
