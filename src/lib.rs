@@ -16,7 +16,8 @@
 //!                                    5 status       conditions, namespaces, Events
 //! ```
 //!
-//! [`model`] is the pure core; [`controller`] is the thin shell around it.
+//! [`model`] is the pure core; [`controller`] is the thin shell around it; [`plugin`] is the
+//! `kubectl lighthouse` plugin (binary `kubectl-lighthouse`).
 
 pub mod api;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod http;
 pub mod lease;
 pub mod metrics;
 pub mod model;
+pub mod plugin;
 pub mod runtime;
 pub mod telemetry;
 pub mod webhook;
