@@ -1,6 +1,7 @@
 //! The process: binds the ports, builds the caches, the reconcile [`Context`] and the
 //! admission handle, starts the watches, the three reconcilers, the sweep and the guard, and
-//! the webhook, and stops them on SIGINT or SIGTERM. The only module that knows every other.
+//! the TLS server (admission webhook and views API), and stops them on SIGINT or SIGTERM. The
+//! only module that knows every other.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,9 @@ use crate::controller::caches::{CacheGauges, Caches};
 use crate::controller::context::{Context, Policy};
 use crate::controller::error::{Error, StartupError};
 use crate::controller::{assignment, definition, events, expectations, guard, namespace, sweep, triggers};
+use crate::serve::front_proxy::FrontProxy;
+use crate::serve::views::Views;
+use crate::serve::Routes;
 use crate::webhook::Admission;
 
 /// How long in-flight reconciles get to finish after SIGTERM.
@@ -113,8 +117,8 @@ async fn check_crds(client: &Client) -> Result<(), StartupError> {
 /// Runs the controller against the cluster of `client` until SIGINT or SIGTERM.
 ///
 /// # Errors
-/// [`StartupError`] when the CRDs are missing, a port is taken, or the webhook's TLS
-/// material cannot be read; nothing has been reconciled then.
+/// [`StartupError`] when the CRDs are missing, a port is taken, or the TLS server's
+/// certificate or key cannot be read; nothing has been reconciled then.
 pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
     check_crds(&client).await?;
     // Bind first: a port in use is a configuration error to report before doing anything.
@@ -181,11 +185,16 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
     }
     match (&config.webhook_cert, &config.webhook_key) {
         (Some(cert), Some(key)) => {
-            let admission = Admission { client: client.clone(), caches: caches.clone(), policy, ready };
-            crate::webhook::serve(config.webhook_port, cert, key, Arc::new(admission)).await?
+            let views = config.views.then(|| {
+                let trust = Arc::new(FrontProxy::default());
+                tokio::spawn(trust.clone().follow(client.clone()));
+                Arc::new(Views { caches: caches.clone(), policy: policy.clone(), ready: ready.clone(), trust })
+            });
+            let admission = Arc::new(Admission { client: client.clone(), caches: caches.clone(), policy, ready });
+            crate::serve::serve(config.webhook_port, cert, key, Routes { admission, views }).await?
         }
-        (None, None) => info!("admission webhook off: no --webhook-cert/--webhook-key"),
-        _ => warn!("admission webhook off: both --webhook-cert and --webhook-key are needed"),
+        (None, None) => info!("admission webhook and views API off: no --webhook-cert/--webhook-key"),
+        _ => warn!("admission webhook and views API off: both --webhook-cert and --webhook-key are needed"),
     }
 
     let writers = triggers::Writers { namespaces: ns_writer, definitions: def_writer, assignments: assignment_writer };

@@ -72,8 +72,8 @@ pub enum StartupError {
     Kube(#[from] kube::Error),
     #[error("cannot listen on the {0} port: {1}")]
     Bind(&'static str, #[source] std::io::Error),
-    #[error("admission webhook: {0}")]
-    Webhook(#[from] crate::webhook::WebhookError),
+    #[error("TLS server (admission webhook, views API): {0}")]
+    Serve(#[from] crate::serve::ServeError),
 }
 
 #[cfg(test)]
