@@ -2,7 +2,8 @@
 //! managing tenants: each engineer sees exactly the customers and delegations that name them
 //! (standing, eligible, or as an approver), in `kubectl get` tables and as YAML; someone with
 //! no delegation sees empty lists; an unknown name is a 404; and the controller's port refuses
-//! a caller named in headers by anyone but the API server's front proxy.
+//! a caller named in headers by anyone but the API server's front proxy. The `kubectl-lighthouse`
+//! plugin runs as a subprocess on the same delegations, for both sides (SPEC §11).
 
 mod common;
 
@@ -328,6 +329,82 @@ async fn each_managing_tenant_sees_exactly_its_own_customers_and_delegations() {
     assert_eq!(one["apiVersion"], "view.kubelighthouse.io/v1alpha1");
     let (ok, _, stderr) = kubectl(&kubeconfig, &["get", "customer", c5]);
     assert!(!ok && (stderr.contains("NotFound") || stderr.contains("not found")), "{stderr}");
+
+    // The plugin, as a subprocess, as the engineer and as the customer's admin.
+    let (a1, a2, a3, b1) = (a1.as_str(), a2.as_str(), a3.as_str(), b1.as_str());
+    let me = projected(MSP_TENANT, &w.engineer);
+    let whoami = plugin_ok(&kubeconfig, &["whoami"]);
+    assert!(whoami.contains(&me) && whoami.contains(MSP_TENANT), "{whoami}");
+    let customers = plugin_ok(&kubeconfig, &["customers"]);
+    for c in [c1, c2, c3] {
+        assert!(customers.contains(c.as_str()), "no {c} in:\n{customers}");
+    }
+    assert!(!customers.contains(c5.as_str()) && customers.contains("contoso-a1 offer"), "{customers}");
+    let listed = plugin_ok(&kubeconfig, &["delegations"]);
+    for d in [a1, a2, a3] {
+        assert!(listed.contains(d), "no {d} in:\n{listed}");
+    }
+    assert!(!listed.contains(b1), "{listed}");
+    let yaml: serde_yaml::Value =
+        serde_yaml::from_str(&plugin_ok(&kubeconfig, &["delegations", "-o", "yaml"])).expect("yaml");
+    assert_eq!(yaml["items"].as_sequence().map(Vec::len), Some(3), "{yaml:?}");
+    let fabrikam_kubeconfig = token_kubeconfig(&path, &fabrikam_token, &views.dir, "fabrikam-engineer");
+    let theirs = plugin_ok(&fabrikam_kubeconfig, &["delegations"]);
+    assert!(theirs.contains(b1) && !theirs.contains(a1), "{theirs}");
+
+    // The customer's side: the providers of c1's subscription, and its definitions.
+    let providers = plugin_ok(&path, &["providers", "-n", &w.s1]);
+    for expected in [MSP_TENANT, OTHER_MSP_TENANT, "contoso-a1 offer", "fabrikam-b1 offer"] {
+        assert!(providers.contains(expected), "no {expected} in:\n{providers}");
+    }
+    let definitions = plugin_ok(&path, &["definition", "list", "-n", &w.s1]);
+    assert!(definitions.contains("contoso-a1") && definitions.contains("fabrikam-b1"), "{definitions}");
+
+    // `definition create --dry-run=client -o yaml` writes a manifest the API server accepts.
+    let manifest = plugin_ok(
+        &path,
+        &[
+            "definition",
+            "create",
+            "contoso-more",
+            "-n",
+            &w.s1,
+            "--tenant-id",
+            MSP_TENANT,
+            "--display-name",
+            "Contoso, more",
+            "--authorization",
+            &format!("principalId={},role=Reader,principalType=Group", w.engineers),
+            "--authorization",
+            &format!("principalId={},role=Contributor,principalType=User", w.engineer),
+            "--eligible",
+            &format!("principalId={},role=Contributor,maxDuration=PT4H,approvers={}", w.engineers, w.engineer),
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+    );
+    let object: serde_yaml::Value = serde_yaml::from_str(&manifest).expect("yaml manifest");
+    assert_eq!(object["kind"], "RegistrationDefinition");
+    assert_eq!(object["spec"]["authorizations"].as_sequence().map(Vec::len), Some(2), "{manifest}");
+    let file = views.dir.join("contoso-more.yaml");
+    std::fs::write(&file, &manifest).expect("write manifest");
+    let applied = kubectl_ok(&path, &["apply", "--dry-run=server", "-f", &file.to_string_lossy()]);
+    assert!(applied.contains("contoso-more") && applied.contains("server dry run"), "{applied}");
+}
+
+/// `kubectl-lighthouse ARGS --kubeconfig KUBECONFIG`, which must succeed: its stdout.
+fn plugin_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-lighthouse"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("kubectl-lighthouse");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "kubectl-lighthouse {args:?} failed ({}):\n{stdout}\n{stderr}", out.status);
+    stdout.to_string()
 }
 
 #[tokio::test]
