@@ -111,7 +111,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), PluginError> {
     match cli.command {
         Command::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "kubectl-lighthouse", out);
+            // Into a buffer first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "kubectl-lighthouse", &mut script);
+            out.write_all(&script)?;
             Ok(())
         }
         Command::Whoami => whoami::run(global, out).await,
