@@ -2,6 +2,8 @@
 # The quickstart demo: a real control plane, the CRDs and role catalog, the controller, the
 # example delegation of examples/quickstart/, and the effective access it grants: real
 # requests made by managing-tenant users signed in with tokens of their own tenant's issuer.
+# It ends with "My customers" as the Contoso engineer sees it: the views API through the
+# aggregation layer, and `kubectl lighthouse customers`.
 #
 #   hack/demo.sh          run the demo (leaves the control plane and controller running)
 #   hack/demo.sh down     stop the controller and the control plane
@@ -18,6 +20,9 @@ stop_controller() {
 }
 
 if [[ ${1:-} == down ]]; then
+  # The views' APIService first: with its server gone it would fail discovery.
+  KUBECONFIG=$STATE_DIR/kubeconfig kubectl delete apiservice v1alpha1.view.kubelighthouse.io \
+    --ignore-not-found >/dev/null 2>&1 || true
   stop_controller
   hack/control-plane.sh down
   exit 0
@@ -29,19 +34,78 @@ say "Local control plane (etcd + kube-apiserver with RBAC + kube-controller-mana
 hack/control-plane.sh up
 export KUBECONFIG=$STATE_DIR/kubeconfig
 
-say "Building the controller"
+say "Building the controller and the kubectl plugin"
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
-cargo build --quiet --bin kube-lighthouse
+cargo build --quiet --bin kube-lighthouse --bin kubectl-lighthouse
 
 say "Installing the CRDs and the role catalog"
 kubectl apply --server-side --force-conflicts -f crds/ -f charts/kube-lighthouse/files/catalog.yaml
 kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
 
+# The views API (kubectl get customers): the controller's TLS server, registered with the
+# aggregation layer. No Service network here: an ExternalName Service for localhost, and a
+# serving certificate valid for the name the aggregator checks, <service>.<namespace>.svc.
+VIEWS_NS=kube-lighthouse-demo
+VIEWS_SVC=kube-lighthouse-views
+VIEWS_DIR=$STATE_DIR/views
+VIEWS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+if [[ ! -f $VIEWS_DIR/tls.crt ]]; then
+  mkdir -p "$VIEWS_DIR"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=kube-lighthouse-views-ca \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+    -keyout "$VIEWS_DIR/ca.key" -out "$VIEWS_DIR/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=$VIEWS_SVC.$VIEWS_NS.svc" \
+    -keyout "$VIEWS_DIR/tls.key" -out "$VIEWS_DIR/tls.csr" 2>/dev/null
+  printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:%s,DNS:localhost,IP:127.0.0.1\n' \
+    "$VIEWS_SVC.$VIEWS_NS.svc" >"$VIEWS_DIR/tls.ext"
+  openssl x509 -req -days 365 -in "$VIEWS_DIR/tls.csr" -CA "$VIEWS_DIR/ca.crt" -CAkey "$VIEWS_DIR/ca.key" \
+    -CAcreateserial -extfile "$VIEWS_DIR/tls.ext" -out "$VIEWS_DIR/tls.crt" 2>/dev/null
+fi
+
 say "Starting the controller (log: $STATE_DIR/logs/controller.log)"
 stop_controller
 mkdir -p "$STATE_DIR/logs"
-./target/debug/kube-lighthouse >"$STATE_DIR/logs/controller.log" 2>&1 &
+./target/debug/kube-lighthouse --webhook-port "$VIEWS_PORT" \
+  --webhook-cert "$VIEWS_DIR/tls.crt" --webhook-key "$VIEWS_DIR/tls.key" >"$STATE_DIR/logs/controller.log" 2>&1 &
 echo $! >"$PID_FILE"
+
+say "Registering the views API (APIService v1alpha1.view.kubelighthouse.io)"
+kubectl apply -f - <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $VIEWS_NS}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $VIEWS_SVC, namespace: $VIEWS_NS}
+spec: {type: ExternalName, externalName: localhost}
+---
+# As the chart: everyone signed in may get and list the views, each answer filtered to them.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: kube-lighthouse-views-reader}
+rules:
+- {apiGroups: [view.kubelighthouse.io], resources: [customers, delegations], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: kube-lighthouse-views-reader}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kube-lighthouse-views-reader}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:authenticated"}
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1alpha1.view.kubelighthouse.io}
+spec:
+  group: view.kubelighthouse.io
+  version: v1alpha1
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+  service: {name: $VIEWS_SVC, namespace: $VIEWS_NS, port: $VIEWS_PORT}
+  caBundle: $(base64 -w0 <"$VIEWS_DIR/ca.crt")
+EOF
+kubectl wait --for=condition=Available --timeout=90s apiservice/v1alpha1.view.kubelighthouse.io
 
 say "Applying the example delegation (examples/quickstart/)"
 kubectl apply -f examples/quickstart/
@@ -130,8 +194,23 @@ done
 printf '%-42s' "a token that expired an hour ago"
 printf '| %-36s\n' "$(verdict "$("$ISSUER" token --dir "$CONTOSO" --oid "$ENGINEER" --group "$ENGINEERS" --expired)" get pods -n customer-a)"
 
+say "My customers, as the Contoso engineer with their own token (the views API)"
+kubectl --token "${tokens[0]}" get customers
+echo
+kubectl --token "${tokens[0]}" get delegations
+echo
+echo "The other tenant's engineer (the same object IDs, Fabrikam's token) sees none of them:"
+kubectl --token "${tokens[2]}" get delegations
+ENGINEER_KUBECONFIG=$STATE_DIR/contoso-engineer.kubeconfig
+cp "$KUBECONFIG" "$ENGINEER_KUBECONFIG"
+KUBECONFIG=$ENGINEER_KUBECONFIG kubectl config set-credentials admin --token="${tokens[0]}" >/dev/null
+echo
+echo "kubectl lighthouse customers   (the plugin, as the Contoso engineer)"
+PATH=$PWD/target/debug:$PATH KUBECONFIG=$ENGINEER_KUBECONFIG kubectl lighthouse customers
+
 say "Done"
 echo "The control plane and controller keep running: export KUBECONFIG=$KUBECONFIG"
 echo "Mint a token yourself: $ISSUER token --dir $CONTOSO --oid $ENGINEER --group $ENGINEERS"
 echo "Try: kubectl -n customer-a delete regassign contoso-msp   (access is revoked at once)"
+echo "As the Contoso engineer: KUBECONFIG=$ENGINEER_KUBECONFIG kubectl lighthouse delegations"
 echo "Stop everything: KL_STATE_DIR=$STATE_DIR hack/demo.sh down"

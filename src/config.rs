@@ -54,15 +54,16 @@ pub struct Config {
     #[arg(long, env = "KUBE_LIGHTHOUSE_HEALTH_PORT", default_value_t = 8081)]
     pub health_port: u16,
 
-    /// Port of the validating admission webhook (HTTPS, `POST /validate`).
+    /// Port of the TLS server: the validating admission webhook (`POST /validate`) and the
+    /// views API (`/apis/view.kubelighthouse.io/v1alpha1`).
     #[arg(long, env = "KUBE_LIGHTHOUSE_WEBHOOK_PORT", default_value_t = 9443)]
     pub webhook_port: u16,
 
-    /// PEM certificate of the webhook. The webhook is served only with both it and the key.
+    /// PEM certificate of the TLS server. It is served only with both it and the key.
     #[arg(long, env = "KUBE_LIGHTHOUSE_WEBHOOK_CERT")]
     pub webhook_cert: Option<std::path::PathBuf>,
 
-    /// PEM private key of the webhook.
+    /// PEM private key of the TLS server.
     #[arg(long, env = "KUBE_LIGHTHOUSE_WEBHOOK_KEY")]
     pub webhook_key: Option<std::path::PathBuf>,
 
@@ -80,6 +81,11 @@ pub struct Config {
     /// at most this long (SPEC §12 asks for 15 s).
     #[arg(long, env = "KUBE_LIGHTHOUSE_LEASE_DURATION", default_value_t = 10, value_parser = clap::value_parser!(u64).range(5..=60))]
     pub lease_duration_seconds: u64,
+
+    /// Serve the views API (SPEC §10) on the TLS server, for an APIService to point at.
+    /// Needs read access to `kube-system/extension-apiserver-authentication`.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_VIEWS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub views: bool,
 
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "KUBE_LIGHTHOUSE_LOG", default_value = "info")]

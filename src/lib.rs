@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod model;
 pub mod plugin;
 pub mod runtime;
+pub mod serve;
 pub mod telemetry;
 pub mod webhook;
 

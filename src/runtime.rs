@@ -1,6 +1,7 @@
 //! The process: binds the ports, builds the caches, the reconcile [`Context`] and the
 //! admission handle, starts the watches, the three reconcilers, the sweep and the guard, and
-//! the webhook, and stops them on SIGINT or SIGTERM. The only module that knows every other.
+//! the TLS server (admission webhook and views API), and stops them on SIGINT or SIGTERM. The
+//! only module that knows every other.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +20,31 @@ use crate::config::Config;
 use crate::controller::bookkeeping::{Bookkeeping, GrantActivity, Retrigger};
 use crate::controller::caches::{CacheGauges, Caches};
 use crate::controller::context::{Context, Policy};
-use crate::controller::error::{Error, RunError};
+use crate::controller::error::Error;
 use crate::controller::{assignment, definition, events, guard, namespace, sweep, triggers};
 use crate::lease;
+use crate::serve::front_proxy::FrontProxy;
+use crate::serve::views::Views;
+use crate::serve::Routes;
 use crate::webhook::Admission;
+
+/// Why the process stops with a failure: it could not start (nothing was reconciled), or it
+/// lost the Lease it led with (it restarts as a follower, SPEC §12).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the CustomResourceDefinitions are not installed: apply crds/ (or install the Helm chart) first")]
+    CrdsMissing,
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot listen on the {0} port: {1}")]
+    Bind(&'static str, #[source] std::io::Error),
+    #[error("leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("lost the Lease {}: stopping so that only the new leader writes", crate::lease::LEASE_NAME)]
+    LeaseLost,
+    #[error("TLS server (admission webhook, views API): {0}")]
+    Serve(#[from] crate::serve::ServeError),
+}
 
 /// How long in-flight reconciles get to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -171,8 +193,9 @@ fn identity() -> String {
 /// Runs the controller against the cluster of `client` until SIGINT or SIGTERM.
 ///
 /// # Errors
-/// [`RunError`] when the CRDs are missing, a port is taken, or the webhook's TLS
-/// material cannot be read; nothing has been reconciled then.
+/// [`RunError`] when the CRDs are missing, a port is taken, or the TLS server's
+/// certificate or key cannot be read; nothing has been reconciled then. [`RunError::LeaseLost`]
+/// when this replica, leading, lost its Lease.
 pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     check_crds(&client).await?;
     // Bind first: a port in use is a configuration error to report before doing anything.
@@ -250,11 +273,16 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     }
     match (&config.webhook_cert, &config.webhook_key) {
         (Some(cert), Some(key)) => {
-            let admission = Admission { client: client.clone(), caches: caches.clone(), policy, ready };
-            crate::webhook::serve(config.webhook_port, cert, key, Arc::new(admission)).await?
+            let views = config.views.then(|| {
+                let trust = Arc::new(FrontProxy::default());
+                tokio::spawn(trust.clone().follow(client.clone()));
+                Arc::new(Views { caches: caches.clone(), policy: policy.clone(), ready: ready.clone(), trust })
+            });
+            let admission = Arc::new(Admission { client: client.clone(), caches: caches.clone(), policy, ready });
+            crate::serve::serve(config.webhook_port, cert, key, Routes { admission, views }).await?
         }
-        (None, None) => info!("admission webhook off: no --webhook-cert/--webhook-key"),
-        _ => warn!("admission webhook off: both --webhook-cert and --webhook-key are needed"),
+        (None, None) => info!("admission webhook and views API off: no --webhook-cert/--webhook-key"),
+        _ => warn!("admission webhook and views API off: both --webhook-cert and --webhook-key are needed"),
     }
 
     let writers = triggers::Writers { namespaces: ns_writer, definitions: def_writer, assignments: assignment_writer };

@@ -33,6 +33,9 @@ const SA_USER: &str = "system:serviceaccount:kube-lighthouse:kube-lighthouse";
 const SA_GROUPS: &[&str] =
     &["system:serviceaccounts", "system:serviceaccounts:kube-lighthouse", "system:authenticated"];
 
+/// The ConfigMap holding the front-proxy trust of aggregated APIs.
+const FRONT_PROXY_TRUST: &str = "extension-apiserver-authentication";
+
 const ENGINEERS: &str = "00000000-0000-0000-0000-0000000000a1";
 const ON_CALL: &str = "00000000-0000-0000-0000-0000000000b2";
 /// A service principal holding User Access Administrator (may assign Reader to ServiceAccounts).
@@ -78,7 +81,10 @@ fn run(command: &mut Command) -> String {
 /// may already exist without Helm's ownership metadata. No `--wait`: with no nodes the
 /// Deployment never becomes ready — and for the same reason the webhook is off here: with no
 /// pod behind it, a fail-closed webhook would refuse every delegation of the later suites.
-/// tests/webhook.rs covers the webhook, reached by URL on 127.0.0.1.
+/// tests/webhook.rs covers the webhook, reached by URL on 127.0.0.1. The views' APIService is
+/// not registered either: an APIService with no pod behind it fails discovery, and the
+/// namespace controller then finalizes no namespace; tests/views.rs registers one pointing at
+/// its own controller. The views' RBAC is installed and checked here.
 fn install_chart(kubeconfig: &Path) -> Option<()> {
     static INSTALLED: OnceLock<Option<()>> = OnceLock::new();
     *INSTALLED.get_or_init(|| {
@@ -96,6 +102,8 @@ fn install_chart(kubeconfig: &Path) -> Option<()> {
             "image.tag=test",
             "--set",
             "webhook.enabled=false",
+            "--set",
+            "views.apiService.create=false",
         ]));
         Some(())
     })
@@ -342,6 +350,23 @@ fn the_chart_lints_and_renders_the_catalog_verbatim() {
     });
     assert!(!wildcard, "no wildcard in the controller's ClusterRole");
 
+    // The views API: an APIService on the webhook's Service and CA, readable by everyone
+    // signed in; the controller reads the front-proxy trust through the built-in Role.
+    let api_service = docs.iter().find(|d| d["kind"] == "APIService").expect("the views' APIService");
+    assert_eq!(api_service["metadata"]["name"], "v1alpha1.view.kubelighthouse.io");
+    assert_eq!(api_service["spec"]["service"]["name"], "kube-lighthouse-webhook");
+    let webhook = docs.iter().find(|d| d["kind"] == "ValidatingWebhookConfiguration").expect("the webhook");
+    assert_eq!(api_service["spec"]["caBundle"], webhook["webhooks"][0]["clientConfig"]["caBundle"], "one CA");
+    let reader = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRoleBinding" && d["metadata"]["name"] == "kube-lighthouse-views-reader")
+        .expect("the views' reader binding");
+    assert_eq!(reader["subjects"][0]["name"], "system:authenticated");
+    let trust = docs.iter().find(|d| d["kind"] == "RoleBinding").expect("the front-proxy trust's RoleBinding");
+    assert_eq!(trust["metadata"]["namespace"], "kube-system");
+    assert_eq!(trust["roleRef"]["name"], "extension-apiserver-authentication-reader");
+    assert_eq!(trust["subjects"][0]["name"], SERVICE_ACCOUNT);
+
     // Every rule carries a comment saying why it is needed.
     let source = std::fs::read_to_string(chart().join("templates/clusterrole.yaml")).expect("clusterrole.yaml");
     let lines: Vec<&str> = source.lines().collect();
@@ -382,6 +407,9 @@ async fn the_charts_service_account_holds_least_privilege() {
         access("create", "events.events.k8s.io", &ns),
         access("create", "subjectaccessreviews.authorization.k8s.io", ""),
         access("create", "leases.coordination.k8s.io", RELEASE_NAMESPACE),
+        // The views API's front-proxy trust, through extension-apiserver-authentication-reader.
+        Access { name: FRONT_PROXY_TRUST, ..access("get", "configmaps", "kube-system") },
+        Access { name: FRONT_PROXY_TRUST, ..access("watch", "configmaps", "kube-system") },
     ] {
         expect_access(&admin, SA_USER, SA_GROUPS, what, true).await;
     }
@@ -394,6 +422,20 @@ async fn the_charts_service_account_holds_least_privilege() {
     expect_access(&admin, SA_USER, SA_GROUPS, lease("update", "kube-controller-manager", RELEASE_NAMESPACE), false)
         .await;
     expect_access(&admin, SA_USER, SA_GROUPS, lease("update", "kube-lighthouse", "kube-system"), false).await;
+    // Everyone signed in may read the views (each answer is filtered to the caller).
+    for verb in ["get", "list"] {
+        for resource in ["customers.view.kubelighthouse.io", "delegations.view.kubelighthouse.io"] {
+            expect_access(&admin, "someone", &["system:authenticated"], access(verb, resource, ""), true).await;
+        }
+    }
+    expect_access(
+        &admin,
+        "someone",
+        &["system:authenticated"],
+        access("create", "customers.view.kubelighthouse.io", ""),
+        false,
+    )
+    .await;
     // What it must never hold.
     for what in [
         access("get", "secrets", &ns),
@@ -417,6 +459,10 @@ async fn the_charts_service_account_holds_least_privilege() {
         access("update", "customresourcedefinitions.apiextensions.k8s.io", ""),
         access("create", "configmaps", &ns),
         access("create", "events", &ns),
+        // Nothing else in kube-system: not other ConfigMaps, not a write of the trust.
+        Access { name: "kube-proxy", ..access("get", "configmaps", "kube-system") },
+        access("list", "configmaps", "kube-system"),
+        Access { name: FRONT_PROXY_TRUST, ..access("update", "configmaps", "kube-system") },
     ] {
         expect_access(&admin, SA_USER, SA_GROUPS, what, false).await;
     }

@@ -1,5 +1,5 @@
-//! What can go wrong, apart: [`RunError`] stops the process (at start, or when its Lease is
-//! lost); [`Error`] fails one reconcile, which is retried. Each reconcile variant names the step
+//! What can go wrong in a reconcile: [`Error`] fails one reconcile, which is retried. (What
+//! stops the process is [`crate::runtime::RunError`].) Each reconcile variant names the step
 //! that failed, and its snake_case name is the `reason` label of the error metric.
 
 use thiserror::Error;
@@ -61,24 +61,6 @@ impl Error {
             CacheNotReady | MissingField(_) | InvalidPatch(_) => false,
         }
     }
-}
-
-/// Why the process stops with a failure: it could not start (nothing was reconciled), or it
-/// lost the Lease it led with (it restarts as a follower, SPEC §12).
-#[derive(Debug, Error)]
-pub enum RunError {
-    #[error("the CustomResourceDefinitions are not installed: apply crds/ (or install the Helm chart) first")]
-    CrdsMissing,
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("cannot listen on the {0} port: {1}")]
-    Bind(&'static str, #[source] std::io::Error),
-    #[error("admission webhook: {0}")]
-    Webhook(#[from] crate::webhook::WebhookError),
-    #[error("leader election: {0}")]
-    Lease(#[from] kube_lease_manager::LeaseManagerError),
-    #[error("lost the Lease {}: stopping so that only the new leader writes", crate::lease::LEASE_NAME)]
-    LeaseLost,
 }
 
 #[cfg(test)]

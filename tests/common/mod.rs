@@ -10,6 +10,7 @@
 //! skipped, loudly.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod views;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};

@@ -13,6 +13,12 @@ pub fn run(cmd: &mut Command) {
 
 /// A CA and a serving certificate for 127.0.0.1, as PEM files in `dir`.
 pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    certificates_for(dir, "IP:127.0.0.1")
+}
+
+/// A CA and a serving certificate for `subject_alt_names` (OpenSSL's syntax:
+/// `IP:127.0.0.1,DNS:name`), as PEM files in `dir`: (CA, certificate, key).
+pub fn certificates_for(dir: &Path, subject_alt_names: &str) -> (PathBuf, PathBuf, PathBuf) {
     let (ca, ca_key, cert, key) = (dir.join("ca.crt"), dir.join("ca.key"), dir.join("tls.crt"), dir.join("tls.key"));
     run(Command::new("openssl")
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=webhook-ca"])
@@ -29,8 +35,11 @@ pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         .arg("-out")
         .arg(&csr));
     let ext = dir.join("ext.cnf");
-    std::fs::write(&ext, "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n")
-        .expect("ext");
+    std::fs::write(
+        &ext,
+        format!("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName={subject_alt_names}\n"),
+    )
+    .expect("ext");
     run(Command::new("openssl")
         .args(["x509", "-req", "-days", "1", "-CAcreateserial"])
         .arg("-in")
@@ -114,6 +123,16 @@ pub fn register(kubeconfig: &Path, name: &str, port: u16, ca: &Path) -> Registra
     std::fs::write(&file, config.to_string()).expect("write");
     run(Command::new("kubectl").env("KUBECONFIG", kubeconfig).args(["apply", "-f"]).arg(&file));
     Registration { kubeconfig: kubeconfig.to_path_buf(), name: name.to_string() }
+}
+
+/// `bytes` in standard base64 with padding.
+pub fn base64(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut out = Vec::new();
+    let mut enc = base64_writer(&mut out);
+    enc.write_all(bytes).expect("encode");
+    drop(enc);
+    String::from_utf8(out).expect("base64")
 }
 
 /// Base64 without a dependency: the standard alphabet with padding.

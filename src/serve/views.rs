@@ -1,0 +1,239 @@
+//! The views API (SPEC §10): `view.kubelighthouse.io/v1alpha1` `customers` and `delegations`,
+//! answered from the controller's watch caches (no API request per call) and filtered to the
+//! caller the front proxy names.
+//!
+//! Every route sits behind [`authenticate`]: a request without a client certificate that
+//! chains to the front-proxy CA (and an allowed name and a user) gets `401` and a `Status`,
+//! whatever headers it carries. The handlers decode the request, take a snapshot of the
+//! caches, call [`crate::model::views`] and [`super::protocol`], and encode.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use serde::Serialize;
+use tracing::debug;
+
+use super::front_proxy::{FrontProxy, Identity};
+use super::protocol::{self, Format, ListQuery, ViewResource};
+use super::tls::PeerCertificates;
+use crate::api::view::{CustomerList, DelegationList};
+use crate::controller::caches::Caches;
+use crate::controller::context::Policy;
+use crate::model::views::{self, Caller, ViewContext};
+
+/// What the views read: the reconcilers' caches and identity templates, their readiness,
+/// and the front-proxy trust.
+pub struct Views {
+    /// The watch caches (namespaces, definitions, assignments, catalog).
+    pub caches: Caches,
+    /// The identity templates the controller materializes with (SPEC §2).
+    pub policy: Arc<Policy>,
+    /// True once every cache has its first list; until then lists would be incomplete.
+    pub ready: tokio::sync::watch::Receiver<bool>,
+    /// Who may speak for the caller.
+    pub trust: Arc<FrontProxy>,
+}
+
+/// A response with a `Status` body and its code.
+fn status_response(status: Status) -> Response {
+    let code = status.code.and_then(|c| u16::try_from(c).ok()).and_then(|c| StatusCode::from_u16(c).ok());
+    (code.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(status)).into_response()
+}
+
+fn json<T: Serialize>(value: &T, format: Format) -> Response {
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Table => protocol::TABLE_CONTENT_TYPE,
+    };
+    match serde_json::to_vec(value) {
+        Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(e) => status_response(protocol::failure(500, "InternalError", format!("cannot encode: {e}"), None)),
+    }
+}
+
+fn not_acceptable(accept: Option<&str>) -> Response {
+    let message = format!("only application/json and meta.k8s.io/v1 Table are served, not {:?}", accept.unwrap_or(""));
+    status_response(protocol::failure(406, "NotAcceptable", message, None))
+}
+
+fn accept(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+}
+
+/// Refuses every request whose front-proxy certificate and headers do not authenticate a
+/// caller (401), and hands the caller to the handlers.
+pub async fn authenticate(State(views): State<Arc<Views>>, mut request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<PeerCertificates>().cloned().unwrap_or_default();
+    match views.trust.authenticate(&peer, request.headers()) {
+        Ok(identity) => {
+            request.extensions_mut().insert(identity);
+            next.run(request).await
+        }
+        Err(why) => {
+            debug!(error = %why, path = %request.uri().path(), "views request refused");
+            status_response(protocol::failure(401, "Unauthorized", format!("Unauthorized: {why}"), None))
+        }
+    }
+}
+
+async fn discovery<T: Serialize>(headers: HeaderMap, document: fn() -> T) -> Response {
+    match protocol::negotiate(accept(&headers), false) {
+        Some(format) => json(&document(), format),
+        None => not_acceptable(accept(&headers)),
+    }
+}
+
+fn caller(identity: Identity) -> Caller {
+    Caller { username: identity.username, groups: identity.groups, extra: identity.extra }
+}
+
+/// The views `caller` sees now, from the caches: one snapshot per request.
+fn visible(views: &Views, caller: &Caller) -> Vec<crate::api::view::Delegation> {
+    let catalog = views.caches.catalog.current();
+    let ctx = ViewContext { namespaces: &views.caches, templates: &views.policy.templates, catalog: &catalog };
+    let definitions = views.caches.definitions.state();
+    let assignments = views.caches.assignments.state();
+    views::delegations(caller, definitions.iter().map(AsRef::as_ref), assignments.iter().map(AsRef::as_ref), &ctx)
+}
+
+/// Encodes `resource`'s objects visible to the caller, all of them (`name` None: a list) or
+/// the one named (a get: 404 when the caller sees no such object).
+fn respond(
+    views: &Views,
+    identity: Identity,
+    resource: ViewResource,
+    name: Option<&str>,
+    query: &ListQuery,
+    format: Format,
+) -> Response {
+    if !*views.ready.borrow() {
+        let message = "kube-lighthouse is starting: its caches are not synced yet; retry".to_string();
+        return status_response(protocol::failure(503, "ServiceUnavailable", message, None));
+    }
+    let caller = caller(identity);
+    let delegations = visible(views, &caller);
+    let wanted = name.or(query.name.as_deref());
+    let keep = |n: &Option<String>| wanted.is_none_or(|w| n.as_deref() == Some(w));
+    match resource {
+        ViewResource::Customers => {
+            let mut items = views::customers(&delegations);
+            items.retain(|c| keep(&c.metadata.name));
+            encode(
+                items,
+                name,
+                resource,
+                format,
+                |items| views::customer_table(items, query.include_object),
+                CustomerList::new,
+            )
+        }
+        ViewResource::Delegations => {
+            let mut items = delegations;
+            items.retain(|d| keep(&d.metadata.name));
+            encode(
+                items,
+                name,
+                resource,
+                format,
+                |items| views::delegation_table(items, query.include_object),
+                DelegationList::new,
+            )
+        }
+    }
+}
+
+fn encode<T: Serialize, L: Serialize>(
+    mut items: Vec<T>,
+    name: Option<&str>,
+    resource: ViewResource,
+    format: Format,
+    table: impl Fn(&[T]) -> crate::api::view::Table,
+    list: impl Fn(Vec<T>) -> L,
+) -> Response {
+    match (name, format) {
+        (Some(name), _) if items.is_empty() => status_response(protocol::not_found(resource, name)),
+        (_, Format::Table) => json(&table(&items), format),
+        (Some(_), Format::Json) => json(&items.remove(0), format),
+        (None, Format::Json) => json(&list(items), format),
+    }
+}
+
+async fn list(
+    State(views): State<Arc<Views>>,
+    Extension(identity): Extension<Identity>,
+    Path(resource): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let Some(resource) = ViewResource::from_plural(&resource) else {
+        return status_response(protocol::failure(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+            None,
+        ));
+    };
+    let params = protocol::query_parameters(uri.query());
+    let query = match protocol::list_query(&params) {
+        Ok(q) => q,
+        Err(status) => return status_response(*status),
+    };
+    match protocol::negotiate(accept(&headers), true) {
+        Some(format) => respond(&views, identity, resource, None, &query, format),
+        None => not_acceptable(accept(&headers)),
+    }
+}
+
+async fn get_one(
+    State(views): State<Arc<Views>>,
+    Extension(identity): Extension<Identity>,
+    Path((resource, name)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let Some(resource) = ViewResource::from_plural(&resource) else {
+        return status_response(protocol::failure(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+            None,
+        ));
+    };
+    let params = protocol::query_parameters(uri.query());
+    let query = ListQuery {
+        include_object: views::IncludeObject::from_query(params.get("includeObject").map(String::as_str)),
+        name: None,
+    };
+    match protocol::negotiate(accept(&headers), true) {
+        Some(format) => respond(&views, identity, resource, Some(&name), &query, format),
+        None => not_acceptable(accept(&headers)),
+    }
+}
+
+async fn method_not_allowed() -> Response {
+    status_response(protocol::failure(405, "MethodNotAllowed", "the views are read-only: get and list".into(), None))
+}
+
+/// The routes of the views API, every one behind [`authenticate`]. `/openapi/v2` and
+/// `/openapi/v3` are not served (404): the aggregator then leaves the group out of the merged
+/// OpenAPI documents, which `kubectl get` does not need.
+pub fn router(views: Arc<Views>) -> Router {
+    let base = format!("/apis/{}/{}", crate::api::view::VIEW_GROUP, crate::api::view::VIEW_VERSION);
+    Router::new()
+        .route("/apis", get(|h: HeaderMap| discovery(h, protocol::api_group_list)).fallback(method_not_allowed))
+        .route(
+            &format!("/apis/{}", crate::api::view::VIEW_GROUP),
+            get(|h: HeaderMap| discovery(h, protocol::api_group)).fallback(method_not_allowed),
+        )
+        .route(&base, get(|h: HeaderMap| discovery(h, protocol::api_resource_list)).fallback(method_not_allowed))
+        .route(&format!("{base}/{{resource}}"), get(list).fallback(method_not_allowed))
+        .route(&format!("{base}/{{resource}}/{{name}}"), get(get_one).fallback(method_not_allowed))
+        .route_layer(axum::middleware::from_fn_with_state(views.clone(), authenticate))
+        .with_state(views)
+}
