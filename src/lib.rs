@@ -19,6 +19,7 @@
 //! [`model`] is the pure core; [`controller`] is the thin shell around it.
 
 pub mod api;
+pub mod azure;
 pub mod config;
 pub mod controller;
 pub mod http;
