@@ -139,7 +139,7 @@ fn call(i: &mut &str) -> PResult<Expr> {
     let name = function_name.parse_next(i)?;
     ws.parse_next(i)?;
     let args = delimited(
-        '('.context(StrContext::Expected(StrContextValue::CharLiteral('('))),
+        cut_err('(').context(StrContext::Expected(StrContextValue::CharLiteral('('))),
         cut_err(delimited(ws, separated(0.., expression, (ws, ',', ws)), ws)),
         cut_err(')').context(StrContext::Expected(StrContextValue::CharLiteral(')'))),
     )
