@@ -854,3 +854,36 @@ fn sample_management_group_templates_are_refused() {
         );
     }
 }
+
+#[test]
+fn nested_deployment_edges_are_named() {
+    let deployment = |extra: Value, template: Value| {
+        let mut d = json!({
+            "type": "Microsoft.Resources/deployments", "apiVersion": "2018-05-01", "name": "nested",
+            "properties": {"mode": "Incremental", "template": template}
+        });
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            d[k] = v;
+        }
+        let mut t = subscription_template(reader_properties());
+        t["resources"].as_array_mut().expect("array").push(d);
+        Run::new(t).run().map(|_| ()).err().unwrap_or_default()
+    };
+    let inner = json!({"$schema": "https://schema.management.azure.com/schemas/2015-01-01/deploymentTemplate.json#", "resources": []});
+    let with_params =
+        json!({"$schema": "x/deploymentTemplate.json#", "parameters": {"p": {"type": "string"}}, "resources": []});
+    assert!(matches!(deployment(json!({}), with_params).as_slice(),
+        [ImportError::InvalidValue { path, .. }] if path == "resources[2].properties.template.parameters"));
+    assert!(matches!(deployment(json!({"subscriptionId": "other-sub"}), inner.clone()).as_slice(),
+        [ImportError::UnsupportedScope { path, .. }] if path == "resources[2].subscriptionId"));
+    // The subscription being imported into is no other subscription.
+    assert_eq!(deployment(json!({"subscriptionId": "[subscription().subscriptionId]"}), inner.clone()), vec![]);
+    assert!(
+        matches!(deployment(json!({"scope": "/providers/Microsoft.Management/managementGroups/mg"}), inner.clone()).as_slice(),
+        [ImportError::UnsupportedScope { path, .. }] if path == "resources[2].scope")
+    );
+    assert!(matches!(deployment(json!({"copy": {"name": "c", "count": -1}}), inner.clone()).as_slice(),
+        [ImportError::InvalidValue { path, .. }] if path == "resources[2].copy.count"));
+    assert!(matches!(deployment(json!({"name": "[concat('d', copyIndex())]"}), inner).as_slice(),
+        [ImportError::CopyIndexOutsideLoop { path, loop_name: None }] if path == "resources[2].name"));
+}

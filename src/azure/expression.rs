@@ -301,7 +301,8 @@ pub fn evaluate(expr: &Expr, resolver: &dyn Resolver, path: &str) -> Result<Valu
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is, for messages (`an array`).
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

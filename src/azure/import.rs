@@ -53,15 +53,7 @@ fn get<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
 }
 
 fn found(v: &Value) -> String {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-    .to_string()
+    super::expression::kind(v).to_string()
 }
 
 /// Reads the fields of one object, reporting every problem into `errors`.

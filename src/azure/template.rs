@@ -128,15 +128,7 @@ pub struct Resource {
 }
 
 fn found(v: &Value) -> String {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-    .to_string()
+    super::expression::kind(v).to_string()
 }
 
 fn wrong_type(path: &Path, expected: &str, v: &Value) -> ImportError {
