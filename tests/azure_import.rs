@@ -887,3 +887,13 @@ fn nested_deployment_edges_are_named() {
     assert!(matches!(deployment(json!({"name": "[concat('d', copyIndex())]"}), inner).as_slice(),
         [ImportError::CopyIndexOutsideLoop { path, loop_name: None }] if path == "resources[2].name"));
 }
+
+#[test]
+fn escaped_brackets_import_as_literals() {
+    let mut props = reader_properties();
+    props["description"] = json!("[[Tier 1] monitoring]");
+    props["authorizations"][0]["principalIdDisplayName"] = json!("[concat('[[', 'x]')]");
+    let spec = &Run::new(subscription_template(props)).ok().definitions[0].spec;
+    assert_eq!(spec.description.as_deref(), Some("[Tier 1] monitoring]"));
+    assert_eq!(spec.authorizations[0].principal_id_display_name.as_deref(), Some("[[x]"));
+}

@@ -230,7 +230,9 @@ pub fn render(expr: &Expr) -> String {
 /// and, for a resource-group deployment, the resource group's Azure name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeploymentScope {
+    /// The subscription namespace, standing for the subscription ID.
     pub subscription: String,
+    /// The resource group's Azure name, for a resource-group deployment.
     pub resource_group: Option<String>,
 }
 

@@ -19,11 +19,13 @@ use crate::model::tenant::Guid;
 
 /// Where the imported objects go and what they are checked against.
 pub struct Destination<'a> {
+    /// `-n`: where definitions and subscription-level assignments go.
     pub subscription_namespace: &'a str,
     /// Explicit `--resource-group RG=NAMESPACE` mappings.
     pub resource_groups: &'a BTreeMap<String, String>,
     /// The resource-group namespaces of the subscription namespace.
     pub resource_group_namespaces: &'a [String],
+    /// The role catalog every role GUID must be in (SPEC §4).
     pub catalog: &'a Catalog,
     /// Annotations every imported object carries (the source of the import).
     pub annotations: &'a BTreeMap<String, String>,

@@ -38,9 +38,11 @@ use template::{GivenValue, Path};
 /// `kubelighthouse.io/imported-from` annotation), the SHA-256 of its bytes, and its content.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SourceFile {
+    /// The file's name, as the caller wants it shown (its base name, usually).
     pub name: String,
     /// Lower-case hex SHA-256 of the file's bytes.
     pub sha256: String,
+    /// The parsed content.
     pub json: Value,
 }
 
@@ -97,7 +99,9 @@ pub struct ImportInput<'a> {
 /// parameters file was given).
 #[derive(Clone, Debug)]
 pub struct Imported {
+    /// In the subscription namespace.
     pub definitions: Vec<RegistrationDefinition>,
+    /// In the subscription namespace or a resource-group namespace of it.
     pub assignments: Vec<RegistrationAssignment>,
 }
 

@@ -89,7 +89,9 @@ impl std::fmt::Display for Path {
 /// A value given for a parameter, and where it came from (for messages).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GivenValue {
+    /// The value, literal (parameter values are never evaluated as expressions).
     pub value: Value,
+    /// Where it was given: `(parameters.json) parameters.NAME.value` or `--set NAME`.
     pub path: Path,
 }
 
@@ -114,9 +116,11 @@ pub enum Target {
 /// A delegation resource with every expression evaluated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resource {
+    /// Definition or assignment.
     pub kind: Kind,
     /// Path of the resource object in the template.
     pub path: Path,
+    /// The resource's `apiVersion`, one of [`SUPPORTED_API_VERSIONS`].
     pub api_version: String,
     /// The ARM resource name.
     pub name: String,
@@ -124,6 +128,7 @@ pub struct Resource {
     pub properties: Value,
     /// The evaluated resource-level `plan` (definitions), when not null.
     pub plan: Option<Value>,
+    /// Where it is deployed.
     pub target: Target,
 }
 
