@@ -332,7 +332,7 @@ fn access_index(target: &Value, index: &Value, path: &str) -> Result<Value, Impo
 }
 
 /// Property names are case-insensitive in ARM; an exact match wins.
-fn lookup<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+pub(crate) fn lookup<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     map.get(name).or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 

@@ -7,6 +7,7 @@ use kube::api::ObjectMeta;
 use serde_json::{Map, Value};
 
 use super::error::ImportError;
+use super::expression::lookup as get;
 use super::roles::azure_role_name;
 use super::template::{is_placeholder, Kind, Path, Resource, Target, ELIGIBLE_SINCE, SUPPORTED_API_VERSIONS};
 use crate::api::{
@@ -47,11 +48,6 @@ pub fn kubernetes_name(arm_name: &str) -> Option<String> {
     name.truncate(253);
     let name = name.trim_end_matches('-').to_string();
     (!name.is_empty()).then_some(name)
-}
-
-/// Case-insensitive property lookup (ARM property names are), exact match first.
-fn get<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
-    map.get(key).or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
 }
 
 fn found(v: &Value) -> String {
