@@ -20,6 +20,7 @@
 //! `kubectl lighthouse` plugin (binary `kubectl-lighthouse`).
 
 pub mod api;
+pub mod azure;
 pub mod config;
 pub mod controller;
 pub mod http;

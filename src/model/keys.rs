@@ -12,6 +12,12 @@ pub const BUILT_IN: &str = "kubelighthouse.io/built-in";
 pub const ROLE_DEFINITION_ID: &str = "kubelighthouse.io/role-definition-id";
 /// ClusterRole annotation: the Azure display name of the role (e.g. `Reader`).
 pub const ROLE_DISPLAY_NAME: &str = "kubelighthouse.io/role-display-name";
+/// Annotation on objects made by `kubectl lighthouse import`: the deployment template they
+/// came from, `<file name>@sha256:<hex of the file's bytes>` (docs/azure.md).
+pub const IMPORTED_FROM: &str = "kubelighthouse.io/imported-from";
+/// Annotation on imported objects: the parameters file, `<file name>@sha256:<hex>`, when one
+/// was given.
+pub const IMPORTED_PARAMETERS: &str = "kubelighthouse.io/imported-parameters";
 
 /// Standard label on everything the controller materializes.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
