@@ -5,6 +5,10 @@
 #   - Kubernetes 1.37 (the newest supported minor): every suite;
 #   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security and chart suites.
 #
+# The tests that need a cluster are marked #[ignore = "needs a cluster: hack/test.sh runs it"],
+# so a plain `cargo test` reports them as ignored, never as passed; this script runs them with
+# `-- --include-ignored`, and each fails if it cannot reach the control plane.
+#
 # Environment:
 #   KL_TEST_VERSIONS  the minors to run, newest first (default "1.37 1.33"); "1.37" skips
 #                     the second control plane for a quicker local run
@@ -31,11 +35,11 @@ for version in $versions; do
   export KL_TEST_KUBECONFIG=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/kubeconfig
   if ((first)); then
     echo "== cargo test (every suite, Kubernetes $version)"
-    cargo test --all-targets -- --test-threads "${KL_TEST_THREADS:-4}"
+    cargo test --all-targets -- --include-ignored --test-threads "${KL_TEST_THREADS:-4}"
     first=0
   else
     echo "== cargo test (e2e, webhook, sign-in, security and chart suites, Kubernetes $version)"
-    cargo test "${EARLIEST_SUITES[@]}" -- --test-threads "${KL_TEST_THREADS:-4}"
+    cargo test "${EARLIEST_SUITES[@]}" -- --include-ignored --test-threads "${KL_TEST_THREADS:-4}"
   fi
   hack/control-plane.sh down
 done

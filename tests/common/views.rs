@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 
-use super::webhook::{base64, certificates_for, free_port, run, Controller};
+use super::cluster::{free_port, run};
+use super::webhook::{base64, certificates_for, Controller};
 
 /// The APIService's name: one per cluster, so one views server per cluster at a time.
 pub const API_SERVICE: &str = "v1alpha1.view.kubelighthouse.io";
@@ -66,6 +67,7 @@ impl ViewsServer {
                 .arg(&key)
                 .env("KUBECONFIG", kubeconfig)
                 .env("KUBE_LIGHTHOUSE_LOG", "info,kube_lighthouse=debug")
+                .env("KUBE_LIGHTHOUSE_LEADER_ELECTION", "false")
                 .stdout(Stdio::from(log.try_clone().expect("dup")))
                 .stderr(Stdio::from(log))
                 .spawn()

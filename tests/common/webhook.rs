@@ -6,10 +6,8 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
 
-pub fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
+use super::cluster::{free_port, run};
+use super::fixtures::unique;
 
 /// A CA and a serving certificate for 127.0.0.1, as PEM files in `dir`.
 pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -81,6 +79,7 @@ impl Drop for Registration {
     }
 }
 
+/// Registers the webhook served on 127.0.0.1:`port` (its CA `ca`) as `name`.
 pub fn register(kubeconfig: &Path, name: &str, port: u16, ca: &Path) -> Registration {
     let bundle = {
         use std::io::Write;
@@ -166,10 +165,6 @@ fn base64_writer(out: &mut Vec<u8>) -> impl std::io::Write + '_ {
     W(out, Vec::new())
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 /// The controller binary, with its admission webhook registered when `webhook` is true; the
 /// registration goes before the controller on drop, so nothing is refused by a webhook that
 /// is gone.
@@ -180,8 +175,9 @@ pub struct Deployed {
 }
 
 impl Deployed {
+    /// Starts the binary against `kubeconfig`, its webhook registered when `webhook`.
     pub fn start(kubeconfig: &Path, webhook: bool) -> Deployed {
-        let dir = std::env::temp_dir().join(super::unique("deployed"));
+        let dir = std::env::temp_dir().join(unique("deployed"));
         std::fs::create_dir_all(&dir).expect("dir");
         let log = std::fs::File::create(dir.join("controller.log")).expect("log");
         eprintln!("controller log: {}", dir.join("controller.log").display());
@@ -189,6 +185,7 @@ impl Deployed {
         cmd.args(["--metrics-port", "0", "--health-port", "0"])
             .env("KUBECONFIG", kubeconfig)
             .env("KUBE_LIGHTHOUSE_LOG", "info,kube_lighthouse=debug")
+            .env("KUBE_LIGHTHOUSE_LEADER_ELECTION", "false")
             .stdout(Stdio::from(log.try_clone().expect("dup")))
             .stderr(Stdio::from(log));
         let mut hook = None;
@@ -203,8 +200,7 @@ impl Deployed {
             hook = Some((port, ca));
         }
         let controller = Controller(cmd.spawn().expect("start kube-lighthouse"));
-        let registration =
-            hook.map(|(port, ca)| register(kubeconfig, &super::unique("kube-lighthouse-test"), port, &ca));
+        let registration = hook.map(|(port, ca)| register(kubeconfig, &unique("kube-lighthouse-test"), port, &ca));
         Deployed { registration, _controller: controller, dir }
     }
 }

@@ -1,0 +1,164 @@
+//! The benchmark harness: what a user feels, measured on the local control plane in one run.
+//!
+//! 1. **Latency**: apply a definition and an assignment, then the time until a
+//!    SubjectAccessReview for the projected identity is first allowed (grant); delete the
+//!    assignment, then the time until it is first denied (revoke). Percentiles over `--reps`.
+//! 2. **Onboarding at scale**: `--n` subscription namespaces, each with one definition (3
+//!    authorizations over 2 roles) and one assignment, applied at `--concurrency`; the time
+//!    until every projected identity is allowed in every namespace (reviewed once the objects
+//!    that can grant it exist, see [`until_granted`]). Then the **baseline**: the
+//!    very same Roles and RoleBindings (copied from what the controller wrote) created directly
+//!    into fresh namespaces at the same concurrency, timed the same way. The ratio of the two.
+//! 3. **Idle**: with everything in place, API writes per minute and controller CPU.
+//! 4. **Restart**: time from start to ready and to every delegation reconciled, and the writes
+//!    a restart with nothing changed makes.
+//! 5. **Memory**: the controller's peak RSS at `--n` and at `--big-n` delegated namespaces.
+//! 6. **Request cost**: with the controller stopped, the API server CPU per request of each
+//!    kind on the controller's path and on the baseline's, and the ratio per subscription.
+//!
+//! The controller is the release binary, run as a subprocess under an impersonated user so the
+//! API server's audit log attributes every request it makes; CPU and RSS come from `/proc`.
+//! Run with `hack/bench.sh` (fresh control plane) or `cargo bench --bench lighthouse`.
+//! Under `cargo test` this target only says how to run it: benchmarks are not tests.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`controller`] | the controller subprocess and the CPU, memory and metrics read from it and the control plane |
+//! | [`audit`] | the controller's requests, from the API server's audit log |
+//! | [`probe`] | the access probes (SubjectAccessReviews) and the delegation every phase grants |
+//! | [`objects`] | the namespaces, delegations and baseline RBAC the benchmark writes |
+//! | [`phases`] | the six phases, each returning its part of the report |
+//! | [`report`] | the typed report and how it prints |
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+mod audit;
+mod controller;
+mod objects;
+mod phases;
+mod probe;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use kube::api::PostParams;
+
+use crate::common::{client_for, impersonating_kubeconfig, kubeconfig};
+use crate::controller::{ControlPlaneCpu, ControllerProcess};
+use crate::phases::Bench;
+use crate::probe::Team;
+use crate::report::{json, machine, say, Report, Settings};
+
+/// The user the controller under benchmark acts as (impersonated, still in system:masters).
+const CONTROLLER_USER: &str = "kube-lighthouse-bench";
+/// A run that takes longer than this has gone wrong; it is reported, not waited for.
+const GIVE_UP: Duration = Duration::from_secs(45 * 60);
+/// Create parameters, the defaults.
+static POST: std::sync::LazyLock<PostParams> = std::sync::LazyLock::new(PostParams::default);
+
+#[derive(Clone, Debug, Parser)]
+#[command(about = "kube-lighthouse benchmarks (see docs/benchmarks.md)")]
+struct Args {
+    /// Subscriptions onboarded at scale, and the baseline's namespaces.
+    #[arg(long, env = "KL_BENCH_N", default_value_t = 1000)]
+    n: usize,
+    /// Delegated namespaces for the second memory figure (0 skips it).
+    #[arg(long, env = "KL_BENCH_BIG_N", default_value_t = 5000)]
+    big_n: usize,
+    /// Grant/revoke repetitions (after 5 unmeasured warm-up ones).
+    #[arg(long, env = "KL_BENCH_REPS", default_value_t = 100)]
+    reps: usize,
+    /// Writes in flight: the controller's reconcile concurrency, the harness's and the baseline's.
+    #[arg(long, env = "KL_BENCH_CONCURRENCY", default_value_t = 16)]
+    concurrency: usize,
+    /// Length of the idle window.
+    #[arg(long, env = "KL_BENCH_IDLE_SECONDS", default_value_t = 60)]
+    idle_seconds: u64,
+    /// Where the figures are written as JSON.
+    #[arg(long, env = "KL_BENCH_OUT", default_value = "target/bench/results.json")]
+    out: PathBuf,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("benchmarks are not tests: run `hack/bench.sh` or `cargo bench --bench lighthouse`");
+        return;
+    }
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    runtime.block_on(run(args));
+}
+
+/// One run: every phase in order, then the report.
+async fn run(args: Args) {
+    let admin = kubeconfig();
+    let client = client_for(&admin).await;
+    let workdir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&workdir).expect("target/bench");
+    let controller_config = impersonating_kubeconfig(&admin, &workdir, CONTROLLER_USER);
+    let audit_path = admin.parent().expect("state dir").join("logs/audit.log");
+    let audit = audit::Audit::new(audit_path);
+    let control_plane = ControlPlaneCpu::new(admin.parent().expect("state dir"));
+    let machine = machine();
+    let settings = Settings {
+        n: args.n,
+        big_n: args.big_n,
+        reps: args.reps,
+        concurrency: args.concurrency,
+        idle_seconds: args.idle_seconds,
+    };
+    say(&format!("{args:?}"));
+    let mut bench = Bench { args, client, controller_config, workdir, audit, control_plane };
+
+    let mut controller = ControllerProcess::start(
+        &bench.controller_config,
+        &bench.workdir.join("controller-1.log"),
+        bench.args.concurrency,
+    );
+    controller.wait_ready().await;
+
+    // 1. Grant and revoke latency
+    let latency = phases::latency(&bench).await;
+    say(&format!("latency: {}", json(&latency)));
+
+    // 2. Onboarding at scale, then the baseline
+    let team = Team::new(1);
+    let onboarded = phases::onboarding(&mut bench, &controller, &team).await;
+    say(&format!("onboarding: {}", json(&onboarded.report)));
+    bench.audit.settle(Duration::from_secs(3), Duration::from_secs(120)).await;
+
+    // 3. Idle
+    let idle = phases::idle(&mut bench, &controller).await;
+    say(&format!("idle: {}", json(&idle)));
+
+    // 4. Restart
+    let (restart, mut memory, controller) = phases::restart(&mut bench, controller).await;
+
+    // 5. Memory at big N
+    let (restart_big, controller) = phases::big_n(&mut bench, controller, &team, &mut memory).await;
+    say(&format!("memory: {}", json(&memory)));
+    drop(controller);
+
+    // 6. What each request costs the API server
+    let request_cost = phases::request_costs(&bench, &onboarded, &team).await;
+    say(&format!("request cost: {}", json(&request_cost)));
+
+    let report = Report {
+        machine,
+        args: settings,
+        latency,
+        onboarding: onboarded.report,
+        idle,
+        restart,
+        memory,
+        restart_big,
+        request_cost,
+    };
+    report.write(&bench.args.out);
+}
