@@ -352,7 +352,10 @@ fn the_chart_lints_and_renders_the_catalog_verbatim() {
         .find(|d| d["kind"] == "ClusterRoleBinding" && d["metadata"]["name"] == "kube-lighthouse-views-reader")
         .expect("the views' reader binding");
     assert_eq!(reader["subjects"][0]["name"], "system:authenticated");
-    let trust = docs.iter().find(|d| d["kind"] == "RoleBinding").expect("the front-proxy trust's RoleBinding");
+    let trust = docs
+        .iter()
+        .find(|d| d["kind"] == "RoleBinding" && d["roleRef"]["name"] == "extension-apiserver-authentication-reader")
+        .expect("the front-proxy trust's RoleBinding");
     assert_eq!(trust["metadata"]["namespace"], "kube-system");
     assert_eq!(trust["roleRef"]["name"], "extension-apiserver-authentication-reader");
     assert_eq!(trust["subjects"][0]["name"], SERVICE_ACCOUNT);

@@ -151,6 +151,12 @@ impl ControllerProcess {
         ControllerProcess(child)
     }
 
+    /// SIGTERM, as Kubernetes stops a pod, and waits for the process to end.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+
     /// SIGKILL: a crash, not a graceful stop.
     pub fn crash(mut self) {
         let _ = self.0.kill();
