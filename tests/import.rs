@@ -457,13 +457,19 @@ async fn the_client_dry_run_prints_what_kubectl_applies() {
         assert_eq!(stdout.lines().count(), 2, "{stdout}");
     }
     let [d] = definitions(&client, &sub).await.try_into().expect("one definition");
-    wait_for_assignment_state(&client, &rg, &d.name_any(), "Succeeded").await;
-    // And importing afterwards changes nothing kubectl applied.
-    let again = plugin_ok(&path, &["import", "-f", &template, "-p", &params, "-n", &sub, "-o", "name"]);
-    assert_eq!(again.lines().count(), 2, "{again}");
-    let rv = d.resource_version();
-    let [d] = definitions(&client, &sub).await.try_into().expect("one definition");
-    assert_eq!(d.resource_version(), rv);
+    let name = d.name_any();
+    wait_for_assignment_state(&client, &rg, &name, "Succeeded").await;
+    // Importing afterwards finds everything as kubectl applied it.
+    let again = plugin_ok(&path, &["import", "-f", &template, "-p", &params, "-n", &sub]);
+    assert_eq!(
+        again,
+        format!(
+            "registrationdefinition.managedservices.kubelighthouse.io/{name} unchanged (namespace {sub})\n\
+             registrationassignment.managedservices.kubelighthouse.io/{name} unchanged (namespace {rg})\n"
+        )
+    );
+    let [after] = definitions(&client, &sub).await.try_into().expect("one definition");
+    assert_eq!(after.metadata.generation, d.metadata.generation);
 
     // With no cluster at all, the client dry run still prints (the built-in catalog).
     let nowhere = dir.join("nowhere.kubeconfig");
