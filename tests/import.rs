@@ -411,6 +411,11 @@ async fn a_resource_group_template_grants_in_that_resource_group_only() {
     let mapping = format!("Contoso-DB={mapped}");
     let stderr = plugin_fails(&path, &["import", "-f", &template, "-p", &params, "-n", &sub]);
     assert!(stderr.contains("resource group \"Contoso-DB\" has no namespace"), "{stderr}");
+    // Mapped to a namespace that is not a resource group of this subscription: refused.
+    let stray = format!("Contoso-DB={}", unique("imp-stray"));
+    let stderr =
+        plugin_fails(&path, &["import", "-f", &template, "-p", &params, "-n", &sub, "--resource-group", &stray]);
+    assert!(stderr.contains(&format!("--resource-group {stray}: namespace")), "{stderr}");
     let applied = plugin_ok(
         &path,
         &["import", "-f", &template, "-p", &params, "-n", &sub, "--resource-group", &mapping, "-o", "json"],

@@ -103,10 +103,33 @@ pub fn subscription_problem(namespace: Option<&Namespace>, name: &str) -> Option
     }
 }
 
+/// The `--resource-group RG=NAMESPACE` mappings whose namespace is not a resource-group
+/// namespace of `subscription` (an assignment there would fall under another subscription).
+pub fn foreign_mappings(mappings: &[(String, String)], facts: &ClusterFacts, subscription: &str) -> Vec<ImportError> {
+    if !facts.resource_groups_known {
+        return vec![];
+    }
+    mappings
+        .iter()
+        .filter(|(_, ns)| !facts.resource_group_namespaces.contains(ns))
+        .map(|(rg, ns)| ImportError::InvalidArgument {
+            path: format!("--resource-group {rg}={ns}"),
+            message: format!(
+                "namespace {ns:?} is not a resource-group namespace of subscription namespace {subscription:?} (label {}={subscription})",
+                keys::SUBSCRIPTION
+            ),
+        })
+        .collect()
+}
+
 /// What the cluster told the import (or what stands in for it).
 pub struct ClusterFacts {
     /// The resource-group namespaces of the subscription namespace.
     pub resource_group_namespaces: Vec<String>,
+    /// Whether [`ClusterFacts::resource_group_namespaces`] is the cluster's answer (false
+    /// offline, or when namespaces may not be listed): then `--resource-group` targets are
+    /// checked against it.
+    pub resource_groups_known: bool,
     /// The role catalog: the cluster's, or the one built into the plugin.
     pub catalog: Catalog,
     /// What is wrong with the subscription namespace, if anything.
@@ -120,6 +143,7 @@ impl ClusterFacts {
     pub fn offline(why: &str) -> ClusterFacts {
         ClusterFacts {
             resource_group_namespaces: vec![],
+            resource_groups_known: false,
             catalog: manifest::shipped_catalog(),
             subscription_problem: None,
             notes: vec![format!(
@@ -148,6 +172,7 @@ pub async fn cluster_facts(
     let mut notes = Vec::new();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let selector = ListParams::default().labels(&format!("{}={namespace}", keys::SUBSCRIPTION));
+    let mut resource_groups_known = true;
     let resource_group_namespaces = match namespaces.list(&selector).await {
         Ok(list) => resource_group_namespaces(&list.items, namespace),
         Err(e) if offline_ok && unreachable(&e) => return Ok(ClusterFacts::offline(&e.to_string())),
@@ -156,6 +181,7 @@ pub async fn cluster_facts(
                 "you may not list namespaces: resource groups map only by --resource-group ({})",
                 PluginError::from(e)
             ));
+            resource_groups_known = false;
             vec![]
         }
         Err(e) => return Err(e.into()),
@@ -180,7 +206,7 @@ pub async fn cluster_facts(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(ClusterFacts { resource_group_namespaces, catalog, subscription_problem, notes })
+    Ok(ClusterFacts { resource_group_namespaces, resource_groups_known, catalog, subscription_problem, notes })
 }
 
 /// The manifests to apply or print, definitions first (an assignment names its definition),
@@ -308,6 +334,7 @@ pub fn import_files(
         None => None,
     };
     errors.extend(facts.subscription_problem.clone());
+    errors.extend(foreign_mappings(&args.resource_groups, facts, namespace));
     let Some(template) = template else { return Err(PluginError::Import(ImportErrors(errors))) };
     if args.parameters.is_some() && parameters.is_none() {
         return Err(PluginError::Import(ImportErrors(errors)));
@@ -535,6 +562,18 @@ mod tests {
         assert!(message(subscription_problem(Some(&plain), "default")).contains("not a subscription namespace"));
         let going = namespace("customer-a", &[(keys::TENANT_ID, TENANT)], true);
         assert!(message(subscription_problem(Some(&going), "customer-a")).contains("being deleted"));
+    }
+
+    #[test]
+    fn mappings_must_target_resource_groups_of_the_subscription() {
+        let mappings = vec![("web".to_string(), "customer-a-web".to_string()), ("db".into(), "customer-b-db".into())];
+        let mut facts = ClusterFacts::offline("t");
+        assert!(foreign_mappings(&mappings, &facts, "customer-a").is_empty(), "unknown offline: not checked");
+        facts.resource_group_namespaces = vec!["customer-a-web".into()];
+        facts.resource_groups_known = true;
+        let errors = foreign_mappings(&mappings, &facts, "customer-a");
+        let [e] = errors.as_slice() else { panic!("one error: {errors:?}") };
+        assert!(e.to_string().starts_with("--resource-group db=customer-b-db: namespace \"customer-b-db\" is not a resource-group namespace of subscription namespace \"customer-a\""), "{e}");
     }
 
     #[test]
