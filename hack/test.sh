@@ -35,7 +35,9 @@ for version in $versions; do
   export KL_TEST_KUBECONFIG=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/kubeconfig
   if ((first)); then
     echo "== cargo test (every suite, Kubernetes $version)"
-    cargo test --all-targets -- --include-ignored --test-threads "${KL_TEST_THREADS:-4}"
+    # --include-ignored runs the cluster suites; tests/azure_import.rs's sample_* stay out
+    # (--skip): they need Azure's samples laid out by hand (tests/fixtures/azure/PROVENANCE.md).
+    cargo test --all-targets -- --include-ignored --skip sample_ --test-threads "${KL_TEST_THREADS:-4}"
     first=0
   else
     echo "== cargo test (e2e, webhook, sign-in, security and chart suites, Kubernetes $version)"

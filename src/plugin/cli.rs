@@ -2,8 +2,8 @@
 //! `--context`, `-n/--namespace`, `-A/--all-namespaces`, `-o json|yaml|wide|name`, `--as` and
 //! `--as-group`, accepted before or after the command.
 //!
-//! The commands of other issues (`import`, `eligible`, `activate`, `requests`, `approve`,
-//! `deny`, `deactivate`) join [`Command`] as further variants.
+//! The commands of other issues (`eligible`, `activate`, `requests`, `approve`, `deny`,
+//! `deactivate`) join [`Command`] as further variants.
 
 use std::path::PathBuf;
 
@@ -83,6 +83,8 @@ pub enum Command {
     Assignment(AssignmentCommand),
     /// What you (or --as) may do in each delegated namespace: a verbs × resources matrix.
     Access(AccessArgs),
+    /// Import an Azure Lighthouse onboarding template (ARM JSON) into a subscription namespace.
+    Import(ImportArgs),
     /// Shell completion script.
     Completion {
         /// The shell.
@@ -201,6 +203,39 @@ pub struct AssignmentCreateArgs {
     /// Only print (`client`) or only validate (`server`).
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "client", default_value = "none")]
     pub dry_run: DryRun,
+}
+
+/// `import`: `az deployment sub create --template-file … --parameters …`, onto the cluster.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The deployment template (ARM JSON): a subscription or resource-group onboarding template.
+    #[arg(short = 'f', long = "filename", value_name = "TEMPLATE.json")]
+    pub template: PathBuf,
+    /// The deployment parameters file (`{"parameters": {"NAME": {"value": …}}}`).
+    #[arg(short = 'p', long = "parameters", value_name = "PARAMETERS.json")]
+    pub parameters: Option<PathBuf>,
+    /// Maps a resource group of the template to a namespace; repeatable. Unmapped resource
+    /// groups go to the subscription's resource-group namespace of the same name.
+    #[arg(long = "resource-group", value_name = "RG_NAME=NAMESPACE", value_parser = parse_resource_group)]
+    pub resource_groups: Vec<(String, String)>,
+    /// Overrides a template parameter (JSON for array, object, int and bool ones); repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub set: Vec<(String, String)>,
+    /// For a resource-group deployment template (`deploymentTemplate.json`): the resource
+    /// group it is deployed to (az's `deployment group create --resource-group`).
+    #[arg(short = 'g', long = "deployment-resource-group", value_name = "RG_NAME")]
+    pub deployment_resource_group: Option<String>,
+    /// Only print (`client`) or only validate (`server`).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "client", default_value = "none")]
+    pub dry_run: DryRun,
+}
+
+fn parse_set(arg: &str) -> Result<(String, String), String> {
+    crate::azure::parse_set(arg).map_err(|e| e.to_string())
+}
+
+fn parse_resource_group(arg: &str) -> Result<(String, String), String> {
+    crate::azure::parse_resource_group(arg).map_err(|e| e.to_string())
 }
 
 /// `access`
@@ -327,6 +362,64 @@ mod tests {
         let Command::Access(a) = cli.command else { panic!("access") };
         assert_eq!(a.verbs, ["get", "list"]);
         assert_eq!(a.resources, ["pods", "deployments.apps"]);
+    }
+
+    #[test]
+    fn import_takes_files_mappings_and_overrides() {
+        let cli = parse(&[
+            "import",
+            "-f",
+            "subscription.json",
+            "-p",
+            "subscription.parameters.json",
+            "-n",
+            "customer-a",
+            "--resource-group",
+            "rg-web=customer-a-web",
+            "--resource-group",
+            "rg-db=customer-a-db",
+            "--set",
+            "managedByTenantId=fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6",
+            "--set",
+            "authorizations=[{\"a\":\"b=c\"}]",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.namespace.as_deref(), Some("customer-a"));
+        assert_eq!(cli.global.output, Some(OutputFormat::Yaml));
+        let Command::Import(args) = cli.command else { panic!("import") };
+        assert_eq!(args.template, PathBuf::from("subscription.json"));
+        assert_eq!(args.parameters, Some(PathBuf::from("subscription.parameters.json")));
+        assert_eq!(
+            args.resource_groups,
+            [("rg-web".to_string(), "customer-a-web".to_string()), ("rg-db".into(), "customer-a-db".into())]
+        );
+        assert_eq!(args.set[0], ("managedByTenantId".to_string(), "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6".to_string()));
+        assert_eq!(
+            args.set[1],
+            ("authorizations".to_string(), "[{\"a\":\"b=c\"}]".to_string()),
+            "split at the first ="
+        );
+        assert_eq!(args.dry_run, DryRun::Client);
+        assert_eq!(args.deployment_resource_group, None);
+    }
+
+    #[test]
+    fn import_needs_a_template_and_well_formed_pairs() {
+        assert_eq!(parse(&["import", "-n", "customer-a"]).expect_err("no -f").exit_code(), 2);
+        let bad_set = parse(&["import", "-f", "t.json", "--set", "novalue"]).expect_err("no =");
+        assert_eq!(bad_set.exit_code(), 2);
+        assert!(bad_set.to_string().contains("NAME=VALUE"), "{bad_set}");
+        let bad_rg = parse(&["import", "-f", "t.json", "--resource-group", "web="]).expect_err("no namespace");
+        assert!(bad_rg.to_string().contains("RESOURCE_GROUP=NAMESPACE"), "{bad_rg}");
+        let cli = parse(&["import", "-f", "rg.json", "-g", "web", "--dry-run=server"]).expect("parses");
+        let Command::Import(args) = cli.command else { panic!("import") };
+        assert_eq!((args.deployment_resource_group.as_deref(), args.dry_run), (Some("web"), DryRun::Server));
+        let cli = parse(&["import", "-f", "t.json"]).expect("parses");
+        let Command::Import(args) = cli.command else { panic!("import") };
+        assert_eq!(args.dry_run, DryRun::None, "applies by default");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod access;
 pub mod cli;
 pub mod client;
 pub mod definition;
+pub mod import;
 pub mod manifest;
 pub mod output;
 pub mod providers;
@@ -63,6 +64,20 @@ pub enum PluginError {
     /// A command-line combination that cannot work (exit code 2).
     #[error("{0}")]
     Usage(String),
+    /// A template that does not import: every reason, each naming the template path and field.
+    #[error(transparent)]
+    Import(#[from] crate::azure::ImportErrors),
+    /// A file that cannot be read.
+    #[error("{path}: {source}")]
+    ReadFile {
+        /// The path as given.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The API server refused objects (admission, validation): one line each.
+    #[error("nothing imported: the server refused {}:\n  {}", .0.len(), .0.join("\n  "))]
+    Refused(Vec<String>),
     /// The user did not confirm a deletion.
     #[error("aborted: nothing was deleted")]
     Aborted,
@@ -124,5 +139,6 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), PluginError> {
         Command::Definition(command) => definition::definition(global, command, out).await,
         Command::Assignment(command) => definition::assignment(global, command, out).await,
         Command::Access(args) => access::run(global, &args, out).await,
+        Command::Import(args) => import::run(global, &args, out).await,
     }
 }
