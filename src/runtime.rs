@@ -20,7 +20,7 @@ use crate::controller::bookkeeping::{Bookkeeping, GrantActivity, Retrigger};
 use crate::controller::caches::{CacheGauges, Caches};
 use crate::controller::context::{Context, Policy};
 use crate::controller::error::{Error, StartupError};
-use crate::controller::{assignment, definition, events, guard, namespace, sweep, triggers};
+use crate::controller::{activation, assignment, definition, events, guard, namespace, sweep, triggers};
 use crate::webhook::Admission;
 
 /// How long in-flight reconciles get to finish after SIGTERM.
@@ -125,6 +125,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
     let (namespaces, ns_writer) = reflector::store();
     let (definitions, def_writer) = reflector::store();
     let (assignments, assignment_writer) = reflector::store();
+    let (activations, activation_writer) = reflector::store();
+    let (reviews, review_writer) = reflector::store();
     let caches = Caches {
         namespaces,
         definitions,
@@ -133,6 +135,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
         roles: Arc::default(),
         bindings: Arc::default(),
         indexes: Arc::default(),
+        activations,
+        reviews,
     };
     let mut metrics = crate::metrics::Metrics::default();
     metrics.register(Box::new(CacheGauges(caches.clone())));
@@ -144,6 +148,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
     let (namespace_tx, namespace_rx) = mpsc::unbounded();
     let (sweep_tx, sweep_rx) = mpsc::unbounded();
     let (guard_tx, guard_rx) = mpsc::unbounded();
+    let (activation_tx, activation_rx) = mpsc::unbounded();
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let publisher = events::Publisher::new(client.clone(), Reporter { controller: "kube-lighthouse".into(), instance });
     let grants = Arc::new(GrantActivity::default());
@@ -151,6 +156,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
         assignments: assignment_tx.clone(),
         definitions: definition_tx.clone(),
         namespaces: namespace_tx.clone(),
+        activations: activation_tx.clone(),
     };
     let bookkeeping = Bookkeeping::new(
         client.clone(),
@@ -171,6 +177,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
         expectations: Arc::default(),
         bookkeeping: Arc::new(bookkeeping),
         assignment_triggers: assignment_tx.clone(),
+        activation_triggers: activation_tx.clone(),
+        clock: config.activation_clock(),
     });
     tokio::spawn(async move { grants.follow().await });
     if let Some(listener) = health {
@@ -188,14 +196,29 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
         _ => warn!("admission webhook off: both --webhook-cert and --webhook-key are needed"),
     }
 
-    let writers = triggers::Writers { namespaces: ns_writer, definitions: def_writer, assignments: assignment_writer };
+    let writers = triggers::Writers {
+        namespaces: ns_writer,
+        definitions: def_writer,
+        assignments: assignment_writer,
+        activations: activation_writer,
+        reviews: review_writer,
+    };
     let sinks = triggers::Sinks {
         assignments: assignment_tx,
         definitions: definition_tx,
         namespaces: namespace_tx,
         sweep: sweep_tx,
         guard: guard_tx,
+        activations: activation_tx,
     };
+    // SPEC §9: expiry holds while the controller was down; before any watch or reconcile.
+    if config.test_time_scale > 1 {
+        warn!(scale = config.test_time_scale, "TEST ONLY: activation durations run {}x faster", config.test_time_scale);
+    }
+    match activation::revoke_expired_at_start(&client, &ctx.metrics).await {
+        Ok(n) => info!(revoked = n, "expired activations revoked at start"),
+        Err(e) => warn!(error = %e, "could not revoke expired activations at start; their reconciles will"),
+    }
     // Each long-lived part runs as its own task on the worker threads.
     let watches = tokio::spawn(triggers::run(client.clone(), writers, ctx.clone(), sinks, readiness));
     let shutdown = shutdown_signal().shared();
@@ -205,6 +228,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
     let definitions = spawn_controller(stop, store, definition_rx, definition::reconcile, "definition", &ctx, config);
     let (stop, store) = (shutdown.clone(), caches.namespaces.clone());
     let namespaces = spawn_controller(stop, store, namespace_rx, namespace::reconcile, "namespace", &ctx, config);
+    let (stop, store) = (shutdown.clone(), caches.activations.clone());
+    let activations = spawn_controller(stop, store, activation_rx, activation::reconcile, "activation", &ctx, config);
     let sweeper = tokio::spawn(sweep::run(ctx.clone(), sweep_rx));
     let guard = tokio::spawn(guard::run(ctx, guard_rx));
 
@@ -216,6 +241,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), StartupError> {
             info!("shutting down");
             let _ =
                 tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join3(assignments, definitions, namespaces)).await;
+            activations.abort();
             sweeper.abort();
             guard.abort();
         }

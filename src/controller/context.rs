@@ -13,7 +13,8 @@ use super::bookkeeping::{Bookkeeping, GrantActivity};
 use super::caches::Caches;
 use super::expectations::Expectations;
 use super::Error;
-use crate::api::RegistrationAssignment;
+use crate::api::{RegistrationAssignment, RoleActivation};
+use crate::model::activation::Clock;
 use crate::metrics::Metrics;
 use crate::model::projection::IdentityTemplates;
 use crate::model::validate::{self, Limits};
@@ -57,6 +58,10 @@ pub struct Context {
     pub bookkeeping: Arc<Bookkeeping>,
     /// Re-triggers assignment reconciles, e.g. a duplicate once the original is gone.
     pub assignment_triggers: UnboundedSender<ObjectRef<RegistrationAssignment>>,
+    /// Re-triggers activation reconciles, e.g. those under an assignment that changed.
+    pub activation_triggers: UnboundedSender<ObjectRef<RoleActivation>>,
+    /// Approval timeout and the test-only time scale of activations (SPEC §9).
+    pub clock: Clock,
 }
 
 impl Context {
@@ -68,6 +73,11 @@ impl Context {
     pub async fn caches_synced(&self) -> Result<(), Error> {
         let mut ready = self.ready.clone();
         ready.wait_for(|r| *r).await.map(|_| ()).map_err(|_| Error::CacheNotReady)
+    }
+
+    /// Sends activation `reference` to be reconciled again.
+    pub fn retrigger_activation(&self, reference: ObjectRef<RoleActivation>) {
+        let _ = self.activation_triggers.unbounded_send(reference);
     }
 
     /// Sends assignment `reference` to be reconciled again.

@@ -9,6 +9,7 @@
 //! Events and annotation the shell writes; [`user_access`] keeps the bindings a User Access
 //! Administrator makes to managed identities.
 
+pub mod activation;
 pub mod authority;
 pub mod catalog;
 pub mod desired;

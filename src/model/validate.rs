@@ -51,6 +51,14 @@ pub enum Rule {
     InvalidPrincipalId,
     ServiceAccountOutsideManagingTenant,
     DuplicateAuthorization,
+    /// SPEC §9: a ServiceAccount eligible principal or approver, or an approver not a GUID.
+    IneligiblePrincipal,
+    /// SPEC §9: `maximumActivationDuration` outside PT30M..PT8H, or not ISO 8601.
+    InvalidActivationDuration,
+    /// SPEC §9: more than 10 approvers.
+    TooManyApprovers,
+    /// SPEC §9: the same role and principal eligible twice with different policies.
+    ConflictingEligiblePolicies,
 }
 
 impl Rule {
@@ -75,6 +83,10 @@ impl Rule {
             Self::InvalidPrincipalId => "InvalidPrincipalId",
             Self::ServiceAccountOutsideManagingTenant => "ServiceAccountOutsideManagingTenant",
             Self::DuplicateAuthorization => "DuplicateAuthorization",
+            Self::IneligiblePrincipal => "IneligiblePrincipal",
+            Self::InvalidActivationDuration => "InvalidActivationDuration",
+            Self::TooManyApprovers => "TooManyApprovers",
+            Self::ConflictingEligiblePolicies => "ConflictingEligiblePolicies",
         }
     }
 }
@@ -175,6 +187,8 @@ pub struct ValidDefinition {
     pub narrowed: Vec<FieldError>,
     /// User Access Administrators, grouped by the roles they may assign; sorted.
     pub user_access: Vec<UserAccess>,
+    /// Eligible authorizations whose role is in the catalog (SPEC §9), in spec order.
+    pub eligible: Vec<eligible::Eligible>,
 }
 
 /// User Access Administrator as Lighthouse limits it (seed 002): its subjects may bind the
@@ -484,6 +498,8 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
         }
     }
 
+    let eligible = eligible::validate(&spec.eligible_authorizations, ctx, managing_tenant.as_ref(), &mut errors);
+
     match (managing_tenant, home_tenant) {
         (Some(managing_tenant), Some(home_tenant)) if errors.is_empty() => {
             let mut grants: Vec<Grant> = by_role.into_values().collect();
@@ -502,6 +518,7 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
                 warnings: warnings.into_iter().collect(),
                 narrowed,
                 user_access,
+                eligible,
             })
         }
         _ => Err(Rejection(errors)),
@@ -558,6 +575,8 @@ pub fn definition_problem(definition: &str, subscription: &str, rejection: Optio
         ),
     }
 }
+
+pub mod eligible;
 
 #[cfg(test)]
 mod tests;

@@ -154,6 +154,7 @@ fn eligible(principal: &str, role: &str) -> EligibleAuthorization {
     EligibleAuthorization {
         principal_id: principal.into(),
         principal_id_display_name: None,
+        principal_type: None,
         role_definition_id: role.into(),
         just_in_time_access_policy: None,
     }

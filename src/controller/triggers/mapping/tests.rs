@@ -66,13 +66,23 @@ impl Harness {
             roles: Arc::default(),
             bindings: Arc::default(),
             indexes: Arc::default(),
+            activations: Writer::default().as_reader(),
+            reviews: Writer::default().as_reader(),
         };
         let (a_tx, assignment_rx) = mpsc::unbounded();
         let (d_tx, definition_rx) = mpsc::unbounded();
         let (n_tx, namespace_rx) = mpsc::unbounded();
         let (s_tx, sweep_rx) = mpsc::unbounded();
         let (g_tx, _guard_rx) = mpsc::unbounded();
-        let sinks = Sinks { assignments: a_tx, definitions: d_tx, namespaces: n_tx, sweep: s_tx, guard: g_tx };
+        let (act_tx, _activation_rx) = mpsc::unbounded();
+        let sinks = Sinks {
+            assignments: a_tx,
+            definitions: d_tx,
+            namespaces: n_tx,
+            sweep: s_tx,
+            guard: g_tx,
+            activations: act_tx,
+        };
         Harness {
             caches,
             namespaces,
