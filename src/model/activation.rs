@@ -730,6 +730,22 @@ pub fn in_force_under<'a>(
     out
 }
 
+/// What eligibility may materialize, for the author's-authority check of admission (SPEC
+/// §3 rule 6): the eligible roles' rules (an activation grants them) and the activation
+/// rights of the eligibility Roles.
+pub fn eligible_grants(eligible: &[Eligible]) -> Vec<super::validate::Grant> {
+    let mut grants: Vec<super::validate::Grant> = eligible
+        .iter()
+        .map(|e| super::validate::Grant { role: e.role.clone(), rules: e.rules.clone(), subjects: Vec::new() })
+        .collect();
+    if !eligible.is_empty() {
+        let mut rules = requester_rules();
+        rules.extend(approver_rules());
+        grants.push(super::validate::Grant { role: ELIGIBLE_REQUESTER_PART.into(), rules, subjects: Vec::new() });
+    }
+    grants
+}
+
 /// Everything SPEC §9 adds to an assignment's desired RBAC: the eligibility Roles in every
 /// namespace of its scope, and the Role and RoleBinding of each activation in force.
 pub fn desired(snapshot: &super::outcome::Snapshot, valid: &ValidDefinition, namespaces: &[String]) -> DesiredRbac {

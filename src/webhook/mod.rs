@@ -4,6 +4,7 @@
 //!
 //! Served over TLS only when a certificate and key are configured.
 
+mod activation;
 mod admit;
 mod authority;
 
@@ -83,7 +84,16 @@ async fn validate(
     Json(response.into_review())
 }
 
-/// Serves `POST /validate` over TLS on `port` until the process ends.
+/// The mutating webhook: stamps who created a RoleActivation or an ActivationReview.
+async fn mutate(Json(review): Json<AdmissionReview<DynamicObject>>) -> Json<AdmissionReview<DynamicObject>> {
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(e) => return Json(AdmissionResponse::invalid(format!("not an AdmissionReview: {e}")).into_review()),
+    };
+    Json(activation::mutate(&request).into_review())
+}
+
+/// Serves `POST /validate` and `POST /mutate` over TLS on `port` until the process ends.
 ///
 /// # Errors
 /// [`WebhookError`] when the certificate or key cannot be read or the port cannot be bound.
@@ -93,7 +103,7 @@ pub async fn serve(port: u16, cert: &Path, key: &Path, admission: Arc<Admission>
         .await
         .map_err(|e| WebhookError::Bind(port, e))?;
     info!(port, "admission webhook listening");
-    let router = Router::new().route("/validate", post(validate)).with_state(admission);
+    let router = Router::new().route("/validate", post(validate)).route("/mutate", post(mutate)).with_state(admission);
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
