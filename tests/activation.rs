@@ -232,6 +232,7 @@ async fn approval_by_a_listed_approver_only(admin: &Client) {
     // An engineer who is also a lead may approve others, never themself.
     let engineer_lead = signed(ENGINEER_LEAD, &[ENGINEERS, LEADS], &["pwd"]).await;
     activate(&engineer_lead, &ns, "own-4713", "PT30M").await.expect("activate");
+    wait_phase(admin, &ns, "own-4713", ActivationPhase::Pending).await;
     refused_with(review(&engineer_lead, &ns, "own-4713", "Approve").await, "SelfApproval");
     assert_eq!(phase(admin, &ns, "own-4713").await, Some(ActivationPhase::Pending));
 
