@@ -84,7 +84,9 @@ fn activation_body(name: &str, duration: &str) -> RoleActivation {
 }
 
 async fn activate(client: &Client, ns: &str, name: &str, duration: &str) -> Result<RoleActivation, kube::Error> {
-    Api::<RoleActivation>::namespaced(client.clone(), ns).create(&PostParams::default(), &activation_body(name, duration)).await
+    Api::<RoleActivation>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &activation_body(name, duration))
+        .await
 }
 
 async fn review(client: &Client, ns: &str, activation: &str, decision: &str) -> Result<(), kube::Error> {
@@ -115,14 +117,16 @@ async fn phase(admin: &Client, ns: &str, name: &str) -> Option<ActivationPhase> 
 }
 
 async fn wait_phase(admin: &Client, ns: &str, name: &str, expected: ActivationPhase) {
-    eventually(&format!("{ns}/{name} is {expected:?}"), || async { phase(admin, ns, name).await == Some(expected) }).await;
+    eventually(&format!("{ns}/{name} is {expected:?}"), || async { phase(admin, ns, name).await == Some(expected) })
+        .await;
 }
 
 /// A real write with the client's own identity: create a ConfigMap (server-side dry run:
 /// authorized exactly like a real create, stores nothing).
 async fn can_write(client: &Client, ns: &str) -> bool {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": unique("deploy")}, "data": {"v": "2"}})).expect("cm");
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": unique("deploy")}, "data": {"v": "2"}})).expect("cm");
     match api.create(&PostParams { dry_run: true, ..Default::default() }, &cm).await {
         Ok(_) => true,
         Err(kube::Error::Api(s)) if s.code == 403 => false,
@@ -164,7 +168,8 @@ async fn just_in_time_access() {
     }
     let admin = client_for(&path).await;
     let scale = SCALE.to_string();
-    let env = [("KUBE_LIGHTHOUSE_TEST_TIME_SCALE", scale.as_str()), ("KUBE_LIGHTHOUSE_ACTIVATION_APPROVAL_TIMEOUT", "3600")];
+    let env =
+        [("KUBE_LIGHTHOUSE_TEST_TIME_SCALE", scale.as_str()), ("KUBE_LIGHTHOUSE_ACTIVATION_APPROVAL_TIMEOUT", "3600")];
     let deployed = Deployed::start_with(&path, true, &env);
 
     without_approvers_grants_at_once_and_expires_on_time(&admin).await;
@@ -185,7 +190,8 @@ async fn without_approvers_grants_at_once_and_expires_on_time(admin: &Client) {
     refused_with(activate(&engineer, &ns, "too-long", "PT2H").await, "DurationAbovePolicy");
 
     let started = Instant::now();
-    let created = activate(&engineer, &ns, "fix-4711", "PT30M").await.expect("the engineer activates with their own token");
+    let created =
+        activate(&engineer, &ns, "fix-4711", "PT30M").await.expect("the engineer activates with their own token");
     let stamp = created.metadata.annotations.unwrap_or_default().remove("activation.kubelighthouse.io/requester");
     assert!(stamp.as_deref().is_some_and(|s| s.contains(&projected(MSP_TENANT, ENGINEER))), "stamped: {stamp:?}");
     eventually("the engineer's real write succeeds", || async { can_write(&engineer, &ns).await }).await;
@@ -204,7 +210,8 @@ async fn without_approvers_grants_at_once_and_expires_on_time(admin: &Client) {
     let api: Api<RoleActivation> = Api::namespaced(admin.clone(), &ns);
     let patch = json!({"spec": {"duration": "PT1H"}});
     refused_with(api.patch("fix-4711", &Default::default(), &kube::api::Patch::Merge(&patch)).await, "SpecImmutable");
-    let patch = json!({"metadata": {"annotations": {"activation.kubelighthouse.io/requester": "{\"username\":\"x\"}"}}});
+    let patch =
+        json!({"metadata": {"annotations": {"activation.kubelighthouse.io/requester": "{\"username\":\"x\"}"}}});
     refused_with(api.patch("fix-4711", &Default::default(), &kube::api::Patch::Merge(&patch)).await, "StampChanged");
 
     eventually("the access is gone at expiry", || async { !can_write(&engineer, &ns).await }).await;
@@ -250,7 +257,10 @@ async fn approval_by_a_listed_approver_only(admin: &Client) {
     wait_phase(admin, &ns, "own-4713", ActivationPhase::Denied).await;
 
     // The engineer deactivates: Canceled, access gone.
-    Api::<RoleActivation>::namespaced(engineer.clone(), &ns).delete("deploy-4712", &DeleteParams::default()).await.expect("deactivate");
+    Api::<RoleActivation>::namespaced(engineer.clone(), &ns)
+        .delete("deploy-4712", &DeleteParams::default())
+        .await
+        .expect("deactivate");
     eventually("deactivation removes the access", || async { !can_write(&engineer, &ns).await }).await;
     eventually("an Event says Canceled by the engineer", || async {
         events_of(admin, &ns, "deploy-4712")
@@ -262,7 +272,9 @@ async fn approval_by_a_listed_approver_only(admin: &Client) {
 }
 
 async fn multi_factor_sign_in_is_required_when_the_policy_says_so(admin: &Client) {
-    let ns = delegated(admin, "jit-mfa", json!({"multiFactorAuthProvider": "Azure", "maximumActivationDuration": "PT1H"})).await;
+    let ns =
+        delegated(admin, "jit-mfa", json!({"multiFactorAuthProvider": "Azure", "maximumActivationDuration": "PT1H"}))
+            .await;
     let password_only = signed(ENGINEER, &[ENGINEERS], &["pwd"]).await;
     refused_with(activate(&password_only, &ns, "no-mfa", "PT30M").await, "MultiFactorAuthRequired");
     let with_mfa = signed(ENGINEER, &[ENGINEERS], &["pwd", "mfa"]).await;
@@ -324,7 +336,10 @@ async fn a_customer_admins_delete_revokes_at_once(admin: &Client) {
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "customer-admin"}],
     }))
     .expect("binding");
-    Api::<RoleBinding>::namespaced(admin.clone(), &ns).create(&PostParams::default(), &binding).await.expect("bind admin");
+    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("bind admin");
 
     let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd"]).await;
     activate(&engineer, &ns, "suspicious", "PT1H").await.expect("activate");
@@ -343,12 +358,20 @@ async fn a_customer_admins_delete_revokes_at_once(admin: &Client) {
     eventually("the revocation is immediate", || async { !can_write(&engineer, &ns).await }).await;
     eprintln!("revoked {:?} after the customer's delete", started.elapsed());
     eventually("an Event says Revoked by the customer admin", || async {
-        events_of(admin, &ns, "suspicious").await.iter().any(|(r, n)| r == "ActivationRevoked" && n.contains("customer-admin"))
+        events_of(admin, &ns, "suspicious")
+            .await
+            .iter()
+            .any(|(r, n)| r == "ActivationRevoked" && n.contains("customer-admin"))
     })
     .await;
 }
 
-async fn expiry_while_stopped_is_revoked_at_start(admin: &Client, path: &std::path::Path, deployed: Deployed, env: &[(&str, &str)]) {
+async fn expiry_while_stopped_is_revoked_at_start(
+    admin: &Client,
+    path: &std::path::Path,
+    deployed: Deployed,
+    env: &[(&str, &str)],
+) {
     let ns = delegated(admin, "jit-restart", json!({"maximumActivationDuration": "PT1H"})).await;
     let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd"]).await;
     activate(&engineer, &ns, "overnight", "PT30M").await.expect("activate");

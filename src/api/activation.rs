@@ -70,7 +70,18 @@ pub struct Ticket {
 
 /// Where an activation is in its life (SPEC §9).
 #[derive(
-    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema, strum::IntoStaticStr,
+    Deserialize,
+    Serialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    JsonSchema,
+    strum::IntoStaticStr,
     strum::EnumIter,
 )]
 pub enum ActivationPhase {

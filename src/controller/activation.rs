@@ -47,7 +47,10 @@ pub async fn reconcile(activation: Arc<RoleActivation>, ctx: Arc<Context>) -> Re
 }
 
 /// Step 1: the facts the lifecycle reads, from the caches.
-fn dereference(activation: &RoleActivation, ctx: &Context) -> (Result<Vec<activation::Eligible>, activation::Refused>, Vec<ReviewInput>) {
+fn dereference(
+    activation: &RoleActivation,
+    ctx: &Context,
+) -> (Result<Vec<activation::Eligible>, activation::Refused>, Vec<ReviewInput>) {
     let namespace = activation.namespace().unwrap_or_default();
     let eligibility = dereference::eligibility(
         &ctx.caches,
@@ -98,7 +101,8 @@ fn decide(
 async fn lifecycle(activation: Arc<RoleActivation>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let (eligibility, reviews) = dereference(&activation, ctx);
     let now = jiff::Timestamp::now();
-    let (decision, requester) = decide(&activation, eligibility.as_deref().map_err(Clone::clone), &reviews, ctx.clock, now);
+    let (decision, requester) =
+        decide(&activation, eligibility.as_deref().map_err(Clone::clone), &reviews, ctx.clock, now);
     // Step 4: an activation that is over holds nothing, whatever its assignment still builds.
     if decision.phase.is_final() {
         let removed = remove_access(&ctx.client, &ctx.metrics, &activation.uid().unwrap_or_default()).await?;
@@ -145,7 +149,8 @@ async fn end(activation: Arc<RoleActivation>, ctx: &Context) -> Result<Action, E
     let requester = activation::stamped(activation.metadata.annotations.as_ref(), keys::REQUESTER);
     let deleter = previous.ended_by.clone();
     let recorded = previous.phase.filter(|p| matches!(p, ActivationPhase::Canceled | ActivationPhase::Revoked));
-    let phase = recorded.unwrap_or_else(|| activation::phase_on_delete(previous.phase, requester.as_ref(), deleter.as_deref()));
+    let phase =
+        recorded.unwrap_or_else(|| activation::phase_on_delete(previous.phase, requester.as_ref(), deleter.as_deref()));
     info!(phase = phase.as_str(), removed, deleter = ?deleter, "activation ended by deletion");
     ctx.bookkeeping.publish(activation.as_ref(), &activation::ended_notice(phase, deleter.as_deref(), removed)).await;
     Ok(Action::await_change())
@@ -218,7 +223,8 @@ pub async fn revoke_expired_at_start(client: &Client, metrics: &Metrics) -> Resu
             overdue: Some(now.duration_since(expires_at)),
         };
         let new: RoleActivationStatus = activation::status_of(&status, &decision, None, now);
-        let patch = json!({"apiVersion": "activation.kubelighthouse.io/v1alpha1", "kind": "RoleActivation", "status": new});
+        let patch =
+            json!({"apiVersion": "activation.kubelighthouse.io/v1alpha1", "kind": "RoleActivation", "status": new});
         let ns_api: Api<RoleActivation> = Api::namespaced(client.clone(), &a.namespace().unwrap_or_default());
         let params = PatchParams::apply(keys::FIELD_MANAGER).force();
         if let Err(e) = ns_api.patch_status(&a.name_any(), &params, &Patch::Apply(&patch)).await {

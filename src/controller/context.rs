@@ -14,8 +14,8 @@ use super::caches::Caches;
 use super::expectations::Expectations;
 use super::Error;
 use crate::api::{RegistrationAssignment, RoleActivation};
-use crate::model::activation::Clock;
 use crate::metrics::Metrics;
+use crate::model::activation::Clock;
 use crate::model::projection::IdentityTemplates;
 use crate::model::validate::{self, Limits};
 

@@ -12,8 +12,8 @@ use super::context::Policy;
 use crate::api::{RegistrationAssignment, RegistrationDefinition};
 use crate::model::activation::{Refusal, Refused};
 use crate::model::outcome::{self, DefinitionSnapshot, Snapshot};
-use crate::model::validate::eligible::Eligible;
 use crate::model::scope::{self, Namespaces};
+use crate::model::validate::eligible::Eligible;
 
 /// The snapshot of `definition`: it and the other definitions of its subscription.
 pub fn definition(caches: &Caches, definition: Arc<RegistrationDefinition>) -> DefinitionSnapshot {

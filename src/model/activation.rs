@@ -21,8 +21,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::desired::{self, AssignmentRef, DesiredRbac};
 use super::keys;
 use super::projection::user;
-pub use super::validate::eligible::Eligible;
 use super::validate::eligible::parse_duration;
+pub use super::validate::eligible::Eligible;
 use super::validate::ValidDefinition;
 use crate::api::{ActivationPhase, Caller, Decision, RoleActivationSpec, RoleActivationStatus, ACTIVATION_GROUP};
 
@@ -218,7 +218,11 @@ pub type Eligibility<'a> = Result<&'a [Eligible], Refused>;
 ///
 /// # Errors
 /// The [`Refused`] reason, naming the field.
-pub fn admit_activation(spec: &RoleActivationSpec, requester: &Caller, eligibility: Eligibility<'_>) -> Result<(), Refused> {
+pub fn admit_activation(
+    spec: &RoleActivationSpec,
+    requester: &Caller,
+    eligibility: Eligibility<'_>,
+) -> Result<(), Refused> {
     if spec.justification.trim().is_empty() {
         return Err(Refused::new(Refusal::MissingJustification, "spec.justification is required"));
     }
@@ -256,7 +260,11 @@ pub struct Reviewed<'a> {
 /// # Errors
 /// [`Refusal::NotPending`], [`Refusal::SelfApproval`], [`Refusal::NotAnApprover`], or why
 /// the activation itself is not eligible.
-pub fn admit_review(reviewer: &Caller, activation: Option<Reviewed<'_>>, eligibility: Eligibility<'_>) -> Result<(), Refused> {
+pub fn admit_review(
+    reviewer: &Caller,
+    activation: Option<Reviewed<'_>>,
+    eligibility: Eligibility<'_>,
+) -> Result<(), Refused> {
     let Some(activation) = activation else {
         return Err(Refused::new(Refusal::NotPending, "spec.roleActivationRef: no such RoleActivation here"));
     };
@@ -415,7 +423,13 @@ pub fn phase(inputs: &PhaseInputs<'_>) -> PhaseDecision {
         d.message = refused.message;
     };
     let Some(requester) = inputs.requester else {
-        end(&mut d, Refused::new(Refusal::NotStamped, "no requester stamp: created while the admission webhook was not in the way"));
+        end(
+            &mut d,
+            Refused::new(
+                Refusal::NotStamped,
+                "no requester stamp: created while the admission webhook was not in the way",
+            ),
+        );
         return d;
     };
     let used = match inputs.eligibility.clone().and_then(|e| matching_eligible(inputs.spec, requester, e)) {
@@ -487,7 +501,11 @@ fn conditions_message(status: &RoleActivationStatus) -> String {
 
 /// The phase an activation ends in when deleted: Canceled by its requester, Revoked by
 /// anyone else (a customer admin) or when the deleter is unknown. A final phase stays.
-pub fn phase_on_delete(previous: Option<ActivationPhase>, requester: Option<&Caller>, deleter: Option<&str>) -> ActivationPhase {
+pub fn phase_on_delete(
+    previous: Option<ActivationPhase>,
+    requester: Option<&Caller>,
+    deleter: Option<&str>,
+) -> ActivationPhase {
     match previous {
         Some(p) if p.is_final() => p,
         _ => match (requester, deleter) {
@@ -558,7 +576,8 @@ pub fn notice(previous: Option<ActivationPhase>, decision: &PhaseDecision) -> Op
     if previous == Some(decision.phase) {
         return None;
     }
-    let warning = matches!(decision.phase, ActivationPhase::Denied | ActivationPhase::Revoked | ActivationPhase::TimedOut);
+    let warning =
+        matches!(decision.phase, ActivationPhase::Denied | ActivationPhase::Revoked | ActivationPhase::TimedOut);
     Some(super::status::Notice {
         warning,
         reason: format!("Activation{}", decision.phase.as_str()),
@@ -599,7 +618,10 @@ pub fn requester_rules() -> Vec<PolicyRule> {
 
 /// Rules of the Role every approver gets in the assignment's namespaces.
 pub fn approver_rules() -> Vec<PolicyRule> {
-    vec![activation_rule(&["activationreviews"], &["create"]), activation_rule(&["roleactivations"], &["get", "list", "watch"])]
+    vec![
+        activation_rule(&["activationreviews"], &["create"]),
+        activation_rule(&["roleactivations"], &["get", "list", "watch"]),
+    ]
 }
 
 /// Role part of the names of the eligibility Roles (after `kubelighthouse:<hash>:`).
@@ -627,14 +649,20 @@ fn union(subjects: impl IntoIterator<Item = Subject>) -> Vec<Subject> {
 /// SPEC §9, what eligibility materializes, in each namespace of the assignment's scope: the
 /// eligible principals may create, read and delete RoleActivations; the approvers may create
 /// ActivationReviews and read RoleActivations. Nothing else.
-pub fn eligibility_rbac(assignment: &AssignmentRef, managing_tenant: &str, eligible: &[Eligible], namespaces: &[String]) -> DesiredRbac {
+pub fn eligibility_rbac(
+    assignment: &AssignmentRef,
+    managing_tenant: &str,
+    eligible: &[Eligible],
+    namespaces: &[String],
+) -> DesiredRbac {
     let mut out = DesiredRbac::default();
     let requesters = union(eligible.iter().flat_map(|e| e.subjects.clone()));
     let approvers = union(eligible.iter().flat_map(|e| e.approvers.clone()));
     for namespace in namespaces {
-        for (part, rules, subjects) in
-            [(ELIGIBLE_REQUESTER_PART, requester_rules(), &requesters), (ELIGIBLE_APPROVER_PART, approver_rules(), &approvers)]
-        {
+        for (part, rules, subjects) in [
+            (ELIGIBLE_REQUESTER_PART, requester_rules(), &requesters),
+            (ELIGIBLE_APPROVER_PART, approver_rules(), &approvers),
+        ] {
             if subjects.is_empty() {
                 continue;
             }

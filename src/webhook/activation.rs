@@ -123,8 +123,12 @@ pub async fn validate(request: &AdmissionRequest<DynamicObject>, admission: &Adm
             if old.spec != new.spec {
                 return Err(format!("ActivationReview {} is create-only: its spec cannot change", request.name));
             }
-            activation::stamp_unchanged(keys::REVIEWER, old.metadata.annotations.as_ref(), new.metadata.annotations.as_ref())
-                .map_err(|r| refuse("ActivationReview", r))
+            activation::stamp_unchanged(
+                keys::REVIEWER,
+                old.metadata.annotations.as_ref(),
+                new.metadata.annotations.as_ref(),
+            )
+            .map_err(|r| refuse("ActivationReview", r))
         }
         _ => Ok(()),
     }

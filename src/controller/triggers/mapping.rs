@@ -22,7 +22,8 @@ use kube::core::PartialObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::relevant::{
-    activation_parts, assignment_parts, assignment_tenant_parts, definition_own_parts, definition_parts, namespace_info, Relevant,
+    activation_parts, assignment_parts, assignment_tenant_parts, definition_own_parts, definition_parts,
+    namespace_info, Relevant,
 };
 use super::{Change, Sinks};
 use crate::api::{ActivationReview, RegistrationAssignment, RegistrationDefinition, RoleActivation};

@@ -99,12 +99,7 @@ fn activations_are_refused_for_each_broken_rule() {
         (spec("two hours"), &member, Ok(&plain), Refusal::InvalidDuration),
         (spec("PT1H"), &outsider, Ok(&plain), Refusal::NotEligible),
         (spec("PT1H"), &member, Ok(&mfa), Refusal::MultiFactorAuthRequired),
-        (
-            spec("PT1H"),
-            &member,
-            Err(Refused::new(Refusal::AssignmentNotFound, "gone")),
-            Refusal::AssignmentNotFound,
-        ),
+        (spec("PT1H"), &member, Err(Refused::new(Refusal::AssignmentNotFound, "gone")), Refusal::AssignmentNotFound),
     ];
     for (s, who, eligibility, expected) in cases {
         let got = admit_activation(&s, who, eligibility).map_err(|r| r.refusal);
@@ -311,8 +306,7 @@ fn with_approvers_it_waits_for_the_first_listed_approver() {
 #[test]
 fn the_first_listed_decision_wins() {
     let mut c = Case::new(&[LEADS]);
-    c.reviews =
-        vec![review(LEAD, &[LEADS], Decision::Approve, 50), review(LEAD, &[LEADS], Decision::Deny, 40)];
+    c.reviews = vec![review(LEAD, &[LEADS], Decision::Approve, 50), review(LEAD, &[LEADS], Decision::Deny, 40)];
     let d = c.at(at(60));
     assert_eq!(d.phase, ActivationPhase::Denied);
     assert!(d.message.contains("denied by"), "{}", d.message);
@@ -376,7 +370,10 @@ fn deletion_by_the_requester_cancels_and_by_anyone_else_revokes() {
     assert_eq!(phase_on_delete(active, Some(&requester), Some(&name(ENGINEER))), ActivationPhase::Canceled);
     assert_eq!(phase_on_delete(active, Some(&requester), Some("kubernetes-admin")), ActivationPhase::Revoked);
     assert_eq!(phase_on_delete(active, Some(&requester), None), ActivationPhase::Revoked);
-    assert_eq!(phase_on_delete(Some(ActivationPhase::Pending), Some(&requester), Some(&name(ENGINEER))), ActivationPhase::Canceled);
+    assert_eq!(
+        phase_on_delete(Some(ActivationPhase::Pending), Some(&requester), Some(&name(ENGINEER))),
+        ActivationPhase::Canceled
+    );
     assert_eq!(phase_on_delete(Some(ActivationPhase::Expired), Some(&requester), Some("x")), ActivationPhase::Expired);
 }
 
@@ -402,7 +399,10 @@ fn eligibility_materializes_only_activation_rights() {
     let approver = &d.roles[1];
     assert_eq!(approver.rules, Some(approver_rules()));
     let a = approver_rules();
-    assert_eq!((a[0].resources.clone(), a[0].verbs.clone()), (Some(vec!["activationreviews".into()]), vec!["create".to_string()]));
+    assert_eq!(
+        (a[0].resources.clone(), a[0].verbs.clone()),
+        (Some(vec!["activationreviews".into()]), vec!["create".to_string()])
+    );
     assert_eq!(a[1].verbs, ["get", "list", "watch"]);
     assert_eq!(d.bindings[1].subjects, Some(e[0].approvers.clone()));
     for rule in requester_rules().iter().chain(approver_rules().iter()) {
@@ -436,7 +436,12 @@ fn an_active_activation_binds_the_requesters_own_user_only() {
     let e = [eligible(ENGINEERS, &[], false, 4)];
     let s = spec("PT1H");
     let status = active_status(caller(ENGINEER, &[ENGINEERS], &[]), at(3600));
-    let live = in_force_under([view("customer-a-web", &s, &status)], &e, &["customer-a".into(), "customer-a-web".into()], at(1));
+    let live = in_force_under(
+        [view("customer-a-web", &s, &status)],
+        &e,
+        &["customer-a".into(), "customer-a-web".into()],
+        at(1),
+    );
     assert_eq!(live.len(), 1);
     let d = activation_rbac(&assignment(), T, &live);
     assert_eq!(d.roles.len(), 1);

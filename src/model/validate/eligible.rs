@@ -85,8 +85,9 @@ pub fn validate(
     errors: &mut Vec<FieldError>,
 ) -> Vec<Eligible> {
     let mut out = Vec::new();
-    let mut seen: BTreeMap<(String, Option<PrincipalType>, String), (usize, Option<&JustInTimeAccessPolicy>)> =
-        BTreeMap::new();
+    // (principal, type, role) -> (first index, its policy)
+    type Seen<'p> = BTreeMap<(String, Option<PrincipalType>, String), (usize, Option<&'p JustInTimeAccessPolicy>)>;
+    let mut seen: Seen<'_> = BTreeMap::new();
     let tenant = managing_tenant.map(Guid::as_str).unwrap_or_default();
     for (i, e) in eligible.iter().enumerate() {
         let at = format!("spec.eligibleAuthorizations[{i}]");
@@ -133,7 +134,8 @@ pub fn validate(
             }
         }
         // The principal ID and the role are judged with the standing authorizations.
-        let (Some(principal), Lookup::Found(role)) = (Guid::parse(&e.principal_id), ctx.catalog.lookup(&e.role_definition_id))
+        let (Some(principal), Lookup::Found(role)) =
+            (Guid::parse(&e.principal_id), ctx.catalog.lookup(&e.role_definition_id))
         else {
             continue;
         };
