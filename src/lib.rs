@@ -16,7 +16,8 @@
 //!                                    5 status       conditions, namespaces, Events
 //! ```
 //!
-//! [`model`] is the pure core; [`controller`] is the thin shell around it.
+//! [`model`] is the pure core; [`controller`] is the thin shell around it; [`plugin`] is the
+//! `kubectl lighthouse` plugin (binary `kubectl-lighthouse`).
 
 pub mod api;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod controller;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod plugin;
 pub mod runtime;
 pub mod telemetry;
 pub mod webhook;

@@ -1,4 +1,5 @@
-//! API types: the `managedservices.kubelighthouse.io/v1alpha1` kinds and their shared status.
+//! API types: the `managedservices.kubelighthouse.io/v1alpha1` kinds and their shared status,
+//! and the read-only views of `view.kubelighthouse.io/v1alpha1` ([`view`], SPEC §10).
 //!
 //! The shapes mirror Azure's `Microsoft.ManagedServices` resources field for field (SPEC §1),
 //! so an Azure onboarding template translates by renaming, not by redesign.
@@ -7,6 +8,7 @@ pub mod activation;
 mod assignment;
 mod definition;
 pub mod status;
+pub mod view;
 
 pub use activation::{
     ActivationPhase, ActivationReview, ActivationReviewSpec, Caller, Decision, RoleActivation, RoleActivationSpec,

@@ -7,7 +7,8 @@
 //! delegation into the exact Roles and RoleBindings that must exist; [`outcome`] runs those
 //! two steps over a snapshot of the caches; [`status`] turns an outcome into the status,
 //! Events and annotation the shell writes; [`user_access`] keeps the bindings a User Access
-//! Administrator makes to managed identities.
+//! Administrator makes to managed identities; [`views`] decides what a caller sees of the
+//! delegations (SPEC §10); [`activation`] is just-in-time access (SPEC §9).
 
 pub mod activation;
 pub mod authority;
@@ -23,3 +24,4 @@ pub mod tenant;
 pub mod transfer;
 pub mod user_access;
 pub mod validate;
+pub mod views;

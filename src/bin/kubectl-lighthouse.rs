@@ -1,0 +1,16 @@
+//! `kubectl-lighthouse`: the kubectl plugin of kube-lighthouse (SPEC §11). Install it on the
+//! PATH and run `kubectl lighthouse …`. The logic lives in [`kube_lighthouse::plugin`].
+
+use clap::Parser;
+use kube_lighthouse::plugin::{self, cli::Cli};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    // Usage errors exit 2 (clap), help and version 0.
+    let cli = Cli::parse();
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = plugin::run(cli, &mut stdout).await {
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

@@ -1,0 +1,342 @@
+//! The command line (SPEC §11), with kubectl's conventions: global `--kubeconfig`,
+//! `--context`, `-n/--namespace`, `-A/--all-namespaces`, `-o json|yaml|wide|name`, `--as` and
+//! `--as-group`, accepted before or after the command.
+//!
+//! The commands of other issues (`import`, `eligible`, `activate`, `requests`, `approve`,
+//! `deny`, `deactivate`) join [`Command`] as further variants.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::output::OutputFormat;
+
+/// `kubectl lighthouse`: Azure Lighthouse's views and commands for kube-lighthouse.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-lighthouse",
+    bin_name = "kubectl-lighthouse",
+    version,
+    about = "Azure Lighthouse on Kubernetes: your customers, your delegations, and the delegations you give",
+    long_about = None,
+)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kubectl's global options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The namespace (default: the context's).
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Every namespace the caller can read.
+    #[arg(short = 'A', long, global = true, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    /// Output format: json, yaml, wide or name (default: a table).
+    #[arg(short = 'o', long, global = true, value_enum, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+    /// User to impersonate for the operation (kubectl's --as).
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+    /// Group to impersonate for the operation; repeatable (kubectl's --as-group).
+    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    pub as_group: Vec<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Who you are to the cluster (SelfSubjectReview), and your managing tenant.
+    Whoami,
+    /// Customers that delegated to you: Azure's "My customers" (the views API).
+    #[command(visible_alias = "customer")]
+    Customers {
+        /// One customer by tenant ID.
+        name: Option<String>,
+    },
+    /// Delegations that give you something, standing or eligible, or name you as approver.
+    #[command(visible_alias = "delegation")]
+    Delegations {
+        /// One delegation by name (`<namespace>.<assignment>`).
+        name: Option<String>,
+    },
+    /// Service providers of your namespaces: Azure's "Service providers" (customer side).
+    #[command(visible_alias = "provider")]
+    Providers,
+    /// Registration definitions (`az managedservices definition`).
+    #[command(subcommand, visible_alias = "regdef")]
+    Definition(DefinitionCommand),
+    /// Registration assignments (`az managedservices assignment`).
+    #[command(subcommand, visible_alias = "regassign")]
+    Assignment(AssignmentCommand),
+    /// What you (or --as) may do in each delegated namespace: a verbs × resources matrix.
+    Access(AccessArgs),
+    /// Shell completion script.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `--dry-run`: kubectl's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    /// Print the object that would be sent; send nothing.
+    Client,
+    /// Send it for validation and admission, persist nothing.
+    Server,
+    /// Really do it.
+    None,
+}
+
+/// `definition …`
+#[derive(Debug, Subcommand)]
+pub enum DefinitionCommand {
+    /// List definitions.
+    #[command(visible_alias = "ls")]
+    List,
+    /// A definition's authorizations, the subject each becomes, its assignments and the RBAC made.
+    Show {
+        /// Definition name.
+        name: String,
+    },
+    /// Create (server-side apply) a definition in a subscription namespace.
+    Create(Box<DefinitionCreateArgs>),
+    /// Delete a definition (and so its assignments), after saying what access goes.
+    Delete(DeleteArgs),
+}
+
+/// `definition create`: `az managedservices definition create`'s flags, with repeatable
+/// authorizations.
+#[derive(Debug, Clone, Args)]
+pub struct DefinitionCreateArgs {
+    /// Object name of the definition.
+    pub name: String,
+    /// The offer's display name (`registrationDefinitionName`; default: the object name).
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// What the managing tenant will do.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The managing tenant's ID (`managedByTenantId`).
+    #[arg(long = "tenant-id", alias = "managed-by-tenant-id", value_name = "GUID")]
+    pub tenant_id: String,
+    /// `principalId=GUID,role=NAME|GUID[,principalType=User|Group|ServicePrincipal|ServiceAccount][,displayName=..][,delegatedRoles=R1;R2]`; repeatable.
+    #[arg(long = "authorization", value_name = "SPEC")]
+    pub authorizations: Vec<String>,
+    /// `principalId=GUID,role=NAME|GUID[,displayName=..][,mfa=Azure|None][,maxDuration=PT8H][,approvers=GUID[:NAME];..]`; repeatable.
+    #[arg(long = "eligible", value_name = "SPEC")]
+    pub eligible: Vec<String>,
+    /// az's single authorization: the principal (with --role-definition-id).
+    #[arg(long, value_name = "GUID")]
+    pub principal_id: Option<String>,
+    /// az's single authorization: its role, by name or GUID.
+    #[arg(long, value_name = "ROLE")]
+    pub role_definition_id: Option<String>,
+    /// Marketplace plan name.
+    #[arg(long)]
+    pub plan_name: Option<String>,
+    /// Marketplace plan publisher.
+    #[arg(long)]
+    pub plan_publisher: Option<String>,
+    /// Marketplace plan product.
+    #[arg(long)]
+    pub plan_product: Option<String>,
+    /// Marketplace plan version.
+    #[arg(long)]
+    pub plan_version: Option<String>,
+    /// Only print (`client`) or only validate (`server`).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "client", default_value = "none")]
+    pub dry_run: DryRun,
+}
+
+/// `… delete`
+#[derive(Debug, Clone, Args)]
+pub struct DeleteArgs {
+    /// Object name.
+    pub name: String,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// `assignment …`
+#[derive(Debug, Subcommand)]
+pub enum AssignmentCommand {
+    /// List assignments.
+    #[command(visible_alias = "ls")]
+    List,
+    /// An assignment, its definition's authorizations, the namespaces in force and the RBAC made.
+    Show {
+        /// Assignment name.
+        name: String,
+    },
+    /// Assign a definition to this namespace (a subscription or one of its resource groups).
+    Create(AssignmentCreateArgs),
+    /// Delete an assignment, after saying what access goes.
+    Delete(DeleteArgs),
+}
+
+/// `assignment create`
+#[derive(Debug, Clone, Args)]
+pub struct AssignmentCreateArgs {
+    /// Object name (default: the definition's name).
+    pub name: Option<String>,
+    /// The definition to assign, by name in the subscription namespace.
+    #[arg(long, value_name = "NAME")]
+    pub definition: String,
+    /// Only print (`client`) or only validate (`server`).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "client", default_value = "none")]
+    pub dry_run: DryRun,
+}
+
+/// `access`
+#[derive(Debug, Clone, Args)]
+pub struct AccessArgs {
+    /// Verbs to check (default: get,list,watch,create,update,patch,delete).
+    #[arg(long, value_delimiter = ',')]
+    pub verbs: Vec<String>,
+    /// Resources to check, `resource` or `resource.group` (default: the common ones).
+    #[arg(long, value_delimiter = ',')]
+    pub resources: Vec<String>,
+    /// Print yes/no instead of ✔/✖.
+    #[arg(long)]
+    pub ascii: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kubectl-lighthouse").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_command() {
+        let cli = parse(&["-n", "customer-a", "providers", "-o", "wide", "--context", "msp"]).expect("parses");
+        assert_eq!(cli.global.namespace.as_deref(), Some("customer-a"));
+        assert_eq!(cli.global.output, Some(OutputFormat::Wide));
+        assert_eq!(cli.global.context.as_deref(), Some("msp"));
+        assert!(matches!(cli.command, Command::Providers));
+        let cli = parse(&["customers", "-o", "yaml", "--kubeconfig", "/tmp/kc"]).expect("parses");
+        assert_eq!(cli.global.output, Some(OutputFormat::Yaml));
+        assert_eq!(cli.global.kubeconfig, Some(PathBuf::from("/tmp/kc")));
+    }
+
+    #[test]
+    fn impersonation_flags_repeat() {
+        let cli = parse(&["access", "--as", "t:u", "--as-group", "t:g1", "--as-group", "t:g2"]).expect("parses");
+        assert_eq!(cli.global.as_user.as_deref(), Some("t:u"));
+        assert_eq!(cli.global.as_group, ["t:g1", "t:g2"]);
+    }
+
+    #[test]
+    fn namespace_and_all_namespaces_conflict() {
+        assert!(parse(&["providers", "-A"]).expect("parses").global.all_namespaces);
+        let err = parse(&["providers", "-A", "-n", "x"]).expect_err("conflict");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn unknown_commands_and_formats_are_usage_errors() {
+        assert_eq!(parse(&["bogus"]).expect_err("unknown").exit_code(), 2);
+        assert_eq!(parse(&["customers", "-o", "table"]).expect_err("bad format").exit_code(), 2);
+        assert_eq!(parse(&[]).expect_err("no command").exit_code(), 2);
+    }
+
+    #[test]
+    fn definition_create_takes_many_authorizations() {
+        let cli = parse(&[
+            "definition",
+            "create",
+            "contoso-msp",
+            "-n",
+            "customer-a",
+            "--tenant-id",
+            "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6",
+            "--display-name",
+            "Contoso Managed Services",
+            "--authorization",
+            "principalId=00000000-0000-0000-0000-0000000000a1,role=Reader,principalType=Group",
+            "--authorization",
+            "principalId=00000000-0000-0000-0000-0000000000b2,role=Contributor",
+            "--eligible",
+            "principalId=00000000-0000-0000-0000-0000000000c3,role=Contributor,maxDuration=PT4H",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ])
+        .expect("parses");
+        let Command::Definition(DefinitionCommand::Create(args)) = cli.command else { panic!("create") };
+        assert_eq!(args.authorizations.len(), 2);
+        assert_eq!(args.eligible.len(), 1);
+        assert_eq!(args.dry_run, DryRun::Client);
+        assert_eq!(cli.global.output, Some(OutputFormat::Yaml));
+    }
+
+    #[test]
+    fn dry_run_defaults_to_none_and_bare_means_client() {
+        let create = |extra: &[&str]| {
+            let mut args = vec!["assignment", "create", "--definition", "d"];
+            args.extend(extra);
+            match parse(&args).expect("parses").command {
+                Command::Assignment(AssignmentCommand::Create(a)) => a.dry_run,
+                _ => panic!("create"),
+            }
+        };
+        assert_eq!(create(&[]), DryRun::None);
+        assert_eq!(create(&["--dry-run"]), DryRun::Client);
+        assert_eq!(create(&["--dry-run=server"]), DryRun::Server);
+        assert!(parse(&["assignment", "create", "--definition", "d", "--dry-run=maybe"]).is_err());
+    }
+
+    #[test]
+    fn delete_asks_unless_yes() {
+        let cli = parse(&["assignment", "delete", "contoso", "-n", "customer-a", "--yes"]).expect("parses");
+        let Command::Assignment(AssignmentCommand::Delete(d)) = cli.command else { panic!("delete") };
+        assert!(d.yes);
+        assert_eq!(d.name, "contoso");
+        assert!(parse(&["definition", "delete"]).is_err(), "a name is required");
+    }
+
+    #[test]
+    fn access_takes_verb_and_resource_lists() {
+        let cli =
+            parse(&["access", "-A", "--verbs", "get,list", "--resources", "pods,deployments.apps"]).expect("parses");
+        let Command::Access(a) = cli.command else { panic!("access") };
+        assert_eq!(a.verbs, ["get", "list"]);
+        assert_eq!(a.resources, ["pods", "deployments.apps"]);
+    }
+
+    #[test]
+    fn completion_names_a_shell_and_aliases_work() {
+        assert!(matches!(parse(&["completion", "zsh"]).expect("parses").command, Command::Completion { .. }));
+        assert!(parse(&["completion", "tcsh"]).is_err());
+        assert!(matches!(
+            parse(&["regdef", "ls"]).expect("parses").command,
+            Command::Definition(DefinitionCommand::List)
+        ));
+        assert!(matches!(parse(&["customer", "t1"]).expect("parses").command, Command::Customers { name: Some(_) }));
+    }
+}
