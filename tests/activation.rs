@@ -178,6 +178,7 @@ async fn just_in_time_access() {
     group_eligibility_grants_only_the_requesting_user(&admin).await;
     deleting_the_assignment_ends_an_active_activation(&admin).await;
     a_customer_admins_delete_revokes_at_once(&admin).await;
+    the_plugin_walkthrough(&admin, &path).await;
     expiry_while_stopped_is_revoked_at_start(&admin, &path, deployed, &env).await;
 }
 
@@ -393,4 +394,91 @@ async fn expiry_while_stopped_is_revoked_at_start(
     let started = log.find("kube-lighthouse controller started").expect("start logged");
     assert!(revoked < started, "revoked at start, before the watches and reconcilers");
     drop(restarted);
+}
+
+/// A kubeconfig that signs in with `token` (no impersonation), for the plugin binary.
+fn token_kubeconfig(admin: &std::path::Path, token: &str, file: &std::path::Path) {
+    let mut yaml: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(admin).expect("kubeconfig")).expect("yaml");
+    for user in yaml["users"].as_sequence_mut().expect("users") {
+        user["user"] = serde_yaml::to_value(json!({"token": token})).expect("token");
+    }
+    std::fs::write(file, serde_yaml::to_string(&yaml).expect("yaml")).expect("write kubeconfig");
+}
+
+/// `kubectl lighthouse …` with the kubeconfig `config`: (success, stdout, stderr).
+fn plugin(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-lighthouse"))
+        .arg("--kubeconfig")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("kubectl-lighthouse");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// The walkthrough of docs/just-in-time.md, with the plugin: the engineer activates with
+/// their own token and waits, a lead of their tenant approves, the engineer deploys,
+/// and the access is gone at expiry.
+async fn the_plugin_walkthrough(admin: &Client, path: &std::path::Path) {
+    let policy = json!({"maximumActivationDuration": "PT4H", "managedByTenantApprovers": [{"principalId": LEADS}]});
+    let ns = delegated(admin, "jit-plugin", policy).await;
+    let dir = std::env::temp_dir().join(unique("jit-plugin"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let token_of = |user: &str, groups: &[&str]| {
+        let request = TokenRequest::new(user).groups(groups.iter().map(|g| g.to_string())).amr(["pwd", "mfa"]);
+        token(MSP_TENANT, &request).expect("issuer")
+    };
+    let engineer_config = dir.join("engineer");
+    token_kubeconfig(path, &token_of(ENGINEER, &[ENGINEERS]), &engineer_config);
+    let lead_config = dir.join("lead");
+    token_kubeconfig(path, &token_of(LEAD, &[LEADS]), &lead_config);
+
+    let engineer_config2 = engineer_config.clone();
+    let ns2 = ns.clone();
+    let waiting = std::thread::spawn(move || {
+        plugin(
+            &engineer_config2,
+            &[
+                "activate",
+                "Contributor",
+                "-n",
+                &ns2,
+                "--assignment",
+                "contoso",
+                "--for",
+                "30m",
+                "--reason",
+                "Outage 4711",
+                "--ticket",
+                "ServiceNow:INC4711",
+                "--name",
+                "walkthrough",
+                "--wait",
+            ],
+        )
+    });
+    eventually("the walkthrough's activation exists", || async {
+        waiting.is_finished() || phase(admin, &ns, "walkthrough").await == Some(ActivationPhase::Pending)
+    })
+    .await;
+    assert!(!waiting.is_finished(), "activate --wait ended early: {:?}", waiting.join());
+    let (ok, listed, err) = plugin(&lead_config, &["requests", "--to-approve", "-n", &ns]);
+    assert!(ok && listed.contains("walkthrough") && listed.contains("Pending"), "{listed}{err}");
+    let (ok, out, err) =
+        plugin(&lead_config, &["approve", "walkthrough", "-n", &ns, "--reason", "confirmed with customer"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = waiting.join().expect("activate --wait");
+    assert!(ok && out.contains("Active until"), "{out}{err}");
+    let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd", "mfa"]).await;
+    assert!(can_write(&engineer, &ns).await, "the engineer deploys");
+    let (ok, mine, err) = plugin(&engineer_config, &["requests", "--mine", "-n", &ns, "-o", "wide"]);
+    assert!(ok && mine.contains("Active") && mine.contains("Approve by"), "{mine}{err}");
+    // Self-approval and a second review are refused with the webhook's reason.
+    let (ok, _, err) = plugin(&lead_config, &["deny", "walkthrough", "-n", &ns, "--reason", "changed my mind"]);
+    assert!(!ok && err.contains("NotPending"), "{err}");
+    eventually("the access is gone at expiry", || async { !can_write(&engineer, &ns).await }).await;
+    wait_phase(admin, &ns, "walkthrough", ActivationPhase::Expired).await;
+    let (ok, out, err) = plugin(&engineer_config, &["deactivate", "walkthrough", "-n", &ns]);
+    assert!(ok, "{out}{err}");
 }

@@ -142,7 +142,9 @@ pub fn holds(caller: &Caller, subjects: &[Subject]) -> bool {
 }
 
 fn names_role(eligible: &Eligible, role: &str) -> bool {
-    eligible.role == role || eligible.role_guid.as_deref().is_some_and(|g| g.eq_ignore_ascii_case(role))
+    eligible.role == role
+        || eligible.role_guid.as_deref().is_some_and(|g| g.eq_ignore_ascii_case(role))
+        || eligible.role_display_name.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(role))
 }
 
 /// The eligible authorization an activation of `spec` by `requester` uses: the first in

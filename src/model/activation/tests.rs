@@ -39,6 +39,7 @@ fn eligible(principal_group: &str, approvers: &[&str], mfa: bool, max_hours: i64
         index: 0,
         role: "kubelighthouse:contributor".into(),
         role_guid: Some(CONTRIBUTOR_GUID.into()),
+        role_display_name: Some("Contributor".into()),
         rules: vec![rule()],
         subjects: t.subjects(T, principal_group, Some(crate::api::PrincipalType::Group)),
         approvers,
@@ -72,7 +73,7 @@ fn an_eligible_group_member_may_activate_within_the_policy() {
 }
 
 #[test]
-fn the_role_may_be_named_by_guid_or_cluster_role_name() {
+fn the_role_may_be_named_by_guid_cluster_role_or_display_name() {
     let e = [eligible(ENGINEERS, &[], false, 4)];
     let me = caller(ENGINEER, &[ENGINEERS], &[]);
     let mut s = spec("PT1H");
@@ -80,6 +81,8 @@ fn the_role_may_be_named_by_guid_or_cluster_role_name() {
     assert_eq!(admit_activation(&s, &me, Ok(&e)), Ok(()));
     s.role_definition_id = CONTRIBUTOR_GUID.to_uppercase();
     assert_eq!(admit_activation(&s, &me, Ok(&e)), Ok(()));
+    s.role_definition_id = "contributor".into();
+    assert_eq!(admit_activation(&s, &me, Ok(&e)), Ok(()), "by display name");
     s.role_definition_id = "acdd72a7-3385-48ef-bd42-f606fba81ae7".into();
     assert_eq!(admit_activation(&s, &me, Ok(&e)).map_err(|r| r.refusal), Err(Refusal::NotEligible));
 }

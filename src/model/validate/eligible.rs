@@ -36,6 +36,8 @@ pub struct Eligible {
     pub role: String,
     /// Its Azure-compatible GUID, when annotated: an activation may name the role by either.
     pub role_guid: Option<String>,
+    /// Its Azure display name (e.g. `Contributor`), when annotated: a third way to name it.
+    pub role_display_name: Option<String>,
     /// The role's delegable rules: what an activation's Role holds.
     pub rules: Vec<PolicyRule>,
     /// The projected eligible principal (a User, a Group, or both when untyped); sorted.
@@ -164,6 +166,7 @@ pub fn validate(
             index: i,
             role: role.name.clone(),
             role_guid: role.guid.as_ref().map(ToString::to_string),
+            role_display_name: role.display_name.clone(),
             rules: role.classification.delegable_rules.clone(),
             subjects,
             approvers: approver_subjects,
