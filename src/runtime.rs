@@ -105,6 +105,13 @@ fn log_outcome<K, E1: std::fmt::Debug, E2: std::fmt::Debug>(
 async fn check_crds(client: &Client) -> Result<(), StartupError> {
     let api: Api<RegistrationAssignment> = Api::all(client.clone());
     match api.list_metadata(&ListParams::default().limit(1)).await {
+        Err(kube::Error::Api(s)) if s.code == 404 => return Err(StartupError::CrdsMissing),
+        other => other.map(|_| ()).map_err(StartupError::from)?,
+    }
+    // SPEC §9's kinds too: without them the activation watches would never sync, and nothing
+    // would be reconciled (`helm upgrade` does not upgrade CRDs: apply crds/ first).
+    let activations: Api<crate::api::RoleActivation> = Api::all(client.clone());
+    match activations.list_metadata(&ListParams::default().limit(1)).await {
         Err(kube::Error::Api(s)) if s.code == 404 => Err(StartupError::CrdsMissing),
         other => other.map(|_| ()).map_err(StartupError::from),
     }

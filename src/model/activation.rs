@@ -445,7 +445,15 @@ pub fn phase(inputs: &PhaseInputs<'_>) -> PhaseDecision {
         end(&mut d, Refused::new(Refusal::InvalidDuration, "spec.duration is not a duration"));
         return d;
     };
-    d.reviews = valid_reviews(inputs, Some(used));
+    // The record keeps every review once seen, even if its ActivationReview is deleted later.
+    let mut reviews = previous.reviews.clone();
+    for r in valid_reviews(inputs, Some(used)) {
+        if !reviews.iter().any(|kept| kept.name == r.name) {
+            reviews.push(r);
+        }
+    }
+    reviews.sort_by(|a, b| (a.time.as_ref().map(|t| t.0), &a.name).cmp(&(b.time.as_ref().map(|t| t.0), &b.name)));
+    d.reviews = reviews;
     if was != Some(ActivationPhase::Active) {
         let needs_approval = !used.approvers.is_empty();
         match d.reviews.first().map(|r| r.decision) {

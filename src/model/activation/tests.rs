@@ -294,6 +294,9 @@ fn with_approvers_it_waits_for_the_first_listed_approver() {
     assert_eq!(d.phase, ActivationPhase::Active);
     assert_eq!(d.active_from, Some(at(41)));
     assert_eq!(d.reviews.len(), 1, "{:?}", d.reviews);
+    c.record(&d);
+    c.reviews.clear();
+    assert_eq!(c.at(at(50)).reviews.len(), 1, "a deleted review stays on the record");
     assert_eq!(
         d.reviews[0],
         ReviewRecord {
