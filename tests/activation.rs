@@ -67,6 +67,29 @@ async fn delegated(admin: &Client, prefix: &str, policy: serde_json::Value) -> S
     sub
 }
 
+/// Waits until the webhook judges requests (its caches are synced): a dry-run definition in a
+/// namespace that is no subscription is refused for that, not because the controller starts.
+async fn webhook_ready(admin: &Client) {
+    let api: Api<kube_lighthouse::api::RegistrationDefinition> = Api::namespaced(admin.clone(), "default");
+    let probe: kube_lighthouse::api::RegistrationDefinition = serde_json::from_value(json!({
+        "apiVersion": "managedservices.kubelighthouse.io/v1alpha1",
+        "kind": "RegistrationDefinition",
+        "metadata": {"name": "readiness-probe"},
+        "spec": {"registrationDefinitionName": "probe", "managedByTenantId": MSP_TENANT,
+                 "authorizations": [authorization(ENGINEERS, "Group", READER)]},
+    }))
+    .expect("probe");
+    eventually("the webhook judges requests", || async {
+        match api.create(&PostParams { dry_run: true, ..Default::default() }, &probe).await {
+            Err(kube::Error::Api(s)) => {
+                !s.message.contains("starting") && !s.message.contains("failed calling webhook")
+            }
+            _ => false,
+        }
+    })
+    .await;
+}
+
 fn activation_body(name: &str, duration: &str) -> RoleActivation {
     serde_json::from_value(json!({
         "apiVersion": "activation.kubelighthouse.io/v1alpha1",
@@ -171,6 +194,7 @@ async fn just_in_time_access() {
     let env =
         [("KUBE_LIGHTHOUSE_TEST_TIME_SCALE", scale.as_str()), ("KUBE_LIGHTHOUSE_ACTIVATION_APPROVAL_TIMEOUT", "3600")];
     let deployed = Deployed::start_with(&path, true, &env);
+    webhook_ready(&admin).await;
 
     without_approvers_grants_at_once_and_expires_on_time(&admin).await;
     approval_by_a_listed_approver_only(&admin).await;
@@ -385,6 +409,7 @@ async fn expiry_while_stopped_is_revoked_at_start(
     assert!(can_write(&engineer, &ns).await, "no controller, no revocation (yet)");
 
     let restarted = Deployed::start_with(path, true, env);
+    webhook_ready(admin).await;
     eventually("revoked at start", || async { !can_write(&engineer, &ns).await }).await;
     wait_phase(admin, &ns, "overnight", ActivationPhase::Expired).await;
     // Before anything else: the revocation is logged before the controller starts any watch
