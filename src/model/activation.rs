@@ -68,7 +68,9 @@ impl Refusal {
 /// A refusal with its human-readable detail (which field, which limit).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
+    /// Which rule.
     pub refusal: Refusal,
+    /// What the caller sees: the field and the limit.
     pub message: String,
 }
 
@@ -250,8 +252,11 @@ pub fn admit_activation_update(
 
 /// The activation an ActivationReview reviews, as admission sees it.
 pub struct Reviewed<'a> {
+    /// Its spec.
     pub spec: &'a RoleActivationSpec,
+    /// Its requester stamp.
     pub requester: Option<Caller>,
+    /// Its recorded phase; None before the controller judged it.
     pub phase: Option<ActivationPhase>,
 }
 
@@ -300,10 +305,13 @@ pub fn admit_review(
 /// An ActivationReview as the lifecycle reads it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReviewInput {
+    /// Name of the ActivationReview.
     pub name: String,
     /// The reviewer stamp; None when it bypassed admission (ignored then).
     pub reviewer: Option<Caller>,
+    /// Approve or Deny.
     pub decision: Decision,
+    /// The reviewer's reason.
     pub reason: String,
     /// Creation time.
     pub time: Option<Timestamp>,
@@ -336,6 +344,7 @@ impl Clock {
 
 /// What the lifecycle reads of one activation.
 pub struct PhaseInputs<'a> {
+    /// The activation's spec.
     pub spec: &'a RoleActivationSpec,
     /// The requester stamp.
     pub requester: Option<&'a Caller>,
@@ -347,15 +356,20 @@ pub struct PhaseInputs<'a> {
     pub previous: &'a RoleActivationStatus,
     /// The eligible authorizations of its assignment, or why there are none.
     pub eligibility: Eligibility<'a>,
+    /// Approval timeout and the test-only time scale.
     pub clock: Clock,
+    /// The time the phase is judged at.
     pub now: Timestamp,
 }
 
 /// The lifecycle's verdict.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PhaseDecision {
+    /// The phase now.
     pub phase: ActivationPhase,
+    /// When the access came (or comes) into force.
     pub active_from: Option<Timestamp>,
+    /// When it ends.
     pub expires_at: Option<Timestamp>,
     /// The reviews of listed approvers, oldest first.
     pub reviews: Vec<crate::api::activation::ReviewRecord>,
@@ -695,14 +709,19 @@ pub fn eligibility_rbac(
 /// One activation in force, as the assignment that covers it builds it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InForce {
+    /// The activation's namespace: the only one its access is in.
     pub namespace: String,
+    /// The activation's name (label `kubelighthouse.io/activation`).
     pub name: String,
+    /// The activation's UID (label `kubelighthouse.io/activation-uid`, the revoke selector).
     pub uid: String,
     /// The requester's user name: the only subject bound.
     pub username: String,
-    /// The eligible authorization used.
+    /// The eligible role's ClusterRole name.
     pub role: String,
+    /// Its filtered rules.
     pub rules: Vec<PolicyRule>,
+    /// When it ends (annotation `activation.kubelighthouse.io/expires-at`).
     pub expires_at: Timestamp,
 }
 
@@ -805,11 +824,17 @@ pub fn desired(snapshot: &super::outcome::Snapshot, valid: &ValidDefinition, nam
 /// An activation as [`in_force_under`] reads it.
 #[derive(Clone, Copy, Debug)]
 pub struct ActivationView<'a> {
+    /// `metadata.namespace`.
     pub namespace: &'a str,
+    /// `metadata.name`.
     pub name: &'a str,
+    /// `metadata.uid`.
     pub uid: &'a str,
+    /// Its spec.
     pub spec: &'a RoleActivationSpec,
+    /// Its status, as the controller recorded it.
     pub status: Option<&'a RoleActivationStatus>,
+    /// Whether it has a deletion timestamp.
     pub deleting: bool,
 }
 
