@@ -2,6 +2,7 @@
 
 use clap::{Parser, ValueEnum};
 
+use crate::model::activation::Clock;
 use crate::model::projection::{IdentityTemplates, DEFAULT_TEMPLATE};
 use crate::model::validate::Limits;
 
@@ -86,6 +87,17 @@ pub struct Config {
     /// Needs read access to `kube-system/extension-apiserver-authentication`.
     #[arg(long, env = "KUBE_LIGHTHOUSE_VIEWS", default_value_t = true, action = clap::ArgAction::Set)]
     pub views: bool,
+    /// How long a RoleActivation waits for an approver before it times out, in seconds
+    /// (SPEC §9: 24 h).
+    #[arg(long, env = "KUBE_LIGHTHOUSE_ACTIVATION_APPROVAL_TIMEOUT", default_value_t = 86_400, value_parser = clap::value_parser!(u32).range(1..))]
+    pub activation_approval_timeout: u32,
+
+    /// TEST ONLY. Divides every activation's duration and the approval timeout, so that a
+    /// 30-minute activation (the policy minimum, still enforced as written) lasts seconds in
+    /// a test. Never set it in production: it shortens access, never lengthens it, but
+    /// `status.expiresAt` then lies about the policy's intent. Logged as a warning at start.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_TEST_TIME_SCALE", default_value_t = 1, hide = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub test_time_scale: u32,
 
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "KUBE_LIGHTHOUSE_LOG", default_value = "info")]
@@ -109,6 +121,16 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The clock of activations (SPEC §9).
+    pub fn activation_clock(&self) -> Clock {
+        Clock {
+            approval_timeout: jiff::SignedDuration::from_secs(i64::from(self.activation_approval_timeout)),
+            scale: self.test_time_scale,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config::parse_from(["kube-lighthouse"])
@@ -125,6 +147,7 @@ mod tests {
         assert_eq!(c.templates(), IdentityTemplates::default());
         assert_eq!(c.limits(), Limits::default());
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.activation_clock(), Clock::default(), "24 h to approve, real time");
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: &'static str,
+}
+
 /// Every metric the controller exports.
 pub struct Metrics {
     registry: Registry,
@@ -46,6 +51,8 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     durations: Family<ControllerLabels, Histogram>,
     writes: Family<WriteLabels, Counter>,
+    /// Seconds from an activation's `expiresAt` to the removal of its access (SPEC §9).
+    overdue: Histogram,
 }
 
 impl Default for Metrics {
@@ -61,7 +68,13 @@ impl Default for Metrics {
         registry.register("reconcile_errors", "Reconciles that failed, by error reason", errors.clone());
         registry.register("reconcile_duration_seconds", "Reconcile duration", durations.clone());
         registry.register("api_writes", "Writes made to the API server", writes.clone());
-        Metrics { registry, reconciles, errors, durations, writes }
+        let overdue = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        registry.register(
+            "activation_overdue_seconds",
+            "Seconds from an activation's expiresAt to the removal of its access",
+            overdue.clone(),
+        );
+        Metrics { registry, reconciles, errors, durations, writes, overdue }
     }
 }
 
@@ -96,6 +109,11 @@ impl Metrics {
 
     pub fn write(&self, kind: &'static str, verb: &'static str) {
         self.writes.get_or_create(&WriteLabels { kind, verb }).inc();
+    }
+
+    /// Records that an expired activation's access was removed `seconds` after `expiresAt`.
+    pub fn overdue(&self, seconds: f64) {
+        self.overdue.observe(seconds.max(0.0));
     }
 
     /// Adds `collector`, asked for its metrics at every scrape (the controller's cache

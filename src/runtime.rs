@@ -21,7 +21,7 @@ use crate::controller::bookkeeping::{Bookkeeping, GrantActivity, Retrigger};
 use crate::controller::caches::{CacheGauges, Caches};
 use crate::controller::context::{Context, Policy};
 use crate::controller::error::Error;
-use crate::controller::{assignment, definition, events, guard, namespace, sweep, triggers};
+use crate::controller::{activation, assignment, definition, events, guard, namespace, sweep, triggers};
 use crate::lease;
 use crate::serve::front_proxy::FrontProxy;
 use crate::serve::views::Views;
@@ -164,6 +164,13 @@ fn log_outcome<K, E1: std::fmt::Debug, E2: std::fmt::Debug>(
 async fn check_crds(client: &Client) -> Result<(), RunError> {
     let api: Api<RegistrationAssignment> = Api::all(client.clone());
     match api.list_metadata(&ListParams::default().limit(1)).await {
+        Err(kube::Error::Api(s)) if s.code == 404 => return Err(RunError::CrdsMissing),
+        other => other.map(|_| ()).map_err(RunError::from)?,
+    }
+    // SPEC §9's kinds too: without them the activation watches would never sync, and nothing
+    // would be reconciled (`helm upgrade` does not upgrade CRDs: apply crds/ first).
+    let activations: Api<crate::api::RoleActivation> = Api::all(client.clone());
+    match activations.list_metadata(&ListParams::default().limit(1)).await {
         Err(kube::Error::Api(s)) if s.code == 404 => Err(RunError::CrdsMissing),
         other => other.map(|_| ()).map_err(RunError::from),
     }
@@ -206,6 +213,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let (namespaces, ns_writer) = reflector::store();
     let (definitions, def_writer) = reflector::store();
     let (assignments, assignment_writer) = reflector::store();
+    let (activations, activation_writer) = reflector::store();
+    let (reviews, review_writer) = reflector::store();
     let caches = Caches {
         namespaces,
         definitions,
@@ -214,6 +223,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         roles: Arc::default(),
         bindings: Arc::default(),
         indexes: Arc::default(),
+        activations,
+        reviews,
     };
     let mut metrics = crate::metrics::Metrics::default();
     metrics.register(Box::new(CacheGauges(caches.clone())));
@@ -229,12 +240,16 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     )
     .await?;
     let mut leadership = election.leadership.clone();
+    // Whether this replica reconciles: it leads, and has revoked what expired while no one
+    // did (SPEC §9: before anything else is reconciled).
+    let (reconciling_tx, reconciling) = tokio::sync::watch::channel(false);
 
     let (assignment_tx, assignment_rx) = mpsc::unbounded();
     let (definition_tx, definition_rx) = mpsc::unbounded();
     let (namespace_tx, namespace_rx) = mpsc::unbounded();
     let (sweep_tx, sweep_rx) = mpsc::unbounded();
     let (guard_tx, guard_rx) = mpsc::unbounded();
+    let (activation_tx, activation_rx) = mpsc::unbounded();
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let publisher = events::Publisher::new(client.clone(), Reporter { controller: "kube-lighthouse".into(), instance });
     let grants = Arc::new(GrantActivity::default());
@@ -242,6 +257,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         assignments: assignment_tx.clone(),
         definitions: definition_tx.clone(),
         namespaces: namespace_tx.clone(),
+        activations: activation_tx.clone(),
     };
     let bookkeeping = Bookkeeping::new(
         client.clone(),
@@ -263,6 +279,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         bookkeeping: Arc::new(bookkeeping),
         assignment_triggers: assignment_tx.clone(),
         retries: Default::default(),
+        activation_triggers: activation_tx.clone(),
+        clock: config.activation_clock(),
     });
     tokio::spawn(async move { grants.follow().await });
     if let Some(listener) = health {
@@ -285,13 +303,20 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         _ => warn!("admission webhook and views API off: both --webhook-cert and --webhook-key are needed"),
     }
 
-    let writers = triggers::Writers { namespaces: ns_writer, definitions: def_writer, assignments: assignment_writer };
+    let writers = triggers::Writers {
+        namespaces: ns_writer,
+        definitions: def_writer,
+        assignments: assignment_writer,
+        activations: activation_writer,
+        reviews: review_writer,
+    };
     let sinks = triggers::Sinks {
         assignments: assignment_tx,
         definitions: definition_tx,
         namespaces: namespace_tx,
         sweep: sweep_tx,
         guard: guard_tx,
+        activations: activation_tx,
     };
     // Each long-lived part runs as its own task on the worker threads. Every replica watches
     // (its caches stay warm for admission and for a failover); only the leader's triggers
@@ -299,16 +324,19 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let watches = tokio::spawn(triggers::run(client.clone(), writers, ctx.clone(), sinks.clone(), readiness));
     let shutdown = shutdown_signal().shared();
     let (stop, store) = (shutdown.clone(), caches.assignments.clone());
-    let assignment_rx = while_leading(assignment_rx, &leadership);
+    let assignment_rx = while_leading(assignment_rx, &reconciling);
     let assignments = spawn_controller(stop, store, assignment_rx, assignment::reconcile, "assignment", &ctx, config);
     let (stop, store) = (shutdown.clone(), caches.definitions.clone());
-    let definition_rx = while_leading(definition_rx, &leadership);
+    let definition_rx = while_leading(definition_rx, &reconciling);
     let definitions = spawn_controller(stop, store, definition_rx, definition::reconcile, "definition", &ctx, config);
     let (stop, store) = (shutdown.clone(), caches.namespaces.clone());
-    let namespace_rx = while_leading(namespace_rx, &leadership);
+    let namespace_rx = while_leading(namespace_rx, &reconciling);
     let namespaces = spawn_controller(stop, store, namespace_rx, namespace::reconcile, "namespace", &ctx, config);
-    let sweeper = tokio::spawn(sweep::run(ctx.clone(), while_leading(sweep_rx, &leadership)));
-    let guard = tokio::spawn(guard::run(ctx.clone(), while_leading(guard_rx, &leadership)));
+    let (stop, store) = (shutdown.clone(), caches.activations.clone());
+    let activation_rx = while_leading(activation_rx, &reconciling);
+    let activations = spawn_controller(stop, store, activation_rx, activation::reconcile, "activation", &ctx, config);
+    let sweeper = tokio::spawn(sweep::run(ctx.clone(), while_leading(sweep_rx, &reconciling)));
+    let guard = tokio::spawn(guard::run(ctx.clone(), while_leading(guard_rx, &reconciling)));
 
     info!("kube-lighthouse controller started");
     tokio::select! {
@@ -319,8 +347,17 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
             return Ok(());
         }
     }
+    // SPEC §9: expiry holds while no one reconciled; before anything else is reconciled.
+    if config.test_time_scale > 1 {
+        warn!(scale = config.test_time_scale, "TEST ONLY: activation durations run {}x faster", config.test_time_scale);
+    }
+    match activation::revoke_expired_at_start(&client, &ctx.metrics).await {
+        Ok(n) => info!(revoked = n, "expired activations revoked at start"),
+        Err(e) => warn!(error = %e, "could not revoke expired activations at start; their reconciles will"),
+    }
+    let _ = reconciling_tx.send(true);
     // The triggers dropped while following: everything the caches hold (what they have not
-    // listed yet comes as it is listed, now that this replica leads).
+    // listed yet comes as it is listed, now that this replica reconciles).
     triggers::everything(&caches, &sinks);
     let foreign_bindings = tokio::spawn(triggers::watch_foreign_bindings(client.clone(), sinks.guard.clone()));
     tokio::select! {
@@ -335,6 +372,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
             info!("shutting down");
             let _ =
                 tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join3(assignments, definitions, namespaces)).await;
+            activations.abort();
             sweeper.abort();
             guard.abort();
             foreign_bindings.abort();

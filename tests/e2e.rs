@@ -28,13 +28,14 @@ use kube_lighthouse::api::{RegistrationAssignment, RegistrationDefinition};
 use serde::Deserialize;
 
 /// Every example directory that must have an `expect.txt` and a test below.
-const EXAMPLES: [&str; 6] = [
+const EXAMPLES: [&str; 7] = [
     "quickstart",
     "msp-two-customers",
     "enterprise-acquisition",
     "disaster-recovery",
     "resource-group",
     "with-delete-role",
+    "just-in-time",
 ];
 
 const ASSIGNMENTS: &str = "registrationassignments.managedservices.kubelighthouse.io";
@@ -379,6 +380,14 @@ async fn scenario(dir: &str) {
     let kubeconfig = kubeconfig();
     let expected = apply_and_check(&client, &kubeconfig, dir).await;
     revoke_and_check(&client, &kubeconfig, dir, &expected).await;
+}
+
+/// Eligible Contributor with an approver: before any activation, only the right to ask (and,
+/// for the leads, to review).
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh runs it"]
+async fn just_in_time() {
+    scenario("just-in-time").await;
 }
 
 #[tokio::test]

@@ -116,6 +116,10 @@ pub struct EligibleAuthorization {
     /// Human-readable name of the principal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal_id_display_name: Option<String>,
+    /// Kind of principal, as for authorizations (unset: user and group). `ServiceAccount` is
+    /// rejected: activation needs a person signing in (SPEC §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_type: Option<PrincipalType>,
     /// Built-in role the principal may activate.
     pub role_definition_id: String,
     /// How activation works.

@@ -4,11 +4,16 @@
 //! The shapes mirror Azure's `Microsoft.ManagedServices` resources field for field (SPEC §1),
 //! so an Azure onboarding template translates by renaming, not by redesign.
 
+pub mod activation;
 mod assignment;
 mod definition;
 pub mod status;
 pub mod view;
 
+pub use activation::{
+    ActivationPhase, ActivationReview, ActivationReviewSpec, Caller, Decision, RoleActivation, RoleActivationSpec,
+    RoleActivationStatus, ACTIVATION_GROUP,
+};
 pub use assignment::{DefinitionRef, RegistrationAssignment, RegistrationAssignmentSpec, RegistrationAssignmentStatus};
 pub use definition::{
     Authorization, EligibleApprover, EligibleAuthorization, JustInTimeAccessPolicy, MultiFactorAuthProvider, Plan,
@@ -16,7 +21,7 @@ pub use definition::{
 };
 pub use status::{Condition, ConditionStatus, ProvisioningState};
 
-/// The API group of both kinds.
+/// The API group of the delegation kinds.
 pub const GROUP: &str = "managedservices.kubelighthouse.io";
 /// The served and stored version.
 pub const VERSION: &str = "v1alpha1";
@@ -28,5 +33,7 @@ pub fn crd_yaml() -> Vec<(&'static str, String)> {
     vec![
         ("registrationdefinitions.yaml", render(RegistrationDefinition::crd())),
         ("registrationassignments.yaml", render(RegistrationAssignment::crd())),
+        ("roleactivations.yaml", render(RoleActivation::crd())),
+        ("activationreviews.yaml", render(ActivationReview::crd())),
     ]
 }

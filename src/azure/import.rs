@@ -231,6 +231,8 @@ fn eligible_authorization(
         principal_id_display_name,
         role_definition_id: role_definition_id?,
         just_in_time_access_policy: policy.ok()?,
+        // Azure's eligible authorizations carry no principalType: user or group.
+        principal_type: None,
     })
 }
 

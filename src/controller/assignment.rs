@@ -54,7 +54,8 @@ async fn materialize(assignment: Arc<RegistrationAssignment>, ctx: &Arc<Context>
     let snapshot = dereference::assignment(&ctx.caches, &assignment, None);
     let outcome = ctx.policy.judge(&ctx.caches, |rules| outcome::decide(&snapshot, rules));
     let applied = apply(&assignment, &outcome, ctx).await?;
-    write_status(assignment, &outcome, applied, ctx).await?;
+    write_status(assignment.clone(), &outcome, applied, ctx).await?;
+    activations_follow(&assignment, ctx);
     Ok(Action::requeue(RESYNC))
 }
 
@@ -106,7 +107,17 @@ async fn revoke(assignment: Arc<RegistrationAssignment>, ctx: &Context) -> Resul
     }) {
         ctx.retrigger(ObjectRef::from_obj(sibling.as_ref()));
     }
+    activations_follow(&assignment, ctx);
     Ok(Action::await_change())
+}
+
+/// SPEC §9: the activations under the assignment re-judge their eligibility (a changed or
+/// deleted delegation, or a role that left the catalog, ends them).
+fn activations_follow(assignment: &RegistrationAssignment, ctx: &Context) {
+    let namespace = assignment.namespace().unwrap_or_default();
+    for activation in ctx.caches.activations_of(&namespace, &assignment.name_any()) {
+        ctx.retrigger_activation(ObjectRef::from_obj(activation.as_ref()));
+    }
 }
 
 #[cfg(test)]

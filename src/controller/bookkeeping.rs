@@ -23,6 +23,7 @@ use super::events::Publisher;
 use super::Error;
 use crate::api::{
     RegistrationAssignment, RegistrationAssignmentStatus, RegistrationDefinition, RegistrationDefinitionStatus,
+    RoleActivation, RoleActivationStatus,
 };
 use crate::metrics::Metrics;
 use crate::model::keys;
@@ -45,6 +46,8 @@ pub enum Record {
     },
     /// The `managed-by-tenants` annotation of subscription `namespace` (None removes it).
     ManagedByTenants { namespace: String, value: Option<String> },
+    /// A RoleActivation's status, and the Events its change of phase publishes once written.
+    ActivationStatus { activation: Arc<RoleActivation>, status: RoleActivationStatus, notices: Vec<Notice> },
 }
 
 /// Which object a [`Record`] writes: a later record of the same object replaces a pending one.
@@ -53,6 +56,7 @@ enum Target {
     Assignment(ObjectRef<RegistrationAssignment>),
     Definition(ObjectRef<RegistrationDefinition>),
     Namespace(String),
+    Activation(ObjectRef<RoleActivation>),
 }
 
 impl Record {
@@ -61,6 +65,7 @@ impl Record {
             Record::AssignmentStatus { assignment, .. } => Target::Assignment(reference(assignment.as_ref())),
             Record::DefinitionStatus { definition, .. } => Target::Definition(reference(definition.as_ref())),
             Record::ManagedByTenants { namespace, .. } => Target::Namespace(namespace.clone()),
+            Record::ActivationStatus { activation, .. } => Target::Activation(reference(activation.as_ref())),
         }
     }
 }
@@ -76,6 +81,7 @@ pub struct Retrigger {
     pub assignments: UnboundedSender<ObjectRef<RegistrationAssignment>>,
     pub definitions: UnboundedSender<ObjectRef<RegistrationDefinition>>,
     pub namespaces: UnboundedSender<ObjectRef<PartialObjectMeta<Namespace>>>,
+    pub activations: UnboundedSender<ObjectRef<RoleActivation>>,
 }
 
 impl Retrigger {
@@ -85,6 +91,7 @@ impl Retrigger {
             Target::Assignment(r) => self.assignments.unbounded_send(r).is_ok(),
             Target::Definition(r) => self.definitions.unbounded_send(r).is_ok(),
             Target::Namespace(name) => self.namespaces.unbounded_send(ObjectRef::new(&name)).is_ok(),
+            Target::Activation(r) => self.activations.unbounded_send(r).is_ok(),
         };
     }
 }
@@ -165,6 +172,7 @@ impl Bookkeeping {
             Record::AssignmentStatus { assignment, status, .. } => self.status(assignment.as_ref(), status).await,
             Record::DefinitionStatus { definition, status, .. } => self.status(definition.as_ref(), status).await,
             Record::ManagedByTenants { namespace, value } => self.annotate(namespace, value.as_deref()).await,
+            Record::ActivationStatus { activation, status, .. } => self.status(activation.as_ref(), status).await,
         };
         match written {
             Err(e) if e.is_not_found() => return Ok(()),
@@ -178,6 +186,11 @@ impl Bookkeeping {
             }
             Record::DefinitionStatus { definition, notice: Some(notice), .. } => {
                 self.publish(definition.as_ref(), &notice).await
+            }
+            Record::ActivationStatus { activation, notices, .. } => {
+                for notice in &notices {
+                    self.publish(activation.as_ref(), notice).await;
+                }
             }
             _ => {}
         }
@@ -241,6 +254,7 @@ fn leak_kind(kind: &str) -> &'static str {
     match kind {
         "RegistrationAssignment" => "RegistrationAssignment",
         "RegistrationDefinition" => "RegistrationDefinition",
+        "RoleActivation" => "RoleActivation",
         _ => "other",
     }
 }

@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 use super::catalog::CatalogCache;
 use super::index::Index;
 use super::materialized::MaterializedCache;
-use crate::api::{RegistrationAssignment, RegistrationDefinition};
+use crate::api::{ActivationReview, RegistrationAssignment, RegistrationDefinition, RoleActivation};
 use crate::model::scope::{NamespaceInfo, Namespaces};
 
 /// Watch caches. Reconcilers read state only from here (never with a GET), so an idle
@@ -30,6 +30,10 @@ pub struct Caches {
     pub bindings: Arc<MaterializedCache>,
     /// Who is where, without scanning the caches.
     pub indexes: Arc<Indexes>,
+    /// RoleActivations (SPEC §9), with their stamp annotations.
+    pub activations: Store<RoleActivation>,
+    /// ActivationReviews, with their stamp annotations.
+    pub reviews: Store<ActivationReview>,
 }
 
 /// The secondary indexes over [`Caches`], fed by the watches in [`super::triggers`].
@@ -99,6 +103,48 @@ impl Caches {
     }
 }
 
+/// Just-in-time access (SPEC §9). Activations and reviews are few (short-lived, per person),
+/// so these scan their stores rather than keep indexes.
+impl Caches {
+    /// The assignment `activation` names: in its own namespace, or, for a resource-group
+    /// namespace, in its subscription namespace.
+    pub fn assignment_of(&self, namespace: &str, assignment: &str) -> Option<Arc<RegistrationAssignment>> {
+        let here = self.assignments.get(&ObjectRef::new(assignment).within(namespace));
+        here.or_else(|| {
+            let parent = Namespaces::get(self, namespace)?.parent_subscription()?.to_string();
+            self.assignments.get(&ObjectRef::new(assignment).within(&parent))
+        })
+    }
+
+    /// The activations that name the assignment `namespace/name` (and resolve to it).
+    pub fn activations_of(&self, namespace: &str, name: &str) -> Vec<Arc<RoleActivation>> {
+        self.activations
+            .state()
+            .into_iter()
+            .filter(|a| a.spec.registration_assignment_ref.name == name)
+            .filter(|a| {
+                let ns = a.namespace().unwrap_or_default();
+                self.assignment_of(&ns, name).is_some_and(|found| found.namespace().as_deref() == Some(namespace))
+                    || ns == namespace
+            })
+            .collect()
+    }
+
+    /// The reviews of activation `namespace/name`.
+    pub fn reviews_of(&self, namespace: &str, name: &str) -> Vec<Arc<ActivationReview>> {
+        self.reviews
+            .state()
+            .into_iter()
+            .filter(|r| r.namespace().as_deref() == Some(namespace) && r.spec.role_activation_ref.name == name)
+            .collect()
+    }
+
+    /// The activation `namespace/name`.
+    pub fn activation(&self, namespace: &str, name: &str) -> Option<Arc<RoleActivation>> {
+        self.activations.get(&ObjectRef::new(name).within(namespace))
+    }
+}
+
 impl Namespaces for Caches {
     fn get(&self, name: &str) -> Option<NamespaceInfo> {
         self.namespaces
@@ -148,11 +194,18 @@ impl prometheus_client::collector::Collector for CacheGauges {
             let state = state_label(a.status.as_ref().and_then(|s| s.provisioning_state));
             delegations.get_or_create(&StateLabels { kind: "RegistrationAssignment", state }).inc();
         }
+        let activations = Family::<crate::metrics::PhaseLabels, Gauge>::default();
+        for a in caches.activations.state() {
+            let phase = a.status.as_ref().and_then(|s| s.phase).map_or("New", crate::api::ActivationPhase::as_str);
+            activations.get_or_create(&crate::metrics::PhaseLabels { phase }).inc();
+        }
         let materialized = Family::<KindLabels, Gauge>::default();
         materialized.get_or_create(&KindLabels { kind: "Role" }).set(caches.roles.len() as i64);
         materialized.get_or_create(&KindLabels { kind: "RoleBinding" }).set(caches.bindings.len() as i64);
         let help = "Definitions and assignments by provisioning state";
         delegations.encode(encoder.encode_descriptor("delegations", help, None, delegations.metric_type())?)?;
+        let help = "RoleActivations by phase (New: not yet judged)";
+        activations.encode(encoder.encode_descriptor("activations", help, None, activations.metric_type())?)?;
         let help = "Roles and RoleBindings the controller holds";
         materialized.encode(encoder.encode_descriptor(
             "materialized_objects",

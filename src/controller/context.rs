@@ -13,8 +13,9 @@ use super::bookkeeping::{Bookkeeping, GrantActivity};
 use super::caches::Caches;
 use super::expectations::Expectations;
 use super::Error;
-use crate::api::RegistrationAssignment;
+use crate::api::{RegistrationAssignment, RoleActivation};
 use crate::metrics::Metrics;
+use crate::model::activation::Clock;
 use crate::model::projection::IdentityTemplates;
 use crate::model::validate::{self, Limits};
 
@@ -59,6 +60,10 @@ pub struct Context {
     pub assignment_triggers: UnboundedSender<ObjectRef<RegistrationAssignment>>,
     /// Retry delays of objects whose reconcile failed.
     pub retries: super::backoff::Backoff,
+    /// Re-triggers activation reconciles, e.g. those under an assignment that changed.
+    pub activation_triggers: UnboundedSender<ObjectRef<RoleActivation>>,
+    /// Approval timeout and the test-only time scale of activations (SPEC §9).
+    pub clock: Clock,
 }
 
 impl Context {
@@ -70,6 +75,11 @@ impl Context {
     pub async fn caches_synced(&self) -> Result<(), Error> {
         let mut ready = self.ready.clone();
         ready.wait_for(|r| *r).await.map(|_| ()).map_err(|_| Error::CacheNotReady)
+    }
+
+    /// Sends activation `reference` to be reconciled again.
+    pub fn retrigger_activation(&self, reference: ObjectRef<RoleActivation>) {
+        let _ = self.activation_triggers.unbounded_send(reference);
     }
 
     /// Sends assignment `reference` to be reconciled again.

@@ -20,6 +20,7 @@
 //!
 //! Nothing here imports the webhook or the process wiring ([`crate::runtime`]).
 
+pub mod activation;
 pub mod apply;
 pub mod assignment;
 pub mod backoff;

@@ -69,6 +69,8 @@ pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
         roles: Arc::default(),
         bindings: Arc::default(),
         indexes: Arc::default(),
+        activations: Writer::default().as_reader(),
+        reviews: Writer::default().as_reader(),
     };
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let grants = Arc::new(GrantActivity::default());
@@ -81,6 +83,7 @@ pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
         assignments: assignment_triggers.clone(),
         definitions: mpsc::unbounded().0,
         namespaces: mpsc::unbounded().0,
+        activations: mpsc::unbounded().0,
     };
     let reporter = Reporter { controller: "kube-lighthouse".into(), instance: None };
     let bookkeeping = Bookkeeping::new(
@@ -103,6 +106,8 @@ pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
         bookkeeping: Arc::new(bookkeeping),
         assignment_triggers,
         retries: Default::default(),
+        activation_triggers: mpsc::unbounded().0,
+        clock: Default::default(),
     };
     (Arc::new(ctx), server, Cluster { namespaces, definitions, assignments, caches })
 }

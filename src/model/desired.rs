@@ -30,6 +30,14 @@ pub struct DesiredRbac {
     pub bindings: Vec<RoleBinding>,
 }
 
+impl DesiredRbac {
+    /// Adds `other`'s objects after this one's.
+    pub fn extend(&mut self, other: DesiredRbac) {
+        self.roles.extend(other.roles);
+        self.bindings.extend(other.bindings);
+    }
+}
+
 fn short_hash(input: &str, len: usize) -> String {
     let digest = Sha256::digest(input.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..len].to_string()
@@ -249,6 +257,7 @@ mod tests {
             warnings: vec![],
             narrowed: vec![],
             user_access: vec![],
+            eligible: vec![],
         }
     }
 

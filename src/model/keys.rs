@@ -39,11 +39,37 @@ pub const SOURCE_ROLE: &str = "kubelighthouse.io/source-cluster-role";
 /// Label on a materialized Role a User Access Administrator may bind to managed identities.
 pub const ASSIGNABLE: &str = "kubelighthouse.io/assignable";
 
+/// Label on the Role and RoleBinding of an active activation (SPEC §9): its name (hashed if
+/// over 63 characters).
+pub const ACTIVATION: &str = "kubelighthouse.io/activation";
+/// Label on the Role and RoleBinding of an active activation: its UID (the revoke selector).
+pub const ACTIVATION_UID: &str = "kubelighthouse.io/activation-uid";
+/// Annotation on the Role and RoleBinding of an active activation: when it expires (RFC 3339).
+pub const ACTIVATION_EXPIRES_AT: &str = "activation.kubelighthouse.io/expires-at";
+
 /// Every label the controller sets on what it materializes: drift detection compares these.
-pub const MATERIALIZED_LABELS: [&str; 6] =
-    [MANAGED_BY, ASSIGNMENT_UID, ASSIGNMENT_NAMESPACE, ASSIGNMENT_NAME, MANAGED_BY_TENANT_ID, ASSIGNABLE];
+pub const MATERIALIZED_LABELS: [&str; 8] = [
+    MANAGED_BY,
+    ASSIGNMENT_UID,
+    ASSIGNMENT_NAMESPACE,
+    ASSIGNMENT_NAME,
+    MANAGED_BY_TENANT_ID,
+    ASSIGNABLE,
+    ACTIVATION,
+    ACTIVATION_UID,
+];
 /// Every annotation the controller sets on what it materializes.
-pub const MATERIALIZED_ANNOTATIONS: [&str; 2] = [ASSIGNMENT, SOURCE_ROLE];
+pub const MATERIALIZED_ANNOTATIONS: [&str; 3] = [ASSIGNMENT, SOURCE_ROLE, ACTIVATION_EXPIRES_AT];
+
+/// Annotation on a RoleActivation: who created it, stamped by the mutating webhook from the
+/// caller's `userInfo` (JSON of [`crate::api::Caller`]); never set or changed by a client.
+pub const REQUESTER: &str = "activation.kubelighthouse.io/requester";
+/// Annotation on an ActivationReview: who created it, stamped like [`REQUESTER`].
+pub const REVIEWER: &str = "activation.kubelighthouse.io/reviewer";
+/// The `userInfo.extra` key that carries the `amr` claim (SPEC §2).
+pub const AMR_EXTRA: &str = "kubelighthouse.io/amr";
+/// Finalizer on RoleActivations: their access is removed, and the end recorded, before they go.
+pub const ACTIVATION_FINALIZER: &str = "activation.kubelighthouse.io/revoke-access";
 
 /// Server-side apply field manager of every write the controller makes.
 pub const FIELD_MANAGER: &str = "kube-lighthouse";

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 
+use super::activation;
 use super::desired::{self, AssignmentRef, DesiredRbac};
 use super::scope::Scope;
 use super::validate::{self, AssignmentFacts, DefinitionFacts, Rejection, ValidDefinition};
-use crate::api::{RegistrationAssignment, RegistrationDefinition};
+use crate::api::{RegistrationAssignment, RegistrationDefinition, RoleActivation};
 
 /// Creation order, the tie broken by name: the older of two duplicates wins (SPEC §3, one
 /// assignment per definition and scope; the limit of definitions per subscription). An object
@@ -74,6 +75,10 @@ pub struct Snapshot {
     /// The definition it names, in the subscription its namespace belongs to; None when
     /// there is none, or it is being deleted.
     pub definition: Option<DefinitionSnapshot>,
+    /// The RoleActivations that name it (SPEC §9); empty unless the shell adds them.
+    pub activations: Vec<Arc<RoleActivation>>,
+    /// The time activations are judged at (expiry); the shell sets it.
+    pub now: jiff::Timestamp,
 }
 
 impl Snapshot {
@@ -105,6 +110,8 @@ impl Snapshot {
             definition_name,
             older_duplicates,
             definition: definition.filter(|d| d.definition.meta().deletion_timestamp.is_none()),
+            activations: Vec::new(),
+            now: jiff::Timestamp::UNIX_EPOCH,
         }
     }
 }
@@ -209,7 +216,8 @@ pub fn validate(
 
 /// Step 3, build (SPEC §5): the RBAC a valid delegation materializes in its scope.
 pub fn build(snapshot: &Snapshot, (scope, valid, managed_by): (Scope, ValidDefinition, String)) -> Granted {
-    let desired = desired::build(&snapshot.assignment, &valid, &scope.namespaces);
+    let mut desired = desired::build(&snapshot.assignment, &valid, &scope.namespaces);
+    desired.extend(activation::desired(snapshot, &valid, &scope.namespaces));
     Granted { scope, valid, desired, managed_by }
 }
 

@@ -33,7 +33,7 @@ use crate::api::RegistrationDefinitionSpec;
 mod assignment;
 mod delegated_roles;
 mod duplicates;
-mod eligible;
+pub mod eligible;
 mod grants;
 mod limits;
 mod narrowing;
@@ -104,6 +104,14 @@ pub enum Rule {
     ServiceAccountOutsideManagingTenant,
     /// §3: the same principal, principal type and role twice in one definition.
     DuplicateAuthorization,
+    /// SPEC §9: a ServiceAccount eligible principal or approver, or an approver not a GUID.
+    IneligiblePrincipal,
+    /// SPEC §9: `maximumActivationDuration` outside PT30M..PT8H, or not ISO 8601.
+    InvalidActivationDuration,
+    /// SPEC §9: more than 10 approvers.
+    TooManyApprovers,
+    /// SPEC §9: the same role and principal eligible twice with different policies.
+    ConflictingEligiblePolicies,
 }
 
 impl Rule {
@@ -129,6 +137,10 @@ impl Rule {
             Self::InvalidPrincipalId => "InvalidPrincipalId",
             Self::ServiceAccountOutsideManagingTenant => "ServiceAccountOutsideManagingTenant",
             Self::DuplicateAuthorization => "DuplicateAuthorization",
+            Self::IneligiblePrincipal => "IneligiblePrincipal",
+            Self::InvalidActivationDuration => "InvalidActivationDuration",
+            Self::TooManyApprovers => "TooManyApprovers",
+            Self::ConflictingEligiblePolicies => "ConflictingEligiblePolicies",
         }
     }
 }
@@ -243,6 +255,8 @@ pub struct ValidDefinition {
     pub narrowed: Vec<FieldError>,
     /// User Access Administrators, grouped by the roles they may assign; sorted.
     pub user_access: Vec<UserAccess>,
+    /// Eligible authorizations whose role is in the catalog (SPEC §9), in spec order.
+    pub eligible: Vec<eligible::Eligible>,
 }
 
 /// User Access Administrator as Lighthouse limits it (seed 002): its subjects may bind the
@@ -306,10 +320,12 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
     for (i, authorization) in spec.eligible_authorizations.iter().enumerate() {
         eligible::check(ctx.catalog, authorization, i, accepted, &mut findings);
     }
+    let eligible =
+        eligible::validate(&spec.eligible_authorizations, ctx, managing_tenant.as_ref(), &mut findings.errors);
 
     match (managing_tenant, home_tenant) {
         (Some(managing_tenant), Some(home_tenant)) if findings.errors.is_empty() => {
-            Ok(grants.into_definition(managing_tenant, home_tenant, facts.namespace, findings.narrowed))
+            Ok(grants.into_definition(managing_tenant, home_tenant, facts.namespace, findings.narrowed, eligible))
         }
         _ => Err(Rejection(findings.errors)),
     }

@@ -157,7 +157,8 @@ pub fn caller_roles(caller: &Caller, definition: &RegistrationDefinition, ctx: &
     for eligible in &definition.spec.eligible_authorizations {
         // Eligible principals carry no principalType in this API version: like an untyped
         // authorization, the principal is a user or a group (SPEC §2).
-        if let Some(subject) = reaches(caller, ctx.templates, &tenant, &eligible.principal_id, None) {
+        if let Some(subject) = reaches(caller, ctx.templates, &tenant, &eligible.principal_id, eligible.principal_type)
+        {
             roles.eligible.push(holding(
                 &eligible.role_definition_id,
                 &eligible.principal_id,
@@ -535,6 +536,7 @@ mod tests {
         EligibleAuthorization {
             principal_id: principal.into(),
             principal_id_display_name: None,
+            principal_type: None,
             role_definition_id: role.into(),
             just_in_time_access_policy: Some(JustInTimeAccessPolicy {
                 multi_factor_auth_provider: MultiFactorAuthProvider::None,

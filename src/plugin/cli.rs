@@ -85,6 +85,22 @@ pub enum Command {
     Access(AccessArgs),
     /// Import an Azure Lighthouse onboarding template (ARM JSON) into a subscription namespace.
     Import(ImportArgs),
+    /// What you may activate just in time, and where (eligible authorizations, SPEC §9).
+    Eligible,
+    /// Activate an eligible role in a namespace for a while, with a reason.
+    Activate(ActivateArgs),
+    /// Activation requests: all you can see, yours, or those waiting for an approver.
+    #[command(visible_alias = "request")]
+    Requests(RequestsArgs),
+    /// Approve a Pending activation (as a listed approver).
+    Approve(ReviewArgs),
+    /// Deny a Pending activation (as a listed approver).
+    Deny(ReviewArgs),
+    /// End an activation early (your own: Canceled; anyone else's, as customer admin: Revoked).
+    Deactivate {
+        /// The RoleActivation's name.
+        name: String,
+    },
     /// Shell completion script.
     Completion {
         /// The shell.
@@ -432,4 +448,50 @@ mod tests {
         ));
         assert!(matches!(parse(&["customer", "t1"]).expect("parses").command, Command::Customers { name: Some(_) }));
     }
+}
+
+/// `activate ROLE -n NS --for 2h --reason "…" [--ticket SYSTEM:NUMBER] [--wait]`
+#[derive(Debug, Clone, Args)]
+pub struct ActivateArgs {
+    /// The eligible role: display name as in the catalog's ClusterRole name, or its GUID.
+    pub role: String,
+    /// The assignment holding the eligible authorization (in the namespace, or its subscription).
+    #[arg(long, value_name = "NAME")]
+    pub assignment: String,
+    /// How long: `2h`, `90m` or ISO 8601 `PT2H`; at most the policy's maximum.
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: String,
+    /// Why you need the access (the justification).
+    #[arg(long)]
+    pub reason: String,
+    /// The ticket, `SYSTEM:NUMBER` (e.g. `ServiceNow:INC4711`).
+    #[arg(long, value_name = "SYSTEM:NUMBER")]
+    pub ticket: Option<String>,
+    /// Name of the RoleActivation (default: the role and the time).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Wait until it is Active (or ends).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `requests [--mine | --to-approve]`
+#[derive(Debug, Clone, Args)]
+pub struct RequestsArgs {
+    /// Only yours.
+    #[arg(long, conflicts_with = "to_approve")]
+    pub mine: bool,
+    /// Only Pending ones of others (those you may be asked to approve).
+    #[arg(long)]
+    pub to_approve: bool,
+}
+
+/// `approve|deny NAME --reason "…"`
+#[derive(Debug, Clone, Args)]
+pub struct ReviewArgs {
+    /// The RoleActivation's name.
+    pub name: String,
+    /// Why.
+    #[arg(long)]
+    pub reason: String,
 }

@@ -147,7 +147,7 @@ pub fn parse_authorization(spec: &str, catalog: &Catalog) -> Result<Authorizatio
     Ok(auth)
 }
 
-const ELIGIBLE_KEYS: &str = "principalId, role, displayName, mfa, maxDuration, approvers";
+const ELIGIBLE_KEYS: &str = "principalId, role, principalType, displayName, mfa, maxDuration, approvers";
 
 /// Parses one `--eligible` flag. Approvers are `GUID` or `GUID:Display Name`, `;`-separated.
 ///
@@ -161,9 +161,11 @@ pub fn parse_eligible(spec: &str, catalog: &Catalog) -> Result<EligibleAuthoriza
     let mut mfa = None;
     let mut duration = None;
     let mut approvers = Vec::new();
+    let mut kind = None;
     for (key, value) in pairs(FLAG, spec)? {
         match key.as_str() {
             "principalid" => principal_id = value,
+            "principaltype" => kind = Some(principal_type(FLAG, &value)?),
             "role" | "roledefinitionid" => role = resolve_role(catalog, &value),
             "displayname" | "principaliddisplayname" => display = Some(value),
             "mfa" | "multifactorauthprovider" => {
@@ -208,6 +210,7 @@ pub fn parse_eligible(spec: &str, catalog: &Catalog) -> Result<EligibleAuthoriza
     Ok(EligibleAuthorization {
         principal_id,
         principal_id_display_name: display,
+        principal_type: kind,
         role_definition_id: role,
         just_in_time_access_policy: policy,
     })

@@ -12,6 +12,7 @@ use std::io::Write;
 use thiserror::Error;
 
 pub mod access;
+pub mod activation;
 pub mod cli;
 pub mod client;
 pub mod definition;
@@ -140,5 +141,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), PluginError> {
         Command::Assignment(command) => definition::assignment(global, command, out).await,
         Command::Access(args) => access::run(global, &args, out).await,
         Command::Import(args) => import::run(global, &args, out).await,
+        Command::Eligible => activation::eligible(global, out).await,
+        Command::Activate(args) => activation::activate(global, &args, out).await,
+        Command::Requests(args) => activation::requests(global, &args, out).await,
+        Command::Approve(args) => activation::review(global, &args, crate::api::Decision::Approve, out).await,
+        Command::Deny(args) => activation::review(global, &args, crate::api::Decision::Deny, out).await,
+        Command::Deactivate { name } => activation::deactivate(global, &name, out).await,
     }
 }

@@ -30,7 +30,7 @@ fn denied(request: &AdmissionRequest<DynamicObject>, message: String) -> Admissi
 fn judged(operation: &Operation, kind: &str) -> bool {
     match operation {
         Operation::Create | Operation::Update => true,
-        Operation::Delete => kind == "RoleBinding",
+        Operation::Delete => kind == "RoleBinding" || kind == "RoleActivation",
         Operation::Connect => false,
     }
 }
@@ -48,6 +48,7 @@ pub async fn review(request: &AdmissionRequest<DynamicObject>, admission: &Admis
         "RegistrationDefinition" => definition(request, admission).await,
         "RegistrationAssignment" => assignment(request, admission).await,
         "RoleBinding" => role_binding(request, admission),
+        "RoleActivation" | "ActivationReview" => super::activation::validate(request, admission).await,
         _ => Ok(()),
     };
     match outcome {
@@ -65,6 +66,7 @@ fn rejection_message(kind: &str, name: &str, rejection: &Rejection) -> String {
 fn materialized_roles(valid: &validate::ValidDefinition) -> Vec<Grant> {
     let mut grants = valid.grants.clone();
     grants.extend(valid.user_access.iter().flat_map(|u| u.assignable.clone()));
+    grants.extend(crate::model::activation::eligible_grants(&valid.eligible));
     grants
 }
 

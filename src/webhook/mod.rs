@@ -5,6 +5,7 @@
 //! Served by [`crate::serve`], on the TLS port it shares with the views API, only when a
 //! certificate and key are configured.
 
+mod activation;
 mod admit;
 mod authority;
 
@@ -45,7 +46,17 @@ async fn validate(
     Json(response.into_review())
 }
 
-/// The admission route, `POST /validate`, served by [`crate::serve`] on its TLS port.
+/// The mutating webhook: stamps who created a RoleActivation or an ActivationReview.
+async fn mutate(Json(review): Json<AdmissionReview<DynamicObject>>) -> Json<AdmissionReview<DynamicObject>> {
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(e) => return Json(AdmissionResponse::invalid(format!("not an AdmissionReview: {e}")).into_review()),
+    };
+    Json(activation::mutate(&request).into_review())
+}
+
+/// The admission routes, `POST /validate` and `POST /mutate`, served by [`crate::serve`] on
+/// its TLS port.
 pub fn router(admission: Arc<Admission>) -> Router {
-    Router::new().route("/validate", post(validate)).with_state(admission)
+    Router::new().route("/validate", post(validate)).route("/mutate", post(mutate)).with_state(admission)
 }

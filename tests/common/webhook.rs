@@ -76,6 +76,10 @@ impl Drop for Registration {
             .env("KUBECONFIG", &self.kubeconfig)
             .args(["delete", "validatingwebhookconfiguration", &self.name, "--ignore-not-found"])
             .status();
+        let _ = Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(["delete", "mutatingwebhookconfiguration", &self.name, "--ignore-not-found"])
+            .status();
     }
 }
 
@@ -98,7 +102,7 @@ pub fn register(kubeconfig: &Path, name: &str, port: u16, ca: &Path) -> Registra
             "rules": rules,
             "namespaceSelector": selector,
             "failurePolicy": "Fail",
-            "sideEffects": "None",
+            "sideEffects": if name.starts_with("activations") { "NoneOnDryRun" } else { "None" },
             "admissionReviewVersions": ["v1"],
             "timeoutSeconds": 10,
         })
@@ -107,6 +111,8 @@ pub fn register(kubeconfig: &Path, name: &str, port: u16, ca: &Path) -> Registra
         "operations": ["CREATE", "UPDATE"], "resources": ["registrationdefinitions", "registrationassignments"]}]);
     let bindings = json!([{"apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["*"],
         "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["rolebindings"]}]);
+    let activations = json!([{"apiGroups": ["activation.kubelighthouse.io"], "apiVersions": ["*"],
+        "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["roleactivations", "activationreviews"]}]);
     let exists = |label: &str| json!({"matchExpressions": [{"key": label, "operator": "Exists"}]});
     let config = json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -116,8 +122,28 @@ pub fn register(kubeconfig: &Path, name: &str, port: u16, ca: &Path) -> Registra
             hook("delegations.kubelighthouse.io", delegations, json!({})),
             hook("rolebindings-subscriptions.kubelighthouse.io", bindings.clone(), exists("kubelighthouse.io/tenant-id")),
             hook("rolebindings-resource-groups.kubelighthouse.io", bindings, exists("kubelighthouse.io/subscription")),
+            hook("activations.kubelighthouse.io", activations, json!({})),
         ],
     });
+    // As the chart's MutatingWebhookConfiguration: the requester and reviewer stamps.
+    let mutating = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "activation-stamps.kubelighthouse.io",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate"), "caBundle": bundle},
+            "rules": [{"apiGroups": ["activation.kubelighthouse.io"], "apiVersions": ["*"],
+                "operations": ["CREATE"], "resources": ["roleactivations", "activationreviews"]}],
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 10,
+        }],
+    });
+    let file = kubeconfig.with_file_name(format!("{name}-mutating.json"));
+    std::fs::write(&file, mutating.to_string()).expect("write");
+    run(Command::new("kubectl").env("KUBECONFIG", kubeconfig).args(["apply", "-f"]).arg(&file));
     let file = kubeconfig.with_file_name(format!("{name}.json"));
     std::fs::write(&file, config.to_string()).expect("write");
     run(Command::new("kubectl").env("KUBECONFIG", kubeconfig).args(["apply", "-f"]).arg(&file));
@@ -177,6 +203,11 @@ pub struct Deployed {
 impl Deployed {
     /// Starts the binary against `kubeconfig`, its webhook registered when `webhook`.
     pub fn start(kubeconfig: &Path, webhook: bool) -> Deployed {
+        Deployed::start_with(kubeconfig, webhook, &[])
+    }
+
+    /// As [`Deployed::start`], with extra environment variables for the controller.
+    pub fn start_with(kubeconfig: &Path, webhook: bool, env: &[(&str, &str)]) -> Deployed {
         let dir = std::env::temp_dir().join(unique("deployed"));
         std::fs::create_dir_all(&dir).expect("dir");
         let log = std::fs::File::create(dir.join("controller.log")).expect("log");
@@ -186,6 +217,7 @@ impl Deployed {
             .env("KUBECONFIG", kubeconfig)
             .env("KUBE_LIGHTHOUSE_LOG", "info,kube_lighthouse=debug")
             .env("KUBE_LIGHTHOUSE_LEADER_ELECTION", "false")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log.try_clone().expect("dup")))
             .stderr(Stdio::from(log));
         let mut hook = None;

@@ -65,12 +65,12 @@ clientConfig:
   service:
     name: {{ .service }}
     namespace: {{ .root.Release.Namespace }}
-    path: /validate
+    path: {{ .path | default "/validate" }}
     port: 443
   {{- if .caBundle }}
   caBundle: {{ .caBundle }}
   {{- end }}
-sideEffects: None
+sideEffects: {{ .sideEffects | default "None" }}
 admissionReviewVersions: ["v1"]
 timeoutSeconds: {{ .root.Values.webhook.timeoutSeconds }}
 {{- end }}

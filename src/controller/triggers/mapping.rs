@@ -10,6 +10,8 @@
 //! | namespace | everything read from it (docs/architecture.md, "What is read from a namespace") |
 //! | ClusterRole | every delegation, when the catalog changed |
 //! | Role, RoleBinding of ours | the owning assignment (drift), unless our own write; the sweep |
+//! | RoleActivation | itself, and its assignment (which builds what an active one grants) |
+//! | ActivationReview | the activation it reviews |
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -20,10 +22,11 @@ use kube::core::PartialObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::relevant::{
-    assignment_parts, assignment_tenant_parts, definition_own_parts, definition_parts, namespace_info, Relevant,
+    activation_parts, assignment_parts, assignment_tenant_parts, definition_own_parts, definition_parts,
+    namespace_info, Relevant,
 };
 use super::{Change, Sinks};
-use crate::api::{RegistrationAssignment, RegistrationDefinition};
+use crate::api::{ActivationReview, RegistrationAssignment, RegistrationDefinition, RoleActivation};
 use crate::controller::caches::Caches;
 use crate::controller::definition::assignments_of;
 use crate::controller::expectations::Expectations;
@@ -312,3 +315,64 @@ impl Follow<Record> for MaterializedTriggers {
 
 #[cfg(test)]
 mod tests;
+
+/// RoleActivations: their own reconcile (phase, expiry), and their assignment, which
+/// materializes what an active one grants, whenever phase, expiry, stamp or deletion moved.
+pub struct ActivationTriggers {
+    caches: Caches,
+    sinks: Sinks,
+    own: Relevant,
+}
+
+impl ActivationTriggers {
+    pub fn new(caches: Caches, sinks: Sinks) -> Self {
+        ActivationTriggers { caches, sinks, own: Relevant::default() }
+    }
+
+    fn assignment_of(&self, a: &RoleActivation) {
+        let namespace = a.namespace().unwrap_or_default();
+        if let Some(assignment) = self.caches.assignment_of(&namespace, &a.spec.registration_assignment_ref.name) {
+            self.sinks.assignment(&assignment);
+        }
+    }
+}
+
+impl Follow<RoleActivation> for ActivationTriggers {
+    fn follow(&mut self, change: Change<'_, RoleActivation>) {
+        match change {
+            Change::Listed(a) | Change::Applied(a) => {
+                let listed = matches!(change, Change::Listed(_));
+                if self.own.changed(a, activation_parts(a)) || listed {
+                    self.sinks.activation(a);
+                    self.assignment_of(a);
+                }
+            }
+            Change::Deleted(a) => {
+                self.own.forget(a);
+                self.assignment_of(a);
+            }
+            Change::ListDone => {}
+        }
+    }
+}
+
+/// ActivationReviews: the activation each reviews (create-only, so any event counts).
+pub struct ReviewTriggers {
+    sinks: Sinks,
+}
+
+impl ReviewTriggers {
+    pub fn new(sinks: Sinks) -> Self {
+        ReviewTriggers { sinks }
+    }
+}
+
+impl Follow<ActivationReview> for ReviewTriggers {
+    fn follow(&mut self, change: Change<'_, ActivationReview>) {
+        if let Change::Listed(r) | Change::Applied(r) = change {
+            let reference = kube::runtime::reflector::ObjectRef::new(&r.spec.role_activation_ref.name)
+                .within(&r.namespace().unwrap_or_default());
+            let _ = self.sinks.activations.unbounded_send(reference);
+        }
+    }
+}

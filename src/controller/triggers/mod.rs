@@ -24,11 +24,12 @@ use super::guard::{self, Offence};
 use super::index::map_event;
 use super::materialized::{MaterializedCache, Record};
 use super::sweep::Candidate;
-use crate::api::{RegistrationAssignment, RegistrationDefinition};
+use crate::api::{ActivationReview, RegistrationAssignment, RegistrationDefinition, RoleActivation};
 use crate::model::keys;
 use crate::model::scope::Namespaces;
 pub use mapping::{
-    AssignmentTriggers, CatalogTriggers, DefinitionTriggers, Follow, MaterializedTriggers, NamespaceTriggers,
+    ActivationTriggers, AssignmentTriggers, CatalogTriggers, DefinitionTriggers, Follow, MaterializedTriggers,
+    NamespaceTriggers, ReviewTriggers,
 };
 
 /// Where triggers go.
@@ -40,6 +41,8 @@ pub struct Sinks {
     pub sweep: UnboundedSender<Candidate>,
     /// RoleBindings beyond User Access Administrator's limit.
     pub guard: UnboundedSender<Offence>,
+    /// RoleActivations to reconcile (SPEC §9).
+    pub activations: UnboundedSender<ObjectRef<RoleActivation>>,
 }
 
 impl Sinks {
@@ -49,6 +52,10 @@ impl Sinks {
 
     fn definition(&self, d: &RegistrationDefinition) {
         let _ = self.definitions.unbounded_send(reference(d));
+    }
+
+    fn activation(&self, a: &RoleActivation) {
+        let _ = self.activations.unbounded_send(reference(a));
     }
 
     fn namespace(&self, name: &str) {
@@ -75,6 +82,8 @@ pub struct Writers {
     pub namespaces: Writer<PartialObjectMeta<Namespace>>,
     pub definitions: Writer<RegistrationDefinition>,
     pub assignments: Writer<RegistrationAssignment>,
+    pub activations: Writer<RoleActivation>,
+    pub reviews: Writer<ActivationReview>,
 }
 
 /// What a watch event means to the triggers.
@@ -167,6 +176,16 @@ fn compact_custom_resource<K: Resource>(object: &mut K) {
     meta.labels = None;
 }
 
+/// Of an activation or a review, what is read: no managedFields, and of the annotations only
+/// the admission stamps.
+fn compact_activation_kind<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| k == keys::REQUESTER || k == keys::REVIEWER);
+    }
+}
+
 /// Of a namespace, the name and what the model reads: its tenant and subscription labels,
 /// the managed-by-tenants annotation, its deletion. There are often thousands.
 fn compact_namespace(ns: &mut PartialObjectMeta<Namespace>) {
@@ -224,6 +243,9 @@ pub fn everything(caches: &Caches, sinks: &Sinks) {
     for a in caches.assignments.state() {
         sinks.assignment(&a);
     }
+    for a in caches.activations.state() {
+        sinks.activation(&a);
+    }
     for ns in caches.namespaces.state() {
         if ns.labels().contains_key(keys::TENANT_ID) || ns.annotations().contains_key(keys::MANAGED_BY_TENANTS) {
             sinks.namespace(&ns.name_any());
@@ -241,7 +263,7 @@ pub fn everything(caches: &Caches, sinks: &Sinks) {
 const LIST_PAGE: u32 = 200;
 
 /// The number of caches [`run`] fills (for [`Readiness::new`]).
-pub const CACHES: usize = 6;
+pub const CACHES: usize = 8;
 
 /// Runs every watch until the process ends.
 pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sinks, readiness: Arc<Readiness>) {
@@ -261,6 +283,14 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
         .default_backoff()
         .modify(compact_custom_resource)
         .reflect(writers.assignments);
+    let activations = watcher(Api::<RoleActivation>::all(client.clone()), all())
+        .default_backoff()
+        .modify(compact_activation_kind)
+        .reflect(writers.activations);
+    let reviews = watcher(Api::<ActivationReview>::all(client.clone()), all())
+        .default_backoff()
+        .modify(compact_activation_kind)
+        .reflect(writers.reviews);
     // ClusterRoles are never stored: the catalog keeps what it needs of its members.
     let cluster_roles = watcher(Api::<ClusterRole>::all(client.clone()), all()).default_backoff();
     let roles = watcher(Api::<Role>::all(client.clone()), managed.clone())
@@ -322,6 +352,20 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
             },
             AssignmentTriggers::new(caches.clone(), sinks.clone()),
         )),
+    );
+    spawn(
+        "RoleActivation",
+        Box::pin(drive(
+            "RoleActivation",
+            activations,
+            readiness.clone(),
+            |_| {},
+            ActivationTriggers::new(caches.clone(), sinks.clone()),
+        )),
+    );
+    spawn(
+        "ActivationReview",
+        Box::pin(drive("ActivationReview", reviews, readiness.clone(), |_| {}, ReviewTriggers::new(sinks.clone()))),
     );
     let catalog = caches.catalog.clone();
     spawn(

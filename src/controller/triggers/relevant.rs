@@ -81,3 +81,17 @@ pub fn definition_own_parts(d: &RegistrationDefinition) -> u64 {
 pub fn namespace_info(ns: &PartialObjectMeta<Namespace>) -> NamespaceInfo {
     NamespaceInfo::from_labels(ns.labels(), ns.metadata.deletion_timestamp.is_some())
 }
+
+/// What an activation's reconcile and its assignment's build read: the spec, the stamp, the
+/// phase and expiry the controller recorded, deletion and finalizers.
+pub fn activation_parts(a: &crate::api::RoleActivation) -> u64 {
+    let status = a.status.as_ref();
+    fingerprint((
+        a.meta().generation,
+        a.meta().deletion_timestamp.is_some(),
+        &a.meta().finalizers,
+        a.annotations().get(keys::REQUESTER),
+        status.and_then(|s| s.phase),
+        status.and_then(|s| s.expires_at.as_ref().map(|t| t.0.as_second())),
+    ))
+}

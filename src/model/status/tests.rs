@@ -30,6 +30,7 @@ fn valid(narrowed: Vec<FieldError>, warnings: Vec<String>) -> ValidDefinition {
         warnings,
         narrowed,
         user_access: vec![],
+        eligible: vec![],
     }
 }
 

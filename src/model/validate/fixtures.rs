@@ -162,6 +162,7 @@ pub(super) fn eligible(principal: &str, role: &str) -> EligibleAuthorization {
         principal_id_display_name: None,
         role_definition_id: role.into(),
         just_in_time_access_policy: None,
+        principal_type: None,
     }
 }
 

@@ -58,6 +58,7 @@ impl Collected {
         home_tenant: Guid,
         subscription: &str,
         narrowed: Vec<FieldError>,
+        eligible: Vec<super::eligible::Eligible>,
     ) -> ValidDefinition {
         let mut grants: Vec<Grant> = self.by_role.into_values().collect();
         for g in &mut grants {
@@ -75,11 +76,12 @@ impl Collected {
             warnings: self.warnings.into_iter().collect(),
             narrowed,
             user_access,
+            eligible,
         }
     }
 }
 
-fn sort_subjects(subjects: &mut Vec<Subject>) {
+pub(super) fn sort_subjects(subjects: &mut Vec<Subject>) {
     subjects.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
     subjects.dedup();
 }

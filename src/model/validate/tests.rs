@@ -84,3 +84,82 @@ fn reasons_are_the_variant_names() {
     let e = FieldError::new(SameTenant, "spec.managedByTenantId", "same");
     assert_eq!(e.to_string(), "spec.managedByTenantId: same (SameTenant)");
 }
+// --- SPEC §9's own rules on eligible authorizations (validate/eligible.rs) ---------------------
+
+fn with_policy(principal: &str, role: &str, duration: Option<&str>, approvers: &[&str]) -> EligibleAuthorization {
+    let mut e = eligible(principal, role);
+    e.just_in_time_access_policy = Some(crate::api::JustInTimeAccessPolicy {
+        multi_factor_auth_provider: crate::api::MultiFactorAuthProvider::None,
+        maximum_activation_duration: duration.map(String::from),
+        managed_by_tenant_approvers: approvers
+            .iter()
+            .map(|a| crate::api::EligibleApprover { principal_id: a.to_string(), principal_id_display_name: None })
+            .collect(),
+    });
+    e
+}
+
+#[test]
+fn eligible_authorizations_break_spec_9_rules_with_rule_and_field() {
+    let w = World::new();
+    let mut service_account = eligible(P1, CONTRIBUTOR);
+    service_account.principal_type = Some(PrincipalType::ServiceAccount);
+    let eleven: Vec<&str> = std::iter::repeat_n(P3, 11).collect();
+    let cases: Vec<(Vec<EligibleAuthorization>, Rule, &str)> = vec![
+        (vec![service_account], Rule::IneligiblePrincipal, "spec.eligibleAuthorizations[0].principalType"),
+        (
+            vec![with_policy(P1, CONTRIBUTOR, Some("PT20M"), &[])],
+            Rule::InvalidActivationDuration,
+            "spec.eligibleAuthorizations[0].justInTimeAccessPolicy.maximumActivationDuration",
+        ),
+        (
+            vec![with_policy(P1, CONTRIBUTOR, Some("PT9H"), &[])],
+            Rule::InvalidActivationDuration,
+            "spec.eligibleAuthorizations[0].justInTimeAccessPolicy.maximumActivationDuration",
+        ),
+        (
+            vec![with_policy(P1, CONTRIBUTOR, Some("four hours"), &[])],
+            Rule::InvalidActivationDuration,
+            "spec.eligibleAuthorizations[0].justInTimeAccessPolicy.maximumActivationDuration",
+        ),
+        (
+            vec![with_policy(P1, CONTRIBUTOR, None, &eleven)],
+            Rule::TooManyApprovers,
+            "spec.eligibleAuthorizations[0].justInTimeAccessPolicy.managedByTenantApprovers",
+        ),
+        (
+            vec![with_policy(P1, CONTRIBUTOR, None, &["msp-automation/deployer"])],
+            Rule::IneligiblePrincipal,
+            "spec.eligibleAuthorizations[0].justInTimeAccessPolicy.managedByTenantApprovers[0].principalId",
+        ),
+        (
+            vec![with_policy(P1, CONTRIBUTOR, Some("PT1H"), &[]), with_policy(P1, CONTRIBUTOR, Some("PT2H"), &[])],
+            Rule::ConflictingEligiblePolicies,
+            "spec.eligibleAuthorizations[1]",
+        ),
+    ];
+    for (eligible, rule, field) in cases {
+        let mut s = spec(vec![auth(P1, READER)]);
+        s.eligible_authorizations = eligible.clone();
+        assert_eq!(errors(w.validate(&s)), one(rule, field), "{eligible:?}");
+    }
+}
+
+#[test]
+fn a_valid_eligible_authorization_is_resolved_for_activation() {
+    let w = World::new();
+    let mut s = spec(vec![auth(P1, READER)]);
+    let mut e = with_policy(P2, CONTRIBUTOR, Some("PT4H"), &[P3]);
+    e.principal_type = Some(PrincipalType::Group);
+    // The same role and principal twice with the same policy is no conflict.
+    s.eligible_authorizations = vec![e.clone(), e];
+    let v = valid(w.validate(&s));
+    assert_eq!(v.eligible.len(), 1);
+    let e = &v.eligible[0];
+    assert_eq!(e.role, "kubelighthouse:contributor");
+    assert_eq!(e.subjects, [group(&projected(P2))], "a Group principal projects to its group only");
+    assert_eq!(e.approvers, [group(&projected(P3)), user(projected(P3))], "approvers match by user or group");
+    assert_eq!(e.max_duration, jiff::SignedDuration::from_hours(4));
+    assert!(!e.requires_mfa);
+    assert!(!e.rules.is_empty());
+}

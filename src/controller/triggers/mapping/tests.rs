@@ -30,6 +30,7 @@ struct Harness {
     definition_rx: UnboundedReceiver<ObjectRef<RegistrationDefinition>>,
     namespace_rx: UnboundedReceiver<ObjectRef<PartialObjectMeta<Namespace>>>,
     sweep_rx: UnboundedReceiver<Candidate>,
+    activation_rx: UnboundedReceiver<ObjectRef<RoleActivation>>,
 }
 
 fn drain<T>(rx: &mut UnboundedReceiver<T>) -> Vec<T> {
@@ -66,13 +67,23 @@ impl Harness {
             roles: Arc::default(),
             bindings: Arc::default(),
             indexes: Arc::default(),
+            activations: Writer::default().as_reader(),
+            reviews: Writer::default().as_reader(),
         };
         let (a_tx, assignment_rx) = mpsc::unbounded();
         let (d_tx, definition_rx) = mpsc::unbounded();
         let (n_tx, namespace_rx) = mpsc::unbounded();
         let (s_tx, sweep_rx) = mpsc::unbounded();
         let (g_tx, _guard_rx) = mpsc::unbounded();
-        let sinks = Sinks { assignments: a_tx, definitions: d_tx, namespaces: n_tx, sweep: s_tx, guard: g_tx };
+        let (act_tx, activation_rx) = mpsc::unbounded();
+        let sinks = Sinks {
+            assignments: a_tx,
+            definitions: d_tx,
+            namespaces: n_tx,
+            sweep: s_tx,
+            guard: g_tx,
+            activations: act_tx,
+        };
         Harness {
             caches,
             namespaces,
@@ -83,6 +94,7 @@ impl Harness {
             definition_rx,
             namespace_rx,
             sweep_rx,
+            activation_rx,
         }
     }
 
@@ -434,4 +446,74 @@ fn our_own_write_triggers_no_reconcile_and_anyone_else_s_edit_does() {
     triggers.follow(Change::Applied(&ownerless));
     assert!(h.triggered_assignments().is_empty(), "no owner to trigger");
     assert_eq!(drain(&mut h.sweep_rx).len(), 1, "the sweep deletes it");
+}
+
+// --- activations (SPEC §9) ---------------------------------------------------------------------
+
+fn activation(namespace: &str, name: &str, phase: Option<crate::api::ActivationPhase>) -> RoleActivation {
+    let mut a: RoleActivation = serde_json::from_value(serde_json::json!({
+        "apiVersion": "activation.kubelighthouse.io/v1alpha1",
+        "kind": "RoleActivation",
+        "metadata": {"name": name, "namespace": namespace, "generation": 1},
+        "spec": {"registrationAssignmentRef": {"name": "contoso"}, "roleDefinitionId": "x", "duration": "PT1H",
+                 "justification": "why"},
+    }))
+    .expect("activation");
+    a.status = phase.map(|p| crate::api::RoleActivationStatus { phase: Some(p), ..Default::default() });
+    a
+}
+
+fn triggered_activations(h: &mut Harness) -> Vec<String> {
+    names(drain(&mut h.activation_rx))
+}
+
+#[test]
+fn an_activation_triggers_itself_and_the_assignment_that_builds_its_access() {
+    use crate::api::ActivationPhase::{Active, Expired, Pending};
+    let mut h = Harness::new();
+    customer(&mut h);
+    h.assignment(watcher::Event::Apply(assignment("sub", "contoso", "offer", 1)));
+    h.triggered_assignments();
+    let mut t = ActivationTriggers::new(h.caches.clone(), h.sinks.clone());
+    // In a resource group: its assignment is the subscription's.
+    let pending = activation("rg", "fix", Some(Pending));
+    t.follow(Change::Listed(&pending));
+    assert_eq!(triggered_activations(&mut h), ["rg/fix"]);
+    assert_eq!(h.triggered_assignments(), ["sub/contoso"]);
+    // A write that moves nothing the reconciles read (a review record, a condition): nothing.
+    let mut same = pending.clone();
+    same.status.as_mut().expect("status").reviews = vec![];
+    same.status.as_mut().expect("status").ended_by = Some("x".into());
+    t.follow(Change::Applied(&same));
+    assert!(triggered_activations(&mut h).is_empty());
+    assert!(h.nothing_triggered());
+    // Active, then Expired: the assignment builds, then prunes.
+    for phase in [Active, Expired] {
+        t.follow(Change::Applied(&activation("rg", "fix", Some(phase))));
+        assert_eq!(triggered_activations(&mut h), ["rg/fix"], "{phase:?}");
+        assert_eq!(h.triggered_assignments(), ["sub/contoso"], "{phase:?}");
+    }
+    t.follow(Change::Deleted(&activation("rg", "fix", Some(Expired))));
+    assert_eq!(h.triggered_assignments(), ["sub/contoso"]);
+    // An activation naming no assignment here triggers only itself.
+    t.follow(Change::Applied(&activation("elsewhere", "lost", None)));
+    assert_eq!(triggered_activations(&mut h), ["elsewhere/lost"]);
+    assert!(h.triggered_assignments().is_empty());
+}
+
+#[test]
+fn a_review_triggers_the_activation_it_reviews() {
+    let mut h = Harness::new();
+    let mut t = ReviewTriggers::new(h.sinks.clone());
+    let review: ActivationReview = serde_json::from_value(serde_json::json!({
+        "apiVersion": "activation.kubelighthouse.io/v1alpha1",
+        "kind": "ActivationReview",
+        "metadata": {"name": "approve", "namespace": "customer-a-web"},
+        "spec": {"roleActivationRef": {"name": "fix"}, "decision": "Approve", "reason": "ok"},
+    }))
+    .expect("review");
+    t.follow(Change::Applied(&review));
+    assert_eq!(triggered_activations(&mut h), ["customer-a-web/fix"]);
+    t.follow(Change::ListDone);
+    assert!(triggered_activations(&mut h).is_empty());
 }

@@ -1,0 +1,487 @@
+use super::*;
+use crate::api::activation::{AssignmentRef as SpecAssignmentRef, ReviewRecord};
+use crate::api::{Condition, ConditionStatus};
+use crate::model::projection::IdentityTemplates;
+
+const T: &str = "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6";
+const ENGINEER: &str = "00000000-0000-0000-0000-00000000e001";
+const ENGINEERS: &str = "00000000-0000-0000-0000-0000000000c3";
+const LEAD: &str = "00000000-0000-0000-0000-0000000000d4";
+const LEADS: &str = "00000000-0000-0000-0000-0000000000d5";
+const CONTRIBUTOR_GUID: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
+
+fn name(principal: &str) -> String {
+    format!("{T}:{principal}")
+}
+
+fn caller(user: &str, groups: &[&str], amr: &[&str]) -> Caller {
+    Caller {
+        username: name(user),
+        groups: groups.iter().map(|g| name(g)).collect(),
+        amr: amr.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn rule() -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec!["apps".into()]),
+        resources: Some(vec!["deployments".into()]),
+        verbs: vec!["create".into()],
+        ..Default::default()
+    }
+}
+
+fn eligible(principal_group: &str, approvers: &[&str], mfa: bool, max_hours: i64) -> Eligible {
+    let t = IdentityTemplates::default();
+    let mut approvers: Vec<Subject> = approvers.iter().flat_map(|a| t.subjects(T, a, None)).collect();
+    approvers.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    Eligible {
+        index: 0,
+        role: "kubelighthouse:contributor".into(),
+        role_guid: Some(CONTRIBUTOR_GUID.into()),
+        role_display_name: Some("Contributor".into()),
+        rules: vec![rule()],
+        subjects: t.subjects(T, principal_group, Some(crate::api::PrincipalType::Group)),
+        approvers,
+        max_duration: SignedDuration::from_hours(max_hours),
+        requires_mfa: mfa,
+    }
+}
+
+fn spec(duration: &str) -> RoleActivationSpec {
+    RoleActivationSpec {
+        registration_assignment_ref: SpecAssignmentRef { name: "contoso".into() },
+        role_definition_id: CONTRIBUTOR_GUID.into(),
+        duration: duration.into(),
+        justification: "Outage 4711".into(),
+        ticket: None,
+    }
+}
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_700_000_000 + seconds).expect("timestamp")
+}
+
+// --- admission of activations -----------------------------------------------------------------
+
+#[test]
+fn an_eligible_group_member_may_activate_within_the_policy() {
+    let e = [eligible(ENGINEERS, &[], false, 4)];
+    let me = caller(ENGINEER, &[ENGINEERS], &["pwd"]);
+    assert_eq!(admit_activation(&spec("PT2H"), &me, Ok(&e)), Ok(()));
+    assert_eq!(admit_activation(&spec("PT4H"), &me, Ok(&e)), Ok(()));
+}
+
+#[test]
+fn the_role_may_be_named_by_guid_cluster_role_or_display_name() {
+    let e = [eligible(ENGINEERS, &[], false, 4)];
+    let me = caller(ENGINEER, &[ENGINEERS], &[]);
+    let mut s = spec("PT1H");
+    s.role_definition_id = "kubelighthouse:contributor".into();
+    assert_eq!(admit_activation(&s, &me, Ok(&e)), Ok(()));
+    s.role_definition_id = CONTRIBUTOR_GUID.to_uppercase();
+    assert_eq!(admit_activation(&s, &me, Ok(&e)), Ok(()));
+    s.role_definition_id = "contributor".into();
+    assert_eq!(admit_activation(&s, &me, Ok(&e)), Ok(()), "by display name");
+    s.role_definition_id = "acdd72a7-3385-48ef-bd42-f606fba81ae7".into();
+    assert_eq!(admit_activation(&s, &me, Ok(&e)).map_err(|r| r.refusal), Err(Refusal::NotEligible));
+}
+
+#[test]
+fn activations_are_refused_for_each_broken_rule() {
+    let plain = [eligible(ENGINEERS, &[], false, 4)];
+    let mfa = [eligible(ENGINEERS, &[], true, 4)];
+    let member = caller(ENGINEER, &[ENGINEERS], &["pwd"]);
+    let outsider = caller(ENGINEER, &["00000000-0000-0000-0000-0000000000ff"], &["pwd", "mfa"]);
+    let mut blank = spec("PT1H");
+    blank.justification = "  ".into();
+    let cases: Vec<(RoleActivationSpec, &Caller, Eligibility<'_>, Refusal)> = vec![
+        (blank, &member, Ok(&plain), Refusal::MissingJustification),
+        (spec("PT4H1M"), &member, Ok(&plain), Refusal::DurationAbovePolicy),
+        (spec("PT0S"), &member, Ok(&plain), Refusal::InvalidDuration),
+        (spec("two hours"), &member, Ok(&plain), Refusal::InvalidDuration),
+        (spec("PT1H"), &outsider, Ok(&plain), Refusal::NotEligible),
+        (spec("PT1H"), &member, Ok(&mfa), Refusal::MultiFactorAuthRequired),
+        (spec("PT1H"), &member, Err(Refused::new(Refusal::AssignmentNotFound, "gone")), Refusal::AssignmentNotFound),
+    ];
+    for (s, who, eligibility, expected) in cases {
+        let got = admit_activation(&s, who, eligibility).map_err(|r| r.refusal);
+        assert_eq!(got, Err(expected), "{s:?}");
+    }
+}
+
+#[test]
+fn multi_factor_evidence_satisfies_the_policy() {
+    let mfa = [eligible(ENGINEERS, &[], true, 4)];
+    assert_eq!(admit_activation(&spec("PT1H"), &caller(ENGINEER, &[ENGINEERS], &["pwd", "mfa"]), Ok(&mfa)), Ok(()));
+}
+
+#[test]
+fn a_second_eligible_authorization_with_a_looser_policy_is_used() {
+    let mut loose = eligible(ENGINEERS, &[], false, 8);
+    loose.index = 1;
+    let e = [eligible(ENGINEERS, &[], true, 1), loose];
+    let me = caller(ENGINEER, &[ENGINEERS], &["pwd"]);
+    assert_eq!(matching_eligible(&spec("PT6H"), &me, &e).map(|e| e.index), Ok(1));
+}
+
+#[test]
+fn the_spec_and_the_requester_stamp_are_immutable() {
+    let stamp = |v: &str| Some(BTreeMap::from([(keys::REQUESTER.to_string(), v.to_string())]));
+    assert_eq!(admit_activation_update(&spec("PT1H"), &spec("PT1H"), stamp("a").as_ref(), stamp("a").as_ref()), Ok(()));
+    let refusal = |r: Result<(), Refused>| r.map_err(|r| r.refusal);
+    assert_eq!(
+        refusal(admit_activation_update(&spec("PT1H"), &spec("PT2H"), stamp("a").as_ref(), stamp("a").as_ref())),
+        Err(Refusal::SpecImmutable)
+    );
+    assert_eq!(
+        refusal(admit_activation_update(&spec("PT1H"), &spec("PT1H"), stamp("a").as_ref(), stamp("b").as_ref())),
+        Err(Refusal::StampChanged)
+    );
+    assert_eq!(
+        refusal(admit_activation_update(&spec("PT1H"), &spec("PT1H"), stamp("a").as_ref(), None)),
+        Err(Refusal::StampChanged)
+    );
+}
+
+// --- the stamp --------------------------------------------------------------------------------
+
+#[test]
+fn the_stamp_is_the_callers_user_info_and_overwrites_any_client_value() {
+    let user = k8s_openapi::api::authentication::v1::UserInfo {
+        username: Some(name(ENGINEER)),
+        groups: Some(vec![name(ENGINEERS)]),
+        extra: Some(BTreeMap::from([(keys::AMR_EXTRA.to_string(), vec!["mfa".to_string()])])),
+        uid: None,
+    };
+    let c = caller_from(&user);
+    assert_eq!(c, caller(ENGINEER, &[ENGINEERS], &["mfa"]));
+    let patch = stamp_patch(keys::REQUESTER, &c, true);
+    assert_eq!(patch[0]["op"], "add", "add replaces an existing member");
+    assert_eq!(patch[0]["path"], "/metadata/annotations/activation.kubelighthouse.io~1requester");
+    let patch = stamp_patch(keys::REQUESTER, &c, false);
+    assert_eq!(patch[0]["path"], "/metadata/annotations");
+    let value = patch[0]["value"][keys::REQUESTER].as_str().expect("string");
+    let annotations = BTreeMap::from([(keys::REQUESTER.to_string(), value.to_string())]);
+    assert_eq!(stamped(Some(&annotations), keys::REQUESTER), Some(c));
+    assert_eq!(stamped(None, keys::REQUESTER), None);
+}
+
+// --- admission of reviews ---------------------------------------------------------------------
+
+#[test]
+fn a_listed_approver_may_review_a_pending_activation() {
+    let e = [eligible(ENGINEERS, &[LEADS], false, 4)];
+    let s = spec("PT1H");
+    let requester = caller(ENGINEER, &[ENGINEERS], &[]);
+    let reviewed = |phase| Some(Reviewed { spec: &s, requester: Some(requester.clone()), phase });
+    let lead = caller(LEAD, &[LEADS], &[]);
+    assert_eq!(admit_review(&lead, reviewed(None), Ok(&e)), Ok(()));
+    assert_eq!(admit_review(&lead, reviewed(Some(ActivationPhase::Pending)), Ok(&e)), Ok(()));
+    let refusal = |r: Result<(), Refused>| r.map_err(|r| r.refusal);
+    assert_eq!(refusal(admit_review(&lead, reviewed(Some(ActivationPhase::Active)), Ok(&e))), Err(Refusal::NotPending));
+    assert_eq!(refusal(admit_review(&lead, None, Ok(&e))), Err(Refusal::NotPending));
+    let stranger = caller(LEAD, &[], &[]);
+    assert_eq!(refusal(admit_review(&stranger, reviewed(None), Ok(&e))), Err(Refusal::NotAnApprover));
+}
+
+#[test]
+fn a_requester_never_approves_their_own_activation() {
+    // The engineer is an approver too (through the leads group), and still may not.
+    let e = [eligible(ENGINEERS, &[LEADS], false, 4)];
+    let s = spec("PT1H");
+    let requester = caller(ENGINEER, &[ENGINEERS, LEADS], &[]);
+    let reviewed = Some(Reviewed { spec: &s, requester: Some(requester.clone()), phase: None });
+    assert_eq!(admit_review(&requester, reviewed, Ok(&e)).map_err(|r| r.refusal), Err(Refusal::SelfApproval));
+}
+
+// --- the lifecycle ----------------------------------------------------------------------------
+
+struct Case {
+    spec: RoleActivationSpec,
+    requester: Option<Caller>,
+    reviews: Vec<ReviewInput>,
+    previous: RoleActivationStatus,
+    eligible: Vec<Eligible>,
+    clock: Clock,
+}
+
+impl Case {
+    fn new(approvers: &[&str]) -> Case {
+        Case {
+            spec: spec("PT2H"),
+            requester: Some(caller(ENGINEER, &[ENGINEERS], &[])),
+            reviews: vec![],
+            previous: RoleActivationStatus::default(),
+            eligible: vec![eligible(ENGINEERS, approvers, false, 4)],
+            clock: Clock::default(),
+        }
+    }
+
+    fn at(&self, now: Timestamp) -> PhaseDecision {
+        phase(&PhaseInputs {
+            spec: &self.spec,
+            requester: self.requester.as_ref(),
+            reviews: &self.reviews,
+            created: at(0),
+            previous: &self.previous,
+            eligibility: Ok(&self.eligible),
+            clock: self.clock,
+            now,
+        })
+    }
+
+    /// Records `d` as the status, as the controller would.
+    fn record(&mut self, d: &PhaseDecision) {
+        self.previous.phase = Some(d.phase);
+        self.previous.active_from = d.active_from.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+        self.previous.expires_at = d.expires_at.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+        self.previous.reviews = d.reviews.clone();
+        self.previous.conditions = vec![Condition {
+            type_: "Ready".into(),
+            status: ConditionStatus::False,
+            reason: d.reason.into(),
+            message: d.message.clone(),
+            observed_generation: None,
+            last_transition_time: None,
+        }];
+    }
+}
+
+fn review(who: &str, groups: &[&str], decision: Decision, second: i64) -> ReviewInput {
+    ReviewInput {
+        name: format!("review-{second}"),
+        reviewer: Some(caller(who, groups, &[])),
+        decision,
+        reason: "checked".into(),
+        time: Some(at(second)),
+    }
+}
+
+#[test]
+fn without_approvers_an_activation_is_active_at_once_until_it_expires() {
+    let mut c = Case::new(&[]);
+    let d = c.at(at(1));
+    assert_eq!(d.phase, ActivationPhase::Active);
+    assert_eq!(d.active_from, Some(at(1)));
+    assert_eq!(d.expires_at, Some(at(1 + 7200)));
+    assert_eq!(d.recheck_in, Some(SignedDuration::from_secs(7200)), "requeued exactly at expiresAt");
+    c.record(&d);
+    let later = c.at(at(3600));
+    assert_eq!((later.phase, later.expires_at), (ActivationPhase::Active, Some(at(7201))), "expiry does not move");
+    let expired = c.at(at(7201 + 3));
+    assert_eq!(expired.phase, ActivationPhase::Expired);
+    assert_eq!(expired.overdue, Some(SignedDuration::from_secs(3)));
+    c.record(&expired);
+    assert_eq!(c.at(at(99_999)).phase, ActivationPhase::Expired, "final phases stay");
+}
+
+#[test]
+fn with_approvers_it_waits_for_the_first_listed_approver() {
+    let mut c = Case::new(&[LEADS]);
+    let d = c.at(at(10));
+    assert_eq!(d.phase, ActivationPhase::Pending);
+    assert_eq!(d.recheck_in, Some(SignedDuration::from_hours(24) - SignedDuration::from_secs(10)));
+    c.record(&d);
+    // A review by someone who is not an approver, and one by the requester, count for nothing.
+    c.reviews = vec![
+        review("00000000-0000-0000-0000-0000000000aa", &[], Decision::Approve, 20),
+        review(ENGINEER, &[ENGINEERS, LEADS], Decision::Approve, 21),
+    ];
+    assert_eq!(c.at(at(30)).phase, ActivationPhase::Pending);
+    c.reviews.push(review(LEAD, &[LEADS], Decision::Approve, 40));
+    let d = c.at(at(41));
+    assert_eq!(d.phase, ActivationPhase::Active);
+    assert_eq!(d.active_from, Some(at(41)));
+    assert_eq!(d.reviews.len(), 1, "{:?}", d.reviews);
+    c.record(&d);
+    c.reviews.clear();
+    assert_eq!(c.at(at(50)).reviews.len(), 1, "a deleted review stays on the record");
+    assert_eq!(
+        d.reviews[0],
+        ReviewRecord {
+            reviewer: name(LEAD),
+            decision: Decision::Approve,
+            reason: "checked".into(),
+            time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(40))),
+            name: "review-40".into(),
+        }
+    );
+}
+
+#[test]
+fn the_first_listed_decision_wins() {
+    let mut c = Case::new(&[LEADS]);
+    c.reviews = vec![review(LEAD, &[LEADS], Decision::Approve, 50), review(LEAD, &[LEADS], Decision::Deny, 40)];
+    let d = c.at(at(60));
+    assert_eq!(d.phase, ActivationPhase::Denied);
+    assert!(d.message.contains("denied by"), "{}", d.message);
+}
+
+#[test]
+fn a_pending_activation_times_out() {
+    let c = Case::new(&[LEADS]);
+    assert_eq!(c.at(at(24 * 3600 - 1)).phase, ActivationPhase::Pending);
+    assert_eq!(c.at(at(24 * 3600)).phase, ActivationPhase::TimedOut);
+}
+
+#[test]
+fn the_test_clock_scales_durations_but_not_the_policy() {
+    let mut c = Case::new(&[]);
+    c.clock = Clock { scale: 3600, ..Clock::default() };
+    let d = c.at(at(0));
+    assert_eq!(d.expires_at, Some(at(2)), "PT2H at 3600x lasts two seconds");
+    c.spec = spec("PT5H");
+    assert_eq!(c.at(at(0)).phase, ActivationPhase::Denied, "the policy maximum (PT4H) still applies as written");
+    let mut pending = Case::new(&[LEADS]);
+    pending.clock = Clock { scale: 3600, ..Clock::default() };
+    assert_eq!(pending.at(at(24)).phase, ActivationPhase::TimedOut);
+}
+
+#[test]
+fn losing_eligibility_revokes_an_active_activation_and_denies_a_pending_one() {
+    let mut c = Case::new(&[]);
+    let d = c.at(at(0));
+    c.record(&d);
+    c.eligible.clear();
+    let d = c.at(at(5));
+    assert_eq!((d.phase, d.reason), (ActivationPhase::Revoked, "NotEligible"));
+    let mut pending = Case::new(&[LEADS]);
+    let d = pending.at(at(0));
+    pending.record(&d);
+    let gone = phase(&PhaseInputs {
+        spec: &pending.spec,
+        requester: pending.requester.as_ref(),
+        reviews: &[],
+        created: at(0),
+        previous: &pending.previous,
+        eligibility: Err(Refused::new(Refusal::AssignmentNotFound, "assignment deleted")),
+        clock: Clock::default(),
+        now: at(1),
+    });
+    assert_eq!((gone.phase, gone.reason), (ActivationPhase::Denied, "AssignmentNotFound"));
+}
+
+#[test]
+fn without_a_stamp_nothing_is_granted() {
+    let mut c = Case::new(&[]);
+    c.requester = None;
+    assert_eq!((c.at(at(0)).phase, c.at(at(0)).reason), (ActivationPhase::Denied, "NotStamped"));
+}
+
+#[test]
+fn deletion_by_the_requester_cancels_and_by_anyone_else_revokes() {
+    let requester = caller(ENGINEER, &[], &[]);
+    let active = Some(ActivationPhase::Active);
+    assert_eq!(phase_on_delete(active, Some(&requester), Some(&name(ENGINEER))), ActivationPhase::Canceled);
+    assert_eq!(phase_on_delete(active, Some(&requester), Some("kubernetes-admin")), ActivationPhase::Revoked);
+    assert_eq!(phase_on_delete(active, Some(&requester), None), ActivationPhase::Revoked);
+    assert_eq!(
+        phase_on_delete(Some(ActivationPhase::Pending), Some(&requester), Some(&name(ENGINEER))),
+        ActivationPhase::Canceled
+    );
+    assert_eq!(phase_on_delete(Some(ActivationPhase::Expired), Some(&requester), Some("x")), ActivationPhase::Expired);
+}
+
+// --- what is materialized ---------------------------------------------------------------------
+
+fn assignment() -> AssignmentRef {
+    AssignmentRef { namespace: "customer-a".into(), name: "contoso".into(), uid: "uid-1".into() }
+}
+
+#[test]
+fn eligibility_materializes_only_activation_rights() {
+    let e = [eligible(ENGINEERS, &[LEADS], false, 4)];
+    let d = eligibility_rbac(&assignment(), T, &e, &["customer-a".into(), "customer-a-web".into()]);
+    assert_eq!(d.roles.len(), 4);
+    assert_eq!(d.bindings.len(), 4);
+    let requester = &d.roles[0];
+    assert_eq!(requester.rules, Some(requester_rules()));
+    let r = &requester_rules()[0];
+    assert_eq!(r.api_groups, Some(vec![ACTIVATION_GROUP.to_string()]));
+    assert_eq!(r.resources, Some(vec!["roleactivations".to_string()]));
+    assert_eq!(r.verbs, ["create", "get", "list", "watch", "delete"]);
+    assert_eq!(d.bindings[0].subjects, Some(e[0].subjects.clone()));
+    let approver = &d.roles[1];
+    assert_eq!(approver.rules, Some(approver_rules()));
+    let a = approver_rules();
+    assert_eq!(
+        (a[0].resources.clone(), a[0].verbs.clone()),
+        (Some(vec!["activationreviews".into()]), vec!["create".to_string()])
+    );
+    assert_eq!(a[1].verbs, ["get", "list", "watch"]);
+    assert_eq!(d.bindings[1].subjects, Some(e[0].approvers.clone()));
+    for rule in requester_rules().iter().chain(approver_rules().iter()) {
+        assert!(!rule.resources.iter().flatten().any(|r| r.ends_with("/status")), "never the status");
+    }
+}
+
+#[test]
+fn without_approvers_there_is_no_approver_role() {
+    let e = [eligible(ENGINEERS, &[], false, 4)];
+    let d = eligibility_rbac(&assignment(), T, &e, &["customer-a".into()]);
+    assert_eq!(d.roles.len(), 1);
+    assert_eq!(eligibility_rbac(&assignment(), T, &[], &["customer-a".into()]), DesiredRbac::default());
+}
+
+fn view<'a>(namespace: &'a str, spec: &'a RoleActivationSpec, status: &'a RoleActivationStatus) -> ActivationView<'a> {
+    ActivationView { namespace, name: "fix-4711", uid: "act-uid", spec, status: Some(status), deleting: false }
+}
+
+fn active_status(requester: Caller, expires: Timestamp) -> RoleActivationStatus {
+    RoleActivationStatus {
+        requester: Some(requester),
+        phase: Some(ActivationPhase::Active),
+        expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(expires)),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_active_activation_binds_the_requesters_own_user_only() {
+    let e = [eligible(ENGINEERS, &[], false, 4)];
+    let s = spec("PT1H");
+    let status = active_status(caller(ENGINEER, &[ENGINEERS], &[]), at(3600));
+    let live = in_force_under(
+        [view("customer-a-web", &s, &status)],
+        &e,
+        &["customer-a".into(), "customer-a-web".into()],
+        at(1),
+    );
+    assert_eq!(live.len(), 1);
+    let d = activation_rbac(&assignment(), T, &live);
+    assert_eq!(d.roles.len(), 1);
+    assert_eq!(d.roles[0].metadata.namespace.as_deref(), Some("customer-a-web"), "only where it was activated");
+    assert_eq!(d.roles[0].rules, Some(vec![rule()]));
+    assert_eq!(d.bindings[0].subjects, Some(vec![user(name(ENGINEER))]), "never the group");
+    let labels = d.bindings[0].metadata.labels.clone().expect("labels");
+    assert_eq!(labels[keys::ACTIVATION], "fix-4711");
+    assert_eq!(labels[keys::ACTIVATION_UID], "act-uid");
+    assert_eq!(labels[keys::ASSIGNMENT_UID], "uid-1");
+    let annotations = d.bindings[0].metadata.annotations.clone().expect("annotations");
+    assert_eq!(annotations[keys::ACTIVATION_EXPIRES_AT], at(3600).to_string());
+    for key in labels.keys() {
+        assert!(keys::MATERIALIZED_LABELS.contains(&key.as_str()), "{key}");
+    }
+    for key in annotations.keys() {
+        assert!(keys::MATERIALIZED_ANNOTATIONS.contains(&key.as_str()), "{key}");
+    }
+}
+
+#[test]
+fn nothing_is_in_force_when_expired_deleted_out_of_scope_or_no_longer_eligible() {
+    let e = [eligible(ENGINEERS, &[], false, 4)];
+    let s = spec("PT1H");
+    let ns = ["customer-a".to_string()];
+    let status = active_status(caller(ENGINEER, &[ENGINEERS], &[]), at(3600));
+    assert_eq!(in_force_under([view("customer-a", &s, &status)], &e, &ns, at(3600)), vec![], "expired");
+    let mut deleting = view("customer-a", &s, &status);
+    deleting.deleting = true;
+    assert_eq!(in_force_under([deleting], &e, &ns, at(1)), vec![], "being deleted");
+    assert_eq!(in_force_under([view("elsewhere", &s, &status)], &e, &ns, at(1)), vec![], "out of scope");
+    assert_eq!(in_force_under([view("customer-a", &s, &status)], &[], &ns, at(1)), vec![], "not eligible");
+    let left = active_status(caller(ENGINEER, &[], &[]), at(3600));
+    assert_eq!(in_force_under([view("customer-a", &s, &left)], &e, &ns, at(1)), vec![], "left the group");
+    let pending = RoleActivationStatus { phase: Some(ActivationPhase::Pending), ..status.clone() };
+    assert_eq!(in_force_under([view("customer-a", &s, &pending)], &e, &ns, at(1)), vec![], "pending");
+}

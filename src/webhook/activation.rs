@@ -1,0 +1,165 @@
+//! Admission of the activation kinds (SPEC §9): the mutating stamp of who created a
+//! RoleActivation or an ActivationReview, and the validating verdicts on them. Decode, ask
+//! [`crate::model::activation`], encode; the one write is the record of who deleted an
+//! activation (below).
+//!
+//! **Who deleted an activation.** A finalizer cannot tell who deleted its object, so the
+//! validating webhook, when it allows the DELETE of a RoleActivation (not a dry run), writes
+//! `status.endedBy` (the deleter's user name) and `status.phase` (Canceled when the deleter is
+//! the requester, Revoked otherwise) with the controller's identity. The controller's
+//! finalizer then removes the access and publishes the Event that says which and who. The
+//! API server's audit log has the same delete by the same identity. Without the webhook the
+//! deleter is unknown and the phase is Revoked.
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::DynamicObject;
+use serde_json::json;
+use tracing::warn;
+
+use super::Admission;
+use crate::api::{ActivationReview, RoleActivation};
+use crate::controller::dereference;
+use crate::model::activation::{self, Reviewed};
+use crate::model::keys;
+
+fn parse<K: serde::de::DeserializeOwned>(object: &Option<DynamicObject>) -> Option<K> {
+    object.as_ref().and_then(|o| serde_json::to_value(o).ok()).and_then(|v| serde_json::from_value(v).ok())
+}
+
+/// The stamp annotation of `kind`, if it is one of the activation kinds.
+fn stamp_key(kind: &str) -> Option<&'static str> {
+    match kind {
+        "RoleActivation" => Some(keys::REQUESTER),
+        "ActivationReview" => Some(keys::REVIEWER),
+        _ => None,
+    }
+}
+
+/// `POST /mutate`: on create of a RoleActivation or an ActivationReview, the caller's
+/// `userInfo` is written to the stamp annotation, replacing whatever the client sent.
+/// Everything else passes unchanged (the validating webhook refuses a changed stamp).
+pub fn mutate(request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+    let allowed = AdmissionResponse::from(request);
+    let Some(key) = stamp_key(&request.kind.kind) else { return allowed };
+    if request.operation != Operation::Create {
+        return allowed;
+    }
+    let caller = activation::caller_from(&request.user_info);
+    let has_annotations = request.object.as_ref().is_some_and(|o| o.metadata.annotations.is_some());
+    let patch = activation::stamp_patch(key, &caller, has_annotations);
+    match serde_json::from_value::<json_patch::Patch>(patch).map(|p| allowed.clone().with_patch(p)) {
+        Ok(Ok(stamped)) => stamped,
+        // Never admit an unstamped activation: its requester would be unknown.
+        _ => allowed.deny("cannot stamp the requester"),
+    }
+}
+
+/// The validating verdict on a RoleActivation or an ActivationReview request.
+///
+/// # Errors
+/// The message the caller sees: the refusal's field, reason and rule.
+pub async fn validate(request: &AdmissionRequest<DynamicObject>, admission: &Admission) -> Result<(), String> {
+    let namespace = request.namespace.clone().unwrap_or_default();
+    let caller = activation::caller_from(&request.user_info);
+    let refuse = |kind: &str, r: activation::Refused| format!("{kind} {} is refused: {r}", request.name);
+    match (request.kind.kind.as_str(), &request.operation) {
+        ("RoleActivation", Operation::Create) => {
+            let new: RoleActivation = parse(&request.object).ok_or("not a RoleActivation")?;
+            let eligibility = dereference::eligibility(
+                &admission.caches,
+                &admission.policy,
+                &namespace,
+                &new.spec.registration_assignment_ref.name,
+            );
+            activation::admit_activation(&new.spec, &caller, eligibility.as_deref().map_err(Clone::clone))
+                .map_err(|r| refuse("RoleActivation", r))
+        }
+        ("RoleActivation", Operation::Update) => {
+            let new: RoleActivation = parse(&request.object).ok_or("not a RoleActivation")?;
+            let old: RoleActivation = parse(&request.old_object).ok_or("not a RoleActivation")?;
+            activation::admit_activation_update(
+                &old.spec,
+                &new.spec,
+                old.metadata.annotations.as_ref(),
+                new.metadata.annotations.as_ref(),
+            )
+            .map_err(|r| refuse("RoleActivation", r))
+        }
+        ("RoleActivation", Operation::Delete) => {
+            if request.dry_run {
+                return Ok(());
+            }
+            if let Some(old) = parse::<RoleActivation>(&request.old_object) {
+                record_deleter(admission, &namespace, &old, &caller.username).await;
+            }
+            Ok(())
+        }
+        ("ActivationReview", Operation::Create) => {
+            let new: ActivationReview = parse(&request.object).ok_or("not an ActivationReview")?;
+            let reviewed = admission.caches.activation(&namespace, &new.spec.role_activation_ref.name);
+            let eligibility = reviewed.as_ref().map(|a| {
+                dereference::eligibility(
+                    &admission.caches,
+                    &admission.policy,
+                    &namespace,
+                    &a.spec.registration_assignment_ref.name,
+                )
+            });
+            let view = reviewed.as_ref().map(|a| Reviewed {
+                spec: &a.spec,
+                requester: activation::stamped(a.metadata.annotations.as_ref(), keys::REQUESTER),
+                phase: a.status.as_ref().and_then(|s| s.phase),
+            });
+            let eligibility = match &eligibility {
+                Some(e) => e.as_deref().map_err(Clone::clone),
+                None => Ok(&[][..]),
+            };
+            activation::admit_review(&caller, view, eligibility).map_err(|r| refuse("ActivationReview", r))
+        }
+        ("ActivationReview", Operation::Update) => {
+            let new: ActivationReview = parse(&request.object).ok_or("not an ActivationReview")?;
+            let old: ActivationReview = parse(&request.old_object).ok_or("not an ActivationReview")?;
+            if old.spec != new.spec {
+                return Err(format!("ActivationReview {} is create-only: its spec cannot change", request.name));
+            }
+            activation::stamp_unchanged(
+                keys::REVIEWER,
+                old.metadata.annotations.as_ref(),
+                new.metadata.annotations.as_ref(),
+            )
+            .map_err(|r| refuse("ActivationReview", r))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Records who deleted `activation` (see the module docs). Only the first delete counts; a
+/// failure to record is logged, never a reason to refuse the delete.
+async fn record_deleter(admission: &Admission, namespace: &str, activation: &RoleActivation, deleter: &str) {
+    let status = activation.status.clone().unwrap_or_default();
+    if status.ended_by.is_some() || activation.metadata.deletion_timestamp.is_some() {
+        return;
+    }
+    let requester = activation::stamped(activation.metadata.annotations.as_ref(), keys::REQUESTER);
+    let phase = activation::phase_on_delete(status.phase, requester.as_ref(), Some(deleter));
+    let patch = json!({"status": {"phase": phase, "endedBy": deleter}});
+    let api: Api<RoleActivation> = Api::namespaced(admission.client.clone(), namespace);
+    let name = activation.metadata.name.clone().unwrap_or_default();
+    let params = PatchParams { field_manager: Some(keys::FIELD_MANAGER.into()), ..Default::default() };
+    if let Err(e) = api.patch_status(&name, &params, &Patch::Merge(&patch)).await {
+        warn!(error = %e, %namespace, %name, "could not record who deleted the activation");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_activation_kinds_are_stamped() {
+        assert_eq!(stamp_key("RoleActivation"), Some(keys::REQUESTER));
+        assert_eq!(stamp_key("ActivationReview"), Some(keys::REVIEWER));
+        assert_eq!(stamp_key("RegistrationAssignment"), None);
+    }
+}
