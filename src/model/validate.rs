@@ -64,7 +64,7 @@ impl Default for Limits {
 }
 
 /// The rule a delegation broke. The names are condition reasons and metric labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, strum::IntoStaticStr)]
 pub enum Rule {
     /// §3 rule 1: `managedByTenantId` is not a GUID.
     InvalidTenantId,
@@ -109,27 +109,7 @@ pub enum Rule {
 impl Rule {
     /// The condition reason and metric label: the variant name.
     pub fn reason(self) -> &'static str {
-        match self {
-            Self::InvalidTenantId => "InvalidTenantId",
-            Self::SameTenant => "SameTenant",
-            Self::NotASubscription => "NotASubscription",
-            Self::InvalidScope => "InvalidScope",
-            Self::DefinitionNotFound => "DefinitionNotFound",
-            Self::DefinitionInvalid => "DefinitionInvalid",
-            Self::DuplicateAssignment => "DuplicateAssignment",
-            Self::RoleNotInCatalog => "RoleNotInCatalog",
-            Self::RoleRemovedFromCatalog => "RoleRemovedFromCatalog",
-            Self::OwnerRole => "OwnerRole",
-            Self::RoleNotDelegable => "RoleNotDelegable",
-            Self::UserAccessAdministratorWithoutDelegatedRoles => "UserAccessAdministratorWithoutDelegatedRoles",
-            Self::DelegatedRoleNotAllowed => "DelegatedRoleNotAllowed",
-            Self::DelegatedRolesWithoutUserAccessAdministrator => "DelegatedRolesWithoutUserAccessAdministrator",
-            Self::TooManyDefinitions => "TooManyDefinitions",
-            Self::TooManyAuthorizations => "TooManyAuthorizations",
-            Self::InvalidPrincipalId => "InvalidPrincipalId",
-            Self::ServiceAccountOutsideManagingTenant => "ServiceAccountOutsideManagingTenant",
-            Self::DuplicateAuthorization => "DuplicateAuthorization",
-        }
+        self.into()
     }
 }
 
