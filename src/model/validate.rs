@@ -254,6 +254,9 @@ impl Findings {
 
 /// SPEC §3 for a definition in `facts.namespace`: every rule family in field order, so that
 /// a rejection lists every broken rule, the first one giving the reason.
+///
+/// # Errors
+/// A [`Rejection`] holding every broken rule with its field, in field order.
 pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Result<ValidDefinition, Rejection> {
     let spec = facts.spec;
     let mut findings = Findings::default();
