@@ -9,7 +9,9 @@ use crate::model::validate::Limits;
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -109,10 +111,12 @@ fn template(s: &str) -> Result<String, String> {
 }
 
 impl Config {
+    /// The identity templates of `--user-template` and `--group-template`.
     pub fn templates(&self) -> IdentityTemplates {
         IdentityTemplates { user: self.user_template.clone(), group: self.group_template.clone() }
     }
 
+    /// The validation limits of the `--max-*` flags.
     pub fn limits(&self) -> Limits {
         Limits {
             max_definitions_per_subscription: self.max_definitions_per_subscription,

@@ -15,6 +15,9 @@ use tracing::{info, warn};
 use crate::metrics::Metrics;
 
 /// Binds `port` on all interfaces; None when the port is 0 (the endpoint is disabled).
+///
+/// # Errors
+/// The I/O error of the bind, e.g. the port is in use.
 pub async fn bind(port: u16, what: &'static str) -> std::io::Result<Option<TcpListener>> {
     if port == 0 {
         return Ok(None);

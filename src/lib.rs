@@ -19,6 +19,8 @@
 //! [`model`] is the pure core; [`controller`] is the thin shell around it; [`plugin`] is the
 //! `kubectl lighthouse` plugin (binary `kubectl-lighthouse`).
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod azure;
 pub mod config;

@@ -11,36 +11,51 @@ use prometheus_client::registry::Registry;
 
 use crate::api::ProvisioningState;
 
+/// Labels of the reconcile counter and duration: which reconciler.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
+    /// `assignment`, `definition` or `namespace`.
     pub controller: &'static str,
 }
 
+/// Labels of the error counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
+    /// Which reconciler (or `bookkeeping`).
     pub controller: &'static str,
+    /// The error's metric label.
     pub reason: &'static str,
 }
 
+/// Labels of the API write counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
+    /// The kind written (`Role`, `RoleBinding`, `Event`, …).
     pub kind: &'static str,
+    /// `apply`, `delete`, `status`, `patch` or `create`.
     pub verb: &'static str,
 }
 
+/// Labels of the delegation gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
+    /// `RegistrationDefinition` or `RegistrationAssignment`.
     pub kind: &'static str,
+    /// The provisioning state ([`state_label`]).
     pub state: &'static str,
 }
 
+/// Labels of the materialized-object gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
+    /// `Role` or `RoleBinding`.
     pub kind: &'static str,
 }
 
+/// Labels of the activations gauge: the phase (SPEC §9: Pending, Active, …).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
+    /// The RoleActivation phase.
     pub phase: &'static str,
 }
 
@@ -98,15 +113,19 @@ pub fn state_label(state: Option<ProvisioningState>) -> &'static str {
 }
 
 impl Metrics {
+    /// Counts a reconcile of `controller`; the returned timer records its duration in
+    /// seconds when dropped.
     pub fn reconcile(&self, controller: &'static str) -> ReconcileTimer<'_> {
         self.reconciles.get_or_create(&ControllerLabels { controller }).inc();
         ReconcileTimer { metrics: self, controller, start: Instant::now() }
     }
 
+    /// Counts a failure of `controller` by `reason`.
     pub fn error(&self, controller: &'static str, reason: &'static str) {
         self.errors.get_or_create(&ErrorLabels { controller, reason }).inc();
     }
 
+    /// Counts one API write of `kind` by `verb`.
     pub fn write(&self, kind: &'static str, verb: &'static str) {
         self.writes.get_or_create(&WriteLabels { kind, verb }).inc();
     }

@@ -32,16 +32,22 @@ use crate::webhook::Admission;
 /// lost the Lease it led with (it restarts as a follower, SPEC §12).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The CRDs are not installed: nothing to watch.
     #[error("the CustomResourceDefinitions are not installed: apply crds/ (or install the Helm chart) first")]
     CrdsMissing,
+    /// A call to the API server failed.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// The health or metrics port could not be bound: which one, and why.
     #[error("cannot listen on the {0} port: {1}")]
     Bind(&'static str, #[source] std::io::Error),
+    /// Leader election failed.
     #[error("leader election: {0}")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
+    /// Another replica took the Lease: this one stops so that two never write at once.
     #[error("lost the Lease {}: stopping so that only the new leader writes", crate::lease::LEASE_NAME)]
     LeaseLost,
+    /// The TLS server (admission webhook, views API) failed.
     #[error("TLS server (admission webhook, views API): {0}")]
     Serve(#[from] crate::serve::ServeError),
 }

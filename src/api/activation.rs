@@ -211,6 +211,8 @@ pub struct ActivationRef {
 /// An approver's decision.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Decision {
+    /// The activation may start (SPEC §9: the first approval makes it Active).
     Approve,
+    /// The activation is refused: its phase becomes Denied.
     Deny,
 }

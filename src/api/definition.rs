@@ -100,8 +100,11 @@ pub struct Authorization {
 /// Kind of principal named by `principalId`.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 pub enum PrincipalType {
+    /// A user of the managing tenant: a User subject (SPEC §2).
     User,
+    /// A group of the managing tenant: a Group subject (SPEC §2).
     Group,
+    /// An application of the managing tenant: a User subject (SPEC §2).
     ServicePrincipal,
     /// The managing tenant's in-cluster automation.
     ServiceAccount,
@@ -149,7 +152,9 @@ fn default_mfa() -> MultiFactorAuthProvider {
 /// Multi-factor authentication provider for activation.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum MultiFactorAuthProvider {
+    /// Activation requires MFA: the requester's `extra["kubelighthouse.io/amr"]` holds `mfa` (SPEC §9).
     Azure,
+    /// No MFA required (the default).
     None,
 }
 
@@ -168,9 +173,13 @@ pub struct EligibleApprover {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
+    /// Plan name.
     pub name: String,
+    /// Plan publisher.
     pub publisher: String,
+    /// Offer (product) the plan belongs to.
     pub product: String,
+    /// Plan version.
     pub version: String,
 }
 

@@ -27,8 +27,11 @@ impl ProvisioningState {
 /// Status of a condition, as in `metav1.ConditionStatus`.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum ConditionStatus {
+    /// The condition holds.
     True,
+    /// The condition does not hold.
     False,
+    /// Not known yet.
     Unknown,
 }
 

@@ -12,138 +12,312 @@ use std::fmt;
 pub enum ImportError {
     /// A file is not JSON.
     #[error("{file}:{line}:{column}: not JSON: {message}")]
-    Json { file: String, line: usize, column: usize, message: String },
+    Json {
+        /// The file name as given.
+        file: String,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// The JSON parser's message.
+        message: String,
+    },
 
     /// An expression (`"[...]"`) does not parse.
     #[error("{path}: cannot parse the expression {expression:?} at offset {offset}: {message}")]
-    Syntax { path: String, expression: String, offset: usize, message: String },
+    Syntax {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The expression text, brackets included.
+        expression: String,
+        /// Byte offset where parsing stopped, counted inside the brackets.
+        offset: usize,
+        /// What is wrong, for a person.
+        message: String,
+    },
 
     /// A template-language function outside the supported set.
     #[error(
         "{path}: the function {function}() is not supported by import (supported: {})",
         super::expression::SUPPORTED_FUNCTIONS.join(", ")
     )]
-    UnsupportedFunction { path: String, function: String },
+    UnsupportedFunction {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The function name as written.
+        function: String,
+    },
 
     /// A supported function called with the wrong number or kind of arguments.
     #[error("{path}: {function}(): {message}")]
-    FunctionArguments { path: String, function: String, message: String },
+    FunctionArguments {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The function name as written.
+        function: String,
+        /// What is wrong, for a person.
+        message: String,
+    },
 
     /// `parameters('NAME')` of a parameter the template does not declare.
     #[error("{path}: parameters('{name}'): the template declares no such parameter")]
-    UnknownParameter { path: String, name: String },
+    UnknownParameter {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The parameter name asked for.
+        name: String,
+    },
 
     /// `variables('NAME')` of a variable the template does not declare.
     #[error("{path}: variables('{name}'): the template declares no such variable")]
-    UnknownVariable { path: String, name: String },
+    UnknownVariable {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The variable name asked for.
+        name: String,
+    },
 
     /// A parameter default or a variable that refers to itself, directly or not.
     #[error("{path}: '{name}' refers to itself")]
-    CircularReference { path: String, name: String },
+    CircularReference {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The parameter or variable that refers to itself.
+        name: String,
+    },
 
     /// An index or property access that does not apply (out of range, missing property, not
     /// an array or object).
     #[error("{path}: {message}")]
-    Access { path: String, message: String },
+    Access {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// What is wrong, for a person.
+        message: String,
+    },
 
     /// `copyIndex()` outside a `copy` loop, or naming a loop that does not enclose it.
     #[error("{path}: copyIndex({}) outside of a copy loop of that name", loop_name.as_deref().map(|n| format!("'{n}'")).unwrap_or_default())]
-    CopyIndexOutsideLoop { path: String, loop_name: Option<String> },
+    CopyIndexOutsideLoop {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The loop named in the call; `None` for `copyIndex()` without one.
+        loop_name: Option<String>,
+    },
 
     /// `resourceGroup()` where the deployment targets the subscription.
     #[error("{path}: resourceGroup() is used where the deployment targets a subscription")]
-    NoResourceGroup { path: String },
+    NoResourceGroup {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+    },
 
     /// A field that must be there is missing.
     #[error("{path}: missing, expected {expected}")]
-    MissingField { path: String, expected: String },
+    MissingField {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// What should be there, for a person ("a string", …).
+        expected: String,
+    },
 
     /// A field of the wrong JSON kind or shape.
     #[error("{path}: expected {expected}, found {found}")]
-    WrongType { path: String, expected: String, found: String },
+    WrongType {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The kind or shape wanted, for a person.
+        expected: String,
+        /// The JSON kind found.
+        found: String,
+    },
 
     /// A field import does not know: carrying it over silently could change the meaning.
     #[error("{path}: unknown field; import carries every field over or refuses")]
-    UnknownField { path: String },
+    UnknownField {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+    },
 
     /// A value outside the allowed ones.
     #[error("{path}: {message}")]
-    InvalidValue { path: String, message: String },
+    InvalidValue {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// What is wrong, for a person.
+        message: String,
+    },
 
     /// The template's `$schema` is not a deployment template schema import knows.
     #[error(
         "{path}: unknown deployment schema {schema:?}: expected a subscription or resource-group deployment template"
     )]
-    UnsupportedSchema { path: String, schema: String },
+    UnsupportedSchema {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The `$schema` URL as written.
+        schema: String,
+    },
 
     /// A management-group or tenant deployment: its scope would be the whole cluster.
     #[error("{path}: a {scope} deployment ({schema}) cannot be imported: its scope maps to cluster scope, which is never delegable (SPEC §1); delegate each subscription or resource group instead")]
-    NonDelegableScope { path: String, scope: String, schema: String },
+    NonDelegableScope {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// `management-group` or `tenant`.
+        scope: String,
+        /// The `$schema` URL as written.
+        schema: String,
+    },
 
     /// A resource-group deployment template, and the caller named no resource group to deploy it to.
     #[error("{path}: a resource-group deployment template needs the resource group it is deployed to")]
-    ResourceGroupTemplateNeedsTarget { path: String },
+    ResourceGroupTemplateNeedsTarget {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+    },
 
     /// A deployment to another subscription, or with an explicit `scope`.
     #[error("{path}: {message}")]
-    UnsupportedScope { path: String, message: String },
+    UnsupportedScope {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// What is wrong, for a person.
+        message: String,
+    },
 
     /// A resource import does not turn into a delegation.
     #[error("{path}: resource type {resource_type:?} is not a delegation: import only takes registrationDefinitions, registrationAssignments and the deployments that hold them")]
-    UnsupportedResourceType { path: String, resource_type: String },
+    UnsupportedResourceType {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The resource `type` as written.
+        resource_type: String,
+    },
 
     /// An `apiVersion` outside 2018-06-01-preview … 2022-10-01.
     #[error("{path}: apiVersion {api_version:?} of Microsoft.ManagedServices is not supported (supported: {})", super::template::SUPPORTED_API_VERSIONS.join(", "))]
-    UnsupportedApiVersion { path: String, api_version: String },
+    UnsupportedApiVersion {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The `apiVersion` as written.
+        api_version: String,
+    },
 
     /// A parameter without a value (none given, no default).
     #[error("{path}: parameter '{name}' has no value: give it in the parameters file or with --set {name}=VALUE")]
-    MissingParameterValue { path: String, name: String },
+    MissingParameterValue {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The parameter name.
+        name: String,
+    },
 
     /// A value given for a parameter the template does not declare.
     #[error("{path}: the template declares no parameter '{name}'")]
-    UndeclaredParameter { path: String, name: String },
+    UndeclaredParameter {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The parameter name given.
+        name: String,
+    },
 
     /// A placeholder left for the user to fill in (`<insert managing tenant id>`).
     #[error("{path}: placeholder {value:?} left in place: replace it with the real value")]
-    Placeholder { path: String, value: String },
+    Placeholder {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The placeholder text as written.
+        value: String,
+    },
 
     /// A `--set` or `--resource-group` argument that is not `NAME=VALUE`.
     #[error("{path}: {message}")]
-    InvalidArgument { path: String, message: String },
+    InvalidArgument {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// What is wrong, for a person.
+        message: String,
+    },
 
     /// A tenant, principal or role ID that is not a GUID.
     #[error("{path}: {value:?} is not a GUID")]
-    NotAGuid { path: String, value: String },
+    NotAGuid {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The value as written.
+        value: String,
+    },
 
     /// A role GUID the role catalog does not hold (custom roles are not supported, SPEC §3).
     #[error("{path}: role {role_id}{} is not in the role catalog (SPEC §4); custom roles are not supported", azure_name.map(|n| format!(" ({n})")).unwrap_or_default())]
-    RoleNotInCatalog { path: String, role_id: String, azure_name: Option<&'static str> },
+    RoleNotInCatalog {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The role definition GUID.
+        role_id: String,
+        /// Azure's name for the role when it is a well-known built-in one.
+        azure_name: Option<&'static str>,
+    },
 
     /// Owner: never delegable (SPEC §3, Azure Lighthouse's own rule).
     #[error("{path}: role {role_id} (Owner) is never delegable")]
-    OwnerRole { path: String, role_id: String },
+    OwnerRole {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The role definition GUID as written.
+        role_id: String,
+    },
 
     /// A resource group with no namespace: no `--resource-group` mapping and no resource-group
     /// namespace of that name in the subscription.
     #[error("{path}: resource group {resource_group:?} has no namespace: no --resource-group {resource_group}=NAMESPACE and no resource-group namespace of that name in subscription namespace {subscription_namespace}")]
-    UnknownResourceGroup { path: String, resource_group: String, subscription_namespace: String },
+    UnknownResourceGroup {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The Azure resource group name.
+        resource_group: String,
+        /// The subscription namespace searched for a resource-group namespace of that name.
+        subscription_namespace: String,
+    },
 
     /// An assignment whose definition the template does not create.
     #[error("{path}: registration definition {definition_id:?} is not created by this template")]
-    DefinitionNotInTemplate { path: String, definition_id: String },
+    DefinitionNotInTemplate {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The `registrationDefinitionId` as written.
+        definition_id: String,
+    },
 
     /// Two objects of one kind with the same Kubernetes name in one namespace.
     #[error("{path}: {kind} {namespace}/{name} is produced twice")]
-    DuplicateName { path: String, kind: String, namespace: String, name: String },
+    DuplicateName {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// `RegistrationDefinition` or `RegistrationAssignment`.
+        kind: String,
+        /// The namespace both objects land in.
+        namespace: String,
+        /// The Kubernetes name both objects get.
+        name: String,
+    },
 
     /// An ARM resource name with nothing to make a Kubernetes name of.
     #[error("{path}: {name:?} cannot be made into a Kubernetes name")]
-    InvalidName { path: String, name: String },
+    InvalidName {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+        /// The ARM resource name.
+        name: String,
+    },
 
     /// The template delegates nothing.
     #[error("{path}: the template creates no registration definition")]
-    NothingToImport { path: String },
+    NothingToImport {
+        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        path: String,
+    },
 }
 
 /// Every reason, collected: an import either succeeds whole or fails with all of these.

@@ -49,11 +49,26 @@ pub enum Expr {
     /// `42`, `-1`.
     Int(i64),
     /// `name(arg, ...)`.
-    Call { name: String, args: Vec<Expr> },
+    Call {
+        /// The function name as written.
+        name: String,
+        /// The arguments, in order.
+        args: Vec<Expr>,
+    },
     /// `target[index]`.
-    Index { target: Box<Expr>, index: Box<Expr> },
+    Index {
+        /// The array or object indexed.
+        target: Box<Expr>,
+        /// The index: an integer or a property name.
+        index: Box<Expr>,
+    },
     /// `target.name`.
-    Property { target: Box<Expr>, name: String },
+    Property {
+        /// The object whose property is read.
+        target: Box<Expr>,
+        /// The property name.
+        name: String,
+    },
 }
 
 /// What a JSON string of a template is.

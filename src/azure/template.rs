@@ -98,17 +98,22 @@ pub struct GivenValue {
 /// Which kind of delegation resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// A `Microsoft.ManagedServices/registrationDefinitions` resource.
     Definition,
+    /// A `Microsoft.ManagedServices/registrationAssignments` resource.
     Assignment,
 }
 
 /// Where an evaluated resource is deployed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// The deployment's subscription.
     Subscription,
     /// A resource group by its Azure name; `path` is the field that named it.
     ResourceGroup {
+        /// The Azure resource group name.
         name: String,
+        /// The field that named it.
         path: Path,
     },
 }

@@ -23,14 +23,18 @@ use crate::model::keys;
 /// What one sync changed, for logs and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncStats {
+    /// Objects applied (created or changed).
     pub applied: usize,
+    /// Objects deleted.
     pub deleted: usize,
 }
 
 /// What step 4 did: synced to the desired RBAC, or revoked everything (how many objects).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
+    /// The objects now match the desired RBAC.
     Synced(SyncStats),
+    /// Every object of the assignment deleted; how many.
     Revoked(usize),
 }
 

@@ -34,20 +34,38 @@ use crate::model::status::Notice;
 pub enum Record {
     /// An assignment's status, and the Events its change of outcome publishes once written.
     AssignmentStatus {
+        /// The assignment the status belongs to.
         assignment: Arc<RegistrationAssignment>,
+        /// The status to write.
         status: RegistrationAssignmentStatus,
+        /// The Events to publish once the status is written, one per change of outcome.
         notices: Vec<Notice>,
     },
     /// A definition's status, and the Event published once written.
     DefinitionStatus {
+        /// The definition the status belongs to.
         definition: Arc<RegistrationDefinition>,
+        /// The status to write.
         status: RegistrationDefinitionStatus,
+        /// The Event to publish once the status is written, if the outcome changed.
         notice: Option<Notice>,
     },
     /// The `managed-by-tenants` annotation of subscription `namespace` (None removes it).
-    ManagedByTenants { namespace: String, value: Option<String> },
+    ManagedByTenants {
+        /// The subscription namespace.
+        namespace: String,
+        /// The comma-separated managing tenant IDs; `None` removes the annotation.
+        value: Option<String>,
+    },
     /// A RoleActivation's status, and the Events its change of phase publishes once written.
-    ActivationStatus { activation: Arc<RoleActivation>, status: RoleActivationStatus, notices: Vec<Notice> },
+    ActivationStatus {
+        /// The activation as cached.
+        activation: Arc<RoleActivation>,
+        /// The status to apply.
+        status: RoleActivationStatus,
+        /// The Events to publish once it is written.
+        notices: Vec<Notice>,
+    },
 }
 
 /// Which object a [`Record`] writes: a later record of the same object replaces a pending one.
@@ -78,9 +96,13 @@ fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
 /// The reconciles to run again when a deferred write failed: they compute it anew.
 #[derive(Clone)]
 pub struct Retrigger {
+    /// The assignment reconciler's queue.
     pub assignments: UnboundedSender<ObjectRef<RegistrationAssignment>>,
+    /// The definition reconciler's queue.
     pub definitions: UnboundedSender<ObjectRef<RegistrationDefinition>>,
+    /// The namespace reconciler's queue (the `managed-by-tenants` annotation).
     pub namespaces: UnboundedSender<ObjectRef<PartialObjectMeta<Namespace>>>,
+    /// The activation reconciler's queue (SPEC §9).
     pub activations: UnboundedSender<ObjectRef<RoleActivation>>,
 }
 
@@ -313,6 +335,8 @@ impl Drop for GrantWrite<'_> {
 }
 
 impl GrantActivity {
+    /// Marks an RBAC write in flight until the returned guard drops; bookkeeping waits
+    /// meanwhile and for [`QUIET`] after.
     pub fn write(&self) -> GrantWrite<'_> {
         self.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.quiet.send_if_modified(|quiet| std::mem::replace(quiet, false));

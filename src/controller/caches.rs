@@ -21,12 +21,15 @@ use crate::model::scope::{NamespaceInfo, Namespaces};
 pub struct Caches {
     /// Namespaces, metadata only: labels and deletion are all the model needs.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Registration definitions, whole.
     pub definitions: Store<RegistrationDefinition>,
+    /// Registration assignments, whole.
     pub assignments: Store<RegistrationAssignment>,
     /// The role catalog: the built-in subset of the ClusterRoles.
     pub catalog: Arc<CatalogCache>,
     /// Roles and RoleBindings labelled as ours: compared before writing, pruned by label.
     pub roles: Arc<MaterializedCache>,
+    /// RoleBindings labelled as ours.
     pub bindings: Arc<MaterializedCache>,
     /// Who is where, without scanning the caches.
     pub indexes: Arc<Indexes>,
@@ -38,8 +41,11 @@ pub struct Caches {
 
 /// The secondary indexes over [`Caches`], fed by the watches in [`super::triggers`].
 pub struct Indexes {
+    /// Assignments by namespace.
     pub assignments_by_namespace: Index<RegistrationAssignment>,
+    /// Assignments by UID: whether the owner of a materialized object still exists.
     pub assignments_by_uid: Index<RegistrationAssignment>,
+    /// Definitions by namespace.
     pub definitions_by_namespace: Index<RegistrationDefinition>,
     /// Definitions by the namespaces of their ServiceAccount principals, whose home tenant
     /// they depend on.
@@ -72,10 +78,12 @@ where
 }
 
 impl Caches {
+    /// The definition `namespace/name`, if cached.
     pub fn definition(&self, namespace: &str, name: &str) -> Option<Arc<RegistrationDefinition>> {
         self.definitions.get(&ObjectRef::new(name).within(namespace))
     }
 
+    /// The assignments in `namespace`.
     pub fn assignments_in(&self, namespace: &str) -> Vec<Arc<RegistrationAssignment>> {
         resolve(&self.assignments, self.indexes.assignments_by_namespace.get(namespace))
     }
@@ -89,10 +97,12 @@ impl Caches {
         all
     }
 
+    /// Whether an assignment with `uid` exists.
     pub fn assignment_exists(&self, uid: &str) -> bool {
         self.indexes.assignments_by_uid.contains(uid)
     }
 
+    /// The definitions in `namespace`.
     pub fn definitions_in(&self, namespace: &str) -> Vec<Arc<RegistrationDefinition>> {
         resolve(&self.definitions, self.indexes.definitions_by_namespace.get(namespace))
     }

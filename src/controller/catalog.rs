@@ -24,6 +24,7 @@ pub struct CatalogCache {
 }
 
 impl CatalogCache {
+    /// The catalog as last seen: a snapshot that later changes do not touch.
     pub fn current(&self) -> Arc<Catalog> {
         self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -24,6 +24,7 @@ use crate::model::validate::{self, Limits};
 pub struct Policy {
     /// How managing-tenant principals appear to RBAC.
     pub templates: IdentityTemplates,
+    /// The SPEC §3 limits on definitions and authorizations.
     pub limits: Limits,
 }
 
@@ -44,7 +45,9 @@ impl Policy {
 pub struct Context {
     /// API client; its identity needs only the chart's RBAC.
     pub client: Client,
+    /// The watch caches, the only source of state.
     pub caches: Caches,
+    /// The validation configuration, shared with the admission webhook.
     pub policy: Arc<Policy>,
     /// True once every cache has its first list.
     pub ready: tokio::sync::watch::Receiver<bool>,

@@ -19,8 +19,10 @@ pub enum Error {
     /// A finalizer patch could not be built.
     #[error("malformed finalizer patch: {0}")]
     InvalidPatch(String),
+    /// Adding our finalizer to an assignment or definition failed.
     #[error("adding the finalizer: {0}")]
     FinalizerAdd(#[source] kube::Error),
+    /// Removing our finalizer after cleanup failed: the object stays until a retry succeeds.
     #[error("removing the finalizer: {0}")]
     FinalizerRemove(#[source] kube::Error),
     /// Step 4: a server-side apply of a desired Role or RoleBinding.

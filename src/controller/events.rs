@@ -21,6 +21,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// A publisher that creates Events with `client`.
     pub fn new(client: Client, reporter: Reporter) -> Publisher {
         Publisher { client, reporter }
     }

@@ -101,10 +101,12 @@ impl Expectations {
         pending.remove(&(kind, namespace.to_string(), name.to_string()));
     }
 
+    /// How many writes are awaiting their watch event.
     pub fn len(&self) -> usize {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// Whether no write is awaiting its watch event.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

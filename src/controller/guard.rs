@@ -22,9 +22,14 @@ use crate::model::user_access;
 /// A RoleBinding that breaks the limit, and why.
 #[derive(Clone, Debug)]
 pub struct Offence {
+    /// The RoleBinding's namespace.
     pub namespace: String,
+    /// The RoleBinding's name.
     pub name: String,
+    /// The RoleBinding's UID: the delete is conditional on it, so a new binding of the same name
+    /// is left alone.
     pub uid: Option<String>,
+    /// What breaks the limit, for the Event and the log.
     pub message: String,
 }
 

@@ -20,9 +20,13 @@ use kube::Resource;
 /// A table that follows a watch the way a reflector store does. Shared by the indexes and
 /// the cache of materialized objects ([`super::materialized`]).
 pub trait Table: Default {
+    /// What the table holds per object.
     type Entry: Clone;
+    /// Adds or replaces `entry`.
     fn insert(&mut self, entry: Self::Entry);
+    /// Removes `entry`.
     fn remove(&mut self, entry: &Self::Entry);
+    /// Whether the table holds nothing.
     fn is_empty(&self) -> bool;
 }
 
@@ -127,6 +131,7 @@ impl<M: PartialEq + Clone> Groups<M> {
         self.groups.get(group).map(Vec::as_slice).unwrap_or_default()
     }
 
+    /// Whether `group` has any member.
     pub fn contains(&self, group: &str) -> bool {
         self.groups.contains_key(group)
     }
@@ -213,6 +218,7 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Index<K> {
         table.members.get(group).iter().map(|m| m.as_ref().clone()).collect()
     }
 
+    /// Whether `group` has any member.
     pub fn contains(&self, group: &str) -> bool {
         self.table.read().members.contains(group)
     }

@@ -32,7 +32,9 @@ pub type Digest = [u8; 16];
 /// One materialized Role or RoleBinding, as much as the controller needs of it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
+    /// `(namespace, name)`.
     pub key: Key,
+    /// The last `resourceVersion` seen.
     pub resource_version: Option<String>,
     /// The `assignment-uid` label: the prune selector.
     pub owner_uid: Option<String>,
@@ -51,10 +53,12 @@ pub struct Record {
 }
 
 impl Record {
+    /// The object's namespace.
     pub fn namespace(&self) -> &str {
         &self.key.0
     }
 
+    /// The object's name.
     pub fn name(&self) -> &str {
         &self.key.1
     }
@@ -79,10 +83,13 @@ impl Record {
         }
     }
 
+    /// The record of a Role: its digest covers our labels, annotations and rules.
     pub fn from_role(role: &Role) -> Record {
         Record::from_meta(&role.metadata, role_digest(role))
     }
 
+    /// The record of a RoleBinding: its digest covers our labels, annotations, roleRef and
+    /// subjects; a User Access Administrator binding also keeps its subjects.
     pub fn from_binding(binding: &RoleBinding) -> Record {
         let user_access =
             binding.metadata.annotations.as_ref().and_then(|a| a.get(keys::SOURCE_ROLE)).map(String::as_str)
@@ -149,6 +156,7 @@ pub fn role_digest(role: &Role) -> Digest {
     digest_of(&(ours(&role.metadata), normalized_rules(role.rules.as_ref())))
 }
 
+/// Digest of a RoleBinding's roleRef, the field that cannot change in place.
 pub fn role_ref_digest(role_ref: &RoleRef) -> Digest {
     digest_of(role_ref)
 }
@@ -214,6 +222,7 @@ impl MaterializedCache {
         self.table.observe(map_event(event, Record::clone));
     }
 
+    /// The record of `namespace/name`, if cached.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Record>> {
         let key = (namespace.to_string(), name.to_string());
         self.table.read().records.get(&key).cloned()
@@ -225,6 +234,7 @@ impl MaterializedCache {
         table.resolve(table.by_owner.get(uid))
     }
 
+    /// The records in `namespace`.
     pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Record>> {
         let table = self.table.read();
         table.resolve(table.by_namespace.get(namespace))
@@ -235,10 +245,12 @@ impl MaterializedCache {
         self.table.read().records.keys().cloned().collect()
     }
 
+    /// How many records are cached.
     pub fn len(&self) -> usize {
         self.table.read().records.len()
     }
 
+    /// Whether no record is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -15,7 +15,9 @@ use super::materialized::{Key, MaterializedCache, Record};
 /// A materialized object to check.
 #[derive(Clone, Debug)]
 pub enum Candidate {
+    /// A Role, by `(namespace, name)`.
     Role(Key),
+    /// A RoleBinding, by `(namespace, name)`.
     Binding(Key),
 }
 

@@ -375,6 +375,7 @@ pub struct PhaseDecision {
     pub reviews: Vec<crate::api::activation::ReviewRecord>,
     /// CamelCase reason of the Ready condition.
     pub reason: &'static str,
+    /// The Ready condition's message, in words.
     pub message: String,
     /// When to look again (expiry, or the approval timeout); None: only on change.
     pub recheck_in: Option<SignedDuration>,

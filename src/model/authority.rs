@@ -10,6 +10,7 @@ use super::validate::Grant;
 /// One question for a SubjectAccessReview: may the author `verb` this?
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ask {
+    /// The verb asked about, e.g. `create`, `bind`.
     pub verb: String,
     /// API group, `""` for the core group.
     pub group: String,

@@ -25,6 +25,7 @@ pub struct CatalogRole {
     pub guid: Option<Guid>,
     /// Azure display name, when annotated.
     pub display_name: Option<String>,
+    /// The ClusterRole's rules: what the role grants.
     pub rules: Vec<PolicyRule>,
     /// The verdict on `rules`, judged once per change of the role rather than on every
     /// reconcile of every delegation that names it.
@@ -55,14 +56,17 @@ impl CatalogRole {
         self.guid.as_ref().is_some_and(|g| g.as_str() == guid)
     }
 
+    /// Whether this is User Access Administrator (by GUID).
     pub fn is_user_access_administrator(&self) -> bool {
         self.has_guid(USER_ACCESS_ADMINISTRATOR)
     }
 
+    /// Whether this is Owner (by GUID), never delegable.
     pub fn is_owner(&self) -> bool {
         self.has_guid(OWNER)
     }
 
+    /// Whether this is Managed Services Registration Assignment Delete (by GUID).
     pub fn is_registration_assignment_delete(&self) -> bool {
         self.has_guid(REGISTRATION_ASSIGNMENT_DELETE)
     }
@@ -79,9 +83,11 @@ impl CatalogRole {
 /// What a `roleDefinitionId` resolves to.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Lookup<'a> {
+    /// A catalog role.
     Found(&'a CatalogRole),
     /// The Owner GUID: refused before any catalog lookup.
     Owner,
+    /// Neither a catalog role nor Owner: a custom role, not supported (SPEC §3).
     NotInCatalog,
 }
 
@@ -92,15 +98,18 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// A catalog of `roles`, sorted by ClusterRole name.
     pub fn new(mut roles: Vec<CatalogRole>) -> Catalog {
         roles.sort_by(|a, b| a.name.cmp(&b.name));
         Catalog { roles }
     }
 
+    /// The catalog the built-in ClusterRoles make; the others are skipped.
     pub fn from_cluster_roles<'a>(roles: impl IntoIterator<Item = &'a ClusterRole>) -> Catalog {
         Catalog::new(roles.into_iter().filter_map(CatalogRole::from_cluster_role).collect())
     }
 
+    /// Every role, sorted by ClusterRole name.
     pub fn roles(&self) -> &[CatalogRole] {
         &self.roles
     }

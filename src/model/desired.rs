@@ -18,15 +18,21 @@ use crate::api::GROUP;
 /// The assignment that owns the objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AssignmentRef {
+    /// The assignment's namespace: the scope namespace.
     pub namespace: String,
+    /// The assignment's name.
     pub name: String,
+    /// The assignment's UID: the `assignment-uid` label, the prune selector.
     pub uid: String,
 }
 
 /// Everything one assignment materializes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DesiredRbac {
+    /// The Roles: per namespace of the scope, one per distinct role (and the ones a User Access
+    /// Administrator may bind).
     pub roles: Vec<Role>,
+    /// The RoleBindings of the managing tenant's subjects to those Roles.
     pub bindings: Vec<RoleBinding>,
 }
 

@@ -119,7 +119,9 @@ impl Snapshot {
 /// A delegation that passed validation, and what it materializes.
 #[derive(Clone, Debug)]
 pub struct Granted {
+    /// Where the assignment applies.
     pub scope: Scope,
+    /// The validated definition.
     pub valid: ValidDefinition,
     /// Empty when every role it names left the catalog: valid, but nothing in force.
     pub desired: DesiredRbac,
@@ -130,6 +132,7 @@ pub struct Granted {
 /// A delegation that failed validation: nothing is granted, whatever it held is revoked.
 #[derive(Clone, Debug)]
 pub struct Rejected {
+    /// Every rule broken, the first giving the reason.
     pub rejection: Rejection,
     /// The managing tenant, when the definition was found (status shows it even on failure).
     pub managed_by: Option<String>,
@@ -140,7 +143,9 @@ pub struct Rejected {
 /// The result of steps 2 and 3.
 #[derive(Clone, Debug)]
 pub enum Outcome {
+    /// Valid: the access to materialize.
     Granted(Box<Granted>),
+    /// Invalid: nothing granted.
     Rejected(Rejected),
 }
 
@@ -153,6 +158,7 @@ impl Outcome {
         }
     }
 
+    /// Whether the delegation passed validation.
     pub fn is_granted(&self) -> bool {
         matches!(self, Outcome::Granted(_))
     }

@@ -13,7 +13,9 @@ const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 /// Name templates with the placeholders `{tenantId}` and `{principalId}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdentityTemplates {
+    /// The template of User subject names.
     pub user: String,
+    /// The template of Group subject names.
     pub group: String,
 }
 
@@ -41,10 +43,12 @@ impl IdentityTemplates {
         Ok(())
     }
 
+    /// The User subject name of `principal` of `tenant`.
     pub fn user_name(&self, tenant: &str, principal: &str) -> String {
         render(&self.user, tenant, principal)
     }
 
+    /// The Group subject name of `principal` of `tenant`.
     pub fn group_name(&self, tenant: &str, principal: &str) -> String {
         render(&self.group, tenant, principal)
     }

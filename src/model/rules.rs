@@ -73,6 +73,7 @@ impl Violation {
 pub struct Finding {
     /// Index into the role's `rules`.
     pub rule: usize,
+    /// Why the permission is rejected.
     pub violation: Violation,
     /// The offending permission, e.g. `get secrets`.
     pub permission: String,
@@ -96,6 +97,7 @@ pub struct Classification {
 }
 
 impl Classification {
+    /// Whether the role holds no rejected permission: delegable as it is.
     pub fn is_delegable(&self) -> bool {
         self.findings.is_empty()
     }

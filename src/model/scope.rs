@@ -14,13 +14,17 @@ use super::tenant::Guid;
 /// What the model needs to know of a namespace: its two labels and whether it is going away.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NamespaceInfo {
+    /// The `kubelighthouse.io/tenant-id` label: set on a subscription, its home tenant.
     pub tenant_id: Option<String>,
+    /// The `kubelighthouse.io/subscription` label: set on a resource group, its subscription
+    /// namespace.
     pub subscription: Option<String>,
     /// Terminating namespaces accept no new objects; they are left out of scopes.
     pub terminating: bool,
 }
 
 impl NamespaceInfo {
+    /// The labels that matter, read from a namespace's `labels`.
     pub fn from_labels(labels: &BTreeMap<String, String>, terminating: bool) -> Self {
         NamespaceInfo {
             tenant_id: labels.get(keys::TENANT_ID).cloned(),
@@ -40,6 +44,7 @@ impl NamespaceInfo {
 
 /// Read access to the cluster's namespaces; the controller backs it with a watch cache.
 pub trait Namespaces {
+    /// The namespace `name`, or None when it does not exist.
     fn get(&self, name: &str) -> Option<NamespaceInfo>;
     /// Names of the namespaces that are resource groups of `subscription`, sorted.
     fn resource_groups_of(&self, subscription: &str) -> Vec<String>;
@@ -73,6 +78,7 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Whether the assignment is at subscription scope (not a resource group).
     pub fn is_subscription(&self) -> bool {
         self.namespace == self.subscription
     }
@@ -81,16 +87,30 @@ impl Scope {
 /// Why a namespace cannot be a delegation scope.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum ScopeError {
+    /// The scope namespace does not exist.
     #[error("namespace {0} does not exist")]
     NamespaceNotFound(String),
+    /// A namespace with neither label: neither a subscription nor a resource group (SPEC §1).
     #[error(
         "namespace {0} is neither a subscription (label kubelighthouse.io/tenant-id) nor a resource group (label kubelighthouse.io/subscription)"
     )]
     NotDelegable(String),
+    /// A resource group whose subscription namespace does not exist or is not a subscription.
     #[error("namespace {namespace} names subscription {subscription}, which is not a namespace labelled kubelighthouse.io/tenant-id")]
-    UnknownSubscription { namespace: String, subscription: String },
+    UnknownSubscription {
+        /// The resource-group namespace.
+        namespace: String,
+        /// Its `kubelighthouse.io/subscription` label.
+        subscription: String,
+    },
+    /// A subscription whose `kubelighthouse.io/tenant-id` is not a GUID.
     #[error("namespace {namespace} has label kubelighthouse.io/tenant-id={value:?}, which is not a GUID")]
-    InvalidTenantLabel { namespace: String, value: String },
+    InvalidTenantLabel {
+        /// The subscription namespace.
+        namespace: String,
+        /// The label value.
+        value: String,
+    },
 }
 
 /// Resolves the subscription and home tenant of `namespace`, whatever kind it is.

@@ -39,6 +39,7 @@ pub struct Notice {
     pub warning: bool,
     /// CamelCase, e.g. `Granted` or a rule's reason.
     pub reason: String,
+    /// The Event's note: the detail, for a person (truncated to 1 kB when published).
     pub note: Option<String>,
     /// What the controller did, e.g. `Materialize`, `Validate`.
     pub action: &'static str,

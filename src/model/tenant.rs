@@ -20,6 +20,7 @@ impl Guid {
         well_formed.then(|| Guid(s.to_ascii_lowercase()))
     }
 
+    /// The canonical form.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -83,15 +83,20 @@ pub fn violation(binding: &RoleBinding) -> Option<String> {
 /// A change to a RoleBinding, as admission sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BindingChange {
+    /// A RoleBinding being created.
     Create,
+    /// A RoleBinding being changed.
     Update,
+    /// A RoleBinding being deleted.
     Delete,
 }
 
 /// Who asks, as the API server passes it to admission.
 #[derive(Clone, Debug, Default)]
 pub struct Requester<'a> {
+    /// The requester's user name, when the API server gives one.
     pub username: Option<&'a str>,
+    /// The requester's groups.
     pub groups: &'a [String],
 }
 

@@ -64,7 +64,7 @@ impl Default for Limits {
 }
 
 /// The rule a delegation broke. The names are condition reasons and metric labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, strum::IntoStaticStr)]
 pub enum Rule {
     /// §3 rule 1: `managedByTenantId` is not a GUID.
     InvalidTenantId,
@@ -117,31 +117,7 @@ pub enum Rule {
 impl Rule {
     /// The condition reason and metric label: the variant name.
     pub fn reason(self) -> &'static str {
-        match self {
-            Self::InvalidTenantId => "InvalidTenantId",
-            Self::SameTenant => "SameTenant",
-            Self::NotASubscription => "NotASubscription",
-            Self::InvalidScope => "InvalidScope",
-            Self::DefinitionNotFound => "DefinitionNotFound",
-            Self::DefinitionInvalid => "DefinitionInvalid",
-            Self::DuplicateAssignment => "DuplicateAssignment",
-            Self::RoleNotInCatalog => "RoleNotInCatalog",
-            Self::RoleRemovedFromCatalog => "RoleRemovedFromCatalog",
-            Self::OwnerRole => "OwnerRole",
-            Self::RoleNotDelegable => "RoleNotDelegable",
-            Self::UserAccessAdministratorWithoutDelegatedRoles => "UserAccessAdministratorWithoutDelegatedRoles",
-            Self::DelegatedRoleNotAllowed => "DelegatedRoleNotAllowed",
-            Self::DelegatedRolesWithoutUserAccessAdministrator => "DelegatedRolesWithoutUserAccessAdministrator",
-            Self::TooManyDefinitions => "TooManyDefinitions",
-            Self::TooManyAuthorizations => "TooManyAuthorizations",
-            Self::InvalidPrincipalId => "InvalidPrincipalId",
-            Self::ServiceAccountOutsideManagingTenant => "ServiceAccountOutsideManagingTenant",
-            Self::DuplicateAuthorization => "DuplicateAuthorization",
-            Self::IneligiblePrincipal => "IneligiblePrincipal",
-            Self::InvalidActivationDuration => "InvalidActivationDuration",
-            Self::TooManyApprovers => "TooManyApprovers",
-            Self::ConflictingEligiblePolicies => "ConflictingEligiblePolicies",
-        }
+        self.into()
     }
 }
 
@@ -288,6 +264,9 @@ impl Findings {
 
 /// SPEC §3 for a definition in `facts.namespace`: every rule family in field order, so that
 /// a rejection lists every broken rule, the first one giving the reason.
+///
+/// # Errors
+/// A [`Rejection`] holding every broken rule with its field, in field order.
 pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Result<ValidDefinition, Rejection> {
     let spec = facts.spec;
     let mut findings = Findings::default();

@@ -92,6 +92,7 @@ pub fn review_manifest(activation: &str, namespace: &str, decision: Decision, re
 /// Which requests `requests` shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Filter {
+    /// Every activation the caller can see.
     All,
     /// Requested by the caller.
     Mine,

@@ -43,19 +43,46 @@ pub fn shipped_catalog() -> Catalog {
 pub enum FlagError {
     /// A `key=value` pair without `=`.
     #[error("{flag}: {part:?} is not key=value")]
-    NotKeyValue { flag: &'static str, part: String },
+    NotKeyValue {
+        /// The flag, such as `--authorization`.
+        flag: &'static str,
+        /// The comma-separated part without `=`.
+        part: String,
+    },
     /// A key this flag does not know.
     #[error("{flag}: unknown key {key:?} (known: {known})")]
-    UnknownKey { flag: &'static str, key: String, known: &'static str },
+    UnknownKey {
+        /// The flag, such as `--authorization`.
+        flag: &'static str,
+        /// The key, lower-cased.
+        key: String,
+        /// The keys this flag takes, comma-separated.
+        known: &'static str,
+    },
     /// A required key is missing.
     #[error("{flag}: {key} is required")]
-    Missing { flag: &'static str, key: &'static str },
+    Missing {
+        /// The flag, such as `--authorization`.
+        flag: &'static str,
+        /// The missing key, or what is missing.
+        key: &'static str,
+    },
     /// A value that is not allowed.
     #[error("{flag}: {message}")]
-    Invalid { flag: &'static str, message: String },
+    Invalid {
+        /// The flag, such as `--authorization`.
+        flag: &'static str,
+        /// What is wrong, for a person.
+        message: String,
+    },
     /// An unterminated double quote.
     #[error("{flag}: unterminated quote in {value:?}")]
-    Quote { flag: &'static str, value: String },
+    Quote {
+        /// The flag, such as `--authorization`.
+        flag: &'static str,
+        /// The whole flag value.
+        value: String,
+    },
 }
 
 /// Splits `a=1,b="x, y"` into ordered (key, value) pairs, keys lower-cased.

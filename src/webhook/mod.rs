@@ -26,8 +26,11 @@ use crate::controller::context::Policy;
 /// SubjectAccessReviews and reads a definition the cache does not hold yet.
 #[derive(Clone)]
 pub struct Admission {
+    /// Asks SubjectAccessReviews, and reads definitions the cache does not hold yet.
     pub client: kube::Client,
+    /// The reconcilers' watch caches.
     pub caches: Caches,
+    /// The reconcilers' validation configuration.
     pub policy: Arc<Policy>,
     /// True once every cache has its first list; until then every judged request is refused.
     pub ready: tokio::sync::watch::Receiver<bool>,

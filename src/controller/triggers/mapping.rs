@@ -37,6 +37,7 @@ use crate::model::scope::{NamespaceInfo, Namespaces};
 
 /// Follows one watch: called for every event after the caches and indexes took it.
 pub trait Follow<T> {
+    /// Takes one change, after the caches and indexes did.
     fn follow(&mut self, change: Change<'_, T>);
 }
 
@@ -105,6 +106,7 @@ pub struct AssignmentTriggers {
 }
 
 impl AssignmentTriggers {
+    /// Triggers that read `caches` and send to `sinks`.
     pub fn new(caches: Caches, sinks: Sinks) -> Self {
         AssignmentTriggers { caches, sinks, own: Relevant::default(), tenants: Relevant::default() }
     }
@@ -143,6 +145,7 @@ pub struct DefinitionTriggers {
 }
 
 impl DefinitionTriggers {
+    /// Triggers that read `caches` and send to `sinks`.
     pub fn new(caches: Caches, sinks: Sinks) -> Self {
         DefinitionTriggers { caches, sinks, own: Relevant::default(), seen: Relevant::default() }
     }
@@ -185,6 +188,7 @@ pub struct NamespaceTriggers {
 }
 
 impl NamespaceTriggers {
+    /// Triggers that read `caches` and send to `sinks`.
     pub fn new(caches: Caches, sinks: Sinks) -> Self {
         NamespaceTriggers { caches, sinks, seen: HashMap::new(), listed: false, relisted: HashSet::new() }
     }
@@ -244,6 +248,8 @@ pub struct CatalogTriggers {
 }
 
 impl CatalogTriggers {
+    /// Triggers that read `caches` and send to `sinks`; the catalog version now is the one
+    /// already seen.
     pub fn new(caches: Caches, sinks: Sinks) -> Self {
         let seen = caches.catalog.version();
         CatalogTriggers { caches, sinks, seen, listed: false }
@@ -325,6 +331,7 @@ pub struct ActivationTriggers {
 }
 
 impl ActivationTriggers {
+    /// Triggers from `caches` into `sinks`.
     pub fn new(caches: Caches, sinks: Sinks) -> Self {
         ActivationTriggers { caches, sinks, own: Relevant::default() }
     }
@@ -362,6 +369,7 @@ pub struct ReviewTriggers {
 }
 
 impl ReviewTriggers {
+    /// Triggers into `sinks`.
     pub fn new(sinks: Sinks) -> Self {
         ReviewTriggers { sinks }
     }

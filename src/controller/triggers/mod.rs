@@ -35,9 +35,13 @@ pub use mapping::{
 /// Where triggers go.
 #[derive(Clone)]
 pub struct Sinks {
+    /// Assignments to reconcile.
     pub assignments: UnboundedSender<ObjectRef<RegistrationAssignment>>,
+    /// Definitions to reconcile.
     pub definitions: UnboundedSender<ObjectRef<RegistrationDefinition>>,
+    /// Namespaces whose `managed-by-tenants` annotation to recompute.
     pub namespaces: UnboundedSender<ObjectRef<PartialObjectMeta<Namespace>>>,
+    /// Materialized objects that may be orphans.
     pub sweep: UnboundedSender<Candidate>,
     /// RoleBindings beyond User Access Administrator's limit.
     pub guard: UnboundedSender<Offence>,
@@ -79,10 +83,15 @@ fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
 
 /// The writers of the reflector caches this module fills.
 pub struct Writers {
+    /// Fills [`super::Caches::namespaces`].
     pub namespaces: Writer<PartialObjectMeta<Namespace>>,
+    /// Fills [`super::Caches::definitions`].
     pub definitions: Writer<RegistrationDefinition>,
+    /// Fills [`super::Caches::assignments`].
     pub assignments: Writer<RegistrationAssignment>,
+    /// Fills [`super::Caches::activations`].
     pub activations: Writer<RoleActivation>,
+    /// Fills [`super::Caches::reviews`].
     pub reviews: Writer<ActivationReview>,
 }
 
@@ -91,7 +100,9 @@ pub struct Writers {
 pub enum Change<'a, T> {
     /// Seen in a (re)list: a restart re-checks everything.
     Listed(&'a T),
+    /// Created or changed.
     Applied(&'a T),
+    /// Deleted (or gone between two lists).
     Deleted(&'a T),
     /// A (re)list is complete.
     ListDone,
@@ -106,6 +117,8 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Counts `caches` caches still to list; the receiver turns `true` once all have (at once
+    /// when `caches` is 0).
     pub fn new(caches: usize) -> (Arc<Readiness>, tokio::sync::watch::Receiver<bool>) {
         let (ready, rx) = tokio::sync::watch::channel(caches == 0);
         (Arc::new(Readiness { pending: std::sync::atomic::AtomicUsize::new(caches), ready }), rx)

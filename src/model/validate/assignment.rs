@@ -19,6 +19,11 @@ pub struct AssignmentFacts<'a> {
 }
 
 /// SPEC §3 rule 2 for an assignment: returns its scope. The definition is validated on its own.
+///
+/// # Errors
+/// A [`Rejection`] for [`Rule::InvalidScope`] when the namespace is not a subscription or a
+/// resource group of one, or [`Rule::DuplicateAssignment`] when an older assignment already
+/// assigns the definition here.
 pub fn validate_assignment(
     facts: &AssignmentFacts<'_>,
     namespaces: &dyn Namespaces,
