@@ -344,7 +344,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let sweeper = tokio::spawn(sweep::run(ctx.clone(), while_leading(sweep_rx, &reconciling)));
     let guard = tokio::spawn(guard::run(ctx.clone(), while_leading(guard_rx, &reconciling)));
 
-    info!("kube-lighthouse controller started");
+    info!("watching; waiting to lead");
     tokio::select! {
         _ = lease::acquired(&mut leadership) => info!("leading: reconciling every delegation"),
         _ = shutdown.clone() => {
@@ -362,6 +362,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         Err(e) => warn!(error = %e, "could not revoke expired activations at start; their reconciles will"),
     }
     let _ = reconciling_tx.send(true);
+    info!("kube-lighthouse controller started");
     // The triggers dropped while following: everything the caches hold (what they have not
     // listed yet comes as it is listed, now that this replica reconciles).
     triggers::everything(&caches, &sinks);
