@@ -54,10 +54,8 @@ impl Cluster {
     }
 }
 
-/// A context whose client talks to the returned mock, with synced (empty) caches.
-pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
-    let (service, server) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+/// Empty caches, and the writers that fill them.
+pub fn cluster() -> Cluster {
     let namespaces = Writer::default();
     let definitions = Writer::default();
     let assignments = Writer::default();
@@ -72,6 +70,15 @@ pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
         activations: Writer::default().as_reader(),
         reviews: Writer::default().as_reader(),
     };
+    Cluster { namespaces, definitions, assignments, caches }
+}
+
+/// A context whose client talks to the returned mock, with synced (empty) caches.
+pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
+    let (service, server) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let cluster = cluster();
+    let caches = cluster.caches.clone();
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let grants = Arc::new(GrantActivity::default());
     tokio::spawn({
@@ -109,7 +116,7 @@ pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
         activation_triggers: mpsc::unbounded().0,
         clock: Default::default(),
     };
-    (Arc::new(ctx), server, Cluster { namespaces, definitions, assignments, caches })
+    (Arc::new(ctx), server, cluster)
 }
 
 /// The next request: method, path with query, and JSON body (Null when empty).

@@ -111,21 +111,19 @@ fn indent(text: &str) -> String {
 
 /// `definition list` / `-A`: name, display name, managing tenant, counts, state.
 pub fn definition_table(definitions: &[RegistrationDefinition], all_namespaces: bool) -> TextTable {
-    let mut columns = Vec::new();
-    if all_namespaces {
-        columns.push(Column::new("Namespace"));
-    }
-    columns.extend([
-        Column::new("Name"),
-        Column::new("Display Name"),
-        Column::new("Managed By"),
-        Column::new("Authorizations"),
-        Column::new("Eligible"),
-        Column::new("State"),
-        Column::wide("Reason"),
-        Column::wide("Description"),
-    ]);
-    let mut t = TextTable::new(columns);
+    let mut t = TextTable::new(output::namespaced(
+        all_namespaces,
+        [
+            Column::new("Name"),
+            Column::new("Display Name"),
+            Column::new("Managed By"),
+            Column::new("Authorizations"),
+            Column::new("Eligible"),
+            Column::new("State"),
+            Column::wide("Reason"),
+            Column::wide("Description"),
+        ],
+    ));
     for d in definitions {
         let status = d.status.clone().unwrap_or_default();
         let mut row = Vec::new();
@@ -150,20 +148,18 @@ pub fn definition_table(definitions: &[RegistrationDefinition], all_namespaces: 
 /// `assignment list` / `-A`: name, definition, managing and customer tenant, state; wide adds
 /// the namespaces in force and the reason.
 pub fn assignment_table(assignments: &[RegistrationAssignment], all_namespaces: bool) -> TextTable {
-    let mut columns = Vec::new();
-    if all_namespaces {
-        columns.push(Column::new("Namespace"));
-    }
-    columns.extend([
-        Column::new("Name"),
-        Column::new("Definition"),
-        Column::new("Managed By"),
-        Column::new("Customer"),
-        Column::new("State"),
-        Column::wide("Namespaces"),
-        Column::wide("Reason"),
-    ]);
-    let mut t = TextTable::new(columns);
+    let mut t = TextTable::new(output::namespaced(
+        all_namespaces,
+        [
+            Column::new("Name"),
+            Column::new("Definition"),
+            Column::new("Managed By"),
+            Column::new("Customer"),
+            Column::new("State"),
+            Column::wide("Namespaces"),
+            Column::wide("Reason"),
+        ],
+    ));
     for a in assignments {
         let status = a.status.clone().unwrap_or_default();
         let mut row = Vec::new();

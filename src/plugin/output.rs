@@ -31,6 +31,16 @@ pub struct Column {
     pub priority: i32,
 }
 
+/// `columns`, after a `Namespace` column with `-A` (kubectl's layout).
+pub fn namespaced(all_namespaces: bool, columns: impl IntoIterator<Item = Column>) -> Vec<Column> {
+    let mut out = Vec::new();
+    if all_namespaces {
+        out.push(Column::new("Namespace"));
+    }
+    out.extend(columns);
+    out
+}
+
 impl Column {
     /// A column shown by default.
     pub fn new(name: &str) -> Column {

@@ -49,22 +49,20 @@ pub fn table(
     catalog: &Catalog,
     all_namespaces: bool,
 ) -> TextTable {
-    let mut columns = Vec::new();
-    if all_namespaces {
-        columns.push(Column::new("Namespace"));
-    }
-    columns.extend([
-        Column::new("Provider Tenant"),
-        Column::new("Offer"),
-        Column::new("Delegations"),
-        Column::new("Roles"),
-        Column::new("Eligible Roles"),
-        Column::new("State"),
-        Column::wide("Definition"),
-        Column::wide("Assignments"),
-        Column::wide("Plan"),
-    ]);
-    let mut t = TextTable::new(columns);
+    let mut t = TextTable::new(output::namespaced(
+        all_namespaces,
+        [
+            Column::new("Provider Tenant"),
+            Column::new("Offer"),
+            Column::new("Delegations"),
+            Column::new("Roles"),
+            Column::new("Eligible Roles"),
+            Column::new("State"),
+            Column::wide("Definition"),
+            Column::wide("Assignments"),
+            Column::wide("Plan"),
+        ],
+    ));
     let mut covered = BTreeSet::new();
     for d in definitions {
         let mine = assignments_of(d, assignments, subscription_of);

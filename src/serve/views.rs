@@ -164,6 +164,11 @@ fn encode<T: Serialize, L: Serialize>(
     }
 }
 
+/// 404 for a resource this API does not serve, as the API server words it.
+fn unknown_resource() -> Response {
+    status_response(protocol::failure(404, "NotFound", "the server could not find the requested resource".into(), None))
+}
+
 async fn list(
     State(views): State<Arc<Views>>,
     Extension(identity): Extension<Identity>,
@@ -172,12 +177,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Response {
     let Some(resource) = ViewResource::from_plural(&resource) else {
-        return status_response(protocol::failure(
-            404,
-            "NotFound",
-            "the server could not find the requested resource".into(),
-            None,
-        ));
+        return unknown_resource();
     };
     let params = protocol::query_parameters(uri.query());
     let query = match protocol::list_query(&params) {
@@ -198,12 +198,7 @@ async fn get_one(
     headers: HeaderMap,
 ) -> Response {
     let Some(resource) = ViewResource::from_plural(&resource) else {
-        return status_response(protocol::failure(
-            404,
-            "NotFound",
-            "the server could not find the requested resource".into(),
-            None,
-        ));
+        return unknown_resource();
     };
     let params = protocol::query_parameters(uri.query());
     let query = ListQuery {

@@ -7,7 +7,6 @@ use futures::channel::mpsc::{self, UnboundedReceiver};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ObjectMeta;
-use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
@@ -22,9 +21,7 @@ const OTHER: &str = "bbbbbbbb-bbbb-4ccc-8ddd-eeeeeeeeeeee";
 /// Caches as the watches fill them, and the receiving ends of every sink.
 struct Harness {
     caches: Caches,
-    namespaces: Writer<PartialObjectMeta<Namespace>>,
-    definitions: Writer<RegistrationDefinition>,
-    assignments: Writer<RegistrationAssignment>,
+    cluster: crate::controller::testing::Cluster,
     sinks: Sinks,
     assignment_rx: UnboundedReceiver<ObjectRef<RegistrationAssignment>>,
     definition_rx: UnboundedReceiver<ObjectRef<RegistrationDefinition>>,
@@ -56,20 +53,7 @@ fn names<K: Resource<DynamicType = ()>>(refs: Vec<ObjectRef<K>>) -> Vec<String> 
 
 impl Harness {
     fn new() -> Harness {
-        let namespaces = Writer::default();
-        let definitions = Writer::default();
-        let assignments = Writer::default();
-        let caches = Caches {
-            namespaces: namespaces.as_reader(),
-            definitions: definitions.as_reader(),
-            assignments: assignments.as_reader(),
-            catalog: Arc::default(),
-            roles: Arc::default(),
-            bindings: Arc::default(),
-            indexes: Arc::default(),
-            activations: Writer::default().as_reader(),
-            reviews: Writer::default().as_reader(),
-        };
+        let cluster = crate::controller::testing::cluster();
         let (a_tx, assignment_rx) = mpsc::unbounded();
         let (d_tx, definition_rx) = mpsc::unbounded();
         let (n_tx, namespace_rx) = mpsc::unbounded();
@@ -85,10 +69,8 @@ impl Harness {
             activations: act_tx,
         };
         Harness {
-            caches,
-            namespaces,
-            definitions,
-            assignments,
+            caches: cluster.caches.clone(),
+            cluster,
             sinks,
             assignment_rx,
             definition_rx,
@@ -96,23 +78,6 @@ impl Harness {
             sweep_rx,
             activation_rx,
         }
-    }
-
-    fn namespace(&mut self, event: watcher::Event<PartialObjectMeta<Namespace>>) {
-        self.namespaces.apply_watcher_event(&event);
-        self.caches.indexes.namespaces_by_subscription.observe(&event);
-    }
-
-    fn definition(&mut self, event: watcher::Event<RegistrationDefinition>) {
-        self.definitions.apply_watcher_event(&event);
-        self.caches.indexes.definitions_by_namespace.observe(&event);
-        self.caches.indexes.definitions_by_principal_namespace.observe(&event);
-    }
-
-    fn assignment(&mut self, event: watcher::Event<RegistrationAssignment>) {
-        self.assignments.apply_watcher_event(&event);
-        self.caches.indexes.assignments_by_namespace.observe(&event);
-        self.caches.indexes.assignments_by_uid.observe(&event);
     }
 
     fn triggered_assignments(&mut self) -> Vec<String> {
@@ -184,11 +149,11 @@ fn definition(namespace: &str, name: &str, generation: i64) -> RegistrationDefin
 /// A customer with subscription `sub`, resource group `rg`, definition `offer` in `sub`, and
 /// assignments of it in both.
 fn customer(h: &mut Harness) {
-    h.namespace(watcher::Event::Apply(subscription("sub", CUSTOMER)));
-    h.namespace(watcher::Event::Apply(resource_group("rg", "sub")));
-    h.definition(watcher::Event::Apply(definition("sub", "offer", 1)));
-    h.assignment(watcher::Event::Apply(assignment("sub", "a", "offer", 1)));
-    h.assignment(watcher::Event::Apply(assignment("rg", "b", "offer", 1)));
+    h.cluster.namespace(subscription("sub", CUSTOMER));
+    h.cluster.namespace(resource_group("rg", "sub"));
+    h.cluster.definition(definition("sub", "offer", 1));
+    h.cluster.assignment(assignment("sub", "a", "offer", 1));
+    h.cluster.assignment(assignment("rg", "b", "offer", 1));
 }
 
 #[test]
@@ -239,7 +204,7 @@ fn an_assignment_triggers_itself_on_spec_deletion_or_finalizer_and_its_subscript
 fn a_definition_triggers_its_assignments_only_when_what_they_read_changed() {
     let mut h = Harness::new();
     customer(&mut h);
-    h.definition(watcher::Event::Apply(definition("sub", "neighbour", 1)));
+    h.cluster.definition(definition("sub", "neighbour", 1));
     let mut triggers = DefinitionTriggers::new(h.caches.clone(), h.sinks.clone());
     let offer = definition("sub", "offer", 1);
 
@@ -303,7 +268,7 @@ fn a_subscription_that_changes_tenant_re_runs_everything_read_from_it() {
     h.nothing_triggered();
 
     let moved = subscription("sub", OTHER);
-    h.namespace(watcher::Event::Apply(moved.clone()));
+    h.cluster.namespace(moved.clone());
     triggers.follow(Change::Applied(&moved));
     assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"], "in it and in its resource groups");
     assert_eq!(h.triggered_definitions(), ["sub/offer"], "a transfer concerns its definitions");
@@ -314,15 +279,15 @@ fn a_subscription_that_changes_tenant_re_runs_everything_read_from_it() {
 fn a_resource_group_that_moves_leaves_its_old_subscription_too() {
     let mut h = Harness::new();
     customer(&mut h);
-    h.namespace(watcher::Event::Apply(subscription("sub2", CUSTOMER)));
-    h.assignment(watcher::Event::Apply(assignment("sub2", "c", "offer2", 1)));
+    h.cluster.namespace(subscription("sub2", CUSTOMER));
+    h.cluster.assignment(assignment("sub2", "c", "offer2", 1));
     let mut triggers = NamespaceTriggers::new(h.caches.clone(), h.sinks.clone());
     triggers.follow(Change::Listed(&resource_group("rg", "sub")));
     triggers.follow(Change::ListDone);
     h.nothing_triggered();
 
     let moved = resource_group("rg", "sub2");
-    h.namespace(watcher::Event::Apply(moved.clone()));
+    h.cluster.namespace(moved.clone());
     triggers.follow(Change::Applied(&moved));
     assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a", "sub2/c"], "the old and the new subscription's");
     assert_eq!(h.triggered_namespaces(), ["sub", "sub2"], "both re-compute managed-by-tenants");
@@ -472,7 +437,7 @@ fn an_activation_triggers_itself_and_the_assignment_that_builds_its_access() {
     use crate::api::ActivationPhase::{Active, Expired, Pending};
     let mut h = Harness::new();
     customer(&mut h);
-    h.assignment(watcher::Event::Apply(assignment("sub", "contoso", "offer", 1)));
+    h.cluster.assignment(assignment("sub", "contoso", "offer", 1));
     h.triggered_assignments();
     let mut t = ActivationTriggers::new(h.caches.clone(), h.sinks.clone());
     // In a resource group: its assignment is the subscription's.
