@@ -48,7 +48,8 @@ kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
 VIEWS_NS=kube-lighthouse-demo
 VIEWS_SVC=kube-lighthouse-views
 VIEWS_DIR=$STATE_DIR/views
-VIEWS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+VIEWS_PORT=$(free_port)
 if [[ ! -f $VIEWS_DIR/tls.crt ]]; then
   mkdir -p "$VIEWS_DIR"
   openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=kube-lighthouse-views-ca \
@@ -65,7 +66,9 @@ fi
 say "Starting the controller (log: $STATE_DIR/logs/controller.log)"
 stop_controller
 mkdir -p "$STATE_DIR/logs"
-./target/debug/kube-lighthouse --webhook-port "$VIEWS_PORT" \
+# Free ports for metrics and health too: 8080 and 8081, the defaults, are often taken (another
+# demo, another program), and the controller refuses to start on a taken port.
+./target/debug/kube-lighthouse --webhook-port "$VIEWS_PORT" --metrics-port "$(free_port)" --health-port "$(free_port)" \
   --webhook-cert "$VIEWS_DIR/tls.crt" --webhook-key "$VIEWS_DIR/tls.key" >"$STATE_DIR/logs/controller.log" 2>&1 &
 echo $! >"$PID_FILE"
 
@@ -105,7 +108,11 @@ spec:
   service: {name: $VIEWS_SVC, namespace: $VIEWS_NS, port: $VIEWS_PORT}
   caBundle: $(base64 -w0 <"$VIEWS_DIR/ca.crt")
 EOF
-kubectl wait --for=condition=Available --timeout=90s apiservice/v1alpha1.view.kubelighthouse.io
+if ! kubectl wait --for=condition=Available --timeout=90s apiservice/v1alpha1.view.kubelighthouse.io; then
+  kill -0 "$(cat "$PID_FILE")" 2>/dev/null || echo "the controller exited:" >&2
+  tail -n 5 "$STATE_DIR/logs/controller.log" | cut -c1-600 >&2
+  exit 1
+fi
 
 say "Applying the example delegation (examples/quickstart/)"
 kubectl apply -f examples/quickstart/
