@@ -297,6 +297,30 @@ fn resource_groups_map_explicitly_else_by_name() {
 }
 
 #[test]
+fn a_resource_group_never_maps_to_the_subscription_namespace_itself() {
+    // In Azure the assignment covers resource group `web` only; in the subscription namespace
+    // it would cover the whole subscription. The cluster check (`-n`'s resource-group
+    // namespaces) is absent with `--dry-run=client` and no cluster, so the pure import refuses.
+    let mut template = subscription_template(reader_properties());
+    let assignment = template["resources"][1].take();
+    template["resources"][1] = json!({
+        "type": "Microsoft.Resources/deployments", "apiVersion": "2021-04-01", "name": "rg", "resourceGroup": "web",
+        "properties": {"mode": "Incremental", "template": {
+            "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+            "resources": [assignment]
+        }}
+    });
+    let errors = Run::new(template.clone()).map_rg("web", "customer-a").errors();
+    assert!(
+        matches!(errors.as_slice(), [ImportError::InvalidArgument { path, message }]
+            if path == "--resource-group web=customer-a" && message.contains("whole subscription")),
+        "{errors:?}"
+    );
+    let id = azure::expression::arm_guid(&["Contoso Operations"]);
+    assert_eq!(names(&Run::new(template).ok()).1, vec![format!("web/{id}->{id}")]);
+}
+
+#[test]
 fn property_copy_loops_build_authorizations() {
     let mut t = subscription_template(json!({
         "registrationDefinitionName": "Looped",

@@ -380,6 +380,16 @@ fn namespace_for(target: &Target, to: &Destination<'_>) -> Result<String, Import
                 .get(name)
                 .or_else(|| to.resource_groups.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v));
             if let Some(ns) = explicit {
+                // The subscription namespace is no resource group of itself: an assignment
+                // there would delegate the whole subscription, not this resource group.
+                if ns == to.subscription_namespace {
+                    return Err(ImportError::InvalidArgument {
+                        path: format!("--resource-group {name}={ns}"),
+                        message: format!(
+                            "namespace {ns:?} is the subscription namespace itself: the assignment would delegate the whole subscription, not resource group {name:?}; map it to a resource-group namespace of {ns}"
+                        ),
+                    });
+                }
                 return Ok(ns.clone());
             }
             to.resource_group_namespaces.iter().find(|ns| ns.eq_ignore_ascii_case(name)).cloned().ok_or_else(|| {
