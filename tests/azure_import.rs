@@ -321,6 +321,36 @@ fn a_resource_group_never_maps_to_the_subscription_namespace_itself() {
 }
 
 #[test]
+fn outer_scope_nested_templates_see_the_parents_resource_group_and_subscription() {
+    // ARM: with the default (outer) expression scope, resourceGroup() and subscription() in a
+    // nested template resolve to the parent deployment's scope; at a subscription deployment
+    // resourceGroup() is then an error, as in Azure, never the nested deployment's group.
+    let mut template = subscription_template(reader_properties());
+    let mut assignment = template["resources"][1].take();
+    assignment["name"] = json!("[guid(resourceGroup().name)]");
+    template["resources"][1] = json!({
+        "type": "Microsoft.Resources/deployments", "apiVersion": "2021-04-01", "name": "rg", "resourceGroup": "web",
+        "properties": {"mode": "Incremental", "template": {
+            "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+            "resources": [assignment.clone()]
+        }}
+    });
+    let errors = Run::new(template.clone()).errors();
+    assert!(
+        matches!(errors.as_slice(), [ImportError::NoResourceGroup { path }] if path.starts_with("resources[1].properties.template.resources[0].name")),
+        "{errors:?}"
+    );
+    // The same in the inner scope: the nested deployment's resource group.
+    template["resources"][1]["properties"]["expressionEvaluationOptions"] = json!({"scope": "inner"});
+    let id = azure::expression::arm_guid(&["Contoso Operations"]);
+    let definition_id = format!("[resourceId('Microsoft.ManagedServices/registrationDefinitions/', '{id}')]");
+    template["resources"][1]["properties"]["template"]["resources"][0]["properties"]["registrationDefinitionId"] =
+        json!(definition_id);
+    let web = azure::expression::arm_guid(&["web"]);
+    assert_eq!(names(&Run::new(template).ok()).1, vec![format!("web/{web}->{id}")]);
+}
+
+#[test]
 fn property_copy_loops_build_authorizations() {
     let mut t = subscription_template(json!({
         "registrationDefinitionName": "Looped",

@@ -752,7 +752,9 @@ fn nested_deployment(
         }
     }
     if !inner {
-        // Outer scope: the nested template's expressions are the parent's, copyIndex() included.
+        // Outer scope: the nested template's expressions are the parent's, copyIndex() included,
+        // and so are resourceGroup() and subscription() (ARM resolves them to the parent
+        // deployment's scope); only the target is the nested deployment's.
         for section in ["parameters", "variables"] {
             if template.get(section).and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
                 return Err(ImportError::InvalidValue {
@@ -761,7 +763,7 @@ fn nested_deployment(
                 });
             }
         }
-        let nested = Ctx { env: ctx.env, copies: ctx.copies.clone(), scope };
+        let nested = Ctx { env: ctx.env, copies: ctx.copies.clone(), scope: ctx.scope.clone() };
         walk_resources(template, &template_path, &nested, &target, out, errors);
         return Ok(());
     }
