@@ -9,8 +9,13 @@ async fn main() {
     // Usage errors exit 2 (clap), help and version 0.
     let cli = Cli::parse();
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = plugin::run(cli, &mut stdout).await {
-        eprintln!("error: {e}");
-        std::process::exit(e.exit_code());
+    match plugin::run(cli, &mut stdout).await {
+        Ok(()) => {}
+        // The reader went away (`… | head`): stop quietly, as kubectl does.
+        Err(plugin::PluginError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(e.exit_code());
+        }
     }
 }
