@@ -142,8 +142,8 @@ struct World {
 /// c1: Contoso (the engineers' group Reader, the engineer eligible for Contributor with
 /// approvers) and Fabrikam (its engineer Reader); c2: Contoso, at a resource group, the
 /// engineer Contributor; c3: Contoso, the engineer only an approver of on-call's eligible
-/// role; c4: Contoso, on-call only (nothing for the engineer); c5: Fabrikam, its engineers'
-/// group Reader.
+/// role; c4: Contoso, on-call only, and a Failed delegation naming the engineer as Owner
+/// (which grants nothing, so it shows to no one); c5: Fabrikam, its engineers' group Reader.
 async fn world(client: &Client) -> World {
     let (engineer, engineers, leads, on_call) = (fresh_guid(), fresh_guid(), fresh_guid(), fresh_guid());
     let customers: [String; 5] = std::array::from_fn(|_| fresh_guid());
@@ -203,6 +203,17 @@ async fn world(client: &Client) -> World {
         none.clone(),
     )
     .await;
+    // Owner is never delegable: Failed, it grants the engineer nothing (SPEC §3, §10).
+    delegate(
+        client,
+        &s4,
+        &s4,
+        "contoso-owner",
+        MSP_TENANT,
+        json!([authorization(&engineer, "User", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635")]),
+        none.clone(),
+    )
+    .await;
     delegate(
         client,
         &s5,
@@ -218,6 +229,7 @@ async fn world(client: &Client) -> World {
     {
         wait_for_assignment_state(client, ns, name, "Succeeded").await;
     }
+    wait_for_assignment_state(client, &s4, "contoso-owner", "Failed").await;
     World { engineer, engineers, customers, s1, r2, s3, s5 }
 }
 

@@ -7,8 +7,10 @@
 //! eligible one, or a listed approver of an eligible one. Subjects are compared exactly as
 //! RBAC compares them ([`Caller::is_subject`]), so a view never shows what the caller's
 //! RoleBindings would not name. Since the projection contains the managing tenant, a principal
-//! of tenant A never matches a delegation to tenant B. The delegation's state is shown
-//! whatever it is: a Failed assignment is visible with its reason, and grants nothing.
+//! of tenant A never matches a delegation to tenant B. A Failed assignment grants nothing, so
+//! it shows to no one (SPEC §10: a delegation is listed when it grants the caller something);
+//! the customer sees it, with its reason, among their providers. A pending one (Accepted, or
+//! not yet reconciled) shows with its state.
 //!
 //! Customers are the visible delegations grouped by customer tenant.
 //!
@@ -207,8 +209,8 @@ fn ready_condition(assignment: &RegistrationAssignment) -> Option<&crate::api::C
 /// `status.manageeTenantId` when the scope namespace is gone; its definition, resolved in the
 /// subscription namespace (an assignment whose definition is not found shows to no one: there
 /// is nobody it names); and the caller's roles in it. Assignments that give the caller nothing
-/// are left out. Namespaces in force are `status.namespaces` that still exist and are not
-/// terminating, and none for a Failed assignment.
+/// are left out, and so are Failed ones: they grant nothing to anyone. Namespaces in force are
+/// `status.namespaces` that still exist and are not terminating.
 pub fn delegations<'a>(
     caller: &Caller,
     definitions: impl IntoIterator<Item = &'a RegistrationDefinition>,
@@ -227,6 +229,9 @@ pub fn delegations<'a>(
             continue;
         };
         let status = assignment.status.clone().unwrap_or_default();
+        if status.provisioning_state == Some(ProvisioningState::Failed) {
+            continue;
+        }
         let resolved = scope::subscription_of(namespace, ctx.namespaces).ok();
         let (subscription, scope_kind) = match &resolved {
             Some((sub, _)) if sub == namespace => (sub.clone(), ScopeKind::Subscription),
@@ -247,12 +252,13 @@ pub fn delegations<'a>(
             .or_else(|| definition.status.as_ref().and_then(|s| s.managee_tenant_id.clone()))
             .unwrap_or_default();
         let state = status.provisioning_state.map_or("Unknown", ProvisioningState::as_str).to_string();
-        let namespaces = if status.provisioning_state == Some(ProvisioningState::Failed) {
-            Vec::new()
-        } else {
-            let set: BTreeSet<String> = status.namespaces.into_iter().filter(|n| live(ctx.namespaces, n)).collect();
-            set.into_iter().collect()
-        };
+        let namespaces: Vec<String> = status
+            .namespaces
+            .into_iter()
+            .filter(|n| live(ctx.namespaces, n))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let ready = ready_condition(assignment);
         out.push(Delegation {
             api_version: VIEW_API_VERSION.into(),
@@ -782,7 +788,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_and_pending_assignments_show_with_their_state() {
+    fn failed_assignments_show_to_no_one_and_pending_ones_with_their_state() {
         let mut w = World::msp();
         let mut failed = assignment("cust1", "a-ops", "a-ops", ProvisioningState::Failed, &["cust1"]);
         failed.status.as_mut().expect("status").conditions = vec![Condition {
@@ -799,22 +805,23 @@ mod tests {
         w.assignments[1] = pending;
         let alice = user_of(TENANT_A, ALICE, &[ENGINEERS]);
         let d = w.delegations(&alice);
-        let ops = d.iter().find(|d| d.namespace == "cust1").expect("failed one is shown");
-        assert_eq!(ops.state, "Failed");
-        assert_eq!(ops.reason.as_deref(), Some("RoleNotDelegable"));
-        assert!(ops.namespaces.is_empty(), "a failed delegation is in force nowhere");
+        // A Failed assignment grants nothing (SPEC §10: listed when it grants the caller something).
+        assert!(d.iter().all(|d| d.namespace != "cust1"), "{d:?}");
         let web = d.iter().find(|d| d.namespace == "cust1-web").expect("pending one is shown");
         assert_eq!(web.state, "Unknown");
         assert_eq!(web.reason, None);
-        let table = delegation_table(&d, IncludeObject::None);
-        let states: Vec<&Value> = table.rows.iter().map(|r| &r.cells[6]).collect();
-        assert!(states.contains(&&json!("Failed")));
+        assert_eq!(w.names(&alice), ["cust1-web.a-web", "cust2.a-ops"]);
+        // Alice's customer 1 is still there through the pending one, without the failed one's roles.
+        let c = customers(&d);
+        let c1 = c.iter().find(|c| c.customer_tenant_id == CUSTOMER_1).expect("customer 1");
+        assert_eq!(c1.delegation_count, 1);
     }
 
     #[test]
-    fn rejected_definitions_still_show_whom_they_name() {
+    fn rejected_definitions_never_claim_a_role() {
         let mut w = World::new();
-        // Owner is never delegable: the definition is Failed, but it names Alice.
+        // Owner is never delegable: the definition and its assignment are Failed. Alice is
+        // named, but holds nothing: no delegation, no customer, and no "Owner" anywhere.
         w.definitions = vec![definition(
             "cust1",
             "owner",
@@ -822,11 +829,11 @@ mod tests {
             vec![auth(ALICE, None, crate::model::catalog::OWNER), auth("not-a-guid", None, READER)],
         )];
         w.assignments = vec![assignment("cust1", "owner", "owner", ProvisioningState::Failed, &[])];
-        let d = w.delegations(&user_of(TENANT_A, ALICE, &[]));
-        assert_eq!(d.len(), 1);
-        assert_eq!(d[0].my_roles.standing[0].role, "Owner");
-        assert_eq!(d[0].state, "Failed");
-        // A principal ID that is not a GUID projects to nothing.
+        let alice = user_of(TENANT_A, ALICE, &[]);
+        assert!(w.delegations(&alice).is_empty());
+        assert!(customers(&w.delegations(&alice)).is_empty());
+        // A principal ID that is not a GUID projects to nothing, whatever the state.
+        w.assignments = vec![assignment("cust1", "owner", "owner", ProvisioningState::Succeeded, &["cust1"])];
         assert!(w.delegations(&user_of(TENANT_A, "not-a-guid", &[])).is_empty());
     }
 
