@@ -77,6 +77,11 @@ impl Audit {
             .collect()
     }
 
+    /// The controller's requests of `verb` on `resource` since the last call.
+    pub fn count(&mut self, verb: &str, resource: &str) -> usize {
+        self.drain().iter().filter(|r| r.verb == verb && r.resource == resource).count()
+    }
+
     /// Writes since the last call, by verb and resource.
     pub fn writes(&mut self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();

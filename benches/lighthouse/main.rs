@@ -15,6 +15,9 @@
 //! 5. **Memory**: the controller's peak RSS at `--n` and at `--big-n` delegated namespaces.
 //! 6. **Request cost**: with the controller stopped, the API server CPU per request of each
 //!    kind on the controller's path and on the baseline's, and the ratio per subscription.
+//! 7. **Admission**: the webhook's answer time for an assignment of a subscription with 50
+//!    resource groups, by an author who must be asked about every permission and by one who
+//!    may bind the roles, and the SubjectAccessReviews each request costs.
 //!
 //! The controller is the release binary, run as a subprocess under an impersonated user so the
 //! API server's audit log attributes every request it makes; CPU and RSS come from `/proc`.
@@ -27,12 +30,14 @@
 //! | [`audit`] | the controller's requests, from the API server's audit log |
 //! | [`probe`] | the access probes (SubjectAccessReviews) and the delegation every phase grants |
 //! | [`objects`] | the namespaces, delegations and baseline RBAC the benchmark writes |
-//! | [`phases`] | the six phases, each returning its part of the report |
+//! | [`phases`] | phases 1 to 6, each returning its part of the report |
+//! | [`admission`] | phase 7, the admission webhook's authority check |
 //! | [`report`] | the typed report and how it prints |
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
+mod admission;
 mod audit;
 mod controller;
 mod objects;
@@ -149,6 +154,10 @@ async fn run(args: Args) {
     let request_cost = phases::request_costs(&bench, &onboarded, &team).await;
     say(&format!("request cost: {}", json(&request_cost)));
 
+    // 7. The admission webhook on a subscription with 50 resource groups
+    let admission = admission::admission(&mut bench, &team).await;
+    say(&format!("admission: {}", json(&admission)));
+
     let report = Report {
         machine,
         args: settings,
@@ -159,6 +168,7 @@ async fn run(args: Args) {
         memory,
         restart_big,
         request_cost,
+        admission,
     };
     report.write(&bench.args.out);
 }

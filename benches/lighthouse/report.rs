@@ -22,6 +22,7 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_big: Option<RestartBig>,
     pub request_cost: RequestCost,
+    pub admission: Admission,
 }
 
 /// Where the figures were measured.
@@ -147,6 +148,25 @@ pub struct RequestCost {
 pub struct PerSubscription {
     pub controller_path: f64,
     pub baseline: f64,
+}
+
+/// Phase 7: the admission webhook's answer time on a subscription with 50 resource groups.
+#[derive(Debug, Serialize)]
+pub struct Admission {
+    /// The subscription and its resource groups: the namespaces the assignment covers.
+    pub namespaces: usize,
+    /// An author who holds every permission in each namespace but may not `bind` the roles.
+    pub namespace_owner: AdmissionCase,
+    /// An author who may `bind` the catalog's ClusterRoles.
+    pub binder: AdmissionCase,
+}
+
+/// One author's figures: the dry-run create's round trip, and the SubjectAccessReviews the
+/// webhook sent per request.
+#[derive(Debug, Serialize)]
+pub struct AdmissionCase {
+    pub access_reviews_per_request: f64,
+    pub latency: LatencySummary,
 }
 
 /// A report section as JSON, keys sorted, as it prints.
