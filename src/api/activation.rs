@@ -37,14 +37,14 @@ pub struct RoleActivationSpec {
     /// a resource-group namespace, in its subscription namespace.
     pub registration_assignment_ref: AssignmentRef,
     /// The eligible role: catalog GUID or ClusterRole name, as in the definition.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub role_definition_id: String,
     /// How long the access lasts once active, ISO 8601 (e.g. `PT2H`); at most the policy's
     /// `maximumActivationDuration`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 64))]
     pub duration: String,
     /// Why the access is needed; required.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 2048))]
     pub justification: String,
     /// The ticket the work belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,7 +55,7 @@ pub struct RoleActivationSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct AssignmentRef {
     /// Name of the assignment.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
 
@@ -63,8 +63,10 @@ pub struct AssignmentRef {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct Ticket {
     /// E.g. `ServiceNow`.
+    #[schemars(length(max = 256))]
     pub system: String,
     /// E.g. `INC4711`.
+    #[schemars(length(max = 256))]
     pub number: String,
 }
 
@@ -196,7 +198,7 @@ pub struct ActivationReviewSpec {
     /// Approve or Deny.
     pub decision: Decision,
     /// Why; required.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 2048))]
     pub reason: String,
 }
 
@@ -204,7 +206,7 @@ pub struct ActivationReviewSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct ActivationRef {
     /// Name of the activation.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
 

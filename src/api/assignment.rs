@@ -33,7 +33,7 @@ pub struct RegistrationAssignmentSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct DefinitionRef {
     /// Name of the definition in the subscription namespace.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
 

@@ -27,15 +27,17 @@ use super::{Condition, ProvisioningState};
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationDefinitionSpec {
     /// Display name of the offer, shown to the customer (Azure: registrationDefinitionName).
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 256))]
     pub registration_definition_name: String,
 
     /// What the managing tenant will do with the access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub description: Option<String>,
 
     /// Tenant ID (GUID) of the managing tenant: the service provider or central IT. Must differ
     /// from the home tenant of the subscription namespace: Lighthouse is cross-tenant only.
+    #[schemars(length(max = 64))]
     pub managed_by_tenant_id: String,
 
     /// Standing access: principals of the managing tenant and the built-in role each gets.
@@ -76,10 +78,12 @@ pub struct Authorization {
     /// Object ID (GUID) of a user, group or service principal in the managing tenant; for
     /// `principalType: ServiceAccount`, `namespace/name` of a ServiceAccount in a namespace
     /// whose home tenant is the managing tenant.
+    #[schemars(length(max = 317))]
     pub principal_id: String,
 
     /// Human-readable name of the principal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub principal_id_display_name: Option<String>,
 
     /// Kind of principal. Unset binds both a User and a Group subject (Entra object IDs are
@@ -89,11 +93,13 @@ pub struct Authorization {
 
     /// Built-in role: its Azure-compatible GUID (annotation
     /// `kubelighthouse.io/role-definition-id` of a catalog ClusterRole) or the ClusterRole name.
+    #[schemars(length(max = 253))]
     pub role_definition_id: String,
 
     /// Roles a User Access Administrator may assign to managed identities (ServiceAccounts).
     /// Required with, and only allowed with, User Access Administrator.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(max = 253)))]
     pub delegated_role_definition_ids: Vec<String>,
 }
 
@@ -115,15 +121,18 @@ pub enum PrincipalType {
 #[serde(rename_all = "camelCase")]
 pub struct EligibleAuthorization {
     /// Object ID (GUID) of the eligible principal in the managing tenant.
+    #[schemars(length(max = 317))]
     pub principal_id: String,
     /// Human-readable name of the principal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub principal_id_display_name: Option<String>,
     /// Kind of principal, as for authorizations (unset: user and group). `ServiceAccount` is
     /// rejected: activation needs a person signing in (SPEC §9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal_type: Option<PrincipalType>,
     /// Built-in role the principal may activate.
+    #[schemars(length(max = 253))]
     pub role_definition_id: String,
     /// How activation works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +148,7 @@ pub struct JustInTimeAccessPolicy {
     pub multi_factor_auth_provider: MultiFactorAuthProvider,
     /// Longest activation, ISO 8601 duration (PT30M to PT8H). Default PT8H.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub maximum_activation_duration: Option<String>,
     /// Principals of the managing tenant who approve activations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -163,9 +173,11 @@ pub enum MultiFactorAuthProvider {
 #[serde(rename_all = "camelCase")]
 pub struct EligibleApprover {
     /// Object ID (GUID) of the approver in the managing tenant.
+    #[schemars(length(max = 317))]
     pub principal_id: String,
     /// Human-readable name of the approver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub principal_id_display_name: Option<String>,
 }
 
@@ -174,12 +186,16 @@ pub struct EligibleApprover {
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     /// Plan name.
+    #[schemars(length(max = 256))]
     pub name: String,
     /// Plan publisher.
+    #[schemars(length(max = 256))]
     pub publisher: String,
     /// Offer (product) the plan belongs to.
+    #[schemars(length(max = 256))]
     pub product: String,
     /// Plan version.
+    #[schemars(length(max = 256))]
     pub version: String,
 }
 

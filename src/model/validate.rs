@@ -15,6 +15,7 @@
 //! | eligible authorizations | §9 | [`eligible`] |
 //! | grants, subjects and warnings of a valid definition | §2, §4, §5 | [`grants`] |
 //! | assignments and their definitions | §3 rule 2 | [`assignment`] |
+//! | free text: display names, description, plan; quoting values back | issue 19 | [`text`] |
 //!
 //! The output of a successful validation is a [`ValidDefinition`]: per catalog role, the
 //! rules a namespaced Role may hold and the subjects that get them. That is all
@@ -40,7 +41,10 @@ mod narrowing;
 mod principals;
 mod roles;
 mod tenants;
+pub mod text;
 
+#[cfg(test)]
+mod bad_input;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]
@@ -112,6 +116,9 @@ pub enum Rule {
     TooManyApprovers,
     /// SPEC §9: the same role and principal eligible twice with different policies.
     ConflictingEligiblePolicies,
+    /// Free text (a display name, the description, a plan field) too long, blank where
+    /// required, or holding control or bidirectional formatting characters ([`text`]).
+    InvalidText,
 }
 
 impl Rule {
@@ -263,7 +270,8 @@ impl Findings {
 }
 
 /// SPEC §3 for a definition in `facts.namespace`: every rule family in field order, so that
-/// a rejection lists every broken rule, the first one giving the reason.
+/// a rejection lists every broken rule, the first one giving the reason; free text is
+/// judged last, so that a rule of SPEC §3 gives the reason when both are broken.
 ///
 /// # Errors
 /// A [`Rejection`] holding every broken rule with its field, in field order.
@@ -301,6 +309,7 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
     }
     let eligible =
         eligible::validate(&spec.eligible_authorizations, ctx, managing_tenant.as_ref(), &mut findings.errors);
+    text::check(spec, &mut findings);
 
     match (managing_tenant, home_tenant) {
         (Some(managing_tenant), Some(home_tenant)) if findings.errors.is_empty() => {

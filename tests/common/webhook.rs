@@ -206,6 +206,11 @@ impl Deployed {
         Deployed::start_with(kubeconfig, webhook, &[])
     }
 
+    /// The controller's process ID (its memory is read from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self._controller.0.id()
+    }
+
     /// As [`Deployed::start`], with extra environment variables for the controller.
     pub fn start_with(kubeconfig: &Path, webhook: bool, env: &[(&str, &str)]) -> Deployed {
         let dir = std::env::temp_dir().join(unique("deployed"));

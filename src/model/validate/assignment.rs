@@ -2,6 +2,7 @@
 //! its definition exists and is valid, and no older assignment of the same definition holds
 //! the same scope. The definition itself is validated on its own.
 
+use super::text::quoted;
 use super::{Rejection, Rule};
 use crate::model::scope::{self, Namespaces, ScopeError};
 
@@ -49,7 +50,7 @@ pub fn definition_problem(definition: &str, subscription: &str, rejection: Optio
         None => Rejection::single(
             Rule::DefinitionNotFound,
             "spec.registrationDefinitionRef.name",
-            format!("no RegistrationDefinition {definition} in subscription namespace {subscription}"),
+            format!("no RegistrationDefinition {} in subscription namespace {subscription}", quoted(definition)),
         ),
         Some(r) => Rejection::single(
             Rule::DefinitionInvalid,

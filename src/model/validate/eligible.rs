@@ -12,6 +12,7 @@
 
 use super::grants::sort_subjects;
 use super::narrowing::eligible_role;
+use super::text::quoted;
 use super::Context;
 use super::{FieldError, Findings, Rule};
 use crate::api::{EligibleAuthorization, JustInTimeAccessPolicy, MultiFactorAuthProvider, PrincipalType};
@@ -36,7 +37,7 @@ pub(super) fn check(
         findings.errors.push(FieldError::new(
             Rule::InvalidPrincipalId,
             format!("{at}.principalId"),
-            format!("{:?} is not a GUID", eligible.principal_id),
+            format!("{} is not a GUID", quoted(&eligible.principal_id)),
         ));
     }
     let role_field = format!("{at}.roleDefinitionId");
@@ -143,7 +144,7 @@ pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     let iso = text.starts_with('P') || text.starts_with('p');
     match text.parse::<SignedDuration>() {
         Ok(d) if iso => Ok(d),
-        _ => Err(format!("{text:?} is not an ISO 8601 duration such as PT2H")),
+        _ => Err(format!("{} is not an ISO 8601 duration such as PT2H", quoted(text))),
     }
 }
 
@@ -153,7 +154,7 @@ fn policy_duration(policy: Option<&JustInTimeAccessPolicy>) -> Result<SignedDura
         Some(text) => {
             let d = parse_duration(text)?;
             if d < MIN_ACTIVATION || d > MAX_ACTIVATION {
-                Err(format!("{text} is outside PT30M..PT8H"))
+                Err(format!("{} is outside PT30M..PT8H", quoted(text)))
             } else {
                 Ok(d)
             }
@@ -214,8 +215,8 @@ pub fn validate(
                     Rule::IneligiblePrincipal,
                     format!("{at}.justInTimeAccessPolicy.managedByTenantApprovers[{j}].principalId"),
                     format!(
-                        "{:?} is not a GUID: approvers are users or groups of the managing tenant",
-                        approver.principal_id
+                        "{} is not a GUID: approvers are users or groups of the managing tenant",
+                        quoted(&approver.principal_id)
                     ),
                 )),
             }

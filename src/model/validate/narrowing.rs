@@ -4,6 +4,7 @@
 //! current generation is judged afresh.
 
 use super::roles::{judge_role, RoleVerdict};
+use super::text::quoted;
 use super::{FieldError, Findings, Rule};
 use crate::model::catalog::{Catalog, CatalogRole};
 use crate::model::rules::Classification;
@@ -32,7 +33,7 @@ pub(super) fn standing_role<'a>(
             findings.narrowed.push(FieldError::new(
                 Rule::RoleRemovedFromCatalog,
                 field,
-                format!("role {id:?} left the catalog; its access is revoked"),
+                format!("role {} left the catalog; its access is revoked", quoted(id)),
             ));
             None
         }
@@ -63,7 +64,7 @@ pub(super) fn eligible_role<'a>(
             findings.narrowed.push(FieldError::new(
                 Rule::RoleRemovedFromCatalog,
                 field,
-                format!("role {id:?} left the catalog; it can no longer be activated"),
+                format!("role {} left the catalog; it can no longer be activated", quoted(id)),
             ));
             None
         }

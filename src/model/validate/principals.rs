@@ -2,6 +2,7 @@
 //! ServiceAccount is `namespace/name` in a namespace of the managing tenant (its in-cluster
 //! automation).
 
+use super::text::quoted;
 use super::{FieldError, Rule};
 use crate::api::{Authorization, PrincipalType};
 use crate::model::scope::{self, Namespaces};
@@ -18,14 +19,14 @@ pub(super) fn check_principal(
     let field = format!("{at}.principalId");
     if auth.principal_type != Some(PrincipalType::ServiceAccount) {
         return Guid::parse(&auth.principal_id).map(|g| g.to_string()).ok_or_else(|| {
-            FieldError::new(Rule::InvalidPrincipalId, &field, format!("{:?} is not a GUID", auth.principal_id))
+            FieldError::new(Rule::InvalidPrincipalId, &field, format!("{} is not a GUID", quoted(&auth.principal_id)))
         });
     }
     let invalid = || {
         FieldError::new(
             Rule::InvalidPrincipalId,
             &field,
-            format!("{:?} is not namespace/name of a ServiceAccount", auth.principal_id),
+            format!("{} is not namespace/name of a ServiceAccount", quoted(&auth.principal_id)),
         )
     };
     let (namespace, name) = auth.principal_id.split_once('/').ok_or_else(invalid)?;

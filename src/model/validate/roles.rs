@@ -2,6 +2,7 @@
 //! catalog) and Owner are rejected; a catalog role is delegable when its rules hold no
 //! rejected permission ([`crate::model::rules`] judges them).
 
+use super::text::quoted;
 use super::{FieldError, Rule};
 use crate::model::catalog::{Catalog, CatalogRole, Lookup};
 use crate::model::rules::Classification;
@@ -24,7 +25,7 @@ pub(super) fn judge_role<'a>(catalog: &'a Catalog, id: &str, field: &str) -> Rol
         Lookup::NotInCatalog => RoleVerdict::Rejected(FieldError::new(
             Rule::RoleNotInCatalog,
             field,
-            format!("role {id:?} is not in the catalog (custom roles are not supported)"),
+            format!("role {} is not in the catalog (custom roles are not supported)", quoted(id)),
         )),
         // Its own rules (RBAC writes) are never materialized: it only assigns its
         // delegatedRoleDefinitionIds to managed identities (seed 002), see `delegated_roles`.

@@ -1,6 +1,7 @@
 //! SPEC §3 rules 1 and 2 for a definition: it lives in a subscription namespace, whose label
 //! names the customer's (home) tenant, and it is managed by another tenant, named by a GUID.
 
+use super::text::quoted;
 use super::{FieldError, Findings, Rule};
 use crate::model::scope::{self, Namespaces};
 use crate::model::tenant::Guid;
@@ -35,7 +36,7 @@ pub(super) fn managing_tenant(
         findings.errors.push(FieldError::new(
             Rule::InvalidTenantId,
             "spec.managedByTenantId",
-            format!("{managed_by_tenant_id:?} is not a GUID"),
+            format!("{} is not a GUID", quoted(managed_by_tenant_id)),
         ));
         return None;
     };
