@@ -61,19 +61,19 @@ pub enum Command {
     /// Who you are to the cluster (SelfSubjectReview), and your managing tenant.
     Whoami,
     /// Customers that delegated to you: Azure's "My customers" (the views API).
-    #[command(visible_alias = "customer")]
+    #[command(alias = "customer")]
     Customers {
         /// One customer by tenant ID.
         name: Option<String>,
     },
     /// Delegations that give you something, standing or eligible, or name you as approver.
-    #[command(visible_alias = "delegation")]
+    #[command(alias = "delegation")]
     Delegations {
         /// One delegation by name (`<namespace>.<assignment>`).
         name: Option<String>,
     },
     /// Service providers of your namespaces: Azure's "Service providers" (customer side).
-    #[command(visible_alias = "provider")]
+    #[command(alias = "provider")]
     Providers,
     /// Registration definitions (`az managedservices definition`).
     #[command(subcommand, visible_alias = "regdef")]
@@ -90,7 +90,7 @@ pub enum Command {
     /// Activate an eligible role in a namespace for a while, with a reason.
     Activate(ActivateArgs),
     /// Activation requests: all you can see, yours, or those waiting for an approver.
-    #[command(visible_alias = "request")]
+    #[command(alias = "request")]
     Requests(RequestsArgs),
     /// Approve a Pending activation (as a listed approver).
     Approve(ReviewArgs),

@@ -15,6 +15,7 @@ pub mod access;
 pub mod activation;
 pub mod cli;
 pub mod client;
+pub mod complete;
 pub mod definition;
 pub mod import;
 pub mod manifest;
