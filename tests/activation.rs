@@ -44,6 +44,11 @@ fn signed(user: &str, groups: &[&str], amr: &[&str]) -> impl std::future::Future
 /// A subscription whose definition makes ENGINEERS eligible for Contributor with `policy`,
 /// and gives them standing Reader; assigned and in force.
 async fn delegated(admin: &Client, prefix: &str, policy: serde_json::Value) -> String {
+    delegated_role(admin, prefix, CONTRIBUTOR, policy).await
+}
+
+/// As [`delegated`], with ENGINEERS eligible for the catalog role `role` (a GUID).
+async fn delegated_role(admin: &Client, prefix: &str, role: &str, policy: serde_json::Value) -> String {
     let sub = unique(prefix);
     subscription(admin, &sub, &tenant_id()).await;
     let api: Api<kube_lighthouse::api::RegistrationDefinition> = Api::namespaced(admin.clone(), &sub);
@@ -56,7 +61,7 @@ async fn delegated(admin: &Client, prefix: &str, policy: serde_json::Value) -> S
             "managedByTenantId": MSP_TENANT,
             "authorizations": [authorization(ENGINEERS, "Group", READER)],
             "eligibleAuthorizations": [{
-                "principalId": ENGINEERS, "principalType": "Group", "roleDefinitionId": CONTRIBUTOR,
+                "principalId": ENGINEERS, "principalType": "Group", "roleDefinitionId": role,
                 "justInTimeAccessPolicy": policy,
             }],
         },
@@ -91,15 +96,19 @@ async fn webhook_ready(admin: &Client) {
 }
 
 fn activation_body(name: &str, duration: &str) -> RoleActivation {
+    activation_of(name, CONTRIBUTOR, duration, "Outage 4711, rolling back the web tier")
+}
+
+fn activation_of(name: &str, role: &str, duration: &str, justification: &str) -> RoleActivation {
     serde_json::from_value(json!({
         "apiVersion": "activation.kubelighthouse.io/v1alpha1",
         "kind": "RoleActivation",
         "metadata": {"name": name, "annotations": {"activation.kubelighthouse.io/requester": "{\"username\":\"forged\"}"}},
         "spec": {
             "registrationAssignmentRef": {"name": "contoso"},
-            "roleDefinitionId": CONTRIBUTOR,
+            "roleDefinitionId": role,
             "duration": duration,
-            "justification": "Outage 4711, rolling back the web tier",
+            "justification": justification,
             "ticket": {"system": "ServiceNow", "number": "INC4711"},
         },
     }))
@@ -204,7 +213,14 @@ async fn just_in_time_access() {
     deleting_the_assignment_ends_an_active_activation(&admin).await;
     a_customer_admins_delete_revokes_at_once(&admin).await;
     the_plugin_walkthrough(&admin, &path).await;
+    an_approval_never_carries_over_to_a_new_activation_of_the_same_name(&admin).await;
+    a_pending_activation_times_out(&admin).await;
+    admission_refuses_whoever_may_not_activate(&admin).await;
+    an_activation_grants_exactly_the_eligible_role(&admin).await;
+    deleting_the_definition_ends_its_activations(&admin).await;
+    the_role_leaving_the_catalog_ends_its_activations(&admin).await;
     expiry_while_stopped_is_revoked_at_start(&admin, &path, deployed, &env).await;
+    eligible_lists_what_the_caller_may_activate(&admin, &path).await;
 }
 
 async fn without_approvers_grants_at_once_and_expires_on_time(admin: &Client) {
@@ -246,9 +262,12 @@ async fn without_approvers_grants_at_once_and_expires_on_time(admin: &Client) {
     assert!(late < jiff::SignedDuration::from_secs(2), "revoked {late} after expiresAt");
     wait_phase(admin, &ns, "fix-4711", ActivationPhase::Expired).await;
     assert!(bindings_of(admin, &ns, "fix-4711").await.is_empty());
-    let events = events_of(admin, &ns, "fix-4711").await;
-    assert!(events.iter().any(|(r, _)| r == "ActivationActive"), "{events:?}");
-    assert!(events.iter().any(|(r, _)| r == "ActivationExpired"), "{events:?}");
+    // Events are published after the status is written: wait for them.
+    eventually("Events say Active, then Expired", || async {
+        let events = events_of(admin, &ns, "fix-4711").await;
+        ["ActivationActive", "ActivationExpired"].iter().all(|want| events.iter().any(|(r, _)| r == want))
+    })
+    .await;
 }
 
 async fn approval_by_a_listed_approver_only(admin: &Client) {
@@ -342,30 +361,7 @@ async fn deleting_the_assignment_ends_an_active_activation(admin: &Client) {
 
 async fn a_customer_admins_delete_revokes_at_once(admin: &Client) {
     let ns = delegated(admin, "jit-admin", json!({"maximumActivationDuration": "PT1H"})).await;
-    // The customer's own admin: `admin` in the namespace, which the chart extends (aggregation)
-    // with deleting RoleActivations.
-    let aggregated: k8s_openapi::api::rbac::v1::ClusterRole = serde_json::from_value(json!({
-        "metadata": {"name": "kube-lighthouse-test-activations-aggregate-to-admin",
-            "labels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
-        "rules": [{"apiGroups": ["activation.kubelighthouse.io"], "resources": ["roleactivations", "activationreviews"],
-            "verbs": ["create", "delete", "get", "list", "watch"]}],
-    }))
-    .expect("clusterrole");
-    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(admin.clone());
-    let mut body = serde_json::to_value(&aggregated).expect("json");
-    body["apiVersion"] = json!("rbac.authorization.k8s.io/v1");
-    body["kind"] = json!("ClusterRole");
-    apply_json(&roles, "kube-lighthouse-test-activations-aggregate-to-admin", body).await;
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "customer-admin", "namespace": ns},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "customer-admin"}],
-    }))
-    .expect("binding");
-    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("bind admin");
+    bind_customer_admin(admin, &ns).await;
 
     let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd"]).await;
     activate(&engineer, &ns, "suspicious", "PT1H").await.expect("activate");
@@ -473,7 +469,7 @@ async fn the_plugin_walkthrough(admin: &Client, path: &std::path::Path) {
                 "--assignment",
                 "contoso",
                 "--for",
-                "30m",
+                "1h",
                 "--reason",
                 "Outage 4711",
                 "--ticket",
@@ -498,6 +494,17 @@ async fn the_plugin_walkthrough(admin: &Client, path: &std::path::Path) {
     assert!(ok && out.contains("Active until"), "{out}{err}");
     let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd", "mfa"]).await;
     assert!(can_write(&engineer, &ns).await, "the engineer deploys");
+    // `kubectl get ract` shows when it expires (a time to come, not an age).
+    let expires_at = activation(admin, &ns, "walkthrough").await.and_then(|a| a.status?.expires_at).expect("expiresAt");
+    let got = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&engineer_config)
+        .args(["get", "ract", "walkthrough", "-n", &ns])
+        .output()
+        .expect("kubectl");
+    let table = String::from_utf8_lossy(&got.stdout);
+    let expires = serde_json::to_value(&expires_at).expect("time");
+    assert!(table.contains(expires.as_str().unwrap_or_default()), "EXPIRES column: {table}");
     let (ok, mine, err) = plugin(&engineer_config, &["requests", "--mine", "-n", &ns, "-o", "wide"]);
     assert!(ok && mine.contains("Active") && mine.contains("Approve by"), "{mine}{err}");
     // Self-approval and a second review are refused with the webhook's reason.
@@ -507,4 +514,294 @@ async fn the_plugin_walkthrough(admin: &Client, path: &std::path::Path) {
     wait_phase(admin, &ns, "walkthrough", ActivationPhase::Expired).await;
     let (ok, out, err) = plugin(&engineer_config, &["deactivate", "walkthrough", "-n", &ns]);
     assert!(ok, "{out}{err}");
+}
+
+/// An ActivationReview names its activation by name only: an approval given to an activation
+/// that was deleted since must not approve a new one created under the same name (by the same
+/// engineer or a colleague); it waits for an approval of its own.
+async fn an_approval_never_carries_over_to_a_new_activation_of_the_same_name(admin: &Client) {
+    let policy = json!({"maximumActivationDuration": "PT4H", "managedByTenantApprovers": [{"principalId": LEADS}]});
+    let ns = delegated(admin, "jit-reuse", policy).await;
+    let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd"]).await;
+    let lead = signed(LEAD, &[LEADS], &["pwd", "mfa"]).await;
+    activate(&engineer, &ns, "hotfix", "PT4H").await.expect("activate");
+    wait_phase(admin, &ns, "hotfix", ActivationPhase::Pending).await;
+    review(&lead, &ns, "hotfix", "Approve").await.expect("the lead approves");
+    eventually("approved", || async { can_write(&engineer, &ns).await }).await;
+    let api: Api<RoleActivation> = Api::namespaced(engineer.clone(), &ns);
+    api.delete("hotfix", &DeleteParams::default()).await.expect("deactivate");
+    eventually("the first one is gone", || async { activation(admin, &ns, "hotfix").await.is_none() }).await;
+    assert!(!can_write(&engineer, &ns).await, "deactivated");
+
+    // A colleague asks again under the same name: the lead's earlier approval is still
+    // there, but it was given to another activation.
+    let colleague = signed(COLLEAGUE, &[ENGINEERS], &["pwd"]).await;
+    activate(&colleague, &ns, "hotfix", "PT4H").await.expect("activate again");
+    eventually("the new activation is judged", || async { phase(admin, &ns, "hotfix").await.is_some() }).await;
+    assert_eq!(phase(admin, &ns, "hotfix").await, Some(ActivationPhase::Pending), "no approval of its own yet");
+    assert!(!can_write(&colleague, &ns).await, "nothing before its own approval");
+    let status = activation(admin, &ns, "hotfix").await.and_then(|a| a.status).expect("status");
+    assert!(status.reviews.is_empty(), "{:?}", status.reviews);
+    review(&lead, &ns, "hotfix", "Approve").await.expect("the lead approves the new one");
+    eventually("approved in its own right", || async { can_write(&colleague, &ns).await }).await;
+}
+
+/// Pending past the approval timeout (24 h by default; 3600 s / 600 here): TimedOut, a
+/// Warning Event, nothing granted, and a late review is refused.
+async fn a_pending_activation_times_out(admin: &Client) {
+    let policy = json!({"maximumActivationDuration": "PT4H", "managedByTenantApprovers": [{"principalId": LEADS}]});
+    let ns = delegated(admin, "jit-timeout", policy).await;
+    let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd"]).await;
+    activate(&engineer, &ns, "nobody-looked", "PT1H").await.expect("activate");
+    wait_phase(admin, &ns, "nobody-looked", ActivationPhase::Pending).await;
+    wait_phase(admin, &ns, "nobody-looked", ActivationPhase::TimedOut).await;
+    assert!(!can_write(&engineer, &ns).await, "a timed-out request grants nothing");
+    eventually("an Event says TimedOut", || async {
+        events_of(admin, &ns, "nobody-looked").await.iter().any(|(r, _)| r == "ActivationTimedOut")
+    })
+    .await;
+    let lead = signed(LEAD, &[LEADS], &["pwd", "mfa"]).await;
+    refused_with(review(&lead, &ns, "nobody-looked", "Approve").await, "NotPending");
+    assert_eq!(phase(admin, &ns, "nobody-looked").await, Some(ActivationPhase::TimedOut), "final");
+    assert!(!can_write(&engineer, &ns).await);
+}
+
+/// Admission refuses, with the rule's name: a missing justification; anyone who does not
+/// hold the eligible authorization (a customer admin who may create RoleActivations, a
+/// principal of another managing tenant with the same group ID); and RBAC refuses a
+/// namespace that is not delegated.
+async fn admission_refuses_whoever_may_not_activate(admin: &Client) {
+    let ns = delegated(admin, "jit-refuse", json!({"maximumActivationDuration": "PT1H"})).await;
+    let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd"]).await;
+    let create = |client: &Client, ns: &str, body: RoleActivation| {
+        let api: Api<RoleActivation> = Api::namespaced(client.clone(), ns);
+        async move { api.create(&PostParams::default(), &body).await }
+    };
+    refused_with(
+        create(&engineer, &ns, activation_of("no-reason", CONTRIBUTOR, "PT30M", " ")).await,
+        "MissingJustification",
+    );
+    refused_with(create(&engineer, &ns, activation_of("reader", READER, "PT30M", "why not")).await, "NotEligible");
+
+    // The same object and group IDs, signed in at another managing tenant.
+    let other = token(OTHER_MSP_TENANT, &TokenRequest::new(ENGINEER).groups([ENGINEERS.to_string()]).amr(["mfa"]))
+        .expect("the other tenant's issuer");
+    let other = client_with_token(&other).await;
+    refused_with(create(&other, &ns, activation_body("other-tenant", "PT30M")).await, "forbidden");
+
+    // A customer admin may create RoleActivations (chart: aggregate-to-admin), but holds no
+    // eligible authorization.
+    bind_customer_admin(admin, &ns).await;
+    let customer = client_as("customer-admin", &[]).await;
+    eventually("the customer admin's activation is refused by admission, not RBAC", || async {
+        match create(&customer, &ns, activation_body("customer", "PT30M")).await {
+            Err(kube::Error::Api(s)) if s.code == 403 => false,
+            Err(kube::Error::Api(s)) => s.message.contains("NotEligible"),
+            other => panic!("expected NotEligible, got {other:?}"),
+        }
+    })
+    .await;
+
+    // A namespace that is not delegated: no RBAC to even ask.
+    let elsewhere = unique("jit-elsewhere");
+    plain_namespace(admin, &elsewhere).await;
+    refused_with(create(&engineer, &elsewhere, activation_body("elsewhere", "PT30M")).await, "forbidden");
+    assert!(Api::<RoleActivation>::namespaced(admin.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+}
+
+/// The customer's own admin in `ns`: `admin`, which the chart extends (aggregation) with
+/// creating and deleting RoleActivations.
+async fn bind_customer_admin(admin: &Client, ns: &str) {
+    let aggregated = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "kube-lighthouse-test-activations-aggregate-to-admin",
+            "labels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
+        "rules": [{"apiGroups": ["activation.kubelighthouse.io"], "resources": ["roleactivations", "activationreviews"],
+            "verbs": ["create", "delete", "get", "list", "watch"]}],
+    });
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(admin.clone());
+    apply_json(&roles, "kube-lighthouse-test-activations-aggregate-to-admin", aggregated).await;
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "customer-admin", "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "customer-admin"}],
+    });
+    apply_json(&Api::<RoleBinding>::namespaced(admin.clone(), ns), "customer-admin", binding).await;
+}
+
+/// What `user` may do in `ns`, as the API server answers a SubjectAccessReview.
+async fn allowed(admin: &Client, user: &str, groups: &[String], ns: &str, attributes: serde_json::Value) -> bool {
+    use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+    let mut attributes = attributes;
+    attributes["namespace"] = json!(ns);
+    let review: SubjectAccessReview = serde_json::from_value(json!({
+        "spec": {"user": user, "groups": groups, "resourceAttributes": attributes},
+    }))
+    .expect("review");
+    let api: Api<SubjectAccessReview> = Api::all(admin.clone());
+    api.create(&PostParams::default(), &review).await.expect("review").status.is_some_and(|s| s.allowed)
+}
+
+/// While Active, the requester holds exactly the eligible role's filtered rules, in the
+/// activation's namespace only (SubjectAccessReview, as the API server authorizes the
+/// requester's own requests); nothing of what the catalog's filter keeps out.
+async fn an_activation_grants_exactly_the_eligible_role(admin: &Client) {
+    let sub = delegated(admin, "jit-exact", json!({"maximumActivationDuration": "PT1H"})).await;
+    let rg = unique("jit-exact-rg");
+    resource_group(admin, &rg, &sub).await;
+    eventually("the assignment covers the resource group", || async {
+        let status = assignment_status(admin, &sub, "contoso").await;
+        status.is_some_and(|s| s.namespaces.contains(&rg))
+    })
+    .await;
+    let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd"]).await;
+    activate(&engineer, &rg, "exact", "PT1H").await.expect("activate in the resource group");
+    eventually("active", || async { can_write(&engineer, &rg).await }).await;
+    let user = projected(MSP_TENANT, ENGINEER);
+    let groups = vec![projected(MSP_TENANT, ENGINEERS)];
+    let deploy = json!({"verb": "create", "group": "apps", "resource": "deployments"});
+    assert!(allowed(admin, &user, &groups, &rg, deploy.clone()).await, "Contributor's rules");
+    assert!(!allowed(admin, &user, &groups, &sub, deploy.clone()).await, "only in the activation's namespace");
+    for denied in [
+        json!({"verb": "get", "resource": "secrets"}),
+        json!({"verb": "create", "resource": "pods", "subresource": "exec"}),
+        json!({"verb": "create", "group": "rbac.authorization.k8s.io", "resource": "rolebindings"}),
+        json!({"verb": "create", "group": "activation.kubelighthouse.io", "resource": "activationreviews"}),
+        json!({"verb": "patch", "group": "activation.kubelighthouse.io", "resource": "roleactivations", "subresource": "status"}),
+        json!({"verb": "update", "group": "managedservices.kubelighthouse.io", "resource": "registrationassignments"}),
+    ] {
+        assert!(!allowed(admin, &user, &groups, &rg, denied.clone()).await, "never granted: {denied}");
+    }
+    let role = Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(admin.clone(), &rg)
+        .list(&ListParams::default().labels("kubelighthouse.io/activation=exact"))
+        .await
+        .expect("roles")
+        .items;
+    assert_eq!(role.len(), 1, "one Role");
+    let catalog: k8s_openapi::api::rbac::v1::ClusterRole =
+        Api::all(admin.clone()).get("kubelighthouse:contributor").await.expect("catalog Contributor");
+    assert_eq!(role[0].rules, catalog.rules, "the Role holds Contributor's rules (nothing of them is filtered)");
+    // The colleague in the same group gets none of it.
+    let colleague = projected(MSP_TENANT, COLLEAGUE);
+    assert!(!allowed(admin, &colleague, &groups, &rg, deploy).await);
+}
+
+/// Deleting the definition ends every activation under it at once (SPEC §9).
+async fn deleting_the_definition_ends_its_activations(admin: &Client) {
+    let ns = delegated(admin, "jit-undefine", json!({"maximumActivationDuration": "PT1H"})).await;
+    let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd"]).await;
+    activate(&engineer, &ns, "during", "PT1H").await.expect("activate");
+    eventually("active", || async { can_write(&engineer, &ns).await }).await;
+    Api::<kube_lighthouse::api::RegistrationDefinition>::namespaced(admin.clone(), &ns)
+        .delete("contoso", &DeleteParams::default())
+        .await
+        .expect("delete definition");
+    eventually("the activation's access goes with the definition", || async { !can_write(&engineer, &ns).await }).await;
+    wait_phase(admin, &ns, "during", ActivationPhase::Revoked).await;
+    assert!(bindings_of(admin, &ns, "during").await.is_empty());
+    eventually("an Event says Revoked", || async {
+        events_of(admin, &ns, "during").await.iter().any(|(r, _)| r == "ActivationRevoked")
+    })
+    .await;
+}
+
+/// The eligible role leaving the catalog ends every activation of it (SPEC §9): a test role
+/// of its own, so that no other delegation on the cluster is touched.
+async fn the_role_leaving_the_catalog_ends_its_activations(admin: &Client) {
+    let name = unique("kubelighthouse-test:jit");
+    let guid = tenant_id();
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(admin.clone());
+    let role = |in_catalog: bool| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {
+                "name": name,
+                "labels": {"kubelighthouse.io/built-in": if in_catalog { "true" } else { "false" }},
+                "annotations": {"kubelighthouse.io/role-definition-id": guid,
+                                "kubelighthouse.io/role-display-name": "JIT test role"},
+            },
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create"]}],
+        })
+    };
+    apply_json(&roles, &name, role(true)).await;
+    let ns = delegated_role(admin, "jit-catalog", &guid, json!({"maximumActivationDuration": "PT1H"})).await;
+    let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd"]).await;
+    Api::<RoleActivation>::namespaced(engineer.clone(), &ns)
+        .create(&PostParams::default(), &activation_of("catalog", &guid, "PT1H", "rotate the config"))
+        .await
+        .expect("activate the test role");
+    eventually("active", || async { can_write(&engineer, &ns).await }).await;
+
+    apply_json(&roles, &name, role(false)).await;
+    eventually("the access goes with the role", || async { !can_write(&engineer, &ns).await }).await;
+    wait_phase(admin, &ns, "catalog", ActivationPhase::Revoked).await;
+    assert!(bindings_of(admin, &ns, "catalog").await.is_empty());
+    // And it cannot be activated again.
+    let again = Api::<RoleActivation>::namespaced(engineer.clone(), &ns)
+        .create(&PostParams::default(), &activation_of("again", &guid, "PT1H", "once more"))
+        .await;
+    match again {
+        Err(kube::Error::Api(s)) => assert!(s.code == 403 || s.message.contains("NotEligible"), "{}", s.message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    delete(&roles, &name).await;
+}
+
+/// `kubectl lighthouse eligible`: what the caller may activate, and where, from the views
+/// API, with the caller's own token; nothing for an approver or another tenant.
+async fn eligible_lists_what_the_caller_may_activate(admin: &Client, path: &std::path::Path) {
+    let views = common::views::ViewsServer::start(path);
+    let ns = delegated(
+        admin,
+        "jit-eligible",
+        json!({"maximumActivationDuration": "PT1H",
+        "managedByTenantApprovers": [{"principalId": LEADS}]}),
+    )
+    .await;
+    let config_of = |tenant: &str, user: &str, groups: &[&str], file: &str| {
+        let request = TokenRequest::new(user).groups(groups.iter().map(|g| g.to_string())).amr(["pwd"]);
+        let config = views.dir.join(file);
+        token_kubeconfig(path, &token(tenant, &request).expect("issuer"), &config);
+        config
+    };
+    let engineer = config_of(MSP_TENANT, ENGINEER, &[ENGINEERS], "engineer");
+    let mut listed = String::new();
+    eventually("the engineer sees the eligible Contributor", || {
+        let (ok, out, err) = plugin(&engineer, &["eligible"]);
+        assert!(ok, "{out}{err}");
+        let found = out.lines().any(|l| l.contains(&ns) && l.contains("Contributor") && l.contains(CONTRIBUTOR));
+        listed = out;
+        async move { found }
+    })
+    .await;
+    assert!(listed.lines().next().is_some_and(|h| h.starts_with("NAMESPACE")), "{listed}");
+    let (ok, wide, err) = plugin(&engineer, &["eligible", "-n", &ns, "-o", "wide"]);
+    assert!(ok && wide.contains(&format!("Group:{}", projected(MSP_TENANT, ENGINEERS))), "{wide}{err}");
+    let (ok, json, err) = plugin(&engineer, &["eligible", "-n", &ns, "-o", "json"]);
+    assert!(ok && json.contains(&ns), "{json}{err}");
+
+    let lead = config_of(MSP_TENANT, LEAD, &[LEADS], "lead");
+    let (ok, out, err) = plugin(&lead, &["eligible"]);
+    assert!(ok && !out.contains(&ns), "an approver is not eligible: {out}{err}");
+
+    // `requests -A`: a managing-tenant identity may not list across the cluster; the plugin
+    // asks in each namespace the views API says the caller is eligible or an approver in.
+    Api::<RoleActivation>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &activation_body("listed", "PT30M"))
+        .await
+        .expect("an activation to list");
+    for (who, config) in [("engineer", &engineer), ("lead", &lead)] {
+        let (ok, out, err) = plugin(config, &["requests", "-A"]);
+        assert!(ok && out.lines().any(|l| l.contains(&ns) && l.contains("listed")), "{who}: {out}{err}");
+    }
+    let other = config_of(OTHER_MSP_TENANT, ENGINEER, &[ENGINEERS], "other");
+    let (ok, out, err) = plugin(&other, &["eligible"]);
+    assert!(ok && !out.contains(&ns), "another tenant's principal is not eligible: {out}{err}");
+    drop(views);
 }

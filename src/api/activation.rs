@@ -28,7 +28,9 @@ pub const ACTIVATION_GROUP: &str = "activation.kubelighthouse.io";
     printcolumn = r#"{"name":"Requester","type":"string","jsonPath":".status.requester.username"}"#,
     printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.roleDefinitionId"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
-    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.expiresAt"}"#,
+    // A string, not a date: kubectl renders a date column as an age, which is `<invalid>`
+    // for a time in the future, i.e. for every Active activation.
+    printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".status.expiresAt"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

@@ -389,8 +389,12 @@ fn valid_reviews(inputs: &PhaseInputs<'_>, used: Option<&Eligible>) -> Vec<crate
         .iter()
         .filter(|r| {
             let Some(reviewer) = &r.reviewer else { return false };
+            // A review names its activation by name only: one created before this activation
+            // was given to an earlier one of the same name (deleted since), never to this one.
+            // (Both times are the API server's, to the second.)
+            let for_this_one = r.time.is_some_and(|t| t >= inputs.created);
             let not_self = inputs.requester.is_none_or(|q| q.username != reviewer.username);
-            not_self && used.is_some_and(|e| holds(reviewer, &e.approvers))
+            for_this_one && not_self && used.is_some_and(|e| holds(reviewer, &e.approvers))
         })
         .collect();
     reviews.sort_by(|a, b| (a.time, &a.name).cmp(&(b.time, &b.name)));

@@ -243,19 +243,21 @@ pub async fn activate(global: &GlobalArgs, args: &ActivateArgs, out: &mut dyn Wr
 /// [`PluginError`] when the list is refused.
 pub async fn requests(global: &GlobalArgs, args: &RequestsArgs, out: &mut dyn Write) -> Result<(), PluginError> {
     let conn = client::connect(global).await?;
-    let api: Api<RoleActivation> = if global.all_namespaces {
-        Api::all(conn.client.clone())
-    } else {
-        Api::namespaced(conn.client.clone(), &conn.namespace)
-    };
     let filter = match (args.mine, args.to_approve) {
         (true, _) => Filter::Mine,
         (_, true) => Filter::ToApprove,
         _ => Filter::All,
     };
     let me = if filter == Filter::All { String::new() } else { me(&conn.client).await? };
-    let mut items: Vec<RoleActivation> =
-        api.list(&ListParams::default()).await?.items.into_iter().filter(|a| shown(a, filter, &me)).collect();
+    let listed = if global.all_namespaces {
+        list_everywhere(&conn.client).await?
+    } else {
+        Api::<RoleActivation>::namespaced(conn.client.clone(), &conn.namespace)
+            .list(&ListParams::default())
+            .await?
+            .items
+    };
+    let mut items: Vec<RoleActivation> = listed.into_iter().filter(|a| shown(a, filter, &me)).collect();
     items.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
     let text = match global.output {
         Some(OutputFormat::Json) => output::to_json(&items)?,
@@ -269,6 +271,38 @@ pub async fn requests(global: &GlobalArgs, args: &RequestsArgs, out: &mut dyn Wr
     };
     out.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// Every activation the caller may list, for `-A`: across the cluster when allowed, else (a
+/// managing-tenant identity holds only namespaced Roles, SPEC §10) in each namespace where a
+/// delegation of the views API gives the caller something, eligible or as an approver.
+///
+/// # Errors
+/// [`PluginError`] when neither works.
+async fn list_everywhere(client: &kube::Client) -> Result<Vec<RoleActivation>, PluginError> {
+    match Api::<RoleActivation>::all(client.clone()).list(&ListParams::default()).await {
+        Ok(list) => return Ok(list.items),
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut namespaces: Vec<String> = views::list_delegations(client.clone())
+        .await?
+        .into_iter()
+        .filter(|d| !d.my_roles.eligible.is_empty() || !d.my_roles.approver.is_empty())
+        .flat_map(|d| d.namespaces)
+        .collect();
+    namespaces.sort();
+    namespaces.dedup();
+    let mut items = Vec::new();
+    for ns in namespaces {
+        match Api::<RoleActivation>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
+            Ok(list) => items.extend(list.items),
+            // A namespace whose access is going away as we ask.
+            Err(kube::Error::Api(s)) if s.code == 403 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(items)
 }
 
 /// `approve|deny NAME -n NS --reason "…"`.

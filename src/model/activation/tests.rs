@@ -204,6 +204,7 @@ struct Case {
     previous: RoleActivationStatus,
     eligible: Vec<Eligible>,
     clock: Clock,
+    created: Timestamp,
 }
 
 impl Case {
@@ -215,6 +216,7 @@ impl Case {
             previous: RoleActivationStatus::default(),
             eligible: vec![eligible(ENGINEERS, approvers, false, 4)],
             clock: Clock::default(),
+            created: at(0),
         }
     }
 
@@ -223,7 +225,7 @@ impl Case {
             spec: &self.spec,
             requester: self.requester.as_ref(),
             reviews: &self.reviews,
-            created: at(0),
+            created: self.created,
             previous: &self.previous,
             eligibility: Ok(&self.eligible),
             clock: self.clock,
@@ -316,6 +318,22 @@ fn the_first_listed_decision_wins() {
     let d = c.at(at(60));
     assert_eq!(d.phase, ActivationPhase::Denied);
     assert!(d.message.contains("denied by"), "{}", d.message);
+}
+
+#[test]
+fn a_review_counts_only_for_the_activation_it_was_given_to() {
+    // An ActivationReview names its activation by name only. One given to an earlier
+    // activation of the same name (deleted since) must neither approve nor deny a new one.
+    let mut c = Case::new(&[LEADS]);
+    c.created = at(100);
+    c.reviews = vec![review(LEAD, &[LEADS], Decision::Approve, 40)];
+    let d = c.at(at(101));
+    assert_eq!((d.phase, d.reviews.len()), (ActivationPhase::Pending, 0), "{d:?}");
+    c.reviews = vec![review(LEAD, &[LEADS], Decision::Deny, 40)];
+    assert_eq!(c.at(at(101)).phase, ActivationPhase::Pending);
+    // One given to this activation counts, even in the second it was created.
+    c.reviews.push(review(LEAD, &[LEADS], Decision::Approve, 100));
+    assert_eq!(c.at(at(101)).phase, ActivationPhase::Active);
 }
 
 #[test]
