@@ -68,6 +68,7 @@ fn dereference(
             decision: r.spec.decision,
             reason: r.spec.reason.clone(),
             time: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            activation_uid: r.metadata.annotations.as_ref().and_then(|a| a.get(keys::REVIEWED_UID)).cloned(),
         })
         .collect();
     (eligibility, reviews)
@@ -91,6 +92,7 @@ fn decide(
         previous: &previous,
         eligibility,
         clock,
+        uid: activation.metadata.uid.as_deref(),
         now,
     });
     (decision, requester)

@@ -115,6 +115,14 @@ pub fn stamp_patch(key: &str, caller: &Caller, has_annotations: bool) -> serde_j
     }
 }
 
+/// The JSON Patch operation that stamps, on an ActivationReview being created, the UID of the
+/// activation it reviews ([`keys::REVIEWED_UID`]); to follow [`stamp_patch`]'s operations,
+/// which create the annotations when there are none.
+pub fn reviewed_uid_patch(uid: &str) -> serde_json::Value {
+    let escaped = keys::REVIEWED_UID.replace('~', "~0").replace('/', "~1");
+    serde_json::json!({"op": "add", "path": format!("/metadata/annotations/{escaped}"), "value": uid})
+}
+
 /// On update: the stamp `key` must stay as admission wrote it.
 ///
 /// # Errors
@@ -315,6 +323,9 @@ pub struct ReviewInput {
     pub reason: String,
     /// Creation time.
     pub time: Option<Timestamp>,
+    /// The UID of the activation it was given to ([`keys::REVIEWED_UID`]); None for a review
+    /// admitted before that stamp existed (its creation time decides then).
+    pub activation_uid: Option<String>,
 }
 
 /// How the clock runs for activations. `scale` divides every activation duration and the
@@ -352,6 +363,8 @@ pub struct PhaseInputs<'a> {
     pub reviews: &'a [ReviewInput],
     /// Its creation time.
     pub created: Timestamp,
+    /// Its UID.
+    pub uid: Option<&'a str>,
     /// Its recorded status.
     pub previous: &'a RoleActivationStatus,
     /// The eligible authorizations of its assignment, or why there are none.
@@ -389,10 +402,14 @@ fn valid_reviews(inputs: &PhaseInputs<'_>, used: Option<&Eligible>) -> Vec<crate
         .iter()
         .filter(|r| {
             let Some(reviewer) = &r.reviewer else { return false };
-            // A review names its activation by name only: one created before this activation
-            // was given to an earlier one of the same name (deleted since), never to this one.
-            // (Both times are the API server's, to the second.)
-            let for_this_one = r.time.is_some_and(|t| t >= inputs.created);
+            // A review names its activation by name only: admission stamps the UID of the one
+            // it was given to, so that it never decides a later activation of the same name.
+            // Without the stamp, one created before this activation was given to an earlier
+            // one (deleted since). (Both times are the API server's, to the second.)
+            let for_this_one = match (r.activation_uid.as_deref(), inputs.uid) {
+                (Some(given_to), Some(uid)) => given_to == uid,
+                _ => r.time.is_some_and(|t| t >= inputs.created),
+            };
             let not_self = inputs.requester.is_none_or(|q| q.username != reviewer.username);
             for_this_one && not_self && used.is_some_and(|e| holds(reviewer, &e.approvers))
         })

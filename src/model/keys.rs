@@ -66,6 +66,10 @@ pub const MATERIALIZED_ANNOTATIONS: [&str; 3] = [ASSIGNMENT, SOURCE_ROLE, ACTIVA
 pub const REQUESTER: &str = "activation.kubelighthouse.io/requester";
 /// Annotation on an ActivationReview: who created it, stamped like [`REQUESTER`].
 pub const REVIEWER: &str = "activation.kubelighthouse.io/reviewer";
+/// Annotation on an ActivationReview: the UID of the RoleActivation it was given to, stamped
+/// at admission. A review names its activation by name only; the UID keeps a review from
+/// deciding a later activation of the same name.
+pub const REVIEWED_UID: &str = "activation.kubelighthouse.io/role-activation-uid";
 /// The `userInfo.extra` key that carries the `amr` claim (SPEC §2).
 pub const AMR_EXTRA: &str = "kubelighthouse.io/amr";
 /// Finalizer on RoleActivations: their access is removed, and the end recorded, before they go.

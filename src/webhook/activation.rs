@@ -37,9 +37,10 @@ fn stamp_key(kind: &str) -> Option<&'static str> {
 }
 
 /// `POST /mutate`: on create of a RoleActivation or an ActivationReview, the caller's
-/// `userInfo` is written to the stamp annotation, replacing whatever the client sent.
+/// `userInfo` is written to the stamp annotation, replacing whatever the client sent; on an
+/// ActivationReview also the UID of the activation it reviews, as the caches hold it.
 /// Everything else passes unchanged (the validating webhook refuses a changed stamp).
-pub fn mutate(request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+pub fn mutate(request: &AdmissionRequest<DynamicObject>, admission: &Admission) -> AdmissionResponse {
     let allowed = AdmissionResponse::from(request);
     let Some(key) = stamp_key(&request.kind.kind) else { return allowed };
     if request.operation != Operation::Create {
@@ -47,7 +48,17 @@ pub fn mutate(request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
     }
     let caller = activation::caller_from(&request.user_info);
     let has_annotations = request.object.as_ref().is_some_and(|o| o.metadata.annotations.is_some());
-    let patch = activation::stamp_patch(key, &caller, has_annotations);
+    let mut patch = activation::stamp_patch(key, &caller, has_annotations);
+    if key == keys::REVIEWER {
+        let namespace = request.namespace.as_deref().unwrap_or_default();
+        let reviewed = parse::<ActivationReview>(&request.object)
+            .and_then(|r| admission.caches.activation(namespace, &r.spec.role_activation_ref.name))
+            .and_then(|a| a.metadata.uid.clone());
+        // None: no such activation, which the validating webhook refuses.
+        if let (Some(uid), Some(ops)) = (reviewed, patch.as_array_mut()) {
+            ops.push(activation::reviewed_uid_patch(&uid));
+        }
+    }
     match serde_json::from_value::<json_patch::Patch>(patch).map(|p| allowed.clone().with_patch(p)) {
         Ok(Ok(stamped)) => stamped,
         // Never admit an unstamped activation: its requester would be unknown.
@@ -123,12 +134,11 @@ pub async fn validate(request: &AdmissionRequest<DynamicObject>, admission: &Adm
             if old.spec != new.spec {
                 return Err(format!("ActivationReview {} is create-only: its spec cannot change", request.name));
             }
-            activation::stamp_unchanged(
-                keys::REVIEWER,
-                old.metadata.annotations.as_ref(),
-                new.metadata.annotations.as_ref(),
-            )
-            .map_err(|r| refuse("ActivationReview", r))
+            for key in [keys::REVIEWER, keys::REVIEWED_UID] {
+                activation::stamp_unchanged(key, old.metadata.annotations.as_ref(), new.metadata.annotations.as_ref())
+                    .map_err(|r| refuse("ActivationReview", r))?;
+            }
+            Ok(())
         }
         _ => Ok(()),
     }

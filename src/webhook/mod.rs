@@ -50,12 +50,15 @@ async fn validate(
 }
 
 /// The mutating webhook: stamps who created a RoleActivation or an ActivationReview.
-async fn mutate(Json(review): Json<AdmissionReview<DynamicObject>>) -> Json<AdmissionReview<DynamicObject>> {
+async fn mutate(
+    State(admission): State<Arc<Admission>>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(r) => r,
         Err(e) => return Json(AdmissionResponse::invalid(format!("not an AdmissionReview: {e}")).into_review()),
     };
-    Json(activation::mutate(&request).into_review())
+    Json(activation::mutate(&request, &admission).into_review())
 }
 
 /// The admission routes, `POST /validate` and `POST /mutate`, served by [`crate::serve`] on

@@ -205,6 +205,7 @@ struct Case {
     eligible: Vec<Eligible>,
     clock: Clock,
     created: Timestamp,
+    uid: Option<String>,
 }
 
 impl Case {
@@ -217,6 +218,7 @@ impl Case {
             eligible: vec![eligible(ENGINEERS, approvers, false, 4)],
             clock: Clock::default(),
             created: at(0),
+            uid: None,
         }
     }
 
@@ -229,6 +231,7 @@ impl Case {
             previous: &self.previous,
             eligibility: Ok(&self.eligible),
             clock: self.clock,
+            uid: self.uid.as_deref(),
             now,
         })
     }
@@ -257,6 +260,7 @@ fn review(who: &str, groups: &[&str], decision: Decision, second: i64) -> Review
         decision,
         reason: "checked".into(),
         time: Some(at(second)),
+        activation_uid: None,
     }
 }
 
@@ -337,6 +341,40 @@ fn a_review_counts_only_for_the_activation_it_was_given_to() {
 }
 
 #[test]
+fn a_review_stamped_with_another_activations_uid_never_counts_even_in_the_same_second() {
+    // Deleted and created again within the second of the approval: the time cannot tell them
+    // apart, the UID stamped at admission can.
+    let mut c = Case::new(&[LEADS]);
+    c.created = at(100);
+    c.uid = Some("uid-of-the-new-one".into());
+    let mut stale = review(LEAD, &[LEADS], Decision::Approve, 100);
+    stale.activation_uid = Some("uid-of-the-deleted-one".into());
+    c.reviews = vec![stale];
+    assert_eq!(c.at(at(101)).phase, ActivationPhase::Pending, "a stale approval approved a new activation");
+    let mut given = review(LEAD, &[LEADS], Decision::Approve, 100);
+    given.activation_uid = Some("uid-of-the-new-one".into());
+    c.reviews.push(given);
+    assert_eq!(c.at(at(101)).phase, ActivationPhase::Active);
+}
+
+#[test]
+fn the_reviewed_uid_stamp_follows_the_reviewer_stamp() {
+    let c = caller(LEAD, &[LEADS], &[]);
+    for has_annotations in [false, true] {
+        let mut ops = stamp_patch(keys::REVIEWER, &c, has_annotations).as_array().cloned().expect("ops");
+        ops.push(reviewed_uid_patch("0a0a-uid"));
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops)).expect("patch");
+        let mut review = serde_json::json!({"metadata": {"name": "r"}});
+        if has_annotations {
+            review["metadata"]["annotations"] = serde_json::json!({"note": "kept"});
+        }
+        json_patch::patch(&mut review, &patch).expect("applies");
+        assert_eq!(review["metadata"]["annotations"][keys::REVIEWED_UID], "0a0a-uid");
+        assert!(review["metadata"]["annotations"][keys::REVIEWER].is_string());
+    }
+}
+
+#[test]
 fn a_pending_activation_times_out() {
     let c = Case::new(&[LEADS]);
     assert_eq!(c.at(at(24 * 3600 - 1)).phase, ActivationPhase::Pending);
@@ -375,6 +413,7 @@ fn losing_eligibility_revokes_an_active_activation_and_denies_a_pending_one() {
         previous: &pending.previous,
         eligibility: Err(Refused::new(Refusal::AssignmentNotFound, "assignment deleted")),
         clock: Clock::default(),
+        uid: None,
         now: at(1),
     });
     assert_eq!((gone.phase, gone.reason), (ActivationPhase::Denied, "AssignmentNotFound"));
