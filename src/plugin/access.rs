@@ -71,20 +71,42 @@ fn matches_resource(values: &[String], wanted: &str) -> bool {
     })
 }
 
-/// Whether `rules` allow `verb` on every object of `resource` in `group`, as RBAC matches
-/// rules (`*` wildcards, `*/sub` and `res/*` for subresources). A rule restricted to
-/// resource names does not count: it allows some objects, not the resource.
-pub fn allows(rules: &[ResourceRule], group: &str, resource: &str, verb: &str) -> bool {
-    rules.iter().any(|r| {
-        r.resource_names.as_ref().is_none_or(Vec::is_empty)
-            && matches(&r.verbs, verb)
-            && matches(r.api_groups.as_deref().unwrap_or_default(), group)
-            && matches_resource(r.resources.as_deref().unwrap_or_default(), resource)
-    })
+/// One cell of the matrix: whether a verb is allowed on a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Allowed {
+    /// On every object of the resource.
+    All,
+    /// Only on the objects named (a rule with `resourceNames`), sorted.
+    Named(Vec<String>),
+    /// On none.
+    No,
 }
 
-/// The matrix of one namespace: per resource, one flag per verb.
-pub fn matrix(rules: &[ResourceRule], resources: &[String], verbs: &[String]) -> Vec<(String, Vec<bool>)> {
+/// Whether `rules` allow `verb` on `resource` in `group`, as RBAC matches rules (`*`
+/// wildcards, `*/sub` and `res/*` for subresources): on every object, only on the objects a
+/// rule names (`resourceNames`, e.g. the delegation-delete role's one assignment), or not.
+pub fn allows(rules: &[ResourceRule], group: &str, resource: &str, verb: &str) -> Allowed {
+    let matching = rules.iter().filter(|r| {
+        matches(&r.verbs, verb)
+            && matches(r.api_groups.as_deref().unwrap_or_default(), group)
+            && matches_resource(r.resources.as_deref().unwrap_or_default(), resource)
+    });
+    let mut names = BTreeSet::new();
+    for rule in matching {
+        match rule.resource_names.as_deref() {
+            None | Some([]) => return Allowed::All,
+            Some(named) => names.extend(named.iter().cloned()),
+        }
+    }
+    if names.is_empty() {
+        Allowed::No
+    } else {
+        Allowed::Named(names.into_iter().collect())
+    }
+}
+
+/// The matrix of one namespace: per resource, one cell per verb.
+pub fn matrix(rules: &[ResourceRule], resources: &[String], verbs: &[String]) -> Vec<(String, Vec<Allowed>)> {
     resources
         .iter()
         .map(|spec| {
@@ -109,11 +131,15 @@ pub struct NamespaceAccess {
 
 /// The verbs allowed on one resource.
 #[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct ResourceAccess {
     /// `resource` or `resource.group`.
     pub resource: String,
-    /// Verbs allowed.
+    /// Verbs allowed on every object.
     pub verbs: Vec<String>,
+    /// Verbs allowed only on named objects: verb → the names.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub verbs_by_name: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The namespaces to check: `-n` as given, else those in force for the visible delegations.
@@ -168,9 +194,22 @@ pub async fn run(global: &GlobalArgs, args: &AccessArgs, out: &mut dyn Write) ->
                     incomplete,
                     resources: rows
                         .into_iter()
-                        .map(|(resource, flags)| ResourceAccess {
+                        .map(|(resource, cells)| ResourceAccess {
                             resource,
-                            verbs: verbs.iter().zip(flags).filter(|(_, a)| *a).map(|(v, _)| v.clone()).collect(),
+                            verbs: verbs
+                                .iter()
+                                .zip(&cells)
+                                .filter(|(_, a)| **a == Allowed::All)
+                                .map(|(v, _)| v.clone())
+                                .collect(),
+                            verbs_by_name: verbs
+                                .iter()
+                                .zip(cells)
+                                .filter_map(|(v, a)| match a {
+                                    Allowed::Named(names) => Some((v.clone(), names)),
+                                    _ => None,
+                                })
+                                .collect(),
                         })
                         .collect(),
                 })
@@ -222,27 +261,34 @@ mod tests {
     #[test]
     fn rules_match_as_rbac_does() {
         let reader = [rule(&["", "apps"], &["pods", "deployments"], &["get", "list", "watch"], &[])];
-        assert!(allows(&reader, "", "pods", "get"));
-        assert!(allows(&reader, "apps", "deployments", "list"));
-        assert!(!allows(&reader, "", "pods", "delete"));
-        assert!(!allows(&reader, "", "pods/log", "get"), "a subresource is not its resource");
-        assert!(!allows(&reader, "", "secrets", "get"));
-        assert!(!allows(&reader, "batch", "pods", "get"), "the group must match");
+        assert_eq!(allows(&reader, "", "pods", "get"), Allowed::All);
+        assert_eq!(allows(&reader, "apps", "deployments", "list"), Allowed::All);
+        assert_eq!(allows(&reader, "", "pods", "delete"), Allowed::No);
+        assert_eq!(allows(&reader, "", "pods/log", "get"), Allowed::No, "a subresource is not its resource");
+        assert_eq!(allows(&reader, "", "secrets", "get"), Allowed::No);
+        assert_eq!(allows(&reader, "batch", "pods", "get"), Allowed::No, "the group must match");
         let wild = [rule(&["*"], &["*"], &["*"], &[])];
-        assert!(allows(&wild, "apps", "deployments/scale", "patch"));
+        assert_eq!(allows(&wild, "apps", "deployments/scale", "patch"), Allowed::All);
         let subs = [rule(&[""], &["*/log"], &["get"], &[]), rule(&[""], &["services/*"], &["get"], &[])];
-        assert!(allows(&subs, "", "pods/log", "get"));
-        assert!(allows(&subs, "", "services/proxy", "get"));
-        assert!(!allows(&subs, "", "pods", "get"));
+        assert_eq!(allows(&subs, "", "pods/log", "get"), Allowed::All);
+        assert_eq!(allows(&subs, "", "services/proxy", "get"), Allowed::All);
+        assert_eq!(allows(&subs, "", "pods", "get"), Allowed::No);
         let pinned = [rule(
             &["managedservices.kubelighthouse.io"],
             &["registrationassignments"],
             &["get", "delete"],
             &["contoso"],
         )];
-        assert!(
-            !allows(&pinned, "managedservices.kubelighthouse.io", "registrationassignments", "delete"),
+        assert_eq!(
+            allows(&pinned, "managedservices.kubelighthouse.io", "registrationassignments", "delete"),
+            Allowed::Named(vec!["contoso".into()]),
             "only named objects"
+        );
+        let both = [pinned[0].clone(), rule(&["managedservices.kubelighthouse.io"], &["*"], &["delete"], &[])];
+        assert_eq!(
+            allows(&both, "managedservices.kubelighthouse.io", "registrationassignments", "delete"),
+            Allowed::All,
+            "a rule for every object wins over one for named objects"
         );
     }
 
@@ -250,7 +296,8 @@ mod tests {
     fn the_matrix_has_one_row_per_resource() {
         let rules = [rule(&[""], &["pods"], &["get", "list"], &[])];
         let m = matrix(&rules, &["pods".into(), "deployments.apps".into()], &["get".into(), "delete".into()]);
-        assert_eq!(m, [("pods".to_string(), vec![true, false]), ("deployments.apps".to_string(), vec![false, false])]);
+        use Allowed::{All, No};
+        assert_eq!(m, [("pods".to_string(), vec![All, No]), ("deployments.apps".to_string(), vec![No, No])]);
         let text = output::access_matrix(&["get", "delete"], &m, false);
         assert_eq!(text, "NAME               GET   DELETE\npods               ✔     ✖\ndeployments.apps   ✖     ✖\n");
     }

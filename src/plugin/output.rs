@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::api::view::Table;
 
+use super::access::Allowed;
 use super::PluginError;
 
 /// `-o`: how a command prints its result (kubectl's output formats).
@@ -174,20 +175,22 @@ pub fn join(items: &[String]) -> String {
 }
 
 /// The rakkess-style matrix: one row per resource, one column per verb, `✔` allowed, `✖`
-/// denied; with `ascii`, `yes`/`no`.
-pub fn access_matrix(verbs: &[&str], rows: &[(String, Vec<bool>)], ascii: bool) -> String {
+/// denied, `✔ name,…` allowed only on the objects named; with `ascii`, `yes`/`no`/`named:…`.
+pub fn access_matrix(verbs: &[&str], rows: &[(String, Vec<Allowed>)], ascii: bool) -> String {
     let mut columns = vec![Column::new("Name")];
     columns.extend(verbs.iter().map(|v| Column::new(v)));
     let mut table = TextTable::new(columns);
-    let mark = |allowed: bool| match (allowed, ascii) {
-        (true, false) => "✔",
-        (false, false) => "✖",
-        (true, true) => "yes",
-        (false, true) => "no",
+    let mark = |allowed: &Allowed| match (allowed, ascii) {
+        (Allowed::All, false) => "✔".to_string(),
+        (Allowed::No, false) => "✖".to_string(),
+        (Allowed::Named(names), false) => format!("✔ {}", names.join(",")),
+        (Allowed::All, true) => "yes".to_string(),
+        (Allowed::No, true) => "no".to_string(),
+        (Allowed::Named(names), true) => format!("named:{}", names.join(",")),
     };
     for (resource, cells) in rows {
         let mut row = vec![resource.clone()];
-        row.extend(cells.iter().map(|&a| mark(a).to_string()));
+        row.extend(cells.iter().map(mark));
         table.push(row);
     }
     table.render(false)
@@ -302,11 +305,21 @@ mod tests {
     fn the_access_matrix_marks_each_verb() {
         let m = access_matrix(
             &["get", "delete"],
-            &[("pods".into(), vec![true, false]), ("deployments.apps".into(), vec![true, true])],
+            &[
+                ("pods".into(), vec![Allowed::All, Allowed::No]),
+                ("registrationassignments".into(), vec![Allowed::All, Allowed::Named(vec!["contoso".into()])]),
+            ],
             false,
         );
-        assert_eq!(m, "NAME               GET   DELETE\npods               ✔     ✖\ndeployments.apps   ✔     ✔\n");
-        let ascii = access_matrix(&["get"], &[("pods".into(), vec![false])], true);
-        assert_eq!(ascii, "NAME   GET\npods   no\n");
+        assert_eq!(
+            m,
+            "NAME                      GET   DELETE\npods                      ✔     ✖\nregistrationassignments   ✔     ✔ contoso\n"
+        );
+        let ascii = access_matrix(
+            &["get", "delete"],
+            &[("pods".into(), vec![Allowed::No, Allowed::Named(vec!["a".into()])])],
+            true,
+        );
+        assert_eq!(ascii, "NAME   GET   DELETE\npods   no    named:a\n");
     }
 }
