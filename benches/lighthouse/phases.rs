@@ -155,8 +155,11 @@ pub async fn onboarding(bench: &mut Bench, controller: &ControllerProcess, team:
 pub async fn idle(bench: &mut Bench, controller: &ControllerProcess) -> Idle {
     let cpu_before = controller.cpu_seconds();
     let window = Duration::from_secs(bench.args.idle_seconds);
+    bench.audit.writes();
+    let leases_before = bench.audit.lease_writes;
     tokio::time::sleep(window).await;
     let idle_writes = bench.audit.writes();
+    let lease_writes = bench.audit.lease_writes - leases_before;
     let idle_cpu = controller.cpu_seconds() - cpu_before;
     Idle {
         delegations: bench.args.n,
@@ -164,6 +167,7 @@ pub async fn idle(bench: &mut Bench, controller: &ControllerProcess) -> Idle {
         writes: total(&idle_writes),
         writes_per_minute: round(total(&idle_writes) as f64 * 60.0 / window.as_secs_f64()),
         writes_by_kind: idle_writes,
+        lease_renewals_per_minute: round(lease_writes as f64 * 60.0 / window.as_secs_f64()),
         cpu_s: round3(idle_cpu),
         cpu_millicores: round(idle_cpu * 1000.0 / window.as_secs_f64()),
     }

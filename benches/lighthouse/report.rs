@@ -90,6 +90,8 @@ pub struct Idle {
     pub writes: usize,
     pub writes_per_minute: f64,
     pub writes_by_kind: BTreeMap<String, usize>,
+    /// The leader's Lease renewals (SPEC §12), not counted in `writes`.
+    pub lease_renewals_per_minute: f64,
     pub cpu_s: f64,
     pub cpu_millicores: f64,
 }
@@ -155,8 +157,11 @@ pub struct PerSubscription {
 pub struct Admission {
     /// The subscription and its resource groups: the namespaces the assignment covers.
     pub namespaces: usize,
-    /// An author who holds every permission in each namespace but may not `bind` the roles.
-    pub namespace_owner: AdmissionCase,
+    /// An author bound to `admin` in each namespace: may not `bind` the roles, so every
+    /// permission is asked until the first it lacks.
+    pub namespace_admin: AdmissionCase,
+    /// An author bound to `cluster-admin` in each namespace: holds everything there.
+    pub namespace_cluster_admin: AdmissionCase,
     /// An author who may `bind` the catalog's ClusterRoles.
     pub binder: AdmissionCase,
 }
@@ -165,6 +170,10 @@ pub struct Admission {
 /// webhook sent per request.
 #[derive(Debug, Serialize)]
 pub struct AdmissionCase {
+    /// Requests admitted, refused by the webhook, and not answered within its timeout.
+    pub admitted: usize,
+    pub refused: usize,
+    pub timed_out: usize,
     pub access_reviews_per_request: f64,
     pub latency: LatencySummary,
 }

@@ -8,7 +8,7 @@
 use super::validate::Grant;
 
 /// One question for a SubjectAccessReview: may the author `verb` this?
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ask {
     /// The verb asked about, e.g. `create`, `bind`.
     pub verb: String,
@@ -52,15 +52,39 @@ pub fn delegate_asks(namespaces: &[String]) -> Vec<Ask> {
         .collect()
 }
 
-/// Second question, per role: may the author bind the catalog ClusterRole `grant` comes from?
-pub fn bind_ask(grant: &Grant) -> Ask {
+/// Second question, per namespace: does the author hold every permission there (`*` verbs on
+/// `*` resources of `*` groups, as `cluster-admin` bound in the namespace gives)? Then every
+/// role's permissions are held and nothing more is asked about that namespace.
+pub fn everything_ask(namespace: &str) -> Ask {
+    Ask {
+        verb: "*".into(),
+        group: "*".into(),
+        resource: "*".into(),
+        name: String::new(),
+        namespace: namespace.to_string(),
+    }
+}
+
+/// Third question, per namespace and role: may the author bind the catalog ClusterRole
+/// `grant` comes from in `namespace`? The API server asks the same (`bind` with the
+/// RoleBinding's namespace) when someone creates a RoleBinding there, so a ClusterRoleBinding
+/// or a RoleBinding of that namespace granting `bind` both answer yes.
+pub fn bind_ask(grant: &Grant, namespace: &str) -> Ask {
     Ask {
         verb: "bind".into(),
         group: "rbac.authorization.k8s.io".into(),
         resource: "clusterroles".into(),
         name: grant.role.clone(),
-        namespace: String::new(),
+        namespace: namespace.to_string(),
     }
+}
+
+/// The permissions still to ask, each once: `asks` are (index of the grant, question) in
+/// order; a question several roles share (Reader's are mostly Contributor's) is asked once,
+/// for the first of them.
+pub fn each_once(asks: Vec<(usize, Ask)>) -> Vec<(usize, Ask)> {
+    let mut seen = std::collections::HashSet::new();
+    asks.into_iter().filter(|(_, ask)| seen.insert(ask.clone())).collect()
 }
 
 /// Otherwise: does the author hold every permission of `grant` in `namespace`? One ask per
@@ -140,6 +164,22 @@ mod tests {
     }
 
     #[test]
+    fn a_question_two_roles_share_is_asked_once_for_the_first() {
+        let reader = grant(vec![rule(&[""], &["pods"], &["get", "list"], None)]);
+        let contributor = grant(vec![rule(&[""], &["pods"], &["get", "list", "delete"], None)]);
+        let asks: Vec<(usize, Ask)> = [(0, &reader), (1, &contributor)]
+            .into_iter()
+            .flat_map(|(i, g)| permissions(g, "ns").into_iter().map(move |a| (i, a)))
+            .collect();
+        let once = each_once(asks);
+        let described: Vec<(usize, String)> = once.iter().map(|(i, a)| (*i, a.describe())).collect();
+        assert_eq!(
+            described,
+            [(0, "get pods in ns".to_string()), (0, "list pods in ns".to_string()), (1, "delete pods in ns".to_string())]
+        );
+    }
+
+    #[test]
     fn an_empty_resource_names_list_means_any_name() {
         let asks = permissions(&grant(vec![rule(&[""], &["pods"], &["get"], Some(&[]))]), "ns");
         assert_eq!(asks.len(), 1);
@@ -156,8 +196,9 @@ mod tests {
             "alice may not create rolebindings.rbac.authorization.k8s.io in sub: only an owner of the scope may delegate (seed 003)"
         );
         let g = grant(vec![]);
-        let bind = bind_ask(&g);
-        assert_eq!(bind.describe(), "bind clusterroles.rbac.authorization.k8s.io/kubelighthouse:reader");
+        let bind = bind_ask(&g, "rg");
+        assert_eq!(bind.describe(), "bind clusterroles.rbac.authorization.k8s.io/kubelighthouse:reader in rg");
+        assert_eq!(everything_ask("rg").describe(), "* *.* in rg");
         let missing = Ask {
             verb: "get".into(),
             group: "".into(),

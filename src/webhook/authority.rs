@@ -60,7 +60,32 @@ async fn first_denied(client: &Client, user: &UserInfo, asks: Vec<Ask>) -> Resul
     Ok(None)
 }
 
-/// Whether `user` may delegate `grants` in `namespaces`.
+/// What is left to ask about `namespace` once the short questions are answered: nothing when
+/// the author holds everything there or may bind every role there; else the permissions of
+/// each role the author may not bind, as (index of the grant, question).
+async fn still_to_ask(
+    client: &Client,
+    user: &UserInfo,
+    namespace: &str,
+    grants: &[Grant],
+) -> Result<Vec<(usize, Ask)>, String> {
+    if allowed(client, user, &authority::everything_ask(namespace)).await? {
+        return Ok(Vec::new());
+    }
+    let mut asks = Vec::new();
+    for (i, grant) in grants.iter().enumerate() {
+        if !allowed(client, user, &authority::bind_ask(grant, namespace)).await? {
+            asks.extend(authority::permissions(grant, namespace).into_iter().map(|a| (i, a)));
+        }
+    }
+    Ok(asks)
+}
+
+/// Whether `user` may delegate `grants` in `namespaces` (SPEC §3 rule 6, seed 003): may
+/// create RoleBindings in each namespace, then per namespace holds everything there, or may
+/// bind each role there, or holds each permission of the roles it may not bind. Each
+/// permission is asked once (roles share many), at most [`PARALLEL`] questions in flight,
+/// and the first denial ends the check.
 ///
 /// # Errors
 /// The refusal, naming what the author may not do, or why the API server could not say.
@@ -69,14 +94,23 @@ pub async fn check(client: &Client, user: &UserInfo, namespaces: &[String], gran
     if let Some(ask) = first_denied(client, user, authority::delegate_asks(namespaces)).await? {
         return Err(authority::not_an_owner(&who, &ask));
     }
-    for grant in grants {
-        if allowed(client, user, &authority::bind_ask(grant)).await? {
-            continue;
-        }
-        let held: Vec<Ask> = namespaces.iter().flat_map(|ns| authority::permissions(grant, ns)).collect();
-        if let Some(missing) = first_denied(client, user, held).await? {
-            return Err(authority::beyond_author(&who, grant, &missing));
-        }
+    let per_namespace: Vec<Result<Vec<(usize, Ask)>, String>> = stream::iter(namespaces.iter().cloned())
+        .map(|ns| async move { still_to_ask(client, user, &ns, grants).await })
+        .buffered(PARALLEL)
+        .collect()
+        .await;
+    let mut pending = Vec::new();
+    for asks in per_namespace {
+        pending.extend(asks?);
+    }
+    let pending = authority::each_once(pending);
+    let grant_of: std::collections::HashMap<Ask, usize> = pending.iter().map(|(i, a)| (a.clone(), *i)).collect();
+    if let Some(missing) = first_denied(client, user, pending.into_iter().map(|(_, a)| a).collect()).await? {
+        let grant = grant_of.get(&missing).and_then(|i| grants.get(*i));
+        return Err(match grant {
+            Some(grant) => authority::beyond_author(&who, grant, &missing),
+            None => authority::not_an_owner(&who, &missing),
+        });
     }
     Ok(())
 }
