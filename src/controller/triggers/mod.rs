@@ -190,12 +190,12 @@ fn compact_custom_resource<K: Resource>(object: &mut K) {
 }
 
 /// Of an activation or a review, what is read: no managedFields, and of the annotations only
-/// the admission stamps.
+/// the admission stamps (requester, reviewer, and the reviewed activation's UID).
 fn compact_activation_kind<K: Resource>(object: &mut K) {
     let meta = object.meta_mut();
     meta.managed_fields = None;
     if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|k, _| k == keys::REQUESTER || k == keys::REVIEWER);
+        annotations.retain(|k, _| [keys::REQUESTER, keys::REVIEWER, keys::REVIEWED_UID].contains(&k.as_str()));
     }
 }
 
@@ -407,4 +407,37 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
     );
     // A watch retries for ever; one that ends means the process is going.
     watches.join_next().await;
+}
+
+#[cfg(test)]
+mod compaction_tests {
+    use std::collections::BTreeMap;
+
+    use kube::api::ObjectMeta;
+
+    use super::*;
+    use crate::api::{ActivationReview, ActivationReviewSpec};
+
+    /// The lifecycle reads the reviewed activation's UID from the cached review: a cache that
+    /// dropped it let a stale approval decide a new activation of the same name.
+    #[test]
+    fn an_activation_kind_keeps_every_admission_stamp_and_nothing_else() {
+        let mut review = ActivationReview {
+            metadata: ObjectMeta {
+                name: Some("approve".into()),
+                annotations: Some(BTreeMap::from([
+                    (keys::REVIEWER.to_string(), "{}".to_string()),
+                    (keys::REVIEWED_UID.to_string(), "uid-1".to_string()),
+                    ("kubectl.kubernetes.io/last-applied-configuration".to_string(), "{…}".to_string()),
+                ])),
+                ..Default::default()
+            },
+            spec: serde_json::from_value::<ActivationReviewSpec>(serde_json::json!({
+                "roleActivationRef": {"name": "hotfix"}, "decision": "Approve", "reason": "ok"}))
+            .expect("spec"),
+        };
+        compact_activation_kind(&mut review);
+        let kept: Vec<&String> = review.metadata.annotations.as_ref().expect("annotations").keys().collect();
+        assert_eq!(kept, [keys::REVIEWER, keys::REVIEWED_UID]);
+    }
 }
