@@ -44,6 +44,8 @@ mod tenants;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
 
 pub use assignment::{definition_problem, validate_assignment, AssignmentFacts};
