@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -122,11 +122,39 @@ pub fn assignments_of(definition: &RegistrationDefinition, caches: &Caches) -> V
     assignments
 }
 
+/// The assignments of `definition` as the API server has them: in its subscription namespace
+/// and the resource groups the caches know. The cascade reads them live because its
+/// finalizer goes once it is done, and the caches may not hold yet an assignment created
+/// just before the definition was deleted (or while the watch was down): that assignment
+/// would stay for good, Failed, and come back to life with a new definition of the name.
+async fn live_assignments_of(
+    definition: &RegistrationDefinition,
+    ctx: &Context,
+) -> Result<Vec<Arc<RegistrationAssignment>>, Error> {
+    let subscription = definition.namespace().unwrap_or_default();
+    let name = definition.name_any();
+    let mut namespaces = vec![subscription.clone()];
+    namespaces.extend(Namespaces::resource_groups_of(&ctx.caches, &subscription));
+    let mut found = Vec::new();
+    for namespace in namespaces {
+        let api: Api<RegistrationAssignment> = Api::namespaced(ctx.client.clone(), &namespace);
+        let listed = api.list(&ListParams::default()).await.map_err(Error::Cascade)?;
+        found
+            .extend(listed.items.into_iter().filter(|a| a.spec.registration_definition_ref.name == name).map(Arc::new));
+    }
+    Ok(found)
+}
+
 /// Finalizer cleanup: deleting a definition deletes its assignments (SPEC §6); their own
 /// finalizers revoke the access, and they already see the definition as gone.
 #[instrument(skip_all, fields(definition = %format!("{}/{}", definition.namespace().unwrap_or_default(), definition.name_any())))]
 async fn cascade(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Result<Action, Error> {
-    let assignments = assignments_of(&definition, &ctx.caches);
+    let mut assignments = assignments_of(&definition, &ctx.caches);
+    for live in live_assignments_of(&definition, ctx).await? {
+        if !assignments.iter().any(|a| a.namespace() == live.namespace() && a.name_any() == live.name_any()) {
+            assignments.push(live);
+        }
+    }
     for a in &assignments {
         let api: Api<RegistrationAssignment> = Api::namespaced(ctx.client.clone(), &a.namespace().unwrap_or_default());
         match api.delete(&a.name_any(), &DeleteParams::default()).await {
