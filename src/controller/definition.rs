@@ -169,3 +169,65 @@ async fn cascade(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Resu
     ctx.bookkeeping.publish(definition.as_ref(), &Notice::cascading(assignments.len())).await;
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::controller::testing::{answer, context, next};
+
+    /// An assignment the caches do not hold yet (created just before its definition was
+    /// deleted, or while the watch was down) is deleted with the definition all the same
+    /// (SPEC §6): the cascade asks the API server.
+    #[tokio::test]
+    async fn the_cascade_deletes_an_assignment_the_caches_do_not_hold_yet() {
+        let (ctx, mut server, _cluster) = context();
+        let definition: RegistrationDefinition = serde_json::from_value(json!({
+            "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationDefinition",
+            "metadata": {"name": "offer", "namespace": "sub"},
+            "spec": {"registrationDefinitionName": "Contoso", "managedByTenantId": "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6",
+                "authorizations": [{"principalId": "00000000-0000-0000-0000-0000000000a1",
+                    "roleDefinitionId": "acdd72a7-3385-48ef-bd42-f606fba81ae7"}]},
+        }))
+        .expect("definition");
+        let late = json!({
+            "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
+            "metadata": {"name": "late", "namespace": "sub", "uid": "uid-late"},
+            "spec": {"registrationDefinitionRef": {"name": "offer"}},
+        });
+        let other = json!({
+            "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
+            "metadata": {"name": "other", "namespace": "sub", "uid": "uid-other"},
+            "spec": {"registrationDefinitionRef": {"name": "another-offer"}},
+        });
+        let cascade = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { cascade(Arc::new(definition), &ctx).await }
+        });
+        let (method, path, _, send) = next(&mut server).await;
+        assert_eq!(method, "GET");
+        assert!(
+            path.starts_with("/apis/managedservices.kubelighthouse.io/v1alpha1/namespaces/sub/registrationassignments"),
+            "{path}"
+        );
+        answer(
+            send,
+            200,
+            json!({"apiVersion": "managedservices.kubelighthouse.io/v1alpha1",
+            "kind": "RegistrationAssignmentList", "metadata": {}, "items": [late, other]}),
+        );
+        let (method, path, _, send) = next(&mut server).await;
+        assert_eq!(
+            (method.as_str(), path.as_str()),
+            ("DELETE", "/apis/managedservices.kubelighthouse.io/v1alpha1/namespaces/sub/registrationassignments/late?")
+        );
+        answer(send, 200, late);
+        // Then the Event saying so.
+        let (method, _, body, send) = next(&mut server).await;
+        assert_eq!(method, "POST");
+        assert!(body["note"].as_str().is_some_and(|n| n.contains("1 assignment")), "{body}");
+        answer(send, 201, body);
+        cascade.await.expect("task").expect("cascade");
+    }
+}
