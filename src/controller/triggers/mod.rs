@@ -440,10 +440,13 @@ mod drive_tests {
         a
     }
 
+    /// Each object told of: its name, and the generation the store holds at that moment.
+    type Seen = Arc<std::sync::Mutex<Vec<(String, Option<i64>)>>>;
+
     /// Records, for each object it is told of, the version the store holds at that moment.
     struct Recorder {
         store: reflector::Store<RegistrationAssignment>,
-        seen: Arc<std::sync::Mutex<Vec<(String, Option<i64>)>>>,
+        seen: Seen,
     }
 
     impl Follow<RegistrationAssignment> for Recorder {
@@ -474,7 +477,7 @@ mod drive_tests {
             InitDone,
         ];
         let stream = futures::stream::iter(events.into_iter().map(Ok)).reflect(writer);
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen: Seen = Arc::default();
         let (readiness, _ready) = Readiness::new(1);
         drive("RegistrationAssignment", stream, readiness, |_| {}, Recorder { store, seen: seen.clone() }).await;
         let seen = seen.lock().expect("seen").clone();
