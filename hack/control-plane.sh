@@ -7,6 +7,10 @@
 #   hack/control-plane.sh up        start (idempotent); writes $STATE_DIR/kubeconfig
 #   hack/control-plane.sh down      stop and wipe the etcd data (idempotent)
 #   hack/control-plane.sh status    exit 0 when the API server and the issuers answer
+#   hack/control-plane.sh restart apiserver|etcd [SECONDS]
+#                                   SIGKILL kube-apiserver or etcd, keep it down SECONDS
+#                                   (default 0), start it again with the same command line,
+#                                   port and data, and wait until it answers (the chaos suite)
 #   hack/control-plane.sh env       print `export KUBECONFIG=…` for eval
 #   hack/control-plane.sh version   print the selected Kubernetes version
 #
@@ -243,9 +247,12 @@ EOF
 
 pid_alive() { [[ -f $STATE_DIR/$1.pid ]] && kill -0 "$(cat "$STATE_DIR/$1.pid")" 2>/dev/null; }
 
+# start NAME COMMAND...: runs COMMAND in the background, logging to logs/NAME.log; the command
+# line is kept (NUL-separated) in NAME.cmd so that `restart` runs exactly the same again.
 start() {
   local name=$1
   shift
+  printf '%s\0' "$@" >"$STATE_DIR/$name.cmd"
   "$@" >"$STATE_DIR/logs/$name.log" 2>&1 &
   echo $! >"$STATE_DIR/$name.pid"
 }
@@ -398,6 +405,7 @@ EOF
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "local=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync
+  echo "$etcd_port" >"$STATE_DIR/etcd.port"
   wait_for etcd 60 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
   # --endpoint-reconciler-type none: 1.37 refuses a loopback advertise address for the
@@ -460,7 +468,7 @@ cmd_down() {
     fi
     rm -f "$STATE_DIR/$name.pid"
   done
-  rm -rf "$STATE_DIR/etcd" "$STATE_DIR/version"
+  rm -rf "$STATE_DIR/etcd" "$STATE_DIR/version" "$STATE_DIR"/*.cmd "$STATE_DIR/etcd.port"
   log "down"
 }
 
@@ -476,12 +484,50 @@ cmd_status() {
   KUBECONFIG=$KUBECONFIG_FILE kubectl get --raw /readyz >/dev/null
 }
 
+api_ready() {
+  curl -fsS --cacert "$STATE_DIR/pki/ca.crt" -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" \
+    "$(awk '/server:/ {print $2; exit}' "$KUBECONFIG_FILE")/readyz"
+}
+
+# restart apiserver|etcd [SECONDS]: a crash and a restart of one process of a running control
+# plane (SIGKILL, down for SECONDS, the same command line again), for the chaos suite. The
+# port, the certificates and etcd's data stay, so clients reconnect to the same address.
+cmd_restart() {
+  local name down=${2:-0} pid
+  case ${1:-} in
+    apiserver | kube-apiserver) name=kube-apiserver ;;
+    etcd) name=etcd ;;
+    *) die "restart: which process? apiserver or etcd" ;;
+  esac
+  [[ $down =~ ^[0-9]+([.][0-9]+)?$ ]] || die "restart: SECONDS must be a number, not $down"
+  [[ -f $STATE_DIR/$name.cmd ]] && pid_alive "$name" || die "restart: $name is not running under $STATE_DIR (up first)"
+  pid=$(cat "$STATE_DIR/$name.pid")
+  kill -9 "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  log "$name killed (SIGKILL); down for ${down}s"
+  sleep "$down"
+  mv -f "$STATE_DIR/logs/$name.log" "$STATE_DIR/logs/$name.log.prev" 2>/dev/null || true
+  local args=()
+  mapfile -d '' args <"$STATE_DIR/$name.cmd"
+  [[ ${args[0]} == setsid ]] && args=("${args[@]:1}")
+  # In a session of its own: the restarted process must not belong to the caller's process
+  # group (a test run), or a signal to that group (Ctrl-C, a timeout) would take it down.
+  start "$name" setsid "${args[@]}"
+  if [[ $name == etcd ]]; then
+    wait_for etcd 120 curl -fsS "http://127.0.0.1:$(cat "$STATE_DIR/etcd.port")/health"
+  fi
+  # kube-apiserver answers /readyz once etcd is back and its post-start hooks ran.
+  wait_for kube-apiserver 480 api_ready
+  log "$name restarted"
+}
+
 case ${1:-} in
   install) cmd_install ;;
   up) cmd_up ;;
   down) cmd_down ;;
+  restart) cmd_restart "${2:-}" "${3:-}" ;;
   status) if cmd_status; then echo "up: KUBECONFIG=$KUBECONFIG_FILE"; else echo "down"; exit 1; fi ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
   version) echo "v$K8S_VERSION" ;;
-  *) echo "usage: $0 install|up|down|status|env|version" >&2; exit 2 ;;
+  *) echo "usage: $0 install|up|down|restart apiserver|etcd [SECONDS]|status|env|version" >&2; exit 2 ;;
 esac

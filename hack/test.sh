@@ -2,7 +2,9 @@
 # Runs every test: formatting, lints, unit tests, and the integration tests against the
 # local control plane (built from Kubernetes' Go modules on first use and cached; see
 # hack/control-plane.sh), at both ends of the supported range (SPEC §8):
-#   - Kubernetes 1.37 (the newest supported minor): every suite;
+#   - Kubernetes 1.37 (the newest supported minor): every suite, among them the short chaos
+#     suite (tests/chaos.rs: a few minutes; it restarts this control plane's kube-apiserver
+#     and etcd; hack/chaos.sh runs the full one);
 #   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security and chart suites.
 #
 # The tests that need a cluster are marked #[ignore = "needs a cluster: hack/test.sh runs it"],

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -122,11 +122,39 @@ pub fn assignments_of(definition: &RegistrationDefinition, caches: &Caches) -> V
     assignments
 }
 
+/// The assignments of `definition` as the API server has them: in its subscription namespace
+/// and the resource groups the caches know. The cascade reads them live because its
+/// finalizer goes once it is done, and the caches may not hold yet an assignment created
+/// just before the definition was deleted (or while the watch was down): that assignment
+/// would stay for good, Failed, and come back to life with a new definition of the name.
+async fn live_assignments_of(
+    definition: &RegistrationDefinition,
+    ctx: &Context,
+) -> Result<Vec<Arc<RegistrationAssignment>>, Error> {
+    let subscription = definition.namespace().unwrap_or_default();
+    let name = definition.name_any();
+    let mut namespaces = vec![subscription.clone()];
+    namespaces.extend(Namespaces::resource_groups_of(&ctx.caches, &subscription));
+    let mut found = Vec::new();
+    for namespace in namespaces {
+        let api: Api<RegistrationAssignment> = Api::namespaced(ctx.client.clone(), &namespace);
+        let listed = api.list(&ListParams::default()).await.map_err(Error::Cascade)?;
+        found
+            .extend(listed.items.into_iter().filter(|a| a.spec.registration_definition_ref.name == name).map(Arc::new));
+    }
+    Ok(found)
+}
+
 /// Finalizer cleanup: deleting a definition deletes its assignments (SPEC §6); their own
 /// finalizers revoke the access, and they already see the definition as gone.
 #[instrument(skip_all, fields(definition = %format!("{}/{}", definition.namespace().unwrap_or_default(), definition.name_any())))]
 async fn cascade(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Result<Action, Error> {
-    let assignments = assignments_of(&definition, &ctx.caches);
+    let mut assignments = assignments_of(&definition, &ctx.caches);
+    for live in live_assignments_of(&definition, ctx).await? {
+        if !assignments.iter().any(|a| a.namespace() == live.namespace() && a.name_any() == live.name_any()) {
+            assignments.push(live);
+        }
+    }
     for a in &assignments {
         let api: Api<RegistrationAssignment> = Api::namespaced(ctx.client.clone(), &a.namespace().unwrap_or_default());
         match api.delete(&a.name_any(), &DeleteParams::default()).await {
@@ -140,4 +168,66 @@ async fn cascade(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Resu
     }
     ctx.bookkeeping.publish(definition.as_ref(), &Notice::cascading(assignments.len())).await;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::controller::testing::{answer, context, next};
+
+    /// An assignment the caches do not hold yet (created just before its definition was
+    /// deleted, or while the watch was down) is deleted with the definition all the same
+    /// (SPEC §6): the cascade asks the API server.
+    #[tokio::test]
+    async fn the_cascade_deletes_an_assignment_the_caches_do_not_hold_yet() {
+        let (ctx, mut server, _cluster) = context();
+        let definition: RegistrationDefinition = serde_json::from_value(json!({
+            "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationDefinition",
+            "metadata": {"name": "offer", "namespace": "sub"},
+            "spec": {"registrationDefinitionName": "Contoso", "managedByTenantId": "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6",
+                "authorizations": [{"principalId": "00000000-0000-0000-0000-0000000000a1",
+                    "roleDefinitionId": "acdd72a7-3385-48ef-bd42-f606fba81ae7"}]},
+        }))
+        .expect("definition");
+        let late = json!({
+            "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
+            "metadata": {"name": "late", "namespace": "sub", "uid": "uid-late"},
+            "spec": {"registrationDefinitionRef": {"name": "offer"}},
+        });
+        let other = json!({
+            "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
+            "metadata": {"name": "other", "namespace": "sub", "uid": "uid-other"},
+            "spec": {"registrationDefinitionRef": {"name": "another-offer"}},
+        });
+        let cascade = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { cascade(Arc::new(definition), &ctx).await }
+        });
+        let (method, path, _, send) = next(&mut server).await;
+        assert_eq!(method, "GET");
+        assert!(
+            path.starts_with("/apis/managedservices.kubelighthouse.io/v1alpha1/namespaces/sub/registrationassignments"),
+            "{path}"
+        );
+        answer(
+            send,
+            200,
+            json!({"apiVersion": "managedservices.kubelighthouse.io/v1alpha1",
+            "kind": "RegistrationAssignmentList", "metadata": {}, "items": [late, other]}),
+        );
+        let (method, path, _, send) = next(&mut server).await;
+        assert_eq!(
+            (method.as_str(), path.as_str()),
+            ("DELETE", "/apis/managedservices.kubelighthouse.io/v1alpha1/namespaces/sub/registrationassignments/late?")
+        );
+        answer(send, 200, late);
+        // Then the Event saying so.
+        let (method, _, body, send) = next(&mut server).await;
+        assert_eq!(method, "POST");
+        assert!(body["note"].as_str().is_some_and(|n| n.contains("1 assignment")), "{body}");
+        answer(send, 201, body);
+        cascade.await.expect("task").expect("cascade");
+    }
 }

@@ -175,7 +175,11 @@ mod tests {
         let described: Vec<(usize, String)> = once.iter().map(|(i, a)| (*i, a.describe())).collect();
         assert_eq!(
             described,
-            [(0, "get pods in ns".to_string()), (0, "list pods in ns".to_string()), (1, "delete pods in ns".to_string())]
+            [
+                (0, "get pods in ns".to_string()),
+                (0, "list pods in ns".to_string()),
+                (1, "delete pods in ns".to_string())
+            ]
         );
     }
 

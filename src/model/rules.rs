@@ -247,8 +247,10 @@ fn judge(group: &str, resource: &str, verb: &str) -> BTreeSet<Violation> {
             found.insert(s.violation);
         }
     }
-    // Resources of this group not listed above (future kinds) are writes on delegations too.
-    if group == GROUP
+    // Resources of this group not listed above (future kinds) are writes on delegations too,
+    // also through a `*` group (fuzzing found `* / widgets / create` kept, which would write
+    // a `widgets` kind of this group).
+    if group_covers(group, GROUP)
         && WRITE_VERBS.iter().any(|v| verb_covers(verb, v))
         && !KNOWN_DELEGATION_RESOURCES.contains(&resource)
     {
@@ -483,6 +485,9 @@ mod tests {
             (&[GROUP], &["registrationassignments"], &["deletecollection"], &[DelegationWrite]),
             (&[GROUP], &["registrationassignments/status"], &["update"], &[DelegationWrite]),
             (&[GROUP], &["futurekinds"], &["create"], &[DelegationWrite]),
+            // Found by the property below: a `*` group covers this group's future kinds too.
+            (&["*"], &["futurekinds"], &["create"], &[DelegationWrite]),
+            (&["*"], &["pods/log"], &["patch"], &[DelegationWrite]),
         ];
         for (groups, resources, verbs, expected) in cases {
             let got = violations_of(&[rule(groups, resources, verbs)]);
@@ -504,6 +509,7 @@ mod tests {
             (&["apps"], &["secrets"], &["get"]),
             (&[GROUP], &["registrationassignments"], &["get", "list", "watch", "delete"]),
             (&[GROUP], &["registrationdefinitions"], &["get", "list", "watch"]),
+            (&["*"], &["deployments", "pods/log"], &["get", "list", "watch"]),
         ];
         for (groups, resources, verbs) in cases {
             let c = classify(&[rule(groups, resources, verbs)]);
@@ -564,6 +570,14 @@ mod tests {
     }
 
     #[test]
+    fn filtering_a_wildcard_group_keeps_only_its_reads() {
+        // Writes through `*` would reach kinds this group may serve one day: dropped.
+        let c = classify(&[rule(&["*"], &["deployments"], &["get", "create"])]);
+        assert_eq!(c.violations().into_iter().collect::<Vec<_>>(), [DelegationWrite]);
+        assert_eq!(c.delegable_rules, [rule(&["*"], &["deployments"], &["get"])]);
+    }
+
+    #[test]
     fn filtering_never_widens_across_groups() {
         let c = classify(&[rule(&["", "apps"], &["secrets", "deployments"], &["get"])]);
         // ("", secrets) is dropped; ("", deployments), ("apps", secrets), ("apps", deployments)
@@ -615,5 +629,157 @@ mod tests {
         let c = classify(&[rule(&[""], &["configmaps"], &["get"])]);
         assert_eq!(c.warnings, [CONFIGMAP_WARNING]);
         assert!(classify(&[rule(&[""], &["pods"], &["get"])]).warnings.is_empty());
+    }
+
+    // --- properties ---------------------------------------------------------------------------
+
+    /// Kubernetes' RBAC evaluation of one request (pkg/apis/rbac/v1 evaluation_helpers.go),
+    /// written from Kubernetes' rules rather than the classifier's: `*` matches any group,
+    /// verb or resource, `*/sub` the subresource `sub` of any resource, nothing else is a
+    /// pattern; a rule with resource names matches only those names.
+    fn rbac_allows(rules: &[PolicyRule], group: &str, resource: &str, verb: &str, name: Option<&str>) -> bool {
+        let subresource = resource.split_once('/').map_or("", |(_, s)| s);
+        rules.iter().any(|r| {
+            let resource_ok = r.resources.iter().flatten().any(|p| {
+                p == "*" || p == resource || (!subresource.is_empty() && p.strip_prefix("*/") == Some(subresource))
+            });
+            let name_ok = match r.resource_names.as_deref() {
+                None | Some([]) => true,
+                Some(names) => name.is_some_and(|n| names.iter().any(|x| x == n)),
+            };
+            r.verbs.iter().any(|v| v == "*" || v == verb)
+                && r.api_groups.iter().flatten().any(|g| g == "*" || g == group)
+                && resource_ok
+                && name_ok
+        })
+    }
+
+    const GROUPS: &[&str] =
+        &["", "*", "apps", "batch", RBAC, "authentication.k8s.io", GROUP, "storage.k8s.io", "example.com"];
+    const RESOURCES: &[&str] = &[
+        "*",
+        "*/*",
+        "pods",
+        "pods/*",
+        "pods/exec",
+        "pods/attach",
+        "pods/portforward",
+        "pods/proxy",
+        "pods/log",
+        "*/exec",
+        "*/proxy",
+        "*/token",
+        "*/scale",
+        "secrets",
+        "secrets/*",
+        "configmaps",
+        "serviceaccounts",
+        "serviceaccounts/token",
+        "users",
+        "groups",
+        "uids",
+        "userextras/scopes",
+        "namespaces",
+        "namespaces/finalize",
+        "roles",
+        "rolebindings",
+        "clusterroles",
+        "clusterrolebindings",
+        "registrationdefinitions",
+        "registrationassignments",
+        "registrationassignments/status",
+        "nodes",
+        "nodes/proxy",
+        "services/proxy",
+        "deployments",
+        "deployments/scale",
+        "widgets",
+    ];
+    const VERBS: &[&str] = &[
+        "*",
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+        "bind",
+        "escalate",
+        "impersonate",
+        "use",
+    ];
+    const NAMES: &[&str] = &["db-password", "contoso", "*"];
+
+    /// A value of `table` or, now and then, any string.
+    fn token(table: &'static [&'static str]) -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![9 => proptest::sample::select(table).prop_map(str::to_string), 1 => "[a-z*/]{0,8}"]
+    }
+
+    fn policy_rule() -> impl proptest::strategy::Strategy<Value = PolicyRule> {
+        use proptest::collection::vec;
+        use proptest::option::of;
+        use proptest::prelude::*;
+        (
+            of(vec(token(GROUPS), 0..3)),
+            of(vec(token(RESOURCES), 0..4)),
+            vec(token(VERBS), 0..4),
+            proptest::option::weighted(0.2, vec(token(NAMES), 0..2)),
+            proptest::option::weighted(0.1, vec(Just("/healthz".to_string()), 1..2)),
+        )
+            .prop_map(|(api_groups, resources, verbs, resource_names, non_resource_urls)| PolicyRule {
+                api_groups,
+                resources,
+                verbs,
+                resource_names,
+                non_resource_urls,
+            })
+    }
+
+    fn rejected(group: &str, resource: &str, verb: &str) -> bool {
+        !classify(&[rule(&[group], &[resource], &[verb])]).is_delegable()
+    }
+
+    proptest::proptest! {
+        /// For any rules, as Kubernetes evaluates RBAC: every concrete request the filtered
+        /// rules allow, the classifier accepts and the original rules allow (filtering never
+        /// widens); the filtered rules are delegable and filtering them again changes nothing.
+        #[test]
+        fn a_filtered_role_never_allows_what_the_classifier_rejects(
+            rules in proptest::collection::vec(policy_rule(), 0..5),
+        ) {
+            let filtered = classify(&rules).delegable_rules;
+            let again = classify(&filtered);
+            proptest::prop_assert!(again.findings.is_empty(), "{:?}", again.findings);
+            proptest::prop_assert_eq!(&again.delegable_rules, &filtered);
+            fn concrete(s: &&&str) -> bool {
+                !s.contains('*')
+            }
+            let mut names: Vec<Option<&str>> = vec![None];
+            names.extend(NAMES.iter().copied().map(Some));
+            for group in GROUPS.iter().filter(concrete) {
+                for resource in RESOURCES.iter().filter(concrete) {
+                    for verb in VERBS.iter().filter(concrete) {
+                        let allowed: Vec<_> =
+                            names.iter().filter(|n| rbac_allows(&filtered, group, resource, verb, **n)).collect();
+                        if allowed.is_empty() {
+                            continue;
+                        }
+                        proptest::prop_assert!(
+                            !rejected(group, resource, verb),
+                            "{rules:?} filtered to {filtered:?} allows the rejected {verb} {group}/{resource}"
+                        );
+                        for name in allowed {
+                            proptest::prop_assert!(
+                                rbac_allows(&rules, group, resource, verb, *name),
+                                "{rules:?} filtered to {filtered:?} widens to {verb} {group}/{resource} {name:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -48,6 +48,8 @@ mod bad_input;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
 
 pub use assignment::{definition_problem, validate_assignment, AssignmentFacts};

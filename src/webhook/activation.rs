@@ -17,15 +17,11 @@ use kube::core::DynamicObject;
 use serde_json::json;
 use tracing::warn;
 
-use super::Admission;
+use super::{decode, Admission};
 use crate::api::{ActivationReview, RoleActivation};
 use crate::controller::dereference;
 use crate::model::activation::{self, Reviewed};
 use crate::model::keys;
-
-fn parse<K: serde::de::DeserializeOwned>(object: &Option<DynamicObject>) -> Option<K> {
-    object.as_ref().and_then(|o| serde_json::to_value(o).ok()).and_then(|v| serde_json::from_value(v).ok())
-}
 
 /// The stamp annotation of `kind`, if it is one of the activation kinds.
 fn stamp_key(kind: &str) -> Option<&'static str> {
@@ -40,7 +36,11 @@ fn stamp_key(kind: &str) -> Option<&'static str> {
 /// `userInfo` is written to the stamp annotation, replacing whatever the client sent; on an
 /// ActivationReview also the UID of the activation it reviews, as the caches hold it.
 /// Everything else passes unchanged (the validating webhook refuses a changed stamp).
-pub fn mutate(request: &AdmissionRequest<DynamicObject>, admission: &Admission) -> AdmissionResponse {
+/// `uid_of(namespace, name)` is the UID of the RoleActivation `namespace/name`, if it exists.
+pub(super) fn mutate(
+    request: &AdmissionRequest<DynamicObject>,
+    uid_of: &dyn Fn(&str, &str) -> Option<String>,
+) -> AdmissionResponse {
     let allowed = AdmissionResponse::from(request);
     let Some(key) = stamp_key(&request.kind.kind) else { return allowed };
     if request.operation != Operation::Create {
@@ -51,9 +51,8 @@ pub fn mutate(request: &AdmissionRequest<DynamicObject>, admission: &Admission) 
     let mut patch = activation::stamp_patch(key, &caller, has_annotations);
     if key == keys::REVIEWER {
         let namespace = request.namespace.as_deref().unwrap_or_default();
-        let reviewed = parse::<ActivationReview>(&request.object)
-            .and_then(|r| admission.caches.activation(namespace, &r.spec.role_activation_ref.name))
-            .and_then(|a| a.metadata.uid.clone());
+        let reviewed = decode::<ActivationReview>(&request.object)
+            .and_then(|r| uid_of(namespace, &r.spec.role_activation_ref.name));
         // None: no such activation, which the validating webhook refuses.
         if let (Some(uid), Some(ops)) = (reviewed, patch.as_array_mut()) {
             ops.push(activation::reviewed_uid_patch(&uid));
@@ -76,7 +75,7 @@ pub async fn validate(request: &AdmissionRequest<DynamicObject>, admission: &Adm
     let refuse = |kind: &str, r: activation::Refused| format!("{kind} {} is refused: {r}", request.name);
     match (request.kind.kind.as_str(), &request.operation) {
         ("RoleActivation", Operation::Create) => {
-            let new: RoleActivation = parse(&request.object).ok_or("not a RoleActivation")?;
+            let new: RoleActivation = decode(&request.object).ok_or("not a RoleActivation")?;
             let eligibility = dereference::eligibility(
                 &admission.caches,
                 &admission.policy,
@@ -87,8 +86,8 @@ pub async fn validate(request: &AdmissionRequest<DynamicObject>, admission: &Adm
                 .map_err(|r| refuse("RoleActivation", r))
         }
         ("RoleActivation", Operation::Update) => {
-            let new: RoleActivation = parse(&request.object).ok_or("not a RoleActivation")?;
-            let old: RoleActivation = parse(&request.old_object).ok_or("not a RoleActivation")?;
+            let new: RoleActivation = decode(&request.object).ok_or("not a RoleActivation")?;
+            let old: RoleActivation = decode(&request.old_object).ok_or("not a RoleActivation")?;
             activation::admit_activation_update(
                 &old.spec,
                 &new.spec,
@@ -101,13 +100,13 @@ pub async fn validate(request: &AdmissionRequest<DynamicObject>, admission: &Adm
             if request.dry_run {
                 return Ok(());
             }
-            if let Some(old) = parse::<RoleActivation>(&request.old_object) {
+            if let Some(old) = decode::<RoleActivation>(&request.old_object) {
                 record_deleter(admission, &namespace, &old, &caller.username).await;
             }
             Ok(())
         }
         ("ActivationReview", Operation::Create) => {
-            let new: ActivationReview = parse(&request.object).ok_or("not an ActivationReview")?;
+            let new: ActivationReview = decode(&request.object).ok_or("not an ActivationReview")?;
             let reviewed = admission.caches.activation(&namespace, &new.spec.role_activation_ref.name);
             let eligibility = reviewed.as_ref().map(|a| {
                 dereference::eligibility(
@@ -129,8 +128,8 @@ pub async fn validate(request: &AdmissionRequest<DynamicObject>, admission: &Adm
             activation::admit_review(&caller, view, eligibility).map_err(|r| refuse("ActivationReview", r))
         }
         ("ActivationReview", Operation::Update) => {
-            let new: ActivationReview = parse(&request.object).ok_or("not an ActivationReview")?;
-            let old: ActivationReview = parse(&request.old_object).ok_or("not an ActivationReview")?;
+            let new: ActivationReview = decode(&request.object).ok_or("not an ActivationReview")?;
+            let old: ActivationReview = decode(&request.old_object).ok_or("not an ActivationReview")?;
             if old.spec != new.spec {
                 return Err(format!("ActivationReview {} is create-only: its spec cannot change", request.name));
             }

@@ -10,16 +10,12 @@ use kube::core::DynamicObject;
 use kube::{Api, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::{authority, Admission};
+use super::{authority, decode, Admission};
 use crate::api::{RegistrationAssignment, RegistrationDefinition};
 use crate::controller::dereference;
 use crate::model::outcome::{self, DefinitionSnapshot};
 use crate::model::user_access::{self, BindingChange, Requester};
 use crate::model::validate::{self, Grant, Rejection};
-
-fn parse<K: DeserializeOwned>(object: &Option<DynamicObject>) -> Option<K> {
-    object.as_ref().and_then(|o| serde_json::to_value(o).ok()).and_then(|v| serde_json::from_value(v).ok())
-}
 
 fn denied(request: &AdmissionRequest<DynamicObject>, message: String) -> AdmissionResponse {
     AdmissionResponse::from(request).deny(message)
@@ -74,9 +70,9 @@ fn materialized_roles(valid: &validate::ValidDefinition) -> Vec<Grant> {
 fn submitted<K: DeserializeOwned + kube::Resource>(
     request: &AdmissionRequest<DynamicObject>,
 ) -> Option<(K, Option<K>)> {
-    let mut new: K = parse(&request.object)?;
+    let mut new: K = decode(&request.object)?;
     new.meta_mut().namespace = request.namespace.clone();
-    Some((new, parse(&request.old_object)))
+    Some((new, decode(&request.old_object)))
 }
 
 async fn definition(request: &AdmissionRequest<DynamicObject>, admission: &Admission) -> Result<(), String> {
@@ -143,7 +139,7 @@ fn role_binding(request: &AdmissionRequest<DynamicObject>, admission: &Admission
         Operation::Connect => return Ok(()),
     };
     let object = if change == BindingChange::Delete { &request.old_object } else { &request.object };
-    let Some(mut binding) = parse::<RoleBinding>(object) else { return Ok(()) };
+    let Some(mut binding) = decode::<RoleBinding>(object) else { return Ok(()) };
     let namespace = request.namespace.clone().unwrap_or_default();
     binding.metadata.namespace = Some(namespace.clone());
     if binding.metadata.name.is_none() {

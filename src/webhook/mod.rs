@@ -16,6 +16,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::DynamicObject;
+use serde::de::DeserializeOwned;
 use tracing::debug;
 
 use crate::controller::caches::Caches;
@@ -36,29 +37,61 @@ pub struct Admission {
     pub ready: tokio::sync::watch::Receiver<bool>,
 }
 
+/// The request a review carries.
+///
+/// # Errors
+/// "not an AdmissionReview" and why, when the review carries no request: the webhook answers
+/// that, not allowed.
+pub fn request(review: AdmissionReview<DynamicObject>) -> Result<AdmissionRequest<DynamicObject>, String> {
+    review.try_into().map_err(|e| format!("not an AdmissionReview: {e}"))
+}
+
+/// The answer to a review that carries no request: not allowed, with `message`.
+fn refusal(message: String) -> AdmissionReview<DynamicObject> {
+    AdmissionResponse::invalid(message).into_review()
+}
+
+/// A request's `object` or `oldObject` as the kind `K`: None when it is absent or not a `K`.
+/// Every judged object is read through here.
+pub fn decode<K: DeserializeOwned>(object: &Option<DynamicObject>) -> Option<K> {
+    object.as_ref().and_then(|o| serde_json::to_value(o).ok()).and_then(|v| serde_json::from_value(v).ok())
+}
+
 async fn validate(
     State(admission): State<Arc<Admission>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+    let request = match request(review) {
         Ok(r) => r,
-        Err(e) => return Json(AdmissionResponse::invalid(format!("not an AdmissionReview: {e}")).into_review()),
+        Err(message) => return Json(refusal(message)),
     };
     let response = admit::review(&request, &admission).await;
     debug!(kind = %request.kind.kind, name = %request.name, user = ?request.user_info.username, allowed = response.allowed, "admission");
     Json(response.into_review())
 }
 
-/// The mutating webhook: stamps who created a RoleActivation or an ActivationReview.
+/// The mutating webhook without its transport: stamps who created a RoleActivation or an
+/// ActivationReview, and on a review the UID of the activation it reviews, which
+/// `uid_of(namespace, name)` looks up (the caches, when served). Pure, so it is fuzzed as it
+/// runs.
+pub fn mutate_review(
+    review: AdmissionReview<DynamicObject>,
+    uid_of: &dyn Fn(&str, &str) -> Option<String>,
+) -> AdmissionReview<DynamicObject> {
+    match request(review) {
+        Ok(request) => activation::mutate(&request, uid_of).into_review(),
+        Err(message) => refusal(message),
+    }
+}
+
+/// `POST /mutate`.
 async fn mutate(
     State(admission): State<Arc<Admission>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(r) => r,
-        Err(e) => return Json(AdmissionResponse::invalid(format!("not an AdmissionReview: {e}")).into_review()),
-    };
-    Json(activation::mutate(&request, &admission).into_review())
+    let uid_of =
+        |namespace: &str, name: &str| admission.caches.activation(namespace, name).and_then(|a| a.metadata.uid.clone());
+    Json(mutate_review(review, &uid_of))
 }
 
 /// The admission routes, `POST /validate` and `POST /mutate`, served by [`crate::serve`] on

@@ -157,6 +157,11 @@ impl ControllerProcess {
         let _ = self.0.wait();
     }
 
+    /// Whether the process has ended by itself (e.g. it lost its Lease).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(Some(_)))
+    }
+
     /// SIGKILL: a crash, not a graceful stop.
     pub fn crash(mut self) {
         let _ = self.0.kill();

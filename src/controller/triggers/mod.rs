@@ -133,6 +133,13 @@ impl Readiness {
 
 /// Feeds one cache and its indexes (`observe`), then tells `on_change` what happened,
 /// including the initial list (so that a restart re-checks every delegation).
+///
+/// The objects of a (re)list are told once the list is done, not as they come: a reflector
+/// store swaps in a list only at its end (`InitDone`), and a reconciler looks its object up
+/// in the store when it takes the trigger. Told earlier, a trigger for an object created
+/// while the watch was down (an API server restart, an expired watch) found no object and
+/// was dropped for good, and one for an object changed meanwhile (say, being deleted) found
+/// its old version: the delegation was never granted, or never revoked.
 async fn drive<T, S>(
     kind: &'static str,
     stream: S,
@@ -144,6 +151,7 @@ async fn drive<T, S>(
 {
     let mut stream = std::pin::pin!(stream);
     let mut synced = false;
+    let mut listed = Vec::new();
     while let Some(item) = stream.next().await {
         let event = match item {
             Ok(event) => event,
@@ -153,18 +161,23 @@ async fn drive<T, S>(
             }
         };
         observe(&event);
-        match &event {
-            watcher::Event::Apply(object) => follower.follow(Change::Applied(object)),
-            watcher::Event::Delete(object) => follower.follow(Change::Deleted(object)),
-            watcher::Event::InitApply(object) => follower.follow(Change::Listed(object)),
+        match event {
+            watcher::Event::Apply(object) => follower.follow(Change::Applied(&object)),
+            watcher::Event::Delete(object) => follower.follow(Change::Deleted(&object)),
+            watcher::Event::InitApply(object) => listed.push(object),
             watcher::Event::InitDone => {
+                for object in listed.drain(..) {
+                    follower.follow(Change::Listed(&object));
+                }
+                listed.shrink_to_fit();
                 follower.follow(Change::ListDone);
                 if !synced {
                     synced = true;
                     readiness.cache_synced();
                 }
             }
-            watcher::Event::Init => {}
+            // A list that starts over drops what an interrupted one had gathered.
+            watcher::Event::Init => listed.clear(),
         }
     }
 }
@@ -439,5 +452,70 @@ mod compaction_tests {
         compact_activation_kind(&mut review);
         let kept: Vec<&String> = review.metadata.annotations.as_ref().expect("annotations").keys().collect();
         assert_eq!(kept, [keys::REVIEWER, keys::REVIEWED_UID]);
+    }
+}
+
+#[cfg(test)]
+mod drive_tests {
+    use super::*;
+    use kube::runtime::reflector;
+    use kube::runtime::WatchStreamExt;
+
+    fn assignment(name: &str, generation: i64) -> RegistrationAssignment {
+        let mut a = RegistrationAssignment::new(
+            name,
+            crate::api::RegistrationAssignmentSpec {
+                registration_definition_ref: crate::api::DefinitionRef { name: "offer".into() },
+            },
+        );
+        a.metadata.namespace = Some("customer".into());
+        a.metadata.generation = Some(generation);
+        a
+    }
+
+    /// Each object told of: its name, and the generation the store holds at that moment.
+    type Seen = Arc<std::sync::Mutex<Vec<(String, Option<i64>)>>>;
+
+    /// Records, for each object it is told of, the version the store holds at that moment.
+    struct Recorder {
+        store: reflector::Store<RegistrationAssignment>,
+        seen: Seen,
+    }
+
+    impl Follow<RegistrationAssignment> for Recorder {
+        fn follow(&mut self, change: Change<'_, RegistrationAssignment>) {
+            if let Change::Listed(a) | Change::Applied(a) = change {
+                let held = self.store.get(&reflector::ObjectRef::from_obj(a)).and_then(|s| s.metadata.generation);
+                self.seen.lock().expect("seen").push((a.metadata.name.clone().unwrap_or_default(), held));
+            }
+        }
+    }
+
+    /// What a reconciler finds in the store when it takes a trigger of a (re)list: the
+    /// object, as listed. (The API server restarted: `b` was created and `a` changed while
+    /// the watch was down.)
+    #[tokio::test]
+    async fn triggers_of_a_relist_find_the_listed_objects_in_the_store() {
+        use watcher::Event::{Apply, Init, InitApply, InitDone};
+        let (store, writer) = reflector::store();
+        let events = vec![
+            Init,
+            InitApply(assignment("a", 1)),
+            InitDone,
+            Apply(assignment("a", 1)),
+            // The relist after the watch expired.
+            Init,
+            InitApply(assignment("a", 2)),
+            InitApply(assignment("b", 1)),
+            InitDone,
+        ];
+        let stream = futures::stream::iter(events.into_iter().map(Ok)).reflect(writer);
+        let seen: Seen = Arc::default();
+        let (readiness, _ready) = Readiness::new(1);
+        drive("RegistrationAssignment", stream, readiness, |_| {}, Recorder { store, seen: seen.clone() }).await;
+        let seen = seen.lock().expect("seen").clone();
+        let want: Vec<(String, Option<i64>)> =
+            [("a", Some(1)), ("a", Some(1)), ("a", Some(2)), ("b", Some(1))].map(|(n, g)| (n.to_string(), g)).to_vec();
+        assert_eq!(seen, want);
     }
 }
