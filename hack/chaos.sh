@@ -4,7 +4,7 @@
 # kube-apiserver and etcd SIGKILLed and restarted mid-wave, the webhook down and bypassed,
 # hand-made drift in 100 namespaces, 403 and 5xx answers; access sampled throughout, the RBAC
 # state compared object for object with the desired state at the end of each case. Prints a
-# `chaos figures:` line per case (also appended to target/chaos/figures.txt); about 30-40
+# `chaos figures:` line per case (also appended to target/chaos/figures.txt); about 25
 # minutes on 2 cores. hack/test.sh runs the short version (KL_CHAOS unset) with the other
 # suites.
 #

@@ -3,7 +3,7 @@
 # local control plane (built from Kubernetes' Go modules on first use and cached; see
 # hack/control-plane.sh), at both ends of the supported range (SPEC §8):
 #   - Kubernetes 1.37 (the newest supported minor): every suite, among them the short chaos
-#     suite (tests/chaos.rs: a few minutes; it restarts this control plane's kube-apiserver
+#     suite (tests/chaos.rs: about 6 minutes; it restarts this control plane's kube-apiserver
 #     and etcd; hack/chaos.sh runs the full one);
 #   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security and chart suites.
 #
