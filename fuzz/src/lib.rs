@@ -378,13 +378,16 @@ pub struct AuthorizationInput {
     delegated: Vec<Text>,
 }
 
+/// Approvers: principal and display name.
+type Approvers = Vec<(Text, Option<Text>)>;
+
 /// An eligible authorization built from [`Text`]s.
 #[derive(Arbitrary, Debug, Clone)]
 pub struct EligibleInput {
     principal: Text,
     principal_type: u8,
     role: Text,
-    policy: Option<(bool, Option<Text>, Vec<(Text, Option<Text>)>)>,
+    policy: Option<(bool, Option<Text>, Approvers)>,
 }
 
 /// A definition and the facts around it.
