@@ -178,28 +178,36 @@ impl RuleInput {
     }
 }
 
+fn verb_matches(rule: &PolicyRule, verb: &str) -> bool {
+    rule.verbs.iter().any(|v| v == "*" || v == verb)
+}
+
+fn group_matches(rule: &PolicyRule, group: &str) -> bool {
+    rule.api_groups.iter().flatten().any(|g| g == "*" || g == group)
+}
+
+fn resource_matches(rule: &PolicyRule, resource: &str) -> bool {
+    let subresource = resource.split_once('/').map_or("", |(_, s)| s);
+    rule.resources
+        .iter()
+        .flatten()
+        .any(|p| p == "*" || p == resource || (!subresource.is_empty() && p.strip_prefix("*/") == Some(subresource)))
+}
+
+fn name_matches(rule: &PolicyRule, name: Option<&str>) -> bool {
+    match rule.resource_names.as_deref() {
+        None | Some([]) => true,
+        Some(names) => name.is_some_and(|n| names.iter().any(|x| x == n)),
+    }
+}
+
 /// Kubernetes' RBAC evaluation of one request against `rules` (pkg/apis/rbac/v1
 /// evaluation_helpers.go): `*` matches any group, verb or resource; `*/sub` matches the
 /// subresource `sub` of any resource; nothing else is a pattern (`pods/*` matches only a
 /// resource literally named so). A rule with resource names matches only those names.
 pub fn rbac_allows(rules: &[PolicyRule], group: &str, resource: &str, verb: &str, name: Option<&str>) -> bool {
-    let (_, subresource) = resource.split_once('/').unwrap_or((resource, ""));
     rules.iter().any(|r| {
-        let verb_ok = r.verbs.iter().any(|v| v == "*" || v == verb);
-        let group_ok = r.api_groups.iter().flatten().any(|g| g == "*" || g == group);
-        let resource_ok = r.resources.iter().flatten().any(|p| {
-            p == "*"
-                || p == resource
-                || (!subresource.is_empty()
-                    && p.len() == subresource.len() + 2
-                    && p.starts_with("*/")
-                    && p.ends_with(subresource))
-        });
-        let name_ok = match r.resource_names.as_deref() {
-            None | Some([]) => true,
-            Some(names) => name.is_some_and(|n| names.iter().any(|x| x == n)),
-        };
-        verb_ok && group_ok && resource_ok && name_ok
+        verb_matches(r, verb) && group_matches(r, group) && resource_matches(r, resource) && name_matches(r, name)
     })
 }
 
@@ -207,14 +215,17 @@ fn concrete(value: &str) -> bool {
     !value.contains('*')
 }
 
-/// Every concrete (group, resource, verb, name) request worth asking of `rules`: the values of
-/// the tables and of the rules themselves, without wildcards.
-pub fn requests(rules: &[PolicyRule]) -> Vec<(String, String, String, Option<String>)> {
+/// A concrete request: (group, resource, verb, resource name).
+pub type Request = (String, String, String, Option<String>);
+
+/// Every concrete request worth asking that `allowing` allows: the values of the tables and of
+/// `rules`, without wildcards.
+pub fn requests(rules: &[PolicyRule], allowing: &[PolicyRule]) -> BTreeSet<Request> {
     let mut groups: BTreeSet<String> = GROUPS.iter().map(|s| s.to_string()).collect();
     let mut resources: BTreeSet<String> = RESOURCES.iter().map(|s| s.to_string()).collect();
     let mut verbs: BTreeSet<String> = VERBS.iter().map(|s| s.to_string()).collect();
     let mut names: BTreeSet<Option<String>> = BTreeSet::from([None]);
-    for r in rules {
+    for r in rules.iter().chain(allowing) {
         groups.extend(r.api_groups.iter().flatten().cloned());
         resources.extend(r.resources.iter().flatten().cloned());
         verbs.extend(r.verbs.iter().cloned());
@@ -228,12 +239,14 @@ pub fn requests(rules: &[PolicyRule]) -> Vec<(String, String, String, Option<Str
         .map(|s| format!("pods/{s}"))
         .collect();
     resources.extend(subs);
-    let mut out = Vec::new();
-    for g in groups.iter().filter(|g| concrete(g)) {
-        for r in resources.iter().filter(|r| concrete(r)) {
-            for v in verbs.iter().filter(|v| concrete(v)) {
-                for n in &names {
-                    out.push((g.clone(), r.clone(), v.clone(), n.clone()));
+    let mut out = BTreeSet::new();
+    for rule in allowing {
+        for g in groups.iter().filter(|g| concrete(g) && group_matches(rule, g)) {
+            for r in resources.iter().filter(|r| concrete(r) && resource_matches(rule, r)) {
+                for v in verbs.iter().filter(|v| concrete(v) && verb_matches(rule, v)) {
+                    for n in names.iter().filter(|n| name_matches(rule, n.as_deref())) {
+                        out.insert((g.clone(), r.clone(), v.clone(), n.clone()));
+                    }
                 }
             }
         }
@@ -264,10 +277,7 @@ pub fn check_filter(rules: &[PolicyRule]) {
     assert!(again.findings.is_empty(), "filtered rules are rejected: {:?} from {rules:?}", again.findings);
     assert_eq!(&again.delegable_rules, filtered, "filtering is not idempotent for {rules:?}");
     let mut verdicts: BTreeMap<(String, String, String), bool> = BTreeMap::new();
-    for (g, r, v, n) in requests(rules) {
-        if !rbac_allows(filtered, &g, &r, &v, n.as_deref()) {
-            continue;
-        }
+    for (g, r, v, n) in requests(rules, filtered) {
         assert!(
             rbac_allows(rules, &g, &r, &v, n.as_deref()),
             "filtering widened {rules:?} to {filtered:?}: {v} {g}/{r} {n:?}"
@@ -368,13 +378,16 @@ pub struct AuthorizationInput {
     delegated: Vec<Text>,
 }
 
+/// Approvers: principal and display name.
+type Approvers = Vec<(Text, Option<Text>)>;
+
 /// An eligible authorization built from [`Text`]s.
 #[derive(Arbitrary, Debug, Clone)]
 pub struct EligibleInput {
     principal: Text,
     principal_type: u8,
     role: Text,
-    policy: Option<(bool, Option<Text>, Vec<(Text, Option<Text>)>)>,
+    policy: Option<(bool, Option<Text>, Approvers)>,
 }
 
 /// A definition and the facts around it.
