@@ -234,7 +234,7 @@ pub fn build(assignment: &AssignmentRef, definition: &ValidDefinition, namespace
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
 
     use super::*;
     use crate::model::projection::user;
@@ -406,7 +406,9 @@ mod tests {
         assert_eq!(object_name(&assignment(), "view"), object_name(&assignment(), "view"));
     }
 
-    fn is_label_value(v: &str) -> bool {
+    /// Whether `v` is a valid Kubernetes label value (at most 63 characters, alphanumeric at
+    /// both ends, `-_.` inside).
+    pub(crate) fn is_label_value(v: &str) -> bool {
         let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
         v.len() <= 63
             && (v.is_empty()

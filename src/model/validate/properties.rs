@@ -10,6 +10,7 @@ use proptest::sample::select;
 
 use super::fixtures::*;
 use crate::api::{EligibleApprover, JustInTimeAccessPolicy, MultiFactorAuthProvider, Plan};
+use crate::model::desired::tests::is_label_value;
 use crate::model::desired::{self, AssignmentRef};
 use crate::model::keys;
 use crate::model::rules::classify;
@@ -187,15 +188,6 @@ fn plausible_definition() -> impl Strategy<Value = RegistrationDefinitionSpec> {
         auths.retain(|a| seen.insert((a.principal_id.clone(), a.principal_type, a.role_definition_id.clone())));
         spec(auths)
     })
-}
-
-fn is_label_value(v: &str) -> bool {
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    v.len() <= 63
-        && (v.is_empty()
-            || (edge(v.chars().next())
-                && edge(v.chars().last())
-                && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))))
 }
 
 /// What the API server accepts as a Role or RoleBinding name: a path segment within 253 bytes.
