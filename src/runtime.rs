@@ -21,6 +21,7 @@ use crate::controller::bookkeeping::{Bookkeeping, GrantActivity, Retrigger};
 use crate::controller::caches::{CacheGauges, Caches};
 use crate::controller::context::{Context, Policy};
 use crate::controller::error::Error;
+use crate::controller::queue::Fifo;
 use crate::controller::{activation, assignment, definition, events, guard, namespace, sweep, triggers};
 use crate::lease;
 use crate::serve::front_proxy::FrontProxy;
@@ -96,14 +97,43 @@ where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
     T: futures::Stream<Item = reflector::ObjectRef<K>> + Send + 'static,
 {
+    // The backlog waits in our first-in-first-out queue, not in the runner's hash set: as many
+    // triggers as it has slots go in, and each outcome lets the next one in.
+    let (triggers, outcomes) = Fifo::new(triggers, usize::from(config.concurrency));
     tokio::spawn(
         Controller::for_stream(futures::stream::pending::<Result<K, watcher::Error>>(), store)
             .with_config(ControllerConfig::default().concurrency(config.concurrency))
             .reconcile_on(triggers)
             .graceful_shutdown_on(shutdown)
             .run(with_retries(reconcile, name), error_policy(name), ctx.clone())
-            .for_each(log_outcome),
+            .for_each(move |outcome| {
+                if let Some(object) = reconciled(&outcome) {
+                    outcomes.done(&object);
+                }
+                log_outcome(outcome)
+            }),
     )
+}
+
+/// The object a runner's outcome is about, by name and namespace (none for a queue error;
+/// the runner's errors carry the object's reference with its type erased).
+fn reconciled<K, E1, E2>(
+    outcome: &Result<(reflector::ObjectRef<K>, Action), kube::runtime::controller::Error<E1, E2>>,
+) -> Option<reflector::ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    use kube::runtime::controller::Error as Runner;
+    let erased = match outcome {
+        Ok((object, _)) => return Some(object.clone()),
+        Err(Runner::ReconcilerFailed(_, object) | Runner::ObjectNotFound(object)) => object,
+        Err(_) => return None,
+    };
+    let object = reflector::ObjectRef::new(&erased.name);
+    Some(match &erased.namespace {
+        Some(ns) => object.within(ns),
+        None => object,
+    })
 }
 
 /// The key of `object` in [`Context::retries`].

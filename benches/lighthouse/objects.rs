@@ -93,8 +93,44 @@ pub async fn create_delegation(client: &Client, namespace: &str, name: &str, tea
 }
 
 pub async fn onboard(client: &Client, subscriptions: &[String], team: &Team, concurrency: usize) {
+    onboard_timed(client, subscriptions, team, concurrency, &Starts::new(Instant::now())).await
+}
+
+/// When each customer (namespace) started its first write, from a common start.
+pub struct Starts {
+    since: Instant,
+    at: std::sync::Mutex<BTreeMap<String, Duration>>,
+}
+
+impl Starts {
+    pub fn new(since: Instant) -> Starts {
+        Starts { since, at: Default::default() }
+    }
+
+    /// Records `namespace`'s first write as starting now (later calls keep the first).
+    pub fn start(&self, namespace: &str) {
+        let now = self.since.elapsed();
+        self.at.lock().expect("starts").entry(namespace.to_string()).or_insert(now);
+    }
+
+    pub fn into_inner(self) -> BTreeMap<String, Duration> {
+        self.at.into_inner().expect("starts")
+    }
+}
+
+/// [`onboard`], recording when each customer started to apply its delegation.
+pub async fn onboard_timed(
+    client: &Client,
+    subscriptions: &[String],
+    team: &Team,
+    concurrency: usize,
+    starts: &Starts,
+) {
     stream::iter(subscriptions)
-        .for_each_concurrent(concurrency, |ns| create_delegation(client, ns, "contoso", team))
+        .for_each_concurrent(concurrency, |ns| {
+            starts.start(ns);
+            create_delegation(client, ns, "contoso", team)
+        })
         .await;
 }
 
@@ -219,9 +255,10 @@ pub async fn apply_objects(client: &Client, objects: &[RbacObject], concurrency:
         .await;
 }
 
-pub async fn write_baseline(client: &Client, objects: &[RbacObject], concurrency: usize) {
+pub async fn write_baseline(client: &Client, objects: &[RbacObject], concurrency: usize, starts: &Starts) {
     stream::iter(objects)
         .for_each_concurrent(concurrency, |object| async move {
+            starts.start(&object.namespace());
             match object {
                 RbacObject::Role(role) => {
                     let api: Api<Role> = Api::namespaced(client.clone(), &object.namespace());

@@ -17,12 +17,12 @@ use crate::audit::{merge, total, Audit};
 use crate::controller::{ControlPlaneCpu, ControllerProcess};
 use crate::objects::{
     apply_objects, assignment_of, baseline_objects, create_delegation, create_namespaces, definition_of, onboard,
-    retry, until_succeeded, write_baseline, RbacObject,
+    onboard_timed, retry, until_succeeded, write_baseline, RbacObject, Starts,
 };
-use crate::probe::{until_granted, until_one, verdict, Probe, Team};
+use crate::probe::{until_granted, until_one, verdict, Granted, Probe, Team};
 use crate::report::{
-    latency_summary, round, round3, say, Idle, Latency, Memory, Onboarding, PerSubscription, Reconciled, RequestCost,
-    Restart, RestartBig,
+    latency_summary, round, round3, say, Idle, Latency, Memory, Onboarding, PerCustomer, PerSubscription, Reconciled,
+    RequestCost, Restart, RestartBig,
 };
 use crate::{Args, GIVE_UP, POST};
 
@@ -108,11 +108,15 @@ pub async fn onboarding(bench: &mut Bench, controller: &ControllerProcess, team:
     let cpu_before = controller.cpu_seconds();
     let control_plane_before = control_plane.sample();
     let started = Instant::now();
-    let (_, access) = tokio::join!(
-        onboard(client, &subscriptions, team, args.concurrency),
+    let starts = Starts::new(started);
+    let (_, granted) = tokio::join!(
+        onboard_timed(client, &subscriptions, team, args.concurrency, &starts),
         until_granted(client, probes, OURS, started)
     );
+    let access = granted.last;
+    let controller_per_customer = per_customer(&starts.into_inner(), &granted);
     say(&format!("controller: all {} identities allowed in all {n} namespaces after {access:?}", 3));
+    say(&format!("controller, per customer: {}", crate::report::json(&controller_per_customer)));
     until_succeeded(client, n).await;
     let status_done = started.elapsed();
     let mut writes = audit.writes();
@@ -127,11 +131,15 @@ pub async fn onboarding(bench: &mut Bench, controller: &ControllerProcess, team:
     control_plane.at_rest().await;
     let control_plane_before = control_plane.sample();
     let started = Instant::now();
-    let (_, baseline) = tokio::join!(
-        write_baseline(client, &objects, args.concurrency),
+    let starts = Starts::new(started);
+    let (_, baseline_granted) = tokio::join!(
+        write_baseline(client, &objects, args.concurrency, &starts),
         until_granted(client, baseline_probes, BASELINE, started)
     );
+    let baseline = baseline_granted.last;
+    let baseline_per_customer = per_customer(&starts.into_inner(), &baseline_granted);
     say(&format!("baseline: {} objects, all allowed after {baseline:?}", objects.len()));
+    say(&format!("baseline, per customer: {}", crate::report::json(&baseline_per_customer)));
     let baseline_control_plane_cpu = control_plane.since(&control_plane_before);
     let report = Onboarding {
         subscriptions: n,
@@ -147,8 +155,27 @@ pub async fn onboarding(bench: &mut Bench, controller: &ControllerProcess, team:
         controller_writes_by_kind: writes,
         control_plane_cpu_s: onboarding_control_plane_cpu,
         baseline_control_plane_cpu_s: baseline_control_plane_cpu,
+        per_customer_p99_ratio: round3(
+            controller_per_customer.first_allowed.p99_ms / baseline_per_customer.first_allowed.p99_ms,
+        ),
+        controller_per_customer,
+        baseline_per_customer,
     };
     Onboarded { report, baseline_objects: objects, baseline_namespaces }
+}
+
+/// Each customer's time from the start of its first write to its first and to its last
+/// identity allowed.
+fn per_customer(starts: &BTreeMap<String, Duration>, granted: &Granted) -> PerCustomer {
+    let since_start = |at: &BTreeMap<String, Duration>| {
+        at.iter()
+            .map(|(ns, at)| at.saturating_sub(*starts.get(ns).expect("every probed namespace was written")))
+            .collect::<Vec<_>>()
+    };
+    PerCustomer {
+        first_allowed: latency_summary(since_start(&granted.first_in)),
+        all_allowed: latency_summary(since_start(&granted.last_in)),
+    }
 }
 
 /// Phase 3: API writes and controller CPU over `--idle-seconds` with nothing changing.
@@ -318,7 +345,14 @@ pub async fn request_costs(bench: &Bench, onboarded: &Onboarded, team: &Team) ->
     let per_round = n.div_ceil(COST_ROUNDS);
     for (posted, applied) in posted.chunks(per_round).zip(applied.chunks(per_round)) {
         let (posts, applies) = (copies(posted), copies(applied));
-        costs.measure(control_plane, POST_RBAC, posts.len(), write_baseline(client, &posts, concurrency)).await;
+        costs
+            .measure(
+                control_plane,
+                POST_RBAC,
+                posts.len(),
+                write_baseline(client, &posts, concurrency, &Starts::new(Instant::now())),
+            )
+            .await;
         let applying = apply_objects(client, &applies, concurrency);
         costs.measure(control_plane, APPLY_CREATING, applies.len(), applying).await;
         let applying = apply_objects(client, &applies, concurrency);

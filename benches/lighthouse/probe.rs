@@ -102,7 +102,30 @@ impl Team {
     }
 }
 
-/// The time (from `since`) at which the last of `probes` was first allowed.
+/// When (from `since`) the probes were first allowed: the last of all, and per namespace (a
+/// customer) the first and the last of its own.
+#[derive(Default)]
+pub struct Granted {
+    /// The last of all probes.
+    pub last: Duration,
+    /// Per namespace: its first probe allowed.
+    pub first_in: BTreeMap<String, Duration>,
+    /// Per namespace: its last probe allowed.
+    pub last_in: BTreeMap<String, Duration>,
+}
+
+impl Granted {
+    fn allowed(mut self, namespace: String, at: Duration) -> Granted {
+        self.last = self.last.max(at);
+        let first = self.first_in.entry(namespace.clone()).or_insert(at);
+        *first = (*first).min(at);
+        let last = self.last_in.entry(namespace).or_insert(at);
+        *last = (*last).max(at);
+        self
+    }
+}
+
+/// When `probes` were first allowed, from `since` ([`Granted`]).
 ///
 /// The probe watches the Roles and RoleBindings that `selector` picks, as a client waiting for
 /// its access would, and reviews an access once a binding naming the identity and the Role it
@@ -110,7 +133,7 @@ impl Team {
 /// again after 5, 10, 20… (at most 200) ms until allowed, since the authorizer's cache trails
 /// the watch by a moment. So it sends about one review per access, never lags behind the
 /// writes whatever order they come in, and costs both sides of the comparison the same.
-pub async fn until_granted(client: &Client, probes: Vec<Probe>, selector: &str, since: Instant) -> Duration {
+pub async fn until_granted(client: &Client, probes: Vec<Probe>, selector: &str, since: Instant) -> Granted {
     let total = probes.len();
     let (ready_tx, ready_rx) = futures::channel::mpsc::unbounded::<Probe>();
     let watch = async move {
@@ -145,11 +168,11 @@ pub async fn until_granted(client: &Client, probes: Vec<Probe>, selector: &str, 
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(200));
             }
-            since.elapsed()
+            (probe.namespace, since.elapsed())
         })
         .buffer_unordered(PROBE_CONCURRENCY)
         .take(total)
-        .fold(Duration::ZERO, |last, at| async move { last.max(at) });
+        .fold(Granted::default(), |granted, (namespace, at)| async move { granted.allowed(namespace, at) });
     tokio::select! {
         last = reviews => last,
         _ = watch => panic!("the probe's watch ended"),

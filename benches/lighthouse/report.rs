@@ -80,6 +80,21 @@ pub struct Onboarding {
     /// CPU seconds by control-plane process.
     pub control_plane_cpu_s: BTreeMap<String, f64>,
     pub baseline_control_plane_cpu_s: BTreeMap<String, f64>,
+    /// Each customer's own time to access in the wave, through the controller.
+    pub controller_per_customer: PerCustomer,
+    /// The same for the baseline's direct writes.
+    pub baseline_per_customer: PerCustomer,
+    /// Controller p99 over baseline p99, of the first allowed request.
+    pub per_customer_p99_ratio: f64,
+}
+
+/// Each customer's (subscription namespace's) time to access during a wave: from the start
+/// of its own first write (its definition, or its first Role in the baseline) to the first
+/// of its identities allowed, and to all of them allowed.
+#[derive(Debug, Serialize)]
+pub struct PerCustomer {
+    pub first_allowed: LatencySummary,
+    pub all_allowed: LatencySummary,
 }
 
 /// Phase 3: Idle, with every delegation in place.

@@ -15,6 +15,7 @@
 //! | [`expectations`] | RBAC writes not yet seen by the watch (no reconcile for our own writes) |
 //! | [`guard`], [`sweep`] | RoleBindings beyond UAA's limit; managed objects without an owner |
 //! | [`backoff`] | per-object retry delays after a failed reconcile |
+//! | [`queue`] | the backlog of triggers, first in first out, in front of each runner |
 //! | [`context`] | what a reconcile holds |
 //! | [`error`] | one error variant per step, each a metric label |
 //!
@@ -38,6 +39,7 @@ pub mod guard;
 pub mod index;
 pub mod materialized;
 pub mod namespace;
+pub mod queue;
 pub mod sweep;
 pub mod triggers;
 

@@ -1,13 +1,19 @@
 //! Orphan sweep: Roles and RoleBindings labelled as ours whose assignment no longer exists
-//! (deleted while its finalizer was bypassed, or left by an older version), or that name no
-//! assignment at all (our label forged on a hand-made object), are deleted.
+//! (deleted while its finalizer was bypassed, or left by an older version) are deleted.
+//! One that names no assignment at all was never ours (everything the controller makes
+//! carries the `assignment-uid` label from its first write): someone put our label on their
+//! own object, so the label is taken off again and the object is left alone. Without our
+//! label it is in view of the guard's watch of foreign RoleBindings, so the label cannot
+//! shelter a grant beyond User Access Administrator's limit.
 //! Every managed object seen by the watches is a candidate; it is judged only once the
 //! caches are synced, so a cold cache never looks like "no assignments".
 
 use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use tracing::{info, warn};
+
+use crate::model::keys;
 
 use super::context::Context;
 use super::materialized::{Key, MaterializedCache, Record};
@@ -21,10 +27,30 @@ pub enum Candidate {
     Binding(Key),
 }
 
-/// An object labelled as ours whose assignment is gone, or that names none (our label put
-/// on a hand-made object: nothing of ours is without an owner).
-fn orphan(cache: &MaterializedCache, key: &Key, ctx: &Context) -> Option<std::sync::Arc<Record>> {
-    cache.get(&key.0, &key.1).filter(|r| r.owner_uid.as_ref().is_none_or(|uid| !ctx.caches.assignment_exists(uid)))
+/// What the sweep does with a managed object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its assignment exists: nothing.
+    Owned,
+    /// It names an assignment that is gone: delete it.
+    Orphan,
+    /// It names no assignment, so it was never ours: take our labels off, leave the object.
+    Foreign,
+}
+
+/// The sweep's verdict on a record, given whether the assignment of a UID exists.
+pub fn verdict(record: &Record, assignment_exists: impl Fn(&str) -> bool) -> Verdict {
+    match &record.owner_uid {
+        None => Verdict::Foreign,
+        Some(uid) if assignment_exists(uid) => Verdict::Owned,
+        Some(_) => Verdict::Orphan,
+    }
+}
+
+fn judge(cache: &MaterializedCache, key: &Key, ctx: &Context) -> Option<(std::sync::Arc<Record>, Verdict)> {
+    let record = cache.get(&key.0, &key.1)?;
+    let verdict = verdict(&record, |uid| ctx.caches.assignment_exists(uid));
+    Some((record, verdict))
 }
 
 async fn delete<K>(api: Api<K>, name: &str)
@@ -38,6 +64,35 @@ where
     }
 }
 
+/// A JSON merge patch that removes every label the controller sets on what it materializes.
+pub fn unlabel_patch() -> serde_json::Value {
+    let labels: serde_json::Map<String, serde_json::Value> =
+        keys::MATERIALIZED_LABELS.iter().map(|k| (k.to_string(), serde_json::Value::Null)).collect();
+    serde_json::json!({"metadata": {"labels": labels}})
+}
+
+async fn unlabel<K>(api: Api<K>, name: &str)
+where
+    K: k8s_openapi::Resource + kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.patch(name, &PatchParams::default(), &Patch::Merge(unlabel_patch())).await {
+        Ok(_) => info!(kind = K::KIND, %name, "took our label off an object that names no assignment"),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => warn!(error = %e, %name, "could not take our label off a foreign object"),
+    }
+}
+
+async fn carry_out<K>(api: Api<K>, record: &Record, verdict: Verdict)
+where
+    K: k8s_openapi::Resource + kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match verdict {
+        Verdict::Owned => {}
+        Verdict::Orphan => delete(api, record.name()).await,
+        Verdict::Foreign => unlabel(api, record.name()).await,
+    }
+}
+
 /// Runs until the candidate channel closes.
 pub async fn run(ctx: std::sync::Arc<Context>, candidates: impl futures::Stream<Item = Candidate>) {
     let mut candidates = std::pin::pin!(candidates);
@@ -47,15 +102,63 @@ pub async fn run(ctx: std::sync::Arc<Context>, candidates: impl futures::Stream<
     while let Some(candidate) = candidates.next().await {
         match candidate {
             Candidate::Role(key) => {
-                if let Some(role) = orphan(&ctx.caches.roles, &key, &ctx) {
-                    delete(Api::<Role>::namespaced(ctx.client.clone(), role.namespace()), role.name()).await;
+                if let Some((role, verdict)) = judge(&ctx.caches.roles, &key, &ctx) {
+                    carry_out(Api::<Role>::namespaced(ctx.client.clone(), role.namespace()), &role, verdict).await;
                 }
             }
             Candidate::Binding(key) => {
-                if let Some(b) = orphan(&ctx.caches.bindings, &key, &ctx) {
-                    delete(Api::<RoleBinding>::namespaced(ctx.client.clone(), b.namespace()), b.name()).await;
+                if let Some((b, verdict)) = judge(&ctx.caches.bindings, &key, &ctx) {
+                    carry_out(Api::<RoleBinding>::namespaced(ctx.client.clone(), b.namespace()), &b, verdict).await;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn binding(labels: &[(&str, &str)]) -> Record {
+        Record::from_binding(&RoleBinding {
+            metadata: ObjectMeta {
+                name: Some("b".into()),
+                namespace: Some("ns".into()),
+                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "ClusterRole".into(),
+                name: "view".into(),
+            },
+            subjects: None,
+        })
+    }
+
+    #[test]
+    fn an_object_of_a_live_assignment_is_kept() {
+        let r = binding(&[(keys::MANAGED_BY, keys::MANAGER), (keys::ASSIGNMENT_UID, "u1")]);
+        assert_eq!(verdict(&r, |uid| uid == "u1"), Verdict::Owned);
+    }
+
+    #[test]
+    fn an_object_of_a_gone_assignment_is_deleted() {
+        let r = binding(&[(keys::MANAGED_BY, keys::MANAGER), (keys::ASSIGNMENT_UID, "u1")]);
+        assert_eq!(verdict(&r, |_| false), Verdict::Orphan);
+    }
+
+    #[test]
+    fn our_label_on_an_object_that_names_no_assignment_is_taken_off() {
+        let r = binding(&[(keys::MANAGED_BY, keys::MANAGER)]);
+        assert_eq!(verdict(&r, |_| true), Verdict::Foreign);
+        let patch = unlabel_patch();
+        let labels = patch["metadata"]["labels"].as_object().expect("labels");
+        assert!(labels[keys::MANAGED_BY].is_null(), "the watch's selector label goes");
+        assert_eq!(labels.len(), keys::MATERIALIZED_LABELS.len());
+        assert!(labels.values().all(serde_json::Value::is_null));
     }
 }
