@@ -2,7 +2,8 @@
 # Runs the benchmarks (docs/benchmarks.md) on a fresh local control plane of its own, so the
 # figures never include another run's objects. Arguments go to the harness, e.g.
 #   hack/bench.sh --n 200 --big-n 0 --reps 20
-# Figures: stdout and target/bench/results.json.
+# Figures: stdout and target/bench/results.json. KL_BENCH_KEEP=1 leaves the control plane
+# up afterwards, with every delegation in place, for a profile (docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ export KL_KCM_CONTROLLERS=${KL_KCM_CONTROLLERS:-namespace,garbagecollector,clust
 hack/control-plane.sh down >/dev/null 2>&1 || true
 rm -rf "$KL_STATE_DIR/logs"
 hack/control-plane.sh up
-trap 'hack/control-plane.sh down >/dev/null 2>&1 || true' EXIT
+if [ "${KL_BENCH_KEEP:-}" != 1 ]; then
+  trap 'hack/control-plane.sh down >/dev/null 2>&1 || true' EXIT
+fi
 export KL_TEST_KUBECONFIG=$KL_STATE_DIR/kubeconfig
 cargo bench --bench lighthouse -- "$@"

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding, RoleRef};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -156,9 +156,19 @@ pub async fn until_succeeded(client: &Client, count: usize) {
     }
 }
 
-/// The controller's labels renamed, so the controller neither adopts nor prunes the copies.
+/// A Role's name with the controller's prefix replaced: a binding to a Role named as the
+/// controller names its own is one the guard removes (User Access Administrator's limit).
+fn rename(name: &str) -> String {
+    match name.strip_prefix("kubelighthouse:") {
+        Some(rest) => format!("baseline:{rest}"),
+        None => name.to_string(),
+    }
+}
+
+/// The controller's labels renamed, so the controller neither adopts nor prunes the copies,
+/// and the names, so its guard does not take them for its own Roles.
 fn relabel(meta: &ObjectMeta, namespace: &str) -> ObjectMeta {
-    let rename = |m: &Option<BTreeMap<String, String>>| {
+    let rename_keys = |m: &Option<BTreeMap<String, String>>| {
         m.as_ref().map(|m| {
             m.iter()
                 .map(|(k, v)| {
@@ -171,10 +181,10 @@ fn relabel(meta: &ObjectMeta, namespace: &str) -> ObjectMeta {
         })
     };
     ObjectMeta {
-        name: meta.name.clone(),
+        name: meta.name.as_deref().map(rename),
         namespace: Some(namespace.to_string()),
-        labels: rename(&meta.labels),
-        annotations: rename(&meta.annotations),
+        labels: rename_keys(&meta.labels),
+        annotations: rename_keys(&meta.annotations),
         ..Default::default()
     }
 }
@@ -201,9 +211,10 @@ pub async fn baseline_objects(client: &Client, from: &[String], to: &[String]) -
             }));
         }
         for binding in bindings.iter().filter(|b| here(b.namespace())) {
+            let role_ref = RoleRef { name: rename(&binding.role_ref.name), ..binding.role_ref.clone() };
             objects.push(RbacObject::Binding(RoleBinding {
                 metadata: relabel(&binding.metadata, destination),
-                role_ref: binding.role_ref.clone(),
+                role_ref,
                 subjects: binding.subjects.clone(),
             }));
         }

@@ -140,18 +140,24 @@ impl Readiness {
 /// while the watch was down (an API server restart, an expired watch) found no object and
 /// was dropped for good, and one for an object changed meanwhile (say, being deleted) found
 /// its old version: the delegation was never granted, or never revoked.
-async fn drive<T, S>(
+///
+/// `hold` keeps the listed objects until then: by name from the store the watch fills, where
+/// there is one, so that a list of thousands is not held twice (the store's writer buffers
+/// its own copy until the list is done).
+async fn drive<T, S, H>(
     kind: &'static str,
     stream: S,
     readiness: Arc<Readiness>,
     observe: impl Fn(&watcher::Event<T>),
     mut follower: impl Follow<T>,
+    hold: H,
 ) where
     S: Stream<Item = Result<watcher::Event<T>, watcher::Error>>,
+    H: Hold<T>,
 {
     let mut stream = std::pin::pin!(stream);
     let mut synced = false;
-    let mut listed = Vec::new();
+    let mut listed: Vec<H::Held> = Vec::new();
     while let Some(item) = stream.next().await {
         let event = match item {
             Ok(event) => event,
@@ -164,10 +170,10 @@ async fn drive<T, S>(
         match event {
             watcher::Event::Apply(object) => follower.follow(Change::Applied(&object)),
             watcher::Event::Delete(object) => follower.follow(Change::Deleted(&object)),
-            watcher::Event::InitApply(object) => listed.push(object),
+            watcher::Event::InitApply(object) => listed.push(hold.hold(object)),
             watcher::Event::InitDone => {
-                for object in listed.drain(..) {
-                    follower.follow(Change::Listed(&object));
+                for held in listed.drain(..) {
+                    hold.release(held, |object| follower.follow(Change::Listed(object)));
                 }
                 listed.shrink_to_fit();
                 follower.follow(Change::ListDone);
@@ -178,6 +184,61 @@ async fn drive<T, S>(
             }
             // A list that starts over drops what an interrupted one had gathered.
             watcher::Event::Init => listed.clear(),
+        }
+    }
+}
+
+/// How [`drive`] keeps a list's objects until the list is done.
+trait Hold<T> {
+    /// What is kept of one object.
+    type Held;
+    /// Keeps `object`.
+    fn hold(&self, object: T) -> Self::Held;
+    /// Calls `f` with the object again, once the list is done (not at all if it is gone).
+    fn release(&self, held: Self::Held, f: impl FnOnce(&T));
+}
+
+/// Keeps the objects themselves: for watches without a store, whose objects are few or
+/// small (ClusterRoles; the records of our Roles and RoleBindings).
+struct Copies;
+
+impl<T> Hold<T> for Copies {
+    type Held = T;
+
+    fn hold(&self, object: T) -> T {
+        object
+    }
+
+    fn release(&self, held: T, f: impl FnOnce(&T)) {
+        f(&held)
+    }
+}
+
+/// Keeps name and namespace, and reads the object back from the store the watch fills,
+/// which holds the list once the list is done (the event that says so reaches the store
+/// first).
+struct ByName<K: kube::runtime::reflector::Lookup + Clone + 'static>(kube::runtime::reflector::Store<K>)
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone;
+
+impl<K> Hold<K> for ByName<K>
+where
+    K: Resource<DynamicType = ()> + kube::runtime::reflector::Lookup<DynamicType = ()> + Clone + 'static,
+{
+    type Held = ObjectRef<K>;
+
+    fn hold(&self, object: K) -> ObjectRef<K> {
+        // As the store keys it: a cluster-scoped object has no namespace (not an empty one).
+        let name = ObjectRef::new(object.meta().name.as_deref().unwrap_or_default());
+        match object.meta().namespace.as_deref() {
+            Some(ns) => name.within(ns),
+            None => name,
+        }
+    }
+
+    fn release(&self, held: ObjectRef<K>, f: impl FnOnce(&K)) {
+        if let Some(object) = self.0.get(&held) {
+            f(&object)
         }
     }
 }
@@ -350,6 +411,7 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
             readiness.clone(),
             move |e| ns_index.namespaces_by_subscription.observe(e),
             NamespaceTriggers::new(caches.clone(), sinks.clone()),
+            ByName(caches.namespaces.clone()),
         )),
     );
     let def_index = ix.clone();
@@ -364,6 +426,7 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
                 def_index.definitions_by_principal_namespace.observe(e);
             },
             DefinitionTriggers::new(caches.clone(), sinks.clone()),
+            ByName(caches.definitions.clone()),
         )),
     );
     spawn(
@@ -377,6 +440,7 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
                 ix.assignments_by_uid.observe(e);
             },
             AssignmentTriggers::new(caches.clone(), sinks.clone()),
+            ByName(caches.assignments.clone()),
         )),
     );
     spawn(
@@ -387,11 +451,19 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
             readiness.clone(),
             |_| {},
             ActivationTriggers::new(caches.clone(), sinks.clone()),
+            ByName(caches.activations.clone()),
         )),
     );
     spawn(
         "ActivationReview",
-        Box::pin(drive("ActivationReview", reviews, readiness.clone(), |_| {}, ReviewTriggers::new(sinks.clone()))),
+        Box::pin(drive(
+            "ActivationReview",
+            reviews,
+            readiness.clone(),
+            |_| {},
+            ReviewTriggers::new(sinks.clone()),
+            ByName(caches.reviews.clone()),
+        )),
     );
     let catalog = caches.catalog.clone();
     spawn(
@@ -402,11 +474,19 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
             readiness.clone(),
             move |e| catalog.observe(e),
             CatalogTriggers::new(caches.clone(), sinks.clone()),
+            Copies,
         )),
     );
     spawn(
         "Role",
-        Box::pin(drive("Role", roles, readiness.clone(), feed(&caches.roles), materialized("Role", Candidate::Role))),
+        Box::pin(drive(
+            "Role",
+            roles,
+            readiness.clone(),
+            feed(&caches.roles),
+            materialized("Role", Candidate::Role),
+            Copies,
+        )),
     );
     spawn(
         "RoleBinding",
@@ -416,6 +496,7 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
             readiness,
             feed(&caches.bindings),
             materialized("RoleBinding", Candidate::Binding),
+            Copies,
         )),
     );
     // A watch retries for ever; one that ends means the process is going.
@@ -493,29 +574,60 @@ mod drive_tests {
 
     /// What a reconciler finds in the store when it takes a trigger of a (re)list: the
     /// object, as listed. (The API server restarted: `b` was created and `a` changed while
-    /// the watch was down.)
+    /// the watch was down.) Whether the list is held as copies or by name.
     #[tokio::test]
     async fn triggers_of_a_relist_find_the_listed_objects_in_the_store() {
-        use watcher::Event::{Apply, Init, InitApply, InitDone};
-        let (store, writer) = reflector::store();
-        let events = vec![
-            Init,
-            InitApply(assignment("a", 1)),
-            InitDone,
-            Apply(assignment("a", 1)),
-            // The relist after the watch expired.
-            Init,
-            InitApply(assignment("a", 2)),
-            InitApply(assignment("b", 1)),
-            InitDone,
-        ];
-        let stream = futures::stream::iter(events.into_iter().map(Ok)).reflect(writer);
-        let seen: Seen = Arc::default();
+        for by_name in [false, true] {
+            use watcher::Event::{Apply, Init, InitApply, InitDone};
+            let (store, writer) = reflector::store();
+            let events = vec![
+                Init,
+                InitApply(assignment("a", 1)),
+                InitDone,
+                Apply(assignment("a", 1)),
+                // The relist after the watch expired.
+                Init,
+                InitApply(assignment("a", 2)),
+                InitApply(assignment("b", 1)),
+                InitDone,
+            ];
+            let stream = futures::stream::iter(events.into_iter().map(Ok)).reflect(writer);
+            let seen: Seen = Arc::default();
+            let (readiness, _ready) = Readiness::new(1);
+            let recorder = Recorder { store: store.clone(), seen: seen.clone() };
+            if by_name {
+                drive("RegistrationAssignment", stream, readiness, |_| {}, recorder, ByName(store)).await;
+            } else {
+                drive("RegistrationAssignment", stream, readiness, |_| {}, recorder, Copies).await;
+            }
+            let seen = seen.lock().expect("seen").clone();
+            let want: Vec<(String, Option<i64>)> = [("a", Some(1)), ("a", Some(1)), ("a", Some(2)), ("b", Some(1))]
+                .map(|(n, g)| (n.to_string(), g))
+                .to_vec();
+            assert_eq!(seen, want, "held by name: {by_name}");
+        }
+    }
+
+    /// A cluster-scoped object held by name is found again (the store keys it without a
+    /// namespace).
+    #[tokio::test]
+    async fn a_namespace_held_by_name_is_found_in_the_store() {
+        use watcher::Event::{Init, InitApply, InitDone};
+        let (store, writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+        let mut ns = PartialObjectMeta::<Namespace>::default();
+        ns.metadata.name = Some("sub".into());
+        let stream = futures::stream::iter([Init, InitApply(ns), InitDone].map(Ok)).reflect(writer);
+        struct Names(Arc<std::sync::Mutex<Vec<String>>>);
+        impl Follow<PartialObjectMeta<Namespace>> for Names {
+            fn follow(&mut self, change: Change<'_, PartialObjectMeta<Namespace>>) {
+                if let Change::Listed(ns) = change {
+                    self.0.lock().expect("names").push(ns.name_any());
+                }
+            }
+        }
+        let names = Arc::default();
         let (readiness, _ready) = Readiness::new(1);
-        drive("RegistrationAssignment", stream, readiness, |_| {}, Recorder { store, seen: seen.clone() }).await;
-        let seen = seen.lock().expect("seen").clone();
-        let want: Vec<(String, Option<i64>)> =
-            [("a", Some(1)), ("a", Some(1)), ("a", Some(2)), ("b", Some(1))].map(|(n, g)| (n.to_string(), g)).to_vec();
-        assert_eq!(seen, want);
+        drive("Namespace", stream, readiness, |_| {}, Names(Arc::clone(&names)), ByName(store)).await;
+        assert_eq!(*names.lock().expect("names"), ["sub"]);
     }
 }
