@@ -7,12 +7,15 @@ use kube_lighthouse::telemetry;
 use tracing::error;
 
 /// jemalloc: against glibc's malloc it cut the peak RSS at 5000 delegations by a tenth and
-/// the start-up CPU by a third (docs/benchmarks.md).
+/// the start-up CPU by a third (docs/benchmarks.md). The `system-allocator` feature leaves it
+/// out, for heaptrack.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Pages freed after the start-up lists go back to the system within a second rather than
 /// ten; `_RJEM_MALLOC_CONF` still overrides this.
+#[cfg(not(feature = "system-allocator"))]
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: &[u8] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";

@@ -4,9 +4,12 @@
 //! ([`GrantActivity`]), keeps only the latest record of each object, and counts its failures in
 //! the error metric (`controller="bookkeeping"`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
@@ -16,7 +19,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::events::Publisher;
@@ -125,11 +128,91 @@ pub struct Bookkeeping {
     metrics: Arc<Metrics>,
     grants: Arc<GrantActivity>,
     retrigger: Retrigger,
-    /// Deferred records, the latest per object.
-    pending: Mutex<HashMap<Target, Record>>,
+    /// Deferred records, the latest per object, oldest first.
+    pending: Mutex<Deferred<Target, Record>>,
     /// Deferred writes in flight at once: as many as reconciles, so that a burst of grants
     /// that just ended does not become a burst of bookkeeping.
-    permits: Semaphore,
+    parallel: usize,
+    /// Wakes the drain when something is deferred.
+    deferred: Notify,
+    /// Whether the drain task runs (started by the first deferral).
+    draining: AtomicBool,
+}
+
+/// Deferred records: the latest per target, in the order their targets were first deferred,
+/// each with the time of that first deferral. Pure; [`Bookkeeping`]'s one drain task
+/// empties it, so a wave of thousands of deferred writes costs a map entry each, not a task.
+#[derive(Debug)]
+pub struct Deferred<T, R> {
+    records: HashMap<T, (R, tokio::time::Instant)>,
+    order: VecDeque<T>,
+}
+
+impl<T, R> Default for Deferred<T, R> {
+    fn default() -> Self {
+        Deferred { records: HashMap::new(), order: VecDeque::new() }
+    }
+}
+
+impl<T: Clone + Eq + std::hash::Hash, R> Deferred<T, R> {
+    /// Defers `record` of `target` at `now`; a later record replaces a waiting one and keeps
+    /// its place and its time. Whether the target was not waiting yet.
+    pub fn insert(&mut self, target: T, record: R, now: tokio::time::Instant) -> bool {
+        match self.records.get_mut(&target) {
+            Some(waiting) => {
+                waiting.0 = record;
+                false
+            }
+            None => {
+                self.records.insert(target.clone(), (record, now));
+                self.order.push_back(target);
+                true
+            }
+        }
+    }
+
+    /// Takes `target`'s record out (written now instead).
+    pub fn remove(&mut self, target: &T) -> Option<R> {
+        self.records.remove(target).map(|(record, _)| record)
+    }
+
+    /// When the oldest waiting record was deferred.
+    pub fn oldest(&mut self) -> Option<tokio::time::Instant> {
+        while let Some(front) = self.order.front() {
+            match self.records.get(front) {
+                Some((_, since)) => return Some(*since),
+                None => {
+                    self.order.pop_front();
+                }
+            }
+        }
+        None
+    }
+
+    /// Takes up to `n` records, oldest first.
+    pub fn take(&mut self, n: usize) -> Vec<(T, R)> {
+        let mut out = Vec::with_capacity(n.min(self.records.len()));
+        while out.len() < n {
+            let Some(target) = self.order.pop_front() else { break };
+            if let Some((record, _)) = self.records.remove(&target) {
+                out.push((target, record));
+            }
+        }
+        if self.records.is_empty() {
+            self.order = VecDeque::new();
+        }
+        out
+    }
+
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
 }
 
 impl Bookkeeping {
@@ -150,7 +233,9 @@ impl Bookkeeping {
             grants,
             retrigger,
             pending: Mutex::default(),
-            permits: Semaphore::new(parallel.max(1)),
+            parallel: parallel.max(1),
+            deferred: Notify::new(),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -165,26 +250,45 @@ impl Bookkeeping {
         self.write(record).await
     }
 
-    /// Writes `record` once RBAC writes pause ([`GrantActivity::quiet`]). A later record of
-    /// the same object replaces it while it waits. A failure is counted and the object's
-    /// reconcile runs again a second later.
+    /// Writes `record` once RBAC writes pause ([`GrantActivity::quiet`]), or at the latest
+    /// [`MAX_DEFERRAL`] after it was deferred. A later record of the same object replaces it
+    /// while it waits. A failure is counted and the object's reconcile runs again a second
+    /// later.
     pub fn defer(self: &Arc<Self>, record: Record) {
         let target = record.target();
-        let first = self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(target.clone(), record).is_none();
-        if first {
-            tokio::spawn(self.clone().write_deferred(target));
+        let now = tokio::time::Instant::now();
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(target, record, now);
+        if !self.draining.swap(true, Ordering::AcqRel) {
+            tokio::spawn(self.clone().drain());
         }
+        self.deferred.notify_one();
     }
 
-    async fn write_deferred(self: Arc<Self>, target: Target) {
-        self.grants.quiet().await;
-        let Ok(_permit) = self.permits.acquire().await else { return };
-        let Some(record) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&target) else { return };
-        if let Err(e) = self.write(record).await {
-            warn!(error = %e, object = ?target, "bookkeeping write failed; reconciling again");
-            self.metrics.error("bookkeeping", e.metric_label());
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            self.retrigger.send(target);
+    /// The one task that writes deferred records: once RBAC writes pause, or once the oldest
+    /// has waited [`MAX_DEFERRAL`], up to `parallel` at a time, oldest first.
+    async fn drain(self: Arc<Self>) {
+        loop {
+            let oldest = self.pending.lock().unwrap_or_else(|p| p.into_inner()).oldest();
+            let Some(oldest) = oldest else {
+                self.deferred.notified().await;
+                continue;
+            };
+            self.grants.quiet_until(oldest + MAX_DEFERRAL).await;
+            let batch = self.pending.lock().unwrap_or_else(|p| p.into_inner()).take(self.parallel);
+            let this: &Bookkeeping = &self;
+            futures::stream::iter(batch)
+                .for_each_concurrent(self.parallel, |(target, record)| async move {
+                    if let Err(e) = this.write(record).await {
+                        warn!(error = %e, object = ?target, "bookkeeping write failed; reconciling again");
+                        this.metrics.error("bookkeeping", e.metric_label());
+                        let retrigger = this.retrigger.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            retrigger.send(target);
+                        });
+                    }
+                })
+                .await;
         }
     }
 
@@ -365,14 +469,38 @@ impl GrantActivity {
 
     /// Returns once RBAC writes have paused for [`QUIET`], or after [`MAX_DEFERRAL`].
     pub async fn quiet(&self) {
+        self.quiet_until(tokio::time::Instant::now() + MAX_DEFERRAL).await
+    }
+
+    /// Returns once RBAC writes have paused for [`QUIET`], or at `deadline`.
+    pub async fn quiet_until(&self, deadline: tokio::time::Instant) {
         let mut changes = self.quiet.subscribe();
-        let _ = tokio::time::timeout(MAX_DEFERRAL, changes.wait_for(|quiet| *quiet)).await;
+        let _ = tokio::time::timeout_at(deadline, changes.wait_for(|quiet| *quiet)).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn deferred_records_keep_the_first_place_and_time_and_the_latest_content() {
+        let mut d = Deferred::default();
+        let t0 = tokio::time::Instant::now();
+        assert!(d.insert("a", 1, t0));
+        assert!(d.insert("b", 1, t0 + Duration::from_secs(1)));
+        assert!(!d.insert("a", 2, t0 + Duration::from_secs(2)), "a waits already");
+        assert_eq!(d.oldest(), Some(t0), "a's first deferral counts");
+        assert_eq!(d.take(1), [("a", 2)], "the latest record of the oldest target");
+        assert_eq!(d.oldest(), Some(t0 + Duration::from_secs(1)));
+        assert!(d.insert("c", 1, t0 + Duration::from_secs(3)));
+        assert_eq!(d.remove(&"b"), Some(1), "written now instead");
+        assert_eq!(d.oldest(), Some(t0 + Duration::from_secs(3)));
+        assert_eq!(d.len(), 1);
+        assert_eq!(d.take(5), [("c", 1)]);
+        assert!(d.is_empty());
+        assert_eq!(d.oldest(), None);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn bookkeeping_waits_for_a_pause_in_grants_but_not_forever() {
