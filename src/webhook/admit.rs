@@ -17,6 +17,23 @@ use crate::model::outcome::{self, DefinitionSnapshot};
 use crate::model::user_access::{self, BindingChange, Requester};
 use crate::model::validate::{self, Grant, Rejection};
 
+/// How long admission waits for a namespace the namespace cache has not seen yet.
+pub const NAMESPACE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits, at most [`NAMESPACE_WAIT`], until the namespace cache holds `namespace`. The API
+/// server admits a namespaced object only into a namespace that exists (its
+/// NamespaceLifecycle plugin runs before webhooks), so one the cache lacks was created a
+/// moment ago: `kubectl apply -f` of a namespace and a delegation in one file, or a script
+/// that creates one and then the other. Judged before the watch brought it, the delegation
+/// was refused as outside any subscription.
+async fn namespace_seen(caches: &crate::controller::caches::Caches, namespace: &str) {
+    let deadline = tokio::time::Instant::now() + NAMESPACE_WAIT;
+    let key = kube::runtime::reflector::ObjectRef::new(namespace);
+    while caches.namespaces.get(&key).is_none() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn denied(request: &AdmissionRequest<DynamicObject>, message: String) -> AdmissionResponse {
     AdmissionResponse::from(request).deny(message)
 }
@@ -83,6 +100,7 @@ async fn definition(request: &AdmissionRequest<DynamicObject>, admission: &Admis
         return Ok(()); // metadata or finalizer changes
     }
     let namespace = request.namespace.clone().unwrap_or_default();
+    namespace_seen(&admission.caches, &namespace).await;
     let name = new.name_any();
     let snapshot: DefinitionSnapshot = dereference::definition(&admission.caches, Arc::new(new));
     let mut facts = snapshot.facts();
@@ -111,6 +129,7 @@ async fn assignment(request: &AdmissionRequest<DynamicObject>, admission: &Admis
     }
     let name = new.name_any();
     let caches = &admission.caches;
+    namespace_seen(caches, &new.namespace().unwrap_or_default()).await;
     // A definition created a moment ago may not be in the cache yet: read it.
     let definition_name = new.spec.registration_definition_ref.name.as_str();
     let live = match dereference::subscription(caches, &new.namespace().unwrap_or_default()) {
