@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use k8s_openapi::api::rbac::v1::Role;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
 use kube_lighthouse::api::{ConditionStatus, RegistrationAssignment, RegistrationDefinition};
@@ -262,4 +262,40 @@ async fn unchanged_delegations_are_not_rewritten_and_drift_is_reverted() {
     // A deleted one is recreated.
     delete(&roles, name).await;
     eventually("the deleted role is recreated", || async { roles.get_opt(name).await.expect("get").is_some() }).await;
+}
+
+/// A RoleBinding made by hand with our labels and the UID of a live assignment, but not the
+/// annotation the controller writes with them, is pruned by that assignment's reconcile
+/// (issue 19's review: it used to stay until a full resync).
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh runs it"]
+async fn a_hand_made_binding_carrying_a_live_assignments_uid_is_pruned() {
+    let client = cluster().await;
+    let c = customer(&client).await;
+    delegate(&client, &c).await;
+    wait_for_assignment_state(&client, &c.sub, "contoso", "Succeeded").await;
+    let uid = Api::<RegistrationAssignment>::namespaced(client.clone(), &c.sub)
+        .get("contoso")
+        .await
+        .expect("assignment")
+        .uid()
+        .expect("uid");
+    let intruder = projected(MSP_TENANT, "00000000-0000-4000-8000-00000000beef");
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &c.sub);
+    let forged: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "hand-made", "labels": {
+            "app.kubernetes.io/managed-by": "kube-lighthouse", "kubelighthouse.io/assignment-uid": uid}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": intruder}],
+    }))
+    .expect("binding");
+    bindings.create(&Default::default(), &forged).await.expect("create the hand-made binding");
+    eventually("the hand-made binding is pruned", || async {
+        bindings.get_opt("hand-made").await.expect("get").is_none()
+    })
+    .await;
+    expect_access(&client, &intruder, &[], access("list", "secrets", &c.sub), false).await;
+    // The delegation's own access stays.
+    let engineers = projected(MSP_TENANT, ENGINEERS);
+    expect_access(&client, "x", &[&engineers], access("list", "pods", &c.sub), true).await;
 }

@@ -15,8 +15,11 @@ use tracing::{info, warn};
 
 use crate::model::keys;
 
+use kube::runtime::reflector::ObjectRef;
+
 use super::context::Context;
 use super::materialized::{Key, MaterializedCache, Record};
+use crate::api::RegistrationAssignment;
 
 /// A materialized object to check.
 #[derive(Clone, Debug)]
@@ -30,26 +33,40 @@ pub enum Candidate {
 /// What the sweep does with a managed object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Its assignment exists: nothing.
+    /// Its assignment exists and its annotation names it: nothing (the assignment's own
+    /// reconcile keeps it exact).
     Owned,
+    /// Its UID label names a live assignment that its `assignment` annotation does not
+    /// (missing or another one: made by hand, since the controller writes both together):
+    /// that assignment is reconciled, which rewrites the object or prunes it. The watch's
+    /// triggers follow the annotation, so without this nothing would.
+    Unattributed,
     /// It names an assignment that is gone: delete it.
     Orphan,
     /// It names no assignment, so it was never ours: take our labels off, leave the object.
     Foreign,
 }
 
-/// The sweep's verdict on a record, given whether the assignment of a UID exists.
-pub fn verdict(record: &Record, assignment_exists: impl Fn(&str) -> bool) -> Verdict {
-    match &record.owner_uid {
-        None => Verdict::Foreign,
-        Some(uid) if assignment_exists(uid) => Verdict::Owned,
-        Some(_) => Verdict::Orphan,
+/// The sweep's verdict on a record, given the live assignment of a UID, as `namespace/name`.
+pub fn verdict(record: &Record, assignment_of_uid: impl Fn(&str) -> Option<String>) -> Verdict {
+    let Some(uid) = &record.owner_uid else { return Verdict::Foreign };
+    match assignment_of_uid(uid) {
+        None => Verdict::Orphan,
+        Some(owner) if record.owner.as_deref() == Some(owner.as_str()) => Verdict::Owned,
+        Some(_) => Verdict::Unattributed,
     }
+}
+
+/// The live assignment of `uid`, as a reference.
+fn assignment_of_uid(ctx: &Context, uid: &str) -> Option<ObjectRef<RegistrationAssignment>> {
+    ctx.caches.indexes.assignments_by_uid.get(uid).into_iter().next()
 }
 
 fn judge(cache: &MaterializedCache, key: &Key, ctx: &Context) -> Option<(std::sync::Arc<Record>, Verdict)> {
     let record = cache.get(&key.0, &key.1)?;
-    let verdict = verdict(&record, |uid| ctx.caches.assignment_exists(uid));
+    let verdict = verdict(&record, |uid| {
+        assignment_of_uid(ctx, uid).map(|a| format!("{}/{}", a.namespace.as_deref().unwrap_or_default(), a.name))
+    });
     Some((record, verdict))
 }
 
@@ -82,12 +99,19 @@ where
     }
 }
 
-async fn carry_out<K>(api: Api<K>, record: &Record, verdict: Verdict)
+async fn carry_out<K>(ctx: &Context, api: Api<K>, record: &Record, verdict: Verdict)
 where
     K: k8s_openapi::Resource + kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     match verdict {
         Verdict::Owned => {}
+        Verdict::Unattributed => {
+            let owner = record.owner_uid.as_deref().and_then(|uid| assignment_of_uid(ctx, uid));
+            if let Some(owner) = owner {
+                info!(kind = K::KIND, name = %record.name(), assignment = %owner, "labelled with an assignment it does not belong to; reconciling that assignment");
+                let _ = ctx.assignment_triggers.unbounded_send(owner);
+            }
+        }
         Verdict::Orphan => delete(api, record.name()).await,
         Verdict::Foreign => unlabel(api, record.name()).await,
     }
@@ -103,12 +127,14 @@ pub async fn run(ctx: std::sync::Arc<Context>, candidates: impl futures::Stream<
         match candidate {
             Candidate::Role(key) => {
                 if let Some((role, verdict)) = judge(&ctx.caches.roles, &key, &ctx) {
-                    carry_out(Api::<Role>::namespaced(ctx.client.clone(), role.namespace()), &role, verdict).await;
+                    carry_out(&ctx, Api::<Role>::namespaced(ctx.client.clone(), role.namespace()), &role, verdict)
+                        .await;
                 }
             }
             Candidate::Binding(key) => {
                 if let Some((b, verdict)) = judge(&ctx.caches.bindings, &key, &ctx) {
-                    carry_out(Api::<RoleBinding>::namespaced(ctx.client.clone(), b.namespace()), &b, verdict).await;
+                    carry_out(&ctx, Api::<RoleBinding>::namespaced(ctx.client.clone(), b.namespace()), &b, verdict)
+                        .await;
                 }
             }
         }
@@ -122,12 +148,13 @@ mod tests {
 
     use super::*;
 
-    fn binding(labels: &[(&str, &str)]) -> Record {
+    fn binding(labels: &[(&str, &str)], owner: Option<&str>) -> Record {
         Record::from_binding(&RoleBinding {
             metadata: ObjectMeta {
                 name: Some("b".into()),
                 namespace: Some("ns".into()),
                 labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                annotations: owner.map(|o| [(keys::ASSIGNMENT.to_string(), o.to_string())].into()),
                 ..Default::default()
             },
             role_ref: RoleRef {
@@ -139,22 +166,37 @@ mod tests {
         })
     }
 
+    /// The live assignment "sub/contoso" has UID u1.
+    fn live(uid: &str) -> Option<String> {
+        (uid == "u1").then(|| "sub/contoso".to_string())
+    }
+
+    const OURS: (&str, &str) = (keys::MANAGED_BY, keys::MANAGER);
+
     #[test]
     fn an_object_of_a_live_assignment_is_kept() {
-        let r = binding(&[(keys::MANAGED_BY, keys::MANAGER), (keys::ASSIGNMENT_UID, "u1")]);
-        assert_eq!(verdict(&r, |uid| uid == "u1"), Verdict::Owned);
+        let r = binding(&[OURS, (keys::ASSIGNMENT_UID, "u1")], Some("sub/contoso"));
+        assert_eq!(verdict(&r, live), Verdict::Owned);
     }
 
     #[test]
     fn an_object_of_a_gone_assignment_is_deleted() {
-        let r = binding(&[(keys::MANAGED_BY, keys::MANAGER), (keys::ASSIGNMENT_UID, "u1")]);
-        assert_eq!(verdict(&r, |_| false), Verdict::Orphan);
+        let r = binding(&[OURS, (keys::ASSIGNMENT_UID, "u2")], Some("sub/gone"));
+        assert_eq!(verdict(&r, live), Verdict::Orphan);
+    }
+
+    #[test]
+    fn a_live_assignments_uid_without_its_annotation_has_that_assignment_reconciled() {
+        let unannotated = binding(&[OURS, (keys::ASSIGNMENT_UID, "u1")], None);
+        assert_eq!(verdict(&unannotated, live), Verdict::Unattributed);
+        let another = binding(&[OURS, (keys::ASSIGNMENT_UID, "u1")], Some("sub/other"));
+        assert_eq!(verdict(&another, live), Verdict::Unattributed);
     }
 
     #[test]
     fn our_label_on_an_object_that_names_no_assignment_is_taken_off() {
-        let r = binding(&[(keys::MANAGED_BY, keys::MANAGER)]);
-        assert_eq!(verdict(&r, |_| true), Verdict::Foreign);
+        let r = binding(&[OURS], None);
+        assert_eq!(verdict(&r, live), Verdict::Foreign);
         let patch = unlabel_patch();
         let labels = patch["metadata"]["labels"].as_object().expect("labels");
         assert!(labels[keys::MANAGED_BY].is_null(), "the watch's selector label goes");
