@@ -31,7 +31,7 @@ pub enum Candidate {
 }
 
 /// What the sweep does with a managed object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Its assignment exists and its annotation names it: nothing (the assignment's own
     /// reconcile keeps it exact).
@@ -40,20 +40,23 @@ pub enum Verdict {
     /// (missing or another one: made by hand, since the controller writes both together):
     /// that assignment is reconciled, which rewrites the object or prunes it. The watch's
     /// triggers follow the annotation, so without this nothing would.
-    Unattributed,
+    Unattributed(ObjectRef<RegistrationAssignment>),
     /// It names an assignment that is gone: delete it.
     Orphan,
     /// It names no assignment, so it was never ours: take our labels off, leave the object.
     Foreign,
 }
 
-/// The sweep's verdict on a record, given the live assignment of a UID, as `namespace/name`.
-pub fn verdict(record: &Record, assignment_of_uid: impl Fn(&str) -> Option<String>) -> Verdict {
+/// The sweep's verdict on a record, given the live assignment of a UID.
+pub fn verdict(
+    record: &Record,
+    assignment_of_uid: impl Fn(&str) -> Option<ObjectRef<RegistrationAssignment>>,
+) -> Verdict {
     let Some(uid) = &record.owner_uid else { return Verdict::Foreign };
     match assignment_of_uid(uid) {
         None => Verdict::Orphan,
-        Some(owner) if record.owner.as_deref() == Some(owner.as_str()) => Verdict::Owned,
-        Some(_) => Verdict::Unattributed,
+        Some(owner) if record.owning_assignment().as_ref() == Some(&owner) => Verdict::Owned,
+        Some(owner) => Verdict::Unattributed(owner),
     }
 }
 
@@ -64,9 +67,7 @@ fn assignment_of_uid(ctx: &Context, uid: &str) -> Option<ObjectRef<RegistrationA
 
 fn judge(cache: &MaterializedCache, key: &Key, ctx: &Context) -> Option<(std::sync::Arc<Record>, Verdict)> {
     let record = cache.get(&key.0, &key.1)?;
-    let verdict = verdict(&record, |uid| {
-        assignment_of_uid(ctx, uid).map(|a| format!("{}/{}", a.namespace.as_deref().unwrap_or_default(), a.name))
-    });
+    let verdict = verdict(&record, |uid| assignment_of_uid(ctx, uid));
     Some((record, verdict))
 }
 
@@ -105,12 +106,9 @@ where
 {
     match verdict {
         Verdict::Owned => {}
-        Verdict::Unattributed => {
-            let owner = record.owner_uid.as_deref().and_then(|uid| assignment_of_uid(ctx, uid));
-            if let Some(owner) = owner {
-                info!(kind = K::KIND, name = %record.name(), assignment = %owner, "labelled with an assignment it does not belong to; reconciling that assignment");
-                let _ = ctx.assignment_triggers.unbounded_send(owner);
-            }
+        Verdict::Unattributed(owner) => {
+            info!(kind = K::KIND, name = %record.name(), assignment = %owner, "labelled with an assignment it does not belong to; reconciling that assignment");
+            let _ = ctx.assignment_triggers.unbounded_send(owner);
         }
         Verdict::Orphan => delete(api, record.name()).await,
         Verdict::Foreign => unlabel(api, record.name()).await,
@@ -167,8 +165,8 @@ mod tests {
     }
 
     /// The live assignment "sub/contoso" has UID u1.
-    fn live(uid: &str) -> Option<String> {
-        (uid == "u1").then(|| "sub/contoso".to_string())
+    fn live(uid: &str) -> Option<ObjectRef<RegistrationAssignment>> {
+        (uid == "u1").then(|| ObjectRef::new("contoso").within("sub"))
     }
 
     const OURS: (&str, &str) = (keys::MANAGED_BY, keys::MANAGER);
@@ -188,9 +186,9 @@ mod tests {
     #[test]
     fn a_live_assignments_uid_without_its_annotation_has_that_assignment_reconciled() {
         let unannotated = binding(&[OURS, (keys::ASSIGNMENT_UID, "u1")], None);
-        assert_eq!(verdict(&unannotated, live), Verdict::Unattributed);
+        assert_eq!(verdict(&unannotated, live), Verdict::Unattributed(ObjectRef::new("contoso").within("sub")));
         let another = binding(&[OURS, (keys::ASSIGNMENT_UID, "u1")], Some("sub/other"));
-        assert_eq!(verdict(&another, live), Verdict::Unattributed);
+        assert_eq!(verdict(&another, live), Verdict::Unattributed(ObjectRef::new("contoso").within("sub")));
     }
 
     #[test]
