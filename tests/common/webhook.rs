@@ -217,8 +217,9 @@ impl Deployed {
         std::fs::create_dir_all(&dir).expect("dir");
         let log = std::fs::File::create(dir.join("controller.log")).expect("log");
         eprintln!("controller log: {}", dir.join("controller.log").display());
+        let health = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-lighthouse"));
-        cmd.args(["--metrics-port", "0", "--health-port", "0"])
+        cmd.args(["--metrics-port", "0", "--health-port", &health.to_string()])
             .env("KUBECONFIG", kubeconfig)
             .env("KUBE_LIGHTHOUSE_LOG", "info,kube_lighthouse=debug")
             .env("KUBE_LIGHTHOUSE_LEADER_ELECTION", "false")
@@ -236,9 +237,38 @@ impl Deployed {
                 .arg(&key);
             hook = Some((port, ca));
         }
-        let controller = Controller(cmd.spawn().expect("start kube-lighthouse"));
+        let mut controller = Controller(cmd.spawn().expect("start kube-lighthouse"));
+        // As a Deployment's Service gets the pod only once its readiness probe passes, the
+        // webhook is registered only once `/readyz` answers 200 (its caches are synced).
+        wait_until_ready(&mut controller.0, health, &dir.join("controller.log"));
         let registration = hook.map(|(port, ca)| register(kubeconfig, &unique("kube-lighthouse-test"), port, &ca));
         Deployed { registration, _controller: controller, dir }
+    }
+}
+
+/// Polls `http://127.0.0.1:{port}/readyz` until it answers 200.
+///
+/// # Panics
+/// When the controller exits first or is not ready within two minutes; the message names
+/// its log.
+fn wait_until_ready(controller: &mut Child, port: u16, log: &Path) {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Ok(Some(status)) = controller.try_wait() {
+            panic!("kube-lighthouse exited ({status}) before it was ready; see {}", log.display());
+        }
+        let answer = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+            stream.write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply)?;
+            Ok(reply)
+        });
+        if answer.is_ok_and(|reply| reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "kube-lighthouse not ready within 120 s; see {}", log.display());
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
