@@ -396,11 +396,13 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     // The triggers dropped while following: everything the caches hold (what they have not
     // listed yet comes as it is listed, now that this replica reconciles).
     triggers::everything(&caches, &sinks);
+    let resync = tokio::spawn(triggers::resync::run(caches.clone(), sinks.clone(), triggers::resync::PERIOD));
     let foreign_bindings = tokio::spawn(triggers::watch_foreign_bindings(client.clone(), sinks.guard.clone()));
     tokio::select! {
         _ = lease::lost(&mut leadership) => {
             warn!("lost the Lease");
             foreign_bindings.abort();
+            resync.abort();
             return Err(RunError::LeaseLost);
         }
         _ = shutdown => {
@@ -413,6 +415,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
             sweeper.abort();
             guard.abort();
             foreign_bindings.abort();
+            resync.abort();
             // Last: the next replica leads as soon as the Lease is released.
             election.leave().await;
         }

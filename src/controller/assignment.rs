@@ -8,7 +8,6 @@
 //! builds nothing, so apply revokes whatever the assignment held.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -26,9 +25,6 @@ use crate::api::RegistrationAssignment;
 use crate::model::keys;
 use crate::model::outcome::{self, Outcome};
 use crate::model::status::{self, Notice};
-
-/// Safety net: even with no event, every assignment is re-checked this often.
-const RESYNC: Duration = Duration::from_secs(15 * 60);
 
 /// The controller's reconcile function.
 ///
@@ -56,7 +52,8 @@ async fn materialize(assignment: Arc<RegistrationAssignment>, ctx: &Arc<Context>
     let applied = apply(&assignment, &outcome, ctx).await?;
     write_status(assignment.clone(), &outcome, applied, ctx).await?;
     activations_follow(&assignment, ctx);
-    Ok(Action::requeue(RESYNC))
+    // No requeue: the periodic resync is one paced pass ([`super::triggers::resync`]).
+    Ok(Action::await_change())
 }
 
 /// Step 4: exactly the desired RBAC, or nothing.

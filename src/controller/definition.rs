@@ -6,7 +6,6 @@
 //! content, written by [`super::bookkeeping`]). A definition materializes nothing itself.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
@@ -27,8 +26,6 @@ use crate::model::scope::{self, Namespaces};
 use crate::model::status::{self, Notice};
 use crate::model::transfer::removed_by_transfer;
 use crate::model::validate;
-
-const RESYNC: Duration = Duration::from_secs(15 * 60);
 
 /// The controller's reconcile function.
 ///
@@ -60,7 +57,8 @@ async fn check(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Result
     }
     let verdict = ctx.policy.judge(&ctx.caches, |rules| validate::validate_definition(&snapshot.facts(), rules));
     write_status(definition, &verdict, home_tenant, ctx);
-    Ok(Action::requeue(RESYNC))
+    // No requeue: the periodic resync is one paced pass ([`super::triggers::resync`]).
+    Ok(Action::await_change())
 }
 
 /// The status the verdict implies, when it changed, and its Event when `Ready`'s reason

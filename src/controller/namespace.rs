@@ -4,7 +4,6 @@
 //! [`crate::model::status::managed_by_tenants`] and written by [`super::bookkeeping`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
@@ -17,8 +16,6 @@ use super::Error;
 use crate::model::keys;
 use crate::model::scope::NamespaceInfo;
 use crate::model::status;
-
-const RESYNC: Duration = Duration::from_secs(15 * 60);
 
 /// The controller's reconcile function.
 ///
@@ -42,5 +39,6 @@ pub async fn reconcile(ns: Arc<PartialObjectMeta<Namespace>>, ctx: Arc<Context>)
     if ns.annotations().get(keys::MANAGED_BY_TENANTS) != want.as_ref() {
         ctx.bookkeeping.defer(Record::ManagedByTenants { namespace: name, value: want });
     }
-    Ok(Action::requeue(RESYNC))
+    // No requeue: the periodic resync is one paced pass ([`super::triggers::resync`]).
+    Ok(Action::await_change())
 }

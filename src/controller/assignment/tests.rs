@@ -121,7 +121,7 @@ async fn a_rejected_assignment_revokes_by_label_then_writes_failed_status_and_on
     answer(send, 201, event.clone());
 
     let action = reconcile.await.expect("joined").expect("reconciled");
-    assert_eq!(action, Action::requeue(RESYNC));
+    assert_eq!(action, Action::await_change());
 }
 
 #[tokio::test]
@@ -153,7 +153,7 @@ async fn a_granted_assignment_applies_its_role_before_its_binding_and_records_th
 
     // The reconcile ends before its record is written: the grant does not wait for it.
     let action = reconcile.await.expect("joined").expect("reconciled");
-    assert_eq!(action, Action::requeue(RESYNC));
+    assert_eq!(action, Action::await_change());
 
     let (method, path, body, send) = next(&mut server).await;
     assert_eq!(method, "PATCH");

@@ -4,6 +4,7 @@
 
 mod mapping;
 mod relevant;
+pub mod resync;
 
 use std::sync::Arc;
 
