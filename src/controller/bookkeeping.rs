@@ -14,7 +14,6 @@ use futures::StreamExt;
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
@@ -104,7 +103,7 @@ pub struct Retrigger {
     /// The definition reconciler's queue.
     pub definitions: UnboundedSender<ObjectRef<RegistrationDefinition>>,
     /// The namespace reconciler's queue (the `managed-by-tenants` annotation).
-    pub namespaces: UnboundedSender<ObjectRef<PartialObjectMeta<Namespace>>>,
+    pub namespaces: UnboundedSender<ObjectRef<super::caches::CachedNamespace>>,
     /// The activation reconciler's queue (SPEC §9).
     pub activations: UnboundedSender<ObjectRef<RoleActivation>>,
 }

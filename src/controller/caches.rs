@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -13,14 +14,87 @@ use super::catalog::CatalogCache;
 use super::index::Index;
 use super::materialized::MaterializedCache;
 use crate::api::{ActivationReview, RegistrationAssignment, RegistrationDefinition, RoleActivation};
+use crate::model::keys;
 use crate::model::scope::{NamespaceInfo, Namespaces};
+
+/// A namespace as the namespace cache keeps it: its name, what the model reads of its labels
+/// (SPEC §1: `kubelighthouse.io/tenant-id`, `kubelighthouse.io/subscription`), whether it
+/// is terminating, and the `kubelighthouse.io/managed-by-tenants` annotation (SPEC §7).
+///
+/// Not `PartialObjectMeta<Namespace>`: its label and annotation maps are `BTreeMap`s, and
+/// one with a single entry allocates a whole node of eleven, some 640 bytes; a subscription
+/// has both. At 10,000 subscriptions that was about 12 MiB (docs/benchmarks.md).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct CachedNamespace {
+    /// The name only.
+    pub metadata: ObjectMeta,
+    /// Tenant, subscription and deletion.
+    #[serde(skip)]
+    pub info: NamespaceInfo,
+    /// The `kubelighthouse.io/managed-by-tenants` annotation's value, if set.
+    #[serde(skip)]
+    pub managed_by_tenants: Option<String>,
+}
+
+impl CachedNamespace {
+    /// What the controller keeps of `ns`.
+    pub fn from_meta(ns: &PartialObjectMeta<Namespace>) -> CachedNamespace {
+        CachedNamespace {
+            metadata: ObjectMeta { name: ns.metadata.name.clone(), ..ObjectMeta::default() },
+            info: NamespaceInfo::from_labels(ns.labels(), ns.metadata.deletion_timestamp.is_some()),
+            managed_by_tenants: ns.annotations().get(keys::MANAGED_BY_TENANTS).cloned(),
+        }
+    }
+
+    /// A subscription, or a namespace that still carries the managed-by-tenants annotation:
+    /// one whose annotation the namespace reconcile keeps.
+    pub fn keeps_annotation(&self) -> bool {
+        self.info.tenant_id.is_some() || self.managed_by_tenants.is_some()
+    }
+}
+
+impl From<PartialObjectMeta<Namespace>> for CachedNamespace {
+    fn from(ns: PartialObjectMeta<Namespace>) -> Self {
+        CachedNamespace::from_meta(&ns)
+    }
+}
+
+impl Resource for CachedNamespace {
+    type DynamicType = ();
+    type Scope = k8s_openapi::ClusterResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        Namespace::kind(&())
+    }
+
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        Namespace::group(&())
+    }
+
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        Namespace::version(&())
+    }
+
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        Namespace::plural(&())
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
 
 /// Watch caches. Reconcilers read state only from here (never with a GET), so an idle
 /// cluster costs no API calls.
 #[derive(Clone)]
 pub struct Caches {
-    /// Namespaces, metadata only: labels and deletion are all the model needs.
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Namespaces, as [`CachedNamespace`]s: labels, annotation and deletion are all the
+    /// model needs.
+    pub namespaces: Store<CachedNamespace>,
     /// Registration definitions, whole.
     pub definitions: Store<RegistrationDefinition>,
     /// Registration assignments, whole.
@@ -51,7 +125,7 @@ pub struct Indexes {
     /// they depend on.
     pub definitions_by_principal_namespace: Index<RegistrationDefinition>,
     /// Resource-group namespaces by the subscription they belong to.
-    pub namespaces_by_subscription: Index<PartialObjectMeta<Namespace>>,
+    pub namespaces_by_subscription: Index<CachedNamespace>,
 }
 
 impl Default for Indexes {
@@ -63,8 +137,8 @@ impl Default for Indexes {
             definitions_by_principal_namespace: Index::multi(|d: &RegistrationDefinition| {
                 d.spec.service_account_namespaces()
             }),
-            namespaces_by_subscription: Index::new(|ns| {
-                NamespaceInfo::from_labels(ns.labels(), false).parent_subscription().map(String::from)
+            namespaces_by_subscription: Index::new(|ns: &CachedNamespace| {
+                ns.info.parent_subscription().map(String::from)
             }),
         }
     }
@@ -157,9 +231,7 @@ impl Caches {
 
 impl Namespaces for Caches {
     fn get(&self, name: &str) -> Option<NamespaceInfo> {
-        self.namespaces
-            .get(&ObjectRef::new(name))
-            .map(|ns| NamespaceInfo::from_labels(ns.labels(), ns.metadata.deletion_timestamp.is_some()))
+        self.namespaces.get(&ObjectRef::new(name)).map(|ns| ns.info.clone())
     }
 
     fn resource_groups_of(&self, subscription: &str) -> Vec<String> {
@@ -167,7 +239,7 @@ impl Namespaces for Caches {
             resolve(&self.namespaces, self.indexes.namespaces_by_subscription.get(subscription))
                 .iter()
                 // The index follows labels as they were; the cache has them as they are.
-                .filter(|ns| NamespaceInfo::from_labels(ns.labels(), false).parent_subscription() == Some(subscription))
+                .filter(|ns| ns.info.parent_subscription() == Some(subscription))
                 .map(|ns| ns.name_any())
                 .collect();
         names.sort();
@@ -224,5 +296,63 @@ impl prometheus_client::collector::Collector for CacheGauges {
             materialized.metric_type(),
         )?)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+
+    fn namespace(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> PartialObjectMeta<Namespace> {
+        let map = |pairs: &[(&str, &str)]| Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        PartialObjectMeta::<Namespace> {
+            metadata: ObjectMeta {
+                name: Some("contoso-prod".into()),
+                uid: Some("uid-1".into()),
+                resource_version: Some("42".into()),
+                labels: map(labels),
+                annotations: map(annotations),
+                ..ObjectMeta::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_subscription_keeps_its_tenant_and_annotation_and_nothing_else() {
+        let ns = namespace(
+            &[(keys::TENANT_ID, "t-1"), ("kubernetes.io/metadata.name", "contoso-prod"), ("team", "web")],
+            &[(keys::MANAGED_BY_TENANTS, "m-1"), ("kubectl.kubernetes.io/last-applied-configuration", "{…}")],
+        );
+        let cached = CachedNamespace::from_meta(&ns);
+        assert_eq!(cached.metadata, ObjectMeta { name: Some("contoso-prod".into()), ..ObjectMeta::default() });
+        assert_eq!(
+            cached.info,
+            NamespaceInfo { tenant_id: Some("t-1".into()), subscription: None, terminating: false }
+        );
+        assert_eq!(cached.managed_by_tenants.as_deref(), Some("m-1"));
+        assert!(cached.keeps_annotation());
+    }
+
+    #[test]
+    fn a_resource_group_keeps_its_subscription_and_a_terminating_one_says_so() {
+        let mut ns = namespace(&[(keys::SUBSCRIPTION, "contoso-prod")], &[]);
+        ns.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        let cached = CachedNamespace::from(ns);
+        assert_eq!(cached.info.parent_subscription(), Some("contoso-prod"));
+        assert!(cached.info.terminating);
+        assert_eq!(cached.managed_by_tenants, None);
+        assert!(!cached.keeps_annotation(), "a resource group has no annotation to keep");
+    }
+
+    #[test]
+    fn a_plain_namespace_with_a_stale_annotation_still_has_it_removed() {
+        let cached = CachedNamespace::from_meta(&namespace(&[], &[(keys::MANAGED_BY_TENANTS, "m-1")]));
+        assert_eq!(cached.info, NamespaceInfo::default());
+        assert!(cached.keeps_annotation());
+        let plain = CachedNamespace::from_meta(&namespace(&[], &[]));
+        assert!(!plain.keeps_annotation());
     }
 }

@@ -7,16 +7,14 @@ use std::sync::Arc;
 
 use futures::channel::mpsc;
 use http::{Request, Response};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::client::Body;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use kube::Client;
 
 use super::bookkeeping::{Bookkeeping, GrantActivity, Retrigger};
-use super::caches::Caches;
+use super::caches::{CachedNamespace, Caches};
 use super::context::{Context, Policy};
 use super::events::Publisher;
 use crate::api::{RegistrationAssignment, RegistrationDefinition};
@@ -26,15 +24,15 @@ pub type ApiServer = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
 /// The caches' writers, to put the cluster's state in place.
 pub struct Cluster {
-    pub namespaces: Writer<PartialObjectMeta<Namespace>>,
+    pub namespaces: Writer<CachedNamespace>,
     pub definitions: Writer<RegistrationDefinition>,
     pub assignments: Writer<RegistrationAssignment>,
     pub caches: Caches,
 }
 
 impl Cluster {
-    pub fn namespace(&mut self, ns: PartialObjectMeta<Namespace>) {
-        let event = watcher::Event::Apply(ns);
+    pub fn namespace(&mut self, ns: impl Into<CachedNamespace>) {
+        let event = watcher::Event::Apply(ns.into());
         self.namespaces.apply_watcher_event(&event);
         self.caches.indexes.namespaces_by_subscription.observe(&event);
     }

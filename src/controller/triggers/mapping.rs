@@ -16,23 +16,19 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::core::PartialObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::relevant::{
-    activation_parts, assignment_parts, assignment_tenant_parts, definition_own_parts, definition_parts,
-    namespace_info, Relevant,
+    activation_parts, assignment_parts, assignment_tenant_parts, definition_own_parts, definition_parts, Relevant,
 };
 use super::{Change, Sinks};
 use crate::api::{ActivationReview, RegistrationAssignment, RegistrationDefinition, RoleActivation};
-use crate::controller::caches::Caches;
+use crate::controller::caches::{CachedNamespace, Caches};
 use crate::controller::definition::assignments_of;
 use crate::controller::expectations::Expectations;
 use crate::controller::materialized::{Key, Record};
 use crate::controller::sweep::Candidate;
-use crate::model::keys;
 use crate::model::scope::{NamespaceInfo, Namespaces};
 
 /// Follows one watch: called for every event after the caches and indexes took it.
@@ -207,8 +203,8 @@ impl NamespaceTriggers {
     }
 }
 
-impl Follow<PartialObjectMeta<Namespace>> for NamespaceTriggers {
-    fn follow(&mut self, change: Change<'_, PartialObjectMeta<Namespace>>) {
+impl Follow<CachedNamespace> for NamespaceTriggers {
+    fn follow(&mut self, change: Change<'_, CachedNamespace>) {
         let (ns, gone) = match change {
             Change::Listed(ns) | Change::Applied(ns) => (ns, false),
             Change::Deleted(ns) => (ns, true),
@@ -218,7 +214,7 @@ impl Follow<PartialObjectMeta<Namespace>> for NamespaceTriggers {
         if self.listed && matches!(change, Change::Listed(_)) {
             self.relisted.insert(name.clone());
         }
-        let now = namespace_info(ns);
+        let now = ns.info.clone();
         let before = if gone { self.seen.remove(&name) } else { self.seen.insert(name.clone(), now.clone()) };
         let moved = match change {
             // The first list moves nothing: every delegation is being listed anyway. A
@@ -231,7 +227,7 @@ impl Follow<PartialObjectMeta<Namespace>> for NamespaceTriggers {
             namespace_moved(&name, &now, before.as_ref(), &self.caches, &self.sinks);
         }
         // Only a subscription, or a namespace still carrying the annotation, has one to keep.
-        if ns.labels().contains_key(keys::TENANT_ID) || ns.annotations().contains_key(keys::MANAGED_BY_TENANTS) {
+        if ns.keeps_annotation() {
             self.sinks.namespace(&name);
         }
     }

@@ -19,7 +19,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info_span, warn, Instrument};
 
-use super::caches::Caches;
+use super::caches::{CachedNamespace, Caches};
 use super::context::Context;
 use super::guard::{self, Offence};
 use super::index::map_event;
@@ -41,7 +41,7 @@ pub struct Sinks {
     /// Definitions to reconcile.
     pub definitions: UnboundedSender<ObjectRef<RegistrationDefinition>>,
     /// Namespaces whose `managed-by-tenants` annotation to recompute.
-    pub namespaces: UnboundedSender<ObjectRef<PartialObjectMeta<Namespace>>>,
+    pub namespaces: UnboundedSender<ObjectRef<CachedNamespace>>,
     /// Materialized objects that may be orphans.
     pub sweep: UnboundedSender<Candidate>,
     /// RoleBindings beyond User Access Administrator's limit.
@@ -85,7 +85,7 @@ fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
 /// The writers of the reflector caches this module fills.
 pub struct Writers {
     /// Fills [`super::Caches::namespaces`].
-    pub namespaces: Writer<PartialObjectMeta<Namespace>>,
+    pub namespaces: Writer<CachedNamespace>,
     /// Fills [`super::Caches::definitions`].
     pub definitions: Writer<RegistrationDefinition>,
     /// Fills [`super::Caches::assignments`].
@@ -274,29 +274,6 @@ fn compact_activation_kind<K: Resource>(object: &mut K) {
     }
 }
 
-/// Of a namespace, the name and what the model reads: its tenant and subscription labels,
-/// the managed-by-tenants annotation, its deletion. There are often thousands.
-fn compact_namespace(ns: &mut PartialObjectMeta<Namespace>) {
-    ns.types = None;
-    let meta = &mut ns.metadata;
-    meta.managed_fields = None;
-    meta.uid = None;
-    meta.resource_version = None;
-    meta.creation_timestamp = None;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    let keep = |map: &mut Option<std::collections::BTreeMap<String, String>>, keys: &[&str]| {
-        if let Some(m) = map.as_mut() {
-            m.retain(|k, _| keys.contains(&k.as_str()));
-        }
-        if map.as_ref().is_some_and(|m| m.is_empty()) {
-            *map = None;
-        }
-    };
-    keep(&mut meta.labels, &[keys::TENANT_ID, keys::SUBSCRIPTION]);
-    keep(&mut meta.annotations, &[keys::MANAGED_BY_TENANTS]);
-}
-
 /// Sends every RoleBinding of a watch event that is beyond User Access Administrator's
 /// limit to the guard.
 fn judge_bindings(guard: UnboundedSender<Offence>) -> impl Fn(&watcher::Event<RoleBinding>) + Clone {
@@ -335,7 +312,7 @@ pub fn everything(caches: &Caches, sinks: &Sinks) {
         sinks.activation(&a);
     }
     for ns in caches.namespaces.state() {
-        if ns.labels().contains_key(keys::TENANT_ID) || ns.annotations().contains_key(keys::MANAGED_BY_TENANTS) {
+        if ns.keeps_annotation() {
             sinks.namespace(&ns.name_any());
         }
     }
@@ -361,7 +338,7 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
     let managed = all().labels(&format!("{}={}", keys::MANAGED_BY, keys::MANAGER));
     let namespaces = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), all())
         .default_backoff()
-        .modify(compact_namespace)
+        .map_ok(|e| map_event(&e, CachedNamespace::from_meta))
         .reflect(writers.namespaces);
     let definitions = watcher(Api::<RegistrationDefinition>::all(client.clone()), all())
         .default_backoff()
@@ -614,13 +591,14 @@ mod drive_tests {
     #[tokio::test]
     async fn a_namespace_held_by_name_is_found_in_the_store() {
         use watcher::Event::{Init, InitApply, InitDone};
-        let (store, writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+        let (store, writer) = reflector::store::<CachedNamespace>();
         let mut ns = PartialObjectMeta::<Namespace>::default();
         ns.metadata.name = Some("sub".into());
-        let stream = futures::stream::iter([Init, InitApply(ns), InitDone].map(Ok)).reflect(writer);
+        let stream =
+            futures::stream::iter([Init, InitApply(CachedNamespace::from(ns)), InitDone].map(Ok)).reflect(writer);
         struct Names(Arc<std::sync::Mutex<Vec<String>>>);
-        impl Follow<PartialObjectMeta<Namespace>> for Names {
-            fn follow(&mut self, change: Change<'_, PartialObjectMeta<Namespace>>) {
+        impl Follow<CachedNamespace> for Names {
+            fn follow(&mut self, change: Change<'_, CachedNamespace>) {
                 if let Change::Listed(ns) = change {
                     self.0.lock().expect("names").push(ns.name_any());
                 }

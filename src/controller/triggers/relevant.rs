@@ -5,13 +5,10 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::core::PartialObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use crate::api::{RegistrationAssignment, RegistrationDefinition};
 use crate::model::keys;
-use crate::model::scope::NamespaceInfo;
 
 /// Per object (a hash of its namespace and name), a hash of the parts of it a trigger
 /// depends on. An update that leaves them alone (a status the controller wrote, a label
@@ -75,11 +72,6 @@ pub fn definition_parts(d: &RegistrationDefinition) -> u64 {
 /// What the definition's own reconcile depends on besides: our finalizer.
 pub fn definition_own_parts(d: &RegistrationDefinition) -> u64 {
     fingerprint((definition_parts(d), has_finalizer(d, keys::DEFINITION_FINALIZER)))
-}
-
-/// What the model reads of a namespace: its tenant and subscription labels, its deletion.
-pub fn namespace_info(ns: &PartialObjectMeta<Namespace>) -> NamespaceInfo {
-    NamespaceInfo::from_labels(ns.labels(), ns.metadata.deletion_timestamp.is_some())
 }
 
 /// What an activation's reconcile and its assignment's build read: the spec, the stamp, the

@@ -17,7 +17,6 @@ use tokio::time::Instant;
 
 use super::Sinks;
 use crate::controller::caches::Caches;
-use crate::model::keys;
 
 /// Each definition, assignment and subscription is reconciled at least this often.
 pub const PERIOD: Duration = Duration::from_secs(15 * 60);
@@ -62,15 +61,8 @@ pub async fn run(caches: Caches, sinks: Sinks, period: Duration) {
 async fn pass(caches: &Caches, sinks: &Sinks, period: Duration) {
     let definitions = caches.definitions.state();
     let assignments = caches.assignments.state();
-    let subscriptions: Vec<String> = caches
-        .namespaces
-        .state()
-        .iter()
-        .filter(|ns| {
-            ns.labels().contains_key(keys::TENANT_ID) || ns.annotations().contains_key(keys::MANAGED_BY_TENANTS)
-        })
-        .map(|ns| ns.name_any())
-        .collect();
+    let subscriptions: Vec<String> =
+        caches.namespaces.state().iter().filter(|ns| ns.keeps_annotation()).map(|ns| ns.name_any()).collect();
     let count = definitions.len() + assignments.len() + subscriptions.len();
     let pace = Pace::of(count, period);
     tracing::debug!(count, tick = ?pace.tick, per_tick = pace.per_tick, "resync pass");
@@ -164,6 +156,7 @@ mod tests {
         use kube::core::PartialObjectMeta;
 
         use crate::api::{RegistrationAssignment, RegistrationDefinition};
+        use crate::model::keys;
 
         let mut cluster = crate::controller::testing::cluster();
         for sub in ["sub-a", "sub-b"] {

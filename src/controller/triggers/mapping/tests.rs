@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 
 use futures::channel::mpsc::{self, UnboundedReceiver};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ObjectMeta;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
@@ -14,6 +16,7 @@ use super::*;
 use crate::api::{DefinitionRef, RegistrationAssignmentSpec};
 use crate::controller::triggers::Sinks;
 use crate::model::catalog::tests::{catalog_cluster_role, READER};
+use crate::model::keys;
 
 const CUSTOMER: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
 const OTHER: &str = "bbbbbbbb-bbbb-4ccc-8ddd-eeeeeeeeeeee";
@@ -25,7 +28,7 @@ struct Harness {
     sinks: Sinks,
     assignment_rx: UnboundedReceiver<ObjectRef<RegistrationAssignment>>,
     definition_rx: UnboundedReceiver<ObjectRef<RegistrationDefinition>>,
-    namespace_rx: UnboundedReceiver<ObjectRef<PartialObjectMeta<Namespace>>>,
+    namespace_rx: UnboundedReceiver<ObjectRef<CachedNamespace>>,
     sweep_rx: UnboundedReceiver<Candidate>,
     activation_rx: UnboundedReceiver<ObjectRef<RoleActivation>>,
 }
@@ -99,18 +102,18 @@ impl Harness {
     }
 }
 
-fn namespace(name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<Namespace> {
+fn namespace(name: &str, labels: &[(&str, &str)]) -> CachedNamespace {
     let mut ns = PartialObjectMeta::<Namespace>::default();
     ns.metadata.name = Some(name.into());
     ns.metadata.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-    ns
+    ns.into()
 }
 
-fn subscription(name: &str, tenant: &str) -> PartialObjectMeta<Namespace> {
+fn subscription(name: &str, tenant: &str) -> CachedNamespace {
     namespace(name, &[(keys::TENANT_ID, tenant)])
 }
 
-fn resource_group(name: &str, parent: &str) -> PartialObjectMeta<Namespace> {
+fn resource_group(name: &str, parent: &str) -> CachedNamespace {
     namespace(name, &[(keys::SUBSCRIPTION, parent)])
 }
 
