@@ -41,6 +41,14 @@ async fn delegate(client: &kube::Client, c: &Customer) {
     assignment(client, &c.sub, "contoso", "contoso").await;
 }
 
+/// A customer with the quickstart's delegation in force.
+async fn delegated_customer(client: &kube::Client) -> Customer {
+    let c = customer(client).await;
+    delegate(client, &c).await;
+    wait_for_assignment_state(client, &c.sub, "contoso", "Succeeded").await;
+    c
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster: hack/test.sh runs it"]
 async fn subscription_assignment_grants_projected_identities_and_nothing_else() {
@@ -214,9 +222,7 @@ async fn an_assignment_applied_before_its_definition_succeeds_once_it_exists() {
 #[ignore = "needs a cluster: hack/test.sh runs it"]
 async fn unchanged_delegations_are_not_rewritten_and_drift_is_reverted() {
     let client = cluster().await;
-    let c = customer(&client).await;
-    delegate(&client, &c).await;
-    wait_for_assignment_state(&client, &c.sub, "contoso", "Succeeded").await;
+    let c = delegated_customer(&client).await;
     let roles: Api<Role> = Api::namespaced(client.clone(), &c.rg);
     let selector = kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=kube-lighthouse");
     eventually("both roles exist in the resource group", || async {
@@ -271,9 +277,7 @@ async fn unchanged_delegations_are_not_rewritten_and_drift_is_reverted() {
 #[ignore = "needs a cluster: hack/test.sh runs it"]
 async fn a_hand_made_binding_carrying_a_live_assignments_uid_is_pruned() {
     let client = cluster().await;
-    let c = customer(&client).await;
-    delegate(&client, &c).await;
-    wait_for_assignment_state(&client, &c.sub, "contoso", "Succeeded").await;
+    let c = delegated_customer(&client).await;
     let uid = Api::<RegistrationAssignment>::namespaced(client.clone(), &c.sub)
         .get("contoso")
         .await

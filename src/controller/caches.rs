@@ -24,6 +24,8 @@ use crate::model::scope::{NamespaceInfo, Namespaces};
 /// Not `PartialObjectMeta<Namespace>`: its label and annotation maps are `BTreeMap`s, and
 /// one with a single entry allocates a whole node of eleven, some 640 bytes; a subscription
 /// has both. At 10,000 subscriptions that was about 12 MiB (docs/benchmarks.md).
+// `Deserialize` only because kube's runner asks it of the type it reconciles; the cache is
+// filled from `PartialObjectMeta<Namespace>` by [`CachedNamespace::from_meta`], never parsed.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 pub struct CachedNamespace {
     /// The name only.
@@ -171,9 +173,9 @@ impl Caches {
         all
     }
 
-    /// Whether an assignment with `uid` exists.
-    pub fn assignment_exists(&self, uid: &str) -> bool {
-        self.indexes.assignments_by_uid.contains(uid)
+    /// The live assignment with `uid`, if any.
+    pub fn assignment_with_uid(&self, uid: &str) -> Option<ObjectRef<RegistrationAssignment>> {
+        self.indexes.assignments_by_uid.get(uid).into_iter().next()
     }
 
     /// The definitions in `namespace`.

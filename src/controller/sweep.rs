@@ -11,15 +11,13 @@
 use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use tracing::{info, warn};
-
-use crate::model::keys;
-
 use kube::runtime::reflector::ObjectRef;
+use tracing::{info, warn};
 
 use super::context::Context;
 use super::materialized::{Key, MaterializedCache, Record};
 use crate::api::RegistrationAssignment;
+use crate::model::keys;
 
 /// A materialized object to check.
 #[derive(Clone, Debug)]
@@ -60,14 +58,9 @@ pub fn verdict(
     }
 }
 
-/// The live assignment of `uid`, as a reference.
-fn assignment_of_uid(ctx: &Context, uid: &str) -> Option<ObjectRef<RegistrationAssignment>> {
-    ctx.caches.indexes.assignments_by_uid.get(uid).into_iter().next()
-}
-
 fn judge(cache: &MaterializedCache, key: &Key, ctx: &Context) -> Option<(std::sync::Arc<Record>, Verdict)> {
     let record = cache.get(&key.0, &key.1)?;
-    let verdict = verdict(&record, |uid| assignment_of_uid(ctx, uid));
+    let verdict = verdict(&record, |uid| ctx.caches.assignment_with_uid(uid));
     Some((record, verdict))
 }
 
