@@ -1,6 +1,9 @@
 //! The periodic resync: the safety net that reconciles every definition, assignment and
-//! subscription once per [`PERIOD`] even when no event comes, from one task, spread evenly
-//! over the period.
+//! subscription at least once per [`PERIOD`] even when no event comes, from one task, in
+//! passes of half the period, each spread evenly over its length. (An object is in the
+//! cache when a pass begins at most half a period later, and that pass sends it within
+//! another half: one pass per period could leave an object late in the first pass, or
+//! created just after a pass began, for nearly two periods.)
 //!
 //! It replaces a `requeue(15 min)` per object in each runner's scheduler: one timer and one
 //! map entry per object per runner, some 0.5 KiB each, held for as long as the object lives
@@ -44,14 +47,17 @@ impl Pace {
     }
 }
 
-/// Every [`PERIOD`], one pass over what the caches hold (the first one period after the
-/// start, which already reconciles everything: [`super::everything`]). Runs until aborted.
+/// Passes over what the caches hold, back to back, each spread over half of `period`, so
+/// that every object is sent at least once per `period`. The first begins half a period
+/// after the start, which already reconciles everything ([`super::everything`]). Runs
+/// until aborted.
 pub async fn run(caches: Caches, sinks: Sinks, period: Duration) {
+    let length = period / 2;
     let mut start = Instant::now();
     loop {
-        tokio::time::sleep_until(start + period).await;
+        tokio::time::sleep_until(start + length).await;
         start = Instant::now();
-        pass(&caches, &sinks, period).await;
+        pass(&caches, &sinks, length).await;
     }
 }
 
@@ -146,44 +152,46 @@ mod tests {
         }
     }
 
-    /// A pass over 2 subscriptions, each with a definition and an assignment, and one plain
-    /// namespace: every delegation and subscription is sent once, and the pass takes the period.
-    #[tokio::test(start_paused = true)]
-    async fn a_pass_sends_every_delegation_and_subscription_once_spread_over_the_period() {
-        use futures::channel::mpsc;
-        use futures::StreamExt;
-        use k8s_openapi::api::core::v1::Namespace;
-        use kube::core::PartialObjectMeta;
+    use futures::channel::mpsc::{self, UnboundedReceiver};
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::core::PartialObjectMeta;
+    use kube::runtime::reflector::ObjectRef;
 
-        use crate::api::{RegistrationAssignment, RegistrationDefinition};
-        use crate::model::keys;
+    use crate::api::{RegistrationAssignment, RegistrationDefinition};
+    use crate::controller::testing::Cluster;
+    use crate::model::keys;
 
-        let mut cluster = crate::controller::testing::cluster();
-        for sub in ["sub-a", "sub-b"] {
-            let mut ns = PartialObjectMeta::<Namespace>::default();
-            ns.metadata.name = Some(sub.into());
-            ns.metadata.labels = Some([(keys::TENANT_ID.to_string(), "t".to_string())].into());
-            cluster.namespace(ns);
-            let spec = serde_json::from_value(serde_json::json!({
-                "registrationDefinitionName": "Contoso", "managedByTenantId": "m", "authorizations": [],
-            }))
-            .expect("spec");
-            let mut d = RegistrationDefinition::new("offer", spec);
-            d.metadata.namespace = Some(sub.into());
-            cluster.definition(d);
-            let spec = serde_json::from_value(serde_json::json!({"registrationDefinitionRef": {"name": "offer"}}))
-                .expect("spec");
-            let mut a = RegistrationAssignment::new("contoso", spec);
-            a.metadata.namespace = Some(sub.into());
-            cluster.assignment(a);
-        }
-        let mut plain = PartialObjectMeta::<Namespace>::default();
-        plain.metadata.name = Some("plain".into());
-        cluster.namespace(plain);
+    /// A subscription `sub` with the definition "offer" and the assignment "contoso".
+    fn delegated_subscription(cluster: &mut Cluster, sub: &str) {
+        let mut ns = PartialObjectMeta::<Namespace>::default();
+        ns.metadata.name = Some(sub.into());
+        ns.metadata.labels = Some([(keys::TENANT_ID.to_string(), "t".to_string())].into());
+        cluster.namespace(ns);
+        let spec = serde_json::from_value(serde_json::json!({
+            "registrationDefinitionName": "Contoso", "managedByTenantId": "m", "authorizations": [],
+        }))
+        .expect("spec");
+        let mut d = RegistrationDefinition::new("offer", spec);
+        d.metadata.namespace = Some(sub.into());
+        cluster.definition(d);
+        let spec =
+            serde_json::from_value(serde_json::json!({"registrationDefinitionRef": {"name": "offer"}})).expect("spec");
+        let mut a = RegistrationAssignment::new("contoso", spec);
+        a.metadata.namespace = Some(sub.into());
+        cluster.assignment(a);
+    }
 
-        let (assignments, mut assignment_rx) = mpsc::unbounded();
-        let (definitions, mut definition_rx) = mpsc::unbounded();
-        let (namespaces, mut namespace_rx) = mpsc::unbounded();
+    type Receivers = (
+        UnboundedReceiver<ObjectRef<RegistrationDefinition>>,
+        UnboundedReceiver<ObjectRef<RegistrationAssignment>>,
+        UnboundedReceiver<ObjectRef<crate::controller::caches::CachedNamespace>>,
+    );
+
+    fn sinks() -> (Sinks, Receivers) {
+        let (assignments, assignment_rx) = mpsc::unbounded();
+        let (definitions, definition_rx) = mpsc::unbounded();
+        let (namespaces, namespace_rx) = mpsc::unbounded();
         let sinks = Sinks {
             assignments,
             definitions,
@@ -192,6 +200,22 @@ mod tests {
             guard: mpsc::unbounded().0,
             activations: mpsc::unbounded().0,
         };
+        (sinks, (definition_rx, assignment_rx, namespace_rx))
+    }
+
+    /// A pass over 2 subscriptions, each with a definition and an assignment, and one plain
+    /// namespace: every delegation and subscription is sent once, and the pass takes the period.
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_sends_every_delegation_and_subscription_once_spread_over_the_period() {
+        let mut cluster = crate::controller::testing::cluster();
+        for sub in ["sub-a", "sub-b"] {
+            delegated_subscription(&mut cluster, sub);
+        }
+        let mut plain = PartialObjectMeta::<Namespace>::default();
+        plain.metadata.name = Some("plain".into());
+        cluster.namespace(plain);
+
+        let (sinks, (mut definition_rx, mut assignment_rx, mut namespace_rx)) = sinks();
         let period = Duration::from_secs(60);
         let started = Instant::now();
         pass(&cluster.caches, &sinks, period).await;
@@ -209,5 +233,37 @@ mod tests {
         assert_eq!(sorted(assignments), delegations("contoso"));
         let subscriptions = namespace_rx.by_ref().map(|r| (r.namespace, r.name)).collect().await;
         assert_eq!(sorted(subscriptions), [(None, "sub-a".into()), (None, "sub-b".into())], "not the plain namespace");
+    }
+
+    /// The guarantee [`PERIOD`] promises: an assignment created just after a pass took its
+    /// snapshot is still sent within one period (one pass per period left it nearly two).
+    #[tokio::test(start_paused = true)]
+    async fn an_object_created_just_after_a_pass_began_is_sent_within_one_period() {
+        let mut cluster = crate::controller::testing::cluster();
+        for sub in ["sub-a", "sub-b", "sub-c"] {
+            delegated_subscription(&mut cluster, sub);
+        }
+        let (sinks, (_definitions, mut assignment_rx, _namespaces)) = sinks();
+        let period = Duration::from_secs(60);
+        let started = Instant::now();
+        let resync = tokio::spawn(run(cluster.caches.clone(), sinks, period));
+        // Every object present at the start is sent within one period.
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            seen.push(assignment_rx.next().await.expect("sent").namespace.expect("namespace"));
+        }
+        assert!(started.elapsed() <= period, "the first assignments took {:?}", started.elapsed());
+        // The first pass began at 30 s; one created a moment after is in the next pass.
+        tokio::time::sleep_until(started + period / 2 + Duration::from_secs(1)).await;
+        let created = Instant::now();
+        delegated_subscription(&mut cluster, "sub-late");
+        loop {
+            let sent = assignment_rx.next().await.expect("sent");
+            if sent.namespace.as_deref() == Some("sub-late") {
+                break;
+            }
+        }
+        assert!(created.elapsed() <= period, "sent {:?} after it was created", created.elapsed());
+        resync.abort();
     }
 }
