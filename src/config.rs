@@ -70,6 +70,25 @@ pub struct Config {
     #[arg(long, env = "KUBE_LIGHTHOUSE_WEBHOOK_KEY")]
     pub webhook_key: Option<std::path::PathBuf>,
 
+    /// Most SubjectAccessReviews one admission request asks about its author's authority
+    /// (SPEC §3 rule 6); a request that would need more is refused, naming the limit.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_AUTHORITY_MAX_QUESTIONS", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub authority_max_questions: u32,
+
+    /// Longest time, in milliseconds, one admission request spends on its author's
+    /// authority; then it is refused, naming the limit. Keep it well under the webhook's
+    /// `timeoutSeconds` (the chart sets it 4 s under), so the author gets the reason rather
+    /// than the API server's timeout.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_AUTHORITY_DEADLINE_MS", default_value_t = 6_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub authority_deadline_ms: u64,
+
+    /// Name of the ValidatingWebhookConfiguration that sends RoleBindings to this webhook
+    /// (the chart's: the release's full name). User Access Administrator is materialized only
+    /// while it exists, covers RoleBindings in every delegated namespace with failure policy
+    /// Fail, and this process serves the webhook (docs/roles.md); unset: never.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_WEBHOOK_CONFIGURATION")]
+    pub webhook_configuration: Option<String>,
+
     /// Leader election on the Lease `kube-lighthouse` (SPEC §12): only its holder reconciles
     /// and writes; every replica serves admission. `false` only for a single replica.
     #[arg(long, env = "KUBE_LIGHTHOUSE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
@@ -126,6 +145,14 @@ impl Config {
 }
 
 impl Config {
+    /// The limits of the author's-authority check of `--authority-*`.
+    pub fn authority_limits(&self) -> crate::model::authority::Limits {
+        crate::model::authority::Limits {
+            max_questions: usize::try_from(self.authority_max_questions).unwrap_or(usize::MAX),
+            deadline: std::time::Duration::from_millis(self.authority_deadline_ms),
+        }
+    }
+
     /// The clock of activations (SPEC §9).
     pub fn activation_clock(&self) -> Clock {
         Clock {
@@ -152,6 +179,8 @@ mod tests {
         assert_eq!(c.limits(), Limits::default());
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.activation_clock(), Clock::default(), "24 h to approve, real time");
+        assert_eq!(c.authority_limits(), crate::model::authority::Limits::default());
+        assert_eq!(c.webhook_configuration, None, "User Access Administrator is withheld unless configured");
     }
 
     #[test]

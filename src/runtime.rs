@@ -22,7 +22,7 @@ use crate::controller::caches::{CacheGauges, Caches};
 use crate::controller::context::{Context, Policy};
 use crate::controller::error::Error;
 use crate::controller::queue::Fifo;
-use crate::controller::{activation, assignment, definition, events, guard, namespace, sweep, triggers};
+use crate::controller::{activation, assignment, definition, events, guard, namespace, sweep, triggers, webhook_watch};
 use crate::lease;
 use crate::serve::front_proxy::FrontProxy;
 use crate::serve::views::Views;
@@ -233,6 +233,25 @@ fn identity() -> String {
     })
 }
 
+/// The controller's own user name, as the API server authenticates it (a
+/// SelfSubjectReview): the admission webhook lets only it write what kube-lighthouse
+/// materializes. None, logged, when the API server does not say.
+async fn who_am_i(client: &Client) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: Api<SelfSubjectReview> = Api::all(client.clone());
+    match api.create(&kube::api::PostParams::default(), &SelfSubjectReview::default()).await {
+        Ok(review) => {
+            let name = review.status.and_then(|s| s.user_info).and_then(|u| u.username);
+            info!(user = ?name, "the controller's identity");
+            name
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot learn the controller's identity: only the chart's match conditions let its RBAC writes past the webhook");
+            None
+        }
+    }
+}
+
 /// Runs the controller against the cluster of `client` until SIGINT or SIGTERM.
 ///
 /// # Errors
@@ -304,6 +323,9 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         usize::from(config.concurrency),
     );
     let policy = Arc::new(Policy { templates: config.templates(), limits: config.limits() });
+    let controller_identity = who_am_i(&client).await;
+    let serving = config.webhook_cert.is_some() && config.webhook_key.is_some();
+    let (user_access_tx, user_access) = tokio::sync::watch::channel(None);
     let ctx = Arc::new(Context {
         client: client.clone(),
         caches: caches.clone(),
@@ -317,6 +339,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         retries: Default::default(),
         activation_triggers: activation_tx.clone(),
         clock: config.activation_clock(),
+        user_access,
     });
     tokio::spawn(async move { grants.follow().await });
     if let Some(listener) = health {
@@ -332,7 +355,14 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
                 tokio::spawn(trust.clone().follow(client.clone()));
                 Arc::new(Views { caches: caches.clone(), policy: policy.clone(), ready: ready.clone(), trust })
             });
-            let admission = Arc::new(Admission { client: client.clone(), caches: caches.clone(), policy, ready });
+            let admission = Arc::new(Admission {
+                client: client.clone(),
+                caches: caches.clone(),
+                policy,
+                ready,
+                authority: config.authority_limits(),
+                controller: controller_identity.clone(),
+            });
             crate::serve::serve(config.webhook_port, cert, key, Routes { admission, views }).await?
         }
         (None, None) => info!("admission webhook and views API off: no --webhook-cert/--webhook-key"),
@@ -358,6 +388,13 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     // (its caches stay warm for admission and for a failover); only the leader's triggers
     // reach the reconcilers, the sweep and the guard.
     let watches = tokio::spawn(triggers::run(client.clone(), writers, ctx.clone(), sinks.clone(), readiness));
+    let watched = webhook_watch::Watched {
+        name: config.webhook_configuration.clone(),
+        serving,
+        controller: controller_identity,
+    };
+    let webhook_configuration =
+        tokio::spawn(webhook_watch::run(client.clone(), watched, user_access_tx, caches.clone(), sinks.clone()));
     let shutdown = shutdown_signal().shared();
     let (stop, store) = (shutdown.clone(), caches.assignments.clone());
     let assignment_rx = while_leading(assignment_rx, &reconciling);
@@ -414,6 +451,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
             activations.abort();
             sweeper.abort();
             guard.abort();
+            webhook_configuration.abort();
             foreign_bindings.abort();
             resync.abort();
             // Last: the next replica leads as soon as the Lease is released.

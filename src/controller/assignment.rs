@@ -48,7 +48,9 @@ pub async fn reconcile(assignment: Arc<RegistrationAssignment>, ctx: Arc<Context
 #[instrument(skip_all, fields(assignment = %format!("{}/{}", assignment.namespace().unwrap_or_default(), assignment.name_any())))]
 async fn materialize(assignment: Arc<RegistrationAssignment>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let snapshot = dereference::assignment(&ctx.caches, &assignment, None);
-    let outcome = ctx.policy.judge(&ctx.caches, |rules| outcome::decide(&snapshot, rules));
+    let withheld = ctx.user_access_withheld().await?;
+    let outcome =
+        ctx.policy.judge(&ctx.caches, |rules| outcome::decide_withholding(&snapshot, rules, withheld.as_deref()));
     let applied = apply(&assignment, &outcome, ctx).await?;
     write_status(assignment.clone(), &outcome, applied, ctx).await?;
     activations_follow(&assignment, ctx);

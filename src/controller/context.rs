@@ -67,6 +67,8 @@ pub struct Context {
     pub activation_triggers: UnboundedSender<ObjectRef<RoleActivation>>,
     /// Approval timeout and the test-only time scale of activations (SPEC §9).
     pub clock: Clock,
+    /// Whether User Access Administrator may be in force ([`super::webhook_watch`]).
+    pub user_access: tokio::sync::watch::Receiver<super::webhook_watch::Verdict>,
 }
 
 impl Context {
@@ -78,6 +80,17 @@ impl Context {
     pub async fn caches_synced(&self) -> Result<(), Error> {
         let mut ready = self.ready.clone();
         ready.wait_for(|r| *r).await.map(|_| ()).map_err(|_| Error::CacheNotReady)
+    }
+
+    /// Why User Access Administrator is withheld now, or None when it may be in force;
+    /// waits for the first verdict (a guess at start would revoke and re-grant it).
+    ///
+    /// # Errors
+    /// [`Error::CacheNotReady`] when the watch of the webhook configuration stopped first.
+    pub async fn user_access_withheld(&self) -> Result<Option<String>, Error> {
+        let mut verdict = self.user_access.clone();
+        let known = verdict.wait_for(Option::is_some).await.map_err(|_| Error::CacheNotReady)?;
+        Ok(known.clone().and_then(Result::err))
     }
 
     /// Sends activation `reference` to be reconciled again.

@@ -14,6 +14,7 @@
 //! | [`caches`], [`index`], [`materialized`], [`catalog`] | what the watches hold |
 //! | [`expectations`] | RBAC writes not yet seen by the watch (no reconcile for our own writes) |
 //! | [`guard`], [`sweep`] | RoleBindings beyond UAA's limit; managed objects without an owner |
+//! | [`webhook_watch`] | whether the admission webhook guards RoleBindings, so UAA may be in force |
 //! | [`backoff`] | per-object retry delays after a failed reconcile |
 //! | [`queue`] | the backlog of triggers, first in first out, in front of each runner |
 //! | [`context`] | what a reconcile holds |
@@ -42,6 +43,7 @@ pub mod namespace;
 pub mod queue;
 pub mod sweep;
 pub mod triggers;
+pub mod webhook_watch;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -113,6 +113,7 @@ pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
         retries: Default::default(),
         activation_triggers: mpsc::unbounded().0,
         clock: Default::default(),
+        user_access: tokio::sync::watch::channel(Some(Ok(()))).1,
     };
     (Arc::new(ctx), server, cluster)
 }

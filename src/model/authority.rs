@@ -4,8 +4,103 @@
 //! allowed to create RoleBindings in every namespace of the scope, and for every role the
 //! delegation would materialize must be allowed to `bind` it or hold all of its permissions
 //! there (Kubernetes' own RoleBinding escalation rule).
+//!
+//! Each question is one SubjectAccessReview, and the API server waits for admission at most
+//! the webhook's `timeoutSeconds`, so the work of one request is bounded ([`Budget`]): the
+//! cheapest questions first (one "everything" and one "bind" answer many permissions at
+//! once, a cluster-wide answer covers every namespace), and a clear refusal naming the limit
+//! when what is left to ask is more than the budget allows, or takes longer than its time.
+
+use std::time::Duration;
 
 use super::validate::Grant;
+
+/// Most SubjectAccessReviews one admission request asks, by default.
+pub const DEFAULT_MAX_QUESTIONS: usize = 2_000;
+
+/// How long one admission request asks, by default: well under the chart's webhook
+/// `timeoutSeconds` (10), so the refusal reaches the author instead of the API server's
+/// "context deadline exceeded".
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(6);
+
+/// What one admission request may spend on the author's authority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most SubjectAccessReviews.
+    pub max_questions: usize,
+    /// Longest time spent asking them.
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_questions: DEFAULT_MAX_QUESTIONS, deadline: DEFAULT_DEADLINE }
+    }
+}
+
+/// The questions one request has left: each round of questions is taken from it before it
+/// is asked, so a request never starts what it may not finish.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    limits: Limits,
+    asked: usize,
+}
+
+impl Budget {
+    /// A full budget.
+    pub fn new(limits: Limits) -> Budget {
+        Budget { limits, asked: 0 }
+    }
+
+    /// Questions taken so far.
+    pub fn asked(&self) -> usize {
+        self.asked
+    }
+
+    /// Takes `questions` more, about `namespaces` namespaces, for `who`.
+    ///
+    /// # Errors
+    /// The refusal ([`over_budget`]) when they would exceed [`Limits::max_questions`]; nothing
+    /// is taken then.
+    pub fn take(&mut self, questions: usize, namespaces: usize, who: &str) -> Result<(), String> {
+        let total = self.asked.saturating_add(questions);
+        if total > self.limits.max_questions {
+            return Err(over_budget(who, total, self.limits.max_questions, namespaces));
+        }
+        self.asked = total;
+        Ok(())
+    }
+}
+
+/// The refusal when establishing `who`'s authority over `namespaces` namespaces would take
+/// `needed` SubjectAccessReviews, more than `limit`.
+pub fn over_budget(who: &str, needed: usize, limit: usize, namespaces: usize) -> String {
+    format!(
+        "AuthorityCheckLimit: the authority of {who} over {namespaces} namespace(s) would take {needed} SubjectAccessReviews, over the limit of {limit} per request: {who} neither holds every permission (`*`) nor may `bind` the delegated roles there, so each of their permissions is asked in each namespace. Grant {who} `bind` on the roles (or cluster-admin) in those namespaces, or delegate at a narrower scope (docs/roles.md, \"Who may delegate\")"
+    )
+}
+
+/// The refusal when establishing `who`'s authority over `namespaces` namespaces took longer
+/// than `deadline`.
+pub fn out_of_time(who: &str, deadline: Duration, namespaces: usize) -> String {
+    format!(
+        "AuthorityCheckLimit: the authority of {who} over {namespaces} namespace(s) could not be established within {} s, the limit per request: the API server answered too slowly. Retry, or delegate at a narrower scope (docs/roles.md, \"Who may delegate\")",
+        deadline.as_secs_f32()
+    )
+}
+
+/// The grants whose roles are bound, one per role: a role named by several grants (several
+/// principals, a User Access Administrator's assignable copy) is asked about once.
+pub fn distinct_roles(grants: &[Grant]) -> Vec<usize> {
+    let mut seen = std::collections::HashSet::new();
+    (0..grants.len()).filter(|i| seen.insert(grants[*i].role.as_str())).collect()
+}
+
+/// `ask` for every namespace at once (an empty namespace): RBAC answers it from
+/// ClusterRoleBindings only, so a "yes" holds in every namespace of the scope.
+pub fn cluster_wide(ask: &Ask) -> Ask {
+    Ask { namespace: String::new(), ..ask.clone() }
+}
 
 /// One question for a SubjectAccessReview: may the author `verb` this?
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -214,5 +309,33 @@ mod tests {
             beyond_author("alice", &g, &missing),
             "alice may neither bind role kubelighthouse:reader nor get secrets in sub: a delegation may grant only what its author could grant directly"
         );
+    }
+
+    #[test]
+    fn a_budget_refuses_a_round_it_cannot_finish_and_names_the_limit() {
+        let mut budget = Budget::new(Limits { max_questions: 300, deadline: DEFAULT_DEADLINE });
+        assert_eq!(budget.take(151, 151, "alice"), Ok(()));
+        assert_eq!(budget.take(149, 151, "alice"), Ok(()));
+        // The owner of a subscription with 150 resource groups who holds only `admin` there:
+        // 210 permissions in each of 151 namespaces.
+        let refused = budget.take(210 * 151, 151, "alice").expect_err("over the budget");
+        assert!(refused.starts_with("AuthorityCheckLimit: "), "{refused}");
+        assert!(refused.contains("alice over 151 namespace(s) would take 32010 SubjectAccessReviews"), "{refused}");
+        assert!(refused.contains("over the limit of 300 per request"), "{refused}");
+        assert!(refused.contains("docs/roles.md"), "{refused}");
+        assert_eq!(budget.asked(), 300, "a refused round takes nothing");
+        let late = out_of_time("alice", Duration::from_secs(6), 151);
+        assert!(late.starts_with("AuthorityCheckLimit: ") && late.contains("within 6 s"), "{late}");
+    }
+
+    #[test]
+    fn a_role_is_asked_about_once_and_cluster_wide_questions_have_no_namespace() {
+        let reader = Grant { role: "kubelighthouse:reader".into(), rules: vec![], subjects: vec![] };
+        let contributor = Grant { role: "kubelighthouse:contributor".into(), ..reader.clone() };
+        assert_eq!(distinct_roles(&[reader.clone(), contributor, reader.clone()]), [0, 1]);
+        let everywhere = cluster_wide(&bind_ask(&reader, "rg"));
+        assert_eq!(everywhere.describe(), "bind clusterroles.rbac.authorization.k8s.io/kubelighthouse:reader");
+        assert_eq!(Limits::default().deadline, DEFAULT_DEADLINE);
+        assert!(DEFAULT_DEADLINE < Duration::from_secs(10), "under the chart's webhook timeoutSeconds");
     }
 }

@@ -229,8 +229,26 @@ pub fn build(snapshot: &Snapshot, (scope, valid, managed_by): (Scope, ValidDefin
 
 /// Steps 2 and 3 together, as the reconciler runs them.
 pub fn decide(snapshot: &Snapshot, ctx: &validate::Context<'_>) -> Outcome {
+    decide_withholding(snapshot, ctx, None)
+}
+
+/// [`decide`], with User Access Administrator withheld for `withheld` (why it may not be in
+/// force, e.g. the admission webhook that bounds it is not serving): its Roles and bindings
+/// are not built, and the narrowing says why (a `Degraded` condition and a Warning Event).
+/// Everything else the delegation grants is unaffected.
+pub fn decide_withholding(snapshot: &Snapshot, ctx: &validate::Context<'_>, withheld: Option<&str>) -> Outcome {
     match validate(snapshot, ctx, false) {
-        Ok(valid) => Outcome::Granted(Box::new(build(snapshot, valid))),
+        Ok((scope, mut valid, managed_by)) => {
+            if let Some(reason) = withheld.filter(|_| !valid.user_access.is_empty()) {
+                valid.user_access.clear();
+                valid.narrowed.push(validate::FieldError {
+                    rule: validate::Rule::UserAccessAdministratorWithheld,
+                    field: "spec.authorizations".into(),
+                    message: format!("User Access Administrator is not in force: {reason}"),
+                });
+            }
+            Outcome::Granted(Box::new(build(snapshot, (scope, valid, managed_by))))
+        }
         Err(rejected) => Outcome::Rejected(rejected),
     }
 }

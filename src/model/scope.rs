@@ -150,6 +150,34 @@ pub fn resolve(namespace: &str, namespaces: &dyn Namespaces) -> Result<Scope, Sc
     Ok(Scope { namespace: namespace.to_string(), subscription, home_tenant, namespaces: members })
 }
 
+/// Where an edit of the definition `definition` of subscription namespace `subscription`
+/// takes effect (SPEC §3 rule 6, every namespace the delegation materializes): the
+/// subscription itself, and the scope of every assignment that names the definition.
+/// `assignments` are (namespace, `spec.registrationDefinitionRef.name`) of the assignments
+/// of the subscription and its resource groups; one of another subscription, or whose scope
+/// does not resolve, materializes nothing and adds nothing. An assignment at subscription
+/// scope reaches every resource group of it. Sorted, without duplicates.
+pub fn definition_reach<'a>(
+    subscription: &str,
+    definition: &str,
+    assignments: impl IntoIterator<Item = (&'a str, &'a str)>,
+    namespaces: &dyn Namespaces,
+) -> Vec<String> {
+    let mut reach = vec![subscription.to_string()];
+    for (namespace, named) in assignments {
+        if named != definition {
+            continue;
+        }
+        match resolve(namespace, namespaces) {
+            Ok(scope) if scope.subscription == subscription => reach.extend(scope.namespaces),
+            _ => {}
+        }
+    }
+    reach.sort();
+    reach.dedup();
+    reach
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -221,5 +249,28 @@ pub(crate) mod tests {
         assert_eq!(resolve("missing", &c), Err(ScopeError::NamespaceNotFound("missing".into())));
         assert!(matches!(resolve("orphan-rg", &c), Err(ScopeError::UnknownSubscription { .. })));
         assert!(matches!(resolve("bad-tenant", &c), Err(ScopeError::InvalidTenantLabel { .. })));
+    }
+
+    #[test]
+    fn a_definition_reaches_the_scope_of_every_assignment_of_it() {
+        let c = cluster();
+        let assignments = [
+            ("customer-a-web", "offer"),
+            ("customer-a-web", "another-offer"),
+            ("plain", "offer"),
+            ("orphan-rg", "offer"),
+        ];
+        assert_eq!(
+            definition_reach("customer-a", "offer", assignments, &c),
+            ["customer-a", "customer-a-web"],
+            "a resource group assigned the definition is reached; other offers and invalid scopes are not"
+        );
+        let at_subscription = [("customer-a", "offer")];
+        assert_eq!(
+            definition_reach("customer-a", "offer", at_subscription, &c),
+            ["customer-a", "customer-a-db", "customer-a-web"],
+            "an assignment at subscription scope reaches every resource group"
+        );
+        assert_eq!(definition_reach("customer-a", "offer", [], &c), ["customer-a"], "unassigned: where it lives");
     }
 }

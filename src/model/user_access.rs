@@ -6,7 +6,9 @@
 //! by the admission webhook, before such a binding exists, and by the controller's guard,
 //! which deletes one that bypassed the webhook (or was made while it was not installed).
 
+use k8s_openapi::api::admissionregistration::v1::{ValidatingWebhook, ValidatingWebhookConfiguration};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::desired::ASSIGNABLE_ROLE_PART;
 
@@ -18,6 +20,46 @@ fn controller_role(role_ref: &RoleRef) -> Option<&str> {
     }
     let (hash, role) = role_ref.name.strip_prefix("kubelighthouse:")?.split_once(':')?;
     (hash.len() == 10 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(role)
+}
+
+/// The `kubelighthouse:<hash>:` prefix of a name the controller made, if `name` has that
+/// shape ([`super::desired::object_name`]): the hash is the owning assignment's.
+pub fn controller_prefix(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("kubelighthouse:")?;
+    let (hash, _) = rest.split_once(':')?;
+    (hash.len() == 10 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| &name[..16 + hash.len()])
+}
+
+/// Why a Role or RoleBinding with `meta` poses as one kube-lighthouse materializes, if it
+/// does: it has the shape of the controller's names (`kubelighthouse:<hash>:…`), its
+/// `app.kubernetes.io/managed-by: kube-lighthouse` label, or any other label or annotation
+/// the controller sets on what it materializes. Only the controller writes such objects:
+/// "ours" is decided by who writes, never by what an object claims (docs/roles.md).
+pub fn posing_as_ours(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<String> {
+    use super::keys;
+    let name = meta.name.as_deref().unwrap_or_default();
+    if controller_prefix(name).is_some() {
+        return Some(format!("metadata.name: {name} has the shape of kube-lighthouse's names (kubelighthouse:<hash>:…)"));
+    }
+    let labels = meta.labels.as_ref();
+    if labels.and_then(|l| l.get(keys::MANAGED_BY)).map(String::as_str) == Some(keys::MANAGER) {
+        return Some(format!("metadata.labels: {}={}", keys::MANAGED_BY, keys::MANAGER));
+    }
+    let label = keys::MATERIALIZED_LABELS.iter().filter(|k| **k != keys::MANAGED_BY).find(|k| labels.is_some_and(|l| l.contains_key(**k)));
+    if let Some(key) = label {
+        return Some(format!("metadata.labels: {key}"));
+    }
+    let annotations = meta.annotations.as_ref();
+    let annotation = keys::MATERIALIZED_ANNOTATIONS.iter().find(|k| annotations.is_some_and(|a| a.contains_key(**k)));
+    annotation.map(|key| format!("metadata.annotations: {key}"))
+}
+
+/// The refusal of a change by someone other than the controller to a Role or RoleBinding
+/// that poses as ours (`why`, from [`posing_as_ours`]).
+pub fn not_the_controller(kind: &str, name: &str, verb: &str, why: &str) -> String {
+    format!(
+        "MaterializedByController: {why}: only kube-lighthouse's controller may {verb} {kind} {name}; objects named or labelled as kube-lighthouse's are its own (docs/roles.md)"
+    )
 }
 
 /// Whether `role_ref` names an assignable Role: a namespaced Role whose name
@@ -115,13 +157,35 @@ impl Requester<'_> {
     }
 }
 
+/// One User Access Administrator binding the controller made in a namespace: who holds it,
+/// and the delegation it belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delegation {
+    /// The binding's subjects: the User Access Administrators.
+    pub delegates: Vec<Subject>,
+    /// `kubelighthouse:<hash>:assignable:`, the start of the names of the Roles this
+    /// delegation's administrators may bind.
+    pub assignable_prefix: String,
+}
+
+impl Delegation {
+    /// The delegation of the User Access Administrator binding named `binding_name` (one the
+    /// controller made: `kubelighthouse:<hash>:…`) with `delegates`; None for another name.
+    pub fn of_binding(binding_name: &str, delegates: Vec<Subject>) -> Option<Delegation> {
+        let prefix = controller_prefix(binding_name)?;
+        Some(Delegation { delegates, assignable_prefix: format!("{prefix}{ASSIGNABLE_ROLE_PART}") })
+    }
+}
+
 /// Admission's verdict on a change of RoleBinding `binding` in its namespace by `requester`,
-/// given `delegates`, the subjects of the User Access Administrator bindings the controller
-/// made in that namespace (SPEC §3, User Access Administrator's limit):
+/// given `delegations`, the User Access Administrator bindings the controller made in that
+/// namespace (SPEC §3, User Access Administrator's limit):
 /// - a binding of a controller-made Role other than the controller's own is refused
 ///   ([`violation`]), whoever makes it;
-/// - a delegate may only create bindings of the Roles assignable to it; it may not change or
-///   delete any binding.
+/// - a delegate may only create bindings of the Roles assignable by a delegation it holds
+///   (whatever else its roleRef names: a ClusterRole whose permissions it holds, another
+///   delegation's assignable Role), to ServiceAccounts of the namespace; it may not change
+///   or delete any binding.
 ///
 /// # Errors
 /// The refusal message, naming the rule and the field.
@@ -129,7 +193,7 @@ pub fn admission_verdict(
     binding: &RoleBinding,
     change: BindingChange,
     requester: &Requester<'_>,
-    delegates: &[Subject],
+    delegations: &[Delegation],
 ) -> Result<(), String> {
     let namespace = binding.metadata.namespace.as_deref().unwrap_or_default();
     if change != BindingChange::Delete {
@@ -137,11 +201,16 @@ pub fn admission_verdict(
             return Err(message);
         }
     }
-    if !delegates.iter().any(|s| requester.is(s, namespace)) {
+    let held: Vec<&Delegation> =
+        delegations.iter().filter(|d| d.delegates.iter().any(|s| requester.is(s, namespace))).collect();
+    if held.is_empty() {
         return Ok(());
     }
+    let assignable_by_held = |role_ref: &RoleRef| {
+        is_assignable(role_ref) && held.iter().any(|d| role_ref.name.starts_with(&d.assignable_prefix))
+    };
     match change {
-        BindingChange::Create if is_assignable(&binding.role_ref) => Ok(()),
+        BindingChange::Create if assignable_by_held(&binding.role_ref) => Ok(()),
         BindingChange::Create => Err(format!(
             "UserAccessAdministratorLimit: roleRef: a User Access Administrator may bind only its delegated roles in {namespace}, not {} {}",
             binding.role_ref.kind, binding.role_ref.name
@@ -152,6 +221,93 @@ pub fn admission_verdict(
             binding.metadata.name.as_deref().unwrap_or_default()
         )),
     }
+}
+
+/// What the controller knows about the admission webhook when it decides whether User
+/// Access Administrator may be in force.
+#[derive(Clone, Copy, Debug)]
+pub struct WebhookFacts<'a> {
+    /// `--webhook-configuration`: the ValidatingWebhookConfiguration to look for.
+    pub configuration_name: Option<&'a str>,
+    /// It, as the API server has it; None when it does not exist.
+    pub configuration: Option<&'a ValidatingWebhookConfiguration>,
+    /// Whether this process serves the webhook (it has a serving certificate and key).
+    pub serving: bool,
+    /// The controller's own user name: a match condition that leaves out only its requests
+    /// is allowed (the chart's).
+    pub controller: Option<&'a str>,
+}
+
+/// Whether User Access Administrator may be in force (docs/roles.md): only while the
+/// admission webhook, its only complete enforcement, judges every RoleBinding written in a
+/// delegated namespace. RBAC lets a holder bind any role whose permissions it holds (a catalog
+/// ClusterRole, to `system:authenticated`), and the controller's guard only judges bindings of
+/// our own Roles; so without the webhook the rights are withheld, and the guard's
+/// incompleteness cannot matter. The webhook counts when this process serves it and the
+/// configuration sends it, for subscriptions and resource groups alike, every CREATE and
+/// UPDATE of a RoleBinding with failure policy Fail, and leaves out no request but the
+/// controller's own.
+///
+/// # Errors
+/// Why not, for the assignment's status and Event.
+pub fn webhook_guards(facts: &WebhookFacts<'_>) -> Result<(), String> {
+    let Some(name) = facts.configuration_name else {
+        return Err("the admission webhook is not configured for RoleBindings (no --webhook-configuration)".into());
+    };
+    if !facts.serving {
+        return Err("this controller does not serve the admission webhook (no --webhook-cert and --webhook-key)".into());
+    }
+    let Some(configuration) = facts.configuration else {
+        return Err(format!("ValidatingWebhookConfiguration {name} does not exist"));
+    };
+    let hooks = configuration.webhooks.as_deref().unwrap_or_default();
+    let kinds = [
+        ("subscriptions", super::keys::TENANT_ID),
+        ("resource groups", super::keys::SUBSCRIPTION),
+    ];
+    for (kind, label) in kinds {
+        if !hooks.iter().any(|hook| guards_bindings(hook, label, facts.controller)) {
+            return Err(format!(
+                "ValidatingWebhookConfiguration {name} does not send every RoleBinding created or changed in {kind} to the webhook with failurePolicy Fail"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `hook` judges every CREATE and UPDATE of a RoleBinding in a namespace labelled
+/// `label` (any value), failing closed.
+fn guards_bindings(hook: &ValidatingWebhook, label: &str, controller: Option<&str>) -> bool {
+    let fails_closed = hook.failure_policy.as_deref().is_none_or(|p| p == "Fail");
+    let every_object = hook.object_selector.as_ref().is_none_or(|s| s.match_labels.as_ref().is_none_or(|m| m.is_empty()) && s.match_expressions.as_ref().is_none_or(|e| e.is_empty()));
+    let only_controller_left_out = hook.match_conditions.as_deref().unwrap_or_default().iter().all(|c| {
+        controller.is_some_and(|me| c.expression.replace(' ', "") == format!("request.userInfo.username!=\"{me}\""))
+    });
+    let covers = |v: &Option<Vec<String>>, want: &str| v.as_deref().unwrap_or_default().iter().any(|x| x == "*" || x == want);
+    let rule = hook.rules.as_deref().unwrap_or_default().iter().any(|r| {
+        let operations = r.operations.as_deref().unwrap_or_default();
+        let operation = |op: &str| operations.iter().any(|x| x == "*" || x == op);
+        covers(&r.api_groups, "rbac.authorization.k8s.io")
+            && covers(&r.api_versions, "v1")
+            && covers(&r.resources, "rolebindings")
+            && operation("CREATE")
+            && operation("UPDATE")
+            && r.scope.as_deref().is_none_or(|s| s != "Cluster")
+    });
+    fails_closed && every_object && only_controller_left_out && rule && selects(hook.namespace_selector.as_ref(), label)
+}
+
+/// Whether `selector` selects every namespace labelled `label`, whatever its value and
+/// other labels: only an empty selector, or one whose every term is `label` Exists, does.
+fn selects(selector: Option<&LabelSelector>, label: &str) -> bool {
+    let Some(selector) = selector else { return true };
+    selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && selector
+            .match_expressions
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .all(|e| e.key == label && e.operator == "Exists")
 }
 
 #[cfg(test)]
@@ -250,12 +406,14 @@ mod tests {
         assert_eq!(violation(&customer), None);
     }
 
-    fn delegates() -> Vec<Subject> {
-        vec![
+    fn delegates() -> Vec<Delegation> {
+        let uaa = object_name(&assignment(), "user-access-administrator:1234abcd");
+        let held = vec![
             subject("User", "tid:alice", None),
             subject("Group", "tid:admins", None),
             subject("ServiceAccount", "deployer", Some("customer-a")),
-        ]
+        ];
+        vec![Delegation::of_binding(&uaa, held).expect("a controller name")]
     }
 
     #[test]
@@ -269,6 +427,47 @@ mod tests {
         let refused = admission_verdict(&admin, BindingChange::Create, &alice, &delegates()).expect_err("refused");
         assert!(refused.starts_with("UserAccessAdministratorLimit: roleRef:"), "{refused}");
         assert!(refused.contains("not ClusterRole admin"), "{refused}");
+        // Whatever the roleRef: a catalog ClusterRole whose permissions it holds, to anyone.
+        let everyone = subject("Group", "system:authenticated", None);
+        let catalog = binding("kubelighthouse:contributor", "ClusterRole", vec![everyone]);
+        assert!(admission_verdict(&catalog, BindingChange::Create, &alice, &delegates()).is_err());
+        // Another delegation's assignable Role, even to a ServiceAccount of the namespace.
+        let other = AssignmentRef { namespace: "customer-a".into(), name: "fabrikam".into(), uid: "v".into() };
+        let theirs = binding(
+            &assignable_name(&other, "kubelighthouse:reader"),
+            "Role",
+            vec![subject("ServiceAccount", "app", Some("customer-a"))],
+        );
+        let refused = admission_verdict(&theirs, BindingChange::Create, &alice, &delegates()).expect_err("refused");
+        assert!(refused.contains("may bind only its delegated roles"), "{refused}");
+    }
+
+    #[test]
+    fn what_poses_as_ours_is_named_by_the_field() {
+        let meta = |name: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]| {
+            let map = |kv: &[(&str, &str)]| {
+                (!kv.is_empty()).then(|| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+            };
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.into()),
+                labels: map(labels),
+                annotations: map(annotations),
+                ..Default::default()
+            }
+        };
+        let ours = object_name(&assignment(), "kubelighthouse:reader");
+        assert!(posing_as_ours(&meta(&ours, &[], &[])).expect("name").starts_with("metadata.name:"));
+        let labelled = meta("x", &[("app.kubernetes.io/managed-by", "kube-lighthouse")], &[]);
+        assert!(posing_as_ours(&labelled).expect("label").starts_with("metadata.labels:"));
+        let uid = meta("x", &[("kubelighthouse.io/assignment-uid", "u")], &[]);
+        assert!(posing_as_ours(&uid).expect("label").contains("assignment-uid"));
+        let annotated = meta("x", &[], &[("kubelighthouse.io/assignment", "ns/a")]);
+        assert!(posing_as_ours(&annotated).expect("annotation").starts_with("metadata.annotations:"));
+        assert_eq!(posing_as_ours(&meta("x", &[("app.kubernetes.io/managed-by", "Helm")], &[])), None);
+        assert_eq!(posing_as_ours(&meta("kubelighthouse:not-a-hash:x", &[], &[])), None);
+        let refused = not_the_controller("RoleBinding", "b", "create", "metadata.labels: x");
+        assert!(refused.starts_with("MaterializedByController: metadata.labels: x: only"), "{refused}");
+        assert_eq!(controller_prefix(&ours), Some(&ours[..26]));
     }
 
     #[test]
@@ -297,6 +496,7 @@ mod tests {
         let ours = object_name(&assignment(), "kubelighthouse:reader");
         let forged = binding(&ours, "Role", vec![subject("User", "bob", None)]);
         assert!(admission_verdict(&forged, BindingChange::Create, &bob, &[]).is_err(), "binding a controller Role");
+        assert!(Delegation::of_binding("not-ours", vec![]).is_none());
         assert_eq!(
             admission_verdict(&forged, BindingChange::Delete, &bob, &[]),
             Ok(()),
@@ -304,5 +504,96 @@ mod tests {
         );
         let other_namespace_sa = Requester { username: Some("system:serviceaccount:other:deployer"), groups: &[] };
         assert_eq!(admission_verdict(&foreign, BindingChange::Delete, &other_namespace_sa, &delegates()), Ok(()));
+    }
+
+    fn configuration(hooks: serde_json::Value) -> ValidatingWebhookConfiguration {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "kl"}, "webhooks": hooks})).expect("config")
+    }
+
+    fn hook(label: &str, policy: &str, operations: &[&str], conditions: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "name": format!("{label}.kubelighthouse.io"), "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": "https://127.0.0.1/validate"},
+            "rules": [{"apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["*"],
+                "operations": operations, "resources": ["rolebindings"]}],
+            "namespaceSelector": {"matchExpressions": [{"key": label, "operator": "Exists"}]},
+            "failurePolicy": policy, "matchConditions": conditions,
+        })
+    }
+
+    #[test]
+    fn user_access_is_in_force_only_while_the_webhook_judges_every_binding() {
+        let me = "system:serviceaccount:kl:kube-lighthouse";
+        let not_me = serde_json::json!([{"name": "not-the-controller",
+            "expression": format!("request.userInfo.username != \"{me}\"")}]);
+        let ops = ["CREATE", "UPDATE", "DELETE"];
+        let chart = configuration(serde_json::json!([
+            hook("kubelighthouse.io/tenant-id", "Fail", &ops, not_me.clone()),
+            hook("kubelighthouse.io/subscription", "Fail", &ops, not_me.clone()),
+        ]));
+        let facts = |configuration, serving| WebhookFacts {
+            configuration_name: Some("kl"),
+            configuration,
+            serving,
+            controller: Some(me),
+        };
+        assert_eq!(webhook_guards(&facts(Some(&chart), true)), Ok(()));
+        let cases = [
+            (facts(Some(&chart), false), "does not serve"),
+            (facts(None, true), "ValidatingWebhookConfiguration kl does not exist"),
+            (WebhookFacts { configuration_name: None, ..facts(Some(&chart), true) }, "no --webhook-configuration"),
+        ];
+        for (facts, why) in cases {
+            let refused = webhook_guards(&facts).expect_err(why);
+            assert!(refused.contains(why), "{refused}");
+        }
+        let broken = [
+            (
+                serde_json::json!([hook("kubelighthouse.io/tenant-id", "Fail", &ops, not_me.clone())]),
+                "resource groups",
+            ),
+            (
+                serde_json::json!([
+                    hook("kubelighthouse.io/tenant-id", "Ignore", &ops, not_me.clone()),
+                    hook("kubelighthouse.io/subscription", "Fail", &ops, not_me.clone()),
+                ]),
+                "subscriptions",
+            ),
+            (
+                serde_json::json!([
+                    hook("kubelighthouse.io/tenant-id", "Fail", &["CREATE"], not_me.clone()),
+                    hook("kubelighthouse.io/subscription", "Fail", &ops, not_me.clone()),
+                ]),
+                "subscriptions",
+            ),
+            (
+                serde_json::json!([
+                    hook("kubelighthouse.io/tenant-id", "Fail", &ops, serde_json::json!([{"name": "x", "expression": "false"}])),
+                    hook("kubelighthouse.io/subscription", "Fail", &ops, not_me.clone()),
+                ]),
+                "subscriptions",
+            ),
+            (
+                serde_json::json!([
+                    hook("kubelighthouse.io/tenant-id", "Fail", &ops, not_me.clone()),
+                    hook("other", "Fail", &ops, not_me.clone()),
+                ]),
+                "resource groups",
+            ),
+        ];
+        for (hooks, kind) in broken {
+            let config = configuration(hooks);
+            let facts =
+                WebhookFacts { configuration_name: Some("kl"), configuration: Some(&config), serving: true, controller: Some(me) };
+            let refused = webhook_guards(&facts).expect_err(kind);
+            assert!(refused.ends_with(&format!("in {kind} to the webhook with failurePolicy Fail")), "{refused}");
+        }
+        // One webhook for every namespace, no selector, no condition: judges everything.
+        let mut everything = hook("x", "Fail", &["*"], serde_json::json!(null));
+        everything["namespaceSelector"] = serde_json::json!({});
+        let config = configuration(serde_json::json!([everything]));
+        let facts =
+            WebhookFacts { configuration_name: Some("kl"), configuration: Some(&config), serving: true, controller: None };
+        assert_eq!(webhook_guards(&facts), Ok(()));
     }
 }

@@ -121,6 +121,9 @@ pub enum Rule {
     /// Free text (a display name, the description, a plan field) too long, blank where
     /// required, or holding control or bidirectional formatting characters ([`text`]).
     InvalidText,
+    /// User Access Administrator is valid but not in force: the admission webhook, its only
+    /// complete enforcement, is not configured for RoleBindings or not serving (docs/roles.md).
+    UserAccessAdministratorWithheld,
 }
 
 impl Rule {

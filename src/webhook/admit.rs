@@ -39,13 +39,52 @@ fn denied(request: &AdmissionRequest<DynamicObject>, message: String) -> Admissi
 }
 
 /// Which requests are judged: creates and updates of the kinds the webhook is registered
-/// for, and deletes of RoleBindings (User Access Administrator may not delete).
+/// for, and deletes of RoleBindings (User Access Administrator may not delete) and Roles
+/// (only the controller deletes its own).
 fn judged(operation: &Operation, kind: &str) -> bool {
     match operation {
         Operation::Create | Operation::Update => true,
-        Operation::Delete => kind == "RoleBinding" || kind == "RoleActivation",
+        Operation::Delete => matches!(kind, "RoleBinding" | "Role" | "RoleActivation"),
         Operation::Connect => false,
     }
+}
+
+/// Whether the request comes from the controller itself (its user name, as the API server
+/// reported it at start). The chart's webhook rules leave the controller's requests out
+/// already; this holds without that too.
+fn by_controller(request: &AdmissionRequest<DynamicObject>, admission: &Admission) -> bool {
+    admission.controller.is_some() && request.user_info.username == admission.controller
+}
+
+/// A Role or RoleBinding that is, or is being made into, one posing as kube-lighthouse's,
+/// written by someone other than the controller: refused ("ours" is who writes, not what an
+/// object says). Deletes in a namespace being deleted are left alone: the namespace
+/// controller empties it.
+fn posing(request: &AdmissionRequest<DynamicObject>, admission: &Admission) -> Result<(), String> {
+    if by_controller(request, admission) {
+        return Ok(());
+    }
+    let meta = |object: &Option<DynamicObject>| object.as_ref().map(|o| o.metadata.clone());
+    let (verb, claims) = match request.operation {
+        Operation::Create => ("create", [meta(&request.object), None]),
+        Operation::Update => ("change", [meta(&request.object), meta(&request.old_object)]),
+        Operation::Delete => ("delete", [meta(&request.old_object), None]),
+        Operation::Connect => return Ok(()),
+    };
+    if request.operation == Operation::Delete {
+        let namespace = request.namespace.as_deref().unwrap_or_default();
+        let info = crate::model::scope::Namespaces::get(&admission.caches, namespace);
+        if info.is_none_or(|ns| ns.terminating) {
+            return Ok(());
+        }
+    }
+    for claim in claims.into_iter().flatten() {
+        let claim = kube::api::ObjectMeta { name: claim.name.or_else(|| Some(request.name.clone())), ..claim };
+        if let Some(why) = user_access::posing_as_ours(&claim) {
+            return Err(user_access::not_the_controller(&request.kind.kind, &request.name, verb, &why));
+        }
+    }
+    Ok(())
 }
 
 /// The verdict on one admission request.
@@ -60,7 +99,8 @@ pub async fn review(request: &AdmissionRequest<DynamicObject>, admission: &Admis
     let outcome = match request.kind.kind.as_str() {
         "RegistrationDefinition" => definition(request, admission).await,
         "RegistrationAssignment" => assignment(request, admission).await,
-        "RoleBinding" => role_binding(request, admission),
+        "RoleBinding" => posing(request, admission).and_then(|()| role_binding(request, admission)),
+        "Role" => posing(request, admission),
         "RoleActivation" | "ActivationReview" => super::activation::validate(request, admission).await,
         _ => Ok(()),
     };
@@ -111,13 +151,18 @@ async fn definition(request: &AdmissionRequest<DynamicObject>, admission: &Admis
         .policy
         .judge(&admission.caches, |rules| validate::validate_definition(&facts, rules))
         .map_err(|r| rejection_message("RegistrationDefinition", &name, &r))?;
-    authority::check(
-        &admission.client,
-        &request.user_info,
-        std::slice::from_ref(&namespace),
-        &materialized_roles(&valid),
-    )
-    .await
+    // The edit takes effect wherever the definition is assigned, not only where it lives: an
+    // owner of the subscription alone may not change what a resource group's owner assigned.
+    let assignments = admission.caches.assignments_under(&namespace);
+    let reach = crate::model::scope::definition_reach(
+        &namespace,
+        &name,
+        assignments.iter().map(|a| {
+            (a.metadata.namespace.as_deref().unwrap_or_default(), a.spec.registration_definition_ref.name.as_str())
+        }),
+        &admission.caches,
+    );
+    authority::check(&admission.client, &request.user_info, &reach, &materialized_roles(&valid), admission.authority).await
 }
 
 async fn assignment(request: &AdmissionRequest<DynamicObject>, admission: &Admission) -> Result<(), String> {
@@ -147,7 +192,8 @@ async fn assignment(request: &AdmissionRequest<DynamicObject>, admission: &Admis
         .policy
         .judge(caches, |rules| outcome::validate(&snapshot, rules, true))
         .map_err(|r| rejection_message("RegistrationAssignment", &name, &r.rejection))?;
-    authority::check(&admission.client, &request.user_info, &scope.namespaces, &materialized_roles(&valid)).await
+    authority::check(&admission.client, &request.user_info, &scope.namespaces, &materialized_roles(&valid), admission.authority)
+        .await
 }
 
 fn role_binding(request: &AdmissionRequest<DynamicObject>, admission: &Admission) -> Result<(), String> {
@@ -166,15 +212,18 @@ fn role_binding(request: &AdmissionRequest<DynamicObject>, admission: &Admission
     }
     let groups = request.user_info.groups.clone().unwrap_or_default();
     let requester = Requester { username: request.user_info.username.as_deref(), groups: &groups };
+    if by_controller(request, admission) {
+        return Ok(());
+    }
     // Our User Access Administrator bindings are the ones whose record keeps their subjects.
-    let delegates: Vec<_> = admission
+    let delegations: Vec<_> = admission
         .caches
         .bindings
         .in_namespace(&namespace)
         .iter()
-        .flat_map(|b| b.delegates.clone().unwrap_or_default())
+        .filter_map(|b| user_access::Delegation::of_binding(b.name(), b.delegates.clone()?))
         .collect();
-    user_access::admission_verdict(&binding, change, &requester, &delegates)
+    user_access::admission_verdict(&binding, change, &requester, &delegations)
 }
 
 #[cfg(test)]
@@ -189,6 +238,7 @@ mod tests {
             assert!(!judged(&Operation::Connect, kind));
         }
         assert!(judged(&Operation::Delete, "RoleBinding"), "a delegate may not delete bindings");
+        assert!(judged(&Operation::Delete, "Role"), "nobody but the controller deletes its Roles");
         assert!(!judged(&Operation::Delete, "RegistrationAssignment"), "deleting a delegation is always allowed");
     }
 }

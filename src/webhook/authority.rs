@@ -43,6 +43,16 @@ async fn allowed(client: &Client, user: &UserInfo, ask: &Ask) -> Result<bool, St
     Ok(answer.status.is_some_and(|s| s.allowed))
 }
 
+/// The answer to each of `asks`, in order, at most [`PARALLEL`] in flight.
+async fn answers(client: &Client, user: &UserInfo, asks: &[Ask]) -> Result<Vec<bool>, String> {
+    let answers: Vec<Result<bool, String>> = stream::iter(asks.iter().cloned())
+        .map(|ask| async move { allowed(client, user, &ask).await })
+        .buffered(PARALLEL)
+        .collect()
+        .await;
+    answers.into_iter().collect()
+}
+
 /// The first of `asks` the author is denied, asking at most [`PARALLEL`] at a time and
 /// stopping at the first denial (the questions still in flight are dropped).
 async fn first_denied(client: &Client, user: &UserInfo, asks: Vec<Ask>) -> Result<Option<Ask>, String> {
@@ -60,56 +70,96 @@ async fn first_denied(client: &Client, user: &UserInfo, asks: Vec<Ask>) -> Resul
     Ok(None)
 }
 
-/// What is left to ask about `namespace` once the short questions are answered: nothing when
-/// the author holds everything there or may bind every role there; else the permissions of
-/// each role the author may not bind, as (index of the grant, question).
-async fn still_to_ask(
-    client: &Client,
-    user: &UserInfo,
-    namespace: &str,
-    grants: &[Grant],
-) -> Result<Vec<(usize, Ask)>, String> {
-    if allowed(client, user, &authority::everything_ask(namespace)).await? {
-        return Ok(Vec::new());
-    }
-    let mut asks = Vec::new();
-    for (i, grant) in grants.iter().enumerate() {
-        if !allowed(client, user, &authority::bind_ask(grant, namespace)).await? {
-            asks.extend(authority::permissions(grant, namespace).into_iter().map(|a| (i, a)));
-        }
-    }
-    Ok(asks)
-}
-
 /// Whether `user` may delegate `grants` in `namespaces` (SPEC §3 rule 6, seed 003): may
 /// create RoleBindings in each namespace, then per namespace holds everything there, or may
-/// bind each role there, or holds each permission of the roles it may not bind. Each
-/// permission is asked once (roles share many), at most [`PARALLEL`] questions in flight,
-/// and the first denial ends the check.
+/// bind each role there, or holds each permission of the roles it may not bind. At most
+/// `limits.max_questions` SubjectAccessReviews and `limits.deadline` per request.
 ///
 /// # Errors
-/// The refusal, naming what the author may not do, or why the API server could not say.
-pub async fn check(client: &Client, user: &UserInfo, namespaces: &[String], grants: &[Grant]) -> Result<(), String> {
+/// The refusal, naming what the author may not do, the limit the check would exceed, or why
+/// the API server could not say.
+pub async fn check(
+    client: &Client,
+    user: &UserInfo,
+    namespaces: &[String],
+    grants: &[Grant],
+    limits: authority::Limits,
+) -> Result<(), String> {
     let who = user.username.clone().unwrap_or_else(|| "the requester".into());
-    if let Some(ask) = first_denied(client, user, authority::delegate_asks(namespaces)).await? {
-        return Err(authority::not_an_owner(&who, &ask));
+    let inquiry = inquire(client, user, namespaces, grants, limits, &who);
+    match tokio::time::timeout(limits.deadline, inquiry).await {
+        Ok(verdict) => verdict,
+        Err(_) => Err(authority::out_of_time(&who, limits.deadline, namespaces.len())),
     }
-    let per_namespace: Vec<Result<Vec<(usize, Ask)>, String>> = stream::iter(namespaces.iter().cloned())
-        .map(|ns| async move { still_to_ask(client, user, &ns, grants).await })
-        .buffered(PARALLEL)
-        .collect()
-        .await;
+}
+
+/// The rounds of [`check`], cheapest first; each is taken from the budget before it is
+/// asked, and each leaves to the next only what it did not settle:
+/// 1. every permission, cluster-wide (one question), then in each namespace;
+/// 2. create RoleBindings in the namespaces left (the first denial refuses);
+/// 3. `bind` each distinct role, cluster-wide, then in each namespace left;
+/// 4. each permission of the roles it may not bind, in the namespaces where it may not,
+///    each once (roles share many).
+async fn inquire(
+    client: &Client,
+    user: &UserInfo,
+    namespaces: &[String],
+    grants: &[Grant],
+    limits: authority::Limits,
+    who: &str,
+) -> Result<(), String> {
+    let mut budget = authority::Budget::new(limits);
+    let n = namespaces.len();
+    let everything = authority::everything_ask("");
+    budget.take(1, n, who)?;
+    if allowed(client, user, &everything).await? {
+        return Ok(());
+    }
+    budget.take(n, n, who)?;
+    let asks: Vec<Ask> = namespaces.iter().map(|ns| authority::everything_ask(ns)).collect();
+    let held = answers(client, user, &asks).await?;
+    let left: Vec<String> = namespaces.iter().zip(held).filter(|(_, all)| !all).map(|(ns, _)| ns.clone()).collect();
+    if left.is_empty() {
+        return Ok(());
+    }
+    budget.take(left.len(), n, who)?;
+    if let Some(ask) = first_denied(client, user, authority::delegate_asks(&left)).await? {
+        return Err(authority::not_an_owner(who, &ask));
+    }
+    let roles = authority::distinct_roles(grants);
+    budget.take(roles.len(), n, who)?;
+    let asks: Vec<Ask> = roles.iter().map(|i| authority::cluster_wide(&authority::bind_ask(&grants[*i], ""))).collect();
+    let bound_everywhere = answers(client, user, &asks).await?;
+    let unbound: Vec<usize> = roles.iter().zip(bound_everywhere).filter(|(_, b)| !b).map(|(i, _)| *i).collect();
+    let pairs: Vec<(usize, &String)> = left.iter().flat_map(|ns| unbound.iter().map(move |i| (*i, ns))).collect();
+    budget.take(pairs.len(), n, who)?;
+    let asks: Vec<Ask> = pairs.iter().map(|(i, ns)| authority::bind_ask(&grants[*i], ns)).collect();
+    let bound = answers(client, user, &asks).await?;
+    // Roles it may not bind, by namespace; every grant of such a role is asked about (two
+    // grants of one role may hold different rules: a User Access Administrator's assignable
+    // copy is filtered).
+    let unbindable: std::collections::HashSet<(&str, &str)> = pairs
+        .iter()
+        .zip(bound)
+        .filter(|(_, bound)| !bound)
+        .map(|((i, ns), _)| (grants[*i].role.as_str(), ns.as_str()))
+        .collect();
     let mut pending = Vec::new();
-    for asks in per_namespace {
-        pending.extend(asks?);
+    for ns in &left {
+        for (i, grant) in grants.iter().enumerate() {
+            if unbindable.contains(&(grant.role.as_str(), ns.as_str())) {
+                pending.extend(authority::permissions(grant, ns).into_iter().map(|a| (i, a)));
+            }
+        }
     }
     let pending = authority::each_once(pending);
+    budget.take(pending.len(), n, who)?;
     let grant_of: std::collections::HashMap<Ask, usize> = pending.iter().map(|(i, a)| (a.clone(), *i)).collect();
     if let Some(missing) = first_denied(client, user, pending.into_iter().map(|(_, a)| a).collect()).await? {
         let grant = grant_of.get(&missing).and_then(|i| grants.get(*i));
         return Err(match grant {
-            Some(grant) => authority::beyond_author(&who, grant, &missing),
-            None => authority::not_an_owner(&who, &missing),
+            Some(grant) => authority::beyond_author(who, grant, &missing),
+            None => authority::not_an_owner(who, &missing),
         });
     }
     Ok(())

@@ -35,6 +35,12 @@ pub struct Admission {
     pub policy: Arc<Policy>,
     /// True once every cache has its first list; until then every judged request is refused.
     pub ready: tokio::sync::watch::Receiver<bool>,
+    /// What the author's-authority check of one request may spend.
+    pub authority: crate::model::authority::Limits,
+    /// The controller's own user name, as the API server reports it (a SelfSubjectReview at
+    /// start): only it writes the Roles and RoleBindings kube-lighthouse materializes. None
+    /// when it could not be learned: then nobody may.
+    pub controller: Option<String>,
 }
 
 /// The request a review carries.
