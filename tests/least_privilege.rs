@@ -126,7 +126,11 @@ const CASES: &[Case] = &[
 #[tokio::test]
 #[ignore = "needs a cluster: hack/test.sh runs it"]
 async fn every_catalog_role_refuses_what_lies_just_outside_it() {
-    let client = cluster().await;
+    // The real binary with its webhook registered: User Access Administrator is in force only
+    // while the webhook guards RoleBindings (docs/roles.md), and its case is judged here.
+    let path = kubeconfig();
+    let client = client_for(&path).await;
+    let _deployed = common::webhook::Deployed::start(&path, true);
     let sub = unique("least");
     subscription(&client, &sub, &tenant_id()).await;
     let authorizations = CASES

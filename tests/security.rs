@@ -129,25 +129,48 @@ fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
 }
 
 /// A RoleBinding beyond User Access Administrator's limit: refused at admission with the rule
-/// when the webhook is on; otherwise admitted by RBAC alone and then deleted by the guard.
-async fn refused_or_undone(
-    made: Result<RoleBinding, kube::Error>,
-    bindings: &Api<RoleBinding>,
-    name: &str,
-    webhook: bool,
-) {
+/// when the webhook is on; otherwise refused by RBAC, as User Access Administrator is not in
+/// force without the webhook (docs/roles.md), and nothing is left.
+async fn refused(made: Result<RoleBinding, kube::Error>, bindings: &Api<RoleBinding>, name: &str, webhook: bool) {
     if webhook {
         match made {
             Err(kube::Error::Api(s)) => assert!(s.message.contains("UserAccessAdministratorLimit"), "{name}: {s:?}"),
             other => panic!("the webhook admitted {name}: {other:?}"),
         }
     } else {
-        made.unwrap_or_else(|e| panic!("{name}: RBAC alone admits it: {e}"));
-        eventually(&format!("the guard deletes {name}"), || async {
-            bindings.get_opt(name).await.expect("get").is_none()
-        })
-        .await;
+        forbidden(made, &format!("{name} without the webhook"));
     }
+    assert!(bindings.get_opt(name).await.expect("get").is_none(), "{name} exists");
+}
+
+/// Without the webhook, User Access Administrator is withheld: its holder may create no
+/// RoleBinding at all (so not the issue's input, Contributor's ClusterRole bound to
+/// `system:authenticated`), its assignable Roles are not materialized, and the assignment
+/// says why in a `Degraded` condition and a Warning Event; the rest of the delegation holds.
+async fn user_access_is_withheld_without_the_webhook(
+    client: &Client,
+    sub: &str,
+    holder: &str,
+    as_holder: &Api<RoleBinding>,
+) {
+    expect_access(client, holder, &[], access("create", "deployments.apps", sub), true).await;
+    expect_access(client, holder, &[], access("create", "rolebindings.rbac.authorization.k8s.io", sub), false).await;
+    let status = wait_for_assignment_state(client, sub, "contoso", "Succeeded").await;
+    let degraded = status.conditions.iter().find(|c| c.type_ == "Degraded").expect("Degraded");
+    assert_eq!(degraded.reason, "UserAccessAdministratorWithheld", "{status:?}");
+    assert!(
+        degraded.message.contains("User Access Administrator is not in force: the admission webhook"),
+        "{degraded:?}"
+    );
+    eventually("a Warning Event says User Access Administrator is withheld", || async {
+        warning_events(client, sub, "contoso").await.iter().any(|(r, _)| r == "UserAccessAdministratorWithheld")
+    })
+    .await;
+    assert!(!roles_of(client, sub).await.iter().any(|r| r.contains(":assignable:")), "an assignable Role");
+    let everyone = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"});
+    let catalog = binding(sub, "spread-catalog", "ClusterRole", "kubelighthouse:contributor", everyone);
+    forbidden(as_holder.create(&PostParams::default(), &catalog).await, "bind Contributor's ClusterRole to everyone");
+    expect_access(client, "anyone", &["system:authenticated"], access("create", "deployments.apps", sub), false).await;
 }
 
 /// Delegates User Access Administrator (Reader assignable) and Contributor to `principal` in
@@ -183,6 +206,11 @@ async fn user_access_administrator_stays_within_its_limit(client: &Client, webho
     let person = projected(MSP_TENANT, PERSON);
     let as_person: Api<RoleBinding> = Api::namespaced(client_as(&person, &[]).await, &sub);
     expect_access(client, &person, &[], access("create", "deployments.apps", &sub), true).await;
+    if !webhook {
+        user_access_is_withheld_without_the_webhook(client, &sub, &person, &as_person).await;
+        forbidden(as_person.delete("customer-admins", &Default::default()).await, "delete customer-admins");
+        return;
+    }
 
     // The customer's own bindings are out of reach: no delete, update, patch or read.
     forbidden(as_person.delete("customer-admins", &Default::default()).await, "delete customer-admins");
@@ -214,22 +242,7 @@ async fn user_access_administrator_stays_within_its_limit(client: &Client, webho
     let mallory = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"});
     let made =
         as_person.create(&PostParams::default(), &binding(&sub, "to-a-person", "Role", &assignable, mallory)).await;
-    if webhook {
-        match made {
-            Err(kube::Error::Api(s)) => assert!(s.message.contains("UserAccessAdministratorLimit"), "{s:?}"),
-            other => panic!("the webhook admitted a delegated role bound to a person: {other:?}"),
-        }
-    } else {
-        made.expect("without the webhook, RBAC alone admits the binding");
-        eventually("the guard deletes the binding to a person", || async {
-            bindings.get_opt("to-a-person").await.expect("get").is_none()
-        })
-        .await;
-        eventually("the guard says why in a Warning Event", || async {
-            warning_events(client, &sub, "to-a-person").await.iter().any(|(r, _)| r == "UserAccessAdministratorLimit")
-        })
-        .await;
-    }
+    refused(made, &bindings, "to-a-person", webhook).await;
     expect_access(client, "mallory", &[], access("list", "pods", &sub), false).await;
 
     // Nor any other Role the delegation materialized (User Access Administrator's own, the
@@ -244,22 +257,35 @@ async fn user_access_administrator_stays_within_its_limit(client: &Client, webho
         ),
     ] {
         let made = as_person.create(&PostParams::default(), &binding(&sub, name, "Role", role, everyone.clone())).await;
-        refused_or_undone(made, &bindings, name, webhook).await;
+        refused(made, &bindings, name, webhook).await;
     }
     expect_access(client, "anyone", &["system:authenticated"], access("create", "deployments.apps", &sub), false).await;
-    if webhook {
-        // With the webhook, nothing else either: not a catalog role it holds.
-        let made = as_person
-            .create(
-                &PostParams::default(),
-                &binding(&sub, "spread-catalog", "ClusterRole", "kubelighthouse:contributor", everyone.clone()),
-            )
-            .await;
-        match made {
-            Err(kube::Error::Api(s)) => assert!(s.message.contains("UserAccessAdministratorLimit"), "{s:?}"),
-            other => panic!("the webhook admitted a catalog role bound to everyone: {other:?}"),
-        }
-    }
+    // Nothing else either, whatever the roleRef: not a catalog role it holds (the issue's
+    // input), not another delegation's assignable Role (Contributor, which it holds, so
+    // Kubernetes' escalation check alone would let it).
+    let made = as_person
+        .create(
+            &PostParams::default(),
+            &binding(&sub, "spread-catalog", "ClusterRole", "kubelighthouse:contributor", everyone.clone()),
+        )
+        .await;
+    refused(made, &bindings, "spread-catalog", webhook).await;
+    definition(client, &sub, "fabrikam", OTHER_MSP_TENANT, vec![
+        json!({"principalId": PERSON, "principalType": "User", "roleDefinitionId": UAA, "delegatedRoleDefinitionIds": [CONTRIBUTOR]}),
+    ])
+    .await;
+    assignment(client, &sub, "fabrikam", "fabrikam").await;
+    wait_for_assignment_state(client, &sub, "fabrikam", "Succeeded").await;
+    let theirs = assignable_name(
+        &AssignmentRef { namespace: sub.clone(), name: "fabrikam".into(), uid: String::new() },
+        "kubelighthouse:contributor",
+    );
+    eventually("the other delegation's assignable Role exists", || async {
+        roles_of(client, &sub).await.contains(&theirs)
+    })
+    .await;
+    let made = as_person.create(&PostParams::default(), &binding(&sub, "theirs", "Role", &theirs, sa.clone())).await;
+    refused(made, &bindings, "theirs", webhook).await;
     // And a role it does not hold and may not bind: refused by Kubernetes' escalation check.
     forbidden(
         as_person.create(&PostParams::default(), &binding(&sub, "escalate", "ClusterRole", "admin", sa.clone())).await,
@@ -282,17 +308,247 @@ async fn a_service_account_holding_uaa_is_limited_too(client: &Client, webhook: 
     let as_bot: Api<RoleBinding> = Api::namespaced(bot, &sub);
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &sub);
     let everyone = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"});
+    if !webhook {
+        let bot_user = format!("system:serviceaccount:{automation}:bot");
+        user_access_is_withheld_without_the_webhook(client, &sub, &bot_user, &as_bot).await;
+        return;
+    }
     let contributor = roles_of(client, &sub).await.into_iter().find(|r| r.ends_with(":kubelighthouse:contributor"));
     let contributor = contributor.expect("Contributor Role");
-    let mut attempts = vec![("spread-contributor", "Role", contributor.as_str())];
-    if webhook {
-        attempts.push(("spread-catalog", "ClusterRole", "kubelighthouse:contributor"));
-    }
+    let attempts = [
+        ("spread-contributor", "Role", contributor.as_str()),
+        ("spread-catalog", "ClusterRole", "kubelighthouse:contributor"),
+    ];
     for (name, kind, role) in attempts {
         let made = as_bot.create(&PostParams::default(), &binding(&sub, name, kind, role, everyone.clone())).await;
-        refused_or_undone(made, &bindings, name, webhook).await;
+        refused(made, &bindings, name, webhook).await;
     }
     expect_access(client, "anyone", &["system:authenticated"], access("create", "deployments.apps", &sub), false).await;
+}
+
+/// Binds `user` to ClusterRole `role` in each of `namespaces`, and to the writer of
+/// delegations (the chart aggregates it into `admin`; the test cluster need not have it).
+async fn bind_in(client: &Client, user: &str, role: &str, namespaces: &[&str]) {
+    for ns in namespaces {
+        let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), ns);
+        apply_json(
+            &roles,
+            "delegation-writer",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "delegation-writer", "namespace": ns},
+            "rules": [{"apiGroups": ["managedservices.kubelighthouse.io"],
+                "resources": ["registrationdefinitions", "registrationassignments"],
+                "verbs": ["create", "update", "patch", "get", "list", "watch", "delete"]}]}),
+        )
+        .await;
+        let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
+        let subject = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user});
+        for (name, kind, role) in
+            [(format!("{user}-{role}"), "ClusterRole", role), (format!("{user}-writer"), "Role", "delegation-writer")]
+        {
+            let body = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": name, "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+                "subjects": [subject.clone()]});
+            apply_json(&bindings, &name, body).await;
+        }
+    }
+}
+
+/// Server-side apply of definition `namespace/name` by `client` (its identity is the author).
+async fn try_definition(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    spec: serde_json::Value,
+) -> Result<kube_lighthouse::api::RegistrationDefinition, kube::Error> {
+    let api: Api<kube_lighthouse::api::RegistrationDefinition> = Api::namespaced(client.clone(), namespace);
+    let body = json!({"apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationDefinition",
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec});
+    api.patch(name, &PatchParams::apply("kube-lighthouse-tests").force(), &Patch::Apply(body)).await
+}
+
+fn refused_for(result: Result<impl std::fmt::Debug, kube::Error>, needle: &str, what: &str) {
+    match result {
+        Err(kube::Error::Api(s)) => assert!(s.message.contains(needle), "{what}: {s:?}"),
+        other => panic!("{what}: admitted: {other:?}"),
+    }
+}
+
+/// Issue 26, item 2: an edit of a definition takes effect wherever it is assigned, so its
+/// author's authority is judged there. Bob owns `sub` only (cluster-admin bound there);
+/// Alice administers `rg`, a resource group of `sub`, and assigns Bob's Reader definition
+/// there. Bob may not make it Contributor (nor add an eligible Contributor): he holds nothing
+/// in `rg`. Nor may he assign it at subscription scope, which reaches `rg`. An owner of both
+/// may.
+async fn a_definition_edit_is_judged_where_it_is_assigned(client: &Client) {
+    let (sub, rg) = (unique("edit-sub"), unique("edit-rg"));
+    subscription(client, &sub, &tenant_id()).await;
+    resource_group(client, &rg, &sub).await;
+    let (bob, alice, carol) = (unique("bob"), unique("alice"), unique("carol"));
+    bind_in(client, &bob, "cluster-admin", &[&sub]).await;
+    bind_in(client, &alice, "admin", &[&rg]).await;
+    bind_in(client, &carol, "cluster-admin", &[&sub, &rg]).await;
+    let (as_bob, as_alice, as_carol) =
+        (client_as(&bob, &[]).await, client_as(&alice, &[]).await, client_as(&carol, &[]).await);
+    let spec = |role: &str, eligible: bool| {
+        let mut spec = json!({"registrationDefinitionName": "Contoso", "managedByTenantId": MSP_TENANT,
+            "authorizations": [authorization(PERSON, "User", role)]});
+        if eligible {
+            spec["eligibleAuthorizations"] = json!([{"principalId": PERSON, "principalType": "User",
+                "roleDefinitionId": CONTRIBUTOR, "justInTimeAccessPolicy": {"multiFactorAuthProvider": "None"}}]);
+        }
+        spec
+    };
+    eventually("Bob writes his Reader definition", || async {
+        try_definition(&as_bob, &sub, "offer", spec(READER, false)).await.is_ok()
+    })
+    .await;
+    let assignments: Api<kube_lighthouse::api::RegistrationAssignment> = Api::namespaced(as_alice.clone(), &rg);
+    let body = json!({"apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
+        "metadata": {"name": "offer", "namespace": rg}, "spec": {"registrationDefinitionRef": {"name": "offer"}}});
+    eventually("Alice assigns it in her resource group", || async {
+        assignments
+            .patch("offer", &PatchParams::apply("kube-lighthouse-tests"), &Patch::Apply(body.clone()))
+            .await
+            .is_ok()
+    })
+    .await;
+    wait_for_assignment_state(client, &rg, "offer", "Succeeded").await;
+    let person = projected(MSP_TENANT, PERSON);
+    expect_access(client, &person, &[], access("list", "pods", &rg), true).await;
+
+    let denied = format!("{bob} may not create rolebindings.rbac.authorization.k8s.io in {rg}");
+    refused_for(
+        try_definition(&as_bob, &sub, "offer", spec(CONTRIBUTOR, false)).await,
+        &denied,
+        "Bob makes it Contributor",
+    );
+    refused_for(
+        try_definition(&as_bob, &sub, "offer", spec(READER, true)).await,
+        &denied,
+        "Bob adds an eligible Contributor",
+    );
+    let at_sub: Api<kube_lighthouse::api::RegistrationAssignment> = Api::namespaced(as_bob.clone(), &sub);
+    let body = json!({"apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
+        "metadata": {"name": "offer", "namespace": sub}, "spec": {"registrationDefinitionRef": {"name": "offer"}}});
+    refused_for(
+        at_sub.patch("offer", &PatchParams::apply("kube-lighthouse-tests"), &Patch::Apply(body)).await,
+        &denied,
+        "Bob assigns at subscription scope",
+    );
+    expect_access(client, &person, &[], access("create", "deployments.apps", &rg), false).await;
+    let defs: Api<kube_lighthouse::api::RegistrationDefinition> = Api::namespaced(client.clone(), &sub);
+    let kept = defs.get("offer").await.expect("offer");
+    assert_eq!(kept.spec.authorizations[0].role_definition_id, READER, "the edit was refused");
+
+    // An owner of every namespace it reaches may edit it.
+    try_definition(&as_carol, &sub, "offer", spec(CONTRIBUTOR, false)).await.expect("Carol owns sub and rg");
+    expect_access(client, &person, &[], access("create", "deployments.apps", &rg), true).await;
+}
+
+/// Issue 26, item 7: "ours" is decided by who writes. The customer's owner of the namespace
+/// (cluster-admin bound there: RBAC lets them write any Role or RoleBinding in it) may not
+/// create a RoleBinding that poses as ours (our name shape, our label) binding our assignable
+/// Role to everyone, nor a Role named as ours, nor change or delete the bindings we made.
+async fn only_the_controller_writes_what_poses_as_ours(client: &Client) {
+    let sub = unique("ours");
+    subscription(client, &sub, &tenant_id()).await;
+    let admin = unique("customer-owner");
+    bind_in(client, &admin, "cluster-admin", &[&sub]).await;
+    delegate_uaa_with_contributor(client, &sub, PERSON, "User").await;
+    let as_admin = client_as(&admin, &[]).await;
+    let bindings: Api<RoleBinding> = Api::namespaced(as_admin.clone(), &sub);
+    let assignable = assignable_name(
+        &AssignmentRef { namespace: sub.clone(), name: "contoso".into(), uid: String::new() },
+        "kubelighthouse:reader",
+    );
+    eventually("the assignable Role exists", || async { roles_of(client, &sub).await.contains(&assignable) }).await;
+    let everyone = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"});
+    let mut forged = binding(&sub, &assignable, "Role", &assignable, everyone.clone());
+    forged.metadata.labels = Some([("app.kubernetes.io/managed-by".to_string(), "kube-lighthouse".to_string())].into());
+    refused_for(
+        bindings.create(&PostParams::default(), &forged).await,
+        "MaterializedByController",
+        "a forged binding of ours",
+    );
+    let mut labelled = binding(&sub, "looks-ours", "ClusterRole", "view", everyone.clone());
+    labelled.metadata.labels =
+        Some([("app.kubernetes.io/managed-by".to_string(), "kube-lighthouse".to_string())].into());
+    refused_for(
+        bindings.create(&PostParams::default(), &labelled).await,
+        "MaterializedByController",
+        "a binding labelled ours",
+    );
+    expect_access(client, "anyone", &["system:authenticated"], access("list", "pods", &sub), false).await;
+
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(as_admin.clone(), &sub);
+    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(json!({
+        "metadata": {"name": "kubelighthouse:0123456789:forged", "namespace": sub},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}))
+    .expect("role");
+    refused_for(roles.create(&PostParams::default(), &role).await, "MaterializedByController", "a Role named as ours");
+
+    let ours =
+        roles_of(client, &sub).await.into_iter().find(|r| r.ends_with(":kubelighthouse:contributor")).expect("ours");
+    let mut changed = bindings.get(&ours).await.expect("our binding");
+    changed.subjects = Some(vec![serde_json::from_value(everyone).expect("subject")]);
+    refused_for(
+        bindings.replace(&ours, &PostParams::default(), &changed).await,
+        "MaterializedByController",
+        "change ours",
+    );
+    refused_for(bindings.delete(&ours, &Default::default()).await, "MaterializedByController", "delete ours");
+    expect_access(client, &projected(MSP_TENANT, PERSON), &[], access("create", "deployments.apps", &sub), true).await;
+}
+
+/// Issue 26, item 12: the owner of a subscription with 150 resource groups (cluster-admin
+/// bound in each of its 151 namespaces, as Azure's Owner holds everything at its scope)
+/// assigns Reader at subscription scope through the webhook, and is admitted: the cheap
+/// questions come first. An author who holds `admin` there (so Reader's permissions) would
+/// need each of them asked in each namespace: refused at once, naming the limit, not by the
+/// API server's timeout.
+async fn the_owner_of_a_large_subscription_may_assign_it(client: &Client) {
+    let sub = unique("large");
+    subscription(client, &sub, &tenant_id()).await;
+    let groups: Vec<String> = (0..150).map(|i| format!("{sub}-rg-{i:03}")).collect();
+    let (owner, admin) = (unique("owner"), unique("admin"));
+    let mut scope: Vec<&str> = vec![&sub];
+    scope.extend(groups.iter().map(String::as_str));
+    futures::future::join_all(groups.iter().map(|rg| resource_group(client, rg, &sub))).await;
+    let (owner_ref, admin_ref) = (&owner, &admin);
+    futures::future::join_all(scope.chunks(10).map(|chunk| async move {
+        bind_in(client, owner_ref, "cluster-admin", chunk).await;
+        bind_in(client, admin_ref, "admin", chunk).await;
+    }))
+    .await;
+    let body = |name: &str| {
+        json!({"apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
+        "metadata": {"name": name, "namespace": sub}, "spec": {"registrationDefinitionRef": {"name": name}}})
+    };
+    for name in ["contoso", "other"] {
+        definition(client, &sub, name, MSP_TENANT, vec![authorization(PERSON, "User", READER)]).await;
+    }
+    let as_owner: Api<kube_lighthouse::api::RegistrationAssignment> =
+        Api::namespaced(client_as(&owner, &[]).await, &sub);
+    as_owner
+        .patch("contoso", &PatchParams::apply("kube-lighthouse-tests"), &Patch::Apply(body("contoso")))
+        .await
+        .expect("the owner of 151 namespaces assigns at subscription scope");
+    wait_for_assignment_state(client, &sub, "contoso", "Succeeded").await;
+    expect_access(client, &projected(MSP_TENANT, PERSON), &[], access("list", "pods", &groups[149]), true).await;
+    let as_admin: Api<kube_lighthouse::api::RegistrationAssignment> =
+        Api::namespaced(client_as(&admin, &[]).await, &sub);
+    let dry_run = PatchParams { dry_run: true, ..PatchParams::apply("kube-lighthouse-tests") };
+    refused_for(
+        as_admin.patch("other", &dry_run, &Patch::Apply(body("other"))).await,
+        "AuthorityCheckLimit",
+        "admin of 151 namespaces",
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in scope {
+        delete(&namespaces, ns).await;
+    }
 }
 
 /// A 253-character DNS subdomain.
@@ -366,5 +622,10 @@ async fn security_faults_stay_fixed_with_and_without_the_webhook() {
         user_access_administrator_stays_within_its_limit(&client, webhook).await;
         a_service_account_holding_uaa_is_limited_too(&client, webhook).await;
         long_names_get_their_events(&client, webhook).await;
+        if webhook {
+            a_definition_edit_is_judged_where_it_is_assigned(&client).await;
+            only_the_controller_writes_what_poses_as_ours(&client).await;
+            the_owner_of_a_large_subscription_may_assign_it(&client).await;
+        }
     }
 }

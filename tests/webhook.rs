@@ -45,6 +45,7 @@ async fn the_webhook_refuses_bad_delegations_and_escalation() {
     std::fs::create_dir_all(&dir).expect("dir");
     let (ca, cert, key) = certificates(&dir);
     let port = free_port();
+    let registration_name = unique("kube-lighthouse-test");
     let log = std::fs::File::create(dir.join("controller.log")).expect("log");
     let _controller = Controller(
         Command::new(env!("CARGO_BIN_EXE_kube-lighthouse"))
@@ -55,12 +56,13 @@ async fn the_webhook_refuses_bad_delegations_and_escalation() {
             .arg(&key)
             .env("KUBECONFIG", &path)
             .env("KUBE_LIGHTHOUSE_LEADER_ELECTION", "false")
+            .env("KUBE_LIGHTHOUSE_WEBHOOK_CONFIGURATION", &registration_name)
             .stdout(Stdio::from(log.try_clone().expect("dup")))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start"),
     );
-    let _registration = register(&path, &unique("kube-lighthouse-test"), port, &ca);
+    let _registration = register(&path, &registration_name, port, &ca);
 
     // 1. Every rejected example fails at `kubectl apply`, naming its rule and field.
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rejected");
@@ -215,8 +217,27 @@ spec:
         "UAA bound a role that is not delegated to it"
     );
 
-    // 4. With the webhook gone, a bad definition is admitted but the reconciler grants nothing.
+    // 4. With the webhook gone, User Access Administrator is withdrawn (docs/roles.md): its
+    // holder may no longer create RoleBindings, and the assignment says why.
     drop(_registration);
+    expect_access(
+        &client,
+        "engineer@contoso",
+        &[&delegate],
+        access("create", "rolebindings.rbac.authorization.k8s.io", &sub),
+        false,
+    )
+    .await;
+    eventually("the assignment says User Access Administrator is withheld", || async {
+        assignment_status(&client, &sub, "contoso").await.is_some_and(|s| {
+            s.conditions.iter().any(|c| {
+                c.reason == "UserAccessAdministratorWithheld"
+                    && c.message.contains(&format!("{registration_name} does not exist"))
+            })
+        })
+    })
+    .await;
+    // A bad definition is admitted but the reconciler grants nothing.
     let loose = unique("loose");
     subscription(&client, &loose, &tenant_id()).await;
     eventually("a bad definition is admitted without the webhook", || async {

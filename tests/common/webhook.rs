@@ -110,7 +110,7 @@ pub fn register(kubeconfig: &Path, name: &str, port: u16, ca: &Path) -> Registra
     let delegations = json!([{"apiGroups": ["managedservices.kubelighthouse.io"], "apiVersions": ["*"],
         "operations": ["CREATE", "UPDATE"], "resources": ["registrationdefinitions", "registrationassignments"]}]);
     let bindings = json!([{"apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["*"],
-        "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["rolebindings"]}]);
+        "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["rolebindings", "roles"]}]);
     let activations = json!([{"apiGroups": ["activation.kubelighthouse.io"], "apiVersions": ["*"],
         "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["roleactivations", "activationreviews"]}]);
     let exists = |label: &str| json!({"matchExpressions": [{"key": label, "operator": "Exists"}]});
@@ -230,18 +230,22 @@ impl Deployed {
         if webhook {
             let (ca, cert, key) = certificates(&dir);
             let port = free_port();
+            // The configuration's name is known before it exists, as the chart's is: the
+            // controller materializes User Access Administrator only once it is registered.
+            let name = unique("kube-lighthouse-test");
             cmd.args(["--webhook-port", &port.to_string()])
                 .arg("--webhook-cert")
                 .arg(&cert)
                 .arg("--webhook-key")
-                .arg(&key);
-            hook = Some((port, ca));
+                .arg(&key)
+                .env("KUBE_LIGHTHOUSE_WEBHOOK_CONFIGURATION", &name);
+            hook = Some((port, ca, name));
         }
         let mut controller = Controller(cmd.spawn().expect("start kube-lighthouse"));
         // As a Deployment's Service gets the pod only once its readiness probe passes, the
         // webhook is registered only once `/readyz` answers 200 (its caches are synced).
         wait_until_ready(&mut controller.0, health, &dir.join("controller.log"));
-        let registration = hook.map(|(port, ca)| register(kubeconfig, &unique("kube-lighthouse-test"), port, &ca));
+        let registration = hook.map(|(port, ca, name)| register(kubeconfig, &name, port, &ca));
         Deployed { registration, _controller: controller, dir }
     }
 }
