@@ -388,11 +388,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     // (its caches stay warm for admission and for a failover); only the leader's triggers
     // reach the reconcilers, the sweep and the guard.
     let watches = tokio::spawn(triggers::run(client.clone(), writers, ctx.clone(), sinks.clone(), readiness));
-    let watched = webhook_watch::Watched {
-        name: config.webhook_configuration.clone(),
-        serving,
-        controller: controller_identity,
-    };
+    let watched =
+        webhook_watch::Watched { name: config.webhook_configuration.clone(), serving, controller: controller_identity };
     let webhook_configuration =
         tokio::spawn(webhook_watch::run(client.clone(), watched, user_access_tx, caches.clone(), sinks.clone()));
     let shutdown = shutdown_signal().shared();

@@ -63,7 +63,13 @@ fn publish(verdict: Result<(), String>, out: &tokio::sync::watch::Sender<Verdict
 
 /// Runs until the process stops: without a name, or when the name is set, the verdict
 /// follows the configuration's watch.
-pub async fn run(client: Client, watched: Watched, out: tokio::sync::watch::Sender<Verdict>, caches: Caches, sinks: Sinks) {
+pub async fn run(
+    client: Client,
+    watched: Watched,
+    out: tokio::sync::watch::Sender<Verdict>,
+    caches: Caches,
+    sinks: Sinks,
+) {
     let Some(name) = watched.name.clone() else {
         publish(watched.judge(None), &out, &caches, &sinks);
         return;

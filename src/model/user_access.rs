@@ -39,13 +39,18 @@ pub fn posing_as_ours(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Obj
     use super::keys;
     let name = meta.name.as_deref().unwrap_or_default();
     if controller_prefix(name).is_some() {
-        return Some(format!("metadata.name: {name} has the shape of kube-lighthouse's names (kubelighthouse:<hash>:…)"));
+        return Some(format!(
+            "metadata.name: {name} has the shape of kube-lighthouse's names (kubelighthouse:<hash>:…)"
+        ));
     }
     let labels = meta.labels.as_ref();
     if labels.and_then(|l| l.get(keys::MANAGED_BY)).map(String::as_str) == Some(keys::MANAGER) {
         return Some(format!("metadata.labels: {}={}", keys::MANAGED_BY, keys::MANAGER));
     }
-    let label = keys::MATERIALIZED_LABELS.iter().filter(|k| **k != keys::MANAGED_BY).find(|k| labels.is_some_and(|l| l.contains_key(**k)));
+    let label = keys::MATERIALIZED_LABELS
+        .iter()
+        .filter(|k| **k != keys::MANAGED_BY)
+        .find(|k| labels.is_some_and(|l| l.contains_key(**k)));
     if let Some(key) = label {
         return Some(format!("metadata.labels: {key}"));
     }
@@ -261,10 +266,7 @@ pub fn webhook_guards(facts: &WebhookFacts<'_>) -> Result<(), String> {
         return Err(format!("ValidatingWebhookConfiguration {name} does not exist"));
     };
     let hooks = configuration.webhooks.as_deref().unwrap_or_default();
-    let kinds = [
-        ("subscriptions", super::keys::TENANT_ID),
-        ("resource groups", super::keys::SUBSCRIPTION),
-    ];
+    let kinds = [("subscriptions", super::keys::TENANT_ID), ("resource groups", super::keys::SUBSCRIPTION)];
     for (kind, label) in kinds {
         if !hooks.iter().any(|hook| guards_bindings(hook, label, facts.controller)) {
             return Err(format!(
@@ -279,11 +281,15 @@ pub fn webhook_guards(facts: &WebhookFacts<'_>) -> Result<(), String> {
 /// `label` (any value), failing closed.
 fn guards_bindings(hook: &ValidatingWebhook, label: &str, controller: Option<&str>) -> bool {
     let fails_closed = hook.failure_policy.as_deref().is_none_or(|p| p == "Fail");
-    let every_object = hook.object_selector.as_ref().is_none_or(|s| s.match_labels.as_ref().is_none_or(|m| m.is_empty()) && s.match_expressions.as_ref().is_none_or(|e| e.is_empty()));
+    let every_object = hook.object_selector.as_ref().is_none_or(|s| {
+        s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+            && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+    });
     let only_controller_left_out = hook.match_conditions.as_deref().unwrap_or_default().iter().all(|c| {
         controller.is_some_and(|me| c.expression.replace(' ', "") == format!("request.userInfo.username!=\"{me}\""))
     });
-    let covers = |v: &Option<Vec<String>>, want: &str| v.as_deref().unwrap_or_default().iter().any(|x| x == "*" || x == want);
+    let covers =
+        |v: &Option<Vec<String>>, want: &str| v.as_deref().unwrap_or_default().iter().any(|x| x == "*" || x == want);
     let rule = hook.rules.as_deref().unwrap_or_default().iter().any(|r| {
         let operations = r.operations.as_deref().unwrap_or_default();
         let operation = |op: &str| operations.iter().any(|x| x == "*" || x == op);
@@ -548,10 +554,7 @@ mod tests {
             assert!(refused.contains(why), "{refused}");
         }
         let broken = [
-            (
-                serde_json::json!([hook("kubelighthouse.io/tenant-id", "Fail", &ops, not_me.clone())]),
-                "resource groups",
-            ),
+            (serde_json::json!([hook("kubelighthouse.io/tenant-id", "Fail", &ops, not_me.clone())]), "resource groups"),
             (
                 serde_json::json!([
                     hook("kubelighthouse.io/tenant-id", "Ignore", &ops, not_me.clone()),
@@ -568,7 +571,12 @@ mod tests {
             ),
             (
                 serde_json::json!([
-                    hook("kubelighthouse.io/tenant-id", "Fail", &ops, serde_json::json!([{"name": "x", "expression": "false"}])),
+                    hook(
+                        "kubelighthouse.io/tenant-id",
+                        "Fail",
+                        &ops,
+                        serde_json::json!([{"name": "x", "expression": "false"}])
+                    ),
                     hook("kubelighthouse.io/subscription", "Fail", &ops, not_me.clone()),
                 ]),
                 "subscriptions",
@@ -583,8 +591,12 @@ mod tests {
         ];
         for (hooks, kind) in broken {
             let config = configuration(hooks);
-            let facts =
-                WebhookFacts { configuration_name: Some("kl"), configuration: Some(&config), serving: true, controller: Some(me) };
+            let facts = WebhookFacts {
+                configuration_name: Some("kl"),
+                configuration: Some(&config),
+                serving: true,
+                controller: Some(me),
+            };
             let refused = webhook_guards(&facts).expect_err(kind);
             assert!(refused.ends_with(&format!("in {kind} to the webhook with failurePolicy Fail")), "{refused}");
         }
@@ -592,8 +604,12 @@ mod tests {
         let mut everything = hook("x", "Fail", &["*"], serde_json::json!(null));
         everything["namespaceSelector"] = serde_json::json!({});
         let config = configuration(serde_json::json!([everything]));
-        let facts =
-            WebhookFacts { configuration_name: Some("kl"), configuration: Some(&config), serving: true, controller: None };
+        let facts = WebhookFacts {
+            configuration_name: Some("kl"),
+            configuration: Some(&config),
+            serving: true,
+            controller: None,
+        };
         assert_eq!(webhook_guards(&facts), Ok(()));
     }
 }

@@ -162,7 +162,8 @@ async fn definition(request: &AdmissionRequest<DynamicObject>, admission: &Admis
         }),
         &admission.caches,
     );
-    authority::check(&admission.client, &request.user_info, &reach, &materialized_roles(&valid), admission.authority).await
+    authority::check(&admission.client, &request.user_info, &reach, &materialized_roles(&valid), admission.authority)
+        .await
 }
 
 async fn assignment(request: &AdmissionRequest<DynamicObject>, admission: &Admission) -> Result<(), String> {
@@ -192,8 +193,14 @@ async fn assignment(request: &AdmissionRequest<DynamicObject>, admission: &Admis
         .policy
         .judge(caches, |rules| outcome::validate(&snapshot, rules, true))
         .map_err(|r| rejection_message("RegistrationAssignment", &name, &r.rejection))?;
-    authority::check(&admission.client, &request.user_info, &scope.namespaces, &materialized_roles(&valid), admission.authority)
-        .await
+    authority::check(
+        &admission.client,
+        &request.user_info,
+        &scope.namespaces,
+        &materialized_roles(&valid),
+        admission.authority,
+    )
+    .await
 }
 
 fn role_binding(request: &AdmissionRequest<DynamicObject>, admission: &Admission) -> Result<(), String> {
