@@ -140,4 +140,46 @@ mod tests {
         let only_uaa = valid(w.validate(&spec(vec![uaa(P2, &[CONTRIBUTOR])])));
         assert!(only_uaa.grants.is_empty(), "{:?}", only_uaa.grants);
     }
+
+    #[test]
+    fn user_access_is_withheld_while_the_webhook_does_not_guard_and_the_rest_holds() {
+        use crate::model::outcome::{decide_withholding, DefinitionSnapshot, Outcome, Snapshot};
+        let w = World::new();
+        let mut definition =
+            crate::api::RegistrationDefinition::new("offer", spec(vec![auth(P1, CONTRIBUTOR), uaa(P2, &[READER])]));
+        definition.metadata.namespace = Some("customer-a".into());
+        let mut assignment = crate::api::RegistrationAssignment::new(
+            "offer",
+            crate::api::RegistrationAssignmentSpec {
+                registration_definition_ref: crate::api::DefinitionRef { name: "offer".into() },
+            },
+        );
+        assignment.metadata.namespace = Some("customer-a".into());
+        let definition = DefinitionSnapshot::new(std::sync::Arc::new(definition), std::iter::empty());
+        let snapshot = Snapshot::new(&assignment, std::iter::empty(), Some(definition));
+        let roles = |outcome: &Outcome| -> Vec<String> {
+            let desired = outcome.desired().expect("granted");
+            desired
+                .roles
+                .iter()
+                .filter_map(|r| r.metadata.name.clone())
+                .filter(|n| n.starts_with("kubelighthouse:"))
+                .collect()
+        };
+        let in_force = decide_withholding(&snapshot, &w.ctx(), None);
+        assert!(roles(&in_force).iter().any(|n| n.contains(":assignable:")), "{:?}", roles(&in_force));
+        let withheld =
+            decide_withholding(&snapshot, &w.ctx(), Some("ValidatingWebhookConfiguration kl does not exist"));
+        let names = roles(&withheld);
+        assert!(
+            !names.iter().any(|n| n.contains(":assignable:") || n.contains("user-access-administrator")),
+            "{names:?}"
+        );
+        assert!(names.iter().any(|n| n.ends_with(":kubelighthouse:contributor")), "the rest holds: {names:?}");
+        let Outcome::Granted(granted) = withheld else { panic!("granted") };
+        let narrowed = &granted.valid.narrowed;
+        assert_eq!(narrowed.len(), 1);
+        assert_eq!(narrowed[0].rule, Rule::UserAccessAdministratorWithheld);
+        assert!(narrowed[0].message.ends_with("not in force: ValidatingWebhookConfiguration kl does not exist"));
+    }
 }
