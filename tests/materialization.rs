@@ -58,7 +58,7 @@ async fn wait_degraded(client: &Client, sub: &str, status: &str, needle: &str) {
         assignment_status(client, sub, "contoso").await.is_some_and(|s| {
             s.conditions.iter().any(|c| {
                 c.type_ == "Degraded"
-                    && serde_json::to_value(&c.status).ok() == Some(json!(status))
+                    && serde_json::to_value(c.status).ok() == Some(json!(status))
                     && (c.message.contains(needle) || c.reason.contains(needle))
             })
         })
@@ -223,7 +223,7 @@ async fn writes_aggregated_into_view_make_no_reader_a_writer(admin: &Client, web
         let reader = roles.get(READER_ROLE).await.expect("Reader");
         reader.rules.unwrap_or_default().iter().any(|r| r.verbs.iter().any(|v| v == "create"))
     };
-    eventually("kube-controller-manager aggregates the writes into Reader", || reader_writes()).await;
+    eventually("kube-controller-manager aggregates the writes into Reader", &reader_writes).await;
 
     wait_degraded(admin, &sub, "True", "outside what the role is documented to grant").await;
     assert!(!creates_configmap(&person, &sub).await, "the aggregated writes reached the Reader delegate");
