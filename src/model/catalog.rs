@@ -215,6 +215,19 @@ impl Catalog {
         let claimants = self.claimants(id);
         (claimants.len() > 1).then(|| claimants.iter().map(|r| r.name.clone()).collect())
     }
+
+    /// Every GUID and display name more than one ClusterRole answers to, with the claimants
+    /// oldest first: what the controller reports when the catalog changes.
+    pub fn conflicts(&self) -> Vec<(String, Vec<String>)> {
+        let mut keys: Vec<String> = self
+            .roles
+            .iter()
+            .flat_map(|r| r.guid.iter().map(ToString::to_string).chain(r.display_name.iter().map(|d| d.to_lowercase())))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter().filter_map(|key| self.conflict(&key).map(|names| (key, names))).collect()
+    }
 }
 
 #[cfg(test)]
@@ -343,5 +356,6 @@ pub(crate) mod tests {
         assert_eq!(c.conflict(READER), Some(vec!["kubelighthouse:reader".to_string(), "aaa".to_string()]));
         assert_eq!(c.conflict("Reader"), None, "only one role has the display name");
         assert_eq!(c.conflict("aaa"), None);
+        assert_eq!(c.conflicts(), [(READER.to_string(), vec!["kubelighthouse:reader".to_string(), "aaa".to_string()])]);
     }
 }
