@@ -65,6 +65,15 @@ impl CatalogCache {
         };
         if changed {
             let catalog = Catalog::new(members.values().cloned().collect());
+            // Delegations keep the oldest claimant and new ones are refused (AmbiguousRole,
+            // in their status); the cluster's operator is told here which ClusterRoles clash.
+            for (id, claimants) in catalog.conflicts() {
+                tracing::warn!(
+                    role = %id,
+                    claimants = %claimants.join(", "),
+                    "more than one catalog ClusterRole claims this role: the oldest keeps it, new delegations naming it are refused"
+                );
+            }
             *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
             self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }

@@ -741,7 +741,7 @@ pub struct InForce {
     pub username: String,
     /// The eligible role's ClusterRole name.
     pub role: String,
-    /// Its filtered rules.
+    /// Its delegable rules, before [`desired::materialized_rules`] pins them.
     pub rules: Vec<PolicyRule>,
     /// When it ends (annotation `activation.kubelighthouse.io/expires-at`).
     pub expires_at: Timestamp,
@@ -753,7 +753,8 @@ pub fn activation_part(activation: &str) -> String {
 }
 
 /// SPEC §9, what an active activation materializes: a Role with the eligible role's
-/// filtered rules and a RoleBinding to the requester's own User subject (never a group), in
+/// rules as [`desired::materialized_rules`] makes them for this assignment and namespace, and
+/// a RoleBinding to the requester's own User subject (never a group), in
 /// the activation's namespace only, labelled with the assignment and the activation and
 /// annotated with the expiry.
 pub fn activation_rbac(assignment: &AssignmentRef, managing_tenant: &str, active: &[InForce]) -> DesiredRbac {
@@ -773,7 +774,10 @@ pub fn activation_rbac(assignment: &AssignmentRef, managing_tenant: &str, active
             ])),
             ..Default::default()
         };
-        role_and_binding(meta, a.rules.clone(), vec![user(a.username.clone())], &mut out);
+        // The same rules the role grants as a standing authorization here: the Delete role
+        // pinned to this assignment, never any assignment of the namespace.
+        let rules = desired::materialized_rules(&a.rules, assignment, &a.namespace);
+        role_and_binding(meta, rules, vec![user(a.username.clone())], &mut out);
     }
     out
 }

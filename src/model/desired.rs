@@ -97,11 +97,18 @@ fn touches_own_assignments(rule: &PolicyRule) -> bool {
     group && resource && delete
 }
 
+/// The rules a catalog role grants through `assignment` in `namespace`: the one function every
+/// materialization path turns a role into a Role's rules with (standing grants and the Roles a
+/// User Access Administrator may bind in [`build`], activations in
+/// [`super::activation::activation_rbac`]), so that a role grants the same wherever it is
+/// materialized from. `rules` are the role's delegable rules (its classification, which
+/// already holds it to the classifier and its documented class).
+///
 /// The Delete role lets a managing principal get, list, watch and delete *the assignment
 /// that granted it* (SPEC §4): a rule that deletes assignments is pinned, with its reads, to
 /// that name, in that namespace only. (Reading assignments without deleting is what Reader
 /// grants: the customer's "Service providers" view, not pinned.)
-fn pin_assignment_rules(rules: &[PolicyRule], assignment: &AssignmentRef, namespace: &str) -> Vec<PolicyRule> {
+pub fn materialized_rules(rules: &[PolicyRule], assignment: &AssignmentRef, namespace: &str) -> Vec<PolicyRule> {
     let mut out = Vec::new();
     for rule in rules {
         if !touches_own_assignments(rule) {
@@ -184,7 +191,7 @@ pub fn build(assignment: &AssignmentRef, definition: &ValidDefinition, namespace
             };
             desired.roles.push(Role {
                 metadata: metadata.clone(),
-                rules: Some(pin_assignment_rules(&grant.rules, assignment, namespace)),
+                rules: Some(materialized_rules(&grant.rules, assignment, namespace)),
             });
             desired.bindings.push(RoleBinding {
                 metadata,
@@ -209,7 +216,7 @@ pub fn build(assignment: &AssignmentRef, definition: &ValidDefinition, namespace
                             annotations: Some(annotations(&grant.role)),
                             ..Default::default()
                         },
-                        rules: Some(pin_assignment_rules(&grant.rules, assignment, namespace)),
+                        rules: Some(materialized_rules(&grant.rules, assignment, namespace)),
                     });
                 }
             }

@@ -44,6 +44,13 @@ pub enum Violation {
     NamespaceWrite,
     /// Writes on this API group: a delegated identity may never create delegations.
     DelegationWrite,
+    /// Writes on `endpoints`, `endpointslices` or `services/status`: traffic of a Service (and
+    /// of a shared ingress) sent to backends of another namespace (CVE-2021-25740), or a
+    /// load-balancer IP claimed (CVE-2020-8554). Kubernetes removed them from `edit` in 1.22.
+    TrafficRedirect,
+    /// A permission beyond the role's documented class ([`RoleClass`], docs/roles.md): e.g.
+    /// any write of Reader, whatever is aggregated into it.
+    OutsideRoleClass,
 }
 
 impl Violation {
@@ -64,6 +71,10 @@ impl Violation {
             Self::TokenCreate => "creates service account tokens (Azure: data actions)",
             Self::NamespaceWrite => "writes namespaces (outside the delegated scope)",
             Self::DelegationWrite => "writes delegations (a delegated identity may never create delegations)",
+            Self::TrafficRedirect => {
+                "writes endpoints, endpointslices or a Service's status (traffic sent to another namespace's backends, CVE-2021-25740)"
+            }
+            Self::OutsideRoleClass => "outside what the role is documented to grant (docs/roles.md, role classes)",
         }
     }
 }
@@ -187,6 +198,29 @@ const SENSITIVE: &[Sensitive] = &[
         verbs: None,
         violation: Violation::DataAction,
     },
+    // A debug container runs a command of the writer's choosing in a running pod: exec.
+    Sensitive {
+        group: CORE,
+        resources: &["pods/ephemeralcontainers"],
+        verbs: Some(&WRITE_VERBS),
+        violation: Violation::DataAction,
+    },
+    // CVE-2021-25740: Endpoints and EndpointSlices written by hand point a Service, and a
+    // shared ingress in front of it, at another namespace's pods; CVE-2020-8554: a written
+    // `status.loadBalancer` claims an IP. Kubernetes dropped endpoint writes from `edit` in
+    // 1.22 and never granted status writes to it.
+    Sensitive {
+        group: CORE,
+        resources: &["endpoints", "services/status"],
+        verbs: Some(&WRITE_VERBS),
+        violation: Violation::TrafficRedirect,
+    },
+    Sensitive {
+        group: "discovery.k8s.io",
+        resources: &["endpointslices"],
+        verbs: Some(&WRITE_VERBS),
+        violation: Violation::TrafficRedirect,
+    },
     Sensitive {
         group: CORE,
         resources: &["serviceaccounts/token"],
@@ -223,9 +257,60 @@ const KNOWN_DELEGATION_RESOURCES: [&str; 4] = [
     "registrationassignments/status",
 ];
 
+// --- role classes ---------------------------------------------------------------------------
+
+/// What a catalog role is documented to grant (docs/roles.md), whatever its ClusterRole comes
+/// to hold: an aggregated ClusterRole, an edit, or a later Kubernetes version. A permission
+/// outside the class is an [`Violation::OutsideRoleClass`] finding, so it is withheld from an
+/// accepted delegation and refused for a new one, as any rejected permission is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleClass {
+    /// Only the classifier's rules: Contributor, Kubernetes' `edit`, `admin`, `cluster-admin`
+    /// and any other catalog role.
+    Unrestricted,
+    /// `get`, `list` and `watch` only: Reader and Kubernetes' `view`.
+    ReadOnly,
+    /// Reads, and writes of exactly these (group, resources); `None`: every resource of the
+    /// group. A listed resource covers itself and its `scale` subresource only.
+    WritesOnly(&'static [(&'static str, Option<&'static [&'static str]>)]),
+    /// `get`, `list`, `watch` and `delete` of `registrationassignments`, nothing else:
+    /// Managed Services Registration Assignment Delete Role.
+    AssignmentDelete,
+}
+
+impl RoleClass {
+    /// Whether the class allows every permission the patterns cover. Patterns are allowed
+    /// only where the class allows everything they could cover (a `*` verb is never a read;
+    /// a `*` group or resource never a listed write), so filtering never widens.
+    pub fn permits(self, group: &str, resource: &str, verb: &str) -> bool {
+        let read = READ_VERBS.contains(&verb);
+        match self {
+            RoleClass::Unrestricted => true,
+            RoleClass::ReadOnly => read,
+            RoleClass::AssignmentDelete => {
+                group == GROUP && resource == "registrationassignments" && (read || verb == "delete")
+            }
+            RoleClass::WritesOnly(writes) => {
+                read || writes.iter().any(|(g, resources)| {
+                    *g == group
+                        && match resources {
+                            None => !resource.contains('*'),
+                            Some(listed) => listed.iter().any(|r| {
+                                resource == *r || resource.strip_suffix("/scale").is_some_and(|base| base == *r)
+                            }),
+                        }
+                })
+            }
+        }
+    }
+}
+
 /// Every violation of one (group, resource, verb) triple of patterns.
-fn judge(group: &str, resource: &str, verb: &str) -> BTreeSet<Violation> {
+fn judge(class: RoleClass, group: &str, resource: &str, verb: &str) -> BTreeSet<Violation> {
     let mut found = BTreeSet::new();
+    if !class.permits(group, resource, verb) {
+        found.insert(Violation::OutsideRoleClass);
+    }
     if verb == "*" {
         found.insert(Violation::WildcardVerb);
     }
@@ -311,12 +396,19 @@ const WORKLOADS: &[(&str, &str)] = &[
 const WORKLOAD_WARNING: &str = "can create or change workloads, whose pods can mount the namespace's Secrets and ServiceAccount tokens: data is exposed indirectly (seed 002: listKeys)";
 const CONFIGMAP_WARNING: &str =
     "can read ConfigMaps: configuration that holds credentials is exposed (keep secrets in Secrets)";
+const INGRESS_WARNING: &str = "can write Ingresses: an ingress controller that honours configuration snippets in annotations (ingress-nginx's allow-snippet-annotations, CVE-2021-25742) runs them with its own credentials; keep snippets disabled";
 
 fn exposure(group: &str, resource: &str, verb: &str) -> Option<&'static str> {
     let writes_workload = ["create", "update", "patch"].iter().any(|v| verb_covers(verb, v))
         && WORKLOADS.iter().any(|(g, r)| group_covers(group, g) && resource_covers(resource, r));
     if writes_workload {
         return Some(WORKLOAD_WARNING);
+    }
+    let writes_ingress = ["create", "update", "patch"].iter().any(|v| verb_covers(verb, v))
+        && ["networking.k8s.io", "extensions"].iter().any(|g| group_covers(group, g))
+        && resource_covers(resource, "ingresses");
+    if writes_ingress {
+        return Some(INGRESS_WARNING);
     }
     let reads_config = ["get", "list"].iter().any(|v| verb_covers(verb, v))
         && group_covers(group, CORE)
@@ -332,9 +424,15 @@ fn describe(group: &str, resource: &str, verb: &str) -> String {
     }
 }
 
-/// Judges a role's rules: every rejected permission, the warnings of what is allowed, and the
-/// namespaced rules with the rejected permissions removed.
+/// Judges a role's rules with no class beyond the classifier's ([`RoleClass::Unrestricted`]).
 pub fn classify(rules: &[PolicyRule]) -> Classification {
+    classify_as(rules, RoleClass::Unrestricted)
+}
+
+/// Judges a role's rules as a role of `class`: every rejected permission (the classifier's
+/// and those outside the class), the warnings of what is allowed, and the namespaced rules
+/// with the rejected permissions removed.
+pub fn classify_as(rules: &[PolicyRule], class: RoleClass) -> Classification {
     let mut out = Classification::default();
     let mut warnings = BTreeSet::new();
     for (index, rule) in rules.iter().enumerate() {
@@ -355,7 +453,7 @@ pub fn classify(rules: &[PolicyRule]) -> Classification {
             for resource in resources {
                 let mut verbs = Vec::new();
                 for verb in &rule.verbs {
-                    let violations = judge(group, resource, verb);
+                    let violations = judge(class, group, resource, verb);
                     if violations.is_empty() {
                         if let Some(w) = exposure(group, resource, verb) {
                             warnings.insert(w);
@@ -449,6 +547,7 @@ mod tests {
                     TokenCreate,
                     NamespaceWrite,
                     DelegationWrite,
+                    TrafficRedirect,
                 ],
             ),
             (&[RBAC], &["rolebindings"], &["create"], &[RbacWrite]),
@@ -488,6 +587,16 @@ mod tests {
             // Found by the property below: a `*` group covers this group's future kinds too.
             (&["*"], &["futurekinds"], &["create"], &[DelegationWrite]),
             (&["*"], &["pods/log"], &["patch"], &[DelegationWrite]),
+            // Kubernetes' hardening of its own roles since (CVE-2021-25740, CVE-2020-8554,
+            // ephemeral containers): one kind each, whatever role holds them.
+            (&[""], &["endpoints"], &["create"], &[TrafficRedirect]),
+            (&[""], &["endpoints"], &["patch"], &[TrafficRedirect]),
+            (&[""], &["endpoints"], &["deletecollection"], &[TrafficRedirect]),
+            (&["discovery.k8s.io"], &["endpointslices"], &["update"], &[TrafficRedirect]),
+            (&[""], &["services/status"], &["patch"], &[TrafficRedirect]),
+            (&[""], &["*/status"], &["update"], &[NamespaceWrite, TrafficRedirect]),
+            (&[""], &["pods/ephemeralcontainers"], &["patch"], &[DataAction]),
+            (&[""], &["pods/ephemeralcontainers"], &["update"], &[DataAction]),
         ];
         for (groups, resources, verbs, expected) in cases {
             let got = violations_of(&[rule(groups, resources, verbs)]);
@@ -510,6 +619,9 @@ mod tests {
             (&[GROUP], &["registrationassignments"], &["get", "list", "watch", "delete"]),
             (&[GROUP], &["registrationdefinitions"], &["get", "list", "watch"]),
             (&["*"], &["deployments", "pods/log"], &["get", "list", "watch"]),
+            (&["", "discovery.k8s.io"], &["endpoints", "endpointslices", "services/status"], &["get", "list", "watch"]),
+            (&[""], &["pods/ephemeralcontainers"], &["get"]),
+            (&[""], &["services"], &["create", "update", "patch", "delete"]),
         ];
         for (groups, resources, verbs) in cases {
             let c = classify(&[rule(groups, resources, verbs)]);
@@ -621,6 +733,69 @@ mod tests {
         assert_eq!(classify(std::slice::from_ref(&r)).delegable_rules, [r]);
     }
 
+    const VM: RoleClass = RoleClass::WritesOnly(&[("", Some(&["pods"])), ("apps", Some(&["deployments"]))]);
+
+    #[test]
+    fn a_role_class_holds_whatever_the_role_comes_to_hold() {
+        let class_violations = |class, rules: &[PolicyRule]| -> Vec<Violation> {
+            classify_as(rules, class).violations().into_iter().collect()
+        };
+        // Reader: any write, any other verb, any `*` verb is outside the class.
+        for verbs in [&["create"][..], &["update"], &["patch"], &["delete"], &["deletecollection"], &["use"]] {
+            let aggregated = rule(&[""], &["configmaps"], verbs);
+            assert_eq!(class_violations(RoleClass::ReadOnly, &[aggregated]), [OutsideRoleClass], "{verbs:?}");
+        }
+        assert!(classify_as(&[rule(&["example.com"], &["widgets"], &["get", "list", "watch"])], RoleClass::ReadOnly)
+            .is_delegable());
+        let c =
+            classify_as(&[rule(&["", "example.com"], &["pods", "widgets"], &["get", "create"])], RoleClass::ReadOnly);
+        assert_eq!(
+            c.delegable_rules,
+            [rule(&[""], &["pods", "widgets"], &["get"]), rule(&["example.com"], &["pods", "widgets"], &["get"])]
+        );
+
+        // The Delete role: assignments only, and only get/list/watch/delete.
+        let delete = rule(&[GROUP], &["registrationassignments"], &["get", "list", "watch", "delete"]);
+        assert!(classify_as(std::slice::from_ref(&delete), RoleClass::AssignmentDelete).is_delegable());
+        for extra in [rule(&[""], &["pods"], &["get"]), rule(&[GROUP], &["registrationdefinitions"], &["get"])] {
+            assert_eq!(class_violations(RoleClass::AssignmentDelete, &[extra]), [OutsideRoleClass]);
+        }
+        assert_eq!(
+            class_violations(RoleClass::AssignmentDelete, &[rule(&["*"], &["registrationassignments"], &["delete"])]),
+            [OutsideRoleClass]
+        );
+
+        // Writes only where listed: the resource itself and its scale subresource.
+        assert!(classify_as(&[rule(&["apps"], &["deployments", "deployments/scale"], &["get", "patch"])], VM)
+            .is_delegable());
+        for (groups, resources) in [
+            (&[""][..], &["configmaps"][..]),
+            (&["apps"], &["deployments/rollback"]),
+            (&[""], &["pods/status"]),
+            (&["*"], &["deployments"]),
+            (&["batch"], &["deployments"]),
+        ] {
+            let found = class_violations(VM, &[rule(groups, resources, &["patch"])]);
+            assert!(found.contains(&OutsideRoleClass), "{groups:?} {resources:?}: {found:?}");
+            assert!(classify_as(&[rule(groups, resources, &["get"])], VM).findings.is_empty());
+        }
+        let monitoring = RoleClass::WritesOnly(&[("monitoring.coreos.com", None)]);
+        assert!(classify_as(&[rule(&["monitoring.coreos.com"], &["servicemonitors"], &["create"])], monitoring)
+            .is_delegable());
+        assert_eq!(
+            class_violations(monitoring, &[rule(&["monitoring.coreos.com"], &["*"], &["create"])]),
+            [WildcardResource, OutsideRoleClass]
+        );
+    }
+
+    #[test]
+    fn ingress_writes_warn_of_snippets() {
+        let c = classify(&[rule(&["networking.k8s.io"], &["ingresses"], &["create"])]);
+        assert!(c.is_delegable());
+        assert_eq!(c.warnings, [INGRESS_WARNING]);
+        assert!(classify(&[rule(&["networking.k8s.io"], &["ingresses"], &["get"])]).warnings.is_empty());
+    }
+
     #[test]
     fn workload_writes_and_configmap_reads_warn() {
         let c = classify(&[rule(&["apps"], &["deployments"], &["create"])]);
@@ -654,8 +829,18 @@ mod tests {
         })
     }
 
-    const GROUPS: &[&str] =
-        &["", "*", "apps", "batch", RBAC, "authentication.k8s.io", GROUP, "storage.k8s.io", "example.com"];
+    const GROUPS: &[&str] = &[
+        "",
+        "*",
+        "apps",
+        "batch",
+        RBAC,
+        "authentication.k8s.io",
+        GROUP,
+        "storage.k8s.io",
+        "example.com",
+        "discovery.k8s.io",
+    ];
     const RESOURCES: &[&str] = &[
         "*",
         "*/*",
@@ -693,7 +878,13 @@ mod tests {
         "services/proxy",
         "deployments",
         "deployments/scale",
+        "deployments/rollback",
         "widgets",
+        "endpoints",
+        "endpointslices",
+        "services/status",
+        "*/status",
+        "pods/ephemeralcontainers",
     ];
     const VERBS: &[&str] = &[
         "*",
@@ -738,8 +929,18 @@ mod tests {
             })
     }
 
-    fn rejected(group: &str, resource: &str, verb: &str) -> bool {
-        !classify(&[rule(&[group], &[resource], &[verb])]).is_delegable()
+    fn rejected(class: RoleClass, group: &str, resource: &str, verb: &str) -> bool {
+        !classify_as(&[rule(&[group], &[resource], &[verb])], class).is_delegable()
+    }
+
+    fn role_class() -> impl proptest::strategy::Strategy<Value = RoleClass> {
+        proptest::sample::select(vec![
+            RoleClass::Unrestricted,
+            RoleClass::ReadOnly,
+            RoleClass::AssignmentDelete,
+            VM,
+            RoleClass::WritesOnly(&[("example.com", None)]),
+        ])
     }
 
     proptest::proptest! {
@@ -749,9 +950,10 @@ mod tests {
         #[test]
         fn a_filtered_role_never_allows_what_the_classifier_rejects(
             rules in proptest::collection::vec(policy_rule(), 0..5),
+            class in role_class(),
         ) {
-            let filtered = classify(&rules).delegable_rules;
-            let again = classify(&filtered);
+            let filtered = classify_as(&rules, class).delegable_rules;
+            let again = classify_as(&filtered, class);
             proptest::prop_assert!(again.findings.is_empty(), "{:?}", again.findings);
             proptest::prop_assert_eq!(&again.delegable_rules, &filtered);
             fn concrete(s: &&&str) -> bool {
@@ -768,8 +970,8 @@ mod tests {
                             continue;
                         }
                         proptest::prop_assert!(
-                            !rejected(group, resource, verb),
-                            "{rules:?} filtered to {filtered:?} allows the rejected {verb} {group}/{resource}"
+                            !rejected(class, group, resource, verb),
+                            "{rules:?} filtered as {class:?} to {filtered:?} allows the rejected {verb} {group}/{resource}"
                         );
                         for name in allowed {
                             proptest::prop_assert!(

@@ -48,6 +48,8 @@ mod bad_input;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]
+mod materialization;
+#[cfg(test)]
 mod properties;
 #[cfg(test)]
 mod tests;
@@ -90,6 +92,9 @@ pub enum Rule {
     RoleNotInCatalog,
     /// §4, seed 002: a role of an accepted definition left the catalog; its access is revoked.
     RoleRemovedFromCatalog,
+    /// §4: more than one catalog ClusterRole claims the GUID, name or display name: refused
+    /// for new delegations; an accepted one keeps the oldest claimant's role.
+    AmbiguousRole,
     /// §3 rule 3: Owner is never delegable.
     OwnerRole,
     /// §3 rule 3: a catalog role whose rules hold rejected permissions.

@@ -48,6 +48,8 @@ pub(super) fn assignable_roles(
             RoleVerdict::NotDelegable(_, e) | RoleVerdict::Rejected(e) => {
                 findings.errors.push(FieldError { rule: Rule::DelegatedRoleNotAllowed, ..e })
             }
+            // Which role a User Access Administrator hands on must be beyond doubt.
+            RoleVerdict::Ambiguous(e, _) => findings.errors.push(e),
         }
     }
     assignable

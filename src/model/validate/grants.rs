@@ -181,6 +181,7 @@ mod tests {
             [
                 "Contributor (kubelighthouse:contributor)",
                 "Contributor (kubelighthouse:contributor)",
+                "Contributor (kubelighthouse:contributor)",
                 "Virtual Machine Contributor (kubelighthouse:virtual-machine-contributor)",
             ],
             "{:?}",

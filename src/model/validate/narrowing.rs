@@ -19,7 +19,27 @@ pub(super) fn standing_role<'a>(
     findings: &mut Findings,
 ) -> Option<(&'a CatalogRole, Classification)> {
     let field = format!("{at}.roleDefinitionId");
-    match judge_role(catalog, id, &field) {
+    standing_verdict(judge_role(catalog, id, &field), id, &field, accepted, findings)
+}
+
+fn standing_verdict<'a>(
+    verdict: RoleVerdict<'a>,
+    id: &str,
+    field: &str,
+    accepted: bool,
+    findings: &mut Findings,
+) -> Option<(&'a CatalogRole, Classification)> {
+    match verdict {
+        // A second claimant of the name never takes over: the accepted delegation keeps the
+        // oldest claimant's role, and says so.
+        RoleVerdict::Ambiguous(e, kept) if accepted => {
+            findings.narrowed.push(e);
+            standing_verdict(*kept, id, field, accepted, findings)
+        }
+        RoleVerdict::Ambiguous(e, _) => {
+            findings.errors.push(e);
+            None
+        }
         RoleVerdict::Delegable(role, c) => Some((role, c)),
         RoleVerdict::NotDelegable(role, e) if accepted => {
             findings.narrowed.push(FieldError::new(
@@ -54,7 +74,25 @@ pub(super) fn eligible_role<'a>(
     accepted: bool,
     findings: &mut Findings,
 ) -> Option<&'a CatalogRole> {
-    match judge_role(catalog, id, field) {
+    eligible_verdict(judge_role(catalog, id, field), id, field, accepted, findings)
+}
+
+fn eligible_verdict<'a>(
+    verdict: RoleVerdict<'a>,
+    id: &str,
+    field: &str,
+    accepted: bool,
+    findings: &mut Findings,
+) -> Option<&'a CatalogRole> {
+    match verdict {
+        RoleVerdict::Ambiguous(e, kept) if accepted => {
+            findings.narrowed.push(e);
+            eligible_verdict(*kept, id, field, accepted, findings)
+        }
+        RoleVerdict::Ambiguous(e, _) => {
+            findings.errors.push(e);
+            None
+        }
         RoleVerdict::Delegable(role, _) => Some(role),
         RoleVerdict::NotDelegable(_, e) if accepted => {
             findings.narrowed.push(e);
@@ -194,5 +232,155 @@ mod tests {
             errors(after_change().revalidate(&s, Some(2), Some(1))),
             one(Rule::RoleNotDelegable, "spec.eligibleAuthorizations[0].roleDefinitionId")
         );
+    }
+
+    // --- a second claimant of a role's GUID or name (issue 26, item 8) ---------------------------
+
+    fn created(mut role: ClusterRole, second: i64) -> ClusterRole {
+        let at = jiff::Timestamp::from_second(1_700_000_000 + second).expect("timestamp");
+        role.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
+        role
+    }
+
+    /// The chart's roles, created first; Reader with the rules the cluster aggregates into it.
+    fn shipped_at_install() -> Vec<ClusterRole> {
+        shipped_cluster_roles()
+            .into_iter()
+            .map(|mut r| {
+                if r.metadata.name.as_deref() == Some("kubelighthouse:reader") {
+                    r.rules = Some(vec![rule(&[""], &["pods", "configmaps"], &["get", "list", "watch"])]);
+                }
+                created(r, 0)
+            })
+            .collect()
+    }
+
+    /// A newcomer, created after the chart's roles, that writes what it likes.
+    fn newcomer(name: &str, guid: Option<&str>, display: Option<&str>) -> ClusterRole {
+        created(
+            catalog_cluster_role(
+                name,
+                guid,
+                display,
+                vec![rule(&[""], &["configmaps", "pods"], &["create", "delete", "get"])],
+            ),
+            60,
+        )
+    }
+
+    fn world_with(extra: ClusterRole) -> World {
+        let mut roles = shipped_at_install();
+        roles.push(extra);
+        World::with_catalog(Catalog::from_cluster_roles(&roles))
+    }
+
+    #[test]
+    fn a_second_claimant_never_takes_over_an_accepted_delegation() {
+        // "aaa" sorts before "kubelighthouse:reader": the order of names must not decide.
+        for (how, extra, id) in [
+            ("GUID", newcomer("aaa:reader", Some(READER), None), READER),
+            ("display name", newcomer("aaa:reader", None, Some("reader")), "Reader"),
+            ("ClusterRole name", newcomer("Reader", None, None), "Reader"),
+        ] {
+            let w = world_with(extra);
+            let s = spec(vec![auth(P1, id)]);
+            let v = valid(w.revalidate(&s, Some(3), Some(3)));
+            assert_eq!(grant_roles(&v), ["kubelighthouse:reader"], "{how}");
+            let rules = &grant(&v, "kubelighthouse:reader").rules;
+            assert!(
+                rules.iter().all(|r| r.verbs.iter().all(|v| ["get", "list", "watch"].contains(&v.as_str()))),
+                "{how}: {rules:?}"
+            );
+            assert_eq!(
+                v.narrowed.iter().map(|e| (e.rule, e.field.as_str())).collect::<Vec<_>>(),
+                [(Rule::AmbiguousRole, "spec.authorizations[0].roleDefinitionId")],
+                "{how}"
+            );
+            let message = &v.narrowed[0].message;
+            let newcomer_name = w.catalog.claimants(id).last().map(|r| r.name.clone()).unwrap_or_default();
+            assert!(message.contains(&format!("(kubelighthouse:reader, {newcomer_name})")), "{how}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_second_claimant_makes_the_name_unusable_for_new_delegations() {
+        let w = world_with(newcomer("aaa:reader", Some(READER), Some("Reader")));
+        for id in [READER, "Reader", "reader"] {
+            let r = rejection(w.validate(&spec(vec![auth(P1, id)])));
+            assert_eq!(
+                r.0.iter().map(|e| (e.rule, e.field.as_str())).collect::<Vec<_>>(),
+                [(Rule::AmbiguousRole, "spec.authorizations[0].roleDefinitionId")],
+                "{id}"
+            );
+            assert!(r.0[0].message.contains("(kubelighthouse:reader, aaa:reader)"), "oldest first: {}", r.0[0].message);
+        }
+        // Eligible and delegated references too.
+        let mut s = spec(vec![auth(P1, CONTRIBUTOR), uaa(P2, &[READER])]);
+        s.eligible_authorizations = vec![eligible(P3, READER)];
+        assert_eq!(
+            errors(w.validate(&s)),
+            [
+                (Rule::AmbiguousRole, "spec.authorizations[1].delegatedRoleDefinitionIds[0]".to_string()),
+                (Rule::AmbiguousRole, "spec.eligibleAuthorizations[0].roleDefinitionId".to_string()),
+            ]
+        );
+        // The name of the ClusterRole itself is no claim on anything else: still one role.
+        assert!(w.validate(&spec(vec![auth(P1, "kubelighthouse:reader")])).is_ok());
+        // An accepted eligible authorization keeps the oldest claimant.
+        let mut s = spec(vec![auth(P1, CONTRIBUTOR)]);
+        s.eligible_authorizations = vec![eligible(P3, READER)];
+        let v = valid(w.revalidate(&s, Some(2), Some(2)));
+        assert_eq!(v.eligible.iter().map(|e| e.role.as_str()).collect::<Vec<_>>(), ["kubelighthouse:reader"]);
+        assert_eq!(v.narrowed.iter().map(|e| e.rule).collect::<Vec<_>>(), [Rule::AmbiguousRole]);
+    }
+
+    // --- a role's documented class (issue 26, item 9) ---------------------------------------------
+
+    /// What kube-controller-manager makes of Reader once a ClusterRole labelled
+    /// `rbac.authorization.k8s.io/aggregate-to-view` with write verbs exists.
+    fn reader_aggregating_writes() -> World {
+        let mut roles = shipped_cluster_roles();
+        for r in &mut roles {
+            if r.metadata.name.as_deref() == Some("kubelighthouse:reader") {
+                r.rules = Some(vec![
+                    rule(&[""], &["pods", "configmaps"], &["get", "list", "watch"]),
+                    rule(&[""], &["configmaps"], &["create", "update", "patch", "delete"]),
+                ]);
+            }
+        }
+        World::with_catalog(Catalog::from_cluster_roles(&roles))
+    }
+
+    #[test]
+    fn reader_stays_read_only_whatever_is_aggregated_into_it() {
+        let w = reader_aggregating_writes();
+        let s = spec(vec![auth(P1, READER)]);
+        let v = valid(w.revalidate(&s, Some(1), Some(1)));
+        assert_eq!(
+            grant(&v, "kubelighthouse:reader").rules,
+            [rule(&[""], &["pods", "configmaps"], &["get", "list", "watch"])]
+        );
+        assert_eq!(v.narrowed.iter().map(|e| e.rule).collect::<Vec<_>>(), [Rule::RoleNotDelegable]);
+        assert!(
+            v.narrowed[0].message.contains("grants create configmaps: outside what the role is documented to grant"),
+            "{}",
+            v.narrowed[0].message
+        );
+        let r = rejection(w.validate(&s));
+        assert_eq!(r.0.iter().map(|e| e.rule).collect::<Vec<_>>(), [Rule::RoleNotDelegable]);
+        // `view` is read-only too; Contributor is not held to it.
+        let view = World::with_catalog(catalog_with(vec![ClusterRole {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("view".into()),
+                ..Default::default()
+            },
+            rules: Some(vec![rule(&[""], &["configmaps"], &["get", "create"])]),
+            aggregation_rule: None,
+        }]));
+        assert_eq!(
+            errors(view.validate(&spec(vec![auth(P1, "view")]))),
+            one(Rule::RoleNotDelegable, "spec.authorizations[0].roleDefinitionId")
+        );
+        assert!(World::new().validate(&spec(vec![auth(P1, CONTRIBUTOR)])).is_ok());
     }
 }

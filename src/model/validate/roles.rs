@@ -14,6 +14,9 @@ pub(super) enum RoleVerdict<'a> {
     Delegable(&'a CatalogRole, Classification),
     /// In the catalog, but holding rejected permissions: the error names them.
     NotDelegable(&'a CatalogRole, FieldError),
+    /// Several catalog ClusterRoles answer to the reference: the error names them; the boxed
+    /// verdict is on the oldest claimant, the role an accepted delegation keeps.
+    Ambiguous(FieldError, Box<RoleVerdict<'a>>),
     /// Owner, or not in the catalog.
     Rejected(FieldError),
 }
@@ -27,12 +30,33 @@ pub(super) fn judge_role<'a>(catalog: &'a Catalog, id: &str, field: &str) -> Rol
             field,
             format!("role {} is not in the catalog (custom roles are not supported)", quoted(id)),
         )),
+        Lookup::Found(role) => match catalog.conflict(id) {
+            Some(claimants) => RoleVerdict::Ambiguous(
+                FieldError::new(
+                    Rule::AmbiguousRole,
+                    field,
+                    format!(
+                        "role {} is claimed by more than one catalog ClusterRole ({}): by GUID, name or display name; \
+                         new delegations cannot name it until only one claims it; existing ones keep {}, the oldest",
+                        quoted(id.trim()),
+                        claimants.join(", "),
+                        role.name
+                    ),
+                ),
+                Box::new(judge_found(role, field)),
+            ),
+            None => judge_found(role, field),
+        },
+    }
+}
+
+/// The verdict on the catalog role `role` named at `field`.
+fn judge_found<'a>(role: &'a CatalogRole, field: &str) -> RoleVerdict<'a> {
+    match role {
         // Its own rules (RBAC writes) are never materialized: it only assigns its
         // delegatedRoleDefinitionIds to managed identities (seed 002), see `delegated_roles`.
-        Lookup::Found(role) if role.is_user_access_administrator() => {
-            RoleVerdict::Delegable(role, Classification::default())
-        }
-        Lookup::Found(role) => {
+        role if role.is_user_access_administrator() => RoleVerdict::Delegable(role, Classification::default()),
+        role => {
             let c = role.classification.clone();
             if c.is_delegable() {
                 RoleVerdict::Delegable(role, c)

@@ -66,6 +66,7 @@ fn reasons_are_the_variant_names() {
         DuplicateAssignment,
         RoleNotInCatalog,
         RoleRemovedFromCatalog,
+        AmbiguousRole,
         OwnerRole,
         RoleNotDelegable,
         UserAccessAdministratorWithoutDelegatedRoles,
