@@ -11,7 +11,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use super::bookkeeping::{namespace_reference, Record};
 use super::caches::Caches;
@@ -146,23 +146,38 @@ async fn live_assignments_of(
 /// Finalizer cleanup: deleting a definition deletes its assignments (SPEC §6); their own
 /// finalizers revoke the access, and they already see the definition as gone.
 #[instrument(skip_all, fields(definition = %format!("{}/{}", definition.namespace().unwrap_or_default(), definition.name_any())))]
+///
+/// Every deletion is tried whatever failed before it (the cached assignments go even when
+/// the live list fails); the first failure then fails the reconcile, which keeps the
+/// finalizer and retries.
 async fn cascade(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Result<Action, Error> {
     let mut assignments = assignments_of(&definition, &ctx.caches);
-    for live in live_assignments_of(&definition, ctx).await? {
-        if !assignments.iter().any(|a| a.namespace() == live.namespace() && a.name_any() == live.name_any()) {
-            assignments.push(live);
+    let mut first_error = None;
+    match live_assignments_of(&definition, ctx).await {
+        Ok(live) => {
+            for live in live {
+                if !assignments.iter().any(|a| a.namespace() == live.namespace() && a.name_any() == live.name_any()) {
+                    assignments.push(live);
+                }
+            }
         }
+        Err(e) => first_error = Some(e),
     }
     for a in &assignments {
         let api: Api<RegistrationAssignment> = Api::namespaced(ctx.client.clone(), &a.namespace().unwrap_or_default());
+        let assignment = format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any());
         match api.delete(&a.name_any(), &DeleteParams::default()).await {
-            Ok(_) => {
-                info!(assignment = %format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any()), "deleted with its definition")
-            }
+            Ok(_) => info!(%assignment, "deleted with its definition"),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(Error::Cascade(e)),
+            Err(e) => {
+                warn!(%assignment, error = %e, "could not delete with its definition; the others go ahead");
+                first_error.get_or_insert(Error::Cascade(e));
+            }
         }
         ctx.retrigger(ObjectRef::from_obj(a.as_ref()));
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     ctx.bookkeeping.publish(definition.as_ref(), &Notice::cascading(assignments.len())).await;
     Ok(Action::await_change())
