@@ -35,7 +35,9 @@ async fn failure_reported(client: &Client, sub: &str, reason: &str, mentions: &[
         || assignment_status(client, sub, "contoso"),
         |s| {
             s.as_ref().is_some_and(|s| {
-                s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == kube_lighthouse::api::ConditionStatus::False && c.reason == reason)
+                s.conditions.iter().any(|c| {
+                    c.type_ == "Ready" && c.status == kube_lighthouse::api::ConditionStatus::False && c.reason == reason
+                })
             })
         },
     )
@@ -79,10 +81,8 @@ async fn a_quota_on_rolebindings_holds_back_no_downgrade() {
     let sub = unique("quota");
     subscription(&client, &sub, &tenant_id()).await;
     let person = projected(MSP_TENANT, PERSON);
-    let contributor = vec![
-        authorization(PERSON, "User", CONTRIBUTOR),
-        authorization(PERSON, "User", RESOURCE_POLICY_CONTRIBUTOR),
-    ];
+    let contributor =
+        vec![authorization(PERSON, "User", CONTRIBUTOR), authorization(PERSON, "User", RESOURCE_POLICY_CONTRIBUTOR)];
     definition(&client, &sub, "contoso", MSP_TENANT, contributor).await;
     assignment(&client, &sub, "contoso", "contoso").await;
     wait_for_assignment_state(&client, &sub, "contoso", "Succeeded").await;

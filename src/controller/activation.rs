@@ -281,3 +281,48 @@ pub async fn revoke_expired_at_start(client: &Client, metrics: &Metrics) -> Resu
         None => Ok(revoked),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::controller::testing::{answer, context, next};
+
+    fn listed(names: &[&str]) -> serde_json::Value {
+        let items: Vec<_> = names.iter().map(|n| json!({"metadata": {"name": n, "namespace": "sub"}})).collect();
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": items})
+    }
+
+    /// One failed removal holds back no other: every binding is tried, the Roles go all the
+    /// same, and the failure is returned after (so the reconcile retries).
+    #[tokio::test]
+    async fn a_failed_removal_holds_back_no_other() {
+        let (ctx, mut server, _cluster) = context();
+        let removal = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { remove_access(&ctx.client, &ctx.metrics, "act-1").await }
+        });
+        let (method, path, _, send) = next(&mut server).await;
+        assert!(method == "GET" && path.contains("/rolebindings?"), "{method} {path}");
+        answer(send, 200, listed(&["first", "second"]));
+        for (name, status) in [("first", 500), ("second", 200)] {
+            let (method, path, _, send) = next(&mut server).await;
+            assert_eq!(method, "DELETE");
+            assert!(path.contains(&format!("/namespaces/sub/rolebindings/{name}?")), "{path}");
+            answer(
+                send,
+                status,
+                json!({"apiVersion": "v1", "kind": "Status", "code": status, "status": if status == 200 { "Success" } else { "Failure" }}),
+            );
+        }
+        let (method, path, _, send) = next(&mut server).await;
+        assert!(method == "GET" && path.contains("/roles?"), "the Roles go all the same: {method} {path}");
+        answer(send, 200, listed(&["role"]));
+        let (method, path, _, send) = next(&mut server).await;
+        assert!(method == "DELETE" && path.contains("/namespaces/sub/roles/role?"), "{method} {path}");
+        answer(send, 200, json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}));
+        let error = removal.await.expect("joined").expect_err("the failure is returned");
+        assert!(matches!(error, Error::Revoke(_)), "{error:?}");
+    }
+}

@@ -243,4 +243,43 @@ mod tests {
         answer(send, 201, body);
         cascade.await.expect("task").expect("cascade");
     }
+
+    /// A failed live list holds back no deletion: the assignments the caches hold are deleted
+    /// all the same, then the reconcile fails (the finalizer stays, and it is retried).
+    #[tokio::test]
+    async fn a_failed_list_holds_back_the_deletion_of_the_cached_assignments() {
+        let (ctx, mut server, mut cluster) = context();
+        let definition: RegistrationDefinition = serde_json::from_value(json!({
+            "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationDefinition",
+            "metadata": {"name": "offer", "namespace": "sub"},
+            "spec": {"registrationDefinitionName": "Contoso", "managedByTenantId": "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6",
+                "authorizations": [{"principalId": "00000000-0000-0000-0000-0000000000a1",
+                    "roleDefinitionId": "acdd72a7-3385-48ef-bd42-f606fba81ae7"}]},
+        }))
+        .expect("definition");
+        let cached = json!({
+            "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
+            "metadata": {"name": "cached", "namespace": "sub", "uid": "uid-cached"},
+            "spec": {"registrationDefinitionRef": {"name": "offer"}},
+        });
+        cluster.assignment(serde_json::from_value(cached.clone()).expect("assignment"));
+        let cascade = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { cascade(Arc::new(definition), &ctx).await }
+        });
+        let (method, _, _, send) = next(&mut server).await;
+        assert_eq!(method, "GET");
+        answer(send, 500, json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 500}));
+        let (method, path, _, send) = next(&mut server).await;
+        assert_eq!(
+            (method.as_str(), path.as_str()),
+            (
+                "DELETE",
+                "/apis/managedservices.kubelighthouse.io/v1alpha1/namespaces/sub/registrationassignments/cached?"
+            )
+        );
+        answer(send, 200, cached);
+        let error = cascade.await.expect("task").expect_err("the list failure is returned");
+        assert!(matches!(error, Error::Cascade(_)), "{error:?}");
+    }
 }
