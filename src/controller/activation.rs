@@ -189,11 +189,7 @@ pub async fn remove_access(client: &Client, metrics: &Metrics, uid: &str) -> Res
 /// Deletes every object of kind `K` that `selector` finds; how many, and the first error.
 async fn remove_listed<K>(client: &Client, metrics: &Metrics, selector: &ListParams) -> (usize, Option<Error>)
 where
-    K: k8s_openapi::Resource
-        + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: super::apply::Materialized,
 {
     let listed = match Api::<K>::all(client.clone()).list_metadata(selector).await {
         Ok(listed) => listed,
@@ -214,15 +210,9 @@ where
     (removed, first_error)
 }
 
-async fn delete<K>(api: &Api<K>, name: &str) -> Result<usize, Error>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(1),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(0),
-        Err(e) => Err(Error::Revoke(e)),
-    }
+/// Deletes `name` for good (finalizers someone else set are taken off: [`super::apply`]).
+async fn delete<K: super::apply::Materialized>(api: &Api<K>, name: &str) -> Result<usize, Error> {
+    super::apply::delete_for_good(api, name, &DeleteParams::default()).await.map(usize::from).map_err(Error::Revoke)
 }
 
 /// SPEC §9, "expiry holds when the controller is down": before any watch or reconcile runs,

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use super::context::Context;
-use super::materialized::{binding_digest, role_digest, role_ref_digest, Digest, MaterializedCache};
+use super::materialized::{binding_digest, held, role_digest, role_ref_digest, Digest, MaterializedCache};
 use super::Error;
 use crate::model::desired::DesiredRbac;
 use crate::model::keys;
@@ -128,7 +128,7 @@ fn key<K: Resource>(object: &K) -> ObjectKey {
 }
 
 /// What the controller materializes: Roles and RoleBindings.
-trait Materialized:
+pub(super) trait Materialized:
     k8s_openapi::Resource
     + Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
     + Clone
@@ -163,10 +163,10 @@ where
 {
     let (namespace, name) = key(object);
     let cached = cache.get(&namespace, &name);
-    if cached.as_ref().is_some_and(|c| c.digest == digest) {
+    let ours = cached.as_ref().is_some_and(|c| c.owner_uid.as_deref() == Some(uid) && !c.held);
+    if ours && cached.as_ref().is_some_and(|c| c.digest == digest) {
         return Ok(false);
     }
-    let ours = cached.as_ref().is_some_and(|c| c.owner_uid.as_deref() == Some(uid));
     let before = cached.and_then(|c| c.resource_version.clone());
     if ctx.expectations.in_flight(K::KIND, &namespace, &name, before.as_deref(), digest) {
         return Ok(false);
@@ -195,15 +195,15 @@ where
 }
 
 /// Makes room at one of the assignment's deterministic names: an object there that does not
-/// carry this assignment's `assignment-uid` label was not written by it (someone created it
+/// carry this assignment's `assignment-uid` label, or that someone holds with finalizers or
+/// owner references (the controller sets neither), was not written by it (someone created it
 /// under the predictable name, or it is left from another assignment), and is never adopted
 /// with its subjects, roleRef, finalizers or owners. It is deleted (only that object: the
 /// precondition is its UID), so that the apply creates ours. The cache holds only objects
 /// with our managed-by label, so a name it does not know as ours is asked of the API server.
 ///
 /// # Errors
-/// [`Error::Apply`] when the read or the delete fails; [`Error::Occupied`] when the object
-/// is still there after its deletion (finalizers hold it), so ours cannot be written.
+/// [`Error::Apply`] when the read, the delete or the release of its finalizers fails.
 async fn evict_foreign<K>(ctx: &Context, uid: &str, namespace: &str, name: &str) -> Result<(), Error>
 where
     K: Materialized,
@@ -212,28 +212,45 @@ where
     let Some(live) = api.get_metadata_opt(name).await.map_err(Error::Apply)? else {
         return Ok(());
     };
-    if live.labels().get(keys::ASSIGNMENT_UID).map(String::as_str) == Some(uid) {
+    let owner = live.labels().get(keys::ASSIGNMENT_UID).cloned();
+    if owner.as_deref() == Some(uid) && !held(&live.metadata) {
         // Ours, not in the cache yet.
         return Ok(());
     }
-    warn!(kind = K::KIND, %namespace, %name, owner = ?live.labels().get(keys::ASSIGNMENT_UID), "an object the assignment did not write holds its name: replacing it");
-    let terminating = || Error::Occupied { kind: K::KIND, namespace: namespace.into(), name: name.into() };
-    if live.metadata.deletion_timestamp.is_some() {
-        return Err(terminating());
-    }
+    warn!(kind = K::KIND, %namespace, %name, ?owner, finalizers = ?live.metadata.finalizers, "an object the assignment did not write holds its name: replacing it");
     let params = DeleteParams {
         preconditions: Some(Preconditions { uid: live.metadata.uid.clone(), resource_version: None }),
         ..DeleteParams::default()
     };
     ctx.metrics.write(K::KIND, "delete");
+    ctx.expectations.forget(K::KIND, namespace, name);
     let _grant = ctx.grants.write();
-    match api.delete(name, &params).await {
-        // Still there, pending its finalizers.
-        Ok(deleted) if deleted.is_left() => Err(terminating()),
-        Ok(_) => Ok(()),
-        // Gone already, or replaced meanwhile (the next reconcile judges the new one).
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::Apply(e)),
+    delete_for_good(&api, name, &params).await.map(|_| ()).map_err(Error::Apply)
+}
+
+/// Deletes `name` and sees that it goes: the controller never sets finalizers on what it
+/// materializes, so any on an object at one of its names were put there by someone else, to
+/// keep the object (and the access it grants) after its deletion; they are taken off (the
+/// object's UID, in the patch, pins it). Whether it was there.
+pub(super) async fn delete_for_good<K>(api: &Api<K>, name: &str, params: &DeleteParams) -> Result<bool, kube::Error>
+where
+    K: Materialized,
+{
+    let deleted = match api.delete(name, params).await {
+        Ok(deleted) => deleted,
+        // Already gone, or its namespace is being deleted with it.
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let Some(held_back) = deleted.left().filter(|o| o.meta().finalizers.as_ref().is_some_and(|f| !f.is_empty())) else {
+        return Ok(true);
+    };
+    warn!(kind = K::KIND, namespace = ?held_back.meta().namespace, %name, finalizers = ?held_back.meta().finalizers, "finalizers someone else set held a deletion back: taking them off");
+    let release = serde_json::json!({"metadata": {"uid": held_back.meta().uid, "finalizers": null}});
+    match api.patch(name, &PatchParams::default(), &Patch::Merge(&release)).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(true),
+        Err(e) => Err(e),
     }
 }
 
@@ -245,15 +262,10 @@ where
     ctx.metrics.write(<K as k8s_openapi::Resource>::KIND, "delete");
     ctx.expectations.forget(K::KIND, namespace, name);
     let _grant = ctx.grants.write();
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => {
-            info!(kind = K::kind(&()).as_ref(), %namespace, %name, "revoked");
-            Ok(())
-        }
-        // Already gone, or its namespace is being deleted with it.
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(step(e)),
+    if delete_for_good(&api, name, &DeleteParams::default()).await.map_err(step)? {
+        info!(kind = K::kind(&()).as_ref(), %namespace, %name, "revoked");
     }
+    Ok(())
 }
 
 /// Writes of one phase in flight at once. Within a phase the objects are independent, so the
@@ -344,7 +356,7 @@ pub async fn sync(ctx: &Context, uid: &str, desired: &DesiredRbac) -> Applied {
 async fn apply_binding(ctx: &Context, uid: &str, binding: &RoleBinding) -> Result<bool, Error> {
     let (ns, name) = key(binding);
     let cached = ctx.caches.bindings.get(&ns, &name);
-    let ours = cached.as_ref().is_some_and(|c| c.owner_uid.as_deref() == Some(uid));
+    let ours = cached.as_ref().is_some_and(|c| c.owner_uid.as_deref() == Some(uid) && !c.held);
     if ours && cached.is_some_and(|c| c.role_ref.is_some_and(|r| r != role_ref_digest(&binding.role_ref))) {
         delete::<RoleBinding>(ctx, &ns, &name, Error::Apply).await?;
     }

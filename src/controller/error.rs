@@ -28,17 +28,6 @@ pub enum Error {
     /// Step 4: a server-side apply of a desired Role or RoleBinding.
     #[error("applying RBAC: {0}")]
     Apply(#[source] kube::Error),
-    /// Step 4: one of the assignment's names is held by an object it did not write, which
-    /// is still there after its deletion (finalizers hold it).
-    #[error("{kind} {namespace}/{name} is held by an object the controller did not write, still there after its deletion (finalizers)")]
-    Occupied {
-        /// `Role` or `RoleBinding`.
-        kind: &'static str,
-        /// Its namespace.
-        namespace: String,
-        /// Its name, one of the assignment's deterministic names.
-        name: String,
-    },
     /// Step 4: deleting a Role or RoleBinding the assignment no longer wants.
     #[error("pruning RBAC: {0}")]
     Prune(#[source] kube::Error),
@@ -71,7 +60,7 @@ impl Error {
         match self {
             FinalizerAdd(e) | FinalizerRemove(e) | Apply(e) | Prune(e) | Revoke(e) | Status(e) | Cascade(e)
             | Transfer(e) | Annotate(e) => matches!(e, kube::Error::Api(s) if s.code == 404),
-            CacheNotReady | MissingField(_) | InvalidPatch(_) | Occupied { .. } => false,
+            CacheNotReady | MissingField(_) | InvalidPatch(_) => false,
         }
     }
 }
