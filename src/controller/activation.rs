@@ -106,16 +106,23 @@ async fn lifecycle(activation: Arc<RoleActivation>, ctx: &Arc<Context>) -> Resul
     let (decision, requester) =
         decide(&activation, eligibility.as_deref().map_err(Clone::clone), &reviews, ctx.clock, now);
     // Step 4: an activation that is over holds nothing, whatever its assignment still builds.
+    // The phase is recorded even when a removal failed (the status says the activation is
+    // over; the retry finishes the removal).
+    let mut removal = Ok(());
     if decision.phase.is_final() {
-        let removed = remove_access(&ctx.client, &ctx.metrics, &activation.uid().unwrap_or_default()).await?;
-        if removed > 0 {
-            info!(phase = decision.phase.as_str(), removed, "access removed");
-            if let Some(overdue) = decision.overdue {
-                ctx.metrics.overdue(overdue.as_secs_f64());
+        match remove_access(&ctx.client, &ctx.metrics, &activation.uid().unwrap_or_default()).await {
+            Ok(removed) if removed > 0 => {
+                info!(phase = decision.phase.as_str(), removed, "access removed");
+                if let Some(overdue) = decision.overdue {
+                    ctx.metrics.overdue(overdue.as_secs_f64());
+                }
             }
+            Ok(_) => {}
+            Err(e) => removal = Err(e),
         }
     }
     write_status(&activation, &decision, requester.as_ref(), now, ctx).await?;
+    removal?;
     Ok(match decision.recheck_in {
         // Precisely at expiresAt (or the approval deadline), not by polling.
         Some(d) => Action::requeue(Duration::try_from(d).unwrap_or_default()),
@@ -159,40 +166,53 @@ async fn end(activation: Arc<RoleActivation>, ctx: &Context) -> Result<Action, E
 }
 
 /// Deletes the Roles and RoleBindings of activation `uid`, listed live by label (bindings
-/// first). Returns how many were deleted.
+/// first). Every delete is tried, and the Roles go whatever happened to the bindings (a
+/// binding whose Role is gone grants nothing): one failure holds back no other removal.
+/// Returns how many were deleted.
 ///
 /// # Errors
-/// [`Error::Revoke`] when a list or delete fails (a missing object is not a failure).
+/// [`Error::Revoke`], the first list or delete that failed, after every other was tried
+/// (a missing object is not a failure).
 pub async fn remove_access(client: &Client, metrics: &Metrics, uid: &str) -> Result<usize, Error> {
     if uid.is_empty() {
         return Ok(0);
     }
     let selector = ListParams::default().labels(&format!("{}={uid}", keys::ACTIVATION_UID));
-    let mut removed = 0;
-    let bindings: Api<RoleBinding> = Api::all(client.clone());
-    for b in bindings.list_metadata(&selector).await.map_err(Error::Revoke)? {
-        let api: Api<RoleBinding> = Api::namespaced(client.clone(), &b.namespace().unwrap_or_default());
-        removed += delete(&api, &b.name_any()).await?;
-        metrics.write("RoleBinding", "delete");
+    let (bindings, first_error) = remove_listed::<RoleBinding>(client, metrics, &selector).await;
+    let (roles, error) = remove_listed::<Role>(client, metrics, &selector).await;
+    match first_error.or(error) {
+        Some(e) => Err(e),
+        None => Ok(bindings + roles),
     }
-    let roles: Api<Role> = Api::all(client.clone());
-    for r in roles.list_metadata(&selector).await.map_err(Error::Revoke)? {
-        let api: Api<Role> = Api::namespaced(client.clone(), &r.namespace().unwrap_or_default());
-        removed += delete(&api, &r.name_any()).await?;
-        metrics.write("Role", "delete");
-    }
-    Ok(removed)
 }
 
-async fn delete<K>(api: &Api<K>, name: &str) -> Result<usize, Error>
+/// Deletes every object of kind `K` that `selector` finds; how many, and the first error.
+async fn remove_listed<K>(client: &Client, metrics: &Metrics, selector: &ListParams) -> (usize, Option<Error>)
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: super::apply::Materialized,
 {
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(1),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(0),
-        Err(e) => Err(Error::Revoke(e)),
+    let listed = match Api::<K>::all(client.clone()).list_metadata(selector).await {
+        Ok(listed) => listed,
+        Err(e) => return (0, Some(Error::Revoke(e))),
+    };
+    let (mut removed, mut first_error) = (0, None);
+    for o in listed {
+        let api: Api<K> = Api::namespaced(client.clone(), &o.namespace().unwrap_or_default());
+        metrics.write(K::KIND, "delete");
+        match delete(&api, &o.name_any()).await {
+            Ok(n) => removed += n,
+            Err(e) => {
+                warn!(kind = K::KIND, namespace = ?o.namespace(), name = %o.name_any(), error = %e, "could not remove activated access; the other removals go ahead");
+                first_error.get_or_insert(e);
+            }
+        }
     }
+    (removed, first_error)
+}
+
+/// Deletes `name` for good (finalizers someone else set are taken off: [`super::apply`]).
+async fn delete<K: super::apply::Materialized>(api: &Api<K>, name: &str) -> Result<usize, Error> {
+    super::apply::delete_for_good(api, name, &DeleteParams::default()).await.map(usize::from).map_err(Error::Revoke)
 }
 
 /// SPEC §9, "expiry holds when the controller is down": before any watch or reconcile runs,
@@ -200,11 +220,13 @@ where
 /// Returns how many were revoked.
 ///
 /// # Errors
-/// [`Error::Revoke`] or [`Error::Status`]: the process does not start reconciling then.
+/// [`Error::Revoke`], the first that failed after every other expired activation was
+/// revoked: the process does not start reconciling then.
 pub async fn revoke_expired_at_start(client: &Client, metrics: &Metrics) -> Result<usize, Error> {
     let api: Api<RoleActivation> = Api::all(client.clone());
     let now = jiff::Timestamp::now();
     let mut revoked = 0;
+    let mut first_error = None;
     let list = api.list(&ListParams::default()).await.map_err(Error::Revoke)?;
     for a in list {
         let Some(status) = a.status.clone() else { continue };
@@ -212,7 +234,15 @@ pub async fn revoke_expired_at_start(client: &Client, metrics: &Metrics) -> Resu
         if status.phase != Some(ActivationPhase::Active) || now < expires_at {
             continue;
         }
-        let removed = remove_access(client, metrics, &a.uid().unwrap_or_default()).await?;
+        let removed = match remove_access(client, metrics, &a.uid().unwrap_or_default()).await {
+            Ok(removed) => removed,
+            Err(e) => {
+                // One activation's failure holds back no other's revocation.
+                warn!(activation = %a.name_any(), namespace = ?a.namespace(), error = %e, "could not revoke an expired activation at start");
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
         metrics.overdue(now.duration_since(expires_at).as_secs_f64());
         let decision = PhaseDecision {
             phase: ActivationPhase::Expired,
@@ -236,5 +266,53 @@ pub async fn revoke_expired_at_start(client: &Client, metrics: &Metrics) -> Resu
         info!(activation = %a.name_any(), namespace = ?a.namespace(), removed, "expired while stopped: revoked at start");
         revoked += 1;
     }
-    Ok(revoked)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(revoked),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::controller::testing::{answer, context, next};
+
+    fn listed(names: &[&str]) -> serde_json::Value {
+        let items: Vec<_> = names.iter().map(|n| json!({"metadata": {"name": n, "namespace": "sub"}})).collect();
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": items})
+    }
+
+    /// One failed removal holds back no other: every binding is tried, the Roles go all the
+    /// same, and the failure is returned after (so the reconcile retries).
+    #[tokio::test]
+    async fn a_failed_removal_holds_back_no_other() {
+        let (ctx, mut server, _cluster) = context();
+        let removal = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { remove_access(&ctx.client, &ctx.metrics, "act-1").await }
+        });
+        let (method, path, _, send) = next(&mut server).await;
+        assert!(method == "GET" && path.contains("/rolebindings?"), "{method} {path}");
+        answer(send, 200, listed(&["first", "second"]));
+        for (name, status) in [("first", 500), ("second", 200)] {
+            let (method, path, _, send) = next(&mut server).await;
+            assert_eq!(method, "DELETE");
+            assert!(path.contains(&format!("/namespaces/sub/rolebindings/{name}?")), "{path}");
+            answer(
+                send,
+                status,
+                json!({"apiVersion": "v1", "kind": "Status", "code": status, "status": if status == 200 { "Success" } else { "Failure" }}),
+            );
+        }
+        let (method, path, _, send) = next(&mut server).await;
+        assert!(method == "GET" && path.contains("/roles?"), "the Roles go all the same: {method} {path}");
+        answer(send, 200, listed(&["role"]));
+        let (method, path, _, send) = next(&mut server).await;
+        assert!(method == "DELETE" && path.contains("/namespaces/sub/roles/role?"), "{method} {path}");
+        answer(send, 200, json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}));
+        let error = removal.await.expect("joined").expect_err("the failure is returned");
+        assert!(matches!(error, Error::Revoke(_)), "{error:?}");
+    }
 }

@@ -1,24 +1,28 @@
 //! Apply step: make the cluster hold exactly the desired Roles and RoleBindings of one
 //! assignment. Server-side apply under one field manager, only for objects whose cached
 //! state differs (and that were not just written: [`super::expectations`]); then prune, by
-//! the assignment's UID label, whatever is no longer desired.
+//! the assignment's UID label, whatever is no longer desired. A failed write stops nothing:
+//! every phase runs to its end, the prune included, and the failures are returned for status
+//! and the Event ([`Applied`]). An object at one of our names that the assignment did not
+//! write is replaced, never adopted.
 
 use std::collections::BTreeSet;
 
 use futures::{stream, StreamExt};
 
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::context::Context;
-use super::materialized::{binding_digest, role_digest, role_ref_digest, Digest, MaterializedCache};
+use super::materialized::{binding_digest, held, role_digest, role_ref_digest, Digest, MaterializedCache};
 use super::Error;
 use crate::model::desired::DesiredRbac;
 use crate::model::keys;
+use crate::model::status::WriteFailure;
 
 /// What one sync changed, for logs and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,24 +33,102 @@ pub struct SyncStats {
     pub deleted: usize,
 }
 
-/// What step 4 did: synced to the desired RBAC, or revoked everything (how many objects).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Applied {
-    /// The objects now match the desired RBAC.
-    Synced(SyncStats),
-    /// Every object of the assignment deleted; how many.
-    Revoked(usize),
+/// One write of step 4 that failed. The others of the sync went ahead all the same: a
+/// failed write never holds back the removal of access no longer wanted.
+#[derive(Debug)]
+pub struct Failure {
+    /// What failed, for status and the Event (pure: [`WriteFailure`]).
+    pub what: WriteFailure,
+    /// The error the reconcile fails with, so that it is retried.
+    pub error: Error,
+}
+
+/// What step 4 did: the writes that went through, those that failed, and where the
+/// assignment's RBAC is in force afterwards.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Every object of the assignment was to go (a rejection), rather than a sync to the
+    /// desired RBAC.
+    pub revoked_all: bool,
+    /// Writes that went through.
+    pub stats: SyncStats,
+    /// Writes that failed, each with the API server's answer.
+    pub failures: Vec<Failure>,
+    /// Namespaces where a RoleBinding of the assignment is in force after the step, sorted;
+    /// None when it could not be listed.
+    pub in_force: Option<BTreeSet<String>>,
+}
+
+impl Applied {
+    /// The failures as status reports them.
+    pub fn write_failures(&self) -> Vec<WriteFailure> {
+        self.failures.iter().map(|f| f.what.clone()).collect()
+    }
+
+    /// Ok when every write went through; else the first failure's error, so that the
+    /// reconcile is retried (with backoff) until the obstacle is gone.
+    ///
+    /// # Errors
+    /// The first failed write's [`Error`].
+    pub fn into_result(self) -> Result<SyncStats, Error> {
+        match self.failures.into_iter().next() {
+            Some(first) => Err(first.error),
+            None => Ok(self.stats),
+        }
+    }
+
+    fn failed(&mut self, kind: &str, (namespace, name): &(String, String), revoke: bool, error: Error) {
+        let detail = match &error {
+            Error::Apply(e) | Error::Prune(e) | Error::Revoke(e) => api_message(e),
+            other => other.to_string(),
+        };
+        let what =
+            WriteFailure { kind: kind.into(), namespace: namespace.clone(), name: name.clone(), revoke, error: detail };
+        warn!(%what, "RBAC write failed; the other writes go ahead");
+        self.failures.push(Failure { what, error });
+    }
+
+    /// Notes the results of one phase; the keys whose write failed.
+    fn absorb(
+        &mut self,
+        kind: &str,
+        revoke: bool,
+        results: Vec<((String, String), Result<bool, Error>)>,
+    ) -> BTreeSet<(String, String)> {
+        let mut failed = BTreeSet::new();
+        for (key, result) in results {
+            match result {
+                Ok(wrote) if revoke => self.stats.deleted += usize::from(wrote),
+                Ok(wrote) => self.stats.applied += usize::from(wrote),
+                Err(error) => {
+                    self.failed(kind, &key, revoke, error);
+                    failed.insert(key);
+                }
+            }
+        }
+        failed
+    }
+}
+
+/// The API server's own words for a failed request (its `Status` message), else the error.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
+    }
 }
 
 /// Which step a delete belongs to, for the error it fails with.
 type Step = fn(kube::Error) -> Error;
 
-fn key<K: Resource>(object: &K) -> (String, String) {
+type ObjectKey = (String, String);
+
+fn key<K: Resource>(object: &K) -> ObjectKey {
     (object.namespace().unwrap_or_default(), object.name_any())
 }
 
 /// What the controller materializes: Roles and RoleBindings.
-trait Materialized:
+pub(super) trait Materialized:
     k8s_openapi::Resource
     + Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
     + Clone
@@ -66,10 +148,12 @@ impl<K> Materialized for K where
 {
 }
 
-/// Applies `object` unless the cache (`cache`) or a write not yet seen there already holds
-/// content `digest`; whether it wrote.
+/// Applies `object` of the assignment with `uid` unless the cache (`cache`) or a write not
+/// yet seen there already holds content `digest`; whether it wrote. An object at its name
+/// that the assignment did not write is replaced first ([`evict_foreign`]).
 async fn apply_unless_current<K>(
     ctx: &Context,
+    uid: &str,
     cache: &MaterializedCache,
     object: &K,
     digest: Digest,
@@ -79,12 +163,16 @@ where
 {
     let (namespace, name) = key(object);
     let cached = cache.get(&namespace, &name);
-    if cached.as_ref().is_some_and(|c| c.digest == digest) {
+    let ours = cached.as_ref().is_some_and(|c| c.owner_uid.as_deref() == Some(uid) && !c.held);
+    if ours && cached.as_ref().is_some_and(|c| c.digest == digest) {
         return Ok(false);
     }
     let before = cached.and_then(|c| c.resource_version.clone());
     if ctx.expectations.in_flight(K::KIND, &namespace, &name, before.as_deref(), digest) {
         return Ok(false);
+    }
+    if !ours {
+        evict_foreign::<K>(ctx, uid, &namespace, &name).await?;
     }
     let written = server_side_apply(ctx, object).await?;
     ctx.expectations.wrote(K::KIND, cache, &namespace, &name, before, written, digest);
@@ -106,6 +194,66 @@ where
     Ok(applied.meta().resource_version.clone())
 }
 
+/// Makes room at one of the assignment's deterministic names: an object there that does not
+/// carry this assignment's `assignment-uid` label, or that someone holds with finalizers or
+/// owner references (the controller sets neither), was not written by it (someone created it
+/// under the predictable name, or it is left from another assignment), and is never adopted
+/// with its subjects, roleRef, finalizers or owners. It is deleted (only that object: the
+/// precondition is its UID), so that the apply creates ours. The cache holds only objects
+/// with our managed-by label, so a name it does not know as ours is asked of the API server.
+///
+/// # Errors
+/// [`Error::Apply`] when the read, the delete or the release of its finalizers fails.
+async fn evict_foreign<K>(ctx: &Context, uid: &str, namespace: &str, name: &str) -> Result<(), Error>
+where
+    K: Materialized,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(live) = api.get_metadata_opt(name).await.map_err(Error::Apply)? else {
+        return Ok(());
+    };
+    let owner = live.labels().get(keys::ASSIGNMENT_UID).cloned();
+    if owner.as_deref() == Some(uid) && !held(&live.metadata) {
+        // Ours, not in the cache yet.
+        return Ok(());
+    }
+    warn!(kind = K::KIND, %namespace, %name, ?owner, finalizers = ?live.metadata.finalizers, "an object the assignment did not write holds its name: replacing it");
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: live.metadata.uid.clone(), resource_version: None }),
+        ..DeleteParams::default()
+    };
+    ctx.metrics.write(K::KIND, "delete");
+    ctx.expectations.forget(K::KIND, namespace, name);
+    let _grant = ctx.grants.write();
+    delete_for_good(&api, name, &params).await.map(|_| ()).map_err(Error::Apply)
+}
+
+/// Deletes `name` and sees that it goes: the controller never sets finalizers on what it
+/// materializes, so any on an object at one of its names were put there by someone else, to
+/// keep the object (and the access it grants) after its deletion; they are taken off (the
+/// object's UID, in the patch, pins it). Whether it was there.
+pub(super) async fn delete_for_good<K>(api: &Api<K>, name: &str, params: &DeleteParams) -> Result<bool, kube::Error>
+where
+    K: Materialized,
+{
+    let deleted = match api.delete(name, params).await {
+        Ok(deleted) => deleted,
+        // Already gone, or its namespace is being deleted with it.
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let Some(held_back) = deleted.left().filter(|o| o.meta().finalizers.as_ref().is_some_and(|f| !f.is_empty())) else {
+        return Ok(true);
+    };
+    warn!(kind = K::KIND, namespace = ?held_back.meta().namespace, %name, finalizers = ?held_back.meta().finalizers, "finalizers someone else set held a deletion back: taking them off");
+    let release = serde_json::json!({"metadata": {"uid": held_back.meta().uid, "finalizers": null}});
+    match api.patch(name, &PatchParams::default(), &Patch::Merge(&release)).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 async fn delete<K>(ctx: &Context, namespace: &str, name: &str, step: Step) -> Result<(), Error>
 where
     K: Materialized,
@@ -114,15 +262,10 @@ where
     ctx.metrics.write(<K as k8s_openapi::Resource>::KIND, "delete");
     ctx.expectations.forget(K::KIND, namespace, name);
     let _grant = ctx.grants.write();
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => {
-            info!(kind = K::kind(&()).as_ref(), %namespace, %name, "revoked");
-            Ok(())
-        }
-        // Already gone, or its namespace is being deleted with it.
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(step(e)),
+    if delete_for_good(&api, name, &DeleteParams::default()).await.map_err(step)? {
+        info!(kind = K::kind(&()).as_ref(), %namespace, %name, "revoked");
     }
+    Ok(())
 }
 
 /// Writes of one phase in flight at once. Within a phase the objects are independent, so the
@@ -131,37 +274,50 @@ where
 const PARALLEL_WRITES: usize = 8;
 
 /// Runs the writes of one phase, [`PARALLEL_WRITES`] at a time, each to completion (so every
-/// write that happened is noted in the expectations); how many wrote, or the first error.
-async fn phase<Fut>(writes: Vec<Fut>) -> Result<usize, Error>
+/// write that happened is noted in the expectations); each one's result, by key. A failed
+/// write stops nothing.
+async fn phase<Fut>(writes: Vec<(ObjectKey, Fut)>) -> Vec<(ObjectKey, Result<bool, Error>)>
 where
     Fut: std::future::Future<Output = Result<bool, Error>>,
 {
-    let results: Vec<Result<bool, Error>> = stream::iter(writes).buffer_unordered(PARALLEL_WRITES).collect().await;
-    let mut wrote = 0;
-    for result in results {
-        wrote += usize::from(result?);
-    }
-    Ok(wrote)
+    stream::iter(writes.into_iter().map(|(key, write)| async move { (key, write.await) }))
+        .buffer_unordered(PARALLEL_WRITES)
+        .collect()
+        .await
 }
 
-/// Brings the assignment with `uid` to exactly `desired`. Roles are written before the
-/// bindings that reference them, and bindings are pruned before their Roles, so access that
-/// should stay never has a gap.
+/// Brings the assignment with `uid` to exactly `desired`, as far as the API server lets it.
+/// Four phases, each run to the end whatever failed before: Roles, then the bindings whose
+/// Role was written (a binding never goes ahead of its Role), then the prune of bindings no
+/// longer wanted, then of Roles. So access that stays never has a gap, and access that
+/// should go goes even when a write of new access fails (a quota, a name taken, a webhook):
+/// removal never waits for creation.
 ///
-/// # Errors
-/// [`Error::Apply`] or [`Error::Prune`] for the first write that failed; every other write of its phase ran.
-pub async fn sync(ctx: &Context, uid: &str, desired: &DesiredRbac) -> Result<SyncStats, Error> {
+/// Returns what went through, each failed write with its error, and where RBAC of the
+/// assignment is in force afterwards.
+pub async fn sync(ctx: &Context, uid: &str, desired: &DesiredRbac) -> Applied {
     let caches = &ctx.caches;
-    let roles: Vec<_> =
-        desired.roles.iter().map(|role| apply_unless_current(ctx, &caches.roles, role, role_digest(role))).collect();
-    let mut stats = SyncStats { applied: phase(roles).await?, deleted: 0 };
-    let bindings: Vec<_> = desired.bindings.iter().map(|binding| apply_binding(ctx, binding)).collect();
-    stats.applied += phase(bindings).await?;
+    let mut applied = Applied::default();
+    let roles: Vec<_> = desired
+        .roles
+        .iter()
+        .map(|role| (key(role), apply_unless_current(ctx, uid, &caches.roles, role, role_digest(role))))
+        .collect();
+    let failed_roles = applied.absorb(<Role as k8s_openapi::Resource>::KIND, false, phase(roles).await);
+    let role_failed = |b: &RoleBinding| {
+        b.role_ref.kind == <Role as k8s_openapi::Resource>::KIND
+            && failed_roles.contains(&(b.namespace().unwrap_or_default(), b.role_ref.name.clone()))
+    };
+    let (held_back, bindings): (Vec<&RoleBinding>, Vec<&RoleBinding>) =
+        desired.bindings.iter().partition(|b| role_failed(b));
+    let bindings: Vec<_> = bindings.into_iter().map(|b| (key(b), apply_binding(ctx, uid, b))).collect();
+    let mut not_written = applied.absorb(<RoleBinding as k8s_openapi::Resource>::KIND, false, phase(bindings).await);
+    not_written.extend(held_back.iter().map(|b| key(*b)));
 
     let wanted_bindings: BTreeSet<_> = desired.bindings.iter().map(key).collect();
     let wanted_roles: BTreeSet<_> = desired.roles.iter().map(key).collect();
-    let stale = |cache: &MaterializedCache, wanted: &BTreeSet<(String, String)>| {
-        let mut stale: Vec<(String, String)> = cache
+    let stale = |cache: &MaterializedCache, wanted: &BTreeSet<ObjectKey>| {
+        let mut stale: Vec<ObjectKey> = cache
             .of_owner(uid)
             .iter()
             .map(|r| (r.namespace().to_string(), r.name().to_string()))
@@ -170,51 +326,98 @@ pub async fn sync(ctx: &Context, uid: &str, desired: &DesiredRbac) -> Result<Syn
         stale.sort();
         stale
     };
-    stats.deleted += delete_all::<RoleBinding>(ctx, stale(&caches.bindings, &wanted_bindings), Error::Prune).await?;
-    stats.deleted += delete_all::<Role>(ctx, stale(&caches.roles, &wanted_roles), Error::Prune).await?;
-    Ok(stats)
+    let lingering = applied.absorb(
+        <RoleBinding as k8s_openapi::Resource>::KIND,
+        true,
+        delete_all::<RoleBinding>(ctx, stale(&caches.bindings, &wanted_bindings), Error::Prune).await,
+    );
+    // Roles go whatever happened to their bindings: a binding whose Role is gone grants nothing.
+    applied.absorb(
+        <Role as k8s_openapi::Resource>::KIND,
+        true,
+        delete_all::<Role>(ctx, stale(&caches.roles, &wanted_roles), Error::Prune).await,
+    );
+
+    // In force: every desired binding written or current, or failed over one of ours that
+    // was already there; and the bindings that should have gone but did not.
+    let ours = |k: &ObjectKey| caches.bindings.get(&k.0, &k.1).is_some_and(|r| r.owner_uid.as_deref() == Some(uid));
+    let mut in_force: BTreeSet<String> = wanted_bindings
+        .iter()
+        .filter(|k| !not_written.contains(*k) || ours(k))
+        .map(|(namespace, _)| namespace.clone())
+        .collect();
+    in_force.extend(lingering.into_iter().map(|(namespace, _)| namespace));
+    applied.in_force = Some(in_force);
+    applied
 }
 
-/// Applies `binding` unless current, replacing an object of ours with another roleRef (which
-/// is immutable); whether it wrote.
-async fn apply_binding(ctx: &Context, binding: &RoleBinding) -> Result<bool, Error> {
+/// Applies `binding` of the assignment with `uid` unless current, replacing an object of
+/// ours with another roleRef (which is immutable); whether it wrote.
+async fn apply_binding(ctx: &Context, uid: &str, binding: &RoleBinding) -> Result<bool, Error> {
     let (ns, name) = key(binding);
     let cached = ctx.caches.bindings.get(&ns, &name);
-    if cached.is_some_and(|c| c.role_ref.is_some_and(|r| r != role_ref_digest(&binding.role_ref))) {
+    let ours = cached.as_ref().is_some_and(|c| c.owner_uid.as_deref() == Some(uid) && !c.held);
+    if ours && cached.is_some_and(|c| c.role_ref.is_some_and(|r| r != role_ref_digest(&binding.role_ref))) {
         delete::<RoleBinding>(ctx, &ns, &name, Error::Apply).await?;
     }
-    apply_unless_current(ctx, &ctx.caches.bindings, binding, binding_digest(binding)).await
+    apply_unless_current(ctx, uid, &ctx.caches.bindings, binding, binding_digest(binding)).await
 }
 
-/// Deletes the objects at `keys` (namespace, name) as one phase; how many.
-async fn delete_all<K: Materialized>(ctx: &Context, keys: Vec<(String, String)>, step: Step) -> Result<usize, Error> {
-    let deletes: Vec<_> = keys.iter().map(|(ns, name)| delete_counted::<K>(ctx, ns, name, step)).collect();
-    phase(deletes).await
-}
-
-async fn delete_counted<K: Materialized>(
+/// Deletes the objects at `keys` (namespace, name) as one phase; each one's result.
+async fn delete_all<K: Materialized>(
     ctx: &Context,
-    namespace: &str,
-    name: &str,
+    keys: Vec<ObjectKey>,
     step: Step,
-) -> Result<bool, Error> {
-    delete::<K>(ctx, namespace, name, step).await.map(|()| true)
+) -> Vec<(ObjectKey, Result<bool, Error>)> {
+    let deletes: Vec<_> = keys
+        .into_iter()
+        .map(|k| {
+            let (namespace, name) = k.clone();
+            let write = async move { delete::<K>(ctx, &namespace, &name, step).await.map(|()| true) };
+            (k, write)
+        })
+        .collect();
+    phase(deletes).await
 }
 
 /// Revokes everything the assignment with `uid` owns, listing live rather than trusting the
 /// cache: this is the path that must never leave access behind. Bindings go first: their
-/// deletion is what ends the access.
-///
-/// # Errors
-/// [`Error::Revoke`] when the live list or a delete fails; the finalizer then stays.
-pub async fn revoke_all(ctx: &Context, uid: &str) -> Result<usize, Error> {
+/// deletion is what ends the access; Roles go whatever happened to the bindings (a binding
+/// whose Role is gone grants nothing). Every delete is tried; the failures are returned.
+pub async fn revoke_all(ctx: &Context, uid: &str) -> Applied {
     let selector = ListParams::default().labels(&format!("{}={uid}", keys::ASSIGNMENT_UID));
-    Ok(delete_listed::<RoleBinding>(ctx, &selector).await? + delete_listed::<Role>(ctx, &selector).await?)
+    let mut applied = Applied { revoked_all: true, in_force: Some(BTreeSet::new()), ..Applied::default() };
+    match list_keys::<RoleBinding>(ctx, &selector).await {
+        Ok(keys) => {
+            let lingering = applied.absorb(
+                <RoleBinding as k8s_openapi::Resource>::KIND,
+                true,
+                delete_all::<RoleBinding>(ctx, keys, Error::Revoke).await,
+            );
+            applied.in_force = Some(lingering.into_iter().map(|(namespace, _)| namespace).collect());
+        }
+        Err(error) => {
+            applied.failed(<RoleBinding as k8s_openapi::Resource>::KIND, &(String::new(), String::new()), true, error);
+            applied.in_force = None;
+        }
+    }
+    match list_keys::<Role>(ctx, &selector).await {
+        Ok(keys) => {
+            applied.absorb(
+                <Role as k8s_openapi::Resource>::KIND,
+                true,
+                delete_all::<Role>(ctx, keys, Error::Revoke).await,
+            );
+        }
+        Err(error) => {
+            applied.failed(<Role as k8s_openapi::Resource>::KIND, &(String::new(), String::new()), true, error)
+        }
+    }
+    applied
 }
 
-/// Deletes every object of kind `K` that `selector` finds, listed live; how many.
-async fn delete_listed<K: Materialized>(ctx: &Context, selector: &ListParams) -> Result<usize, Error> {
+/// The keys of every object of kind `K` that `selector` finds, listed live.
+async fn list_keys<K: Materialized>(ctx: &Context, selector: &ListParams) -> Result<Vec<ObjectKey>, Error> {
     let items = Api::<K>::all(ctx.client.clone()).list_metadata(selector).await.map_err(Error::Revoke)?.items;
-    let keys = items.iter().map(|o| (o.namespace().unwrap_or_default(), o.name_any())).collect();
-    delete_all::<K>(ctx, keys, Error::Revoke).await
+    Ok(items.iter().map(|o| (o.namespace().unwrap_or_default(), o.name_any())).collect())
 }

@@ -52,40 +52,48 @@ async fn materialize(assignment: Arc<RegistrationAssignment>, ctx: &Arc<Context>
     let outcome =
         ctx.policy.judge(&ctx.caches, |rules| outcome::decide_withholding(&snapshot, rules, withheld.as_deref()));
     let applied = apply(&assignment, &outcome, ctx).await?;
-    write_status(assignment.clone(), &outcome, applied, ctx).await?;
+    write_status(assignment.clone(), &outcome, &applied, ctx).await?;
     activations_follow(&assignment, ctx);
+    // A failed write is retried, with backoff, until its obstacle is gone; its status and
+    // Event are written above, once per transition.
+    applied.into_result()?;
     // No requeue: the periodic resync is one paced pass ([`super::triggers::resync`]).
     Ok(Action::await_change())
 }
 
-/// Step 4: exactly the desired RBAC, or nothing.
+/// Step 4: exactly the desired RBAC, or nothing; every write is tried, and those that
+/// failed are in the result.
 async fn apply(assignment: &RegistrationAssignment, outcome: &Outcome, ctx: &Context) -> Result<Applied, Error> {
     let uid = assignment.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    match outcome.desired() {
-        Some(desired) => apply::sync(ctx, &uid, desired).await.map(Applied::Synced),
-        None => apply::revoke_all(ctx, &uid).await.map(Applied::Revoked),
-    }
+    Ok(match outcome.desired() {
+        Some(desired) => apply::sync(ctx, &uid, desired).await,
+        None => apply::revoke_all(ctx, &uid).await,
+    })
 }
 
-/// Step 5: the status the outcome implies, and its Events, when they changed. A grant's
-/// record waits behind RBAC writes; a rejection's is written at once (nothing is granted,
-/// and the author is waiting for the reason).
+/// Step 5: the status the outcome and the writes imply, and its Events, when they changed.
+/// A grant's record waits behind RBAC writes; a rejection's, and a failed write's, are
+/// written at once (the author is waiting for the reason, and an Event that a write failed
+/// must not wait for writes).
 async fn write_status(
     assignment: Arc<RegistrationAssignment>,
     outcome: &Outcome,
-    applied: Applied,
+    applied: &Applied,
     ctx: &Arc<Context>,
 ) -> Result<(), Error> {
     let old = assignment.status.clone().unwrap_or_default();
-    let new = status::assignment_status(assignment.metadata.generation, &old, outcome, outcome::now());
+    let now = outcome::now();
+    let new = status::assignment_status(assignment.metadata.generation, &old, outcome, now.clone());
+    let in_force = applied.in_force.as_ref().map(|n| n.iter().cloned().collect());
+    let new = status::with_write_failures(&old, new, &applied.write_failures(), in_force, now);
     if status::same_assignment_status(&old, &new) {
         return Ok(());
     }
     let notices = status::assignment_notices(outcome, &old, &new);
     let reason = status::ready_of(&new.conditions).map(|(_, reason)| reason.to_string());
-    info!(state = ?new.provisioning_state, ?reason, ?applied, "status changed");
+    info!(state = ?new.provisioning_state, ?reason, stats = ?applied.stats, failed = applied.failures.len(), "status changed");
     let record = Record::AssignmentStatus { assignment, status: new, notices };
-    if outcome.is_granted() {
+    if outcome.is_granted() && applied.failures.is_empty() {
         ctx.bookkeeping.defer(record);
         Ok(())
     } else {
@@ -97,7 +105,7 @@ async fn write_status(
 #[instrument(skip_all, fields(assignment = %format!("{}/{}", assignment.namespace().unwrap_or_default(), assignment.name_any())))]
 async fn revoke(assignment: Arc<RegistrationAssignment>, ctx: &Context) -> Result<Action, Error> {
     let uid = assignment.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    let deleted = apply::revoke_all(ctx, &uid).await?;
+    let deleted = apply::revoke_all(ctx, &uid).await.into_result()?.deleted;
     info!(deleted, "access revoked");
     ctx.bookkeeping.publish(assignment.as_ref(), &Notice::revoked(deleted)).await;
     let namespace = assignment.namespace().unwrap_or_default();

@@ -11,7 +11,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use super::bookkeeping::{namespace_reference, Record};
 use super::caches::Caches;
@@ -146,23 +146,38 @@ async fn live_assignments_of(
 /// Finalizer cleanup: deleting a definition deletes its assignments (SPEC §6); their own
 /// finalizers revoke the access, and they already see the definition as gone.
 #[instrument(skip_all, fields(definition = %format!("{}/{}", definition.namespace().unwrap_or_default(), definition.name_any())))]
+///
+/// Every deletion is tried whatever failed before it (the cached assignments go even when
+/// the live list fails); the first failure then fails the reconcile, which keeps the
+/// finalizer and retries.
 async fn cascade(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Result<Action, Error> {
     let mut assignments = assignments_of(&definition, &ctx.caches);
-    for live in live_assignments_of(&definition, ctx).await? {
-        if !assignments.iter().any(|a| a.namespace() == live.namespace() && a.name_any() == live.name_any()) {
-            assignments.push(live);
+    let mut first_error = None;
+    match live_assignments_of(&definition, ctx).await {
+        Ok(live) => {
+            for live in live {
+                if !assignments.iter().any(|a| a.namespace() == live.namespace() && a.name_any() == live.name_any()) {
+                    assignments.push(live);
+                }
+            }
         }
+        Err(e) => first_error = Some(e),
     }
     for a in &assignments {
         let api: Api<RegistrationAssignment> = Api::namespaced(ctx.client.clone(), &a.namespace().unwrap_or_default());
+        let assignment = format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any());
         match api.delete(&a.name_any(), &DeleteParams::default()).await {
-            Ok(_) => {
-                info!(assignment = %format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any()), "deleted with its definition")
-            }
+            Ok(_) => info!(%assignment, "deleted with its definition"),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(Error::Cascade(e)),
+            Err(e) => {
+                warn!(%assignment, error = %e, "could not delete with its definition; the others go ahead");
+                first_error.get_or_insert(Error::Cascade(e));
+            }
         }
         ctx.retrigger(ObjectRef::from_obj(a.as_ref()));
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     ctx.bookkeeping.publish(definition.as_ref(), &Notice::cascading(assignments.len())).await;
     Ok(Action::await_change())
@@ -227,5 +242,44 @@ mod tests {
         assert!(body["note"].as_str().is_some_and(|n| n.contains("1 assignment")), "{body}");
         answer(send, 201, body);
         cascade.await.expect("task").expect("cascade");
+    }
+
+    /// A failed live list holds back no deletion: the assignments the caches hold are deleted
+    /// all the same, then the reconcile fails (the finalizer stays, and it is retried).
+    #[tokio::test]
+    async fn a_failed_list_holds_back_the_deletion_of_the_cached_assignments() {
+        let (ctx, mut server, mut cluster) = context();
+        let definition: RegistrationDefinition = serde_json::from_value(json!({
+            "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationDefinition",
+            "metadata": {"name": "offer", "namespace": "sub"},
+            "spec": {"registrationDefinitionName": "Contoso", "managedByTenantId": "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6",
+                "authorizations": [{"principalId": "00000000-0000-0000-0000-0000000000a1",
+                    "roleDefinitionId": "acdd72a7-3385-48ef-bd42-f606fba81ae7"}]},
+        }))
+        .expect("definition");
+        let cached = json!({
+            "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
+            "metadata": {"name": "cached", "namespace": "sub", "uid": "uid-cached"},
+            "spec": {"registrationDefinitionRef": {"name": "offer"}},
+        });
+        cluster.assignment(serde_json::from_value(cached.clone()).expect("assignment"));
+        let cascade = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { cascade(Arc::new(definition), &ctx).await }
+        });
+        let (method, _, _, send) = next(&mut server).await;
+        assert_eq!(method, "GET");
+        answer(send, 500, json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 500}));
+        let (method, path, _, send) = next(&mut server).await;
+        assert_eq!(
+            (method.as_str(), path.as_str()),
+            (
+                "DELETE",
+                "/apis/managedservices.kubelighthouse.io/v1alpha1/namespaces/sub/registrationassignments/cached?"
+            )
+        );
+        answer(send, 200, cached);
+        let error = cascade.await.expect("task").expect_err("the list failure is returned");
+        assert!(matches!(error, Error::Cascade(_)), "{error:?}");
     }
 }

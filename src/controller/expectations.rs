@@ -127,6 +127,7 @@ mod tests {
             assignable: false,
             role_ref: None,
             delegates: None,
+            held: false,
             digest,
         }
     }

@@ -44,7 +44,8 @@ pub fn judge(binding: &RoleBinding) -> Option<Offence> {
     })
 }
 
-async fn remove(ctx: &Context, offence: &Offence) {
+/// Deletes the binding of `offence`; false when the API server failed (try again later).
+async fn remove(ctx: &Context, offence: &Offence) -> bool {
     let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &offence.namespace);
     // Only the binding that was judged: one re-created meanwhile under the same name is
     // judged on its own watch event.
@@ -56,10 +57,10 @@ async fn remove(ctx: &Context, offence: &Offence) {
         Ok(_) => {
             info!(namespace = %offence.namespace, name = %offence.name, "deleted a RoleBinding beyond User Access Administrator's limit")
         }
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => return,
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => return true,
         Err(e) => {
-            warn!(error = %e, namespace = %offence.namespace, name = %offence.name, "could not delete a RoleBinding beyond User Access Administrator's limit");
-            return;
+            warn!(error = %e, namespace = %offence.namespace, name = %offence.name, "could not delete a RoleBinding beyond User Access Administrator's limit; retrying");
+            return false;
         }
     }
     let regarding = ObjectReference {
@@ -71,6 +72,7 @@ async fn remove(ctx: &Context, offence: &Offence) {
         ..Default::default()
     };
     ctx.bookkeeping.publish_to(&regarding, &Notice::user_access_limit(&offence.message)).await;
+    true
 }
 
 /// Runs until the channel closes. Judged only once the caches are synced, like the sweep.
@@ -79,7 +81,68 @@ pub async fn run(ctx: Arc<Context>, offences: impl futures::Stream<Item = Offenc
     if ctx.caches_synced().await.is_err() {
         return;
     }
-    while let Some(offence) = offences.next().await {
-        remove(&ctx, &offence).await;
+    // Removals that failed, each back after its backoff: a binding beyond the limit must not
+    // wait for its next watch event to go.
+    let mut retries = futures::stream::FuturesUnordered::new();
+    loop {
+        let offence = tokio::select! {
+            next = offences.next() => match next {
+                Some(offence) => offence,
+                None => return,
+            },
+            Some(offence) = retries.next(), if !retries.is_empty() => offence,
+        };
+        let key = format!("guard/{}/{}", offence.namespace, offence.name);
+        if remove(&ctx, &offence).await {
+            ctx.retries.succeeded(&key);
+        } else {
+            let delay = ctx.retries.failed(&key);
+            retries.push(async move {
+                tokio::time::sleep(delay).await;
+                offence
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::controller::testing::{answer, context, next};
+
+    /// A removal the API server fails is tried again after its backoff, without waiting for
+    /// another watch event of the binding.
+    #[tokio::test]
+    async fn a_failed_removal_is_retried() {
+        let (ctx, mut server, _cluster) = context();
+        let offence = Offence {
+            namespace: "sub".into(),
+            name: "to-a-person".into(),
+            uid: Some("b-uid".into()),
+            message: "bound to a person".into(),
+        };
+        let (offences, received) = futures::channel::mpsc::unbounded();
+        offences.unbounded_send(offence).expect("send");
+        let guard = tokio::spawn(run(ctx.clone(), received));
+        for status in [503, 200] {
+            let (method, path, body, send) = next(&mut server).await;
+            assert_eq!(
+                (method.as_str(), path.as_str()),
+                ("DELETE", "/apis/rbac.authorization.k8s.io/v1/namespaces/sub/rolebindings/to-a-person?")
+            );
+            assert_eq!(body["preconditions"]["uid"], "b-uid");
+            answer(
+                send,
+                status,
+                json!({"apiVersion": "v1", "kind": "Status", "code": status, "status": if status == 200 { "Success" } else { "Failure" }}),
+            );
+        }
+        let (method, _, event, send) = next(&mut server).await;
+        assert_eq!((method.as_str(), event["reason"].as_str()), ("POST", Some("UserAccessAdministratorLimit")));
+        answer(send, 201, event);
+        drop(offences);
+        guard.await.expect("the guard ends with its channel");
     }
 }

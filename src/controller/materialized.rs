@@ -47,6 +47,10 @@ pub struct Record {
     /// A User Access Administrator binding's subjects, which the admission webhook reads;
     /// other bindings keep them only in the digest.
     pub delegates: Option<Vec<Subject>>,
+    /// It has finalizers or owner references, which the controller never sets: someone else
+    /// holds it (a finalizer would keep its access after its deletion), so it is not ours
+    /// whatever its labels say, and is replaced.
+    pub held: bool,
     /// Digest of what the controller sets: its labels and annotations, and the rules or the
     /// roleRef and subjects.
     pub digest: Digest,
@@ -79,6 +83,7 @@ impl Record {
             assignable: label(keys::ASSIGNABLE).is_some_and(|v| v == "true"),
             role_ref: None,
             delegates: None,
+            held: held(meta),
             digest,
         }
     }
@@ -100,6 +105,13 @@ impl Record {
             ..Record::from_meta(&binding.metadata, binding_digest(binding))
         }
     }
+}
+
+/// Whether `meta` carries finalizers or owner references: the controller sets neither on
+/// what it materializes.
+pub fn held(meta: &ObjectMeta) -> bool {
+    meta.finalizers.as_ref().is_some_and(|f| !f.is_empty())
+        || meta.owner_references.as_ref().is_some_and(|o| !o.is_empty())
 }
 
 // --- digests ---------------------------------------------------------------------------

@@ -64,15 +64,20 @@ fn judge(cache: &MaterializedCache, key: &Key, ctx: &Context) -> Option<(std::sy
     Some((record, verdict))
 }
 
-async fn delete<K>(api: Api<K>, name: &str)
+/// Whether the orphan is gone.
+async fn delete<K>(api: Api<K>, name: &str) -> bool
 where
     K: k8s_openapi::Resource + kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => info!(kind = K::KIND, %name, "swept orphan"),
         Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => warn!(error = %e, %name, "could not sweep orphan"),
+        Err(e) => {
+            warn!(error = %e, %name, "could not sweep orphan; retrying");
+            return false;
+        }
     }
+    true
 }
 
 /// A JSON merge patch that removes every label the controller sets on what it materializes.
@@ -82,29 +87,54 @@ pub fn unlabel_patch() -> serde_json::Value {
     serde_json::json!({"metadata": {"labels": labels}})
 }
 
-async fn unlabel<K>(api: Api<K>, name: &str)
+/// Whether our labels are off (or the object gone).
+async fn unlabel<K>(api: Api<K>, name: &str) -> bool
 where
     K: k8s_openapi::Resource + kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     match api.patch(name, &PatchParams::default(), &Patch::Merge(unlabel_patch())).await {
         Ok(_) => info!(kind = K::KIND, %name, "took our label off an object that names no assignment"),
         Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => warn!(error = %e, %name, "could not take our label off a foreign object"),
+        Err(e) => {
+            warn!(error = %e, %name, "could not take our label off a foreign object; retrying");
+            return false;
+        }
     }
+    true
 }
 
-async fn carry_out<K>(ctx: &Context, api: Api<K>, record: &Record, verdict: Verdict)
+/// Whether the verdict is carried out (false: an API call failed, try again later).
+async fn carry_out<K>(ctx: &Context, api: Api<K>, record: &Record, verdict: Verdict) -> bool
 where
     K: k8s_openapi::Resource + kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     match verdict {
-        Verdict::Owned => {}
+        Verdict::Owned => true,
         Verdict::Unattributed(owner) => {
             info!(kind = K::KIND, name = %record.name(), assignment = %owner, "labelled with an assignment it does not belong to; reconciling that assignment");
             let _ = ctx.assignment_triggers.unbounded_send(owner);
+            true
         }
         Verdict::Orphan => delete(api, record.name()).await,
         Verdict::Foreign => unlabel(api, record.name()).await,
+    }
+}
+
+/// Judges `candidate` afresh and carries the verdict out; whether that is done.
+async fn sweep(ctx: &Context, candidate: &Candidate) -> bool {
+    match candidate {
+        Candidate::Role(key) => match judge(&ctx.caches.roles, key, ctx) {
+            Some((role, verdict)) => {
+                carry_out(ctx, Api::<Role>::namespaced(ctx.client.clone(), role.namespace()), &role, verdict).await
+            }
+            None => true,
+        },
+        Candidate::Binding(key) => match judge(&ctx.caches.bindings, key, ctx) {
+            Some((b, verdict)) => {
+                carry_out(ctx, Api::<RoleBinding>::namespaced(ctx.client.clone(), b.namespace()), &b, verdict).await
+            }
+            None => true,
+        },
     }
 }
 
@@ -114,20 +144,29 @@ pub async fn run(ctx: std::sync::Arc<Context>, candidates: impl futures::Stream<
     if ctx.caches_synced().await.is_err() {
         return;
     }
-    while let Some(candidate) = candidates.next().await {
-        match candidate {
-            Candidate::Role(key) => {
-                if let Some((role, verdict)) = judge(&ctx.caches.roles, &key, &ctx) {
-                    carry_out(&ctx, Api::<Role>::namespaced(ctx.client.clone(), role.namespace()), &role, verdict)
-                        .await;
-                }
-            }
-            Candidate::Binding(key) => {
-                if let Some((b, verdict)) = judge(&ctx.caches.bindings, &key, &ctx) {
-                    carry_out(&ctx, Api::<RoleBinding>::namespaced(ctx.client.clone(), b.namespace()), &b, verdict)
-                        .await;
-                }
-            }
+    // Sweeps that failed, each back after its backoff and judged afresh then: an orphan's
+    // access must not wait for its next watch event to go.
+    let mut retries = futures::stream::FuturesUnordered::new();
+    loop {
+        let candidate = tokio::select! {
+            next = candidates.next() => match next {
+                Some(candidate) => candidate,
+                None => return,
+            },
+            Some(candidate) = retries.next(), if !retries.is_empty() => candidate,
+        };
+        let key = match &candidate {
+            Candidate::Role(k) => format!("sweep/Role/{}/{}", k.0, k.1),
+            Candidate::Binding(k) => format!("sweep/RoleBinding/{}/{}", k.0, k.1),
+        };
+        if sweep(&ctx, &candidate).await {
+            ctx.retries.succeeded(&key);
+        } else {
+            let delay = ctx.retries.failed(&key);
+            retries.push(async move {
+                tokio::time::sleep(delay).await;
+                candidate
+            });
         }
     }
 }
@@ -182,6 +221,34 @@ mod tests {
         assert_eq!(verdict(&unannotated, live), Verdict::Unattributed(ObjectRef::new("contoso").within("sub")));
         let another = binding(&[OURS, (keys::ASSIGNMENT_UID, "u1")], Some("sub/other"));
         assert_eq!(verdict(&another, live), Verdict::Unattributed(ObjectRef::new("contoso").within("sub")));
+    }
+
+    /// An orphan whose deletion the API server fails is swept again after its backoff,
+    /// without waiting for another watch event.
+    #[tokio::test]
+    async fn a_failed_sweep_is_retried() {
+        use crate::controller::testing::{answer, context, next};
+        let (ctx, mut server, _cluster) = context();
+        let orphan = binding(&[OURS, (keys::ASSIGNMENT_UID, "gone")], Some("sub/gone"));
+        ctx.caches.bindings.observe(&kube::runtime::watcher::Event::Apply(orphan.clone()));
+        let (candidates, received) = futures::channel::mpsc::unbounded();
+        candidates.unbounded_send(Candidate::Binding(orphan.key.clone())).expect("send");
+        let sweeper = tokio::spawn(run(ctx.clone(), received));
+        for status in [503, 200] {
+            let (method, path, _, send) = next(&mut server).await;
+            assert_eq!(
+                (method.as_str(), path.as_str()),
+                ("DELETE", "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/rolebindings/b?")
+            );
+            let outcome = if status == 200 { "Success" } else { "Failure" };
+            answer(
+                send,
+                status,
+                serde_json::json!({"apiVersion": "v1", "kind": "Status", "code": status, "status": outcome}),
+            );
+        }
+        drop(candidates);
+        sweeper.await.expect("the sweep ends with its channel");
     }
 
     #[test]

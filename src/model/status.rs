@@ -171,6 +171,88 @@ pub fn assignment_status(
     }
 }
 
+/// One write of the apply step that the API server refused: the object, what the write was
+/// for, and the API server's answer. The shell reports them; nothing else is skipped because
+/// of one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteFailure {
+    /// `Role` or `RoleBinding`.
+    pub kind: String,
+    /// The object's namespace (empty for a list across namespaces).
+    pub namespace: String,
+    /// The object's name (empty for a list).
+    pub name: String,
+    /// A deletion of access no longer wanted, rather than a write of access wanted.
+    pub revoke: bool,
+    /// The API server's answer, or why the controller did not write.
+    pub error: String,
+}
+
+impl std::fmt::Display for WriteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.revoke { "deleting" } else { "writing" };
+        if self.name.is_empty() {
+            write!(f, "listing {}s: {}", self.kind, self.error)
+        } else {
+            write!(f, "{what} {} {}/{}: {}", self.kind, self.namespace, self.name, self.error)
+        }
+    }
+}
+
+/// Ready's reason when access no longer wanted could not be removed.
+pub const REVOKE_FAILED: &str = "RevokeFailed";
+/// Ready's reason when access wanted could not be written (and every removal succeeded).
+pub const APPLY_FAILED: &str = "ApplyFailed";
+
+/// `status` (what the outcome implies, from [`assignment_status`]) corrected for the writes
+/// of the apply step that failed: `provisioningState` Failed (the provisioning did not
+/// complete), `Ready=False` naming each failed write with the API server's answer, and
+/// `namespaces` where RBAC of the assignment really is in force (`in_force`; None when it
+/// could not be listed: the recorded namespaces stay). A rejection keeps its rule as the
+/// reason and says what it could not remove. Unchanged when nothing failed.
+pub fn with_write_failures(
+    existing: &RegistrationAssignmentStatus,
+    mut status: RegistrationAssignmentStatus,
+    failures: &[WriteFailure],
+    in_force: Option<Vec<String>>,
+    now: Time,
+) -> RegistrationAssignmentStatus {
+    if failures.is_empty() {
+        return status;
+    }
+    let details: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    let details = details.join("; ");
+    let rejected = status.provisioning_state == Some(ProvisioningState::Failed);
+    let generation = status.observed_generation;
+    let ready = match condition_of(&status.conditions, "Ready") {
+        Some(r) if rejected => {
+            let message = format!("{}; access not yet removed, retrying: {details}", r.message);
+            condition("Ready", ConditionStatus::False, &r.reason, message, generation)
+        }
+        _ => {
+            let revoke = failures.iter().any(|f| f.revoke);
+            let (reason, what) = if revoke {
+                (REVOKE_FAILED, "access no longer delegated is still in force")
+            } else {
+                (APPLY_FAILED, "access delegated is not all in force")
+            };
+            let message = format!("{what}: {} write(s) failed, retrying: {details}", failures.len());
+            condition("Ready", ConditionStatus::False, reason, message, generation)
+        }
+    };
+    // Transition time as against the recorded Ready, not the one `status` just computed.
+    let mut base: Vec<Condition> = status.conditions.iter().filter(|c| c.type_ != "Ready").cloned().collect();
+    base.extend(condition_of(&existing.conditions, "Ready").cloned());
+    status.conditions = merge_condition(&base, ready, now);
+    status.provisioning_state = Some(ProvisioningState::Failed);
+    if let Some(in_force) = in_force {
+        status.namespaces = in_force;
+    } else {
+        status.namespaces = existing.namespaces.clone();
+    }
+    status
+}
+
 fn same_conditions(a: &[Condition], b: &[Condition]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
 }
@@ -203,13 +285,14 @@ pub fn assignment_notices(
 ) -> Vec<Notice> {
     let mut notices = Vec::new();
     if ready_of(&old.conditions) != ready_of(&new.conditions) {
-        notices.push(match outcome {
-            Outcome::Granted(_) => Notice::normal(
-                "Granted",
-                condition_of(&new.conditions, "Ready").and_then(|c| note(&c.message)),
-                "Materialize",
-            ),
-            Outcome::Rejected(rejected) => Notice::rejected(&rejected.rejection),
+        let ready = condition_of(&new.conditions, "Ready");
+        let failed_write = ready.filter(|c| [APPLY_FAILED, REVOKE_FAILED].contains(&c.reason.as_str()));
+        notices.push(match (outcome, failed_write) {
+            (Outcome::Granted(_), Some(c)) => Notice::warning(&c.reason, note(&c.message), "Materialize"),
+            (Outcome::Granted(_), None) => {
+                Notice::normal("Granted", ready.and_then(|c| note(&c.message)), "Materialize")
+            }
+            (Outcome::Rejected(rejected), _) => Notice::rejected(&rejected.rejection),
         });
     }
     fn degraded_message(s: &RegistrationAssignmentStatus) -> Option<&String> {
@@ -281,11 +364,13 @@ pub fn same_definition_status(a: &RegistrationDefinitionStatus, b: &Registration
 
 /// The `kubelighthouse.io/managed-by-tenants` value of a subscription (Azure's
 /// `managedByTenants`, SPEC §7): the sorted, comma-separated managing tenants of the
-/// assignments in force in it and its resource groups, given their statuses. None when none.
+/// assignments in force in it and its resource groups, given their statuses: Succeeded, or
+/// Failed with RBAC still in force somewhere (a write failed: what is there still grants).
+/// None when none.
 pub fn managed_by_tenants<'a>(statuses: impl IntoIterator<Item = &'a RegistrationAssignmentStatus>) -> Option<String> {
     let tenants: BTreeSet<&str> = statuses
         .into_iter()
-        .filter(|s| s.provisioning_state == Some(ProvisioningState::Succeeded))
+        .filter(|s| s.provisioning_state == Some(ProvisioningState::Succeeded) || !s.namespaces.is_empty())
         .filter_map(|s| s.managed_by_tenant_id.as_deref())
         .collect();
     (!tenants.is_empty()).then(|| tenants.into_iter().collect::<Vec<_>>().join(","))

@@ -7,8 +7,10 @@
 //! eligible one, or a listed approver of an eligible one. Subjects are compared exactly as
 //! RBAC compares them ([`Caller::is_subject`]), so a view never shows what the caller's
 //! RoleBindings would not name. Since the projection contains the managing tenant, a principal
-//! of tenant A never matches a delegation to tenant B. A Failed assignment grants nothing, so
-//! it shows to no one (SPEC §10: a delegation is listed when it grants the caller something);
+//! of tenant A never matches a delegation to tenant B. A Failed assignment with nothing in
+//! force (`status.namespaces` empty: rejected) grants nothing, so it shows to no one (SPEC
+//! §10: a delegation is listed when it grants the caller something); one whose write failed
+//! with access still in force shows, with its state and reason;
 //! the customer sees it, with its reason, among their providers. A pending one (Accepted, or
 //! not yet reconciled) shows with its state.
 //!
@@ -209,7 +211,8 @@ fn ready_condition(assignment: &RegistrationAssignment) -> Option<&crate::api::C
 /// `status.manageeTenantId` when the scope namespace is gone; its definition, resolved in the
 /// subscription namespace (an assignment whose definition is not found shows to no one: there
 /// is nobody it names); and the caller's roles in it. Assignments that give the caller nothing
-/// are left out, and so are Failed ones: they grant nothing to anyone. Namespaces in force are
+/// are left out, and so are Failed ones with nothing in force: they grant nothing to anyone
+/// (a Failed one whose write failed, with access still in force, is shown). Namespaces in force are
 /// `status.namespaces` that still exist and are not terminating.
 pub fn delegations<'a>(
     caller: &Caller,
@@ -229,7 +232,7 @@ pub fn delegations<'a>(
             continue;
         };
         let status = assignment.status.clone().unwrap_or_default();
-        if status.provisioning_state == Some(ProvisioningState::Failed) {
+        if status.provisioning_state == Some(ProvisioningState::Failed) && status.namespaces.is_empty() {
             continue;
         }
         let resolved = scope::subscription_of(namespace, ctx.namespaces).ok();
@@ -790,7 +793,7 @@ mod tests {
     #[test]
     fn failed_assignments_show_to_no_one_and_pending_ones_with_their_state() {
         let mut w = World::msp();
-        let mut failed = assignment("cust1", "a-ops", "a-ops", ProvisioningState::Failed, &["cust1"]);
+        let mut failed = assignment("cust1", "a-ops", "a-ops", ProvisioningState::Failed, &[]);
         failed.status.as_mut().expect("status").conditions = vec![Condition {
             type_: "Ready".into(),
             status: ConditionStatus::False,
@@ -815,6 +818,26 @@ mod tests {
         let c = customers(&d);
         let c1 = c.iter().find(|c| c.customer_tenant_id == CUSTOMER_1).expect("customer 1");
         assert_eq!(c1.delegation_count, 1);
+    }
+
+    #[test]
+    fn a_failed_write_with_access_still_in_force_shows_with_its_reason() {
+        let mut w = World::msp();
+        let mut failed = assignment("cust1", "a-ops", "a-ops", ProvisioningState::Failed, &["cust1"]);
+        failed.status.as_mut().expect("status").conditions = vec![Condition {
+            type_: "Ready".into(),
+            status: ConditionStatus::False,
+            reason: "ApplyFailed".into(),
+            message: "access delegated is not all in force: 1 write(s) failed".into(),
+            observed_generation: Some(1),
+            last_transition_time: None,
+        }];
+        w.assignments[0] = failed;
+        let alice = user_of(TENANT_A, ALICE, &[ENGINEERS]);
+        let d = w.delegations(&alice);
+        let shown = d.iter().find(|d| d.namespace == "cust1").expect("its access is real: shown");
+        assert_eq!(shown.state, "Failed");
+        assert_eq!(shown.namespaces, ["cust1"]);
     }
 
     #[test]

@@ -76,6 +76,185 @@ fn with_status(a: &RegistrationAssignment, patch: &serde_json::Value) -> serde_j
     object
 }
 
+/// A 404 `Status`.
+fn not_found(send: tower_test::mock::SendResponse<http::Response<kube::client::Body>>) {
+    answer(
+        send,
+        404,
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}),
+    );
+}
+
+/// A Role or RoleBinding of the assignment with UID `uid`, as the materialized cache records it.
+fn ours<K: kube::Resource<DynamicType = ()> + Default>(name: &str, uid: &str) -> K {
+    let mut object = K::default();
+    let meta = object.meta_mut();
+    meta.name = Some(name.into());
+    meta.namespace = Some("sub".into());
+    meta.resource_version = Some("5".into());
+    meta.labels = Some(
+        [
+            (keys::MANAGED_BY.to_string(), keys::MANAGER.to_string()),
+            (keys::ASSIGNMENT_UID.to_string(), uid.to_string()),
+        ]
+        .into(),
+    );
+    object
+}
+
+/// The cache holds a Contributor Role and RoleBinding of the assignment (before a downgrade).
+fn holds_contributor(ctx: &Context) {
+    use crate::controller::materialized::Record;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let role: Role = ours("kubelighthouse:old:contributor", "uid-1");
+    let mut binding: RoleBinding = ours("kubelighthouse:old:contributor", "uid-1");
+    binding.role_ref.kind = "Role".into();
+    binding.role_ref.name = "kubelighthouse:old:contributor".into();
+    ctx.caches.roles.observe(&watcher::Event::Apply(Record::from_role(&role)));
+    ctx.caches.bindings.observe(&watcher::Event::Apply(Record::from_binding(&binding)));
+}
+
+/// Issue 26, item 3: a downgrade whose new RoleBinding the API server refuses (a quota of
+/// zero RoleBindings) still removes the Contributor access at once, then says so in status
+/// (Failed, Ready=False `ApplyFailed` naming the object and the API server's answer) and in
+/// one Warning Event, and fails the reconcile so that it is retried.
+#[tokio::test]
+async fn a_refused_new_binding_holds_back_no_prune_and_is_reported() {
+    let (ctx, mut server, mut cluster) = context();
+    cluster.namespace(namespace("sub", &[(keys::TENANT_ID, CUSTOMER)]));
+    cluster.definition(definition());
+    ctx.caches.catalog.observe(&watcher::Event::Apply(reader_role()));
+    holds_contributor(&ctx);
+    let a = assignment("sub");
+    cluster.assignment(a.clone());
+    let reconcile = tokio::spawn(reconcile(Arc::new(a.clone()), ctx.clone()));
+
+    let (method, _, _, send) = next(&mut server).await;
+    assert_eq!(method, "GET");
+    not_found(send);
+    let (method, path, role, send) = next(&mut server).await;
+    assert!(method == "PATCH" && path.contains("/roles/"), "{method} {path}");
+    answer(send, 200, applied(role, "10"));
+    let (method, _, _, send) = next(&mut server).await;
+    assert_eq!(method, "GET");
+    not_found(send);
+    let (method, path, binding, send) = next(&mut server).await;
+    assert!(method == "PATCH" && path.contains("/rolebindings/"), "{method} {path}");
+    let binding_name = binding["metadata"]["name"].as_str().expect("name").to_string();
+    let quota = "rolebindings.rbac.authorization.k8s.io \"x\" is forbidden: exceeded quota: no-bindings";
+    answer(
+        send,
+        403,
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403, "message": quota}),
+    );
+
+    // The refusal holds back no removal: the Contributor binding, then its Role.
+    let (method, path, _, send) = next(&mut server).await;
+    assert_eq!(
+        (method.as_str(), path.as_str()),
+        ("DELETE", "/apis/rbac.authorization.k8s.io/v1/namespaces/sub/rolebindings/kubelighthouse:old:contributor?")
+    );
+    answer(send, 200, json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}));
+    let (method, path, _, send) = next(&mut server).await;
+    assert_eq!(
+        (method.as_str(), path.as_str()),
+        ("DELETE", "/apis/rbac.authorization.k8s.io/v1/namespaces/sub/roles/kubelighthouse:old:contributor?")
+    );
+    answer(send, 200, json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}));
+
+    // Then the failure, at once: status and one Warning Event.
+    let (method, path, body, send) = next(&mut server).await;
+    assert!(method == "PATCH" && path.contains("/registrationassignments/contoso/status?"), "{method} {path}");
+    let status = &body["status"];
+    assert_eq!(status["provisioningState"], "Failed");
+    assert!(
+        status["namespaces"].as_array().is_none_or(Vec::is_empty),
+        "nothing of the assignment is in force: {status}"
+    );
+    let conditions = status["conditions"].as_array().expect("conditions");
+    let ready = conditions.iter().find(|c| c["type"] == "Ready").expect("Ready");
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("ApplyFailed")));
+    let message = ready["message"].as_str().expect("message");
+    assert!(message.contains(&format!("RoleBinding sub/{binding_name}")), "{message}");
+    assert!(message.contains("exceeded quota: no-bindings"), "{message}");
+    answer(send, 200, with_status(&a, &body));
+    let (method, _, event, send) = next(&mut server).await;
+    assert_eq!(method, "POST");
+    assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Warning"), Some("ApplyFailed")));
+    assert!(event["note"].as_str().is_some_and(|n| n.contains("exceeded quota")), "{event}");
+    answer(send, 201, event);
+
+    let error = reconcile.await.expect("joined").expect_err("retried until the quota allows it");
+    assert!(matches!(error, Error::Apply(_)), "{error:?}");
+}
+
+/// Issue 26, item 3: a RoleBinding someone else created under the name of the binding the
+/// controller is about to write is deleted (only that object: its UID is the
+/// precondition), then ours is created; it is never adopted with its roleRef or subjects.
+#[tokio::test]
+async fn a_foreign_binding_at_our_name_is_replaced_not_adopted() {
+    let (ctx, mut server, mut cluster) = context();
+    cluster.namespace(namespace("sub", &[(keys::TENANT_ID, CUSTOMER)]));
+    cluster.definition(definition());
+    ctx.caches.catalog.observe(&watcher::Event::Apply(reader_role()));
+    let a = assignment("sub");
+    cluster.assignment(a.clone());
+    let reconcile = tokio::spawn(reconcile(Arc::new(a.clone()), ctx.clone()));
+
+    let (_, _, _, send) = next(&mut server).await;
+    not_found(send);
+    let (_, _, role, send) = next(&mut server).await;
+    answer(send, 200, applied(role, "10"));
+    let (method, path, _, send) = next(&mut server).await;
+    assert!(method == "GET" && path.contains("/rolebindings/"), "{method} {path}");
+    let name = path.split("/rolebindings/").nth(1).and_then(|p| p.split('?').next()).expect("name").to_string();
+    answer(
+        send,
+        200,
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": name, "namespace": "sub", "uid": "squatter-uid", "resourceVersion": "3",
+                "labels": {"team": "delegate"}}}),
+    );
+    let (method, delete_path, options, send) = next(&mut server).await;
+    assert_eq!(method, "DELETE");
+    assert!(delete_path.contains(&format!("/namespaces/sub/rolebindings/{name}")), "{delete_path}");
+    assert_eq!(options["preconditions"]["uid"], "squatter-uid", "only the object judged: {options}");
+    answer(send, 200, json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}));
+    let (method, path, binding, send) = next(&mut server).await;
+    assert!(method == "PATCH" && path.contains(&format!("/rolebindings/{name}?")), "{method} {path}");
+    assert_eq!(binding["metadata"]["labels"][keys::ASSIGNMENT_UID], "uid-1");
+    answer(send, 200, applied(binding, "11"));
+    let action = reconcile.await.expect("joined").expect("reconciled");
+    assert_eq!(action, Action::await_change());
+}
+
+/// An object at our name carrying this assignment's UID label is ours (the watch has not
+/// shown it yet): it is applied over, not deleted.
+#[tokio::test]
+async fn our_own_object_not_yet_cached_is_not_evicted() {
+    let (ctx, mut server, mut cluster) = context();
+    cluster.namespace(namespace("sub", &[(keys::TENANT_ID, CUSTOMER)]));
+    cluster.definition(definition());
+    ctx.caches.catalog.observe(&watcher::Event::Apply(reader_role()));
+    let a = assignment("sub");
+    cluster.assignment(a.clone());
+    let reconcile = tokio::spawn(reconcile(Arc::new(a.clone()), ctx.clone()));
+    for kind in ["roles", "rolebindings"] {
+        let (method, path, _, send) = next(&mut server).await;
+        assert!(method == "GET" && path.contains(&format!("/{kind}/")), "{method} {path}");
+        answer(
+            send,
+            200,
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": {"name": "x", "namespace": "sub", "uid": "ours", "labels": {keys::ASSIGNMENT_UID: "uid-1"}}}),
+        );
+        let (method, path, body, send) = next(&mut server).await;
+        assert!(method == "PATCH" && path.contains(&format!("/{kind}/")), "no delete: {method} {path}");
+        answer(send, 200, applied(body, "12"));
+    }
+    reconcile.await.expect("joined").expect("reconciled");
+}
+
 #[tokio::test]
 async fn a_rejected_assignment_revokes_by_label_then_writes_failed_status_and_one_warning() {
     let (ctx, mut server, mut cluster) = context();
@@ -134,6 +313,12 @@ async fn a_granted_assignment_applies_its_role_before_its_binding_and_records_th
     cluster.assignment(a.clone());
     let reconcile = tokio::spawn(reconcile(Arc::new(a.clone()), ctx.clone()));
 
+    // A name the cache does not know as the assignment's is asked of the API server first:
+    // an object someone else put there is never adopted.
+    let (method, path, _, send) = next(&mut server).await;
+    assert_eq!(method, "GET");
+    assert!(path.starts_with("/apis/rbac.authorization.k8s.io/v1/namespaces/sub/roles/"), "the Role first: {path}");
+    not_found(send);
     let (method, path, role, send) = next(&mut server).await;
     assert_eq!(method, "PATCH");
     assert!(path.starts_with("/apis/rbac.authorization.k8s.io/v1/namespaces/sub/roles/"), "the Role first: {path}");
@@ -142,6 +327,10 @@ async fn a_granted_assignment_applies_its_role_before_its_binding_and_records_th
     assert_eq!(role["metadata"]["labels"][keys::ASSIGNMENT_UID], "uid-1");
     answer(send, 200, applied(role.clone(), "10"));
 
+    let (method, path, _, send) = next(&mut server).await;
+    assert_eq!(method, "GET");
+    assert!(path.starts_with("/apis/rbac.authorization.k8s.io/v1/namespaces/sub/rolebindings/"), "{path}");
+    not_found(send);
     let (method, path, binding, send) = next(&mut server).await;
     assert_eq!(method, "PATCH");
     assert!(path.starts_with("/apis/rbac.authorization.k8s.io/v1/namespaces/sub/rolebindings/"), "{path}");

@@ -55,6 +55,8 @@ pub fn assignment_tenant_parts(a: &RegistrationAssignment) -> u64 {
         a.meta().deletion_timestamp.is_some(),
         status.map(|s| format!("{:?}", s.provisioning_state)),
         status.and_then(|s| s.managed_by_tenant_id.as_deref()),
+        // A Failed assignment with RBAC still in force counts (a write failed).
+        status.is_some_and(|s| s.namespaces.is_empty()),
     ))
 }
 

@@ -222,6 +222,93 @@ fn managed_by_tenants_lists_each_tenant_in_force_once_sorted() {
     assert_eq!(managed_by_tenants(&[]), None);
 }
 
+fn failure(revoke: bool) -> WriteFailure {
+    WriteFailure {
+        kind: "RoleBinding".into(),
+        namespace: "rg".into(),
+        name: "kubelighthouse:abc:kubelighthouse:reader".into(),
+        revoke,
+        error: "exceeded quota: no-bindings (403 Forbidden)".into(),
+    }
+}
+
+#[test]
+fn a_failed_write_fails_the_assignment_naming_the_object_and_the_answer() {
+    let outcome = granted(vec![], true);
+    let granted_status = assignment_status(Some(1), &Default::default(), &outcome, at(1));
+    let computed = assignment_status(Some(2), &granted_status, &outcome, at(2));
+    let status = with_write_failures(&granted_status, computed, &[failure(false)], Some(vec!["sub".into()]), at(2));
+    assert_eq!(status.provisioning_state, Some(ProvisioningState::Failed));
+    assert_eq!(status.namespaces, ["sub"], "where RBAC really is in force, not the whole scope");
+    let ready = ready_condition(&status);
+    assert_eq!((ready.status, ready.reason.as_str()), (ConditionStatus::False, APPLY_FAILED));
+    assert!(
+        ready.message.contains("writing RoleBinding rg/kubelighthouse:abc:kubelighthouse:reader: exceeded quota"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(ready.last_transition_time, Some(at(2)));
+    assert_eq!(ready.observed_generation, Some(2));
+
+    // One Warning Event for the transition, none for each retry.
+    let notices = assignment_notices(&outcome, &granted_status, &status);
+    assert_eq!(notices.len(), 1);
+    assert_eq!((notices[0].warning, notices[0].reason.as_str()), (true, APPLY_FAILED));
+    assert!(notices[0].note.as_deref().is_some_and(|n| n.contains("exceeded quota")));
+    let computed = assignment_status(Some(2), &status, &outcome, at(9));
+    let retried = with_write_failures(&status, computed, &[failure(false)], Some(vec!["sub".into()]), at(9));
+    assert!(same_assignment_status(&status, &retried), "a retry that fails the same way writes nothing");
+    assert_eq!(ready_condition(&retried).last_transition_time, Some(at(2)));
+    assert!(assignment_notices(&outcome, &status, &retried).is_empty());
+
+    // The obstacle gone: Succeeded again, with a Normal Granted Event.
+    let recovered = assignment_status(Some(2), &retried, &outcome, at(20));
+    let recovered = with_write_failures(&retried, recovered, &[], Some(vec![]), at(20));
+    assert_eq!(recovered.provisioning_state, Some(ProvisioningState::Succeeded));
+    assert_eq!(recovered.namespaces, ["rg", "sub"]);
+    let notices = assignment_notices(&outcome, &retried, &recovered);
+    assert_eq!((notices[0].warning, notices[0].reason.as_str()), (false, "Granted"));
+}
+
+#[test]
+fn a_failed_removal_is_revoke_failed_and_a_rejection_keeps_its_rule() {
+    let outcome = granted(vec![], true);
+    let computed = assignment_status(Some(1), &Default::default(), &outcome, at(1));
+    let failures = [failure(false), failure(true)];
+    let status = with_write_failures(&Default::default(), computed, &failures, Some(vec!["rg".into()]), at(1));
+    let ready = ready_condition(&status);
+    assert_eq!(ready.reason, REVOKE_FAILED, "access that should be gone is the graver news");
+    assert!(ready.message.contains("2 write(s) failed"), "{}", ready.message);
+    assert!(ready.message.contains("deleting RoleBinding rg/"), "{}", ready.message);
+
+    let computed = assignment_status(Some(2), &Default::default(), &rejected(), at(2));
+    let status = with_write_failures(&Default::default(), computed, &[failure(true)], Some(vec!["rg".into()]), at(2));
+    assert_eq!(status.provisioning_state, Some(ProvisioningState::Failed));
+    assert_eq!(status.namespaces, ["rg"], "the binding not yet removed is still in force");
+    let ready = ready_condition(&status);
+    assert_eq!(ready.reason, "OwnerRole");
+    assert!(ready.message.contains("access not yet removed, retrying: deleting RoleBinding rg/"), "{}", ready.message);
+
+    // A list that failed: where access is in force is unknown, the recorded namespaces stay.
+    let recorded = RegistrationAssignmentStatus { namespaces: vec!["sub".into()], ..Default::default() };
+    let computed = assignment_status(Some(2), &recorded, &rejected(), at(2));
+    let list = WriteFailure { namespace: String::new(), name: String::new(), ..failure(true) };
+    let status = with_write_failures(&recorded, computed, &[list], None, at(2));
+    assert_eq!(status.namespaces, ["sub"]);
+    assert!(ready_condition(&status).message.contains("listing RoleBindings: exceeded"), "{status:?}");
+}
+
+#[test]
+fn a_failed_assignment_still_in_force_is_among_the_managing_tenants() {
+    let failed = RegistrationAssignmentStatus {
+        provisioning_state: Some(ProvisioningState::Failed),
+        managed_by_tenant_id: Some("c".into()),
+        namespaces: vec!["sub".into()],
+        ..Default::default()
+    };
+    assert_eq!(managed_by_tenants(&[failed]).as_deref(), Some("c"), "its RBAC still grants");
+}
+
 #[test]
 fn notes_are_cut_to_the_event_limit_on_a_character_boundary() {
     assert_eq!(note("short").as_deref(), Some("short"));
