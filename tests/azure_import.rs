@@ -1361,3 +1361,40 @@ fn errors_message(errors: &[ImportError], at: &str) -> String {
         })
         .unwrap_or_default()
 }
+
+#[test]
+fn the_fuzz_seeds_of_the_importer_end_in_an_import_or_its_errors() {
+    // fuzz/seeds/azure_import: the hostile inputs (`hostile-*`) are refused for the depth or
+    // the budget, on a small stack; the others stay within both.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/azure_import");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("seeds") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if !name.ends_with(".json") {
+            continue;
+        }
+        seen += 1;
+        let bytes = std::fs::read(&path).expect("read");
+        let result = on_small_stack(move || match SourceFile::from_bytes("template.json", &bytes) {
+            Err(e) => Err(vec![e]),
+            Ok(t) => Run::from_file(t).run().map(|i| i.warnings),
+        });
+        if name.starts_with("hostile-") {
+            let errors = result.expect_err(&name);
+            assert!(
+                errors.iter().any(|e| matches!(e, ImportError::TooDeep { .. } | ImportError::BudgetExceeded { .. })),
+                "{name}: {errors:#?}"
+            );
+        } else if name == "tenant-schema.json" {
+            assert_eq!(result.map(|w| w.len()), Ok(1), "{name}: imports, with a warning about its schema");
+        } else if let Err(errors) = result {
+            // Shaped for the fuzz target's namespaces, not these: any error but the limits'.
+            assert!(
+                !errors.iter().any(|e| matches!(e, ImportError::TooDeep { .. } | ImportError::BudgetExceeded { .. })),
+                "{name}: {errors:#?}"
+            );
+        }
+    }
+    assert!(seen >= 11, "the seeds are there: {seen}");
+}
