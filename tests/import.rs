@@ -558,22 +558,94 @@ async fn what_cannot_be_imported_is_named_and_nothing_is_created() {
 
 #[tokio::test]
 #[ignore = "needs a cluster: hack/test.sh runs it"]
-async fn a_management_group_template_is_refused_with_the_reason() {
+async fn a_wider_schema_is_judged_by_what_the_template_deploys() {
     let client = cluster().await;
     let path = kubeconfig();
     let sub = unique("imp-mg");
     subscription(&client, &sub, &tenant_id()).await;
     let dir = scratch("imp-mg");
+    let params = write(&dir, "mg.parameters.json", &parameters("Contoso Everywhere", MSP_TENANT, json!({})));
+
+    // A management-group template that also deploys a policy (the policy samples' shape):
+    // refused, naming the resource that keeps it at cluster scope; nothing created.
     let mut template = subscription_template();
     template["$schema"] =
         json!("https://schema.management.azure.com/schemas/2019-08-01/managementGroupDeploymentTemplate.json#");
-    let template = write(&dir, "deployLighthouseIfNotExistManagementGroup.json", &template);
-    let params = write(&dir, "mg.parameters.json", &parameters("Contoso Everywhere", MSP_TENANT, json!({})));
-    let stderr = plugin_fails(&path, &["import", "-f", &template, "-p", &params, "-n", &sub]);
+    template["resources"].as_array_mut().expect("resources").push(json!({
+        "type": "Microsoft.Authorization/policyDefinitions", "apiVersion": "2021-06-01", "name": "deploy-lighthouse",
+        "properties": {"policyType": "Custom", "mode": "All"}
+    }));
+    let mg = write(&dir, "deployLighthouseIfNotExistManagementGroup.json", &template);
+    let stderr = plugin_fails(&path, &["import", "-f", &mg, "-p", &params, "-n", &sub]);
+    assert!(stderr.contains("a management-group deployment"), "{stderr}");
+    assert!(stderr.contains("Microsoft.Authorization/policyDefinitions (resources[2])"), "{stderr}");
+    assert!(stderr.contains("cluster scope, which is never delegable"), "{stderr}");
+    assert!(!stderr.contains("SPEC"), "messages point to the docs, not the SPEC: {stderr}");
+    assert!(definitions(&client, &sub).await.is_empty(), "nothing created");
+
+    // A subscription onboarding template whose $schema says tenant deployment: Azure deploys it
+    // at the scope of the command, and so does import, with a warning about the schema.
+    let mut template = subscription_template();
+    template["$schema"] =
+        json!("https://schema.management.azure.com/schemas/2019-08-01/tenantDeploymentTemplate.json#");
+    let tenant = write(&dir, "tenant-schema.json", &template);
+    let out = plugin(&path, &["import", "-f", &tenant, "-p", &params, "-n", &sub]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "imports:\n{stdout}\n{stderr}");
     assert!(
-        stderr.contains("management group deployment") || stderr.contains("management-group deployment"),
+        stderr.contains("warning: $schema: the schema says a tenant deployment")
+            && stderr.contains("every resource is a subscription-level Lighthouse resource"),
         "{stderr}"
     );
-    assert!(stderr.contains("cluster scope, which is never delegable"), "{stderr}");
+    assert_eq!(definitions(&client, &sub).await.len(), 1, "{stdout}");
+    assert_eq!(assignments(&client, &sub).await.len(), 1, "{stdout}");
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh runs it"]
+async fn hostile_templates_are_refused_by_the_plugin_with_the_path_and_the_limit() {
+    let client = cluster().await;
+    let path = kubeconfig();
+    let sub = unique("imp-hostile");
+    subscription(&client, &sub, &tenant_id()).await;
+    let dir = scratch("imp-hostile");
+    let params = write(&dir, "p.json", &parameters("Contoso Hostile", MSP_TENANT, json!({})));
+    let definition = |t: &Value| -> usize {
+        t["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .position(|r| r["type"] == "Microsoft.ManagedServices/registrationDefinitions")
+            .expect("a definition")
+    };
+
+    // concat(concat(...)) 50 000 deep: the plugin's own stack, not a test thread's.
+    let mut t = subscription_template();
+    let i = definition(&t);
+    t["resources"][i]["properties"]["description"] =
+        json!(format!("[{}'x'{}]", "concat(".repeat(50_000), ")".repeat(50_000)));
+    let deep = write(&dir, "deep.json", &t);
+    let stderr = plugin_fails(&path, &["import", "-f", &deep, "-p", &params, "-n", &sub]);
+    assert!(
+        stderr.contains(&format!("resources[{i}].properties.description: nested deeper than 64 levels")),
+        "{stderr}"
+    );
+
+    // A string doubled 40 times by nested concat: 64 TiB, refused at the budget.
+    let mut t = subscription_template();
+    let i = definition(&t);
+    let lengths: Vec<String> = (1..=40).map(|n| format!("length(variables('s{n}'))")).collect();
+    t["resources"][i]["properties"]["description"] = json!(format!("[concat('n', {})]", lengths.join(", ")));
+    t["variables"]["s0"] = json!("x".repeat(64));
+    for n in 0..40 {
+        t["variables"][format!("s{}", n + 1)] = json!(format!("[concat(variables('s{n}'), variables('s{n}'))]"));
+    }
+    let doubled = write(&dir, "doubled.json", &t);
+    let stderr = plugin_fails(&path, &["import", "-f", &doubled, "-p", &params, "-n", &sub]);
+    assert!(
+        stderr.contains("variables.s") && stderr.contains("needs more than its budget of 33554432 units"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing imported: 1 error"), "{stderr}");
     assert!(definitions(&client, &sub).await.is_empty(), "nothing created");
 }

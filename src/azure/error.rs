@@ -1,4 +1,4 @@
-//! What cannot be imported, and where (issue 17, SPEC §11 `import`).
+//! What cannot be imported, and where (issue 17, SPEC §11 `import`; docs/azure.md).
 //!
 //! Every variant names a path: a template JSON path such as
 //! `resources[0].properties.authorizations[2].roleDefinitionId` (a resource made by a `copy`
@@ -160,14 +160,18 @@ pub enum ImportError {
     },
 
     /// A management-group or tenant deployment: its scope would be the whole cluster.
-    #[error("{path}: a {scope} deployment ({schema}) cannot be imported: its scope maps to cluster scope, which is never delegable (SPEC §1); delegate each subscription or resource group instead")]
+    #[error("{path}: a {scope} deployment ({schema}) cannot be imported: it deploys {resource_type} ({resource_path}), which is no subscription-level Lighthouse resource, and its scope maps to cluster scope, which is never delegable (docs/azure.md, What is refused); delegate each subscription or resource group instead")]
     NonDelegableScope {
-        /// Where: a template JSON path, a parameters-file path or `--set NAME`.
+        /// Where: the `$schema` field.
         path: String,
         /// `management-group` or `tenant`.
         scope: String,
         /// The `$schema` URL as written.
         schema: String,
+        /// The first resource that is not a delegation resource: its path in the template.
+        resource_path: String,
+        /// Its `type` as written.
+        resource_type: String,
     },
 
     /// A resource-group deployment template, and the caller named no resource group to deploy it to.
@@ -250,7 +254,7 @@ pub enum ImportError {
     },
 
     /// A role GUID the role catalog does not hold (custom roles are not supported, SPEC §3).
-    #[error("{path}: role {role_id}{} is not in the role catalog (SPEC §4); custom roles are not supported", azure_name.map(|n| format!(" ({n})")).unwrap_or_default())]
+    #[error("{path}: role {role_id}{} is not in the role catalog (docs/roles.md); custom roles are not supported", azure_name.map(|n| format!(" ({n})")).unwrap_or_default())]
     RoleNotInCatalog {
         /// Where: a template JSON path, a parameters-file path or `--set NAME`.
         path: String,
@@ -312,12 +316,89 @@ pub enum ImportError {
         name: String,
     },
 
+    /// Evaluation nests deeper than the one depth limit: JSON levels, expression levels and
+    /// parameter or variable reads counted together (`azure::limits`).
+    #[error("{path}: nested deeper than {limit} levels (JSON, expressions and the parameters and variables they read, counted together): import refuses deeper templates")]
+    TooDeep {
+        /// Where the limit was crossed: a template JSON path, a parameters-file path, or
+        /// `FILE:LINE:COLUMN` for a file that does not parse.
+        path: String,
+        /// The limit, `azure::limits::MAX_DEPTH`.
+        limit: usize,
+    },
+
+    /// Evaluation needs more than the one budget of the whole template (`azure::limits`):
+    /// copy loops multiplied, strings or arrays doubled by nested `concat`, ...
+    #[error("{path}: evaluating the template needs more than its budget of {limit} units (about bytes of values produced, copies and nested deployments included): import stops here")]
+    BudgetExceeded {
+        /// Where the budget ran out.
+        path: String,
+        /// The budget, `azure::limits::BUDGET`.
+        limit: u64,
+    },
+
+    /// A parameter or variable without a value (its own error is reported where it is declared
+    /// or given), read at `path`. [`super::import`] leaves these out whenever that error is
+    /// there, so that one cause is reported once.
+    #[error("{path}: {what} '{name}' has no value (see its error)")]
+    Unresolved {
+        /// Where it is read.
+        path: String,
+        /// `parameter` or `variable`.
+        what: String,
+        /// Its name.
+        name: String,
+    },
+
     /// The template delegates nothing.
     #[error("{path}: the template creates no registration definition")]
     NothingToImport {
         /// Where: a template JSON path, a parameters-file path or `--set NAME`.
         path: String,
     },
+}
+
+impl ImportError {
+    /// Where: the path every variant names (a file's name for [`ImportError::Json`]).
+    pub fn path(&self) -> &str {
+        match self {
+            ImportError::Json { file, .. } => file,
+            ImportError::Syntax { path, .. }
+            | ImportError::UnsupportedFunction { path, .. }
+            | ImportError::FunctionArguments { path, .. }
+            | ImportError::UnknownParameter { path, .. }
+            | ImportError::UnknownVariable { path, .. }
+            | ImportError::CircularReference { path, .. }
+            | ImportError::Access { path, .. }
+            | ImportError::CopyIndexOutsideLoop { path, .. }
+            | ImportError::NoResourceGroup { path, .. }
+            | ImportError::MissingField { path, .. }
+            | ImportError::WrongType { path, .. }
+            | ImportError::UnknownField { path, .. }
+            | ImportError::InvalidValue { path, .. }
+            | ImportError::UnsupportedSchema { path, .. }
+            | ImportError::NonDelegableScope { path, .. }
+            | ImportError::ResourceGroupTemplateNeedsTarget { path, .. }
+            | ImportError::UnsupportedScope { path, .. }
+            | ImportError::UnsupportedResourceType { path, .. }
+            | ImportError::UnsupportedApiVersion { path, .. }
+            | ImportError::MissingParameterValue { path, .. }
+            | ImportError::UndeclaredParameter { path, .. }
+            | ImportError::Placeholder { path, .. }
+            | ImportError::InvalidArgument { path, .. }
+            | ImportError::NotAGuid { path, .. }
+            | ImportError::RoleNotInCatalog { path, .. }
+            | ImportError::OwnerRole { path, .. }
+            | ImportError::UnknownResourceGroup { path, .. }
+            | ImportError::DefinitionNotInTemplate { path, .. }
+            | ImportError::DuplicateName { path, .. }
+            | ImportError::InvalidName { path, .. }
+            | ImportError::TooDeep { path, .. }
+            | ImportError::BudgetExceeded { path, .. }
+            | ImportError::Unresolved { path, .. }
+            | ImportError::NothingToImport { path, .. } => path,
+        }
+    }
 }
 
 /// Every reason, collected: an import either succeeds whole or fails with all of these.

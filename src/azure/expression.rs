@@ -24,6 +24,7 @@ use winnow::token::{none_of, one_of, take_while};
 use winnow::{ModalResult as PResult, Parser};
 
 use super::error::ImportError;
+use super::limits::{Meter, MAX_DEPTH, NODE};
 
 /// The functions import evaluates. Names are case-insensitive, as in ARM.
 pub const SUPPORTED_FUNCTIONS: [&str; 12] = [
@@ -190,25 +191,79 @@ fn postfix(i: &mut &str) -> PResult<Postfix> {
     .parse_next(i)
 }
 
+/// The label of the parse error for an expression nested deeper than [`MAX_DEPTH`].
+const TOO_DEEP: &str = "too deep";
+
 fn expression(i: &mut &str) -> PResult<Expr> {
     let base = primary.parse_next(i)?;
-    let posts: Vec<Postfix> = repeat(0.., postfix).parse_next(i)?;
+    // A chain of accesses nests without nesting brackets (`p.a.a.a...`): its depth is counted
+    // here, before the chain is built, so that no tree deeper than the limit is ever made.
+    let mut depth = expr_depth(&base);
+    let mut posts = Vec::new();
+    while let Some(p) = opt(postfix).parse_next(i)? {
+        depth = 1 + depth.max(match &p {
+            Postfix::Index(index) => expr_depth(index),
+            Postfix::Property(_) => 0,
+        });
+        if depth > MAX_DEPTH {
+            return cut_err(winnow::combinator::fail.context(StrContext::Label(TOO_DEEP))).parse_next(i);
+        }
+        posts.push(p);
+    }
     Ok(posts.into_iter().fold(base, |target, p| match p {
         Postfix::Index(index) => Expr::Index { target: Box::new(target), index: Box::new(index) },
         Postfix::Property(name) => Expr::Property { target: Box::new(target), name },
     }))
 }
 
+/// How many levels an expression tree spans (a literal: 1). Only called on trees the parser
+/// has already bounded.
+pub fn expr_depth(e: &Expr) -> usize {
+    match e {
+        Expr::String(_) | Expr::Int(_) => 1,
+        Expr::Call { args, .. } => 1 + args.iter().map(expr_depth).max().unwrap_or(0),
+        Expr::Index { target, index } => 1 + expr_depth(target).max(expr_depth(index)),
+        Expr::Property { target, .. } => 1 + expr_depth(target),
+    }
+}
+
+/// How deeply brackets nest in an expression's text, outside string literals: a bound on the
+/// parser's recursion, checked before parsing.
+pub fn bracket_nesting(text: &str) -> usize {
+    let (mut depth, mut max, mut quoted) = (0usize, 0usize, false);
+    for c in text.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' | '[' if !quoted => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' | ']' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// Parses the text of an expression (without its outer brackets).
 ///
 /// # Errors
-/// [`ImportError::Syntax`] with `path`, the text and the offset where parsing stopped.
+/// [`ImportError::Syntax`] with `path`, the text and the offset where parsing stopped;
+/// [`ImportError::TooDeep`] when it nests deeper than [`MAX_DEPTH`].
 pub fn parse(text: &str, path: &str) -> Result<Expr, ImportError> {
-    delimited(ws, expression, ws).parse(text).map_err(|e| ImportError::Syntax {
-        path: path.to_string(),
-        expression: format!("[{text}]"),
-        offset: e.offset(),
-        message: describe(e.inner()),
+    if bracket_nesting(text) > MAX_DEPTH {
+        return Err(ImportError::TooDeep { path: path.to_string(), limit: MAX_DEPTH });
+    }
+    delimited(ws, expression, ws).parse(text).map_err(|e| {
+        if e.inner().context().any(|c| matches!(c, StrContext::Label(l) if *l == TOO_DEEP)) {
+            return ImportError::TooDeep { path: path.to_string(), limit: MAX_DEPTH };
+        }
+        ImportError::Syntax {
+            path: path.to_string(),
+            expression: format!("[{text}]"),
+            offset: e.offset(),
+            message: describe(e.inner()),
+        }
     })
 }
 
@@ -281,6 +336,8 @@ pub trait Resolver {
     fn copy_index(&self, loop_name: Option<&str>, path: &str) -> Result<i64, ImportError>;
     /// The scope of the resource being evaluated.
     fn scope(&self) -> &DeploymentScope;
+    /// The depth and budget of the whole import (`azure::limits`).
+    fn meter(&self) -> &Meter;
 }
 
 /// Evaluates the JSON string `s` found at `path`: a literal as itself, an expression by
@@ -289,9 +346,16 @@ pub trait Resolver {
 /// # Errors
 /// Any [`ImportError`] of parsing or evaluation, naming `path`.
 pub fn evaluate_string(s: &str, resolver: &dyn Resolver, path: &str) -> Result<Value, ImportError> {
+    let meter = resolver.meter();
+    // The text is read (copied or parsed) every time it is evaluated, in every copy.
+    meter.charge(NODE + s.len() as u64, path)?;
     match classify(s) {
         StringKind::Literal(text) => Ok(Value::String(text.into_owned())),
-        StringKind::Expression(text) => evaluate(&parse(text, path)?, resolver, path),
+        StringKind::Expression(text) => {
+            // The parser recurses once per bracket: bound it by what is left of the depth.
+            meter.fits(bracket_nesting(text), path)?;
+            evaluate(&parse(text, path)?, resolver, path)
+        }
     }
 }
 
@@ -301,21 +365,31 @@ pub fn evaluate_string(s: &str, resolver: &dyn Resolver, path: &str) -> Result<V
 /// [`ImportError::UnsupportedFunction`] for a function outside [`SUPPORTED_FUNCTIONS`],
 /// [`ImportError::FunctionArguments`], [`ImportError::Access`] and the resolver's errors, all
 /// naming `path`.
+/// Every node is one level of [`Resolver::meter`] and costs [`NODE`]; every value a call or
+/// an access yields is charged by its size and must fit in the depth that is left.
 pub fn evaluate(expr: &Expr, resolver: &dyn Resolver, path: &str) -> Result<Value, ImportError> {
-    match expr {
-        Expr::String(s) => Ok(Value::String(s.clone())),
-        Expr::Int(n) => Ok(Value::from(*n)),
+    let meter = resolver.meter();
+    let _level = meter.enter(path)?;
+    meter.charge(NODE, path)?;
+    let value = match expr {
+        Expr::String(s) => {
+            meter.charge(s.len() as u64, path)?;
+            return Ok(Value::String(s.clone()));
+        }
+        Expr::Int(n) => return Ok(Value::from(*n)),
         Expr::Index { target, index } => {
             let target = evaluate(target, resolver, path)?;
             let index = evaluate(index, resolver, path)?;
-            access_index(&target, &index, path)
+            access_index(&target, &index, path)?
         }
         Expr::Property { target, name } => {
             let target = evaluate(target, resolver, path)?;
-            access_property(&target, name, path)
+            access_property(&target, name, path)?
         }
-        Expr::Call { name, args } => call_function(name, args, resolver, path),
-    }
+        Expr::Call { name, args } => call_function(name, args, resolver, path)?,
+    };
+    meter.charge_value(&value, path)?;
+    Ok(value)
 }
 
 /// What kind of JSON value `v` is, for messages (`an array`).
@@ -469,7 +543,10 @@ fn call_function(name: &str, args: &[Expr], r: &dyn Resolver, path: &str) -> Res
         "json" => {
             c.arity(args, 1, 1)?;
             let text = c.string(eval(&args[0])?, "the argument")?;
-            serde_json::from_str(&text).map_err(|e| c.error(format!("not JSON: {e}")))
+            serde_json::from_str(&text).map_err(|e| match super::json_error(path, &e) {
+                ImportError::TooDeep { limit, .. } => ImportError::TooDeep { path: path.to_string(), limit },
+                _ => c.error(format!("not JSON: {e}")),
+            })
         }
         _ => Err(ImportError::UnsupportedFunction { path: path.to_string(), function: name.to_string() }),
     }

@@ -424,13 +424,14 @@ pub fn map(
     let mut definitions: Vec<RegistrationDefinition> = Vec::new();
     // ARM name (lower-case) → Kubernetes name, for assignments.
     let mut by_arm_name: BTreeMap<String, String> = BTreeMap::new();
+    let mut definition_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for res in resources.iter().filter(|r| r.kind == Kind::Definition) {
         let name_path = res.path.field("name");
         let Some(name) = kubernetes_name(&res.name) else {
             errors.push(ImportError::InvalidName { path: name_path.to_string(), name: res.name.clone() });
             continue;
         };
-        if definitions.iter().any(|d| d.metadata.name.as_deref() == Some(name.as_str())) {
+        if !definition_names.insert(name.clone()) {
             errors.push(ImportError::DuplicateName {
                 path: name_path.to_string(),
                 kind: "RegistrationDefinition".into(),
@@ -449,11 +450,22 @@ pub fn map(
         errors.push(ImportError::NothingToImport { path: "resources".into() });
     }
     let mut assignments: Vec<RegistrationAssignment> = Vec::new();
+    // (namespace, name) of every assignment so far: duplicates in one look-up each.
+    let mut placed: std::collections::BTreeSet<(String, String)> = std::collections::BTreeSet::new();
     for res in resources.iter().filter(|r| r.kind == Kind::Assignment) {
         let name_path = res.path.field("name");
         let Some(mut r) = Reader::new(&res.properties, res.path.field("properties"), &mut errors) else { continue };
         r.only(&["registrationDefinitionId"]);
-        let Some(definition_id) = r.string("registrationDefinitionId", true) else { continue };
+        let definition_id = r.string("registrationDefinitionId", true);
+        // Where it goes is judged whatever else is wrong with it.
+        let namespace = match namespace_for(&res.target, to) {
+            Ok(ns) => Some(ns),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+        let (Some(definition_id), Some(namespace)) = (definition_id, namespace) else { continue };
         let definition = by_arm_name.get(&referenced_definition(&definition_id).to_ascii_lowercase()).cloned();
         let Some(definition) = definition else {
             // A definition of this template that failed has been reported already.
@@ -471,17 +483,7 @@ pub fn map(
             errors.push(ImportError::InvalidName { path: name_path.to_string(), name: res.name.clone() });
             continue;
         };
-        let namespace = match namespace_for(&res.target, to) {
-            Ok(ns) => ns,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        if assignments
-            .iter()
-            .any(|a| a.metadata.name.as_deref() == Some(&name) && a.metadata.namespace.as_deref() == Some(&namespace))
-        {
+        if !placed.insert((namespace.clone(), name.clone())) {
             errors.push(ImportError::DuplicateName {
                 path: name_path.to_string(),
                 kind: "RegistrationAssignment".into(),

@@ -1,4 +1,5 @@
-//! Azure Lighthouse onboarding templates, imported unchanged (issue 17, SPEC §11 `import`).
+//! Azure Lighthouse onboarding templates, imported unchanged (issue 17, SPEC §11 `import`;
+//! docs/azure.md).
 //!
 //! An ARM deployment template (as in Azure's public samples, `Azure/Azure-Lighthouse-samples`
 //! `templates/`, and as Partner Center generates them), its parameters file and `--set`
@@ -19,6 +20,7 @@
 mod error;
 pub mod expression;
 pub mod import;
+pub mod limits;
 pub mod roles;
 pub mod template;
 
@@ -50,14 +52,15 @@ impl SourceFile {
     /// Parses and hashes the bytes of a file named `name`.
     ///
     /// # Errors
-    /// [`ImportError::Json`] with the line and column when the bytes are not JSON.
+    /// [`ImportError::Json`] with the line and column when the bytes are not JSON;
+    /// [`ImportError::TooDeep`] when they nest deeper than [`limits::MAX_DEPTH`]: with the
+    /// JSON path (`(NAME) resources[0]...`), or `NAME:LINE:COLUMN` past `serde_json`'s own
+    /// recursion limit (128), which stops the parser first.
     pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<SourceFile, ImportError> {
-        let json = serde_json::from_slice(bytes).map_err(|e| ImportError::Json {
-            file: name.to_string(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
+        let json = serde_json::from_slice(bytes).map_err(|e| json_error(name, &e))?;
+        if let Some(path) = limits::too_deep_at(&json, &format!("({name}) ")) {
+            return Err(ImportError::TooDeep { path, limit: limits::MAX_DEPTH });
+        }
         let sha256 = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
         Ok(SourceFile { name: name.to_string(), sha256, json })
     }
@@ -66,6 +69,15 @@ impl SourceFile {
     pub fn reference(&self) -> String {
         format!("{}@sha256:{}", self.name, self.sha256)
     }
+}
+
+/// A parse error of `serde_json` as an [`ImportError`]: past its recursion limit (left on;
+/// 128, deeper than [`limits::MAX_DEPTH`]) the file is too deep for the import's limit.
+pub(crate) fn json_error(name: &str, e: &serde_json::Error) -> ImportError {
+    if e.to_string().starts_with("recursion limit exceeded") {
+        return ImportError::TooDeep { path: format!("{name}:{}:{}", e.line(), e.column()), limit: limits::MAX_DEPTH };
+    }
+    ImportError::Json { file: name.to_string(), line: e.line(), column: e.column(), message: e.to_string() }
 }
 
 /// Everything [`import`] needs, from the command line of
@@ -103,6 +115,9 @@ pub struct Imported {
     pub definitions: Vec<RegistrationDefinition>,
     /// In the subscription namespace or a resource-group namespace of it.
     pub assignments: Vec<RegistrationAssignment>,
+    /// What the user should know (`PATH: message`), printed on stderr: a `$schema` that says a
+    /// wider scope than what the template deploys.
+    pub warnings: Vec<String>,
 }
 
 /// Splits a `--set NAME=VALUE` argument at the first `=`.
@@ -135,38 +150,40 @@ fn split_pair(arg: &str, flag: &str, shape: &str) -> Result<(String, String), Im
     }
 }
 
-/// The values the parameters file gives, with their paths.
-fn parameter_file_values(file: &SourceFile) -> Result<Vec<(String, GivenValue)>, ImportError> {
+/// The values the parameters file gives, with their paths; the names of the entries that give
+/// none (reported in `errors`).
+fn parameter_file_values(file: &SourceFile, errors: &mut Vec<ImportError>) -> (Vec<(String, GivenValue)>, Vec<String>) {
     let root = Path::root(&format!("({}) parameters", file.name));
     // The deployment parameters file shape, or the bare `{"NAME": {"value": ...}}` az accepts.
     let params = file.json.get("parameters").filter(|p| p.is_object()).unwrap_or(&file.json);
     let Value::Object(params) = params else {
-        return Err(ImportError::WrongType {
+        errors.push(ImportError::WrongType {
             path: root.to_string(),
             expected: "an object of {\"NAME\": {\"value\": ...}}".into(),
             found: "something else".into(),
         });
+        return (vec![], vec![]);
     };
-    let mut out = Vec::new();
+    let (mut out, mut refused) = (Vec::new(), Vec::new());
     for (name, p) in params {
         let at = root.field(name);
         match p.get("value") {
             Some(v) => out.push((name.clone(), GivenValue { value: v.clone(), path: at.field("value") })),
             None if p.get("reference").is_some() => {
-                return Err(ImportError::InvalidValue {
+                refused.push(name.clone());
+                errors.push(ImportError::InvalidValue {
                     path: at.field("reference").to_string(),
                     message: "Key Vault references cannot be resolved by import: give the value with --set".into(),
                 })
             }
             None => {
-                return Err(ImportError::MissingField {
-                    path: at.field("value").to_string(),
-                    expected: "a value".into(),
-                })
+                refused.push(name.clone());
+                errors
+                    .push(ImportError::MissingField { path: at.field("value").to_string(), expected: "a value".into() })
             }
         }
     }
-    Ok(out)
+    (out, refused)
 }
 
 /// A `--set` value: JSON when the parameter is declared as an array, object, int or bool,
@@ -202,32 +219,40 @@ fn set_value(template: &Value, name: &str, text: &str) -> Result<Value, ImportEr
 /// definitions go to the subscription namespace, assignments to the namespace of their scope.
 ///
 /// # Errors
-/// [`ImportErrors`] with every [`ImportError`] found (parameters first; if they are fine, the
-/// template's resources; then the mapping). Nothing is returned partially.
+/// [`ImportErrors`] with every [`ImportError`] found, in one pass: the parameters', the
+/// template's (within one depth limit and one budget, `limits`), and the mapping's of every
+/// resource that evaluated, each with its path and field. Nothing is returned partially.
 pub fn import(input: &ImportInput<'_>) -> Result<Imported, ImportErrors> {
     let mut given = Vec::new();
+    let mut refused = Vec::new();
     let mut errors = Vec::new();
     if let Some(file) = input.parameters {
-        match parameter_file_values(file) {
-            Ok(values) => given.extend(values),
-            Err(e) => errors.push(e),
-        }
+        let (values, bad) = parameter_file_values(file, &mut errors);
+        given.extend(values);
+        refused.extend(bad);
     }
     for (name, text) in input.set {
         match set_value(&input.template.json, name, text) {
             Ok(value) => given.push((name.clone(), GivenValue { value, path: Path::root(&format!("--set {name}")) })),
-            Err(e) => errors.push(e),
+            Err(e) => {
+                refused.push(name.clone());
+                errors.push(e);
+            }
         }
     }
-    if !errors.is_empty() {
-        return Err(ImportErrors(errors));
-    }
+    // A refused value given twice (file, then --set) is refused only if the last one is.
+    refused.retain(|name| !given.iter().any(|(g, _)| g.eq_ignore_ascii_case(name)));
     let inputs = template::Inputs {
         given,
         subscription: input.subscription_namespace,
         deployment_resource_group: input.deployment_resource_group,
+        refused,
     };
-    let resources = template::evaluate(&input.template.json, &inputs).map_err(ImportErrors)?;
+    // Everything in one pass: the parameters' errors, the template's, and the mapping's of
+    // whatever evaluated.
+    let evaluated = template::evaluate(&input.template.json, &inputs);
+    let evaluation_failed = !evaluated.errors.is_empty();
+    errors.extend(evaluated.errors);
     let mut annotations = BTreeMap::from([(keys::IMPORTED_FROM.to_string(), input.template.reference())]);
     if let Some(p) = input.parameters {
         annotations.insert(keys::IMPORTED_PARAMETERS.to_string(), p.reference());
@@ -239,6 +264,52 @@ pub fn import(input: &ImportInput<'_>) -> Result<Imported, ImportErrors> {
         catalog: input.catalog,
         annotations: &annotations,
     };
-    let (definitions, assignments) = import::map(&resources, &to).map_err(ImportErrors)?;
-    Ok(Imported { definitions, assignments })
+    // Out of budget, evaluation stopped part-way: nothing more is judged.
+    if errors.iter().any(|e| matches!(e, ImportError::BudgetExceeded { .. })) {
+        return Err(ImportErrors(errors));
+    }
+    match import::map(&evaluated.resources, &to) {
+        Ok((definitions, assignments)) if errors.is_empty() => {
+            Ok(Imported { definitions, assignments, warnings: evaluated.warnings })
+        }
+        Ok(_) => Err(ImportErrors(without_repeats(errors))),
+        Err(more) => {
+            for e in more {
+                if !follows_from(&e, &errors, evaluation_failed) {
+                    errors.push(e);
+                }
+            }
+            Err(ImportErrors(without_repeats(errors)))
+        }
+    }
+}
+
+/// The errors without the reads of parameters and variables that have no value: each one's
+/// cause is among the others.
+fn without_repeats(errors: Vec<ImportError>) -> Vec<ImportError> {
+    let causes = errors.iter().filter(|e| !matches!(e, ImportError::Unresolved { .. })).count();
+    if causes == 0 {
+        return errors;
+    }
+    errors.into_iter().filter(|e| !matches!(e, ImportError::Unresolved { .. })).collect()
+}
+
+/// Whether an error of the mapping only repeats, or follows from, one reported before: one at
+/// or under the path of an evaluation error; a placeholder already reported where it was given
+/// (the parameters file, `--set`, a default); a definition missing, or nothing to import,
+/// because resources failed to evaluate.
+fn follows_from(e: &ImportError, before: &[ImportError], evaluation_failed: bool) -> bool {
+    // A field whose evaluation failed is null in what is mapped: what the mapping says about
+    // it, or about anything under it, repeats that failure.
+    let under = |p: &str, q: &str| p == q || p.strip_prefix(q).is_some_and(|rest| rest.starts_with(['.', '[', '<']));
+    if before.iter().any(|b| under(e.path(), b.path())) {
+        return true;
+    }
+    match e {
+        ImportError::Placeholder { value, .. } => {
+            before.iter().any(|b| matches!(b, ImportError::Placeholder { value: v, .. } if v == value))
+        }
+        ImportError::DefinitionNotInTemplate { .. } | ImportError::NothingToImport { .. } => evaluation_failed,
+        _ => false,
+    }
 }

@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 
 use super::error::ImportError;
 use super::expression::{self, DeploymentScope, Resolver};
+use super::limits::{Meter, NODE, RESOURCE};
 
 /// API versions of `Microsoft.ManagedServices` import knows: every published one from
 /// 2018-06-01-preview through 2022-10-01.
@@ -40,10 +41,9 @@ pub const SUPPORTED_API_VERSIONS: [&str; 7] = [
 /// The first API version with `eligibleAuthorizations`.
 pub const ELIGIBLE_SINCE: &str = "2020-02-01-preview";
 
-/// ARM's limit on the iterations of one copy loop.
+/// ARM's limit on the iterations of one copy loop. (How deep nested deployments may go, and how
+/// much copies may multiply, is bounded for the whole template by `azure::limits`.)
 const MAX_COPY: i64 = 800;
-/// Nested deployments deeper than this are refused (ARM allows 5 levels of linked templates).
-const MAX_NESTING: usize = 8;
 
 const DEFINITION_TYPE: &str = "Microsoft.ManagedServices/registrationDefinitions";
 const ASSIGNMENT_TYPE: &str = "Microsoft.ManagedServices/registrationAssignments";
@@ -193,7 +193,14 @@ impl Table {
         Table { what, slots: RefCell::new(BTreeMap::new()) }
     }
 
-    fn get(&self, env: &Env, name: &str, path: &str) -> Result<Value, ImportError> {
+    fn get(
+        &self,
+        env: &Env,
+        meter: &Meter,
+        warnings: &RefCell<Vec<String>>,
+        name: &str,
+        path: &str,
+    ) -> Result<Value, ImportError> {
         let key = name.to_ascii_lowercase();
         let taken = {
             let mut slots = self.slots.borrow_mut();
@@ -210,10 +217,11 @@ impl Table {
                     return Err(ImportError::CircularReference { path: path.to_string(), name: name.to_string() })
                 }
                 Some(Slot::Failed) => {
-                    // Reported where it failed; one message per cause.
-                    return Err(ImportError::Access {
+                    // Reported where it failed; one message per cause (`import` leaves this out).
+                    return Err(ImportError::Unresolved {
                         path: path.to_string(),
-                        message: format!("{} '{name}' has no value (see its error)", self.what),
+                        what: self.what.to_string(),
+                        name: name.to_string(),
                     });
                 }
                 Some(slot) => std::mem::replace(slot, Slot::InProgress),
@@ -222,8 +230,11 @@ impl Table {
         let Slot::Pending { raw, path: at } = taken else {
             return Err(ImportError::CircularReference { path: path.to_string(), name: name.to_string() });
         };
-        let ctx = Ctx { env, copies: Vec::new(), scope: env.scope.clone() };
-        let result = evaluate_value(&raw, &ctx, &at);
+        // The value is evaluated beneath the read: one level deeper than where it is read.
+        let result = meter.enter(path).and_then(|_level| {
+            let ctx = Ctx { env, meter, warnings, copies: Vec::new(), scope: env.scope.clone() };
+            evaluate_value(&raw, &ctx, &at)
+        });
         self.slots.borrow_mut().insert(key, if let Ok(v) = &result { Slot::Done(v.clone()) } else { Slot::Failed });
         result
     }
@@ -234,24 +245,25 @@ struct Env {
     params: Table,
     vars: Table,
     scope: DeploymentScope,
-    /// How deep this template is nested (0: the template imported).
-    depth: usize,
 }
 
 /// What an expression sees: its template's environment, the enclosing copy loops (innermost
-/// last) and the scope of the resource being evaluated.
+/// last), the scope of the resource being evaluated, and the meter of the whole import.
 struct Ctx<'e> {
     env: &'e Env,
+    meter: &'e Meter,
+    /// Warnings of the whole import (nested templates' schemas).
+    warnings: &'e RefCell<Vec<String>>,
     copies: Vec<(String, i64)>,
     scope: DeploymentScope,
 }
 
 impl Resolver for Ctx<'_> {
     fn parameter(&self, name: &str, path: &str) -> Result<Value, ImportError> {
-        self.env.params.get(self.env, name, path)
+        self.env.params.get(self.env, self.meter, self.warnings, name, path)
     }
     fn variable(&self, name: &str, path: &str) -> Result<Value, ImportError> {
-        self.env.vars.get(self.env, name, path)
+        self.env.vars.get(self.env, self.meter, self.warnings, name, path)
     }
     fn copy_index(&self, loop_name: Option<&str>, path: &str) -> Result<i64, ImportError> {
         let found = match loop_name {
@@ -266,58 +278,138 @@ impl Resolver for Ctx<'_> {
     fn scope(&self) -> &DeploymentScope {
         &self.scope
     }
+    fn meter(&self) -> &Meter {
+        self.meter
+    }
 }
 
 impl Ctx<'_> {
     fn with_copy(&self, name: &str, i: i64) -> Ctx<'_> {
         let mut copies = self.copies.clone();
         copies.push((name.to_string(), i));
-        Ctx { env: self.env, copies, scope: self.scope.clone() }
+        Ctx { env: self.env, meter: self.meter, warnings: self.warnings, copies, scope: self.scope.clone() }
     }
 }
 
-/// Evaluates every expression in a JSON value, expanding property `copy` loops.
+/// Evaluates every expression in a JSON value, expanding property `copy` loops; the first
+/// error. (Parameters and variables: one value, one error where it fails.)
 fn evaluate_value(v: &Value, ctx: &Ctx<'_>, path: &Path) -> Result<Value, ImportError> {
+    let mut errors = Vec::new();
+    match evaluate_all(v, ctx, path, &mut errors) {
+        Some(value) if errors.is_empty() => Ok(value),
+        _ => Err(errors.into_iter().next().unwrap_or_else(|| missing(path, "a value"))),
+    }
+}
+
+/// Evaluates every expression in a JSON value, expanding property `copy` loops, and reports
+/// every field that fails into `errors`. A failed string is None; a failed part of an array or
+/// object is null in place, so that the mapping still judges every other field in the same
+/// pass (and leaves out what falls under a failed path). Every JSON level is a level of the
+/// meter and every value costs its [`NODE`] (`azure::limits`); once the budget is spent,
+/// nothing more is evaluated.
+fn evaluate_all(v: &Value, ctx: &Ctx<'_>, path: &Path, errors: &mut Vec<ImportError>) -> Option<Value> {
+    let report = |errors: &mut Vec<ImportError>, e| {
+        errors.push(e);
+        None
+    };
+    let _level = match ctx.meter.enter(path.as_str()) {
+        Ok(level) => level,
+        Err(e) => return report(errors, e),
+    };
+    if !v.is_string() {
+        let keys = v.as_object().map_or(0, |m| m.keys().map(|k| k.len() as u64).sum());
+        if let Err(e) = ctx.meter.charge(NODE + keys, path.as_str()) {
+            return report(errors, e);
+        }
+    }
     match v {
-        Value::String(s) => expression::evaluate_string(s, ctx, path.as_str()),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| evaluate_value(item, ctx, &path.index(i)))
-            .collect::<Result<_, _>>()
-            .map(Value::Array),
+        Value::String(s) => expression::evaluate_string(s, ctx, path.as_str()).map_err(|e| errors.push(e)).ok(),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                if ctx.meter.exhausted() {
+                    return None;
+                }
+                match evaluate_all(item, ctx, &path.index(i), errors) {
+                    Some(value) => out.push(value),
+                    None => {
+                        // Kept in place as null, so that the mapping still judges the rest
+                        // (errors under this path are left out as following from this one).
+                        out.push(Value::Null);
+                    }
+                }
+            }
+            Some(Value::Array(out))
+        }
         Value::Object(map) => {
             let mut out = Map::new();
             for (k, item) in map {
+                if ctx.meter.exhausted() {
+                    return None;
+                }
                 if k == "copy" && item.is_array() {
-                    property_copies(item, ctx, &path.field(k), &mut out)?;
+                    property_copies(item, ctx, &path.field(k), &mut out, errors);
                 } else {
-                    out.insert(k.clone(), evaluate_value(item, ctx, &path.field(k))?);
+                    match evaluate_all(item, ctx, &path.field(k), errors) {
+                        Some(value) => {
+                            out.insert(k.clone(), value);
+                        }
+                        None => {
+                            out.insert(k.clone(), Value::Null);
+                        }
+                    }
                 }
             }
-            Ok(Value::Object(out))
+            Some(Value::Object(out))
         }
-        other => Ok(other.clone()),
+        other => Some(other.clone()),
     }
 }
 
 /// Property iteration: `"copy": [{"name": "authorizations", "count": N, "input": {...}}]`
 /// makes the property `authorizations` an array of N evaluated inputs, with
-/// `copyIndex('authorizations')` the index.
-fn property_copies(loops: &Value, ctx: &Ctx<'_>, path: &Path, out: &mut Map<String, Value>) -> Result<(), ImportError> {
-    let Value::Array(loops) = loops else { return Err(wrong_type(path, "an array of copy loops", loops)) };
+/// `copyIndex('authorizations')` the index. False when anything failed (reported).
+fn property_copies(
+    loops: &Value,
+    ctx: &Ctx<'_>,
+    path: &Path,
+    out: &mut Map<String, Value>,
+    errors: &mut Vec<ImportError>,
+) -> bool {
+    let Value::Array(loops) = loops else {
+        errors.push(wrong_type(path, "an array of copy loops", loops));
+        return false;
+    };
+    let mut ok = true;
     for (i, l) in loops.iter().enumerate() {
         let at = path.index(i);
-        let Value::Object(spec) = l else { return Err(wrong_type(&at, "an object {name, count, input}", l)) };
-        let name = string_field(spec, "name", ctx, &at)?;
-        let count = copy_count(spec, ctx, &at)?;
-        let input = spec.get("input").ok_or_else(|| missing(&at.field("input"), "the value of each item"))?;
-        let items = (0..count)
-            .map(|n| evaluate_value(input, &ctx.with_copy(&name, n), &at.field("input")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let Value::Object(spec) = l else {
+            errors.push(wrong_type(&at, "an object {name, count, input}", l));
+            ok = false;
+            continue;
+        };
+        let name = string_field(spec, "name", ctx, &at).map_err(|e| errors.push(e)).ok();
+        let count = copy_count(spec, ctx, &at).map_err(|e| errors.push(e)).ok();
+        let input = spec.get("input").ok_or_else(|| missing(&at.field("input"), "the value of each item"));
+        let input = input.map_err(|e| errors.push(e)).ok();
+        let (Some(name), Some(count), Some(input)) = (name, count, input) else {
+            ok = false;
+            continue;
+        };
+        let mut items = Vec::new();
+        for n in 0..count {
+            // One failing item is reported; the others would fail alike.
+            match evaluate_all(input, &ctx.with_copy(&name, n), &at.field("input"), errors) {
+                Some(item) if !ctx.meter.exhausted() => items.push(item),
+                _ => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
         out.insert(name, Value::Array(items));
     }
-    Ok(())
+    ok
 }
 
 fn missing(path: &Path, expected: &str) -> ImportError {
@@ -350,7 +442,9 @@ fn copy_count(spec: &Map<String, Value>, ctx: &Ctx<'_>, path: &Path) -> Result<i
     }
 }
 
-/// The scope a template's `$schema` deploys to.
+/// What a template's `$schema` says it deploys to. Only a hint: Azure deploys a template at
+/// the scope of the command (`az deployment sub create`), and import judges a wider schema by
+/// what the template deploys ([`judge_wider_schema`]).
 fn schema_scope(template: &Map<String, Value>, path: &Path) -> Result<SchemaScope, ImportError> {
     let at = path.field("$schema");
     let schema = match template.get("$schema") {
@@ -359,15 +453,10 @@ fn schema_scope(template: &Map<String, Value>, path: &Path) -> Result<SchemaScop
         None => return Err(missing(&at, "a deployment template schema")),
     };
     let lower = schema.to_ascii_lowercase();
-    let refused = |scope: &str| ImportError::NonDelegableScope {
-        path: at.to_string(),
-        scope: scope.to_string(),
-        schema: schema.clone(),
-    };
     if lower.contains("managementgroupdeploymenttemplate") {
-        Err(refused("management-group"))
+        Ok(SchemaScope::Wider { scope: "management-group", schema })
     } else if lower.contains("tenantdeploymenttemplate") {
-        Err(refused("tenant"))
+        Ok(SchemaScope::Wider { scope: "tenant", schema })
     } else if lower.contains("subscriptiondeploymenttemplate") {
         Ok(SchemaScope::Subscription)
     } else if lower.contains("deploymenttemplate") {
@@ -377,10 +466,76 @@ fn schema_scope(template: &Map<String, Value>, path: &Path) -> Result<SchemaScop
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum SchemaScope {
     Subscription,
     ResourceGroup,
+    /// A management-group or tenant schema.
+    Wider {
+        /// `management-group` or `tenant`.
+        scope: &'static str,
+        /// The `$schema` URL as written.
+        schema: String,
+    },
+}
+
+/// Whether a resource `type` is one a delegation is made of: a Lighthouse resource, or a
+/// deployment that holds them.
+fn is_delegation_type(t: &str) -> bool {
+    [DEFINITION_TYPE, ASSIGNMENT_TYPE, DEPLOYMENT_TYPE].iter().any(|d| d.eq_ignore_ascii_case(t))
+}
+
+/// The first resource of a template, nested deployments' inline templates included, that is
+/// not a delegation resource: its path and `type` (an expression or a missing type counts, as
+/// it could be anything). Iterative, and bounded by the template's size.
+fn first_foreign_resource(template: &Map<String, Value>, path: &Path) -> Option<(Path, String)> {
+    let mut stack = vec![(template, path.field("resources"))];
+    while let Some((template, at)) = stack.pop() {
+        let Some(Value::Array(resources)) = template.get("resources") else { continue };
+        for (i, resource) in resources.iter().enumerate() {
+            let rpath = at.index(i);
+            let t = resource.get("type").and_then(Value::as_str);
+            match t {
+                Some(t) if is_delegation_type(t) && !t.starts_with('[') => {}
+                other => return Some((rpath, other.unwrap_or("(none)").to_string())),
+            }
+            if let Some(Value::Object(inner)) = resource.get("properties").and_then(|p| p.get("template")) {
+                stack.push((inner, rpath.field("properties").field("template").field("resources")));
+            }
+        }
+    }
+    None
+}
+
+/// A management-group or tenant `$schema`: Azure deploys a template at the scope of the
+/// command, so what decides is what the template deploys. Only delegation resources
+/// (registration definitions and assignments, which are subscription-level, and deployments
+/// of them): imported as a subscription deployment, with a warning about the schema.
+/// Anything else (the policy samples' `policyDefinitions`): refused, since its scope maps to
+/// cluster scope, which is never delegable.
+fn judge_wider_schema(
+    template: &Map<String, Value>,
+    path: &Path,
+    scope: &str,
+    schema: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), ImportError> {
+    let at = path.field("$schema");
+    match first_foreign_resource(template, path) {
+        Some((resource_path, resource_type)) => Err(ImportError::NonDelegableScope {
+            path: at.to_string(),
+            scope: scope.to_string(),
+            schema: schema.to_string(),
+            resource_path: resource_path.to_string(),
+            resource_type,
+        }),
+        None => {
+            warnings.push(format!(
+                "{at}: the schema says a {scope} deployment ({schema}), but every resource is a subscription-level Lighthouse resource: imported at the subscription, where Azure deploys it with az deployment sub create"
+            ));
+            Ok(())
+        }
+    }
 }
 
 /// Inputs of an evaluation.
@@ -392,42 +547,92 @@ pub struct Inputs<'a> {
     pub subscription: &'a str,
     /// For a resource-group deployment template: the resource group it is deployed to.
     pub deployment_resource_group: Option<&'a str>,
+    /// Parameters whose given value was refused (its error is reported already): they have no
+    /// value, and no second error says so.
+    pub refused: Vec<String>,
+}
+
+/// What evaluating a template gave: the delegation resources that evaluated, what the user
+/// should know, and every error. The import fails when there is any error; the resources that
+/// did evaluate are still mapped, so that their own errors come in the same pass.
+#[derive(Debug, Default)]
+pub struct Evaluated {
+    /// The delegation resources that evaluated, in template order.
+    pub resources: Vec<Resource>,
+    /// Warnings (`PATH: message`): a `$schema` that says a wider scope than what the template
+    /// deploys.
+    pub warnings: Vec<String>,
+    /// Every error found, with its path.
+    pub errors: Vec<ImportError>,
 }
 
 /// Evaluates a template to its delegation resources.
 ///
-/// First the parameters (every error collected), then the resources (every error collected).
-///
-/// # Errors
-/// Every [`ImportError`] found, with its path; nothing is returned partially.
-pub fn evaluate(template: &Value, inputs: &Inputs<'_>) -> Result<Vec<Resource>, Vec<ImportError>> {
+/// The parameters (every error collected), then the resources (every error collected, also
+/// when parameters failed: a resource that reads a parameter without a value fails, the others
+/// evaluate). Stops early only where nothing else can be judged: a template that is no object,
+/// a `$schema` whose scope is refused as a whole, a resource-group template without its
+/// resource group. All of it within one depth limit and one budget (`azure::limits`).
+pub fn evaluate(template: &Value, inputs: &Inputs<'_>) -> Evaluated {
+    let mut done = Evaluated::default();
     let root = Path::default();
-    let Value::Object(template) = template else { return Err(vec![wrong_type(&root, "a template object", template)]) };
-    let scope = match schema_scope(template, &root).map_err(|e| vec![e])? {
-        SchemaScope::Subscription => {
-            DeploymentScope { subscription: inputs.subscription.to_string(), resource_group: None }
+    let Value::Object(template) = template else {
+        done.errors.push(wrong_type(&root, "a template object", template));
+        return done;
+    };
+    let subscription = DeploymentScope { subscription: inputs.subscription.to_string(), resource_group: None };
+    let scope = match schema_scope(template, &root) {
+        Ok(SchemaScope::Subscription) => subscription,
+        Ok(SchemaScope::Wider { scope, schema }) => {
+            match judge_wider_schema(template, &root, scope, &schema, &mut done.warnings) {
+                Ok(()) => subscription,
+                Err(e) => {
+                    done.errors.push(e);
+                    return done;
+                }
+            }
         }
-        SchemaScope::ResourceGroup => match inputs.deployment_resource_group {
+        Ok(SchemaScope::ResourceGroup) => match inputs.deployment_resource_group {
             Some(rg) => {
                 DeploymentScope { subscription: inputs.subscription.to_string(), resource_group: Some(rg.to_string()) }
             }
-            None => return Err(vec![ImportError::ResourceGroupTemplateNeedsTarget { path: "$schema".to_string() }]),
+            None => {
+                done.errors.push(ImportError::ResourceGroupTemplateNeedsTarget { path: "$schema".to_string() });
+                return done;
+            }
         },
+        // An unknown or missing schema is an error; the resources are still judged, as
+        // deployed at the subscription, so that their errors come in the same pass.
+        Err(e) => {
+            done.errors.push(e);
+            subscription
+        }
     };
     let target = match &scope.resource_group {
         Some(rg) => Target::ResourceGroup { name: rg.clone(), path: Path::root("--resource-group of the deployment") },
         None => Target::Subscription,
     };
-    let env = build_env(template, &root, &inputs.given, scope, 0)?;
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    let ctx = Ctx { env: &env, copies: Vec::new(), scope: env.scope.clone() };
-    walk_resources(template, &root, &ctx, &target, &mut out, &mut errors);
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
+    // One depth limit and one budget for everything below, nested deployments included.
+    let meter = Meter::new();
+    let warnings = RefCell::new(std::mem::take(&mut done.warnings));
+    let env = build_env(template, &root, &inputs.given, &inputs.refused, scope, &meter, &mut done.errors);
+    if !meter.exhausted() {
+        let ctx = Ctx { env: &env, meter: &meter, warnings: &warnings, copies: Vec::new(), scope: env.scope.clone() };
+        walk_resources(template, &root, &ctx, &target, &mut done.resources, &mut done.errors);
     }
+    done.errors = spent(std::mem::take(&mut done.errors), &meter);
+    done.warnings = warnings.into_inner();
+    done
+}
+
+/// Once the budget has run out, everything evaluated after fails for that one reason: only
+/// the first such error is kept.
+fn spent(mut errors: Vec<ImportError>, meter: &Meter) -> Vec<ImportError> {
+    if meter.exhausted() {
+        let mut seen = false;
+        errors.retain(|e| !matches!(e, ImportError::BudgetExceeded { .. }) || !std::mem::replace(&mut seen, true));
+    }
+    errors
 }
 
 /// Declares the parameters (given values checked, defaults evaluated) and variables of one
@@ -436,16 +641,20 @@ fn build_env(
     template: &Map<String, Value>,
     path: &Path,
     given: &[(String, GivenValue)],
+    refused: &[String],
     scope: DeploymentScope,
-    depth: usize,
-) -> Result<Env, Vec<ImportError>> {
-    let env = Env { params: Table::new("parameter"), vars: Table::new("variable"), scope, depth };
-    let mut errors = Vec::new();
+    meter: &Meter,
+    errors: &mut Vec<ImportError>,
+) -> Env {
+    let env = Env { params: Table::new("parameter"), vars: Table::new("variable"), scope };
     let params_path = path.field("parameters");
     let declared = match template.get("parameters") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
-        Some(other) => return Err(vec![wrong_type(&params_path, "an object", other)]),
+        Some(other) => {
+            errors.push(wrong_type(&params_path, "an object", other));
+            Map::new()
+        }
     };
     let mut values: BTreeMap<String, GivenValue> = BTreeMap::new();
     for (name, value) in given {
@@ -465,9 +674,10 @@ fn build_env(
         let key = name.to_ascii_lowercase();
         let slot = match values.remove(&key) {
             Some(GivenValue { value, path }) => {
-                placeholders(&value, &path, &mut errors);
-                Slot::Done(coerce(value, decl, &at, &path, &mut errors))
+                placeholders(&value, &path, errors);
+                Slot::Done(coerce(value, decl, &at, &path, errors))
             }
+            None if refused.iter().any(|r| r.eq_ignore_ascii_case(name)) => Slot::Failed,
             None => match decl.get("defaultValue") {
                 Some(raw) => Slot::Pending { raw: raw.clone(), path: at.field("defaultValue") },
                 None => {
@@ -503,23 +713,19 @@ fn build_env(
         if !pending {
             continue;
         }
-        match env.params.get(&env, name, at.as_str()) {
+        match env.params.get(&env, meter, &RefCell::new(Vec::new()), name, at.as_str()) {
             Ok(value) => {
                 let default_path = at.field("defaultValue");
-                placeholders(&value, &default_path, &mut errors);
+                placeholders(&value, &default_path, errors);
                 if let Value::Object(decl) = decl {
-                    let checked = coerce(value, decl, &at, &default_path, &mut errors);
+                    let checked = coerce(value, decl, &at, &default_path, errors);
                     env.params.slots.borrow_mut().insert(name.to_ascii_lowercase(), Slot::Done(checked));
                 }
             }
             Err(e) => errors.push(e),
         }
     }
-    if errors.is_empty() {
-        Ok(env)
-    } else {
-        Err(errors)
-    }
+    env
 }
 
 /// Checks a parameter value against its declared `type` and `allowedValues`.
@@ -581,7 +787,15 @@ fn walk_resources(
         }
     };
     for (i, resource) in resources.iter().enumerate() {
+        if ctx.meter.exhausted() {
+            return;
+        }
         let rpath = at.index(i);
+        // `resources[i]`: two levels of the template.
+        let _level = match ctx.meter.enter_n(2, rpath.as_str()) {
+            Ok(level) => level,
+            Err(e) => return errors.push(e),
+        };
         let Value::Object(resource) = resource else {
             errors.push(wrong_type(&rpath, "a resource object", resource));
             continue;
@@ -595,6 +809,9 @@ fn walk_resources(
                 match (name, count) {
                     (Ok(name), Ok(count)) => {
                         for n in 0..count {
+                            if ctx.meter.exhausted() {
+                                return;
+                            }
                             resource_once(resource, &rpath.copy(n), &ctx.with_copy(&name, n), target, out, errors);
                         }
                     }
@@ -614,6 +831,11 @@ fn resource_once(
     out: &mut Vec<Resource>,
     errors: &mut Vec<ImportError>,
 ) {
+    // Every resource instance costs its share of the budget, whatever becomes of it: this
+    // bounds the resources, and the errors about them, that copy loops can multiply.
+    if let Err(e) = ctx.meter.charge(RESOURCE, path.as_str()) {
+        return errors.push(e);
+    }
     if let Err(e) = resource_inner(resource, path, ctx, target, out, errors) {
         errors.push(e);
     }
@@ -645,8 +867,8 @@ fn resource_inner(
         return Err(ImportError::UnknownField { path: path.field("existing").to_string() });
     }
     let resource_type = string_field(resource, "type", ctx, path)?;
-    let name = string_field(resource, "name", ctx, path)?;
     if resource_type.eq_ignore_ascii_case(DEPLOYMENT_TYPE) {
+        string_field(resource, "name", ctx, path)?;
         return nested_deployment(resource, path, ctx, target, out, errors);
     }
     let kind = if resource_type.eq_ignore_ascii_case(DEFINITION_TYPE) {
@@ -656,21 +878,46 @@ fn resource_inner(
     } else {
         return Err(ImportError::UnsupportedResourceType { path: path.field("type").to_string(), resource_type });
     };
-    let api_version = string_field(resource, "apiVersion", ctx, path)?;
-    if !SUPPORTED_API_VERSIONS.contains(&api_version.as_str()) {
-        return Err(ImportError::UnsupportedApiVersion { path: path.field("apiVersion").to_string(), api_version });
-    }
+    // From here on every field is judged, and every error reported, before giving up.
+    let name = string_field(resource, "name", ctx, path).map_err(|e| errors.push(e)).ok();
+    let api_version = match string_field(resource, "apiVersion", ctx, path) {
+        Ok(v) if SUPPORTED_API_VERSIONS.contains(&v.as_str()) => Some(v),
+        Ok(api_version) => {
+            // Reported; the resource is still mapped, for the errors of its other fields.
+            errors.push(ImportError::UnsupportedApiVersion {
+                path: path.field("apiVersion").to_string(),
+                api_version: api_version.clone(),
+            });
+            Some(api_version)
+        }
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
     let properties_path = path.field("properties");
     let properties = match resource.get("properties") {
-        Some(p) => evaluate_value(p, ctx, &properties_path)?,
-        None => return Err(missing(&properties_path, "an object")),
+        Some(p) => evaluate_all(p, ctx, &properties_path, errors),
+        None => {
+            errors.push(missing(&properties_path, "an object"));
+            None
+        }
     };
     let plan = match (kind, resource.get("plan")) {
-        (_, None) => None,
-        (Kind::Definition, Some(p)) => Some(evaluate_value(p, ctx, &path.field("plan"))?).filter(|v| !v.is_null()),
-        (Kind::Assignment, Some(_)) => return Err(ImportError::UnknownField { path: path.field("plan").to_string() }),
+        (_, None) => Some(None),
+        (Kind::Definition, Some(p)) => {
+            evaluate_all(p, ctx, &path.field("plan"), errors).map(|v| Some(v).filter(|v| !v.is_null()))
+        }
+        (Kind::Assignment, Some(_)) => {
+            errors.push(ImportError::UnknownField { path: path.field("plan").to_string() });
+            None
+        }
     };
-    out.push(Resource { kind, path: path.clone(), api_version, name, properties, plan, target: target.clone() });
+    // Also when a field failed (its error is reported): the mapping judges the others, and
+    // leaves out what falls under a failed path. The import fails either way.
+    if let (Some(name), Some(api_version), Some(properties), Some(plan)) = (name, api_version, properties, plan) {
+        out.push(Resource { kind, path: path.clone(), api_version, name, properties, plan, target: target.clone() });
+    }
     Ok(())
 }
 
@@ -683,12 +930,6 @@ fn nested_deployment(
     out: &mut Vec<Resource>,
     errors: &mut Vec<ImportError>,
 ) -> Result<(), ImportError> {
-    if ctx.env.depth >= MAX_NESTING {
-        return Err(ImportError::UnsupportedScope {
-            path: path.to_string(),
-            message: format!("nested deployments deeper than {MAX_NESTING} levels"),
-        });
-    }
     if let Some(sub) = resource.get("subscriptionId") {
         let at = path.field("subscriptionId");
         let value = evaluate_value(sub, ctx, &at)?;
@@ -742,14 +983,10 @@ fn nested_deployment(
             }
         },
     };
-    if let Some(schema) = template.get("$schema").and_then(Value::as_str) {
-        let lower = schema.to_ascii_lowercase();
-        if lower.contains("managementgroupdeploymenttemplate") || lower.contains("tenantdeploymenttemplate") {
-            return Err(schema_scope(template, &template_path).err().unwrap_or(ImportError::UnsupportedSchema {
-                path: template_path.field("$schema").to_string(),
-                schema: schema.to_string(),
-            }));
-        }
+    // A nested deployment goes where its `resourceGroup` (or the parent) says, whatever its
+    // template's `$schema`; a wider one is judged by what the template deploys.
+    if let Ok(SchemaScope::Wider { scope, schema }) = schema_scope(template, &template_path) {
+        judge_wider_schema(template, &template_path, scope, &schema, &mut ctx.warnings.borrow_mut())?;
     }
     if !inner {
         // Outer scope: the nested template's expressions are the parent's, copyIndex() included,
@@ -763,7 +1000,9 @@ fn nested_deployment(
                 });
             }
         }
-        let nested = Ctx { env: ctx.env, copies: ctx.copies.clone(), scope: ctx.scope.clone() };
+        // `properties.template`: two levels of the template.
+        let _level = ctx.meter.enter_n(2, template_path.as_str())?;
+        let nested = Ctx { copies: ctx.copies.clone(), scope: ctx.scope.clone(), ..*ctx };
         walk_resources(template, &template_path, &nested, &target, out, errors);
         return Ok(());
     }
@@ -778,15 +1017,10 @@ fn nested_deployment(
             given.push((name.clone(), GivenValue { value: evaluate_value(v, ctx, &at)?, path: at }));
         }
     }
-    let env = match build_env(template, &template_path, &given, scope, ctx.env.depth + 1) {
-        Ok(env) => env,
-        Err(mut e) => {
-            let last = e.pop();
-            errors.extend(e);
-            return last.map_or(Ok(()), Err);
-        }
-    };
-    let nested = Ctx { env: &env, copies: Vec::new(), scope: env.scope.clone() };
+    let _level = ctx.meter.enter_n(2, template_path.as_str())?;
+    let env = build_env(template, &template_path, &given, &[], scope, ctx.meter, errors);
+    let nested =
+        Ctx { env: &env, meter: ctx.meter, warnings: ctx.warnings, copies: Vec::new(), scope: env.scope.clone() };
     walk_resources(template, &template_path, &nested, &target, out, errors);
     Ok(())
 }

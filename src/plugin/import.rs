@@ -480,6 +480,9 @@ pub async fn run(global: &GlobalArgs, args: &ImportArgs, out: &mut dyn Write) ->
         eprintln!("note: {note}");
     }
     let (imported, _) = import_files(args, &namespace, &facts)?;
+    for warning in &imported.warnings {
+        eprintln!("warning: {warning}");
+    }
     let outcomes = match (&connection, args.dry_run) {
         (_, DryRun::Client) | (None, _) => {
             let mut outcomes = Vec::new();
@@ -712,9 +715,12 @@ mod tests {
         let mut facts = ClusterFacts::offline("test");
         facts.subscription_problem = subscription_problem(None, "customer-a");
         let got = errors(import_files(&args(template.clone(), Some(parameters)), "customer-a", &facts));
-        assert_eq!(got.len(), 2, "{got:#?}");
+        // Three problems, three errors in one run: the namespace, the parameters file, and the
+        // template's resource group with no namespace (found although the parameters failed).
+        assert_eq!(got.len(), 3, "{got:#?}");
         assert!(got[0].starts_with("-n customer-a:"), "{got:#?}");
         assert!(got[1].starts_with("(p.json) parameters.managedByTenantId.value: placeholder"), "{got:#?}");
+        assert!(got[2].starts_with("resources[1].resourceGroup: resource group \"web\" has no namespace"), "{got:#?}");
 
         // Not JSON: both files' errors, with line and column.
         let broken = dir.join("broken.json");

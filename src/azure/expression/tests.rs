@@ -13,6 +13,7 @@ struct Fixed {
     vars: BTreeMap<String, Value>,
     copies: Vec<(String, i64)>,
     scope: DeploymentScope,
+    meter: Meter,
 }
 
 impl Fixed {
@@ -27,6 +28,7 @@ impl Fixed {
             vars: BTreeMap::from([("plan".to_string(), json!({"name": "gold", "Product": "p"}))]),
             copies: vec![],
             scope: DeploymentScope { subscription: "customer-a".into(), resource_group: None },
+            meter: Meter::new(),
         }
     }
     fn in_loop(mut self, name: &str, i: i64) -> Fixed {
@@ -66,6 +68,9 @@ impl Resolver for Fixed {
     }
     fn scope(&self) -> &DeploymentScope {
         &self.scope
+    }
+    fn meter(&self) -> &Meter {
+        &self.meter
     }
 }
 
