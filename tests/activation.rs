@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::webhook::Deployed;
+use common::webhook::{post_review, Deployed};
 use common::*;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -219,8 +219,162 @@ async fn just_in_time_access() {
     an_activation_grants_exactly_the_eligible_role(&admin).await;
     deleting_the_definition_ends_its_activations(&admin).await;
     the_role_leaving_the_catalog_ends_its_activations(&admin).await;
+    a_forged_admission_review_changes_nothing(&admin, &deployed).await;
     expiry_while_stopped_is_revoked_at_start(&admin, &path, deployed, &env).await;
     eligible_lists_what_the_caller_may_activate(&admin, &path).await;
+    admission_serves_only_the_api_servers_client_certificate(&admin, &path, &env).await;
+}
+
+/// The AdmissionReview a forger posts: the DELETE of `activation` by `deleter`, as if the
+/// API server had sent it.
+fn forged_delete(activation: &RoleActivation, deleter: &str) -> serde_json::Value {
+    let gvk = json!({"group": "activation.kubelighthouse.io", "version": "v1alpha1", "kind": "RoleActivation"});
+    let gvr = json!({"group": "activation.kubelighthouse.io", "version": "v1alpha1", "resource": "roleactivations"});
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": unique("forged"),
+            "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
+            "name": activation.metadata.name, "namespace": activation.metadata.namespace,
+            "operation": "DELETE",
+            "userInfo": {"username": deleter, "groups": ["system:authenticated"]},
+            "oldObject": activation,
+            "dryRun": false,
+        },
+    })
+}
+
+/// Issue 26, item 5: one POST of a forged DELETE AdmissionReview to `/validate`, with no
+/// credentials, set an Active activation to Revoked by a made-up deleter and removed the
+/// access (the webhook wrote `status` before answering). Now admission only remembers the
+/// claim, and nothing happens unless the API server really deletes the activation; claims
+/// that disagree (a forger naming the requester while a customer admin revokes) end it
+/// Revoked, never Canceled.
+async fn a_forged_admission_review_changes_nothing(admin: &Client, deployed: &Deployed) {
+    let (port, ca) = deployed.webhook.clone().expect("the webhook is served");
+    let ns = delegated(admin, "jit-forged", json!({"maximumActivationDuration": "PT1H"})).await;
+    bind_customer_admin(admin, &ns).await;
+    let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd"]).await;
+    activate(&engineer, &ns, "target", "PT1H").await.expect("activate");
+    wait_phase(admin, &ns, "target", ActivationPhase::Active).await;
+    eventually("active", || async { can_write(&engineer, &ns).await }).await;
+
+    let target = activation(admin, &ns, "target").await.expect("the activation");
+    let (code, body) = post_review(port, "/validate", &ca, None, &forged_delete(&target, "mallory"));
+    assert_eq!(code, 200, "served without a client CA: {body}");
+    // The old webhook had written the status before it answered: it would show now.
+    let after = activation(admin, &ns, "target").await.expect("still there");
+    let status = after.status.expect("status");
+    assert_eq!(status.phase, Some(ActivationPhase::Active), "a forged review changes no phase");
+    assert_eq!(status.ended_by, None, "a forged review records no deleter");
+    assert!(can_write(&engineer, &ns).await, "a forged review removes no access");
+    assert!(
+        !events_of(admin, &ns, "target").await.iter().any(|(_, n)| n.contains("mallory")),
+        "nothing names the made-up deleter"
+    );
+
+    // A forger naming the requester just before a customer admin's real delete.
+    let requester = after
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("activation.kubelighthouse.io/requester"))
+        .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+        .and_then(|v| v["username"].as_str().map(str::to_string))
+        .expect("the requester stamp");
+    let (code, _) = post_review(port, "/validate", &ca, None, &forged_delete(&target, &requester));
+    assert_eq!(code, 200);
+    let customer = client_as("customer-admin", &[]).await;
+    let api: Api<RoleActivation> = Api::namespaced(customer, &ns);
+    eventually("the customer admin may delete activations", || async {
+        match api.delete("target", &DeleteParams::default()).await {
+            Ok(_) => true,
+            Err(kube::Error::Api(s)) if s.code == 403 => false,
+            Err(e) => panic!("delete: {e}"),
+        }
+    })
+    .await;
+    eventually("the revocation is immediate", || async { !can_write(&engineer, &ns).await }).await;
+    eventually("an Event says Revoked, the deleter unknown", || async {
+        events_of(admin, &ns, "target").await.iter().any(|(r, n)| r == "ActivationRevoked" && n.contains("unknown"))
+    })
+    .await;
+    assert!(
+        !events_of(admin, &ns, "target").await.iter().any(|(r, _)| r == "ActivationCanceled"),
+        "a forged claim never turns a revocation into the requester's cancel"
+    );
+}
+
+/// Issue 26, item 5: with `--admission-client-ca` (the local control plane presents its
+/// webhook client certificate to every webhook, hack/control-plane.sh), a caller without
+/// that certificate gets 401, one with another CA's certificate 403, on both admission
+/// paths, while the API server's own admission calls (the requester stamp, the verdicts)
+/// are served.
+async fn admission_serves_only_the_api_servers_client_certificate(
+    admin: &Client,
+    path: &std::path::Path,
+    env: &[(&str, &str)],
+) {
+    let pki = path.parent().expect("the state dir").join("pki");
+    let client_ca = pki.join("webhook-client-ca.crt");
+    assert!(
+        client_ca.exists(),
+        "{} is missing: this control plane predates the webhook client certificate; \
+         restart it (hack/control-plane.sh down && hack/control-plane.sh up)",
+        client_ca.display()
+    );
+    let client_ca = client_ca.display().to_string();
+    let mut env = env.to_vec();
+    env.push(("KUBE_LIGHTHOUSE_ADMISSION_CLIENT_CA", client_ca.as_str()));
+    env.push(("KUBE_LIGHTHOUSE_ADMISSION_CLIENT_NAMES", "kube-apiserver-webhook-client"));
+    let deployed = Deployed::start_with(path, true, &env);
+    // Dry-run definitions are judged, not "failed calling webhook": the API server's
+    // certificate is accepted by the validating webhook.
+    webhook_ready(admin).await;
+    let ns = delegated(admin, "jit-client-ca", json!({"maximumActivationDuration": "PT1H"})).await;
+    let engineer = signed(ENGINEER, &[ENGINEERS], &["pwd"]).await;
+    let created = activate(&engineer, &ns, "through-the-api-server", "PT1H").await.expect("activate");
+    let stamp = created.metadata.annotations.as_ref().and_then(|a| a.get("activation.kubelighthouse.io/requester"));
+    assert!(stamp.is_some_and(|s| s.contains(ENGINEER)), "the mutating webhook stamped the requester: {stamp:?}");
+    refused_with(
+        Api::<RoleActivation>::namespaced(engineer.clone(), &ns)
+            .create(&PostParams::default(), &activation_of("no-reason", CONTRIBUTOR, "PT30M", " "))
+            .await,
+        "MissingJustification",
+    );
+    wait_phase(admin, &ns, "through-the-api-server", ActivationPhase::Active).await;
+    eventually("active", || async { can_write(&engineer, &ns).await }).await;
+
+    let (port, ca) = deployed.webhook.clone().expect("the webhook is served");
+    let target = activation(admin, &ns, "through-the-api-server").await.expect("the activation");
+    let forged = forged_delete(&target, "mallory");
+    let impostor = common::views::client_certificate(
+        &deployed.dir,
+        "impostor",
+        "kube-apiserver-webhook-client",
+        &ca,
+        &deployed.dir.join("ca.key"),
+    );
+    let own_ca_wrong_name = common::views::client_certificate(
+        &deployed.dir,
+        "other-name",
+        "someone-else",
+        &pki.join("webhook-client-ca.crt"),
+        &pki.join("webhook-client-ca.key"),
+    );
+    for route in ["/validate", "/mutate"] {
+        let (code, body) = post_review(port, route, &ca, None, &forged);
+        assert_eq!(code, 401, "{route} without a client certificate: {body}");
+        let (code, body) = post_review(port, route, &ca, Some((&impostor.0, &impostor.1)), &forged);
+        assert_eq!(code, 403, "{route} with another CA's certificate: {body}");
+        let (code, body) = post_review(port, route, &ca, Some((&own_ca_wrong_name.0, &own_ca_wrong_name.1)), &forged);
+        assert_eq!(code, 403, "{route} with a name not allowed: {body}");
+    }
+    let status = activation(admin, &ns, "through-the-api-server").await.and_then(|a| a.status).expect("status");
+    assert_eq!(status.phase, Some(ActivationPhase::Active));
+    assert!(can_write(&engineer, &ns).await);
+    drop(deployed);
 }
 
 async fn without_approvers_grants_at_once_and_expires_on_time(admin: &Client) {

@@ -561,6 +561,59 @@ pub fn phase_on_delete(
     }
 }
 
+/// How long after its deletion an activation waits for the record of who deleted it: the
+/// access goes at once, the finalizer stays until `status.endedBy` is recorded or this has
+/// passed (then the deleter is unknown and the phase Revoked). The replica that admitted the
+/// delete records it as soon as its own watch shows the deletion, in milliseconds.
+pub const DELETER_HOLD: SignedDuration = SignedDuration::from_secs(5);
+
+/// How long a deletion claimed at admission stays credible: a claim older than this when the
+/// deletion shows in the watch is dropped, so that a forged claim cannot wait for a real delete.
+pub const DELETER_CLAIM_WINDOW: SignedDuration = SignedDuration::from_secs(10);
+
+/// What the record of a deletion says, from the deleters that admission saw claimed for one
+/// activation (by UID) within [`DELETER_CLAIM_WINDOW`] before its deletion showed in the watch.
+///
+/// Admission cannot tell a real delete from a forged review (without a client CA, docs/install.md),
+/// nor an allowed delete from one a later admission step refused, so a claim only counts once
+/// the API server's watch shows the deletion, and claims that disagree prove nothing: then
+/// the deleter is unknown and the phase is Revoked (never Canceled, which would let a forger
+/// pass a customer's revocation off as the requester's own). None when nobody claimed it.
+/// `previous`: the phase before the deletion; a final phase stays.
+pub fn deletion_record(
+    previous: Option<ActivationPhase>,
+    requester: Option<&Caller>,
+    claims: &[String],
+) -> Option<(ActivationPhase, String)> {
+    let mut deleters: Vec<&str> = claims.iter().map(String::as_str).collect();
+    deleters.sort_unstable();
+    deleters.dedup();
+    match deleters.as_slice() {
+        [] => None,
+        [one] => Some((phase_on_delete(previous, requester, Some(one)), (*one).to_string())),
+        several => Some((
+            phase_on_delete(previous, requester, None),
+            format!("unknown: admission saw conflicting deletes by {}", several.join(", ")),
+        )),
+    }
+}
+
+/// How long the finalizer of a deleted activation still waits for the record of who deleted
+/// it (see [`DELETER_HOLD`]): None when there is nothing to wait for: it is recorded, the
+/// phase was final before the deletion, or the hold has passed at `now`.
+pub fn awaiting_deleter(
+    status: Option<&RoleActivationStatus>,
+    deleted_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<SignedDuration> {
+    let deleted_at = deleted_at?;
+    if status.is_some_and(|s| s.ended_by.is_some() || s.phase.is_some_and(ActivationPhase::is_final)) {
+        return None;
+    }
+    let left = (deleted_at + DELETER_HOLD).duration_since(now);
+    left.is_positive().then_some(left)
+}
+
 /// Whether an activation grants now: Active, not being deleted, and not past `expiresAt`.
 pub fn in_force(status: Option<&RoleActivationStatus>, deleting: bool, now: Timestamp) -> bool {
     let Some(s) = status else { return false };

@@ -8,6 +8,7 @@
 mod activation;
 mod admit;
 mod authority;
+pub mod deleter;
 
 use std::sync::Arc;
 
@@ -35,6 +36,8 @@ pub struct Admission {
     pub policy: Arc<Policy>,
     /// True once every cache has its first list; until then every judged request is refused.
     pub ready: tokio::sync::watch::Receiver<bool>,
+    /// Who claimed to delete which activation; recorded by the activation watch.
+    pub claims: Arc<deleter::DeleterClaims>,
 }
 
 /// The request a review carries.

@@ -440,6 +440,47 @@ fn deletion_by_the_requester_cancels_and_by_anyone_else_revokes() {
     assert_eq!(phase_on_delete(Some(ActivationPhase::Expired), Some(&requester), Some("x")), ActivationPhase::Expired);
 }
 
+#[test]
+fn a_deletion_is_recorded_from_agreeing_claims_only() {
+    let requester = caller(ENGINEER, &[ENGINEERS], &[]);
+    let active = Some(ActivationPhase::Active);
+    let by = |who: &[&str]| who.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    assert_eq!(deletion_record(active, Some(&requester), &[]), None, "nobody claimed it: nothing to record");
+    assert_eq!(
+        deletion_record(active, Some(&requester), &by(&[&name(ENGINEER), &name(ENGINEER)])),
+        Some((ActivationPhase::Canceled, name(ENGINEER)))
+    );
+    assert_eq!(
+        deletion_record(active, Some(&requester), &by(&["customer-admin"])),
+        Some((ActivationPhase::Revoked, "customer-admin".into()))
+    );
+    // A forger claiming to be the requester while a customer admin revokes: not Canceled.
+    let (phase, ended_by) =
+        deletion_record(active, Some(&requester), &by(&["customer-admin", &name(ENGINEER)])).expect("recorded");
+    assert_eq!(phase, ActivationPhase::Revoked);
+    assert!(ended_by.starts_with("unknown"), "{ended_by}");
+    assert!(ended_by.contains("customer-admin") && ended_by.contains(&name(ENGINEER)), "{ended_by}");
+    let expired = Some(ActivationPhase::Expired);
+    assert_eq!(deletion_record(expired, Some(&requester), &by(&["x"])), Some((ActivationPhase::Expired, "x".into())));
+}
+
+#[test]
+fn a_deleted_activation_waits_briefly_for_its_deleter() {
+    let deleted = Timestamp::from_second(1_800_000_000).expect("time");
+    let active = RoleActivationStatus { phase: Some(ActivationPhase::Active), ..Default::default() };
+    assert_eq!(awaiting_deleter(Some(&active), None, deleted), None, "not deleted");
+    assert_eq!(awaiting_deleter(Some(&active), Some(deleted), deleted), Some(DELETER_HOLD));
+    assert_eq!(
+        awaiting_deleter(None, Some(deleted), deleted + SignedDuration::from_secs(1)),
+        Some(DELETER_HOLD - SignedDuration::from_secs(1))
+    );
+    assert_eq!(awaiting_deleter(Some(&active), Some(deleted), deleted + DELETER_HOLD), None, "the hold has passed");
+    let recorded = RoleActivationStatus { ended_by: Some("customer-admin".into()), ..active.clone() };
+    assert_eq!(awaiting_deleter(Some(&recorded), Some(deleted), deleted), None, "recorded");
+    let expired = RoleActivationStatus { phase: Some(ActivationPhase::Expired), ..Default::default() };
+    assert_eq!(awaiting_deleter(Some(&expired), Some(deleted), deleted), None, "final before the delete");
+}
+
 // --- what is materialized ---------------------------------------------------------------------
 
 fn assignment() -> AssignmentRef {
