@@ -230,7 +230,14 @@ impl Deployed {
             .stderr(Stdio::from(log));
         let mut hook = None;
         if webhook {
-            let (ca, cert, key) = certificates(&dir);
+            // Also for the views' Service name: the same port serves the views API, which a
+            // test may register (common::views::register_api_service).
+            let names = format!(
+                "IP:127.0.0.1,DNS:localhost,DNS:{}.{}.svc",
+                super::views::SERVICE,
+                super::views::SERVICE_NAMESPACE
+            );
+            let (ca, cert, key) = certificates_for(&dir, &names);
             let port = free_port();
             cmd.args(["--webhook-port", &port.to_string()])
                 .arg("--webhook-cert")
