@@ -244,7 +244,7 @@ async fn activation_request(client: &Client, ns: &str, verb: &str, name: &str) -
     };
     match result {
         Ok(()) => 200,
-        Err(kube::Error::Api(s)) => u16::try_from(s.code).unwrap_or(0),
+        Err(kube::Error::Api(s)) => s.code,
         Err(e) => panic!("{verb} roleactivations {ns}/{name}: {e}"),
     }
 }
