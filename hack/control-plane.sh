@@ -219,7 +219,43 @@ subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth" front-proxy-ca
     fi
+    # Admission: kube-apiserver presents this client certificate to every webhook (its
+    # admission configuration's kubeConfigFile), so a webhook can refuse any other caller
+    # (kube-lighthouse's --admission-client-ca; docs/install.md, "Admission clients").
+    if [[ ! -f webhook-client.crt ]]; then
+      make_ca webhook-client-ca kube-lighthouse-webhook-client-ca
+      sign webhook-client kube-apiserver-webhook-client "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth" webhook-client-ca
+    fi
   )
+}
+
+# The admission configuration: both webhook admission plugins present the webhook client
+# certificate to every webhook ("*"); a webhook that does not ask for one ignores it.
+write_admission_config() {
+  local pki=$STATE_DIR/pki plugin
+  cat >"$STATE_DIR/webhook-client.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate: $pki/webhook-client.crt
+    client-key: $pki/webhook-client.key
+EOF
+  {
+    echo "apiVersion: apiserver.config.k8s.io/v1"
+    echo "kind: AdmissionConfiguration"
+    echo "plugins:"
+    for plugin in ValidatingAdmissionWebhook MutatingAdmissionWebhook; do
+      echo "- name: $plugin"
+      echo "  configuration:"
+      echo "    apiVersion: apiserver.config.k8s.io/v1"
+      echo "    kind: WebhookAdmissionConfiguration"
+      echo "    kubeConfigFile: $STATE_DIR/webhook-client.kubeconfig"
+    done
+  } >"$STATE_DIR/admission-config.yaml"
 }
 
 write_kubeconfig() {
@@ -387,6 +423,7 @@ cmd_up() {
   local pki=$STATE_DIR/pki etcd_port etcd_peer api_port token
   start_issuers
   write_authentication_config
+  write_admission_config
   etcd_port=$(free_port)
   etcd_peer=$(free_port)
   api_port=$(free_port)
@@ -421,6 +458,7 @@ EOF
     --client-ca-file "$pki/ca.crt" \
     --authorization-mode RBAC --token-auth-file "$STATE_DIR/tokens.csv" \
     --authentication-config "$STATE_DIR/authentication-config.yaml" \
+    --admission-control-config-file "$STATE_DIR/admission-config.yaml" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$pki/sa.pub" \
     --service-account-signing-key-file "$pki/sa.key" \

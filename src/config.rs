@@ -89,6 +89,23 @@ pub struct Config {
     #[arg(long, env = "KUBE_LIGHTHOUSE_WEBHOOK_CONFIGURATION")]
     pub webhook_configuration: Option<String>,
 
+    /// PEM CA of the admission webhook's callers: when set, `POST /validate` and `POST /mutate`
+    /// are served only to a client certificate it signed for client authentication (the API
+    /// server's, from its admission configuration's `kubeConfigFile`); others get 401/403.
+    /// Unset: any caller (docs/install.md, "Admission clients").
+    #[arg(long, env = "KUBE_LIGHTHOUSE_ADMISSION_CLIENT_CA")]
+    pub admission_client_ca: Option<std::path::PathBuf>,
+
+    /// Common names the admission client certificate may have (comma-separated); empty: any
+    /// name the admission client CA signed. Only with `--admission-client-ca`.
+    #[arg(
+        long,
+        env = "KUBE_LIGHTHOUSE_ADMISSION_CLIENT_NAMES",
+        value_delimiter = ',',
+        requires = "admission_client_ca"
+    )]
+    pub admission_client_names: Vec<String>,
+
     /// Leader election on the Lease `kube-lighthouse` (SPEC §12): only its holder reconciles
     /// and writes; every replica serves admission. `false` only for a single replica.
     #[arg(long, env = "KUBE_LIGHTHOUSE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]

@@ -24,6 +24,7 @@ use crate::controller::error::Error;
 use crate::controller::queue::Fifo;
 use crate::controller::{activation, assignment, definition, events, guard, namespace, sweep, triggers, webhook_watch};
 use crate::lease;
+use crate::serve::admission_clients::AdmissionClients;
 use crate::serve::front_proxy::FrontProxy;
 use crate::serve::views::Views;
 use crate::serve::Routes;
@@ -348,6 +349,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     if let Some(listener) = metrics_listener {
         tokio::spawn(crate::http::serve_metrics(listener, metrics));
     }
+    // Who admission saw claim to delete which activation; the activation watch records them.
+    let claims = Arc::new(crate::webhook::deleter::DeleterClaims::default());
     match (&config.webhook_cert, &config.webhook_key) {
         (Some(cert), Some(key)) => {
             let views = config.views.then(|| {
@@ -355,6 +358,17 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
                 tokio::spawn(trust.clone().follow(client.clone()));
                 Arc::new(Views { caches: caches.clone(), policy: policy.clone(), ready: ready.clone(), trust })
             });
+            let admission_clients = match &config.admission_client_ca {
+                Some(ca) => {
+                    let clients = AdmissionClients::load(ca, config.admission_client_names.clone())?;
+                    info!(ca = %ca.display(), names = ?clients.allowed_names, "admission served to the API server's client certificate only");
+                    Some(Arc::new(clients))
+                }
+                None => {
+                    warn!("no --admission-client-ca: admission is served to any caller (docs/install.md, \"Admission clients\")");
+                    None
+                }
+            };
             let admission = Arc::new(Admission {
                 client: client.clone(),
                 caches: caches.clone(),
@@ -362,8 +376,9 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
                 ready,
                 authority: config.authority_limits(),
                 controller: controller_identity.clone(),
+                claims: claims.clone(),
             });
-            crate::serve::serve(config.webhook_port, cert, key, Routes { admission, views }).await?
+            crate::serve::serve(config.webhook_port, cert, key, Routes { admission, views, admission_clients }).await?
         }
         (None, None) => info!("admission webhook and views API off: no --webhook-cert/--webhook-key"),
         _ => warn!("admission webhook and views API off: both --webhook-cert and --webhook-key are needed"),
@@ -387,7 +402,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     // Each long-lived part runs as its own task on the worker threads. Every replica watches
     // (its caches stay warm for admission and for a failover); only the leader's triggers
     // reach the reconcilers, the sweep and the guard.
-    let watches = tokio::spawn(triggers::run(client.clone(), writers, ctx.clone(), sinks.clone(), readiness));
+    let watches = tokio::spawn(triggers::run(client.clone(), writers, ctx.clone(), sinks.clone(), readiness, claims));
     let watched =
         webhook_watch::Watched { name: config.webhook_configuration.clone(), serving, controller: controller_identity };
     let webhook_configuration =

@@ -576,6 +576,19 @@ async fn only_a_namespace_admin_may_delegate_and_view_may_read() {
     })
     .await;
     expect_forbidden("a viewer must not create delegations", || viewer_defs.create(&dry_run, &definition)).await;
+
+    // Issue 26, item 14: activations (justification, ticket, requester) are not aggregated into
+    // `view`, which the catalog's Reader and every delegated role built on it carry: a viewer
+    // and an editor read none; the namespace's admin (the customer) reads and revokes them.
+    for resource in ["roleactivations.activation.kubelighthouse.io", "activationreviews.activation.kubelighthouse.io"] {
+        for verb in ["get", "list"] {
+            expect_access(&admin, &viewer, &[], access(verb, resource, &ns), false).await;
+            expect_access(&admin, &editor, &[], access(verb, resource, &ns), false).await;
+            expect_access(&admin, &owner, &[], access(verb, resource, &ns), true).await;
+        }
+    }
+    expect_access(&admin, &owner, &[], access("delete", "roleactivations.activation.kubelighthouse.io", &ns), true)
+        .await;
 }
 
 #[tokio::test]

@@ -135,6 +135,11 @@ pub struct Delegation {
     /// Message of the assignment's Ready condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The RoleActivations under this delegation that the caller may read, as
+    /// `<namespace>/<name>`: its own, and those it may review as a listed approver.
+    /// RBAC lets it get exactly those (docs/just-in-time.md); nobody else's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub activations: Vec<String>,
 }
 
 /// Scope of an assignment (SPEC §1).

@@ -37,6 +37,9 @@ pub async fn reconcile(activation: Arc<RoleActivation>, ctx: Arc<Context>) -> Re
     let _timer = ctx.metrics.reconcile("activation");
     ctx.caches_synced().await?;
     let api: Api<RoleActivation> = Api::namespaced(ctx.client.clone(), &activation.namespace().unwrap_or_default());
+    if let Some(action) = await_deleter(&activation, &ctx).await? {
+        return Ok(action);
+    }
     finalizer::run(&api, keys::ACTIVATION_FINALIZER, activation, |step| async {
         match step {
             Step::Apply(a) => lifecycle(a, &ctx).await,
@@ -44,6 +47,28 @@ pub async fn reconcile(activation: Arc<RoleActivation>, ctx: Arc<Context>) -> Re
         }
     })
     .await
+}
+
+/// A deleted activation whose deleter is not recorded yet loses its access at once, and keeps
+/// its finalizer for up to [`activation::DELETER_HOLD`] after its deletion, for the replica
+/// that admitted the delete to record who it was ([`crate::webhook::deleter`]): that record
+/// changes the phase, which brings the activation back here. Some(requeue) while waiting.
+///
+/// # Errors
+/// [`Error::Revoke`] when the access cannot be removed.
+async fn await_deleter(activation: &RoleActivation, ctx: &Context) -> Result<Option<Action>, Error> {
+    let ours = activation.finalizers().iter().any(|f| f == keys::ACTIVATION_FINALIZER);
+    let deleted_at = activation.metadata.deletion_timestamp.as_ref().map(|t| t.0);
+    let Some(wait) = activation::awaiting_deleter(activation.status.as_ref(), deleted_at, jiff::Timestamp::now())
+    else {
+        return Ok(None);
+    };
+    if !ours {
+        return Ok(None);
+    }
+    let removed = remove_access(&ctx.client, &ctx.metrics, &activation.uid().unwrap_or_default()).await?;
+    info!(removed, wait = ?wait, "deleted: access removed; waiting for the record of who deleted it");
+    Ok(Some(Action::requeue(Duration::try_from(wait).unwrap_or_default())))
 }
 
 /// Step 1: the facts the lifecycle reads, from the caches.
@@ -149,8 +174,9 @@ async fn write_status(
 }
 
 /// Finalizer cleanup: the access goes, and the end is recorded: Canceled when the requester
-/// deleted it, Revoked otherwise. Who deleted it is what admission recorded in
-/// `status.endedBy` when it allowed the delete (the object itself cannot say).
+/// deleted it, Revoked otherwise. Who deleted it is what the replica that admitted the delete
+/// recorded in `status.endedBy` once the deletion showed ([`crate::webhook::deleter`]; the
+/// object itself cannot say); unknown after [`activation::DELETER_HOLD`].
 #[instrument(skip_all, fields(activation = %format!("{}/{}", activation.namespace().unwrap_or_default(), activation.name_any())))]
 async fn end(activation: Arc<RoleActivation>, ctx: &Context) -> Result<Action, Error> {
     let removed = remove_access(&ctx.client, &ctx.metrics, &activation.uid().unwrap_or_default()).await?;

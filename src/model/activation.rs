@@ -561,6 +561,59 @@ pub fn phase_on_delete(
     }
 }
 
+/// How long after its deletion an activation waits for the record of who deleted it: the
+/// access goes at once, the finalizer stays until `status.endedBy` is recorded or this has
+/// passed (then the deleter is unknown and the phase Revoked). The replica that admitted the
+/// delete records it as soon as its own watch shows the deletion, in milliseconds.
+pub const DELETER_HOLD: SignedDuration = SignedDuration::from_secs(5);
+
+/// How long a deletion claimed at admission stays credible: a claim older than this when the
+/// deletion shows in the watch is dropped, so that a forged claim cannot wait for a real delete.
+pub const DELETER_CLAIM_WINDOW: SignedDuration = SignedDuration::from_secs(10);
+
+/// What the record of a deletion says, from the deleters that admission saw claimed for one
+/// activation (by UID) within [`DELETER_CLAIM_WINDOW`] before its deletion showed in the watch.
+///
+/// Admission cannot tell a real delete from a forged review (without a client CA, docs/install.md),
+/// nor an allowed delete from one a later admission step refused, so a claim only counts once
+/// the API server's watch shows the deletion, and claims that disagree prove nothing: then
+/// the deleter is unknown and the phase is Revoked (never Canceled, which would let a forger
+/// pass a customer's revocation off as the requester's own). None when nobody claimed it.
+/// `previous`: the phase before the deletion; a final phase stays.
+pub fn deletion_record(
+    previous: Option<ActivationPhase>,
+    requester: Option<&Caller>,
+    claims: &[String],
+) -> Option<(ActivationPhase, String)> {
+    let mut deleters: Vec<&str> = claims.iter().map(String::as_str).collect();
+    deleters.sort_unstable();
+    deleters.dedup();
+    match deleters.as_slice() {
+        [] => None,
+        [one] => Some((phase_on_delete(previous, requester, Some(one)), (*one).to_string())),
+        several => Some((
+            phase_on_delete(previous, requester, None),
+            format!("unknown: admission saw conflicting deletes by {}", several.join(", ")),
+        )),
+    }
+}
+
+/// How long the finalizer of a deleted activation still waits for the record of who deleted
+/// it (see [`DELETER_HOLD`]): None when there is nothing to wait for: it is recorded, the
+/// phase was final before the deletion, or the hold has passed at `now`.
+pub fn awaiting_deleter(
+    status: Option<&RoleActivationStatus>,
+    deleted_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<SignedDuration> {
+    let deleted_at = deleted_at?;
+    if status.is_some_and(|s| s.ended_by.is_some() || s.phase.is_some_and(ActivationPhase::is_final)) {
+        return None;
+    }
+    let left = (deleted_at + DELETER_HOLD).duration_since(now);
+    left.is_positive().then_some(left)
+}
+
 /// Whether an activation grants now: Active, not being deleted, and not past `expiresAt`.
 pub fn in_force(status: Option<&RoleActivationStatus>, deleting: bool, now: Timestamp) -> bool {
     let Some(s) = status else { return false };
@@ -657,17 +710,35 @@ fn activation_rule(resources: &[&str], verbs: &[&str]) -> PolicyRule {
     }
 }
 
-/// Rules of the Role every eligible principal gets in the assignment's namespaces.
+/// Rules of the Role every eligible principal gets in the assignment's namespaces: create
+/// only. Reading and ending an activation is a right on that one object, for its requester
+/// ([`own_activation_rules`]): RBAC cannot say "the activations you created", so it is
+/// materialized per activation instead of granted on all of them.
 pub fn requester_rules() -> Vec<PolicyRule> {
-    vec![activation_rule(&["roleactivations"], &["create", "get", "list", "watch", "delete"])]
+    vec![activation_rule(&["roleactivations"], &["create"])]
 }
 
-/// Rules of the Role every approver gets in the assignment's namespaces.
+/// Rules of the Role every approver gets in the assignment's namespaces: create reviews
+/// only. Reading an activation to review is a right on that one object, for the approvers of
+/// the eligible authorization it uses ([`reviewed_activation_rules`]).
 pub fn approver_rules() -> Vec<PolicyRule> {
-    vec![
-        activation_rule(&["activationreviews"], &["create"]),
-        activation_rule(&["roleactivations"], &["get", "list", "watch"]),
-    ]
+    vec![activation_rule(&["activationreviews"], &["create"])]
+}
+
+fn pinned(name: &str, verbs: &[&str]) -> PolicyRule {
+    PolicyRule { resource_names: Some(vec![name.to_string()]), ..activation_rule(&["roleactivations"], verbs) }
+}
+
+/// Rules of the requester on its own activation `name`: read it (get, and watch it by name)
+/// and end it early by deleting it (Canceled), nothing else. `list` is authorized by name
+/// only with a `metadata.name` field selector, which is how `watch` by name works.
+pub fn own_activation_rules(name: &str) -> Vec<PolicyRule> {
+    vec![pinned(name, &["get", "list", "watch", "delete"])]
+}
+
+/// Rules of the approvers of an activation `name`: read that one activation.
+pub fn reviewed_activation_rules(name: &str) -> Vec<PolicyRule> {
+    vec![pinned(name, &["get", "list", "watch"])]
 }
 
 /// Role part of the names of the eligibility Roles (after `kubelighthouse:<hash>:`).
@@ -752,6 +823,107 @@ pub fn activation_part(activation: &str) -> String {
     format!("activation:{activation}")
 }
 
+/// Role part of the name of the Role and RoleBinding that let a requester read and end its
+/// own activation.
+pub fn own_activation_part(activation: &str) -> String {
+    format!("activation-requester:{activation}")
+}
+
+/// Role part of the name of the Role and RoleBinding that let the approvers read an activation.
+pub fn reviewed_activation_part(activation: &str) -> String {
+    format!("activation-approver:{activation}")
+}
+
+/// One activation that exists (not being deleted), and who may see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Readable {
+    /// The activation's namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The requester's user name (the admission stamp).
+    pub requester: String,
+    /// The approvers of the eligible authorization it uses (user and group subjects).
+    pub approvers: Vec<Subject>,
+}
+
+/// Whether `caller` may read an activation of `spec` requested by `requester` under the
+/// eligible authorizations `eligible`: it is the requester, or a listed approver (user or
+/// member of a group) of the eligible authorization the activation uses. What
+/// [`activation_access_rbac`] materializes, as the views API answers it.
+pub fn may_read(caller: &Caller, requester: Option<&Caller>, spec: &RoleActivationSpec, eligible: &[Eligible]) -> bool {
+    let Some(requester) = requester else { return false };
+    if requester.username == caller.username {
+        return true;
+    }
+    matching_eligible(spec, requester, eligible).is_ok_and(|used| holds(caller, &used.approvers))
+}
+
+/// Which of `activations` may be read under a valid delegation whose scope is `namespaces`:
+/// stamped, in scope, not being deleted (a final phase stays readable, so the requester sees
+/// why it ended and may delete it), and matching an eligible authorization of their requester
+/// (whose approvers may read them).
+pub fn readable_under<'a>(
+    activations: impl IntoIterator<Item = (ActivationView<'a>, Option<Caller>)>,
+    eligible: &[Eligible],
+    namespaces: &[String],
+) -> Vec<Readable> {
+    let mut out = Vec::new();
+    for (a, requester) in activations {
+        if a.deleting || !namespaces.iter().any(|n| n == a.namespace) {
+            continue;
+        }
+        let Some(requester) = requester else { continue };
+        let Ok(used) = matching_eligible(a.spec, &requester, eligible) else { continue };
+        out.push(Readable {
+            namespace: a.namespace.to_string(),
+            name: a.name.to_string(),
+            requester: requester.username.clone(),
+            approvers: used.approvers.clone(),
+        });
+    }
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    out
+}
+
+/// What lets the right people see an activation, in its namespace only: a Role with
+/// [`own_activation_rules`] bound to the requester's own User subject, and, when its eligible
+/// authorization lists approvers, a Role with [`reviewed_activation_rules`] bound to them.
+/// Labelled as the assignment's only, not with `kubelighthouse.io/activation[-uid]` (which
+/// mark an activation's access): they grant nothing but the sight of that object, so they
+/// stay through its final phase, and go when it is deleted (no longer desired).
+pub fn activation_access_rbac(assignment: &AssignmentRef, managing_tenant: &str, live: &[Readable]) -> DesiredRbac {
+    let mut out = DesiredRbac::default();
+    for a in live {
+        let labels = desired::labels(assignment, managing_tenant);
+        let meta = |part: String| ObjectMeta {
+            name: Some(desired::object_name(assignment, &part)),
+            namespace: Some(a.namespace.clone()),
+            labels: Some(labels.clone()),
+            annotations: Some(BTreeMap::from([
+                (keys::ASSIGNMENT.to_string(), format!("{}/{}", assignment.namespace, assignment.name)),
+                (keys::SOURCE_ROLE.to_string(), part),
+            ])),
+            ..Default::default()
+        };
+        role_and_binding(
+            meta(own_activation_part(&a.name)),
+            own_activation_rules(&a.name),
+            vec![user(a.requester.clone())],
+            &mut out,
+        );
+        if !a.approvers.is_empty() {
+            role_and_binding(
+                meta(reviewed_activation_part(&a.name)),
+                reviewed_activation_rules(&a.name),
+                a.approvers.clone(),
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
 /// SPEC §9, what an active activation materializes: a Role with the eligible role's
 /// rules as [`desired::materialized_rules`] makes them for this assignment and namespace, and
 /// a RoleBinding to the requester's own User subject (never a group), in
@@ -824,6 +996,8 @@ pub fn eligible_grants(eligible: &[Eligible]) -> Vec<super::validate::Grant> {
     if !eligible.is_empty() {
         let mut rules = requester_rules();
         rules.extend(approver_rules());
+        // Per activation, pinned to its name: the author must hold these on every activation.
+        rules.push(activation_rule(&["roleactivations"], &["get", "list", "watch", "delete"]));
         grants.push(super::validate::Grant { role: ELIGIBLE_REQUESTER_PART.into(), rules, subjects: Vec::new() });
     }
     grants
@@ -842,8 +1016,11 @@ pub fn desired(snapshot: &super::outcome::Snapshot, valid: &ValidDefinition, nam
         status: a.status.as_ref(),
         deleting: a.metadata.deletion_timestamp.is_some(),
     });
-    let live = in_force_under(views, &valid.eligible, namespaces, snapshot.now);
-    out.extend(activation_rbac(&snapshot.assignment, tenant, &live));
+    let in_force = in_force_under(views.clone(), &valid.eligible, namespaces, snapshot.now);
+    out.extend(activation_rbac(&snapshot.assignment, tenant, &in_force));
+    let stamped = snapshot.activations.iter().map(|a| stamped(a.metadata.annotations.as_ref(), keys::REQUESTER));
+    let live = readable_under(views.zip(stamped), &valid.eligible, namespaces);
+    out.extend(activation_access_rbac(&snapshot.assignment, tenant, &live));
     out
 }
 

@@ -284,6 +284,7 @@ pub fn delegations<'a>(
             state,
             reason: ready.map(|c| c.reason.clone()).filter(|r| !r.is_empty()),
             message: ready.map(|c| c.message.clone()).filter(|m| !m.is_empty()),
+            activations: Vec::new(),
         });
     }
     out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));

@@ -233,7 +233,13 @@ pub async fn activate(global: &GlobalArgs, args: &ActivateArgs, out: &mut dyn Wr
             _ => {}
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        current = api.get(&name).await?;
+        current = match api.get(&name).await {
+            Ok(a) => a,
+            // The requester's right to read its own activation is materialized by the
+            // controller just after the create (docs/just-in-time.md): not there yet.
+            Err(kube::Error::Api(s)) if s.code == 403 => continue,
+            Err(e) => return Err(e.into()),
+        };
     }
 }
 
@@ -252,10 +258,14 @@ pub async fn requests(global: &GlobalArgs, args: &RequestsArgs, out: &mut dyn Wr
     let listed = if global.all_namespaces {
         list_everywhere(&conn.client).await?
     } else {
-        Api::<RoleActivation>::namespaced(conn.client.clone(), &conn.namespace)
-            .list(&ListParams::default())
-            .await?
-            .items
+        match Api::<RoleActivation>::namespaced(conn.client.clone(), &conn.namespace).list(&ListParams::default()).await
+        {
+            Ok(list) => list.items,
+            // A managing-tenant identity may not list activations: only read its own and
+            // those it may review, which the views API names.
+            Err(kube::Error::Api(s)) if s.code == 403 => readable(&conn.client, Some(&conn.namespace)).await?,
+            Err(e) => return Err(e.into()),
+        }
     };
     let mut items: Vec<RoleActivation> = listed.into_iter().filter(|a| shown(a, filter, &me)).collect();
     items.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
@@ -273,32 +283,41 @@ pub async fn requests(global: &GlobalArgs, args: &RequestsArgs, out: &mut dyn Wr
     Ok(())
 }
 
-/// Every activation the caller may list, for `-A`: across the cluster when allowed, else (a
-/// managing-tenant identity holds only namespaced Roles, SPEC §10) in each namespace where a
-/// delegation of the views API gives the caller something, eligible or as an approver.
+/// Every activation the caller may list, for `-A`: across the cluster when allowed (a
+/// customer admin of the cluster), else the ones the views API says the caller may read.
 ///
 /// # Errors
 /// [`PluginError`] when neither works.
 async fn list_everywhere(client: &kube::Client) -> Result<Vec<RoleActivation>, PluginError> {
     match Api::<RoleActivation>::all(client.clone()).list(&ListParams::default()).await {
-        Ok(list) => return Ok(list.items),
-        Err(kube::Error::Api(s)) if s.code == 403 => {}
-        Err(e) => return Err(e.into()),
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(s)) if s.code == 403 => readable(client, None).await,
+        Err(e) => Err(e.into()),
     }
-    let mut namespaces: Vec<String> = views::list_delegations(client.clone())
+}
+
+/// The live activations a managing-tenant identity may read (its own, and those it may
+/// review), in `namespace` or everywhere: named by the views API's delegations, each read
+/// with the caller's own per-activation right (docs/just-in-time.md).
+///
+/// # Errors
+/// [`PluginError`] when the views API cannot be read, or a read fails otherwise than 403/404
+/// (an activation that ended as we ask).
+async fn readable(client: &kube::Client, namespace: Option<&str>) -> Result<Vec<RoleActivation>, PluginError> {
+    let mut names: Vec<(String, String)> = views::list_delegations(client.clone())
         .await?
         .into_iter()
-        .filter(|d| !d.my_roles.eligible.is_empty() || !d.my_roles.approver.is_empty())
-        .flat_map(|d| d.namespaces)
+        .flat_map(|d| d.activations)
+        .filter_map(|qualified| qualified.split_once('/').map(|(ns, n)| (ns.to_string(), n.to_string())))
+        .filter(|(ns, _)| namespace.is_none_or(|wanted| wanted == ns))
         .collect();
-    namespaces.sort();
-    namespaces.dedup();
+    names.sort();
+    names.dedup();
     let mut items = Vec::new();
-    for ns in namespaces {
-        match Api::<RoleActivation>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
-            Ok(list) => items.extend(list.items),
-            // A namespace whose access is going away as we ask.
-            Err(kube::Error::Api(s)) if s.code == 403 => {}
+    for (ns, name) in names {
+        match Api::<RoleActivation>::namespaced(client.clone(), &ns).get(&name).await {
+            Ok(a) => items.push(a),
+            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
     }

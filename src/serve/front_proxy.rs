@@ -207,7 +207,7 @@ impl RequestHeaderAuth {
 }
 
 /// The subject common name of a DER certificate.
-fn common_name(der: &CertificateDer<'_>) -> Option<String> {
+pub(super) fn common_name(der: &CertificateDer<'_>) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
     let name = cert.subject().iter_common_name().last()?.as_str().ok()?.to_string();
     Some(name)

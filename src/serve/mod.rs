@@ -4,14 +4,18 @@
 //! | module | owns |
 //! |---|---|
 //! | [`tls`] | the serving certificate; client certificates requested, never required |
+//! | [`admission_clients`] | with `--admission-client-ca`, which client certificate may call admission |
 //! | [`front_proxy`] | which client certificate may name the caller, from `kube-system/extension-apiserver-authentication` |
 //! | [`protocol`] | discovery documents, JSON or `Table`, `Status` bodies, list parameters (pure) |
 //! | [`views`] | the views' routes: authenticate, snapshot the caches, call `model::views`, encode |
 //!
-//! The API server calls the webhook with no client certificate, and the views through its
-//! front proxy with one. Each connection's certificates travel with its requests
-//! ([`tls::PeerCertificates`]); only the views' routes look at them.
+//! The API server calls the webhook with no client certificate unless its admission
+//! configuration names one (then the admission routes can require it), and the views through
+//! its front proxy with one. Each connection's certificates travel with its requests
+//! ([`tls::PeerCertificates`]); the views' routes and, when configured, the admission routes
+//! look at them.
 
+pub mod admission_clients;
 pub mod front_proxy;
 pub mod protocol;
 pub mod tls;
@@ -44,6 +48,9 @@ pub enum ServeError {
     /// rustls refused the certificate and key.
     #[error("TLS configuration: {0}")]
     Tls(#[from] tokio_rustls::rustls::Error),
+    /// The admission client CA holds no usable certificate.
+    #[error("admission client CA {0}: {1}")]
+    ClientCa(String, String),
     /// The port is taken or not ours to bind.
     #[error("cannot listen on port {0}: {1}")]
     Bind(u16, #[source] std::io::Error),
@@ -55,11 +62,17 @@ pub struct Routes {
     pub admission: Arc<Admission>,
     /// The views API's handle; None: the views' paths are 404.
     pub views: Option<Arc<views::Views>>,
+    /// Who may call admission; None: anyone who reaches the port (docs/install.md).
+    pub admission_clients: Option<Arc<admission_clients::AdmissionClients>>,
 }
 
 impl Routes {
     fn router(self) -> Router {
         let mut router = crate::webhook::router(self.admission);
+        if let Some(clients) = self.admission_clients {
+            // Only the admission routes: the views authenticate their front proxy themselves.
+            router = router.layer(axum::middleware::from_fn_with_state(clients, admission_clients::require));
+        }
         if let Some(v) = self.views {
             router = router.merge(views::router(v));
         }

@@ -23,9 +23,12 @@ use super::front_proxy::{FrontProxy, Identity};
 use super::protocol::{self, Format, ListQuery, ViewResource};
 use super::tls::PeerCertificates;
 use crate::api::view::{CustomerList, DelegationList};
+use crate::api::Caller as ActivationCaller;
 use crate::controller::caches::Caches;
 use crate::controller::context::Policy;
+use crate::controller::dereference;
 use crate::model::views::{self, Caller, ViewContext};
+use crate::model::{activation, keys};
 
 /// What the views read: the reconcilers' caches and identity templates, their readiness,
 /// and the front-proxy trust.
@@ -99,7 +102,38 @@ fn visible(views: &Views, caller: &Caller) -> Vec<crate::api::view::Delegation> 
     let ctx = ViewContext { namespaces: &views.caches, templates: &views.policy.templates, catalog: &catalog };
     let definitions = views.caches.definitions.state();
     let assignments = views.caches.assignments.state();
-    views::delegations(caller, definitions.iter().map(AsRef::as_ref), assignments.iter().map(AsRef::as_ref), &ctx)
+    let mut delegations =
+        views::delegations(caller, definitions.iter().map(AsRef::as_ref), assignments.iter().map(AsRef::as_ref), &ctx);
+    for d in &mut delegations {
+        d.activations = readable_activations(views, caller, d);
+    }
+    delegations
+}
+
+/// The activations under delegation `d` that `caller` may read (its own, and those it
+/// may review), as `<namespace>/<name>`: the same rule as the per-activation RBAC
+/// ([`activation::may_read`]). Only for a caller eligible or an approver there.
+fn readable_activations(views: &Views, caller: &Caller, d: &crate::api::view::Delegation) -> Vec<String> {
+    if d.my_roles.eligible.is_empty() && d.my_roles.approver.is_empty() {
+        return Vec::new();
+    }
+    let me = ActivationCaller { username: caller.username.clone(), groups: caller.groups.clone(), amr: Vec::new() };
+    let mut out = Vec::new();
+    for a in views.caches.activations_of(&d.namespace, &d.assignment) {
+        let namespace = a.metadata.namespace.clone().unwrap_or_default();
+        if a.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let Ok(eligible) = dereference::eligibility(&views.caches, &views.policy, &namespace, &d.assignment) else {
+            continue;
+        };
+        let requester = activation::stamped(a.metadata.annotations.as_ref(), keys::REQUESTER);
+        if activation::may_read(&me, requester.as_ref(), &a.spec, &eligible) {
+            out.push(format!("{namespace}/{}", a.metadata.name.clone().unwrap_or_default()));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Encodes `resource`'s objects visible to the caller, all of them (`name` None: a list) or

@@ -1,21 +1,11 @@
 //! Admission of the activation kinds (SPEC §9): the mutating stamp of who created a
 //! RoleActivation or an ActivationReview, and the validating verdicts on them. Decode, ask
-//! [`crate::model::activation`], encode; the one write is the record of who deleted an
-//! activation (below).
-//!
-//! **Who deleted an activation.** A finalizer cannot tell who deleted its object, so the
-//! validating webhook, when it allows the DELETE of a RoleActivation (not a dry run), writes
-//! `status.endedBy` (the deleter's user name) and `status.phase` (Canceled when the deleter is
-//! the requester, Revoked otherwise) with the controller's identity. The controller's
-//! finalizer then removes the access and publishes the Event that says which and who. The
-//! API server's audit log has the same delete by the same identity. Without the webhook the
-//! deleter is unknown and the phase is Revoked.
+//! [`crate::model::activation`], encode. Admission writes nothing: of the DELETE of a
+//! RoleActivation it only remembers who claimed it ([`super::deleter`]), which the replica
+//! records once its watch shows the deletion.
 
-use kube::api::{Api, Patch, PatchParams};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::DynamicObject;
-use serde_json::json;
-use tracing::warn;
 
 use super::{decode, Admission};
 use crate::api::{ActivationReview, RoleActivation};
@@ -100,8 +90,10 @@ pub async fn validate(request: &AdmissionRequest<DynamicObject>, admission: &Adm
             if request.dry_run {
                 return Ok(());
             }
-            if let Some(old) = decode::<RoleActivation>(&request.old_object) {
-                record_deleter(admission, &namespace, &old, &caller.username).await;
+            // Remembered only: nothing is written until the API server's watch shows the
+            // deletion (see `super::deleter`).
+            if let Some(uid) = decode::<RoleActivation>(&request.old_object).and_then(|old| old.metadata.uid) {
+                admission.claims.claim(&uid, &caller.username, std::time::Instant::now());
             }
             Ok(())
         }
@@ -140,24 +132,6 @@ pub async fn validate(request: &AdmissionRequest<DynamicObject>, admission: &Adm
             Ok(())
         }
         _ => Ok(()),
-    }
-}
-
-/// Records who deleted `activation` (see the module docs). Only the first delete counts; a
-/// failure to record is logged, never a reason to refuse the delete.
-async fn record_deleter(admission: &Admission, namespace: &str, activation: &RoleActivation, deleter: &str) {
-    let status = activation.status.clone().unwrap_or_default();
-    if status.ended_by.is_some() || activation.metadata.deletion_timestamp.is_some() {
-        return;
-    }
-    let requester = activation::stamped(activation.metadata.annotations.as_ref(), keys::REQUESTER);
-    let phase = activation::phase_on_delete(status.phase, requester.as_ref(), Some(deleter));
-    let patch = json!({"status": {"phase": phase, "endedBy": deleter}});
-    let api: Api<RoleActivation> = Api::namespaced(admission.client.clone(), namespace);
-    let name = activation.metadata.name.clone().unwrap_or_default();
-    let params = PatchParams { field_manager: Some(keys::FIELD_MANAGER.into()), ..Default::default() };
-    if let Err(e) = api.patch_status(&name, &params, &Patch::Merge(&patch)).await {
-        warn!(error = %e, %namespace, %name, "could not record who deleted the activation");
     }
 }
 

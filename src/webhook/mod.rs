@@ -8,6 +8,7 @@
 mod activation;
 mod admit;
 mod authority;
+pub mod deleter;
 
 use std::sync::Arc;
 
@@ -41,6 +42,8 @@ pub struct Admission {
     /// start): only it writes the Roles and RoleBindings kube-lighthouse materializes. None
     /// when it could not be learned: then nobody may.
     pub controller: Option<String>,
+    /// Who claimed to delete which activation; recorded by the activation watch.
+    pub claims: Arc<deleter::DeleterClaims>,
 }
 
 /// The request a review carries.

@@ -73,55 +73,73 @@ impl ViewsServer {
                 .spawn()
                 .expect("start kube-lighthouse"),
         );
-        let objects = json!({
-            "apiVersion": "v1",
-            "kind": "List",
-            "items": [
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SERVICE_NAMESPACE}},
-                {"apiVersion": "v1", "kind": "Service",
-                 "metadata": {"name": SERVICE, "namespace": SERVICE_NAMESPACE},
-                 "spec": {"type": "ExternalName", "externalName": "localhost"}},
-                // As the chart: everyone signed in may get and list the views.
-                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                 "metadata": {"name": READER},
-                 "rules": [{"apiGroups": ["view.kubelighthouse.io"], "resources": ["customers", "delegations"],
-                            "verbs": ["get", "list"]}]},
-                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                 "metadata": {"name": READER},
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": READER},
-                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]},
-                {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-                 "metadata": {"name": API_SERVICE},
-                 "spec": {
-                     "group": "view.kubelighthouse.io", "version": "v1alpha1",
-                     "groupPriorityMinimum": 1000, "versionPriority": 15,
-                     "service": {"name": SERVICE, "namespace": SERVICE_NAMESPACE, "port": port},
-                     "caBundle": base64(&std::fs::read(&ca).expect("ca")),
-                 }},
-            ],
-        });
-        let file = dir.join("apiservice.json");
-        std::fs::write(&file, objects.to_string()).expect("write");
         let server = ViewsServer { kubeconfig: kubeconfig.to_path_buf(), _controller: controller, port, dir, ca };
-        run(kubectl(kubeconfig).args(["apply", "-f"]).arg(&file));
-        let available = kubectl(kubeconfig)
-            .args(["wait", "--for=condition=Available", "--timeout=90s", "apiservice", API_SERVICE])
-            .output()
-            .expect("kubectl wait");
-        if !available.status.success() {
-            let status = kubectl(kubeconfig).args(["get", "apiservice", API_SERVICE, "-o", "yaml"]).output();
-            panic!(
-                "the views' APIService never became Available: {}\n{}",
-                String::from_utf8_lossy(&available.stderr),
-                status.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default()
-            );
-        }
+        register_api_service(kubeconfig, port, &server.ca, &server.dir);
         server
     }
 
     /// `https://127.0.0.1:<port><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// Registers the views' APIService (with its ExternalName Service and a ClusterRole letting
+/// every authenticated user read the views) pointing at the views served on 127.0.0.1:`port`
+/// with the serving CA `ca` (a certificate for the Service's DNS name), and waits until it is
+/// Available. `dir`: where the manifest is written.
+pub fn register_api_service(kubeconfig: &Path, port: u16, ca: &Path, dir: &Path) {
+    let objects = json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SERVICE_NAMESPACE}},
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": SERVICE, "namespace": SERVICE_NAMESPACE},
+             "spec": {"type": "ExternalName", "externalName": "localhost"}},
+            // As the chart: everyone signed in may get and list the views.
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+             "metadata": {"name": READER},
+             "rules": [{"apiGroups": ["view.kubelighthouse.io"], "resources": ["customers", "delegations"],
+                        "verbs": ["get", "list"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": {"name": READER},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": READER},
+             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]},
+            {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+             "metadata": {"name": API_SERVICE},
+             "spec": {
+                 "group": "view.kubelighthouse.io", "version": "v1alpha1",
+                 "groupPriorityMinimum": 1000, "versionPriority": 15,
+                 "service": {"name": SERVICE, "namespace": SERVICE_NAMESPACE, "port": port},
+                 "caBundle": base64(&std::fs::read(ca).expect("ca")),
+             }},
+        ],
+    });
+    let file = dir.join("apiservice.json");
+    std::fs::write(&file, objects.to_string()).expect("write");
+    run(kubectl(kubeconfig).args(["apply", "-f"]).arg(&file));
+    let available = kubectl(kubeconfig)
+        .args(["wait", "--for=condition=Available", "--timeout=90s", "apiservice", API_SERVICE])
+        .output()
+        .expect("kubectl wait");
+    if !available.status.success() {
+        let status = kubectl(kubeconfig).args(["get", "apiservice", API_SERVICE, "-o", "yaml"]).output();
+        panic!(
+            "the views' APIService never became Available: {}\n{}",
+            String::from_utf8_lossy(&available.stderr),
+            status.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default()
+        );
+    }
+}
+
+/// An APIService registered by [`register_api_service`] for a server the caller owns;
+/// deleted on drop.
+pub struct ApiServiceRegistration(pub PathBuf);
+
+impl Drop for ApiServiceRegistration {
+    fn drop(&mut self) {
+        delete_api_service(&self.0);
     }
 }
 

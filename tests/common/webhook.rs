@@ -198,6 +198,8 @@ pub struct Deployed {
     registration: Option<Registration>,
     _controller: Controller,
     pub dir: PathBuf,
+    /// The webhook's port on 127.0.0.1 and the CA of its serving certificate, when served.
+    pub webhook: Option<(u16, PathBuf)>,
 }
 
 impl Deployed {
@@ -228,7 +230,14 @@ impl Deployed {
             .stderr(Stdio::from(log));
         let mut hook = None;
         if webhook {
-            let (ca, cert, key) = certificates(&dir);
+            // Also for the views' Service name: the same port serves the views API, which a
+            // test may register (common::views::register_api_service).
+            let names = format!(
+                "IP:127.0.0.1,DNS:localhost,DNS:{}.{}.svc",
+                super::views::SERVICE,
+                super::views::SERVICE_NAMESPACE
+            );
+            let (ca, cert, key) = certificates_for(&dir, &names);
             let port = free_port();
             // The configuration's name is known before it exists, as the chart's is: the
             // controller materializes User Access Administrator only once it is registered.
@@ -245,9 +254,31 @@ impl Deployed {
         // As a Deployment's Service gets the pod only once its readiness probe passes, the
         // webhook is registered only once `/readyz` answers 200 (its caches are synced).
         wait_until_ready(&mut controller.0, health, &dir.join("controller.log"));
-        let registration = hook.map(|(port, ca, name)| register(kubeconfig, &name, port, &ca));
-        Deployed { registration, _controller: controller, dir }
+        let registration = hook.as_ref().map(|(port, ca, name)| register(kubeconfig, name, *port, ca));
+        let webhook = hook.map(|(port, ca, _)| (port, ca));
+        Deployed { registration, _controller: controller, dir, webhook }
     }
+}
+
+/// POSTs `review` (an AdmissionReview) to `https://127.0.0.1:{port}{path}` as any client on the
+/// network could, presenting the client certificate `client` if given; (HTTP status, body).
+pub fn post_review(
+    port: u16,
+    path: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+    review: &serde_json::Value,
+) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "-w", "\n%{http_code}", "-H", "Content-Type: application/json", "--cacert"])
+        .arg(ca);
+    if let Some((cert, key)) = client {
+        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    let out = cmd.args(["--data-binary", &review.to_string()]).arg(format!("https://127.0.0.1:{port}{path}")).output();
+    let text = String::from_utf8_lossy(&out.expect("curl").stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 /// Polls `http://127.0.0.1:{port}/readyz` until it answers 200.

@@ -331,7 +331,17 @@ const LIST_PAGE: u32 = 200;
 pub const CACHES: usize = 8;
 
 /// Runs every watch until the process ends.
-pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sinks, readiness: Arc<Readiness>) {
+///
+/// `claims`: who admission saw claim to delete which activation, recorded here once this
+/// replica's watch shows the deletion ([`crate::webhook::deleter`]).
+pub async fn run(
+    client: Client,
+    writers: Writers,
+    ctx: Arc<Context>,
+    sinks: Sinks,
+    readiness: Arc<Readiness>,
+    claims: Arc<crate::webhook::deleter::DeleterClaims>,
+) {
     // Lists come in pages of a few hundred objects: each page is parsed whole before it is
     // compacted, so smaller pages keep the start-up peak down at thousands of delegations.
     let all = || watcher::Config::default().page_size(LIST_PAGE);
@@ -427,7 +437,14 @@ pub async fn run(client: Client, writers: Writers, ctx: Arc<Context>, sinks: Sin
             "RoleActivation",
             activations,
             readiness.clone(),
-            |_| {},
+            {
+                let client = client.clone();
+                move |e: &watcher::Event<RoleActivation>| {
+                    if let watcher::Event::Apply(a) = e {
+                        crate::webhook::deleter::record(&client, &claims, a);
+                    }
+                }
+            },
             ActivationTriggers::new(caches.clone(), sinks.clone()),
             ByName(caches.activations.clone()),
         )),

@@ -440,6 +440,47 @@ fn deletion_by_the_requester_cancels_and_by_anyone_else_revokes() {
     assert_eq!(phase_on_delete(Some(ActivationPhase::Expired), Some(&requester), Some("x")), ActivationPhase::Expired);
 }
 
+#[test]
+fn a_deletion_is_recorded_from_agreeing_claims_only() {
+    let requester = caller(ENGINEER, &[ENGINEERS], &[]);
+    let active = Some(ActivationPhase::Active);
+    let by = |who: &[&str]| who.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    assert_eq!(deletion_record(active, Some(&requester), &[]), None, "nobody claimed it: nothing to record");
+    assert_eq!(
+        deletion_record(active, Some(&requester), &by(&[&name(ENGINEER), &name(ENGINEER)])),
+        Some((ActivationPhase::Canceled, name(ENGINEER)))
+    );
+    assert_eq!(
+        deletion_record(active, Some(&requester), &by(&["customer-admin"])),
+        Some((ActivationPhase::Revoked, "customer-admin".into()))
+    );
+    // A forger claiming to be the requester while a customer admin revokes: not Canceled.
+    let (phase, ended_by) =
+        deletion_record(active, Some(&requester), &by(&["customer-admin", &name(ENGINEER)])).expect("recorded");
+    assert_eq!(phase, ActivationPhase::Revoked);
+    assert!(ended_by.starts_with("unknown"), "{ended_by}");
+    assert!(ended_by.contains("customer-admin") && ended_by.contains(&name(ENGINEER)), "{ended_by}");
+    let expired = Some(ActivationPhase::Expired);
+    assert_eq!(deletion_record(expired, Some(&requester), &by(&["x"])), Some((ActivationPhase::Expired, "x".into())));
+}
+
+#[test]
+fn a_deleted_activation_waits_briefly_for_its_deleter() {
+    let deleted = Timestamp::from_second(1_800_000_000).expect("time");
+    let active = RoleActivationStatus { phase: Some(ActivationPhase::Active), ..Default::default() };
+    assert_eq!(awaiting_deleter(Some(&active), None, deleted), None, "not deleted");
+    assert_eq!(awaiting_deleter(Some(&active), Some(deleted), deleted), Some(DELETER_HOLD));
+    assert_eq!(
+        awaiting_deleter(None, Some(deleted), deleted + SignedDuration::from_secs(1)),
+        Some(DELETER_HOLD - SignedDuration::from_secs(1))
+    );
+    assert_eq!(awaiting_deleter(Some(&active), Some(deleted), deleted + DELETER_HOLD), None, "the hold has passed");
+    let recorded = RoleActivationStatus { ended_by: Some("customer-admin".into()), ..active.clone() };
+    assert_eq!(awaiting_deleter(Some(&recorded), Some(deleted), deleted), None, "recorded");
+    let expired = RoleActivationStatus { phase: Some(ActivationPhase::Expired), ..Default::default() };
+    assert_eq!(awaiting_deleter(Some(&expired), Some(deleted), deleted), None, "final before the delete");
+}
+
 // --- what is materialized ---------------------------------------------------------------------
 
 fn assignment() -> AssignmentRef {
@@ -457,7 +498,7 @@ fn eligibility_materializes_only_activation_rights() {
     let r = &requester_rules()[0];
     assert_eq!(r.api_groups, Some(vec![ACTIVATION_GROUP.to_string()]));
     assert_eq!(r.resources, Some(vec!["roleactivations".to_string()]));
-    assert_eq!(r.verbs, ["create", "get", "list", "watch", "delete"]);
+    assert_eq!(r.verbs, ["create"], "reading and ending is per activation, for its requester");
     assert_eq!(d.bindings[0].subjects, Some(e[0].subjects.clone()));
     let approver = &d.roles[1];
     assert_eq!(approver.rules, Some(approver_rules()));
@@ -466,7 +507,7 @@ fn eligibility_materializes_only_activation_rights() {
         (a[0].resources.clone(), a[0].verbs.clone()),
         (Some(vec!["activationreviews".into()]), vec!["create".to_string()])
     );
-    assert_eq!(a[1].verbs, ["get", "list", "watch"]);
+    assert_eq!(a.len(), 1, "reading is per activation, for its approvers");
     assert_eq!(d.bindings[1].subjects, Some(e[0].approvers.clone()));
     for rule in requester_rules().iter().chain(approver_rules().iter()) {
         assert!(!rule.resources.iter().flatten().any(|r| r.ends_with("/status")), "never the status");
@@ -541,4 +582,52 @@ fn nothing_is_in_force_when_expired_deleted_out_of_scope_or_no_longer_eligible()
     assert_eq!(in_force_under([view("customer-a", &s, &left)], &e, &ns, at(1)), vec![], "left the group");
     let pending = RoleActivationStatus { phase: Some(ActivationPhase::Pending), ..status.clone() };
     assert_eq!(in_force_under([view("customer-a", &s, &pending)], &e, &ns, at(1)), vec![], "pending");
+}
+
+#[test]
+fn only_the_requester_reads_and_ends_its_activation_and_only_its_approvers_read_it() {
+    let e = [eligible(ENGINEERS, &[LEADS], false, 4)];
+    let s = spec("PT1H");
+    let pending = RoleActivationStatus { phase: Some(ActivationPhase::Pending), ..Default::default() };
+    let ns = ["customer-a".to_string()];
+    let me = caller(ENGINEER, &[ENGINEERS], &[]);
+    let live = readable_under([(view("customer-a", &s, &pending), Some(me.clone()))], &e, &ns);
+    assert_eq!(live.len(), 1);
+    let d = activation_access_rbac(&assignment(), T, &live);
+    assert_eq!(d.roles.len(), 2);
+    let own = &d.roles[0];
+    assert_eq!(own.rules, Some(own_activation_rules("fix-4711")));
+    let rule = &own_activation_rules("fix-4711")[0];
+    assert_eq!(rule.resource_names, Some(vec!["fix-4711".to_string()]), "pinned to the activation");
+    assert_eq!(rule.verbs, ["get", "list", "watch", "delete"]);
+    assert_eq!(d.bindings[0].subjects, Some(vec![user(name(ENGINEER))]), "the requester's own user, never the group");
+    let reviewed = &reviewed_activation_rules("fix-4711")[0];
+    assert_eq!(d.roles[1].rules, Some(vec![reviewed.clone()]));
+    assert_eq!(reviewed.resource_names, Some(vec!["fix-4711".to_string()]));
+    assert!(!reviewed.verbs.contains(&"delete".to_string()), "approvers never end it");
+    assert_eq!(d.bindings[1].subjects, Some(e[0].approvers.clone()));
+    for role in &d.roles {
+        let labels = role.metadata.labels.clone().expect("labels");
+        assert!(!labels.contains_key(keys::ACTIVATION_UID), "not removed with the access: readable until deleted");
+        assert!(!labels.contains_key(keys::ACTIVATION), "not the activation's access");
+        assert_eq!(labels[keys::ASSIGNMENT_UID], "uid-1", "pruned with the assignment's objects");
+        assert_eq!(role.metadata.namespace.as_deref(), Some("customer-a"));
+    }
+
+    // An activation that is over stays readable (why it ended); nothing for one being
+    // deleted, unstamped, out of scope, or whose requester is not eligible.
+    let denied = RoleActivationStatus { phase: Some(ActivationPhase::Denied), ..Default::default() };
+    assert_eq!(readable_under([(view("customer-a", &s, &denied), Some(me.clone()))], &e, &ns).len(), 1);
+    let deleting = ActivationView { deleting: true, ..view("customer-a", &s, &pending) };
+    assert!(readable_under([(deleting, Some(me.clone()))], &e, &ns).is_empty());
+    assert!(readable_under([(view("customer-a", &s, &pending), None)], &e, &ns).is_empty());
+    assert!(readable_under([(view("elsewhere", &s, &pending), Some(me))], &e, &ns).is_empty());
+    let stranger = caller(LEAD, &[LEADS], &[]);
+    assert!(readable_under([(view("customer-a", &s, &pending), Some(stranger))], &e, &ns).is_empty());
+
+    // Without approvers, only the requester's.
+    let e = [eligible(ENGINEERS, &[], false, 4)];
+    let me = caller(ENGINEER, &[ENGINEERS], &[]);
+    let live = readable_under([(view("customer-a", &s, &pending), Some(me))], &e, &ns);
+    assert_eq!(activation_access_rbac(&assignment(), T, &live).roles.len(), 1);
 }
