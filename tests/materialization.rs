@@ -6,6 +6,8 @@
 //!   delegate still reads only, and new delegations naming Reader are refused, naming both;
 //! - a ClusterRole with write verbs aggregated into `view` (and so into Reader) makes no
 //!   Reader delegate a writer;
+//! - a ClusterRole reading activations aggregated into `view` shows no Reader delegate any
+//!   managing tenant's activations (item 14: activations are reached per object);
 //! - Contributor writes no Endpoints, and still does not when its ClusterRole regains the write.
 //!
 //! The scenarios change cluster-wide ClusterRoles, so they run one after the other in a single
@@ -236,6 +238,38 @@ async fn writes_aggregated_into_view_make_no_reader_a_writer(admin: &Client, web
     wait_degraded(admin, &sub, "False", "").await;
 }
 
+/// A ClusterRole reading activations labelled `aggregate-to-view` (as a customer restoring the
+/// old `view` would write it): Reader's delegates still list no activation of any managing
+/// tenant, and new Reader delegations are refused while it is there.
+async fn activations_aggregated_into_view_reach_no_reader(admin: &Client, webhook: bool) {
+    let sub = delegated(admin, "act-view", READER).await;
+    let person = signed(PERSON).await;
+    expect_list_pods(&person, &sub, 200, "the Reader delegate").await;
+
+    let name = unique("activations-view");
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let body = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+        "rules": [{"apiGroups": ["activation.kubelighthouse.io"], "resources": ["roleactivations", "activationreviews"],
+            "verbs": ["get", "list", "watch"]}]});
+    apply_json(&roles, &name, body).await;
+    let reader_reads_activations = || async {
+        let reader = roles.get(READER_ROLE).await.expect("Reader");
+        reader.rules.unwrap_or_default().iter().any(|r| r.resources.iter().flatten().any(|x| x == "roleactivations"))
+    };
+    eventually("kube-controller-manager aggregates activation reads into Reader", &reader_reads_activations).await;
+
+    wait_degraded(admin, &sub, "True", "just-in-time activations").await;
+    let activations: Api<RoleActivation> = Api::namespaced(person.clone(), &sub);
+    denied(activations.list(&Default::default()).await, "the Reader delegate lists activations");
+    expect_list_pods(&person, &sub, 200, "the Reader delegate, reads kept").await;
+    new_delegation_refused(admin, READER, webhook, "RoleNotDelegable", &["roleactivations"]).await;
+
+    delete(&roles, &name).await;
+    eventually("Reader reads no activations again", || async { !reader_reads_activations().await }).await;
+    wait_degraded(admin, &sub, "False", "").await;
+}
+
 // --- item 13 ----------------------------------------------------------------------------------
 
 async fn creates_endpoints(client: &Client, ns: &str) -> Result<(), kube::Error> {
@@ -296,6 +330,7 @@ async fn a_catalog_role_grants_what_it_is_documented_to_grant() {
         }
         a_second_claimant_of_readers_guid_takes_over_nothing(&admin, webhook).await;
         writes_aggregated_into_view_make_no_reader_a_writer(&admin, webhook).await;
+        activations_aggregated_into_view_reach_no_reader(&admin, webhook).await;
         contributor_writes_no_endpoints(&admin, webhook).await;
     }
 }

@@ -3,16 +3,19 @@
 //! fails, and the failure is reported (status and a Warning Event) until its obstacle is gone,
 //! when the delegation converges. Two delegates cause the failure with their own rights:
 //! - a Resource Policy Contributor sets a ResourceQuota of zero RoleBindings;
-//! - a User Access Administrator creates, within its limit, a RoleBinding under the
-//!   predictable name of the binding the controller is about to write (plain, or held by a
-//!   finalizer so that its deletion alone would leave it in place).
+//! - someone other than the controller creates a RoleBinding under the predictable name of
+//!   the binding the controller is about to write (plain, or held by a finalizer so that its
+//!   deletion alone would leave it in place). Without the webhook that is anyone who may
+//!   create RoleBindings there (a User Access Administrator is then never in force); with it,
+//!   a User Access Administrator's attempt within its limit is refused at admission.
 //!
 //! Access is proven with SubjectAccessReview and with the person's own token (see
-//! `common::expect_access`). The controller runs alone (no webhook): this is the controller's
-//! side, which must hold whatever admission lets through.
+//! `common::expect_access`). The real binary runs first without its webhook (the
+//! controller's side, which must hold whatever admission lets through), then with it.
 
 mod common;
 
+use common::webhook::Deployed;
 use common::*;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -74,10 +77,8 @@ async fn converged_to_reader(client: &Client, person: &str, sub: &str) {
 /// RoleBindings in the delegated namespace; then the customer downgrades the delegation from
 /// Contributor to Reader. The Contributor access goes at once, though the Reader binding
 /// cannot be created; status and an Event say why; without the quota Reader comes.
-#[tokio::test]
-#[ignore = "needs a cluster: hack/test.sh runs it"]
-async fn a_quota_on_rolebindings_holds_back_no_downgrade() {
-    let client = cluster().await;
+async fn a_quota_on_rolebindings_holds_back_no_downgrade(client: &Client) {
+    let client = client.clone();
     let sub = unique("quota");
     subscription(&client, &sub, &tenant_id()).await;
     let person = projected(MSP_TENANT, PERSON);
@@ -115,24 +116,73 @@ async fn a_quota_on_rolebindings_holds_back_no_downgrade() {
     converged_to_reader(&client, &person, &sub).await;
 }
 
-fn binding(namespace: &str, name: &str, role: &str, finalizer: Option<&str>) -> RoleBinding {
+fn binding(namespace: &str, name: &str, role_ref: serde_json::Value, finalizer: Option<&str>) -> RoleBinding {
     serde_json::from_value(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
         "metadata": {"name": name, "namespace": namespace, "finalizers": finalizer.into_iter().collect::<Vec<_>>()},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+        "roleRef": role_ref,
         "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}],
     }))
     .expect("binding")
 }
 
-/// Input 2: a User Access Administrator creates, within its limit (its assignable Reader
-/// Role, bound to a ServiceAccount of the namespace), a RoleBinding under the name of the
-/// Reader binding the controller will write when the customer downgrades its Contributor.
-/// The Contributor access goes at once all the same, and the squatter is replaced by ours:
-/// deleted, its finalizer (which the controller never sets, so someone else's) taken off,
-/// never adopted.
+/// The name of the Reader binding the controller writes for `sub/contoso`.
+fn reader_binding_name(sub: &str) -> String {
+    let assignment_ref = AssignmentRef { namespace: sub.to_string(), name: "contoso".into(), uid: String::new() };
+    object_name(&assignment_ref, "kubelighthouse:reader")
+}
+
+/// After the downgrade: Contributor gone at once, Reader in force, and our binding at the
+/// squatted name: our roleRef and subjects, no foreign finalizer, the ServiceAccount the
+/// squatter bound holding nothing.
+async fn the_name_holds_ours(client: &Client, sub: &str, person: &str) {
+    expect_access(client, person, &[], access("create", "deployments.apps", sub), false).await;
+    converged_to_reader(client, person, sub).await;
+    let ours = reader_binding_name(sub);
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), sub);
+    let held_by = bindings.get(&ours).await.expect("our binding");
+    assert_eq!(held_by.role_ref.name, ours, "our Reader Role, not the squatter's");
+    assert!(
+        held_by.subjects.iter().flatten().all(|s| s.kind != "ServiceAccount"),
+        "the squatter's subjects are gone: {:?}",
+        held_by.subjects
+    );
+    assert!(held_by.metadata.finalizers.iter().flatten().next().is_none(), "no foreign finalizer adopted");
+    let identity = format!("system:serviceaccount:{sub}:default");
+    expect_access(client, &identity, &[], access("list", "pods", sub), false).await;
+}
+
+/// Input 2, without the webhook. A User Access Administrator is then never in force (it is
+/// withheld until the webhook guards RoleBindings: docs/roles.md), so the squatter is anyone
+/// else who may create RoleBindings there (a customer's automation): it writes a binding of
+/// `view` to a ServiceAccount under the name of the Reader binding the controller will write
+/// when the customer downgrades its Contributor. The Contributor access goes at once all the
+/// same, and the squatter is replaced by ours: deleted, its finalizer (which the controller
+/// never sets, so someone else's) taken off, never adopted.
 async fn a_squatted_name_holds_back_no_downgrade(client: &Client, held: bool) {
     let sub = unique(if held { "squat-held" } else { "squat" });
+    subscription(client, &sub, &tenant_id()).await;
+    let person = projected(MSP_TENANT, PERSON);
+    definition(client, &sub, "contoso", MSP_TENANT, vec![authorization(PERSON, "User", CONTRIBUTOR)]).await;
+    assignment(client, &sub, "contoso", "contoso").await;
+    wait_for_assignment_state(client, &sub, "contoso", "Succeeded").await;
+    expect_access(client, &person, &[], access("create", "deployments.apps", &sub), true).await;
+
+    let view = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"});
+    let squat = binding(&sub, &reader_binding_name(&sub), view, held.then_some("someone.example/hold"));
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &sub);
+    bindings.create(&PostParams::default(), &squat).await.expect("the squatter takes the Reader binding's name");
+
+    definition(client, &sub, "contoso", MSP_TENANT, vec![authorization(PERSON, "User", READER)]).await;
+    the_name_holds_ours(client, &sub, &person).await;
+}
+
+/// Input 2, with the webhook: the User Access Administrator (in force now) tries to squat the
+/// Reader binding's name within its limit (its assignable Reader Role, bound to a
+/// ServiceAccount of the namespace): admission refuses it, since only the controller writes
+/// objects that look like ours; the downgrade takes effect at once.
+async fn a_delegate_may_not_squat_our_names(client: &Client) {
+    let sub = unique("squat-uaa");
     subscription(client, &sub, &tenant_id()).await;
     let person = projected(MSP_TENANT, PERSON);
     let uaa = json!({"principalId": PERSON, "principalType": "User", "roleDefinitionId": UAA,
@@ -142,54 +192,40 @@ async fn a_squatted_name_holds_back_no_downgrade(client: &Client, held: bool) {
     assignment(client, &sub, "contoso", "contoso").await;
     wait_for_assignment_state(client, &sub, "contoso", "Succeeded").await;
     expect_access(client, &person, &[], access("create", "deployments.apps", &sub), true).await;
+    expect_access(client, &person, &[], access("create", "rolebindings.rbac.authorization.k8s.io", &sub), true).await;
 
-    // The predictable name of the Reader binding, squatted with the delegate's own rights.
     let assignment_ref = AssignmentRef { namespace: sub.clone(), name: "contoso".into(), uid: String::new() };
-    let ours = object_name(&assignment_ref, "kubelighthouse:reader");
     let assignable = assignable_name(&assignment_ref, "kubelighthouse:reader");
-    let finalizer = held.then_some("delegate.example/hold");
+    let role_ref = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": assignable});
     let as_person: Api<RoleBinding> = Api::namespaced(client_as(&person, &[]).await, &sub);
-    eventually("the User Access Administrator squats the Reader binding's name", || {
-        let squat = binding(&sub, &ours, &assignable, finalizer);
-        let api = as_person.clone();
-        async move { api.create(&PostParams::default(), &squat).await.is_ok() }
-    })
+    // The assignable Role may still be on its way: wait for a refusal by admission.
+    let message = poll(
+        "admission refuses the delegate's binding at our name",
+        || {
+            let squat = binding(&sub, &reader_binding_name(&sub), role_ref.clone(), None);
+            let api = as_person.clone();
+            async move {
+                match api.create(&PostParams::default(), &squat).await {
+                    Err(kube::Error::Api(s)) => s.message,
+                    Ok(_) => panic!("the delegate squatted our name through the webhook"),
+                    Err(e) => e.to_string(),
+                }
+            }
+        },
+        |m| m.contains("MaterializedByController"),
+    )
     .await;
+    assert!(message.contains("MaterializedByController"), "{message}");
 
-    // The downgrade.
     definition(client, &sub, "contoso", MSP_TENANT, vec![uaa, authorization(PERSON, "User", READER)]).await;
-    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &sub);
-    expect_access(client, &person, &[], access("create", "deployments.apps", &sub), false).await;
-    converged_to_reader(client, &person, &sub).await;
-    // The name now holds ours, never the squatter's roleRef or subjects.
-    let held_by = bindings.get(&ours).await.expect("our binding");
-    assert_eq!(held_by.role_ref.name, ours, "our Reader Role, not the assignable one");
-    assert!(
-        held_by.subjects.iter().flatten().all(|s| s.kind != "ServiceAccount"),
-        "the squatter's subjects are gone: {:?}",
-        held_by.subjects
-    );
-    assert!(held_by.metadata.finalizers.iter().flatten().next().is_none(), "no foreign finalizer adopted");
-    let identity = format!("system:serviceaccount:{sub}:default");
-    expect_access(client, &identity, &[], access("list", "pods", &sub), false).await;
-}
-
-#[tokio::test]
-#[ignore = "needs a cluster: hack/test.sh runs it"]
-async fn a_binding_squatted_under_our_name_holds_back_no_downgrade() {
-    let client = cluster().await;
-    for held in [false, true] {
-        a_squatted_name_holds_back_no_downgrade(&client, held).await;
-    }
+    the_name_holds_ours(client, &sub, &person).await;
 }
 
 /// Another instance of the kind: a finalizer someone else put on a binding of ours (the
 /// controller never sets one) would keep the binding, and its access, after the prune
 /// deleted it. The downgrade still ends the Contributor access at once.
-#[tokio::test]
-#[ignore = "needs a cluster: hack/test.sh runs it"]
-async fn a_finalizer_on_our_binding_holds_back_no_prune() {
-    let client = cluster().await;
+async fn a_finalizer_on_our_binding_holds_back_no_prune(client: &Client) {
+    let client = client.clone();
     let sub = unique("held");
     subscription(&client, &sub, &tenant_id()).await;
     let person = projected(MSP_TENANT, PERSON);
@@ -210,4 +246,25 @@ async fn a_finalizer_on_our_binding_holds_back_no_prune() {
         bindings.get_opt(&contributor).await.expect("get").is_none()
     })
     .await;
+}
+
+/// The scenarios run one after the other against the real binary: without its webhook (the
+/// controller's side, which must hold whatever admission lets through), then with it.
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh runs it"]
+async fn removal_never_waits_for_creation_with_and_without_the_webhook() {
+    let path = kubeconfig();
+    let client = client_for(&path).await;
+    {
+        eprintln!("== webhook: false");
+        let _deployed = Deployed::start(&path, false);
+        a_quota_on_rolebindings_holds_back_no_downgrade(&client).await;
+        for held in [false, true] {
+            a_squatted_name_holds_back_no_downgrade(&client, held).await;
+        }
+        a_finalizer_on_our_binding_holds_back_no_prune(&client).await;
+    }
+    eprintln!("== webhook: true");
+    let _deployed = Deployed::start(&path, true);
+    a_delegate_may_not_squat_our_names(&client).await;
 }

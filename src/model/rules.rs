@@ -12,7 +12,7 @@ use std::fmt;
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
-use crate::api::GROUP;
+use crate::api::{ACTIVATION_GROUP, GROUP};
 
 const RBAC: &str = "rbac.authorization.k8s.io";
 const CORE: &str = "";
@@ -48,6 +48,10 @@ pub enum Violation {
     /// of a shared ingress) sent to backends of another namespace (CVE-2021-25740), or a
     /// load-balancer IP claimed (CVE-2020-8554). Kubernetes removed them from `edit` in 1.22.
     TrafficRedirect,
+    /// Any access to just-in-time activations (`activation.kubelighthouse.io`): a catalog role
+    /// would show or end every managing tenant's activations in the namespace. A managing
+    /// tenant reaches only its own, through the per-activation Roles (docs/just-in-time.md).
+    ActivationRecords,
     /// A permission beyond the role's documented class ([`RoleClass`], docs/roles.md): e.g.
     /// any write of Reader, whatever is aggregated into it.
     OutsideRoleClass,
@@ -73,6 +77,9 @@ impl Violation {
             Self::DelegationWrite => "writes delegations (a delegated identity may never create delegations)",
             Self::TrafficRedirect => {
                 "writes endpoints, endpointslices or a Service's status (traffic sent to another namespace's backends, CVE-2021-25740)"
+            }
+            Self::ActivationRecords => {
+                "reads or writes just-in-time activations (every managing tenant's requests, justifications and reviews)"
             }
             Self::OutsideRoleClass => "outside what the role is documented to grant (docs/roles.md, role classes)",
         }
@@ -249,6 +256,9 @@ const SENSITIVE: &[Sensitive] = &[
     },
 ];
 
+/// The activation group's kinds: no catalog role may touch them, whatever the verb.
+const ACTIVATION_RESOURCES: [&str; 2] = ["roleactivations", "activationreviews"];
+
 /// This group's resources, judged by [`SENSITIVE`]; any other resource of the group is not.
 const KNOWN_DELEGATION_RESOURCES: [&str; 4] = [
     "registrationdefinitions",
@@ -340,6 +350,15 @@ fn judge(class: RoleClass, group: &str, resource: &str, verb: &str) -> BTreeSet<
         && !KNOWN_DELEGATION_RESOURCES.contains(&resource)
     {
         found.insert(Violation::DelegationWrite);
+    }
+    // Activations are reached per object, never through a catalog role: any verb on the
+    // group's kinds (and their subresources), and anything named in the group itself (a
+    // future kind of it), whoever aggregated it into the role.
+    let activation_kind = ACTIVATION_RESOURCES
+        .iter()
+        .any(|r| resource_covers(resource, r) || resource_covers(resource, &format!("{r}/status")));
+    if group == ACTIVATION_GROUP || (group_covers(group, ACTIVATION_GROUP) && activation_kind) {
+        found.insert(Violation::ActivationRecords);
     }
     found
 }
@@ -548,8 +567,16 @@ mod tests {
                     NamespaceWrite,
                     DelegationWrite,
                     TrafficRedirect,
+                    ActivationRecords,
                 ],
             ),
+            // Activations: every managing tenant's, whatever the verb, also through a `*` group.
+            (&[ACTIVATION_GROUP], &["roleactivations"], &["get"], &[ActivationRecords]),
+            (&[ACTIVATION_GROUP], &["roleactivations"], &["list", "watch"], &[ActivationRecords]),
+            (&[ACTIVATION_GROUP], &["activationreviews"], &["create"], &[ActivationRecords]),
+            (&[ACTIVATION_GROUP], &["roleactivations/status"], &["get"], &[ActivationRecords]),
+            (&[ACTIVATION_GROUP], &["widgets"], &["get"], &[ActivationRecords]),
+            (&["*"], &["roleactivations"], &["list"], &[ActivationRecords]),
             (&[RBAC], &["rolebindings"], &["create"], &[RbacWrite]),
             (&[RBAC], &["roles"], &["update"], &[RbacWrite]),
             (&[RBAC], &["clusterroles"], &["delete"], &[RbacWrite]),
