@@ -348,6 +348,10 @@ state = "$N/containerd/state"
   snapshotter = "overlayfs"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = "$PAUSE_IMAGE"
+  # Every registry resolves to 127.0.0.1:9, where nothing listens: an image that was not
+  # imported fails to pull at once (ErrImagePull) and nothing leaves the machine.
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "$N/containerd/certs.d"
 
 [plugins.'io.containerd.cri.v1.runtime']
   enable_selinux = false
@@ -376,6 +380,8 @@ state = "$N/containerd/state"
 [plugins.'io.containerd.nri.v1.nri']
   disable = true
 EOF
+  mkdir -p "$N/containerd/certs.d/_default"
+  printf 'server = "http://127.0.0.1:9"\n' >"$N/containerd/certs.d/_default/hosts.toml"
   # A bridge without a default gateway: pods get routes to the pod and Service ranges only.
   cat >"$N/cni/net.d/10-kl-node.conflist" <<EOF
 {
