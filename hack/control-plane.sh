@@ -459,7 +459,7 @@ EOF
       --kubelet-client-certificate "$pki/kubelet-client.crt" --kubelet-client-key "$pki/kubelet-client.key"
       --kubelet-preferred-address-types InternalIP)
     services=$NODE_SERVICE_CIDR api_host=$NODE_IP
-    authz=(--authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction)
+    authz=(--authorization-mode "Node,RBAC" --enable-admission-plugins NodeRestriction)
   fi
   start kube-apiserver "$BIN_DIR/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \

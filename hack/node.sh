@@ -255,7 +255,8 @@ network_down() {
     ip link del "$BRIDGE"
   fi
   if [[ -f $N/sysctls ]]; then
-    sysctl -qw $(cat "$N/sysctls") || true
+    local setting
+    while read -r setting; do sysctl -qw "$setting" || true; done <"$N/sysctls"
   fi
   rm -f "$N/network" "$N/sysctls"
 }
@@ -601,9 +602,9 @@ cmd_down() {
   remove_chains KUBE-
   # Mounts under the node's state dir (netns, volumes, overlay rootfs, kubelet's own), deepest first.
   local m
-  for m in $(awk -v d="$N/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+  while read -r m; do
     umount -l "$m" 2>/dev/null || true
-  done
+  done < <(awk -v d="$N/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r)
   for m in /var/log/containers/*.log; do
     [[ -L $m && $(readlink "$m") == "$N/"* ]] && rm -f "$m"
   done
@@ -625,7 +626,7 @@ remove_chains() {
   for table in raw mangle nat filter; do
     # Jumps from the built-in chains; `-S` quotes as the shell does, hence eval.
     while read -r rule; do
-      [[ -n $rule ]] && eval "iptables -t $table -D ${rule#-A }" 2>/dev/null || true
+      if [[ -n $rule ]]; then eval "iptables -t $table -D ${rule#-A }" 2>/dev/null || true; fi
     done < <(iptables -t "$table" -S 2>/dev/null | grep -E -- "^-A [A-Z]+ .*-j $prefix" | grep -Ev -- "^-A $prefix" || true)
     for chain in $(iptables -t "$table" -S 2>/dev/null | awk -v p="$prefix" '$1 == "-N" && index($2, p) == 1 {print $2}'); do
       iptables -t "$table" -F "$chain" 2>/dev/null || true
