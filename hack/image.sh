@@ -76,7 +76,7 @@ apt_install() {
   fi
 }
 
-apt_install musl-tools ca-certificates binutils python3
+apt_install musl-tools ca-certificates binutils file python3
 rustup target list --installed 2>/dev/null | grep -qx "$TARGET" || rustup target add "$TARGET"
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
