@@ -5,6 +5,11 @@
 #
 #   hack/control-plane.sh install   build the binaries once (cached per version)
 #   hack/control-plane.sh up        start (idempotent); writes $STATE_DIR/kubeconfig
+#   hack/control-plane.sh up --node also a node (hack/node.sh): kube-scheduler, kubelet,
+#                                   kube-proxy, containerd, CNI bridge; pods run for real. The
+#                                   API server then listens on the node's bridge (10.244.0.1),
+#                                   Services are 10.96.0.0/24, authorization is Node,RBAC.
+#                                   `install --node` builds the node's parts too.
 #   hack/control-plane.sh down      stop and wipe the etcd data (idempotent)
 #   hack/control-plane.sh status    exit 0 when the API server and the issuers answer
 #   hack/control-plane.sh restart apiserver|etcd [SECONDS]
@@ -39,6 +44,7 @@
 #   KL_AUDIT_MAXSIZE_MB  audit log size before rotation (default 100)
 #   KL_TOKEN_ISSUER  a prebuilt kl-token-issuer (default: `cargo build -p kl-token-issuer`)
 #   KL_GO         the go command (default: `go` on PATH, else /usr/local/go/bin/go)
+#   KL_NODE=1     the same as --node
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,6 +69,13 @@ ISSUER_AUDIENCE=api://kube-lighthouse
 # name:tenant ID, one issuer per managing tenant.
 ISSUERS=(contoso:fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6 fabrikam:aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee)
 DEFAULT_CONTROLLERS=namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation
+NODE=${KL_NODE:-0}
+NODE_SH=$ROOT/hack/node.sh
+# The node's addresses (hack/node.sh): the bridge, where the API server also listens in node
+# mode, and the first address of the Service range (the `kubernetes` Service).
+NODE_IP=10.244.0.1
+NODE_SERVICE_CIDR=10.96.0.0/24
+NODE_KUBERNETES_SERVICE_IP=10.96.0.1
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -161,6 +174,9 @@ cmd_install() {
   # One build of each thing at a time (parallel `up`s of test runs share the cache).
   (flock 9 && build_etcd) 9>"$CACHE_DIR/etcd-$ETCD_VERSION.lock"
   (flock 9 && build_kubernetes) 9>"$CACHE_DIR/kubernetes-$K8S_VERSION.lock"
+  if [[ $NODE == 1 ]]; then
+    KL_STATE_DIR=$STATE_DIR KL_CACHE_DIR=$CACHE_DIR KL_KUBE_VERSION=$KUBE_MINOR "$NODE_SH" install
+  fi
 }
 
 # ---------------------------------------------------------------------------------------
@@ -195,8 +211,16 @@ make_ca() {
 }
 
 make_pki() {
-  local pki=$STATE_DIR/pki
+  local pki=$STATE_DIR/pki sans="IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1"
   mkdir -p "$pki"
+  if [[ $NODE == 1 ]]; then
+    # Pods reach the API server at the node's address and at the `kubernetes` Service.
+    sans+=",IP:$NODE_IP,IP:$NODE_KUBERNETES_SERVICE_IP,DNS:kubernetes.default.svc.cluster.local"
+    if [[ -f $pki/apiserver.crt ]] && ! openssl x509 -in "$pki/apiserver.crt" -noout -ext subjectAltName |
+      grep -q "IP Address:$NODE_IP"; then
+      rm -f "$pki/apiserver.crt"
+    fi
+  fi
   (
     cd "$pki"
     if [[ ! -f apiserver.crt ]]; then
@@ -204,7 +228,16 @@ make_pki() {
       sign apiserver kube-apiserver "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1"
+subjectAltName=$sans"
+    fi
+    # The API server's client certificate for kubelet (logs, exec, port-forward).
+    if [[ $NODE == 1 && ! -f kubelet-client.crt ]]; then
+      openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+        -keyout kubelet-client.key -out kubelet-client.csr 2>/dev/null
+      printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >kubelet-client.ext
+      openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile kubelet-client.ext -out kubelet-client.crt 2>/dev/null
+      rm -f kubelet-client.csr kubelet-client.ext
     fi
     if [[ ! -f sa.pub ]]; then
       openssl genrsa -out sa.key 2048 2>/dev/null
@@ -259,7 +292,7 @@ EOF
 }
 
 write_kubeconfig() {
-  local port=$1 token=$2
+  local port=$1 token=$2 # port: HOST:PORT
   local ca
   ca=$(base64 -w0 <"$STATE_DIR/pki/ca.crt")
   cat >"$KUBECONFIG_FILE" <<EOF
@@ -268,7 +301,7 @@ kind: Config
 clusters:
 - name: local
   cluster:
-    server: https://127.0.0.1:$port
+    server: https://$port
     certificate-authority-data: $ca
 users:
 - name: admin
@@ -395,7 +428,7 @@ EOF
 # The JWT authenticators load discovery asynchronously: ready once a token of each issuer
 # passes a SelfSubjectReview.
 issuers_accepted() {
-  local port=$1 entry name token
+  local port=$1 entry name token # port: HOST:PORT
   for entry in "${ISSUERS[@]}"; do
     name=${entry%%:*}
     token=$("$ISSUER_BIN" token --dir "$STATE_DIR/issuers/$name" --oid 00000000-0000-0000-0000-000000000000) ||
@@ -403,13 +436,14 @@ issuers_accepted() {
     curl -fsS --cacert "$STATE_DIR/pki/ca.crt" -H "Authorization: Bearer $token" \
       -H 'Content-Type: application/json' -X POST \
       -d '{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}' \
-      "https://127.0.0.1:$port/apis/authentication.k8s.io/v1/selfsubjectreviews" >/dev/null || return 1
+      "https://$port/apis/authentication.k8s.io/v1/selfsubjectreviews" >/dev/null || return 1
   done
 }
 
 cmd_up() {
   if cmd_status >/dev/null 2>&1; then
-    if [[ $(cat "$STATE_DIR/version" 2>/dev/null) == "$K8S_VERSION" ]]; then
+    if [[ $(cat "$STATE_DIR/version" 2>/dev/null) == "$K8S_VERSION" &&
+      $([[ -f $STATE_DIR/node-mode ]] && echo 1 || echo 0) == "$NODE" ]]; then
       log "already up (v$K8S_VERSION); KUBECONFIG=$KUBECONFIG_FILE"
       return
     fi
@@ -419,6 +453,8 @@ cmd_up() {
   cmd_install
   build_issuer
   mkdir -p "$STATE_DIR/logs" "$STATE_DIR/etcd"
+  # The node's bridge first: in node mode the API server listens on it.
+  [[ $NODE == 1 ]] && node_sh network-up
   make_pki
   local pki=$STATE_DIR/pki etcd_port etcd_peer api_port token
   start_issuers
@@ -450,20 +486,31 @@ EOF
   # Aggregation: no --enable-aggregator-routing. With no Service network, an APIService is
   # served through a Service of type ExternalName (e.g. localhost), which only the default
   # cluster-IP routing resolves (endpoint routing rejects ExternalName Services).
+  # Node mode: the API server listens on the node's bridge only (the host reaches it there
+  # too), advertises that address in the `kubernetes` Service's endpoints (lease reconciler),
+  # and serves Services from the node's range; kubelet is authorized by the Node authorizer.
+  local listen=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --endpoint-reconciler-type none)
+  local services=10.0.0.0/24 authz=(--authorization-mode RBAC) api_host=127.0.0.1
+  if [[ $NODE == 1 ]]; then
+    listen=(--bind-address "$NODE_IP" --advertise-address "$NODE_IP"
+      --kubelet-client-certificate "$pki/kubelet-client.crt" --kubelet-client-key "$pki/kubelet-client.key"
+      --kubelet-preferred-address-types InternalIP)
+    services=$NODE_SERVICE_CIDR api_host=$NODE_IP
+    authz=(--authorization-mode "Node,RBAC" --enable-admission-plugins NodeRestriction)
+  fi
   start kube-apiserver "$BIN_DIR/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --endpoint-reconciler-type none \
+    "${listen[@]}" --secure-port "$api_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
-    --authorization-mode RBAC --token-auth-file "$STATE_DIR/tokens.csv" \
+    "${authz[@]}" --token-auth-file "$STATE_DIR/tokens.csv" \
     --authentication-config "$STATE_DIR/authentication-config.yaml" \
     --admission-control-config-file "$STATE_DIR/admission-config.yaml" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$pki/sa.pub" \
     --service-account-signing-key-file "$pki/sa.key" \
     --api-audiences https://kubernetes.default.svc \
-    --service-cluster-ip-range 10.0.0.0/24 \
+    --service-cluster-ip-range "$services" \
     --requestheader-client-ca-file "$pki/front-proxy-ca.crt" \
     --requestheader-allowed-names front-proxy-client \
     --requestheader-username-headers X-Remote-User \
@@ -473,21 +520,29 @@ EOF
     --proxy-client-key-file "$pki/front-proxy-client.key" \
     --audit-policy-file "$STATE_DIR/audit-policy.yaml" --audit-log-path "$STATE_DIR/logs/audit.log" \
     --audit-log-maxsize "${KL_AUDIT_MAXSIZE_MB:-100}" --audit-log-maxbackup 1
-  write_kubeconfig "$api_port" "$token"
+  write_kubeconfig "$api_host:$api_port" "$token"
   echo "$K8S_VERSION" >"$STATE_DIR/version"
   wait_for kube-apiserver 240 curl -fsS --cacert "$pki/ca.crt" \
-    -H "Authorization: Bearer $token" "https://127.0.0.1:$api_port/readyz"
-  wait_for kube-apiserver 120 issuers_accepted "$api_port"
+    -H "Authorization: Bearer $token" "https://$api_host:$api_port/readyz"
+  wait_for kube-apiserver 120 issuers_accepted "$api_host:$api_port"
 
+  # A node runs Deployments, ReplicaSets, EndpointSlices, PodDisruptionBudgets…: every
+  # controller that is on by default.
+  local controllers=$DEFAULT_CONTROLLERS
+  [[ $NODE == 1 ]] && controllers='*'
   start kube-controller-manager "$BIN_DIR/kube-controller-manager" \
     --kubeconfig "$KUBECONFIG_FILE" --leader-elect=false --secure-port 0 \
-    --controllers "${KL_KCM_CONTROLLERS:-$DEFAULT_CONTROLLERS}" \
+    --controllers "${KL_KCM_CONTROLLERS:-$controllers}" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --use-service-account-credentials=false
   # `view`/`edit`/`admin` only get rules once the aggregation controller ran.
   wait_for kube-controller-manager 120 bash -c \
     "KUBECONFIG='$KUBECONFIG_FILE' kubectl get clusterrole view -o jsonpath='{.rules[0].verbs}' | grep -q get"
-  log "up (v$K8S_VERSION): export KUBECONFIG=$KUBECONFIG_FILE"
+  if [[ $NODE == 1 ]]; then
+    node_sh up
+    touch "$STATE_DIR/node-mode"
+  fi
+  log "up (v$K8S_VERSION$([[ $NODE == 1 ]] && echo ", node kl-node")): export KUBECONFIG=$KUBECONFIG_FILE"
 }
 
 all_processes() {
@@ -496,8 +551,13 @@ all_processes() {
   for entry in "${ISSUERS[@]}"; do echo "issuer-${entry%%:*}"; done
 }
 
+node_sh() { KL_STATE_DIR=$STATE_DIR KL_CACHE_DIR=$CACHE_DIR KL_KUBE_VERSION=$KUBE_MINOR "$NODE_SH" "$@"; }
+
 cmd_down() {
   local name
+  # The node first, while the API server can still tell kubelet to stop the pods.
+  if [[ -d $STATE_DIR/node ]]; then node_sh down; fi
+  rm -f "$STATE_DIR/node-mode"
   for name in $(all_processes); do
     if pid_alive "$name"; then
       kill "$(cat "$STATE_DIR/$name.pid")" 2>/dev/null || true
@@ -520,6 +580,7 @@ cmd_status() {
       "$(issuer_url "$name")/.well-known/openid-configuration" >/dev/null || return 1
   done
   KUBECONFIG=$KUBECONFIG_FILE kubectl get --raw /readyz >/dev/null
+  if [[ -f $STATE_DIR/node-mode ]]; then node_sh status >/dev/null; fi
 }
 
 api_ready() {
@@ -558,6 +619,8 @@ cmd_restart() {
   wait_for kube-apiserver 480 api_ready
   log "$name restarted"
 }
+
+[[ ${2:-} == --node ]] && NODE=1
 
 case ${1:-} in
   install) cmd_install ;;
