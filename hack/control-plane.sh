@@ -84,30 +84,8 @@ die() { log "error: $*"; exit 1; }
 # install
 # ---------------------------------------------------------------------------------------
 
-apt_install() {
-  local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  if ((${#missing[@]})); then
-    log "installing apt packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-go_cmd() {
-  if [[ -n ${KL_GO:-} ]]; then
-    echo "$KL_GO"
-  elif command -v go >/dev/null; then
-    command -v go
-  elif [[ -x /usr/local/go/bin/go ]]; then
-    echo /usr/local/go/bin/go
-  else
-    die "no Go toolchain: install Go >= 1.26 from https://go.dev/dl (or set KL_GO)"
-  fi
-}
 
 # go_build MODULE_DIR OUT_DIR LDFLAGS PACKAGE... builds into OUT_DIR with a throwaway build
 # cache and the shared module cache (writable, so that `rm -rf` of the cache dir works).

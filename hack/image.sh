@@ -63,18 +63,7 @@ if ((PRINT)); then
   exec python3 "$ROOT/hack/oci-image.py" "${args[@]}" --print-config
 fi
 
-apt_install() {
-  local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  if ((${#missing[@]})); then
-    log "installing apt packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 apt_install musl-tools ca-certificates binutils file python3
 rustup target list --installed 2>/dev/null | grep -qx "$TARGET" || rustup target add "$TARGET"

@@ -83,25 +83,8 @@ HOST_PATHS=(/run/containerd /var/lib/cni /var/log/containers /var/log/pods /var/
 log() { printf '[node] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-apt_install() {
-  local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  if ((${#missing[@]})); then
-    log "installing apt packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-go_cmd() {
-  if [[ -n ${KL_GO:-} ]]; then echo "$KL_GO"
-  elif command -v go >/dev/null; then command -v go
-  elif [[ -x /usr/local/go/bin/go ]]; then echo /usr/local/go/bin/go
-  else die "no Go toolchain: install Go >= 1.26 (or set KL_GO)"; fi
-}
 
 # go_build MODULE_DIR OUT_DIR LDFLAGS PACKAGE...: as hack/control-plane.sh builds (shared module
 # cache, throwaway build cache, static binaries), at the lowest CPU priority.

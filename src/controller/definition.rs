@@ -190,20 +190,25 @@ mod tests {
     use super::*;
     use crate::controller::testing::{answer, context, next};
 
-    /// An assignment the caches do not hold yet (created just before its definition was
-    /// deleted, or while the watch was down) is deleted with the definition all the same
-    /// (SPEC §6): the cascade asks the API server.
-    #[tokio::test]
-    async fn the_cascade_deletes_an_assignment_the_caches_do_not_hold_yet() {
-        let (ctx, mut server, _cluster) = context();
-        let definition: RegistrationDefinition = serde_json::from_value(json!({
+    /// The definition `sub/offer` both cascade tests delete.
+    fn offer() -> RegistrationDefinition {
+        serde_json::from_value(json!({
             "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationDefinition",
             "metadata": {"name": "offer", "namespace": "sub"},
             "spec": {"registrationDefinitionName": "Contoso", "managedByTenantId": "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6",
                 "authorizations": [{"principalId": "00000000-0000-0000-0000-0000000000a1",
                     "roleDefinitionId": "acdd72a7-3385-48ef-bd42-f606fba81ae7"}]},
         }))
-        .expect("definition");
+        .expect("definition")
+    }
+
+    /// An assignment the caches do not hold yet (created just before its definition was
+    /// deleted, or while the watch was down) is deleted with the definition all the same
+    /// (SPEC §6): the cascade asks the API server.
+    #[tokio::test]
+    async fn the_cascade_deletes_an_assignment_the_caches_do_not_hold_yet() {
+        let (ctx, mut server, _cluster) = context();
+        let definition = offer();
         let late = json!({
             "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
             "metadata": {"name": "late", "namespace": "sub", "uid": "uid-late"},
@@ -249,14 +254,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_list_holds_back_the_deletion_of_the_cached_assignments() {
         let (ctx, mut server, mut cluster) = context();
-        let definition: RegistrationDefinition = serde_json::from_value(json!({
-            "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationDefinition",
-            "metadata": {"name": "offer", "namespace": "sub"},
-            "spec": {"registrationDefinitionName": "Contoso", "managedByTenantId": "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6",
-                "authorizations": [{"principalId": "00000000-0000-0000-0000-0000000000a1",
-                    "roleDefinitionId": "acdd72a7-3385-48ef-bd42-f606fba81ae7"}]},
-        }))
-        .expect("definition");
+        let definition = offer();
         let cached = json!({
             "apiVersion": "managedservices.kubelighthouse.io/v1alpha1", "kind": "RegistrationAssignment",
             "metadata": {"name": "cached", "namespace": "sub", "uid": "uid-cached"},

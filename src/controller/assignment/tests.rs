@@ -102,6 +102,14 @@ fn ours<K: kube::Resource<DynamicType = ()> + Default>(name: &str, uid: &str) ->
     object
 }
 
+/// The subscription `sub` of the customer, holding the Reader definition, with Reader in
+/// the catalog: what every reconcile below starts from.
+fn a_reader_offer_in_sub(ctx: &Context, cluster: &mut crate::controller::testing::Cluster) {
+    cluster.namespace(namespace("sub", &[(keys::TENANT_ID, CUSTOMER)]));
+    cluster.definition(definition());
+    ctx.caches.catalog.observe(&watcher::Event::Apply(reader_role()));
+}
+
 /// The cache holds a Contributor Role and RoleBinding of the assignment (before a downgrade).
 fn holds_contributor(ctx: &Context) {
     use crate::controller::materialized::Record;
@@ -121,9 +129,7 @@ fn holds_contributor(ctx: &Context) {
 #[tokio::test]
 async fn a_refused_new_binding_holds_back_no_prune_and_is_reported() {
     let (ctx, mut server, mut cluster) = context();
-    cluster.namespace(namespace("sub", &[(keys::TENANT_ID, CUSTOMER)]));
-    cluster.definition(definition());
-    ctx.caches.catalog.observe(&watcher::Event::Apply(reader_role()));
+    a_reader_offer_in_sub(&ctx, &mut cluster);
     holds_contributor(&ctx);
     let a = assignment("sub");
     cluster.assignment(a.clone());
@@ -194,9 +200,7 @@ async fn a_refused_new_binding_holds_back_no_prune_and_is_reported() {
 #[tokio::test]
 async fn a_foreign_binding_at_our_name_is_replaced_not_adopted() {
     let (ctx, mut server, mut cluster) = context();
-    cluster.namespace(namespace("sub", &[(keys::TENANT_ID, CUSTOMER)]));
-    cluster.definition(definition());
-    ctx.caches.catalog.observe(&watcher::Event::Apply(reader_role()));
+    a_reader_offer_in_sub(&ctx, &mut cluster);
     let a = assignment("sub");
     cluster.assignment(a.clone());
     let reconcile = tokio::spawn(reconcile(Arc::new(a.clone()), ctx.clone()));
@@ -233,9 +237,7 @@ async fn a_foreign_binding_at_our_name_is_replaced_not_adopted() {
 #[tokio::test]
 async fn our_own_object_not_yet_cached_is_not_evicted() {
     let (ctx, mut server, mut cluster) = context();
-    cluster.namespace(namespace("sub", &[(keys::TENANT_ID, CUSTOMER)]));
-    cluster.definition(definition());
-    ctx.caches.catalog.observe(&watcher::Event::Apply(reader_role()));
+    a_reader_offer_in_sub(&ctx, &mut cluster);
     let a = assignment("sub");
     cluster.assignment(a.clone());
     let reconcile = tokio::spawn(reconcile(Arc::new(a.clone()), ctx.clone()));
@@ -306,9 +308,7 @@ async fn a_rejected_assignment_revokes_by_label_then_writes_failed_status_and_on
 #[tokio::test]
 async fn a_granted_assignment_applies_its_role_before_its_binding_and_records_the_grant_after() {
     let (ctx, mut server, mut cluster) = context();
-    cluster.namespace(namespace("sub", &[(keys::TENANT_ID, CUSTOMER)]));
-    cluster.definition(definition());
-    ctx.caches.catalog.observe(&watcher::Event::Apply(reader_role()));
+    a_reader_offer_in_sub(&ctx, &mut cluster);
     let a = assignment("sub");
     cluster.assignment(a.clone());
     let reconcile = tokio::spawn(reconcile(Arc::new(a.clone()), ctx.clone()));

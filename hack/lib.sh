@@ -1,0 +1,30 @@
+# Shell functions the hack/ scripts share. Source it after defining `log` and `die`:
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# apt_install PACKAGE...: installs the Debian packages that are missing (CI's machine starts
+# with none of what the scripts need beyond the image's own).
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    log "installing apt packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# go_cmd: the Go toolchain to build with (KL_GO, else `go` on PATH, else /usr/local/go).
+go_cmd() {
+  if [[ -n ${KL_GO:-} ]]; then
+    echo "$KL_GO"
+  elif command -v go >/dev/null; then
+    command -v go
+  elif [[ -x /usr/local/go/bin/go ]]; then
+    echo /usr/local/go/bin/go
+  else
+    die "no Go toolchain: install Go >= 1.26 from https://go.dev/dl (or set KL_GO)"
+  fi
+}
