@@ -8,7 +8,8 @@
 //!   Reader delegate a writer;
 //! - a ClusterRole reading activations aggregated into `view` shows no Reader delegate any
 //!   managing tenant's activations (item 14: activations are reached per object);
-//! - Contributor writes no Endpoints, and still does not when its ClusterRole regains the write.
+//! - Contributor writes no Endpoints and no status, and still does not when its ClusterRole
+//!   regains those writes.
 //!
 //! The scenarios change cluster-wide ClusterRoles, so they run one after the other in a single
 //! test, each undoing its change; once with the controller alone, once with its webhook.
@@ -298,15 +299,22 @@ async fn contributor_writes_no_endpoints(admin: &Client, webhook: bool) {
     let roles: Api<ClusterRole> = Api::all(admin.clone());
     let original = roles.get(CONTRIBUTOR_ROLE).await.expect("Contributor");
     let mut regained = original.clone();
-    regained.rules.get_or_insert_with(Vec::new).push(
-        serde_json::from_value(
-            json!({"apiGroups": [""], "resources": ["endpoints"], "verbs": ["create", "update", "patch", "delete"]}),
-        )
-        .expect("rule"),
-    );
+    // With the status writes Kubernetes' `edit` never had: a load balancer's address claimed
+    // through an Ingress's status (CVE-2020-8554), a pod's health misreported.
+    for rule in [
+        json!({"apiGroups": [""], "resources": ["endpoints"], "verbs": ["create", "update", "patch", "delete"]}),
+        json!({"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "verbs": ["update", "patch"]}),
+        json!({"apiGroups": [""], "resources": ["pods/status"], "verbs": ["update", "patch"]}),
+    ] {
+        regained.rules.get_or_insert_with(Vec::new).push(serde_json::from_value(rule).expect("rule"));
+    }
     roles.replace(CONTRIBUTOR_ROLE, &PostParams::default(), &regained).await.expect("Contributor regains endpoints");
     wait_degraded(admin, &sub, "True", "CVE-2021-25740").await;
     denied(creates_endpoints(&person, &sub).await, "Contributor creates Endpoints after its role regained them");
+    let delegate = projected(MSP_TENANT, PERSON);
+    for status in ["ingresses.networking.k8s.io/status", "pods/status"] {
+        expect_access(admin, &delegate, &[], access("patch", status, &sub), false).await;
+    }
     new_delegation_refused(admin, CONTRIBUTOR, webhook, "RoleNotDelegable", &["create endpoints", "CVE-2021-25740"])
         .await;
 

@@ -591,11 +591,44 @@ pub fn deletion_record(
     match deleters.as_slice() {
         [] => None,
         [one] => Some((phase_on_delete(previous, requester, Some(one)), (*one).to_string())),
-        several => Some((
-            phase_on_delete(previous, requester, None),
-            format!("unknown: admission saw conflicting deletes by {}", several.join(", ")),
-        )),
+        several => {
+            Some((phase_on_delete(previous, requester, None), format!("{UNKNOWN_DELETER}{}", several.join(", "))))
+        }
     }
+}
+
+/// The prefix of `endedBy` when the claims disagree: the deleter is unknown.
+const UNKNOWN_DELETER: &str = "unknown: admission saw conflicting deletes by ";
+
+/// What to write when this replica's `claims` meet what is recorded already: every replica
+/// serves admission, and the API server sends a delete to one of them while anyone who reaches
+/// the port may post a forged claim to another, so each replica may hold different claims.
+/// With nothing recorded, [`deletion_record`] (`previous` is the phase before the deletion).
+/// With a record (another replica's, `recorded_phase` and `recorded_by`) that every claim here
+/// agrees with, or that already says the deleter is unknown: nothing. With a claim here that
+/// disagrees: the deleter is unknown, and a Canceled or Revoked phase becomes Revoked (never
+/// Canceled: a forger cannot pass a revocation off as the requester's own). Pure: the
+/// replica's watch decides when, `deleter::record` writes.
+pub fn merged_deletion_record(
+    previous: Option<ActivationPhase>,
+    recorded_by: Option<&str>,
+    requester: Option<&Caller>,
+    claims: &[String],
+) -> Option<(ActivationPhase, String)> {
+    let Some(recorded) = recorded_by else {
+        return deletion_record(previous, requester, claims);
+    };
+    if recorded.starts_with(UNKNOWN_DELETER) || claims.iter().all(|c| c == recorded) {
+        return None;
+    }
+    let mut deleters: Vec<&str> = claims.iter().map(String::as_str).chain([recorded]).collect();
+    deleters.sort_unstable();
+    deleters.dedup();
+    let phase = match previous {
+        Some(p) if p.is_final() && p != ActivationPhase::Canceled && p != ActivationPhase::Revoked => p,
+        _ => ActivationPhase::Revoked,
+    };
+    Some((phase, format!("{UNKNOWN_DELETER}{}", deleters.join(", "))))
 }
 
 /// How long the finalizer of a deleted activation still waits for the record of who deleted

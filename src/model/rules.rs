@@ -48,6 +48,11 @@ pub enum Violation {
     /// of a shared ingress) sent to backends of another namespace (CVE-2021-25740), or a
     /// load-balancer IP claimed (CVE-2020-8554). Kubernetes removed them from `edit` in 1.22.
     TrafficRedirect,
+    /// Writes of a `/status` subresource (other than those judged above): status is "the
+    /// domain of the system" (Kubernetes' `edit` writes none); a written status claims an
+    /// address (an Ingress's or a Service's load balancer, CVE-2020-8554) or misreports a
+    /// workload's health to whatever acts on it.
+    StatusWrite,
     /// Any access to just-in-time activations (`activation.kubelighthouse.io`): a catalog role
     /// would show or end every managing tenant's activations in the namespace. A managing
     /// tenant reaches only its own, through the per-activation Roles (docs/just-in-time.md).
@@ -78,6 +83,7 @@ impl Violation {
             Self::TrafficRedirect => {
                 "writes endpoints, endpointslices or a Service's status (traffic sent to another namespace's backends, CVE-2021-25740)"
             }
+            Self::StatusWrite => "writes a status subresource (the domain of the system; a written load-balancer status claims an address, CVE-2020-8554)",
             Self::ActivationRecords => {
                 "reads or writes just-in-time activations (every managing tenant's requests, justifications and reviews)"
             }
@@ -351,6 +357,15 @@ fn judge(class: RoleClass, group: &str, resource: &str, verb: &str) -> BTreeSet<
     {
         found.insert(Violation::DelegationWrite);
     }
+    // Any other status write (pods/status, ingresses/status, deployments/status, ...), also
+    // through `r/*` or `*/status`; the kinds judged above keep their own reason.
+    let writes = WRITE_VERBS.iter().any(|v| verb_covers(verb, v));
+    let status = resource.ends_with("/status") || resource.ends_with("/*");
+    let judged_above =
+        [Violation::DelegationWrite, Violation::NamespaceWrite, Violation::TrafficRedirect, Violation::DataAction];
+    if writes && status && !judged_above.iter().any(|v| found.contains(v)) {
+        found.insert(Violation::StatusWrite);
+    }
     // Activations are reached per object, never through a catalog role: any verb on the
     // group's kinds (and their subresources), and anything named in the group itself (a
     // future kind of it), whoever aggregated it into the role.
@@ -577,6 +592,11 @@ mod tests {
             (&[ACTIVATION_GROUP], &["roleactivations/status"], &["get"], &[ActivationRecords]),
             (&[ACTIVATION_GROUP], &["widgets"], &["get"], &[ActivationRecords]),
             (&["*"], &["roleactivations"], &["list"], &[ActivationRecords]),
+            // Status is the system's: any other status write, also through `r/*`.
+            (&[""], &["pods/status"], &["update"], &[StatusWrite]),
+            (&["networking.k8s.io"], &["ingresses/status"], &["patch"], &[StatusWrite]),
+            (&["apps"], &["deployments/status", "deployments/*"], &["update"], &[StatusWrite]),
+            (&["apps"], &["*/status"], &["create"], &[StatusWrite]),
             (&[RBAC], &["rolebindings"], &["create"], &[RbacWrite]),
             (&[RBAC], &["roles"], &["update"], &[RbacWrite]),
             (&[RBAC], &["clusterroles"], &["delete"], &[RbacWrite]),
@@ -648,6 +668,7 @@ mod tests {
             (&["*"], &["deployments", "pods/log"], &["get", "list", "watch"]),
             (&["", "discovery.k8s.io"], &["endpoints", "endpointslices", "services/status"], &["get", "list", "watch"]),
             (&[""], &["pods/ephemeralcontainers"], &["get"]),
+            (&[""], &["pods/status", "resourcequotas/status"], &["get", "list", "watch"]),
             (&[""], &["services"], &["create", "update", "patch", "delete"]),
         ];
         for (groups, resources, verbs) in cases {

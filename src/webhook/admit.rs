@@ -99,7 +99,10 @@ pub async fn review(request: &AdmissionRequest<DynamicObject>, admission: &Admis
     let outcome = match request.kind.kind.as_str() {
         "RegistrationDefinition" => definition(request, admission).await,
         "RegistrationAssignment" => assignment(request, admission).await,
-        "RoleBinding" => posing(request, admission).and_then(|()| role_binding(request, admission)),
+        "RoleBinding" => match posing(request, admission) {
+            Ok(()) => role_binding(request, admission).await,
+            Err(refused) => Err(refused),
+        },
         "Role" => posing(request, admission),
         "RoleActivation" | "ActivationReview" => super::activation::validate(request, admission).await,
         _ => Ok(()),
@@ -203,7 +206,7 @@ async fn assignment(request: &AdmissionRequest<DynamicObject>, admission: &Admis
     .await
 }
 
-fn role_binding(request: &AdmissionRequest<DynamicObject>, admission: &Admission) -> Result<(), String> {
+async fn role_binding(request: &AdmissionRequest<DynamicObject>, admission: &Admission) -> Result<(), String> {
     let change = match request.operation {
         Operation::Create => BindingChange::Create,
         Operation::Update => BindingChange::Update,
@@ -223,14 +226,46 @@ fn role_binding(request: &AdmissionRequest<DynamicObject>, admission: &Admission
         return Ok(());
     }
     // Our User Access Administrator bindings are the ones whose record keeps their subjects.
-    let delegations: Vec<_> = admission
+    let cached: Vec<_> = admission
         .caches
         .bindings
         .in_namespace(&namespace)
         .iter()
         .filter_map(|b| user_access::Delegation::of_binding(b.name(), b.delegates.clone()?))
         .collect();
-    user_access::admission_verdict(&binding, change, &requester, &delegations)
+    let verdict = user_access::admission_verdict(&binding, change, &requester, &cached);
+    let holds_one = cached.iter().any(|d| d.delegates.iter().any(|s| requester.is(s, &namespace)));
+    if verdict.is_err() || holds_one {
+        return verdict;
+    }
+    // The cache may not show yet a User Access Administrator binding the API server already
+    // authorizes (granted a moment ago, or by the leader while this replica's watch lags):
+    // before letting a binding pass as a non-delegate's, ask the API server.
+    let live = live_delegations(admission, &namespace).await?;
+    user_access::admission_verdict(&binding, change, &requester, &live)
+}
+
+/// The User Access Administrator delegations in `namespace`, read from the API server: the
+/// bindings the controller made there (its managed-by label) whose source role is User
+/// Access Administrator.
+///
+/// # Errors
+/// The refusal when they cannot be read: a binding is never admitted unjudged.
+async fn live_delegations(admission: &Admission, namespace: &str) -> Result<Vec<user_access::Delegation>, String> {
+    let api: Api<RoleBinding> = Api::namespaced(admission.client.clone(), namespace);
+    let selector = format!("{}={}", crate::model::keys::MANAGED_BY, crate::model::keys::MANAGER);
+    let bindings = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| format!("cannot read the User Access Administrator delegations in {namespace}; retry: {e}"))?;
+    Ok(bindings
+        .items
+        .iter()
+        .filter_map(|b| {
+            let record = crate::controller::materialized::Record::from_binding(b);
+            user_access::Delegation::of_binding(b.metadata.name.as_deref()?, record.delegates?)
+        })
+        .collect())
 }
 
 #[cfg(test)]

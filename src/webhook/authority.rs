@@ -14,7 +14,17 @@ use crate::model::validate::Grant;
 /// Concurrent SubjectAccessReviews per admission request.
 const PARALLEL: usize = 16;
 
+/// Concurrent SubjectAccessReviews of this replica, all admission requests together. The
+/// admission port cannot always tell the API server's reviews from forged ones (without an
+/// admission client CA, docs/install.md), so many concurrent requests must not multiply the
+/// load they put on the API server: beyond this, questions wait (and a request that waits
+/// past its deadline is refused, naming the limit).
+const IN_FLIGHT: usize = 32;
+
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(IN_FLIGHT);
+
 async fn allowed(client: &Client, user: &UserInfo, ask: &Ask) -> Result<bool, String> {
+    let _slot = SLOTS.acquire().await.map_err(|e| format!("cannot check the author's authority: {e}"))?;
     let (resource, subresource) = ask.resource_and_subresource();
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {

@@ -8,8 +8,9 @@
 //! ([`DeleterClaims::claim`]); nothing is written then. The replica writes `status.endedBy`
 //! and the phase only once its own watch cache shows that activation with a
 //! `deletionTimestamp` ([`record`]), with the claims of the last
-//! [`activation::DELETER_CLAIM_WINDOW`], resolved by [`activation::deletion_record`]
-//! (conflicting claims: the deleter is unknown, the phase Revoked). The activation's
+//! [`activation::DELETER_CLAIM_WINDOW`], resolved by [`activation::merged_deletion_record`]
+//! (conflicting claims, on this replica or between this replica's and a record another
+//! replica wrote: the deleter is unknown, the phase Revoked). The activation's
 //! finalizer waits [`activation::DELETER_HOLD`] for that record (the access goes at once).
 
 use std::collections::VecDeque;
@@ -86,38 +87,66 @@ impl DeleterClaims {
 
 /// When `seen` (an activation as this replica's watch cache now holds it) is being deleted and
 /// admission here saw who claimed to delete it, writes `status.endedBy` and the phase that
-/// [`activation::deletion_record`] gives, with the controller's identity, guarded by the
-/// cached `resourceVersion` (a record another replica wrote first stays). Spawns the write;
-/// a failure is logged, and the activation then ends Revoked by an unknown deleter.
+/// [`activation::merged_deletion_record`] gives, with the controller's identity, guarded by the
+/// `resourceVersion` it read. Every replica does the same with its own claims, so a record
+/// another replica wrote first is merged, never trusted blindly: on a conflict the write reads
+/// the activation again and merges once more (at most [`RECORD_ATTEMPTS`] times). Spawns the
+/// write; a failure is logged, and the activation then ends Revoked by an unknown deleter.
 pub fn record(client: &Client, claims: &DeleterClaims, seen: &RoleActivation) {
     if seen.metadata.deletion_timestamp.is_none() {
         return;
     }
-    let Some(uid) = seen.metadata.uid.as_deref() else { return };
-    let taken = claims.take(uid, Instant::now());
-    let status = seen.status.clone().unwrap_or_default();
-    if status.ended_by.is_some() {
+    let Some(uid) = seen.metadata.uid.clone() else { return };
+    let taken = claims.take(&uid, Instant::now());
+    if taken.is_empty() {
         return;
     }
-    let requester = activation::stamped(seen.metadata.annotations.as_ref(), keys::REQUESTER);
-    let Some((phase, deleter)) = activation::deletion_record(status.phase, requester.as_ref(), &taken) else {
-        return;
-    };
     let namespace = seen.namespace().unwrap_or_default();
     let name = seen.name_any();
-    let patch = json!({
-        "metadata": {"resourceVersion": seen.resource_version()},
-        "status": {"phase": phase, "endedBy": deleter},
-    });
     let api: Api<RoleActivation> = Api::namespaced(client.clone(), &namespace);
+    let first = seen.clone();
     tokio::spawn(async move {
         let params = PatchParams { field_manager: Some(keys::FIELD_MANAGER.into()), ..Default::default() };
-        match api.patch_status(&name, &params, &Patch::Merge(&patch)).await {
-            Ok(_) => info!(%namespace, %name, %deleter, phase = phase.as_str(), "recorded who deleted the activation"),
-            Err(e) => warn!(error = %e, %namespace, %name, "could not record who deleted the activation"),
+        let mut current = first;
+        for _ in 0..RECORD_ATTEMPTS {
+            let status = current.status.clone().unwrap_or_default();
+            let requester = activation::stamped(current.metadata.annotations.as_ref(), keys::REQUESTER);
+            let merged = activation::merged_deletion_record(
+                status.phase,
+                status.ended_by.as_deref(),
+                requester.as_ref(),
+                &taken,
+            );
+            let Some((phase, deleter)) = merged else { return };
+            let patch = json!({
+                "metadata": {"resourceVersion": current.resource_version()},
+                "status": {"phase": phase, "endedBy": deleter},
+            });
+            match api.patch_status(&name, &params, &Patch::Merge(&patch)).await {
+                Ok(_) => {
+                    info!(%namespace, %name, %deleter, phase = phase.as_str(), "recorded who deleted the activation");
+                    return;
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 => match api.get_opt(&name).await {
+                    Ok(Some(again)) if again.metadata.uid.as_deref() == Some(uid.as_str()) => current = again,
+                    Ok(_) => return,
+                    Err(e) => {
+                        warn!(error = %e, %namespace, %name, "could not read the activation again to record who deleted it");
+                        return;
+                    }
+                },
+                Err(e) => {
+                    warn!(error = %e, %namespace, %name, "could not record who deleted the activation");
+                    return;
+                }
+            }
         }
+        warn!(%namespace, %name, "gave up recording who deleted the activation after repeated conflicts");
     });
 }
+
+/// How often [`record`] reads an activation again after a conflicting write.
+const RECORD_ATTEMPTS: usize = 4;
 
 #[cfg(test)]
 mod tests {

@@ -464,6 +464,54 @@ fn a_deletion_is_recorded_from_agreeing_claims_only() {
     assert_eq!(deletion_record(expired, Some(&requester), &by(&["x"])), Some((ActivationPhase::Expired, "x".into())));
 }
 
+/// Two replicas, two claims: the API server's delete reached one, a forged review the other.
+/// Whichever records first, the other's disagreeing claim turns the record into "unknown",
+/// Revoked; an agreeing claim or an "unknown" record changes nothing.
+#[test]
+fn a_record_another_replica_wrote_is_corrected_by_a_disagreeing_claim() {
+    let requester = caller(ENGINEER, &[ENGINEERS], &[]);
+    let by = |who: &[&str]| who.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    let engineer = name(ENGINEER);
+    // The forged claim was recorded first (Canceled by the requester); the admin's arrives.
+    let (phase, ended_by) = merged_deletion_record(
+        Some(ActivationPhase::Canceled),
+        Some(&engineer),
+        Some(&requester),
+        &by(&["customer-admin"]),
+    )
+    .expect("corrected");
+    assert_eq!(phase, ActivationPhase::Revoked);
+    assert!(ended_by.starts_with("unknown") && ended_by.contains("customer-admin") && ended_by.contains(&engineer));
+    // The admin's was recorded first; the forged claim arrives: still never Canceled.
+    let (phase, ended_by) = merged_deletion_record(
+        Some(ActivationPhase::Revoked),
+        Some("customer-admin"),
+        Some(&requester),
+        &by(&[&engineer]),
+    )
+    .expect("corrected");
+    assert_eq!(phase, ActivationPhase::Revoked);
+    assert!(ended_by.starts_with("unknown"), "{ended_by}");
+    // Agreeing, or already unknown: nothing to write.
+    let agreeing = merged_deletion_record(
+        Some(ActivationPhase::Revoked),
+        Some("customer-admin"),
+        Some(&requester),
+        &by(&["customer-admin"]),
+    );
+    assert_eq!(agreeing, None);
+    assert_eq!(merged_deletion_record(Some(ActivationPhase::Revoked), Some(&ended_by), None, &by(&["x"])), None);
+    // A phase that was final before the deletion stays.
+    let (phase, _) = merged_deletion_record(Some(ActivationPhase::Expired), Some("x"), Some(&requester), &by(&["y"]))
+        .expect("merged");
+    assert_eq!(phase, ActivationPhase::Expired);
+    // Nothing recorded yet: as one replica alone.
+    assert_eq!(
+        merged_deletion_record(Some(ActivationPhase::Active), None, Some(&requester), &by(&["customer-admin"])),
+        Some((ActivationPhase::Revoked, "customer-admin".into()))
+    );
+}
+
 #[test]
 fn a_deleted_activation_waits_briefly_for_its_deleter() {
     let deleted = Timestamp::from_second(1_800_000_000).expect("time");
