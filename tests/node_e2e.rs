@@ -365,7 +365,21 @@ async fn the_chart_on_a_node() {
     let pods = two_ready_pods(&admin).await;
     let first_leader = poll("a leader holds the Lease", || leader(&admin), |l| l.is_some()).await.expect("leader");
     assert!(pods.contains(&first_leader), "the Lease is held by {first_leader}, not by a pod of {pods:?}");
-    eprintln!("installed and both pods Ready in {install_time:?}; leader {first_leader}");
+    // Ready pods are not yet a routed Service: kube-proxy programs a new ClusterIP a moment
+    // later, and until then the API server's calls to the fail-closed webhook are refused
+    // (docs/install.md says to wait for it too).
+    let probe = unique("node-probe");
+    subscription(&admin, &probe, &tenant_id()).await;
+    let routed = Instant::now();
+    eventually("the webhook answers through its Service", || async {
+        is_rule_refusal(&refused_owner(&admin, &probe).await)
+    })
+    .await;
+    eprintln!(
+        "installed and both pods Ready in {install_time:?}; the webhook answered through its Service {:?} later; leader \
+         {first_leader}",
+        routed.elapsed()
+    );
 
     // 2. Delegations of both managing tenants, checked with their own tokens.
     let (sub, rg, fab) = (unique("node-sub"), unique("node-rg"), unique("node-fab"));
