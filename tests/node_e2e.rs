@@ -680,7 +680,7 @@ async fn the_chart_on_a_node() {
     two_ready_pods(&admin).await;
 
     // 8. Uninstall, as docs/install.md says: delegations first, then the release, then the
-    //    catalog role the aggregation controller may re-create. The scenario's own delegation
+    //    catalog role Helm keeps. The scenario's own delegation
     //    is kept, to check the documented way out when the controller is already gone.
     let assignments: Api<RegistrationAssignment> = Api::all(admin.clone());
     let t = Instant::now();
@@ -702,8 +702,16 @@ async fn the_chart_on_a_node() {
         assert!(granted(&admin, ns).await.is_empty(), "RoleBindings left in {ns}");
     }
     helm(&path, &["uninstall", RELEASE, "-n", RELEASE_NAMESPACE, "--wait", "--timeout", "120s"]);
-    kubectl(&path, &["delete", "clusterrole", "kubelighthouse:reader", "--ignore-not-found"]);
+    // Helm keeps Reader (docs/install.md), with its metadata: the same release adopts it again.
     let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let reader = roles.get("kubelighthouse:reader").await.expect("Helm keeps kubelighthouse:reader");
+    let annotations = reader.metadata.annotations.unwrap_or_default();
+    assert_eq!(annotations.get("meta.helm.sh/release-name").map(String::as_str), Some(RELEASE), "{annotations:?}");
+    let others = ListParams::default().labels("kubelighthouse.io/built-in=true");
+    let left: Vec<String> =
+        roles.list(&others).await.expect("roles").items.into_iter().filter_map(|r| r.metadata.name).collect();
+    assert_eq!(left, ["kubelighthouse:reader"], "catalog roles left by helm uninstall");
+    kubectl(&path, &["delete", "clusterrole", "kubelighthouse:reader"]);
     eventually("no catalog ClusterRole is left", || async {
         roles
             .list(&ListParams::default().labels("kubelighthouse.io/built-in=true"))
