@@ -17,6 +17,8 @@
 #                              network namespaces, cgroups, the bridge, iptables rules, sysctls
 #   hack/node.sh status        exit 0 when the Node is Ready
 #   hack/node.sh import FILE   load an OCI/Docker image archive into the node's containerd
+#   hack/node.sh kill-container ID   SIGKILL a container (containerd://ID, as a pod's status
+#                              names it): a crash, for tests/node_e2e.rs
 #
 # Network (all of it on this machine): the bridge kl-br0 holds $NODE_IP (10.244.0.1/24), the
 # node's address, where the API server also listens. Pods get 10.244.0.0/24 addresses on it
@@ -628,6 +630,14 @@ remove_chains() {
 
 cmd_status() { node_ready; }
 
+# SIGKILL a container's task, as a crash or the kernel's OOM killer would end it (the pod
+# stays; kubelet restarts the container). tests/node_e2e.rs kills the leader with it.
+cmd_kill_container() {
+  local id=${1:?kill-container: which container ID (containerd://ID or ID)?}
+  [[ -S $CONTAINERD_SOCK ]] || die "the node's containerd is not running (hack/control-plane.sh up --node)"
+  ctr_ tasks kill --signal SIGKILL "${id#containerd://}" 2>/dev/null || die "ctr tasks kill ${id#containerd://} failed"
+}
+
 case ${1:-} in
   install) cmd_install ;;
   network-up) cmd_network_up ;;
@@ -635,5 +645,6 @@ case ${1:-} in
   down) cmd_down ;;
   status) if cmd_status; then echo "node $NODE_NAME Ready"; else echo "node $NODE_NAME not Ready"; exit 1; fi ;;
   import) cmd_import "${2:-}" ;;
-  *) echo "usage: $0 install|network-up|up|down|status|import FILE" >&2; exit 2 ;;
+  kill-container) cmd_kill_container "${2:-}" ;;
+  *) echo "usage: $0 install|network-up|up|down|status|import FILE|kill-container ID" >&2; exit 2 ;;
 esac
