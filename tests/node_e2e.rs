@@ -14,7 +14,7 @@
 //! - uninstall as docs/install.md describes it: nothing left granted, nothing stuck.
 //!
 //! The figures (failover, upgrade) are printed; docs/reliability.md records them. One test, as
-//! every step acts on the one release; hack/test.sh runs it (`KL_TEST_NODE=0` skips it).
+//! every step acts on the one release; `KL_TEST_NODE=1 hack/test.sh` runs it.
 
 mod common;
 
@@ -65,7 +65,7 @@ fn node_cluster() -> PathBuf {
     let path = std::env::var_os("KL_TEST_KUBECONFIG").map(PathBuf::from).unwrap_or_else(|| {
         panic!(
             "the node suite needs a cluster with a node: hack/control-plane.sh up --node, hack/image.sh --load \
-             (and --tag {UPGRADE_TAG} --load), then KL_TEST_KUBECONFIG (hack/test.sh does it all)"
+             (and --tag {UPGRADE_TAG} --load), then KL_TEST_KUBECONFIG (`KL_TEST_NODE=1 hack/test.sh` does it all)"
         )
     });
     let ready = Command::new("kubectl")
@@ -81,7 +81,7 @@ fn node_cluster() -> PathBuf {
     let text = String::from_utf8_lossy(&ready.stdout);
     assert!(
         ready.status.success() && text.lines().any(|l| l == "True"),
-        "no Ready node in the cluster of {}: run hack/control-plane.sh up --node (hack/test.sh \
+        "no Ready node in the cluster of {}: run hack/control-plane.sh up --node (`KL_TEST_NODE=1 hack/test.sh` \
          does): {text}{}",
         path.display(),
         String::from_utf8_lossy(&ready.stderr)
