@@ -36,6 +36,43 @@ impl Backoff {
     }
 }
 
+/// Runs `act` on each item of `items` until the stream ends; an item whose `act` hands it
+/// back (it failed) comes back after `backoff`'s delay for its `key`, and is acted on afresh,
+/// without waiting for another event about it. What the guard and the sweep share: a removal
+/// of access must not wait for the object's next watch event.
+pub async fn each_with_retries<T, F, Fut>(
+    backoff: &Backoff,
+    items: impl futures::Stream<Item = T>,
+    key: impl Fn(&T) -> String,
+    mut act: F,
+) where
+    F: FnMut(T) -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    use futures::StreamExt;
+    let mut items = std::pin::pin!(items);
+    let mut retries = futures::stream::FuturesUnordered::new();
+    loop {
+        let item = tokio::select! {
+            next = items.next() => match next {
+                Some(item) => item,
+                None => return,
+            },
+            Some(item) = retries.next(), if !retries.is_empty() => item,
+        };
+        let key = key(&item);
+        if let Some(item) = act(item).await {
+            let delay = backoff.failed(&key);
+            retries.push(async move {
+                tokio::time::sleep(delay).await;
+                item
+            });
+        } else {
+            backoff.succeeded(&key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, Preconditions};
@@ -77,32 +76,17 @@ async fn remove(ctx: &Context, offence: &Offence) -> bool {
 
 /// Runs until the channel closes. Judged only once the caches are synced, like the sweep.
 pub async fn run(ctx: Arc<Context>, offences: impl futures::Stream<Item = Offence>) {
-    let mut offences = std::pin::pin!(offences);
     if ctx.caches_synced().await.is_err() {
         return;
     }
     // Removals that failed, each back after its backoff: a binding beyond the limit must not
     // wait for its next watch event to go.
-    let mut retries = futures::stream::FuturesUnordered::new();
-    loop {
-        let offence = tokio::select! {
-            next = offences.next() => match next {
-                Some(offence) => offence,
-                None => return,
-            },
-            Some(offence) = retries.next(), if !retries.is_empty() => offence,
-        };
-        let key = format!("guard/{}/{}", offence.namespace, offence.name);
-        if remove(&ctx, &offence).await {
-            ctx.retries.succeeded(&key);
-        } else {
-            let delay = ctx.retries.failed(&key);
-            retries.push(async move {
-                tokio::time::sleep(delay).await;
-                offence
-            });
-        }
-    }
+    let key = |offence: &Offence| format!("guard/{}/{}", offence.namespace, offence.name);
+    super::backoff::each_with_retries(&ctx.retries, offences, key, |offence| {
+        let ctx = &ctx;
+        async move { (!remove(ctx, &offence).await).then_some(offence) }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! Every managed object seen by the watches is a candidate; it is judged only once the
 //! caches are synced, so a cold cache never looks like "no assignments".
 
-use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
@@ -140,35 +139,20 @@ async fn sweep(ctx: &Context, candidate: &Candidate) -> bool {
 
 /// Runs until the candidate channel closes.
 pub async fn run(ctx: std::sync::Arc<Context>, candidates: impl futures::Stream<Item = Candidate>) {
-    let mut candidates = std::pin::pin!(candidates);
     if ctx.caches_synced().await.is_err() {
         return;
     }
     // Sweeps that failed, each back after its backoff and judged afresh then: an orphan's
     // access must not wait for its next watch event to go.
-    let mut retries = futures::stream::FuturesUnordered::new();
-    loop {
-        let candidate = tokio::select! {
-            next = candidates.next() => match next {
-                Some(candidate) => candidate,
-                None => return,
-            },
-            Some(candidate) = retries.next(), if !retries.is_empty() => candidate,
-        };
-        let key = match &candidate {
-            Candidate::Role(k) => format!("sweep/Role/{}/{}", k.0, k.1),
-            Candidate::Binding(k) => format!("sweep/RoleBinding/{}/{}", k.0, k.1),
-        };
-        if sweep(&ctx, &candidate).await {
-            ctx.retries.succeeded(&key);
-        } else {
-            let delay = ctx.retries.failed(&key);
-            retries.push(async move {
-                tokio::time::sleep(delay).await;
-                candidate
-            });
-        }
-    }
+    let key = |candidate: &Candidate| match candidate {
+        Candidate::Role(k) => format!("sweep/Role/{}/{}", k.0, k.1),
+        Candidate::Binding(k) => format!("sweep/RoleBinding/{}/{}", k.0, k.1),
+    };
+    super::backoff::each_with_retries(&ctx.retries, candidates, key, |candidate| {
+        let ctx = &ctx;
+        async move { (!sweep(ctx, &candidate).await).then_some(candidate) }
+    })
+    .await;
 }
 
 #[cfg(test)]
