@@ -116,6 +116,13 @@ pub struct Config {
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
 
+    /// Seconds a stopping replica keeps serving admission and the views after SIGTERM, every
+    /// response marked `Connection: close`, while Kubernetes takes it out of the Services; it
+    /// then closes idle connections and lets in-flight requests finish (at most 10 s more). The
+    /// chart sets its `shutdownDelaySeconds`; 0 stops accepting at once.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_SHUTDOWN_DELAY", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub shutdown_delay_seconds: u64,
+
     /// Seconds a leader's Lease lasts without renewal: a leader that dies is replaced after
     /// at most this long (SPEC §12 asks for 15 s).
     #[arg(long, env = "KUBE_LIGHTHOUSE_LEASE_DURATION", default_value_t = 10, value_parser = clap::value_parser!(u64).range(5..=60))]

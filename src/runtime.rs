@@ -325,7 +325,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     );
     let policy = Arc::new(Policy { templates: config.templates(), limits: config.limits() });
     let controller_identity = who_am_i(&client).await;
-    let serving = config.webhook_cert.is_some() && config.webhook_key.is_some();
+    let serves_admission = config.webhook_cert.is_some() && config.webhook_key.is_some();
     let (user_access_tx, user_access) = tokio::sync::watch::channel(None);
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -351,7 +351,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     }
     // Who admission saw claim to delete which activation; the activation watch records them.
     let claims = Arc::new(crate::webhook::deleter::DeleterClaims::default());
-    match (&config.webhook_cert, &config.webhook_key) {
+    let serving = match (&config.webhook_cert, &config.webhook_key) {
         (Some(cert), Some(key)) => {
             let views = config.views.then(|| {
                 let trust = Arc::new(FrontProxy::default());
@@ -378,11 +378,20 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
                 controller: controller_identity.clone(),
                 claims: claims.clone(),
             });
-            crate::serve::serve(config.webhook_port, cert, key, Routes { admission, views, admission_clients }).await?
+            Some(
+                crate::serve::serve(config.webhook_port, cert, key, Routes { admission, views, admission_clients })
+                    .await?,
+            )
         }
-        (None, None) => info!("admission webhook and views API off: no --webhook-cert/--webhook-key"),
-        _ => warn!("admission webhook and views API off: both --webhook-cert and --webhook-key are needed"),
-    }
+        (None, None) => {
+            info!("admission webhook and views API off: no --webhook-cert/--webhook-key");
+            None
+        }
+        _ => {
+            warn!("admission webhook and views API off: both --webhook-cert and --webhook-key are needed");
+            None
+        }
+    };
 
     let writers = triggers::Writers {
         namespaces: ns_writer,
@@ -403,11 +412,25 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     // (its caches stay warm for admission and for a failover); only the leader's triggers
     // reach the reconcilers, the sweep and the guard.
     let watches = tokio::spawn(triggers::run(client.clone(), writers, ctx.clone(), sinks.clone(), readiness, claims));
-    let watched =
-        webhook_watch::Watched { name: config.webhook_configuration.clone(), serving, controller: controller_identity };
+    let watched = webhook_watch::Watched {
+        name: config.webhook_configuration.clone(),
+        serving: serves_admission,
+        controller: controller_identity,
+    };
     let webhook_configuration =
         tokio::spawn(webhook_watch::run(client.clone(), watched, user_access_tx, caches.clone(), sinks.clone()));
     let shutdown = shutdown_signal().shared();
+    // From SIGTERM on, the TLS server drains beside the controllers' own shutdown; the process
+    // ends once both have (the Lease is released first, so the next leader need not wait).
+    let drained = tokio::spawn({
+        let (shutdown, delay) = (shutdown.clone(), Duration::from_secs(config.shutdown_delay_seconds));
+        async move {
+            shutdown.await;
+            if let Some(serving) = serving {
+                serving.drain(delay).await;
+            }
+        }
+    });
     let (stop, store) = (shutdown.clone(), caches.assignments.clone());
     let assignment_rx = while_leading(assignment_rx, &reconciling);
     let assignments = spawn_controller(stop, store, assignment_rx, assignment::reconcile, "assignment", &ctx, config);
@@ -429,6 +452,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         _ = shutdown.clone() => {
             info!("shutting down (never led)");
             election.leave().await;
+            let _ = drained.await;
             return Ok(());
         }
     }
@@ -466,8 +490,9 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
             webhook_configuration.abort();
             foreign_bindings.abort();
             resync.abort();
-            // Last: the next replica leads as soon as the Lease is released.
+            // The next replica leads as soon as the Lease is released.
             election.leave().await;
+            let _ = drained.await;
         }
         r = watches => warn!(result = ?r, "watches ended"),
     }

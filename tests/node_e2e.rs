@@ -506,7 +506,7 @@ async fn the_chart_on_a_node() {
         // A deleted pod's successor is another pod. A killed container is restarted in its
         // pod, under the same identity: whichever replica leads next, it leads once the new
         // delegation is granted.
-        // The old leader reconciles until its SIGTERM (after the chart's preStop delay); then
+        // The old leader reconciles until its SIGTERM; then
         // another pod leads, and a delegation made now is the new leader's to grant.
         let (leader_after, new_leader_granted_after) = if how == "pod deleted" {
             poll("a new leader", || leader(&admin), |l| l.as_ref().is_some_and(|l| *l != old)).await;

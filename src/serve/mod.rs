@@ -23,10 +23,14 @@ pub mod views;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::http::{header, HeaderValue};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -80,31 +84,85 @@ impl Routes {
     }
 }
 
+/// A running TLS server: what [`serve`] returns so that a stopping replica can drain it.
+pub struct Serving {
+    /// Set once draining starts: every response from then on carries `Connection: close`.
+    draining: Arc<AtomicBool>,
+    /// Stops the accept loop, which then closes idle connections and lets in-flight requests
+    /// finish.
+    stop_accepting: tokio::sync::watch::Sender<bool>,
+    /// The accept loop; it ends once every connection has.
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+/// How long a draining server waits for in-flight requests once it stops accepting. The API
+/// server gives a webhook call at most 10 s by default (30 s at most).
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(10);
+
+impl Serving {
+    /// Drains the server of a stopping replica, so that no admission or views request the API
+    /// server sends is cut off (a cut-off admission call refuses the user's apply):
+    /// 1. from now on every response carries `Connection: close`, so the API server opens a new
+    ///    connection for its next call, which the Service (having dropped this terminating
+    ///    replica) sends to another replica; connections it keeps open are still served;
+    /// 2. after `delay` (the chart's `shutdownDelaySeconds`), while the endpoints controller and
+    ///    kube-proxy take the replica out of the Services, it stops accepting;
+    /// 3. idle connections are closed and in-flight requests finish, for at most 10 s.
+    pub async fn drain(self, delay: Duration) {
+        self.draining.store(true, Ordering::Relaxed);
+        info!(delay_seconds = delay.as_secs_f64(), "draining the TLS server: Connection: close on every response");
+        tokio::time::sleep(delay).await;
+        let _ = self.stop_accepting.send(true);
+        let _ = self.accepting.await;
+    }
+}
+
+/// Marks every response `Connection: close` once the server drains (see [`Serving::drain`]).
+async fn close_when_draining(
+    axum::extract::State(draining): axum::extract::State<Arc<AtomicBool>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    if draining.load(Ordering::Relaxed) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// Binds `port` on all interfaces and serves `routes` over TLS with the PEM `cert` and `key`
-/// until the process ends (the accept loop runs as its own task).
+/// until the process ends or [`Serving::drain`] has drained it (the accept loop runs as its
+/// own task).
 ///
 /// # Errors
 /// [`ServeError`] when the TLS material is unusable or the port cannot be bound; nothing is
 /// served then.
-pub async fn serve(port: u16, cert: &Path, key: &Path, routes: Routes) -> Result<(), ServeError> {
+pub async fn serve(port: u16, cert: &Path, key: &Path, routes: Routes) -> Result<Serving, ServeError> {
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(cert, key)?));
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
         .await
         .map_err(|e| ServeError::Bind(port, e))?;
     let views = routes.views.is_some();
     info!(port, views, "TLS server listening: admission webhook{}", if views { " and views API" } else { "" });
-    let router = routes.router();
-    tokio::spawn(async move {
+    let draining = Arc::new(AtomicBool::new(false));
+    let router = routes.router().layer(axum::middleware::from_fn_with_state(draining.clone(), close_when_draining));
+    let (stop_accepting, mut stopped) = tokio::sync::watch::channel(false);
+    let connections = GracefulShutdown::new();
+    let accepting = tokio::spawn(async move {
         loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    continue;
-                }
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+                _ = stopped.wait_for(|stop| *stop) => break,
             };
             let acceptor = acceptor.clone();
             let router = router.clone();
+            let watcher = connections.watcher();
             tokio::spawn(async move {
                 let tls = match acceptor.accept(tcp).await {
                     Ok(t) => t,
@@ -124,14 +182,18 @@ pub async fn serve(port: u16, cert: &Path, key: &Path, routes: Routes) -> Result
                     request.extensions_mut().insert(certificates.clone());
                     router.clone().oneshot(request)
                 });
-                let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let served = watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await;
                 if let Err(e) = served {
                     debug!(error = %e, %peer, "connection ended");
                 }
             });
         }
+        let open = connections.count();
+        info!(open, "TLS server stopped accepting; closing idle connections, finishing in-flight requests");
+        if tokio::time::timeout(IN_FLIGHT_GRACE, connections.shutdown()).await.is_err() {
+            warn!(open, "TLS server: connections still open after the grace period; closing them");
+        }
     });
-    Ok(())
+    Ok(Serving { draining, stop_accepting, accepting })
 }
