@@ -140,11 +140,15 @@ EOF
   fi
 
   # 4. The suites, against the deployed controller.
-  log "running the e2e, delegation and lifecycle suites against $CLUSTER"
+  log "running the e2e and lifecycle suites against $CLUSTER"
   # --include-ignored: the cluster tests (ignored by a plain `cargo test`); CI: the real
-  # sign-in half of the checks must find its issuers or fail.
+  # sign-in half of the checks must find its issuers or fail. tests/delegation.rs and the
+  # skipped lifecycle test apply what the chart's webhook refuses, to prove the controller's
+  # own checks: they run with hack/test.sh's in-process controller only.
   if ! KL_TEST_KUBECONFIG=$KUBECONFIG_FILE KL_TEST_EXTERNAL_CONTROLLER=1 CI=${CI:-1} \
-    cargo test --test e2e --test delegation --test lifecycle -- --include-ignored --test-threads "${KL_TEST_THREADS:-2}"; then
+    cargo test --test e2e --test lifecycle -- --include-ignored \
+      --skip a_second_assignment_of_one_definition_at_one_scope_fails_until_the_first_goes \
+      --test-threads "${KL_TEST_THREADS:-2}"; then
     diagnose
     die "tests failed; the cluster is kept for inspection (KUBECONFIG=$KUBECONFIG_FILE); hack/e2e-kind.sh down deletes it"
   fi

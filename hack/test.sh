@@ -7,8 +7,9 @@
 #     and etcd; hack/chaos.sh runs the full one);
 #   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security, removal and chart
 #     suites;
-#   - with KL_TEST_NODE=1, then the node suite (tests/node_e2e.rs) on 1.37 with a real node:
-#     the chart's own pods, from the image hack/image.sh builds without Docker.
+#   - then, on 1.37 with a real node (`hack/control-plane.sh up --node`), the chart's own pods
+#     from the image hack/image.sh builds without Docker: the examples and the delegation
+#     scenarios against them, then the node suite (tests/node_e2e.rs).
 #
 # The tests that need a cluster are marked #[ignore = "needs a cluster: hack/test.sh runs it"],
 # so a plain `cargo test` reports them as ignored, never as passed; this script runs them with
@@ -16,20 +17,18 @@
 #
 # Environment:
 #   KL_TEST_VERSIONS  the minors to run, newest first (default "1.37 1.33"); "1.37" skips
-#                     the second control plane for a quicker local run
+#                     the second control plane for a quicker local run, "" runs only the
+#                     node phase
 #   KL_TEST_THREADS   parallel tests (default 4)
-#   KL_TEST_NODE      1: also the node suite (tests/node_e2e.rs) on Kubernetes 1.37: a fresh
-#                     control plane with a node (`hack/control-plane.sh up --node`), the image
-#                     built and loaded (`hack/image.sh --load`, and again as tag e2e-upgrade
-#                     for its `helm upgrade`), the chart installed as users install it.
-#                     Default 0 until a rolling upgrade refuses no apply: a fresh-clone run
-#                     saw one webhook call fail with EOF mid-upgrade (docs/reliability.md).
-#                     It runs on its own control plane, after the other suites: the chart's
-#                     controller must be the only one reconciling there.
+#   KL_TEST_NODE      0 skips the node phase (default 1): a fresh control plane with a node,
+#                     the image built and loaded (`hack/image.sh --load`, and again as tag
+#                     e2e-upgrade for the node suite's `helm upgrade`), the chart installed as
+#                     users install it. It runs on its own control plane, after the other
+#                     suites: the chart's controller must be the only one reconciling there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-versions=${KL_TEST_VERSIONS:-1.37 1.33}
+versions=${KL_TEST_VERSIONS-1.37 1.33}
 # The suites proven at the earliest supported minor: what a user touches there.
 EARLIEST_SUITES=(--test e2e --test webhook --test sign_in --test security --test removal --test chart)
 trap 'hack/control-plane.sh down >/dev/null 2>&1 || true' EXIT
@@ -61,7 +60,59 @@ for version in $versions; do
   hack/control-plane.sh down
 done
 
-if [[ ${KL_TEST_NODE:-0} == 1 ]]; then
+# The chart as docs/install.md installs it: into a namespace that enforces the restricted Pod
+# Security profile, only the image set; ready once the webhook refuses an Owner delegation
+# through its Service (kube-proxy programs a new ClusterIP a moment after the pods are Ready).
+install_chart() {
+  local helm probe=node-examples-probe i answer
+  answer=$(mktemp)
+  helm=$(hack/install-helm.sh)
+  kubectl --kubeconfig "$KL_TEST_KUBECONFIG" create namespace kube-lighthouse --dry-run=client -o yaml |
+    kubectl --kubeconfig "$KL_TEST_KUBECONFIG" label --local -f - -o yaml pod-security.kubernetes.io/enforce=restricted |
+    kubectl --kubeconfig "$KL_TEST_KUBECONFIG" apply -f -
+  "$helm" --kubeconfig "$KL_TEST_KUBECONFIG" upgrade --install kube-lighthouse charts/kube-lighthouse -n kube-lighthouse \
+    --set image.repository=ghcr.io/kube-lighthouse/kube-lighthouse \
+    --set image.tag="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/kube-lighthouse/Chart.yaml)" \
+    --wait --timeout 180s
+  kubectl --kubeconfig "$KL_TEST_KUBECONFIG" create namespace "$probe" --dry-run=client -o yaml |
+    kubectl --kubeconfig "$KL_TEST_KUBECONFIG" label --local -f - -o yaml \
+      kubelighthouse.io/tenant-id=00000000-0000-0000-0000-00000000c0de |
+    kubectl --kubeconfig "$KL_TEST_KUBECONFIG" apply -f -
+  for ((i = 0; i < 300; i++)); do
+    kubectl --kubeconfig "$KL_TEST_KUBECONFIG" apply --dry-run=server -f - >"$answer" 2>&1 <<YAML || true
+apiVersion: managedservices.kubelighthouse.io/v1alpha1
+kind: RegistrationDefinition
+metadata: {name: owner, namespace: $probe}
+spec:
+  registrationDefinitionName: owner
+  managedByTenantId: 00000000-0000-0000-0000-00000000fade
+  authorizations:
+    - {principalId: 00000000-0000-0000-0000-00000000beef, principalType: Group, roleDefinitionId: 8e3af657-a8ff-443c-a75c-2fe8c4bcb635}
+YAML
+    if grep -q "Owner can never be delegated" "$answer"; then
+      kubectl --kubeconfig "$KL_TEST_KUBECONFIG" delete namespace "$probe" --wait=false
+      return 0
+    fi
+    sleep 1
+  done
+  echo "the chart's webhook never refused an Owner delegation through its Service; the last answer:" >&2
+  cat "$answer" >&2
+  kubectl --kubeconfig "$KL_TEST_KUBECONFIG" -n kube-lighthouse get pods,endpointslices -o wide >&2 || true
+  return 1
+}
+
+# helm uninstall, then the release's namespace gone, so that the node suite installs anew.
+uninstall_chart() {
+  local helm
+  helm=$(hack/install-helm.sh)
+  "$helm" --kubeconfig "$KL_TEST_KUBECONFIG" uninstall kube-lighthouse -n kube-lighthouse --wait --timeout 120s
+  kubectl --kubeconfig "$KL_TEST_KUBECONFIG" delete namespace kube-lighthouse --timeout 120s
+}
+
+# The chart's own pods on a real node: the examples and the delegation scenarios against the
+# chart's controller (KL_TEST_EXTERNAL_CONTROLLER), then the node suite (failover, upgrade,
+# eviction, uninstall), which reinstalls the release from nothing.
+node_phase() {
   export KL_KUBE_VERSION=1.37
   echo "== node suite: Kubernetes $(hack/control-plane.sh version), one node, the chart's pods"
   hack/control-plane.sh down >/dev/null 2>&1 || true
@@ -69,6 +120,21 @@ if [[ ${KL_TEST_NODE:-0} == 1 ]]; then
   export KL_TEST_KUBECONFIG=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/kubeconfig
   hack/image.sh --load
   hack/image.sh --tag e2e-upgrade --load
+  echo "== the examples and the delegation scenarios, against the chart's controller on the node"
+  install_chart
+  # The examples (tests/e2e.rs) and the lifecycle scenarios; one of them applies what the
+  # chart's webhook refuses (a second assignment of one definition at one scope) to prove the
+  # controller's own check, so it runs only with the in-process controller, as does
+  # tests/delegation.rs, whose inputs bypass admission.
+  KL_TEST_EXTERNAL_CONTROLLER=1 cargo test --test e2e --test lifecycle -- --include-ignored \
+    --skip a_second_assignment_of_one_definition_at_one_scope_fails_until_the_first_goes \
+    --test-threads "${KL_TEST_THREADS:-4}"
+  uninstall_chart
+  echo "== the chart on the node: failover, upgrade, eviction, uninstall"
   cargo test --test node_e2e -- --include-ignored --nocapture
   hack/control-plane.sh down
+}
+
+if [[ ${KL_TEST_NODE:-1} == 1 ]]; then
+  node_phase
 fi

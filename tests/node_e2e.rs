@@ -14,7 +14,7 @@
 //! - uninstall as docs/install.md describes it: nothing left granted, nothing stuck.
 //!
 //! The figures (failover, upgrade) are printed; docs/reliability.md records them. One test, as
-//! every step acts on the one release; `KL_TEST_NODE=1 hack/test.sh` runs it.
+//! every step acts on the one release; `hack/test.sh` runs it in its node phase.
 
 mod common;
 
@@ -47,9 +47,9 @@ const REPOSITORY: &str = "ghcr.io/kube-lighthouse/kube-lighthouse";
 /// `hack/image.sh --tag e2e-upgrade --load`.
 const UPGRADE_TAG: &str = "e2e-upgrade";
 const PODS: &str = "app.kubernetes.io/name=kube-lighthouse,app.kubernetes.io/component=controller";
-/// How long a new leader may take to reconcile a new delegation (issue 27).
+/// How long a new leader may take to reconcile a new delegation.
 const FAILOVER_BOUND: Duration = Duration::from_secs(15);
-/// Live delegations during `helm upgrade` (issue 27).
+/// Live delegations during `helm upgrade`.
 const LIVE_DELEGATIONS: usize = 200;
 
 const CONTOSO_ENGINEERS: &str = "00000000-0000-0000-0000-0000000e2ea1";
@@ -65,7 +65,7 @@ fn node_cluster() -> PathBuf {
     let path = std::env::var_os("KL_TEST_KUBECONFIG").map(PathBuf::from).unwrap_or_else(|| {
         panic!(
             "the node suite needs a cluster with a node: hack/control-plane.sh up --node, hack/image.sh --load \
-             (and --tag {UPGRADE_TAG} --load), then KL_TEST_KUBECONFIG (`KL_TEST_NODE=1 hack/test.sh` does it all)"
+             (and --tag {UPGRADE_TAG} --load), then KL_TEST_KUBECONFIG (`hack/test.sh` does it all)"
         )
     });
     let ready = Command::new("kubectl")
@@ -81,7 +81,7 @@ fn node_cluster() -> PathBuf {
     let text = String::from_utf8_lossy(&ready.stdout);
     assert!(
         ready.status.success() && text.lines().any(|l| l == "True"),
-        "no Ready node in the cluster of {}: run hack/control-plane.sh up --node (`KL_TEST_NODE=1 hack/test.sh` \
+        "no Ready node in the cluster of {}: run hack/control-plane.sh up --node (`hack/test.sh` \
          does): {text}{}",
         path.display(),
         String::from_utf8_lossy(&ready.stderr)
@@ -544,7 +544,7 @@ async fn the_chart_on_a_node() {
         assert!(wrong.is_empty(), "access changed during the failover ({how}): {wrong:?}");
         assert!(
             new_leader_granted_after <= FAILOVER_BOUND,
-            "after the {how}, the new leader granted a new delegation after {new_leader_granted_after:?} (issue 27: \
+            "after the {how}, the new leader granted a new delegation after {new_leader_granted_after:?} (promised: \
              within {FAILOVER_BOUND:?})"
         );
         for (ns, before) in &baseline {

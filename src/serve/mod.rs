@@ -144,8 +144,14 @@ pub async fn serve(port: u16, cert: &Path, key: &Path, routes: Routes) -> Result
         .map_err(|e| ServeError::Bind(port, e))?;
     let views = routes.views.is_some();
     info!(port, views, "TLS server listening: admission webhook{}", if views { " and views API" } else { "" });
+    Ok(accept(listener, acceptor, routes.router()))
+}
+
+/// Serves `router` over TLS on every connection `listener` accepts, in a task of its own,
+/// until [`Serving::drain`].
+fn accept(listener: TcpListener, acceptor: TlsAcceptor, router: Router) -> Serving {
     let draining = Arc::new(AtomicBool::new(false));
-    let router = routes.router().layer(axum::middleware::from_fn_with_state(draining.clone(), close_when_draining));
+    let router = router.layer(axum::middleware::from_fn_with_state(draining.clone(), close_when_draining));
     let (stop_accepting, mut stopped) = tokio::sync::watch::channel(false);
     let connections = GracefulShutdown::new();
     let accepting = tokio::spawn(async move {
@@ -195,5 +201,118 @@ pub async fn serve(port: u16, cert: &Path, key: &Path, routes: Routes) -> Result
             warn!(open, "TLS server: connections still open after the grace period; closing them");
         }
     });
-    Ok(Serving { draining, stop_accepting, accepting })
+    Serving { draining, stop_accepting, accepting }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The drain, over real TLS connections: what the API server's webhook client sees of a
+    //! stopping replica.
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    use tokio_rustls::TlsConnector;
+
+    type Conn = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+    /// A server on a free loopback port whose `/slow` answers after 300 ms, and a connector
+    /// that trusts it.
+    async fn server() -> (Serving, SocketAddr, TlsConnector) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert =
+            rcgen::CertificateParams::new(vec!["localhost".into()]).expect("params").self_signed(&key).expect("cert");
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let server = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .expect("server config");
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.der().clone()).expect("root");
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let router = Router::new().route("/fast", axum::routing::get(|| async { "fast" })).route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "slow"
+            }),
+        );
+        let serving = accept(listener, TlsAcceptor::from(Arc::new(server)), router);
+        (serving, address, TlsConnector::from(Arc::new(client)))
+    }
+
+    async fn connect(connector: &TlsConnector, address: SocketAddr) -> Conn {
+        let tcp = tokio::net::TcpStream::connect(address).await.expect("connect");
+        connector.connect(ServerName::try_from("localhost").expect("name"), tcp).await.expect("handshake")
+    }
+
+    async fn send(conn: &mut Conn, path: &str) {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.expect("write");
+    }
+
+    /// One response's head and body, read until the body's length is complete; None on EOF
+    /// before a whole response.
+    async fn response(conn: &mut Conn) -> Option<String> {
+        let mut bytes = Vec::new();
+        let mut buffer = [0u8; 1024];
+        loop {
+            let text = String::from_utf8_lossy(&bytes).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_string))
+                    .and_then(|l| l.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return Some(text.to_ascii_lowercase());
+                }
+            }
+            match conn.read(&mut buffer).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_draining_server_finishes_in_flight_calls_and_asks_for_new_connections() {
+        let (serving, address, connector) = server().await;
+        let mut busy = connect(&connector, address).await;
+        let mut idle = connect(&connector, address).await;
+        // Before the drain: keep-alive, as the API server's webhook client expects.
+        send(&mut busy, "/fast").await;
+        let before = response(&mut busy).await.expect("an answer");
+        assert!(before.starts_with("http/1.1 200") && !before.contains("connection: close"), "{before}");
+        send(&mut idle, "/fast").await;
+        response(&mut idle).await.expect("an answer");
+
+        // A call in flight when the drain starts is answered within the delay (1 s), not cut
+        // off, and the answer asks the client to open a new connection for the next one.
+        send(&mut busy, "/slow").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let drained = tokio::spawn(serving.drain(Duration::from_millis(1000)));
+        let during = response(&mut busy).await.expect("the in-flight call is answered");
+        assert!(during.starts_with("http/1.1 200") && during.contains("connection: close"), "{during}");
+        assert!(during.ends_with("slow"), "{during}");
+        // The server closes that connection after the answer.
+        assert!(response(&mut busy).await.is_none(), "the connection stays open after Connection: close");
+
+        // The idle keep-alive connection is closed once the delay is over, and the drain ends.
+        tokio::time::timeout(Duration::from_secs(5), drained).await.expect("the drain ends").expect("drain task");
+        assert!(response(&mut idle).await.is_none(), "the idle connection was left open");
+        // Nothing is accepted any more: the Service sends new calls to the replicas that stay.
+        assert!(tokio::net::TcpStream::connect(address).await.is_err(), "a drained server still accepts");
+    }
 }
