@@ -147,8 +147,9 @@ impl Upstream {
         if algorithm.is_some_and(|a| a != header.alg) {
             return Err(Refusal::BadSignature);
         }
+        // Only the header's algorithm (one of ALGORITHMS, checked above): jsonwebtoken refuses a
+        // validation that lists algorithms of another family than the key's.
         let mut validation = Validation::new(header.alg);
-        validation.algorithms = ALGORITHMS.to_vec();
         validation.set_issuer(&[authority]);
         validation.set_audience(&self.audiences.iter().collect::<Vec<_>>());
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
@@ -156,15 +157,18 @@ impl Upstream {
         validation.leeway = LEEWAY;
         match jsonwebtoken::decode::<SubjectClaims>(token, &key, &validation) {
             Ok(data) => Ok(data.claims),
-            Err(e) => Err(match e.kind() {
-                ErrorKind::ExpiredSignature => Refusal::Expired,
-                ErrorKind::ImmatureSignature => Refusal::NotYetValid,
-                ErrorKind::InvalidAudience => Refusal::WrongAudience,
-                ErrorKind::InvalidIssuer => Refusal::IssuerMismatch,
-                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm | ErrorKind::InvalidEcdsaKey => {
-                    Refusal::BadSignature
+            Err(e) => Err({
+                debug!(tenant, error = %e, "subject token not verified");
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => Refusal::Expired,
+                    ErrorKind::ImmatureSignature => Refusal::NotYetValid,
+                    ErrorKind::InvalidAudience => Refusal::WrongAudience,
+                    ErrorKind::InvalidIssuer => Refusal::IssuerMismatch,
+                    ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm | ErrorKind::InvalidEcdsaKey => {
+                        Refusal::BadSignature
+                    }
+                    _ => Refusal::Malformed,
                 }
-                _ => Refusal::Malformed,
             }),
         }
     }
