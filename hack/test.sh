@@ -7,6 +7,9 @@
 #     and etcd; hack/chaos.sh runs the full one);
 #   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security, removal and chart
 #     suites;
+#   - then the sign-in broker's suite (tests/federation.rs, about a minute) on 1.37, on a
+#     control plane whose API server trusts only the broker (`hack/control-plane.sh up
+#     --federation`);
 #   - with KL_TEST_NODE=1, then the node suite (tests/node_e2e.rs) on 1.37 with a real node:
 #     the chart's own pods, from the image hack/image.sh builds without Docker.
 #
@@ -50,8 +53,10 @@ for version in $versions; do
     echo "== cargo test (every suite, Kubernetes $version)"
     # --include-ignored runs the cluster suites; tests/azure_import.rs's sample_* stay out
     # (--skip): they need Azure's samples laid out by hand (tests/fixtures/azure/PROVENANCE.md);
-    # so does the node suite, which needs a node (KL_TEST_NODE, below).
+    # so does the node suite, which needs a node (KL_TEST_NODE, below), and the broker's, which
+    # needs the federation mode (below).
     cargo test --all-targets -- --include-ignored --skip sample_ --skip the_chart_on_a_node \
+      --skip sign_in_through_the_broker \
       --test-threads "${KL_TEST_THREADS:-4}"
     first=0
   else
@@ -60,6 +65,16 @@ for version in $versions; do
   fi
   hack/control-plane.sh down
 done
+
+export KL_KUBE_VERSION=1.37
+echo "== sign-in broker suite: Kubernetes $(hack/control-plane.sh version), the API server trusts the broker only"
+hack/control-plane.sh down >/dev/null 2>&1 || true
+hack/control-plane.sh up --federation
+export KL_TEST_KUBECONFIG=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/kubeconfig
+started=$SECONDS
+cargo test --test federation -- --include-ignored --test-threads 1 --nocapture
+echo "== sign-in broker suite: $((SECONDS - started)) s"
+hack/control-plane.sh down
 
 if [[ ${KL_TEST_NODE:-0} == 1 ]]; then
   export KL_KUBE_VERSION=1.37

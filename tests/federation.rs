@@ -59,7 +59,10 @@ struct Setup {
 fn setup() -> Setup {
     let path = kubeconfig().parent().expect("state dir").join("federation/broker.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}: this suite needs the control plane's federation mode (hack/control-plane.sh up --federation)", path.display())
+        panic!(
+            "{}: {e}: this suite needs the control plane's federation mode (hack/control-plane.sh up --federation)",
+            path.display()
+        )
     });
     serde_json::from_str(&text).expect("broker.json")
 }
@@ -264,7 +267,10 @@ async fn the_api_server_trusts_the_broker_only(setup: &Setup) {
 async fn refused_subject_tokens_grant_nothing_and_tell_nothing(setup: &Setup, main: &Replica) {
     let refused = [
         ("a tenant no delegation names", mint(setup, "northwind", &TokenRequest::new(NORTHWIND_ENGINEER))),
-        ("forged (a key the tenant never published)", mint(setup, "contoso", &TokenRequest::new(SAME_OID).unknown_key())),
+        (
+            "forged (a key the tenant never published)",
+            mint(setup, "contoso", &TokenRequest::new(SAME_OID).unknown_key()),
+        ),
         ("expired", mint(setup, "contoso", &TokenRequest::new(SAME_OID).expired())),
         ("for another audience", mint(setup, "contoso", &TokenRequest::new(SAME_OID).audience("api://someone-else"))),
         // Contoso's issuer and key, Fabrikam's tenant (which is delegated).
@@ -282,7 +288,8 @@ async fn refused_subject_tokens_grant_nothing_and_tell_nothing(setup: &Setup, ma
     assert_eq!(answers.len(), 1, "every refusal must read the same (no oracle): {answers:?}");
     // The reasons are the server's to know: logged and counted.
     let metrics = main.metrics();
-    for reason in ["tenant_not_delegated", "bad_signature", "expired", "wrong_audience", "issuer_mismatch", "malformed"] {
+    for reason in ["tenant_not_delegated", "bad_signature", "expired", "wrong_audience", "issuer_mismatch", "malformed"]
+    {
         assert!(
             metrics.contains(&format!("kube_lighthouse_federation_refusals_total{{reason=\"{reason}\"}}")),
             "no refusal counted for {reason}:\n{metrics}"
@@ -300,10 +307,8 @@ async fn refused_subject_tokens_grant_nothing_and_tell_nothing(setup: &Setup, ma
 async fn each_engineer_gets_exactly_their_delegations(setup: &Setup, subs: &[&str; 3]) {
     let contoso = exchanged(setup, &mint(setup, "contoso", &TokenRequest::new(SAME_OID)));
     let fabrikam = exchanged(setup, &mint(setup, "fabrikam", &TokenRequest::new(SAME_OID)));
-    let northwind = exchanged(
-        setup,
-        &mint(setup, "northwind", &TokenRequest::new(NORTHWIND_ENGINEER).group(NORTHWIND_GROUP)),
-    );
+    let northwind =
+        exchanged(setup, &mint(setup, "northwind", &TokenRequest::new(NORTHWIND_ENGINEER).group(NORTHWIND_GROUP)));
     // The same object ID in two tenants: two identities.
     assert_eq!(who(&contoso).await, Some(projected(CONTOSO, SAME_OID)));
     assert_eq!(who(&fabrikam).await, Some(projected(FABRIKAM, SAME_OID)));
@@ -331,7 +336,10 @@ async fn views_work_unchanged(setup: &Setup, _admin: &Client, dir: &Path, contos
     let token = exchanged(setup, &mint(setup, "contoso", &TokenRequest::new(SAME_OID)));
     let config = token_kubeconfig(&kubeconfig(), &token, dir, "contoso-views");
     let customer = |sub: &str| {
-        let out = kubectl(&kubeconfig(), &["get", "namespace", sub, "-o", "jsonpath={.metadata.labels.kubelighthouse\\.io/tenant-id}"]);
+        let out = kubectl(
+            &kubeconfig(),
+            &["get", "namespace", sub, "-o", "jsonpath={.metadata.labels.kubelighthouse\\.io/tenant-id}"],
+        );
         out.trim().to_string()
     };
     let (mine, theirs) = (customer(contoso_sub), customer(fabrikam_sub));
@@ -362,8 +370,9 @@ async fn just_in_time_access_works_unchanged(setup: &Setup, admin: &Client) -> S
     assignment(admin, &sub, "offer", "offer").await;
     wait_for_assignment_state(admin, &sub, "offer", "Succeeded").await;
     let engineer = |amr: &[&str]| {
-        let request =
-            TokenRequest::new(JIT_ENGINEER).group(JIT_ENGINEERS).amr(amr.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        let request = TokenRequest::new(JIT_ENGINEER)
+            .group(JIT_ENGINEERS)
+            .amr(amr.iter().map(|a| a.to_string()).collect::<Vec<_>>());
         exchanged(setup, &mint(setup, "contoso", &request))
     };
     let activation = |name: &str| -> RoleActivation {
@@ -406,7 +415,12 @@ async fn just_in_time_access_works_unchanged(setup: &Setup, admin: &Client) -> S
     sub
 }
 
-async fn revoking_a_delegation_turns_200_into_403(setup: &Setup, admin: &Client, contoso_sub: &str, northwind_sub: &str) {
+async fn revoking_a_delegation_turns_200_into_403(
+    setup: &Setup,
+    admin: &Client,
+    contoso_sub: &str,
+    northwind_sub: &str,
+) {
     let token = exchanged(setup, &mint(setup, "contoso", &TokenRequest::new(SAME_OID)));
     let client = client_with_token(&token).await;
     expect_list_pods(&client, contoso_sub, 200, "contoso's engineer").await;
@@ -447,7 +461,12 @@ async fn key_rotation_under_load_breaks_no_request(setup: &Setup, sub: &str) {
                 assert_eq!(status, 200, "an exchange failed during rotation: {body}");
                 let token = body["access_token"].as_str().expect("token").to_string();
                 kids.insert(kid_of(&token));
-                assert_eq!(list_pods(&token, &sub).await, 200, "a request failed during rotation (kid {})", kid_of(&token));
+                assert_eq!(
+                    list_pods(&token, &sub).await,
+                    200,
+                    "a request failed during rotation (kid {})",
+                    kid_of(&token)
+                );
                 requests += 1;
             }
             (kids, requests)
@@ -486,7 +505,8 @@ async fn every_replica_serves_the_same_keys_and_one_without_keys_is_not_ready(se
     // A replica that cannot read its keys (a Secret that does not exist, and it does not lead):
     // not ready, and it says so; exchanges get 503.
     let missing = unique("no-such-keys");
-    let orphan = Replica::start(setup, dir, "orphan", free_port(), &[("KUBE_LIGHTHOUSE_FEDERATION_KEYS_SECRET", &missing)]);
+    let orphan =
+        Replica::start(setup, dir, "orphan", free_port(), &[("KUBE_LIGHTHOUSE_FEDERATION_KEYS_SECRET", &missing)]);
     let deadline = Instant::now() + PATIENCE;
     loop {
         let (status, body) = orphan.readyz();
