@@ -289,3 +289,77 @@ fn rand_u128() -> u128 {
     }
     u128::from_le_bytes(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        let mut all = vec!["kube-lighthouse"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).expect("flags parse")
+    }
+
+    #[test]
+    fn the_broker_is_off_unless_an_issuer_is_set() {
+        assert_eq!(Settings::from_config(&config(&[])).expect("valid"), None);
+    }
+
+    #[test]
+    fn settings_take_the_flags_and_the_defaults() {
+        let settings = Settings::from_config(&config(&[
+            "--federation-issuer",
+            "https://lh.example/federation",
+            "--federation-subject-audiences",
+            "api://a, b",
+            "--federation-tenants",
+            "FBCDD0F3-DC82-4CEE-BCDE-7301D24E9BF6",
+        ]))
+        .expect("valid")
+        .expect("on");
+        assert_eq!(settings.issuer, "https://lh.example/federation");
+        assert_eq!(settings.audience, "kube-lighthouse");
+        assert_eq!(settings.max_lifetime, 900);
+        assert_eq!(settings.authority, core::DEFAULT_AUTHORITY);
+        assert_eq!(settings.subject_audiences, BTreeSet::from(["api://a".to_owned(), "b".to_owned()]));
+        assert_eq!(settings.allow_list, Some(BTreeSet::from(["fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6".to_owned()])));
+        assert_eq!(settings.keys_secret, "kube-lighthouse-federation-keys");
+        assert_eq!(settings.rotation, Policy::new(604_800, 900));
+    }
+
+    #[test]
+    fn unusable_flags_are_refused_naming_the_flag() {
+        let issuer = ["--federation-issuer", "https://lh.example/federation"];
+        let cases: [(Vec<&str>, &str); 4] = [
+            (issuer.to_vec(), "federation-subject-audiences"),
+            (
+                vec!["--federation-issuer", "https://lh.example/", "--federation-subject-audiences", "a"],
+                "federation-issuer",
+            ),
+            (
+                [
+                    &issuer[..],
+                    &["--federation-subject-audiences", "a", "--federation-authority", "https://x/common/v2.0"],
+                ]
+                .concat(),
+                "federation-authority",
+            ),
+            (
+                [&issuer[..], &["--federation-subject-audiences", "a", "--federation-tenants", "contoso"]].concat(),
+                "federation-tenants",
+            ),
+        ];
+        for (args, flag) in cases {
+            match Settings::from_config(&config(&args)) {
+                Err(e @ FederationError::Flag(named, _)) => {
+                    assert_eq!(named, flag, "{args:?}: {e}");
+                    assert!(e.to_string().starts_with(&format!("--{flag}")), "{e}");
+                }
+                other => panic!("{args:?}: expected a refusal of --{flag}, got {other:?}"),
+            }
+        }
+        assert!(Config::try_parse_from(["kube-lighthouse", "--federation-max-lifetime-seconds", "10"]).is_err());
+    }
+}

@@ -93,3 +93,101 @@ async fn token(State(broker): State<Arc<Broker>>, body: Bytes) -> Response {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use kube::runtime::reflector;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::federation::keys::{generate, KeySet};
+    use crate::federation::rotation::Policy;
+    use crate::federation::{FederationMetrics, Settings};
+
+    fn broker() -> Arc<Broker> {
+        let settings = Settings {
+            issuer: "https://lh.example/federation".into(),
+            audience: "kube-lighthouse".into(),
+            max_lifetime: 900,
+            authority: core::DEFAULT_AUTHORITY.into(),
+            subject_audiences: BTreeSet::from(["api://a".to_owned()]),
+            allow_list: None,
+            keys_secret: "k".into(),
+            authority_ca: None,
+            rotation: Policy::new(604_800, 900),
+        };
+        let (store, _writer) = reflector::store();
+        Arc::new(Broker::new(settings, store, FederationMetrics::default()).expect("broker"))
+    }
+
+    async fn call(broker: &Arc<Broker>, request: Request<Body>) -> (StatusCode, serde_json::Value, Option<String>) {
+        let response = router(broker.clone()).oneshot(request).await.expect("response");
+        let status = response.status();
+        let cache = response.headers().get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null), cache)
+    }
+
+    fn token(body: &str) -> Request<Body> {
+        Request::post("/federation/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned()))
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn discovery_and_keys_are_served_under_the_prefix() {
+        let broker = broker();
+        let get = |path: &str| Request::get(path).body(Body::empty()).expect("request");
+        let (status, doc, _) = call(&broker, get("/federation/.well-known/openid-configuration")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(doc["token_endpoint"], "https://lh.example/federation/token");
+        assert_eq!(doc["id_token_signing_alg_values_supported"][0], "ES256");
+        // No keys loaded: the JWKS is unavailable rather than empty.
+        let (status, body, _) = call(&broker, get("/federation/keys")).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("temporarily_unavailable"))
+        );
+        let key = generate(0).expect("key");
+        broker
+            .keys
+            .set(Some(KeySet::parse(&serde_json::to_vec(std::slice::from_ref(&key)).expect("json")).expect("keys")));
+        let (status, jwks, _) = call(&broker, get("/federation/keys")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(jwks["keys"][0]["kid"], key.kid.as_str());
+        assert_eq!(jwks["keys"][0]["kty"], "EC");
+        assert!(jwks["keys"][0].get("d").is_none(), "the private part is never published");
+    }
+
+    #[tokio::test]
+    async fn malformed_requests_and_refusals_are_oauth_errors_never_cached() {
+        let broker = broker();
+        let (status, body, cache) = call(&broker, token("grant_type=password")).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unsupported_grant_type")));
+        assert_eq!(cache.as_deref(), Some("no-store"));
+        let repeated =
+            format!("grant_type={EXCHANGE}&grant_type={EXCHANGE}", EXCHANGE = core::GRANT_TYPE_TOKEN_EXCHANGE);
+        let (status, body, _) = call(&broker, token(&repeated)).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+        assert!(body["error_description"].as_str().unwrap_or_default().contains("repeated"), "{body}");
+        // A well-formed request with a token of a tenant no delegation names (the cache is empty).
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", core::GRANT_TYPE_TOKEN_EXCHANGE)
+            .append_pair("subject_token_type", TOKEN_TYPE_JWT)
+            .append_pair(
+                "subject_token",
+                "eyJhbGciOiJSUzI1NiJ9.eyJ0aWQiOiJmYmNkZDBmMy1kYzgyLTRjZWUtYmNkZS03MzAxZDI0ZTliZjYifQ.c2ln",
+            )
+            .finish();
+        let (status, body, cache) = call(&broker, token(&form)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body, json!({"error": "invalid_grant", "error_description": REFUSED_DESCRIPTION}));
+        assert_eq!(cache.as_deref(), Some("no-store"));
+    }
+}
