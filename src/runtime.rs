@@ -330,6 +330,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
             namespace,
             secret,
             policy,
+            broker.keys.clone(),
             election.leadership.clone(),
             tick,
         ));

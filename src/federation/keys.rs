@@ -150,15 +150,18 @@ pub fn generate(now: i64) -> Result<StoredKey, KeyError> {
 }
 
 /// What every replica serves: the key set it loaded last (None: not loaded, so not ready to
-/// sign), and whether it is loaded, for `/readyz`.
+/// sign), and whether it is loaded, for `/readyz`; and the Secret as the watch last saw it,
+/// which the leader's rotation reads (no GET: an idle broker costs no API call).
 pub struct Keys {
     current: RwLock<Option<Arc<KeySet>>>,
     loaded: watch::Sender<bool>,
+    /// None until the watch has listed; then the Secret, or None when there is none.
+    seen: RwLock<Option<Option<Secret>>>,
 }
 
 impl Default for Keys {
     fn default() -> Self {
-        Keys { current: RwLock::new(None), loaded: watch::channel(false).0 }
+        Keys { current: RwLock::new(None), loaded: watch::channel(false).0, seen: RwLock::new(None) }
     }
 }
 
@@ -171,6 +174,18 @@ impl Keys {
     /// Whether keys are loaded (the broker's part of `/readyz`).
     pub fn loaded(&self) -> watch::Receiver<bool> {
         self.loaded.subscribe()
+    }
+
+    /// The Secret as the watch last saw it: None before the first list, `Some(None)` when
+    /// there is none.
+    pub fn seen(&self) -> Option<Option<Secret>> {
+        self.seen.read().ok().and_then(|s| s.clone())
+    }
+
+    fn see(&self, secret: Option<Secret>) {
+        if let Ok(mut seen) = self.seen.write() {
+            *seen = Some(secret);
+        }
     }
 
     /// Replaces the key set: None (or an empty set) when the Secret is gone or unreadable.
@@ -203,6 +218,7 @@ pub async fn follow(client: Client, namespace: String, name: String, keys: Arc<K
         match event {
             Ok(watcher::Event::Apply(secret) | watcher::Event::InitApply(secret)) => {
                 seen = true;
+                keys.see(Some(secret.clone()));
                 match from_secret(&secret) {
                     Ok(set) => {
                         info!(secret = %name, kids = ?set.ages().iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), "federation keys loaded");
@@ -215,12 +231,14 @@ pub async fn follow(client: Client, namespace: String, name: String, keys: Arc<K
                 }
             }
             Ok(watcher::Event::Delete(_)) => {
+                keys.see(None);
                 warn!(secret = %name, "federation keys Secret deleted: exchanges answer 503 until the leader makes keys");
                 keys.set(None);
             }
             Ok(watcher::Event::Init) => seen = false,
             Ok(watcher::Event::InitDone) => {
                 if !seen {
+                    keys.see(None);
                     info!(secret = %name, "no federation keys Secret yet: the leader makes it");
                     keys.set(None);
                 }
@@ -231,20 +249,24 @@ pub async fn follow(client: Client, namespace: String, name: String, keys: Arc<K
 }
 
 /// While this replica leads, checks the key set every `tick` and carries out the rotation's
-/// [`rotation::plan`]: creates the Secret with a first key, adds a key, retires old ones. A
-/// write that loses a race (409) is retried at the next tick.
+/// [`rotation::plan`]: creates the Secret with a first key, adds a key, retires old ones. It
+/// reads the Secret as [`follow`] last saw it (into `keys`), and writes only when the plan
+/// says so; a write that loses a race (409) is retried at the next tick.
 pub async fn rotate(
     client: Client,
     namespace: String,
     name: String,
     policy: Policy,
+    keys: Arc<Keys>,
     mut leadership: crate::lease::Leadership,
     tick: Duration,
 ) {
     let api: Api<Secret> = Api::namespaced(client, &namespace);
     loop {
-        if *leadership.borrow_and_update() {
-            if let Err(e) = rotate_once(&api, &name, &policy).await {
+        // Nothing to decide before the watch has listed the Secret.
+        let leads = *leadership.borrow_and_update();
+        if let (true, Some(existing)) = (leads, keys.seen()) {
+            if let Err(e) = rotate_once(&api, &name, existing, &policy).await {
                 warn!(error = %e, secret = %name, "federation key rotation failed; retrying");
             }
         }
@@ -255,9 +277,8 @@ pub async fn rotate(
     }
 }
 
-async fn rotate_once(api: &Api<Secret>, name: &str, policy: &Policy) -> Result<(), KeyError> {
+async fn rotate_once(api: &Api<Secret>, name: &str, existing: Option<Secret>, policy: &Policy) -> Result<(), KeyError> {
     let now = jiff::Timestamp::now().as_second();
-    let existing = api.get_opt(name).await?;
     let stored: Vec<StoredKey> = match existing.as_ref().and_then(|s| s.data.as_ref()).and_then(|d| d.get(SECRET_KEY)) {
         Some(data) => match serde_json::from_slice(&data.0) {
             Ok(stored) => stored,
@@ -283,7 +304,7 @@ async fn rotate_once(api: &Api<Secret>, name: &str, policy: &Policy) -> Result<(
     match existing {
         Some(mut secret) => {
             secret.data = Some(data);
-            // The resourceVersion read above: a concurrent write makes this one fail (409).
+            // The resourceVersion the watch saw: a concurrent write makes this one fail (409).
             api.replace(name, &PostParams::default(), &secret).await?;
         }
         None => {
