@@ -242,7 +242,7 @@ async fn engineers_of_three_managing_tenants_sign_in_through_the_broker() {
     let jit_sub = just_in_time_access_works_unchanged(&setup, &admin).await;
     revoking_a_delegation_turns_200_into_403(&setup, &admin, &contoso_sub, &northwind_sub).await;
     key_rotation_under_load_breaks_no_request(&setup, &jit_sub).await;
-    every_replica_serves_the_same_keys_and_one_without_keys_is_not_ready(&setup, &dir, &jit_sub).await;
+    every_replica_serves_the_same_keys_and_one_without_keys_is_not_ready(&setup, &dir, &fabrikam_sub).await;
     the_broker_stopped_issued_tokens_keep_working(&setup, main, &jit_sub).await;
     eprintln!("federation suite: {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -483,9 +483,15 @@ async fn key_rotation_under_load_breaks_no_request(setup: &Setup, sub: &str) {
     assert!(jwks(setup.port, &setup.ca).is_superset(&kids), "a key was retired while its tokens were valid");
 }
 
-async fn every_replica_serves_the_same_keys_and_one_without_keys_is_not_ready(setup: &Setup, dir: &Path, sub: &str) {
-    // A second replica: follows (the main one holds the Lease), reads the same Secret.
-    let mut follower = Replica::start(setup, dir, "follower", free_port(), &[]);
+async fn every_replica_serves_the_same_keys_and_one_without_keys_is_not_ready(
+    setup: &Setup,
+    dir: &Path,
+    fabrikam_sub: &str,
+) {
+    // A second replica: follows (the main one holds the Lease), reads the same Secret; it is
+    // configured with an allow-list of Fabrikam only, which narrows who may exchange there.
+    let mut follower =
+        Replica::start(setup, dir, "follower", free_port(), &[("KUBE_LIGHTHOUSE_FEDERATION_TENANTS", FABRIKAM)]);
     follower.wait_ready();
     let follower_port = follower.port;
     eventually("both replicas serve the same JWKS", || async {
@@ -494,10 +500,19 @@ async fn every_replica_serves_the_same_keys_and_one_without_keys_is_not_ready(se
     .await;
     // Its tokens are the same issuer's: the API server accepts them.
     let base = format!("https://127.0.0.1:{}/federation", follower.port);
-    let subject = mint(setup, "contoso", &TokenRequest::new(JIT_ENGINEER).group(JIT_ENGINEERS));
-    let (status, body) = exchange_at(&base, &setup.ca, &subject).expect("the follower answers");
+    let fabrikam = mint(setup, "fabrikam", &TokenRequest::new(SAME_OID));
+    let (status, body) = exchange_at(&base, &setup.ca, &fabrikam).expect("the follower answers");
     assert_eq!(status, 200, "{body}");
-    assert_eq!(list_pods(body["access_token"].as_str().expect("token"), sub).await, 200);
+    assert_eq!(list_pods(body["access_token"].as_str().expect("token"), fabrikam_sub).await, 200);
+    // Contoso is delegated (the main replica exchanges its token) but outside this allow-list.
+    let subject = mint(setup, "contoso", &TokenRequest::new(JIT_ENGINEER).group(JIT_ENGINEERS));
+    assert_eq!(exchange_at(&setup.issuer, &setup.ca, &subject).expect("answer").0, 200);
+    let (status, body) = exchange_at(&base, &setup.ca, &subject).expect("the follower answers");
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert!(
+        follower.metrics().contains("kube_lighthouse_federation_refusals_total{reason=\"tenant_not_allowed\"}"),
+        "the refusal is counted as outside the allow-list"
+    );
     follower.stop();
 
     // A replica that cannot read its keys (a Secret that does not exist, and it does not lead):
