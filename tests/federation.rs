@@ -272,6 +272,7 @@ async fn refused_subject_tokens_grant_nothing_and_tell_nothing(setup: &Setup, ma
             mint(setup, "contoso", &TokenRequest::new(SAME_OID).unknown_key()),
         ),
         ("expired", mint(setup, "contoso", &TokenRequest::new(SAME_OID).expired())),
+        ("not yet valid", mint(setup, "contoso", &TokenRequest::new(SAME_OID).not_yet_valid())),
         ("for another audience", mint(setup, "contoso", &TokenRequest::new(SAME_OID).audience("api://someone-else"))),
         // Contoso's issuer and key, Fabrikam's tenant (which is delegated).
         ("of another tenant", mint(setup, "contoso", &TokenRequest::new(SAME_OID).tid(FABRIKAM))),
@@ -288,8 +289,15 @@ async fn refused_subject_tokens_grant_nothing_and_tell_nothing(setup: &Setup, ma
     assert_eq!(answers.len(), 1, "every refusal must read the same (no oracle): {answers:?}");
     // The reasons are the server's to know: logged and counted.
     let metrics = main.metrics();
-    for reason in ["tenant_not_delegated", "bad_signature", "expired", "wrong_audience", "issuer_mismatch", "malformed"]
-    {
+    for reason in [
+        "tenant_not_delegated",
+        "bad_signature",
+        "expired",
+        "not_yet_valid",
+        "wrong_audience",
+        "issuer_mismatch",
+        "malformed",
+    ] {
         assert!(
             metrics.contains(&format!("kube_lighthouse_federation_refusals_total{{reason=\"{reason}\"}}")),
             "no refusal counted for {reason}:\n{metrics}"

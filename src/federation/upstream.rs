@@ -293,6 +293,7 @@ mod tests {
         let cases = [
             (TokenRequest::new("o1").unknown_key(), Refusal::BadSignature),
             (TokenRequest::new("o1").expired(), Refusal::Expired),
+            (TokenRequest::new("o1").not_yet_valid(), Refusal::NotYetValid),
             (TokenRequest::new("o1").audience("api://other"), Refusal::WrongAudience),
         ];
         for (request, refusal) in cases {

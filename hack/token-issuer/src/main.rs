@@ -62,6 +62,9 @@ enum Command {
         /// Make the token expired (iat two hours ago, exp one hour ago).
         #[arg(long)]
         expired: bool,
+        /// Make the token valid only from an hour on (nbf in an hour, exp in two).
+        #[arg(long)]
+        not_yet_valid: bool,
         /// Sign with a fresh key that is not in the JWKS (same kid).
         #[arg(long)]
         unknown_key: bool,
@@ -112,13 +115,14 @@ fn run(cli: Cli) -> Result<(), Error> {
                 kl_token_issuer::serve_all(&issuers, stop).await
             })
         }
-        Command::Token { dir, oid, groups, amr, lifetime, expired, unknown_key, tid, audience } => {
+        Command::Token { dir, oid, groups, amr, lifetime, expired, not_yet_valid, unknown_key, tid, audience } => {
             let issuer = Issuer::load(&dir)?;
             let mut request = TokenRequest::new(oid).groups(groups).lifetime(lifetime.unwrap_or(DEFAULT_LIFETIME));
             if !amr.is_empty() {
                 request = request.amr(amr);
             }
             request.expired = expired;
+            request.not_yet_valid = not_yet_valid;
             request.unknown_key = unknown_key;
             request.tid_override = tid;
             request.audience_override = audience;
