@@ -461,7 +461,7 @@ start_federation_issuers() {
   done
   local dirs=()
   for entry in $(federation_issuers); do dirs+=(--dir "$dir/${entry%%:*}"); done
-  start issuers-federation "$ISSUER_BIN" serve "${dirs[@]}"
+  start issuers-federation "$ISSUER_BIN" serve-all "${dirs[@]}"
   for entry in $(federation_issuers); do
     wait_for issuers-federation 60 curl -fsS --cacert "$dir/$first/ca.crt" \
       "https://127.0.0.1:$port/${entry#*:}/v2.0/.well-known/openid-configuration"

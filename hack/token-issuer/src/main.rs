@@ -1,5 +1,5 @@
 //! `kl-token-issuer`: command line for the local Entra-ID-like issuers — `init` a directory,
-//! `serve` discovery and JWKS from it, print a `token`.
+//! `serve` discovery and JWKS from it (`serve-all` for several on one port), print a `token`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -37,8 +37,14 @@ enum Command {
     },
     /// Serve OIDC discovery and the JWKS over HTTPS on 127.0.0.1 until SIGTERM or Ctrl-C.
     Serve {
-        /// The issuer directory; repeat to serve several issuers of the same port on it (the
-        /// first one's serving certificate is presented).
+        /// The issuer directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Serve several issuers whose URLs name the same port on it, as Entra ID serves every
+    /// tenant on one host (the first one's serving certificate is presented: give them one CA).
+    ServeAll {
+        /// An issuer directory; repeat for each issuer.
         #[arg(long, required = true)]
         dir: Vec<PathBuf>,
     },
@@ -104,6 +110,17 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Serve { dir } => {
+            let issuer = Issuer::load(&dir)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|source| Error::Io { path: dir.clone(), source })?;
+            runtime.block_on(async {
+                let stop = stop_signal().map_err(|source| Error::Io { path: dir.clone(), source })?;
+                kl_token_issuer::serve(&issuer, stop).await
+            })
+        }
+        Command::ServeAll { dir } => {
             let issuers = dir.iter().map(|d| Issuer::load(d)).collect::<Result<Vec<_>, _>>()?;
             let first = dir.first().cloned().unwrap_or_default();
             let runtime = tokio::runtime::Builder::new_current_thread()
