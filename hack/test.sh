@@ -7,6 +7,9 @@
 #     and etcd; hack/chaos.sh runs the full one);
 #   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security, removal and chart
 #     suites;
+#   - then the sign-in broker's suite (tests/federation.rs: about 30 s, a minute with its
+#     build and control plane) on 1.37, on a control plane whose API server trusts only the
+#     broker (`hack/control-plane.sh up --federation`);
 #   - then, on 1.37 with a real node (`hack/control-plane.sh up --node`), the chart's own pods
 #     from the image hack/image.sh builds without Docker: the examples and the delegation
 #     scenarios against them, then the node suite (tests/node_e2e.rs).
@@ -49,8 +52,10 @@ for version in $versions; do
     echo "== cargo test (every suite, Kubernetes $version)"
     # --include-ignored runs the cluster suites; tests/azure_import.rs's sample_* stay out
     # (--skip): they need Azure's samples laid out by hand (tests/fixtures/azure/PROVENANCE.md);
-    # so does the node suite, which needs a node (KL_TEST_NODE, below).
+    # so does the node suite, which needs a node (KL_TEST_NODE, below), and the broker's, which
+    # needs the federation mode (below).
     cargo test --all-targets -- --include-ignored --skip sample_ --skip the_chart_on_a_node \
+      --skip sign_in_through_the_broker \
       --test-threads "${KL_TEST_THREADS:-4}"
     first=0
   else
@@ -59,6 +64,20 @@ for version in $versions; do
   fi
   hack/control-plane.sh down
 done
+
+# The sign-in broker's suite, on a control plane of its own whose API server trusts only the
+# broker; after the 1.37 suites, whenever they run.
+if [[ " $versions " == *" 1.37 "* ]]; then
+  export KL_KUBE_VERSION=1.37
+  echo "== sign-in broker suite: Kubernetes $(hack/control-plane.sh version), the API server trusts the broker only"
+  hack/control-plane.sh down >/dev/null 2>&1 || true
+  hack/control-plane.sh up --federation
+  export KL_TEST_KUBECONFIG=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/kubeconfig
+  started=$SECONDS
+  cargo test --test federation -- --include-ignored --test-threads 1 --nocapture
+  echo "== sign-in broker suite: $((SECONDS - started)) s"
+  hack/control-plane.sh down
+fi
 
 # The chart as docs/install.md installs it: into a namespace that enforces the restricted Pod
 # Security profile, only the image set; ready once the webhook refuses an Owner delegation

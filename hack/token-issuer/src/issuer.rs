@@ -266,11 +266,13 @@ impl Issuer {
     #[must_use]
     pub fn claims(&self, request: &TokenRequest) -> Claims {
         let now = jiff::Timestamp::now().as_second();
-        let (iat, exp) = if request.expired {
-            (now - 7200, now - 3600)
+        let (iat, nbf, exp) = if request.expired {
+            (now - 7200, now - 7200, now - 3600)
+        } else if request.not_yet_valid {
+            (now, now + 3600, now + 7200)
         } else {
             let lifetime = i64::try_from(request.lifetime.as_secs()).unwrap_or(i64::MAX);
-            (now, now.saturating_add(lifetime))
+            (now, now, now.saturating_add(lifetime))
         };
         Claims {
             iss: self.url.clone(),
@@ -281,7 +283,7 @@ impl Issuer {
             groups: request.groups.clone(),
             amr: request.amr.clone(),
             iat,
-            nbf: iat,
+            nbf,
             exp,
             ver: "2.0".to_owned(),
         }

@@ -1,5 +1,5 @@
 //! `kl-token-issuer`: command line for the local Entra-ID-like issuers — `init` a directory,
-//! `serve` discovery and JWKS from it, print a `token`.
+//! `serve` discovery and JWKS from it (`serve-all` for several on one port), print a `token`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -41,6 +41,13 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Serve several issuers whose URLs name the same port on it, as Entra ID serves every
+    /// tenant on one host (the first one's serving certificate is presented: give them one CA).
+    ServeAll {
+        /// An issuer directory; repeat for each issuer.
+        #[arg(long, required = true)]
+        dir: Vec<PathBuf>,
+    },
     /// Print one signed token on stdout.
     Token {
         /// The issuer directory.
@@ -61,6 +68,9 @@ enum Command {
         /// Make the token expired (iat two hours ago, exp one hour ago).
         #[arg(long)]
         expired: bool,
+        /// Make the token valid only from an hour on (nbf in an hour, exp in two).
+        #[arg(long)]
+        not_yet_valid: bool,
         /// Sign with a fresh key that is not in the JWKS (same kid).
         #[arg(long)]
         unknown_key: bool,
@@ -110,13 +120,26 @@ fn run(cli: Cli) -> Result<(), Error> {
                 kl_token_issuer::serve(&issuer, stop).await
             })
         }
-        Command::Token { dir, oid, groups, amr, lifetime, expired, unknown_key, tid, audience } => {
+        Command::ServeAll { dir } => {
+            let issuers = dir.iter().map(|d| Issuer::load(d)).collect::<Result<Vec<_>, _>>()?;
+            let first = dir.first().cloned().unwrap_or_default();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|source| Error::Io { path: first.clone(), source })?;
+            runtime.block_on(async {
+                let stop = stop_signal().map_err(|source| Error::Io { path: first.clone(), source })?;
+                kl_token_issuer::serve_all(&issuers, stop).await
+            })
+        }
+        Command::Token { dir, oid, groups, amr, lifetime, expired, not_yet_valid, unknown_key, tid, audience } => {
             let issuer = Issuer::load(&dir)?;
             let mut request = TokenRequest::new(oid).groups(groups).lifetime(lifetime.unwrap_or(DEFAULT_LIFETIME));
             if !amr.is_empty() {
                 request = request.amr(amr);
             }
             request.expired = expired;
+            request.not_yet_valid = not_yet_valid;
             request.unknown_key = unknown_key;
             request.tid_override = tid;
             request.audience_override = audience;

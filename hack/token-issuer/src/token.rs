@@ -31,7 +31,7 @@ pub struct Claims {
     pub amr: Vec<String>,
     /// Issued at.
     pub iat: i64,
-    /// Not valid before (equal to `iat`).
+    /// Not valid before (equal to `iat`, unless the request is not yet valid).
     pub nbf: i64,
     /// Expires at.
     pub exp: i64,
@@ -53,6 +53,8 @@ pub struct TokenRequest {
     pub lifetime: Duration,
     /// Make a token that expired an hour ago (`iat` two hours ago, `exp` one hour ago).
     pub expired: bool,
+    /// Make a token not valid for another hour (`nbf` in an hour, `exp` in two).
+    pub not_yet_valid: bool,
     /// Sign with a freshly generated key that is not in the JWKS, under the published `kid`,
     /// so only the signature check can reject it.
     pub unknown_key: bool,
@@ -70,6 +72,7 @@ impl Default for TokenRequest {
             amr: vec!["pwd".to_owned()],
             lifetime: DEFAULT_LIFETIME,
             expired: false,
+            not_yet_valid: false,
             unknown_key: false,
             tid_override: None,
             audience_override: None,
@@ -116,6 +119,13 @@ impl TokenRequest {
     #[must_use]
     pub fn expired(mut self) -> Self {
         self.expired = true;
+        self
+    }
+
+    /// Makes the token valid only from an hour on (see the field of the same name).
+    #[must_use]
+    pub fn not_yet_valid(mut self) -> Self {
+        self.not_yet_valid = true;
         self
     }
 
@@ -184,7 +194,8 @@ mod tests {
         assert_eq!(request.oid, "u");
         assert_eq!(request.amr, ["pwd"]);
         assert_eq!(request.lifetime, DEFAULT_LIFETIME);
-        assert!(request.groups.is_empty() && !request.expired && !request.unknown_key);
+        assert!(request.groups.is_empty() && !request.expired && !request.unknown_key && !request.not_yet_valid);
+        assert!(TokenRequest::new("u").not_yet_valid().not_yet_valid);
         let request =
             request.group("g1").group("g2").amr(["pwd", "mfa"]).tid("t").audience("a").expired().unknown_key();
         assert_eq!(request.groups, ["g1", "g2"]);
