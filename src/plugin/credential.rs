@@ -589,4 +589,91 @@ mod tests {
         assert!(obtain_subject_token(&missing, false).await.expect_err("missing").to_string().contains("token file"));
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    /// A broker on loopback HTTP that counts exchanges and answers as the contract says; it
+    /// tests the requests and the cache, not access (that is tests/sign_in_broker.rs).
+    async fn fake_broker(refuse: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use axum::routing::{get, post};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let issuer = format!("http://{}/federation", listener.local_addr().expect("addr"));
+        let exchanges = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = exchanges.clone();
+        let doc = serde_json::json!({"issuer": issuer, "token_endpoint": format!("{issuer}/token"),
+            "grant_types_supported": [super::broker::TOKEN_EXCHANGE_GRANT]});
+        let router = axum::Router::new()
+            .route("/federation/.well-known/openid-configuration", get(move || async move { axum::Json(doc) }))
+            .route(
+                "/federation/token",
+                post(move |body: String| async move {
+                    let n = counted.fetch_add(1, Ordering::SeqCst);
+                    let form: std::collections::HashMap<String, String> =
+                        form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                    let subject = Claims::of(&form["subject_token"]).expect("claims").subject().expect("subject");
+                    if refuse || form["grant_type"] != super::broker::TOKEN_EXCHANGE_GRANT {
+                        return (
+                            http::StatusCode::BAD_REQUEST,
+                            axum::Json(serde_json::json!({"error": "invalid_grant", "error_description": "the subject token is not accepted"})),
+                        );
+                    }
+                    let exp = Timestamp::now().as_second() + 900;
+                    let token = jwt(serde_json::json!({"sub": subject, "exp": exp, "n": n}));
+                    (http::StatusCode::OK, axum::Json(serde_json::json!({"access_token": token, "expires_in": 900,
+                        "issued_token_type": super::broker::JWT_TOKEN_TYPE, "token_type": "N_A"})))
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (issuer, exchanges)
+    }
+
+    #[tokio::test]
+    async fn a_credential_is_exchanged_once_per_identity_then_served_from_the_cache() {
+        use std::sync::atomic::Ordering;
+        let (issuer, exchanges) = fake_broker(false).await;
+        let dir = std::env::temp_dir().join(format!("kl-credential-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let token_file = dir.join("token");
+        let alice = jwt(serde_json::json!({"tid": "t", "oid": "alice", "exp": Timestamp::now().as_second() + 3600}));
+        std::fs::write(&token_file, &alice).expect("write");
+        let args = CredentialArgs {
+            broker: issuer.clone(),
+            token_file: Some(token_file.clone()),
+            cache_dir: Some(dir.join("cache")),
+            ..Default::default()
+        };
+        let call = |args: CredentialArgs| async move {
+            let mut out = Vec::new();
+            run(&args, &mut out).await.expect("credential");
+            serde_json::from_slice::<serde_json::Value>(&out).expect("an ExecCredential")
+        };
+        let first = call(args.clone()).await;
+        assert_eq!(first["kind"], "ExecCredential");
+        assert_eq!(first["apiVersion"], EXEC_API_V1);
+        let token = first["status"]["token"].as_str().expect("token").to_string();
+        assert_eq!(Claims::of(&token).expect("claims").sub.as_deref(), Some("t:alice"));
+        let expiry: Timestamp = first["status"]["expirationTimestamp"].as_str().expect("expiry").parse().expect("rfc3339");
+        assert!(expiry > Timestamp::now() + SignedDuration::from_secs(800), "{expiry}");
+        assert_eq!(exchanges.load(Ordering::SeqCst), 1);
+        let second = call(args.clone()).await;
+        assert_eq!(second["status"]["token"], token.as_str(), "served from the cache");
+        assert_eq!(exchanges.load(Ordering::SeqCst), 1, "no second exchange");
+        // Another identity behind the same command gets its own token.
+        std::fs::write(&token_file, jwt(serde_json::json!({"tid": "t", "oid": "bob"}))).expect("write");
+        let bob = call(args.clone()).await;
+        assert_eq!(
+            Claims::of(bob["status"]["token"].as_str().expect("token")).expect("claims").sub.as_deref(),
+            Some("t:bob")
+        );
+        assert_eq!(exchanges.load(Ordering::SeqCst), 2);
+        let uncached = call(CredentialArgs { no_cache: true, ..args.clone() }).await;
+        assert_ne!(uncached["status"]["token"], bob["status"]["token"], "--no-cache exchanges again");
+        assert_eq!(exchanges.load(Ordering::SeqCst), 3);
+
+        let (refusing, _) = fake_broker(true).await;
+        let refused = CredentialArgs { broker: refusing, ..args };
+        let err = run(&refused, &mut Vec::new()).await.expect_err("refused").to_string();
+        assert!(err.contains("the broker refused your token") && err.contains("delegation"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
