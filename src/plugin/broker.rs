@@ -216,7 +216,8 @@ pub fn exchange_answer(endpoint: &str, status: StatusCode, body: &[u8]) -> Resul
     }
     let protocol = |reason: String| BrokerError::Protocol { url: endpoint.to_string(), reason };
     if status.is_success() {
-        let issued: Issued = serde_json::from_slice(body).map_err(|e| protocol(format!("HTTP {status}, not a token: {e}")))?;
+        let issued: Issued =
+            serde_json::from_slice(body).map_err(|e| protocol(format!("HTTP {status}, not a token: {e}")))?;
         if issued.access_token.is_empty() {
             return Err(protocol("an empty access_token".into()));
         }
@@ -257,7 +258,9 @@ impl Client {
             .map_err(|e| BrokerError::Trust(format!("TLS: {e}")))?;
         let config = match certificate_authority {
             Some(path) => {
-                let trust = |reason: String| BrokerError::Trust(format!("--certificate-authority {}: {reason}", path.display()));
+                let trust = |reason: String| {
+                    BrokerError::Trust(format!("--certificate-authority {}: {reason}", path.display()))
+                };
                 let pem = std::fs::read(path).map_err(|e| trust(e.to_string()))?;
                 let mut roots = rustls::RootCertStore::empty();
                 for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -278,11 +281,8 @@ impl Client {
                 })?
                 .with_no_client_auth(),
         };
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let connector =
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_or_http().enable_http1().build();
         Ok(Client { http: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector) })
     }
 
@@ -320,7 +320,12 @@ impl Client {
     ///
     /// # Errors
     /// [`BrokerError`]: unreachable, refused, unavailable, or not a token exchange.
-    pub async fn exchange(&self, endpoint: &str, subject_token: &str, audience: Option<&str>) -> Result<Issued, BrokerError> {
+    pub async fn exchange(
+        &self,
+        endpoint: &str,
+        subject_token: &str,
+        audience: Option<&str>,
+    ) -> Result<Issued, BrokerError> {
         let request = Request::builder()
             .method(Method::POST)
             .uri(endpoint)
@@ -352,7 +357,10 @@ mod tests {
     #[test]
     fn the_issuer_url_is_https_or_loopback_http() {
         assert_eq!(issuer_url("https://lh.example.com/federation/").expect("ok"), "https://lh.example.com/federation");
-        assert_eq!(issuer_url("http://127.0.0.1:8443/federation").expect("loopback"), "http://127.0.0.1:8443/federation");
+        assert_eq!(
+            issuer_url("http://127.0.0.1:8443/federation").expect("loopback"),
+            "http://127.0.0.1:8443/federation"
+        );
         assert_eq!(issuer_url("http://localhost/federation").expect("loopback"), "http://localhost/federation");
         assert_eq!(issuer_url("http://[::1]:1/federation").expect("loopback"), "http://[::1]:1/federation");
         for (bad, why) in [
@@ -380,16 +388,30 @@ mod tests {
         let cases = [
             (StatusCode::NOT_FOUND, good.clone(), "HTTP 404"),
             (StatusCode::OK, b"<html>".to_vec(), "not JSON"),
-            (StatusCode::OK, doc(serde_json::json!({"issuer": "https://other/federation", "token_endpoint": "https://other/t"})), "names the issuer"),
+            (
+                StatusCode::OK,
+                doc(serde_json::json!({"issuer": "https://other/federation", "token_endpoint": "https://other/t"})),
+                "names the issuer",
+            ),
             (StatusCode::OK, doc(serde_json::json!({"issuer": issuer})), "no token_endpoint"),
-            (StatusCode::OK, doc(serde_json::json!({"issuer": issuer, "token_endpoint": "https://x/t", "grant_types_supported": ["authorization_code"]})), "token exchange"),
+            (
+                StatusCode::OK,
+                doc(
+                    serde_json::json!({"issuer": issuer, "token_endpoint": "https://x/t", "grant_types_supported": ["authorization_code"]}),
+                ),
+                "token exchange",
+            ),
         ];
         for (status, body, why) in cases {
             let err = token_endpoint_of(issuer, status, &body).expect_err(why).to_string();
             assert!(err.contains(why) && err.contains("/.well-known/openid-configuration"), "{why}: {err}");
         }
-        let clear = doc(serde_json::json!({"issuer": issuer, "token_endpoint": "http://lh.example.com/federation/token"}));
-        assert!(token_endpoint_of(issuer, StatusCode::OK, &clear).expect_err("http").to_string().contains("clear text"));
+        let clear =
+            doc(serde_json::json!({"issuer": issuer, "token_endpoint": "http://lh.example.com/federation/token"}));
+        assert!(token_endpoint_of(issuer, StatusCode::OK, &clear)
+            .expect_err("http")
+            .to_string()
+            .contains("clear text"));
     }
 
     #[test]
@@ -435,12 +457,18 @@ mod tests {
         let grant = br#"{"error":"unsupported_grant_type"}"#;
         let err = exchange_answer("e", StatusCode::BAD_REQUEST, grant).expect_err("protocol").to_string();
         assert!(err.contains("unsupported_grant_type") && err.contains("HTTP 400"), "{err}");
-        assert!(matches!(exchange_answer("e", StatusCode::OK, b"{}").expect_err("no token"), BrokerError::Protocol { .. }));
+        assert!(matches!(
+            exchange_answer("e", StatusCode::OK, b"{}").expect_err("no token"),
+            BrokerError::Protocol { .. }
+        ));
         assert!(matches!(
             exchange_answer("e", StatusCode::OK, br#"{"access_token":""}"#).expect_err("empty"),
             BrokerError::Protocol { .. }
         ));
-        assert!(matches!(exchange_answer("e", StatusCode::NOT_FOUND, b"").expect_err("404"), BrokerError::Protocol { .. }));
+        assert!(matches!(
+            exchange_answer("e", StatusCode::NOT_FOUND, b"").expect_err("404"),
+            BrokerError::Protocol { .. }
+        ));
     }
 
     #[test]

@@ -78,7 +78,9 @@ pub enum CredentialError {
         from: String,
     },
     /// The token is not a JWT whose claims name an identity.
-    #[error("{from} gave a token that is not a JWT with claims ({reason}); the broker exchanges JWTs of your own tenant")]
+    #[error(
+        "{from} gave a token that is not a JWT with claims ({reason}); the broker exchanges JWTs of your own tenant"
+    )]
     NotAJwt {
         /// Where the token came from.
         from: String,
@@ -310,7 +312,8 @@ pub fn write_cache(path: &Path, entry: &CachedToken) -> std::io::Result<()> {
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)?;
     let text = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-    let temporary = dir.join(format!(".{}.{}", std::process::id(), path.file_name().and_then(|n| n.to_str()).unwrap_or("cache")));
+    let temporary =
+        dir.join(format!(".{}.{}", std::process::id(), path.file_name().and_then(|n| n.to_str()).unwrap_or("cache")));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -438,7 +441,10 @@ mod tests {
 
     #[test]
     fn exec_info_defaults_to_v1_interactive_and_follows_kubectl() {
-        assert_eq!(ExecInfo::parse(None).expect("none"), ExecInfo { api_version: EXEC_API_V1.into(), interactive: true });
+        assert_eq!(
+            ExecInfo::parse(None).expect("none"),
+            ExecInfo { api_version: EXEC_API_V1.into(), interactive: true }
+        );
         let v1beta1 = r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1beta1","spec":{"interactive":false}}"#;
         assert_eq!(
             ExecInfo::parse(Some(v1beta1)).expect("v1beta1"),
@@ -481,7 +487,8 @@ mod tests {
         assert_eq!(subject_token(&az.to_string(), "x").expect("az"), t);
         let oauth = serde_json::json!({"access_token": t, "token_type": "Bearer"});
         assert_eq!(subject_token(&oauth.to_string(), "x").expect("oauth"), t);
-        for bad in ["", "  \n", "To sign in, use a web browser to open the page", "{}", "{\"status\":{}}", "{not json"] {
+        for bad in ["", "  \n", "To sign in, use a web browser to open the page", "{}", "{\"status\":{}}", "{not json"]
+        {
             let err = subject_token(bad, "the token command \"c\"").expect_err(bad);
             assert!(err.to_string().starts_with("the token command \"c\" gave no token"), "{err}");
         }
@@ -490,7 +497,8 @@ mod tests {
     #[test]
     fn claims_name_the_entra_identity_or_issuer_and_subject() {
         let entra = Claims::of(&jwt(serde_json::json!({"iss": "https://login.microsoftonline.com/t/v2.0",
-            "sub": "pairwise", "tid": "t", "oid": "o", "exp": 1_800_000_000}))).expect("claims");
+            "sub": "pairwise", "tid": "t", "oid": "o", "exp": 1_800_000_000})))
+        .expect("claims");
         assert_eq!(entra.subject().expect("subject"), "t:o");
         assert_eq!(entra.expires_at(), Timestamp::from_second(1_800_000_000).ok());
         let other = Claims::of(&jwt(serde_json::json!({"iss": "https://idp", "sub": "alice"}))).expect("claims");
@@ -652,7 +660,8 @@ mod tests {
         assert_eq!(first["apiVersion"], EXEC_API_V1);
         let token = first["status"]["token"].as_str().expect("token").to_string();
         assert_eq!(Claims::of(&token).expect("claims").sub.as_deref(), Some("t:alice"));
-        let expiry: Timestamp = first["status"]["expirationTimestamp"].as_str().expect("expiry").parse().expect("rfc3339");
+        let expiry: Timestamp =
+            first["status"]["expirationTimestamp"].as_str().expect("expiry").parse().expect("rfc3339");
         assert!(expiry > Timestamp::now() + SignedDuration::from_secs(800), "{expiry}");
         assert_eq!(exchanges.load(Ordering::SeqCst), 1);
         let second = call(args.clone()).await;

@@ -130,7 +130,8 @@ pub fn cluster_entry(server: &str, certificate_authority: Option<&Path>) -> Resu
     cluster.insert("server".into(), server.into());
     if let Some(path) = certificate_authority {
         let pem = std::fs::read(path).map_err(|source| LoginError::Io { path: path.display().to_string(), source })?;
-        cluster.insert("certificate-authority-data".into(), base64::engine::general_purpose::STANDARD.encode(pem).into());
+        cluster
+            .insert("certificate-authority-data".into(), base64::engine::general_purpose::STANDARD.encode(pem).into());
     }
     Ok(Value::Mapping(cluster))
 }
@@ -199,9 +200,8 @@ pub fn apply(doc: Value, entries: &Entries) -> Result<Value, Result<LoginError, 
             return Err(Err(format!("kind {kind}")));
         }
     }
-    let existing = find(named_list(&mut doc, "contexts").map_err(Err)?, &entries.context)
-        .and_then(|e| e.get("context"))
-        .cloned();
+    let existing =
+        find(named_list(&mut doc, "contexts").map_err(Err)?, &entries.context).and_then(|e| e.get("context")).cloned();
     let cluster = match (&entries.cluster, &existing) {
         (Some((name, Some(cluster))), _) => {
             upsert(named_list(&mut doc, "clusters").map_err(Err)?, "cluster", name, cluster.clone());
@@ -272,8 +272,8 @@ pub fn kubeconfig_path(global: &GlobalArgs) -> Result<PathBuf, LoginError> {
     if let Some(path) = &global.kubeconfig {
         return Ok(path.clone());
     }
-    if let Some(first) = std::env::var_os("KUBECONFIG")
-        .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
+    if let Some(first) =
+        std::env::var_os("KUBECONFIG").and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
     {
         return Ok(first);
     }
@@ -347,7 +347,9 @@ mod tests {
     fn login_args() -> LoginArgs {
         LoginArgs {
             broker: "https://lh.example.com/federation".into(),
-            token_command: Some("kubelogin get-token --login azurecli --server-id 6dae42f8-4368-4678-94ff-3960e28e3630".into()),
+            token_command: Some(
+                "kubelogin get-token --login azurecli --server-id 6dae42f8-4368-4678-94ff-3960e28e3630".into(),
+            ),
             exec_command: "kubectl-lighthouse".into(),
             ..Default::default()
         }
@@ -470,14 +472,16 @@ contexts:
         let new = entries(&global("new"), &login_args()).expect("entries");
         let err = apply(doc.clone(), &new).expect_err("no cluster");
         assert!(matches!(err, Ok(LoginError::NoCluster(ref c)) if c == "new"), "{err:?}");
-        let named = entries(&global("new"), &LoginArgs { cluster: Some("customer".into()), ..login_args() }).expect("e");
+        let named =
+            entries(&global("new"), &LoginArgs { cluster: Some("customer".into()), ..login_args() }).expect("e");
         let written = apply(doc.clone(), &named).expect("existing cluster");
         assert_eq!(written["contexts"][2]["context"]["cluster"], "customer");
         let unknown = entries(&global("new"), &LoginArgs { cluster: Some("nope".into()), ..login_args() }).expect("e");
         assert!(matches!(apply(doc, &unknown), Err(Ok(LoginError::UnknownCluster(_)))));
         assert!(apply(serde_yaml::from_str("[1]").expect("yaml"), &new).expect_err("list").is_err());
         assert!(apply(serde_yaml::from_str("kind: Pod").expect("yaml"), &new).expect_err("pod").is_err());
-        let server = entries(&global("new"), &LoginArgs { server: Some("https://s".into()), ..login_args() }).expect("e");
+        let server =
+            entries(&global("new"), &LoginArgs { server: Some("https://s".into()), ..login_args() }).expect("e");
         let err = apply(serde_yaml::from_str("kind: Config\nusers: 3").expect("yaml"), &server).expect_err("users");
         assert_eq!(err.expect_err("malformed"), "users is not a list");
     }
