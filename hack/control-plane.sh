@@ -10,6 +10,15 @@
 #                                   API server then listens on the node's bridge (10.244.0.1),
 #                                   Services are 10.96.0.0/24, authorization is Node,RBAC.
 #                                   `install --node` builds the node's parts too.
+#   hack/control-plane.sh up --federation
+#                                   the sign-in broker's mode: the API server trusts exactly one
+#                                   issuer, kube-lighthouse's broker, at a port and with a CA
+#                                   fixed here ($STATE_DIR/federation/broker.json); three local
+#                                   Entra-shaped issuers (contoso, fabrikam, northwind), served
+#                                   on one port as Entra ID serves every tenant, are NOT trusted
+#                                   by the API server: their engineers sign in through the broker.
+#                                   The broker itself is the controller a test starts with the
+#                                   flags broker.json gives (tests/federation.rs).
 #   hack/control-plane.sh down      stop and wipe the etcd data (idempotent)
 #   hack/control-plane.sh status    exit 0 when the API server and the issuers answer
 #   hack/control-plane.sh restart apiserver|etcd [SECONDS]
@@ -45,6 +54,7 @@
 #   KL_TOKEN_ISSUER  a prebuilt kl-token-issuer (default: `cargo build -p kl-token-issuer`)
 #   KL_GO         the go command (default: `go` on PATH, else /usr/local/go/bin/go)
 #   KL_NODE=1     the same as --node
+#   KL_FEDERATION=1  the same as --federation
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -70,6 +80,12 @@ ISSUER_AUDIENCE=api://kube-lighthouse
 ISSUERS=(contoso:fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6 fabrikam:aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee)
 DEFAULT_CONTROLLERS=namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation
 NODE=${KL_NODE:-0}
+FEDERATION=${KL_FEDERATION:-0}
+FEDERATION_DIR=$STATE_DIR/federation
+# The third managing tenant of the federation mode.
+FEDERATION_EXTRA_ISSUER=northwind:5d4e3c2b-1a09-4f8e-9d7c-6b5a49382716
+# `aud` of the broker's tokens, as the API server's one JWT authenticator expects it.
+BROKER_AUDIENCE=kube-lighthouse
 NODE_SH=$ROOT/hack/node.sh
 # The node's addresses (hack/node.sh): the bridge, where the API server also listens in node
 # mode, and the first address of the Service range (the `kubernetes` Service).
@@ -418,10 +434,104 @@ issuers_accepted() {
   done
 }
 
+# ---------------------------------------------------------------------------------------
+# federation mode: the API server trusts the broker only
+# ---------------------------------------------------------------------------------------
+
+federation_issuers() {
+  printf '%s\n' "${ISSUERS[@]}" "$FEDERATION_EXTRA_ISSUER"
+}
+
+# Three Entra-shaped issuers on one port (https://127.0.0.1:PORT/<tenant>/v2.0, so the broker
+# finds each with one authority template) with one CA, served by one kl-token-issuer.
+start_federation_issuers() {
+  local dir=$FEDERATION_DIR/issuers port entry name tenant first="" out
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  port=$(free_port)
+  for entry in $(federation_issuers); do
+    name=${entry%%:*} tenant=${entry#*:}
+    out=$("$ISSUER_BIN" init --dir "$dir/$name" --tenant "$tenant" --url "https://127.0.0.1:$port/$tenant/v2.0" \
+      --audience "$ISSUER_AUDIENCE" 2>&1) || { printf '%s\n' "$out" >&2; die "kl-token-issuer init for $name failed"; }
+    if [[ -z $first ]]; then
+      first=$name
+    else
+      cp "$dir/$first"/{ca.crt,ca.key,tls.crt,tls.key} "$dir/$name/"
+    fi
+  done
+  local dirs=()
+  for entry in $(federation_issuers); do dirs+=(--dir "$dir/${entry%%:*}"); done
+  start issuers-federation "$ISSUER_BIN" serve "${dirs[@]}"
+  for entry in $(federation_issuers); do
+    wait_for issuers-federation 60 curl -fsS --cacert "$dir/$first/ca.crt" \
+      "https://127.0.0.1:$port/${entry#*:}/v2.0/.well-known/openid-configuration"
+  done
+  cp "$dir/$first/ca.crt" "$FEDERATION_DIR/authority-ca.crt"
+  echo "$port" >"$FEDERATION_DIR/issuers.port"
+}
+
+# The broker's serving certificate and the port it must listen on, fixed before the API
+# server starts so that its AuthenticationConfiguration can name them.
+make_broker_pki() {
+  local dir=$FEDERATION_DIR/broker port
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    if [[ ! -f tls.crt ]]; then
+      make_ca ca kube-lighthouse-broker-ca
+      sign tls kube-lighthouse "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost"
+    fi
+  )
+  port=$(free_port)
+  jq -n --arg issuer "https://127.0.0.1:$port/federation" --argjson port "$port" \
+    --arg authority "https://127.0.0.1:$(cat "$FEDERATION_DIR/issuers.port")/{tenantId}/v2.0" \
+    --arg subject_audience "$ISSUER_AUDIENCE" --arg audience "$BROKER_AUDIENCE" \
+    --arg authority_ca "$FEDERATION_DIR/authority-ca.crt" --arg dir "$dir" \
+    --arg issuers "$FEDERATION_DIR/issuers" \
+    '{issuer: $issuer, port: $port, authority: $authority, subject_audience: $subject_audience,
+      audience: $audience, authority_ca: $authority_ca, ca: ($dir + "/ca.crt"),
+      cert: ($dir + "/tls.crt"), key: ($dir + "/tls.key"), issuers: $issuers}' >"$FEDERATION_DIR/broker.json"
+}
+
+# One JWT authenticator: the broker, for every managing tenant, with the same claim mappings
+# as direct sign-in (so RBAC names do not change).
+write_federation_authentication_config() {
+  local api_version=apiserver.config.k8s.io/v1
+  [[ $KUBE_MINOR == 1.33 ]] && api_version=apiserver.config.k8s.io/v1beta1
+  cat >"$STATE_DIR/authentication-config.yaml" <<EOF
+apiVersion: $api_version
+kind: AuthenticationConfiguration
+jwt:
+# kube-lighthouse's sign-in broker: the one issuer this API server trusts
+- issuer:
+    url: $(jq -r .issuer "$FEDERATION_DIR/broker.json")
+    audiences: ["$BROKER_AUDIENCE"]
+    certificateAuthority: |
+$(sed 's/^/      /' "$FEDERATION_DIR/broker/ca.crt")
+  claimValidationRules:
+  - expression: 'has(claims.tid) && has(claims.oid)'
+    message: a token of the broker names its tenant and object ID
+  claimMappings:
+    username:
+      expression: 'claims.tid + ":" + claims.oid'
+    groups:
+      expression: 'has(claims.groups) ? dyn(claims.groups).map(g, claims.tid + ":" + g) : []'
+    uid:
+      expression: 'claims.tid + ":" + claims.oid'
+    extra:
+    - key: kubelighthouse.io/amr
+      valueExpression: 'has(claims.amr) ? claims.amr : []'
+EOF
+}
+
 cmd_up() {
   if cmd_status >/dev/null 2>&1; then
     if [[ $(cat "$STATE_DIR/version" 2>/dev/null) == "$K8S_VERSION" &&
-      $([[ -f $STATE_DIR/node-mode ]] && echo 1 || echo 0) == "$NODE" ]]; then
+      $([[ -f $STATE_DIR/node-mode ]] && echo 1 || echo 0) == "$NODE" &&
+      $([[ -f $STATE_DIR/federation-mode ]] && echo 1 || echo 0) == "$FEDERATION" ]]; then
       log "already up (v$K8S_VERSION); KUBECONFIG=$KUBECONFIG_FILE"
       return
     fi
@@ -435,8 +545,18 @@ cmd_up() {
   [[ $NODE == 1 ]] && node_sh network-up
   make_pki
   local pki=$STATE_DIR/pki etcd_port etcd_peer api_port token
-  start_issuers
-  write_authentication_config
+  if [[ $FEDERATION == 1 ]]; then
+    # The direct issuers' directories would let a test mint tokens this API server refuses.
+    rm -rf "$STATE_DIR/issuers"
+    mkdir -p "$FEDERATION_DIR"
+    start_federation_issuers
+    make_broker_pki
+    write_federation_authentication_config
+    touch "$STATE_DIR/federation-mode"
+  else
+    start_issuers
+    write_authentication_config
+  fi
   write_admission_config
   etcd_port=$(free_port)
   etcd_peer=$(free_port)
@@ -502,7 +622,8 @@ EOF
   echo "$K8S_VERSION" >"$STATE_DIR/version"
   wait_for kube-apiserver 240 curl -fsS --cacert "$pki/ca.crt" \
     -H "Authorization: Bearer $token" "https://$api_host:$api_port/readyz"
-  wait_for kube-apiserver 120 issuers_accepted "$api_host:$api_port"
+  # In federation mode the broker is not running yet: its authenticator starts once it is.
+  [[ $FEDERATION == 1 ]] || wait_for kube-apiserver 120 issuers_accepted "$api_host:$api_port"
 
   # A node runs Deployments, ReplicaSets, EndpointSlices, PodDisruptionBudgets…: every
   # controller that is on by default.
@@ -520,13 +641,17 @@ EOF
     node_sh up
     touch "$STATE_DIR/node-mode"
   fi
-  log "up (v$K8S_VERSION$([[ $NODE == 1 ]] && echo ", node kl-node")): export KUBECONFIG=$KUBECONFIG_FILE"
+  log "up (v$K8S_VERSION$([[ $NODE == 1 ]] && echo ", node kl-node")$([[ $FEDERATION == 1 ]] && echo ", federation: the API server trusts only the broker at $(jq -r .issuer "$FEDERATION_DIR/broker.json")")): export KUBECONFIG=$KUBECONFIG_FILE"
 }
 
 all_processes() {
   local entry
   echo kube-controller-manager kube-apiserver etcd
-  for entry in "${ISSUERS[@]}"; do echo "issuer-${entry%%:*}"; done
+  if [[ -f $STATE_DIR/federation-mode ]]; then
+    echo issuers-federation
+  else
+    for entry in "${ISSUERS[@]}"; do echo "issuer-${entry%%:*}"; done
+  fi
 }
 
 node_sh() { KL_STATE_DIR=$STATE_DIR KL_CACHE_DIR=$CACHE_DIR KL_KUBE_VERSION=$KUBE_MINOR "$NODE_SH" "$@"; }
@@ -536,7 +661,8 @@ cmd_down() {
   # The node first, while the API server can still tell kubelet to stop the pods.
   if [[ -d $STATE_DIR/node ]]; then node_sh down; fi
   rm -f "$STATE_DIR/node-mode"
-  for name in $(all_processes); do
+  # Whatever mode ran last: every process either mode starts.
+  for name in kube-controller-manager kube-apiserver etcd issuers-federation $(printf 'issuer-%s ' "${ISSUERS[@]%%:*}"); do
     if pid_alive "$name"; then
       kill "$(cat "$STATE_DIR/$name.pid")" 2>/dev/null || true
       for _ in $(seq 1 40); do pid_alive "$name" || break; sleep 0.25; done
@@ -544,7 +670,7 @@ cmd_down() {
     fi
     rm -f "$STATE_DIR/$name.pid"
   done
-  rm -rf "$STATE_DIR/etcd" "$STATE_DIR/version" "$STATE_DIR"/*.cmd "$STATE_DIR/etcd.port"
+  rm -rf "$STATE_DIR/etcd" "$STATE_DIR/version" "$STATE_DIR"/*.cmd "$STATE_DIR/etcd.port" "$STATE_DIR/federation-mode"
   log "down"
 }
 
@@ -552,11 +678,13 @@ cmd_status() {
   local name
   [[ -f $KUBECONFIG_FILE ]] || return 1
   for name in $(all_processes); do pid_alive "$name" || return 1; done
-  for name in "${ISSUERS[@]}"; do
-    name=${name%%:*}
-    curl -fsS --cacert "$STATE_DIR/issuers/$name/ca.crt" \
-      "$(issuer_url "$name")/.well-known/openid-configuration" >/dev/null || return 1
-  done
+  if [[ ! -f $STATE_DIR/federation-mode ]]; then
+    for name in "${ISSUERS[@]}"; do
+      name=${name%%:*}
+      curl -fsS --cacert "$STATE_DIR/issuers/$name/ca.crt" \
+        "$(issuer_url "$name")/.well-known/openid-configuration" >/dev/null || return 1
+    done
+  fi
   KUBECONFIG=$KUBECONFIG_FILE kubectl get --raw /readyz >/dev/null
   if [[ -f $STATE_DIR/node-mode ]]; then node_sh status >/dev/null; fi
 }
@@ -599,6 +727,8 @@ cmd_restart() {
 }
 
 [[ ${2:-} == --node ]] && NODE=1
+[[ ${2:-} == --federation ]] && FEDERATION=1
+if [[ $NODE == 1 && $FEDERATION == 1 ]]; then die "--node and --federation do not combine"; fi
 
 case ${1:-} in
   install) cmd_install ;;
@@ -608,5 +738,5 @@ case ${1:-} in
   status) if cmd_status; then echo "up: KUBECONFIG=$KUBECONFIG_FILE"; else echo "down"; exit 1; fi ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
   version) echo "v$K8S_VERSION" ;;
-  *) echo "usage: $0 install|up|down|restart apiserver|etcd [SECONDS]|status|env|version" >&2; exit 2 ;;
+  *) echo "usage: $0 install|up [--node|--federation]|down|restart apiserver|etcd [SECONDS]|status|env|version" >&2; exit 2 ;;
 esac

@@ -144,6 +144,53 @@ pub struct Config {
     #[arg(long, env = "KUBE_LIGHTHOUSE_TEST_TIME_SCALE", default_value_t = 1, hide = true, value_parser = clap::value_parser!(u32).range(1..))]
     pub test_time_scale: u32,
 
+    /// The sign-in broker's issuer URL: the public HTTPS URL of the TLS server followed by
+    /// `/federation` (e.g. `https://lighthouse.example.com/federation`). Set, every replica
+    /// serves the broker's discovery, JWKS and token exchange there (docs/install.md, "The
+    /// sign-in broker"); unset, the broker is off.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_FEDERATION_ISSUER")]
+    pub federation_issuer: Option<String>,
+
+    /// `aud` of the tokens the broker issues: the audience the API server's JWT authenticator
+    /// for the broker expects.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_FEDERATION_AUDIENCE", default_value = "kube-lighthouse")]
+    pub federation_audience: String,
+
+    /// Longest life of an issued token, in seconds (never past the subject token's expiry).
+    #[arg(long, env = "KUBE_LIGHTHOUSE_FEDERATION_MAX_LIFETIME_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u32).range(60..=86_400))]
+    pub federation_max_lifetime_seconds: u32,
+
+    /// The managing tenants' authority, `{tenantId}` standing for the tenant: a subject
+    /// token's `iss` must be it, and its keys are found through its discovery document.
+    /// Change it for sovereign clouds (e.g. `https://login.microsoftonline.us/{tenantId}/v2.0`).
+    #[arg(long, env = "KUBE_LIGHTHOUSE_FEDERATION_AUTHORITY", default_value = crate::federation::core::DEFAULT_AUTHORITY)]
+    pub federation_authority: String,
+
+    /// The audiences a subject token may have (comma-separated): the application (client) ID
+    /// or ID URI the engineers request their Entra ID token for. Required with the broker.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_FEDERATION_SUBJECT_AUDIENCES", value_delimiter = ',')]
+    pub federation_subject_audiences: Vec<String>,
+
+    /// Only these managing tenants (comma-separated tenant IDs) may exchange, among those a
+    /// delegation in force names; empty: every delegated tenant.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_FEDERATION_TENANTS", value_delimiter = ',')]
+    pub federation_tenants: Vec<String>,
+
+    /// The Secret, in the controller's namespace, that holds the broker's signing keys; the
+    /// leader creates and rotates it, every replica reads it.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_FEDERATION_KEYS_SECRET", default_value = "kube-lighthouse-federation-keys")]
+    pub federation_keys_secret: String,
+
+    /// Seconds between two signing keys. A new key is published a quarter of this (at most a
+    /// minute) before it signs; an old one is kept until the tokens it signed have expired.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_FEDERATION_KEY_ROTATION_SECONDS", default_value_t = 604_800, value_parser = clap::value_parser!(u32).range(4..))]
+    pub federation_key_rotation_seconds: u32,
+
+    /// PEM CA certificates trusted for the authorities' HTTPS, besides the system's (a
+    /// private authority; the local control plane's issuers).
+    #[arg(long, env = "KUBE_LIGHTHOUSE_FEDERATION_AUTHORITY_CA")]
+    pub federation_authority_ca: Option<std::path::PathBuf>,
+
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "KUBE_LIGHTHOUSE_LOG", default_value = "info")]
     pub log_level: String,
@@ -205,6 +252,9 @@ mod tests {
         assert_eq!(c.activation_clock(), Clock::default(), "24 h to approve, real time");
         assert_eq!(c.authority_limits(), crate::model::authority::Limits::default());
         assert_eq!(c.webhook_configuration, None, "User Access Administrator is withheld unless configured");
+        assert_eq!(c.federation_issuer, None, "the sign-in broker is off unless configured");
+        assert_eq!(c.federation_max_lifetime_seconds, 900, "issued tokens live 15 minutes at most");
+        assert_eq!(c.federation_authority, "https://login.microsoftonline.com/{tenantId}/v2.0");
     }
 
     #[test]

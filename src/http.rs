@@ -33,17 +33,25 @@ async fn serve(listener: TcpListener, router: Router, what: &'static str) {
     }
 }
 
-/// `/healthz` and `/readyz`.
-pub async fn serve_health(listener: TcpListener, ready: watch::Receiver<bool>) {
+/// `/healthz` and `/readyz`; with the sign-in broker on, `broker_keys` says whether its
+/// signing keys are loaded, and a replica without them is not ready.
+pub async fn serve_health(
+    listener: TcpListener,
+    ready: watch::Receiver<bool>,
+    broker_keys: Option<watch::Receiver<bool>>,
+) {
     let router = Router::new().route("/healthz", get(|| async { "ok" })).route(
         "/readyz",
         get(move || {
             let ready = *ready.borrow();
+            let keys = broker_keys.as_ref().is_none_or(|k| *k.borrow());
             async move {
-                if ready {
-                    (StatusCode::OK, "ok")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "watch caches not synced")
+                match (ready, keys) {
+                    (true, true) => (StatusCode::OK, "ok"),
+                    (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "watch caches not synced"),
+                    (true, false) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "sign-in broker: signing keys not loaded from their Secret")
+                    }
                 }
             }
         }),

@@ -25,6 +25,7 @@ pub mod api;
 pub mod azure;
 pub mod config;
 pub mod controller;
+pub mod federation;
 pub mod http;
 pub mod lease;
 pub mod metrics;

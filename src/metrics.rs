@@ -142,6 +142,11 @@ impl Metrics {
         self.registry.register_collector(collector);
     }
 
+    /// Registers one more metric under the `kube_lighthouse_` prefix.
+    pub fn register_metric(&mut self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
+        self.registry.register(name, help, metric);
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -49,6 +49,9 @@ pub enum RunError {
     /// Another replica took the Lease: this one stops so that two never write at once.
     #[error("lost the Lease {}: stopping so that only the new leader writes", crate::lease::LEASE_NAME)]
     LeaseLost,
+    /// The sign-in broker's configuration is unusable.
+    #[error("sign-in broker: {0}")]
+    Federation(#[from] crate::federation::FederationError),
     /// The TLS server (admission webhook, views API) failed.
     #[error("TLS server (admission webhook, views API): {0}")]
     Serve(#[from] crate::serve::ServeError),
@@ -284,6 +287,21 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     };
     let mut metrics = crate::metrics::Metrics::default();
     metrics.register(Box::new(CacheGauges(caches.clone())));
+    // The sign-in broker, when configured: checked before anything starts.
+    let broker = match crate::federation::Settings::from_config(config)? {
+        Some(_) if config.webhook_cert.is_none() || config.webhook_key.is_none() => {
+            return Err(crate::federation::FederationError::NoTls.into())
+        }
+        Some(settings) => {
+            let federation_metrics = crate::federation::FederationMetrics::default();
+            federation_metrics.register(&mut metrics);
+            info!(issuer = %settings.issuer, audience = %settings.audience, authority = %settings.authority,
+                subject_audiences = ?settings.subject_audiences, allow_list = ?settings.allow_list,
+                max_lifetime_seconds = settings.max_lifetime, "sign-in broker on");
+            Some(Arc::new(crate::federation::Broker::new(settings, caches.assignments.clone(), federation_metrics)?))
+        }
+        None => None,
+    };
     let metrics = Arc::new(metrics);
     let (readiness, ready) = triggers::Readiness::new(triggers::CACHES);
     let lease_namespace = config.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
@@ -296,6 +314,26 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     )
     .await?;
     let mut leadership = election.leadership.clone();
+    if let Some(broker) = &broker {
+        // Every replica follows the keys Secret; the leader rotates it.
+        let (secret, namespace) = (broker.settings.keys_secret.clone(), lease_namespace.clone());
+        tokio::spawn(crate::federation::keys::follow(
+            client.clone(),
+            namespace.clone(),
+            secret.clone(),
+            broker.keys.clone(),
+        ));
+        let policy = broker.settings.rotation;
+        let tick = Duration::from_secs(u64::try_from(policy.publish_delay).unwrap_or(60).clamp(1, 30));
+        tokio::spawn(crate::federation::keys::rotate(
+            client.clone(),
+            namespace,
+            secret,
+            policy,
+            election.leadership.clone(),
+            tick,
+        ));
+    }
     // Whether this replica reconciles: it leads, and has revoked what expired while no one
     // did (SPEC §9: before anything else is reconciled).
     let (reconciling_tx, reconciling) = tokio::sync::watch::channel(false);
@@ -344,7 +382,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     });
     tokio::spawn(async move { grants.follow().await });
     if let Some(listener) = health {
-        tokio::spawn(crate::http::serve_health(listener, ready.clone()));
+        let broker_keys = broker.as_ref().map(|b| b.keys.loaded());
+        tokio::spawn(crate::http::serve_health(listener, ready.clone(), broker_keys));
     }
     if let Some(listener) = metrics_listener {
         tokio::spawn(crate::http::serve_metrics(listener, metrics));
@@ -379,8 +418,13 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
                 claims: claims.clone(),
             });
             Some(
-                crate::serve::serve(config.webhook_port, cert, key, Routes { admission, views, admission_clients })
-                    .await?,
+                crate::serve::serve(
+                    config.webhook_port,
+                    cert,
+                    key,
+                    Routes { admission, views, admission_clients, federation: broker },
+                )
+                .await?,
             )
         }
         (None, None) => {

@@ -9,6 +9,8 @@
 //! | [`protocol`] | discovery documents, JSON or `Table`, `Status` bodies, list parameters (pure) |
 //! | [`views`] | the views' routes: authenticate, snapshot the caches, call `model::views`, encode |
 //!
+//! With `--federation-issuer`, the sign-in broker's routes too (`/federation`, [`crate::federation`]).
+//!
 //! The API server calls the webhook with no client certificate unless its admission
 //! configuration names one (then the admission routes can require it), and the views through
 //! its front proxy with one. Each connection's certificates travel with its requests
@@ -68,6 +70,8 @@ pub struct Routes {
     pub views: Option<Arc<views::Views>>,
     /// Who may call admission; None: anyone who reaches the port (docs/install.md).
     pub admission_clients: Option<Arc<admission_clients::AdmissionClients>>,
+    /// The sign-in broker's handle; None: `/federation` is 404.
+    pub federation: Option<Arc<crate::federation::Broker>>,
 }
 
 impl Routes {
@@ -79,6 +83,9 @@ impl Routes {
         }
         if let Some(v) = self.views {
             router = router.merge(views::router(v));
+        }
+        if let Some(broker) = self.federation {
+            router = router.merge(crate::federation::server::router(broker));
         }
         router
     }

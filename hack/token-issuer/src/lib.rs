@@ -27,7 +27,7 @@ mod token;
 pub use error::Error;
 pub use issuer::{Issuer, CA_CERT_FILE, CA_KEY_FILE, ISSUER_FILE, SIGNING_KEY_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 pub use material::RSA_BITS;
-pub use server::{router, serve, serve_on};
+pub use server::{router, serve, serve_all, serve_on};
 pub use token::{parse_lifetime, Claims, TokenRequest, DEFAULT_LIFETIME};
 
 #[cfg(test)]

@@ -37,9 +37,10 @@ enum Command {
     },
     /// Serve OIDC discovery and the JWKS over HTTPS on 127.0.0.1 until SIGTERM or Ctrl-C.
     Serve {
-        /// The issuer directory.
-        #[arg(long)]
-        dir: PathBuf,
+        /// The issuer directory; repeat to serve several issuers of the same port on it (the
+        /// first one's serving certificate is presented).
+        #[arg(long, required = true)]
+        dir: Vec<PathBuf>,
     },
     /// Print one signed token on stdout.
     Token {
@@ -100,14 +101,15 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Serve { dir } => {
-            let issuer = Issuer::load(&dir)?;
+            let issuers = dir.iter().map(|d| Issuer::load(d)).collect::<Result<Vec<_>, _>>()?;
+            let first = dir.first().cloned().unwrap_or_default();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|source| Error::Io { path: dir.clone(), source })?;
+                .map_err(|source| Error::Io { path: first.clone(), source })?;
             runtime.block_on(async {
-                let stop = stop_signal().map_err(|source| Error::Io { path: dir.clone(), source })?;
-                kl_token_issuer::serve(&issuer, stop).await
+                let stop = stop_signal().map_err(|source| Error::Io { path: first.clone(), source })?;
+                kl_token_issuer::serve_all(&issuers, stop).await
             })
         }
         Command::Token { dir, oid, groups, amr, lifetime, expired, unknown_key, tid, audience } => {

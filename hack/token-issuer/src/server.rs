@@ -52,9 +52,30 @@ async fn log_request(request: Request, next: Next) -> Response {
 ///
 /// [`Error::Bind`] when the port cannot be opened; see [`serve_on`] for the rest.
 pub async fn serve(issuer: &Issuer, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, issuer.port()));
+    serve_all(std::slice::from_ref(issuer), shutdown).await
+}
+
+/// Serves several issuers on one port, as Entra ID serves every tenant on one host: their
+/// URLs must name the same port (their paths differ by tenant), and the first one's serving
+/// certificate is presented for all (give them the same CA, as `hack/control-plane.sh up
+/// --federation` does).
+///
+/// # Errors
+///
+/// [`Error::Url`] when the issuers are none or their ports differ, [`Error::Bind`] when the
+/// port cannot be opened; see [`serve_on`] for the rest.
+pub async fn serve_all(issuers: &[Issuer], shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let first =
+        issuers.first().ok_or_else(|| Error::Url { url: String::new(), reason: "no issuer to serve".into() })?;
+    if let Some(other) = issuers.iter().find(|i| i.port() != first.port()) {
+        return Err(Error::Url {
+            url: other.url().to_owned(),
+            reason: format!("must name port {} as {} does", first.port(), first.url()),
+        });
+    }
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, first.port()));
     let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
-    serve_on(listener, issuer, shutdown).await
+    serve_all_on(listener, issuers, shutdown).await
 }
 
 /// Serves [`router`] over HTTPS on an already bound `listener` until `shutdown` completes,
@@ -67,8 +88,17 @@ pub async fn serve(issuer: &Issuer, shutdown: impl Future<Output = ()>) -> Resul
 /// [`Error::Tls`] when rustls rejects them. Failed accepts and handshakes are logged, not
 /// returned.
 pub async fn serve_on(listener: TcpListener, issuer: &Issuer, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    serve_all_on(listener, std::slice::from_ref(issuer), shutdown).await
+}
+
+async fn serve_all_on(
+    listener: TcpListener,
+    issuers: &[Issuer],
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let Some(issuer) = issuers.first() else { return Ok(()) };
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(issuer.dir())?));
-    let router = router(issuer);
+    let router = issuers.iter().skip(1).fold(router(issuer), |all, i| all.merge(router(i)));
     let local = listener.local_addr().map_err(Error::io(issuer.dir()))?;
     info!(issuer = issuer.url(), %local, discovery = issuer.discovery_url(), jwks = issuer.jwks_uri(), "serving");
     let mut connections = JoinSet::new();
