@@ -7,6 +7,9 @@
 #     and etcd; hack/chaos.sh runs the full one);
 #   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security, removal and chart
 #     suites;
+#   - Kubernetes 1.37 in the one-issuer mode (`hack/control-plane.sh up --federation`: the
+#     API server trusts only kube-lighthouse's sign-in broker): the suites of sign-in through
+#     the broker (tests/sign_in_kubectl.rs: kubectl and the exec plugin, about 15 s);
 #   - with KL_TEST_NODE=1, then the node suite (tests/node_e2e.rs) on 1.37 with a real node:
 #     the chart's own pods, from the image hack/image.sh builds without Docker.
 #
@@ -32,6 +35,11 @@ cd "$(dirname "$0")/.."
 versions=${KL_TEST_VERSIONS:-1.37 1.33}
 # The suites proven at the earliest supported minor: what a user touches there.
 EARLIEST_SUITES=(--test e2e --test webhook --test sign_in --test security --test removal --test chart)
+# The one-issuer suites: they need the control plane whose API server trusts only
+# kube-lighthouse's sign-in broker (`hack/control-plane.sh up --federation`), so the other
+# control planes skip their tests (FEDERATION_SKIP) and a federation control plane runs them.
+FEDERATION_SUITES=(--test sign_in_kubectl)
+FEDERATION_SKIP=(--skip an_engineer_signs_in_with_kubectl)
 trap 'hack/control-plane.sh down >/dev/null 2>&1 || true' EXIT
 
 echo "== cargo fmt --check"
@@ -52,7 +60,7 @@ for version in $versions; do
     # (--skip): they need Azure's samples laid out by hand (tests/fixtures/azure/PROVENANCE.md);
     # so does the node suite, which needs a node (KL_TEST_NODE, below).
     cargo test --all-targets -- --include-ignored --skip sample_ --skip the_chart_on_a_node \
-      --test-threads "${KL_TEST_THREADS:-4}"
+      "${FEDERATION_SKIP[@]}" --test-threads "${KL_TEST_THREADS:-4}"
     first=0
   else
     echo "== cargo test (e2e, webhook, sign-in, security and chart suites, Kubernetes $version)"
@@ -60,6 +68,14 @@ for version in $versions; do
   fi
   hack/control-plane.sh down
 done
+
+export KL_KUBE_VERSION=1.37
+echo "== one-issuer suites: Kubernetes $(hack/control-plane.sh version), the API server trusts only the broker"
+hack/control-plane.sh down >/dev/null 2>&1 || true
+hack/control-plane.sh up --federation
+export KL_TEST_KUBECONFIG=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/kubeconfig
+cargo test "${FEDERATION_SUITES[@]}" -- --include-ignored --test-threads "${KL_TEST_THREADS:-4}"
+hack/control-plane.sh down
 
 if [[ ${KL_TEST_NODE:-0} == 1 ]]; then
   export KL_KUBE_VERSION=1.37
