@@ -495,7 +495,7 @@ fn the_chart_exposes_the_sign_in_broker() {
         assert_eq!(rule["resourceNames"][0], "kube-lighthouse-federation-keys", "{rule:?}");
         assert_eq!(rule["resourceNames"].as_sequence().map(Vec::len), Some(1));
         assert!(["get", "list", "watch", "update"].iter().all(|v| verbs.contains(v)), "{verbs:?}");
-        assert!(!verbs.contains(&"delete") && !verbs.contains(&"*"), "{verbs:?}");
+        assert!(!verbs.contains(&"delete") && !verbs.contains(&"patch") && !verbs.contains(&"*"), "{verbs:?}");
     }
     let controller = on
         .iter()
