@@ -7,6 +7,13 @@
 //! `kubectl-lighthouse credential` as its exec plugin, which exchanges the token at the real
 //! broker (the controller binary), and the API server decides with RBAC.
 //!
+//! The customer's side follows the docs too: the chart is installed with `federation.*` values
+//! (`helm upgrade --install`), and the broker is the controller binary run as the chart's pod
+//! would run it: with the environment of the chart's rendered Deployment and a token of the
+//! chart's ServiceAccount, so the chart's settings and its RBAC (the keys' Secret in the
+//! release namespace only) are what is proven. The local control plane has no nodes, so the
+//! binary runs out of cluster on the port and certificate the API server's configuration names.
+//!
 //! The token command stands in for `kubelogin get-token`: `kl-token-issuer token` prints a
 //! token of the local Entra-shaped issuer of the engineer's tenant, which the API server does
 //! not trust by itself.
@@ -58,22 +65,113 @@ fn bin_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_kubectl-lighthouse")).parent().expect("bin dir").to_path_buf()
 }
 
-/// The broker: the controller binary with the sign-in broker on, as the chart runs it, on the
-/// port and with the certificate the API server's configuration names.
-fn start_broker(setup: &Setup, log: &Path) -> (ControllerProcess, u16) {
+const RELEASE: &str = "kube-lighthouse";
+const RELEASE_NAMESPACE: &str = "kube-lighthouse";
+
+/// helm, installed by hack/install-helm.sh (cached).
+fn helm() -> PathBuf {
+    let out = Command::new(repo().join("hack/install-helm.sh")).stderr(std::process::Stdio::inherit()).output();
+    match out {
+        Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
+        other => panic!("hack/install-helm.sh failed: {other:?}"),
+    }
+}
+
+/// The customer installs the chart with the broker on, as docs/install.md says ("Turn the
+/// broker on"): the issuer, the engineers' audience, and here the local authority and its CA
+/// (a private authority: `federation.authority`, `federation.authorityCA`). No Ingress: the
+/// API server reaches the broker directly. The webhook is off and the views' APIService is not
+/// registered: no pod would serve them on this node-less control plane.
+fn install_chart(setup: &Setup) {
+    let admin = kubeconfig();
+    let ca = std::fs::read_to_string(&setup.authority_ca).expect("authority CA");
+    let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE_NAMESPACE}},
+        {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "federation-authority-ca", "namespace": RELEASE_NAMESPACE}, "data": {"ca.crt": ca}},
+    ]});
+    let file = std::env::temp_dir().join(unique("authority-ca")).with_extension("json");
+    std::fs::write(&file, objects.to_string()).expect("write");
+    kubectl(&admin, &["apply", "--server-side", "-f", file.to_str().expect("path")]);
+    let _ = std::fs::remove_file(file);
+    run(Command::new(helm()).env("KUBECONFIG", &admin).args([
+        "upgrade",
+        "--install",
+        RELEASE,
+        &repo().join("charts/kube-lighthouse").to_string_lossy(),
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--take-ownership",
+        "--set",
+        "webhook.enabled=false",
+        "--set",
+        "views.apiService.create=false",
+        "--set",
+        "federation.enabled=true",
+        "--set-json",
+        &format!("federation.issuer={}", serde_json::json!(setup.issuer)),
+        "--set-json",
+        &format!("federation.subjectAudiences={}", serde_json::json!([setup.subject_audience])),
+        "--set-json",
+        &format!("federation.authority={}", serde_json::json!(setup.authority)),
+        "--set",
+        "federation.authorityCA.configMap=federation-authority-ca",
+    ]));
+}
+
+/// The chart's rendered Deployment: the controller container's environment (plain values).
+fn chart_environment() -> Vec<(String, String)> {
+    let out = kubectl(&kubeconfig(), &["get", "deployment", RELEASE, "-n", RELEASE_NAMESPACE, "-o", "json"]);
+    let deployment: serde_json::Value = serde_json::from_str(&out).expect("Deployment JSON");
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
+        .collect()
+}
+
+/// A kubeconfig with a token of the chart's ServiceAccount (what the kubelet mounts into its
+/// pod), for the admin kubeconfig's cluster.
+fn service_account_kubeconfig(dir: &Path) -> PathBuf {
+    let token = kubectl(&kubeconfig(), &["create", "token", RELEASE, "-n", RELEASE_NAMESPACE, "--duration", "1h"]);
+    let (server, ca) = api_server(dir);
+    let value = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server, "certificate-authority": ca}}],
+        "users": [{"name": "sa", "user": {"token": token.trim()}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa", "namespace": RELEASE_NAMESPACE}}],
+        "current-context": "sa",
+    });
+    let path = dir.join("service-account.kubeconfig");
+    std::fs::write(&path, value.to_string()).expect("write kubeconfig");
+    path
+}
+
+/// The broker: the controller binary with the chart's environment and ServiceAccount, on the
+/// port and with the certificate the API server's configuration names (where the pod would
+/// have its Service and mounted Secret).
+fn start_broker(setup: &Setup, dir: &Path, log: &Path) -> (ControllerProcess, u16) {
     let health = free_port();
-    let (port, health_s) = (setup.port.to_string(), health.to_string());
-    let env = [
-        ("KUBE_LIGHTHOUSE_WEBHOOK_PORT", port.as_str()),
-        ("KUBE_LIGHTHOUSE_WEBHOOK_CERT", setup.cert.to_str().expect("path")),
-        ("KUBE_LIGHTHOUSE_WEBHOOK_KEY", setup.key.to_str().expect("path")),
-        ("KUBE_LIGHTHOUSE_HEALTH_PORT", health_s.as_str()),
-        ("KUBE_LIGHTHOUSE_FEDERATION_ISSUER", setup.issuer.as_str()),
-        ("KUBE_LIGHTHOUSE_FEDERATION_AUTHORITY", setup.authority.as_str()),
-        ("KUBE_LIGHTHOUSE_FEDERATION_SUBJECT_AUDIENCES", setup.subject_audience.as_str()),
-        ("KUBE_LIGHTHOUSE_FEDERATION_AUTHORITY_CA", setup.authority_ca.to_str().expect("path")),
+    let local: Vec<(&str, String)> = vec![
+        ("KUBE_LIGHTHOUSE_WEBHOOK_PORT", setup.port.to_string()),
+        ("KUBE_LIGHTHOUSE_WEBHOOK_CERT", setup.cert.display().to_string()),
+        ("KUBE_LIGHTHOUSE_WEBHOOK_KEY", setup.key.display().to_string()),
+        ("KUBE_LIGHTHOUSE_HEALTH_PORT", health.to_string()),
+        ("KUBE_LIGHTHOUSE_METRICS_PORT", "0".into()),
+        ("KUBE_LIGHTHOUSE_FEDERATION_AUTHORITY_CA", setup.authority_ca.display().to_string()),
+        ("POD_NAMESPACE", RELEASE_NAMESPACE.into()),
+        ("POD_NAME", "kube-lighthouse-broker-0".into()),
     ];
-    (ControllerProcess::start(&kubeconfig(), log, &env), health)
+    let chart = chart_environment();
+    let from_chart = |name: &str| chart.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(from_chart("KUBE_LIGHTHOUSE_FEDERATION_ISSUER").as_deref(), Some(setup.issuer.as_str()));
+    assert!(from_chart("KUBE_LIGHTHOUSE_FEDERATION_AUTHORITY_CA").is_some(), "the chart mounts the authority's CA");
+    let mut env: Vec<(String, String)> =
+        chart.into_iter().filter(|(n, _)| !local.iter().any(|(l, _)| l == n)).collect();
+    env.extend(local.into_iter().map(|(n, v)| (n.to_string(), v)));
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    (ControllerProcess::start(&service_account_kubeconfig(dir), log, &env), health)
 }
 
 /// Waits until the broker's `/readyz` answers 200 (its caches synced, its keys loaded).
@@ -174,9 +272,32 @@ async fn an_engineer_signs_in_with_kubectl_and_the_exec_plugin_by_the_docs_alone
     let admin = client_for(&kubeconfig()).await;
     let dir = std::env::temp_dir().join(unique("kl-sign-in-kubectl"));
     std::fs::create_dir_all(&dir).expect("dir");
+    install_chart(&setup);
     let log = dir.join("broker.log");
-    let (mut broker, health) = start_broker(&setup, &log);
+    let (mut broker, health) = start_broker(&setup, &dir, &log);
     wait_ready(&mut broker, health, &log);
+    // Ready means keys loaded: the chart's ServiceAccount created its keys' Secret, in the
+    // release namespace, and may read no other Secret.
+    let keys = kubectl(
+        &kubeconfig(),
+        &["get", "secret", "kube-lighthouse-federation-keys", "-n", RELEASE_NAMESPACE, "-o", "name"],
+    );
+    assert_eq!(keys.trim(), "secret/kube-lighthouse-federation-keys");
+    let sa = format!("system:serviceaccount:{RELEASE_NAMESPACE}:{RELEASE}");
+    for (verb, what, namespace) in [
+        ("get", "secrets/kube-lighthouse-federation-keys", RELEASE_NAMESPACE),
+        ("get", "secrets/another", RELEASE_NAMESPACE),
+        ("list", "secrets", RELEASE_NAMESPACE),
+        ("get", "secrets/kube-lighthouse-federation-keys", "default"),
+    ] {
+        let allowed = Command::new("kubectl")
+            .env("KUBECONFIG", kubeconfig())
+            .args(["auth", "can-i", verb, what, "-n", namespace, "--as", &sa])
+            .output()
+            .expect("kubectl auth can-i");
+        let expected = what.ends_with("federation-keys") && namespace == RELEASE_NAMESPACE;
+        assert_eq!(allowed.status.success(), expected, "{sa} {verb} {what} -n {namespace}");
+    }
 
     // The customer delegates Reader in one namespace to a contoso engineer.
     let (ns, other) = (unique("sign-in-kubectl"), unique("sign-in-kubectl-other"));
