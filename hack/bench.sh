@@ -2,8 +2,10 @@
 # Runs the benchmarks (docs/benchmarks.md) on a fresh local control plane of its own, so the
 # figures never include another run's objects. Arguments go to the harness, e.g.
 #   hack/bench.sh --n 200 --big-n 0 --reps 20
-# Figures: stdout and target/bench/results.json. KL_BENCH_KEEP=1 leaves the control plane
-# up afterwards, with every delegation in place, for a profile (docs/benchmarks.md).
+# Figures: stdout and target/bench/results.json; the sign-in broker's token exchange (warm and
+# cold JWKS caches, in-process: benches/federation.rs) in target/bench/federation.json.
+# KL_BENCH_KEEP=1 leaves the control plane up afterwards, with every delegation in place, for
+# a profile (docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +23,5 @@ if [ "${KL_BENCH_KEEP:-}" != 1 ]; then
 fi
 export KL_TEST_KUBECONFIG=$KL_STATE_DIR/kubeconfig
 cargo bench --bench lighthouse -- "$@"
+# The sign-in broker's exchange needs no cluster: a local issuer and the broker's routes.
+cargo bench --bench federation_exchange

@@ -474,16 +474,17 @@ start_federation_issuers() {
 # server starts so that its AuthenticationConfiguration can name them.
 make_broker_pki() {
   local dir=$FEDERATION_DIR/broker port
+  rm -rf "$dir"
   mkdir -p "$dir"
+  # Also the views' Service name of the tests (tests/common/views.rs), so that the broker's
+  # port serves the views' APIService too.
   (
     cd "$dir"
-    if [[ ! -f tls.crt ]]; then
-      make_ca ca kube-lighthouse-broker-ca
-      sign tls kube-lighthouse "basicConstraints=CA:FALSE
+    make_ca ca kube-lighthouse-broker-ca
+    sign tls kube-lighthouse "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost"
-    fi
+subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kube-lighthouse-views.kube-lighthouse-views-test.svc"
   )
   port=$(free_port)
   jq -n --arg issuer "https://127.0.0.1:$port/federation" --argjson port "$port" \

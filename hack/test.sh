@@ -7,9 +7,10 @@
 #     and etcd; hack/chaos.sh runs the full one);
 #   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security, removal and chart
 #     suites;
-#   - Kubernetes 1.37 in the one-issuer mode (`hack/control-plane.sh up --federation`: the
-#     API server trusts only kube-lighthouse's sign-in broker): the suites of sign-in through
-#     the broker (tests/sign_in_kubectl.rs: kubectl and the exec plugin, about 15 s);
+#   - then the sign-in broker's suites on 1.37, on a control plane whose API server trusts only
+#     the broker (`hack/control-plane.sh up --federation`): tests/federation.rs (about a
+#     minute) and tests/sign_in_kubectl.rs (kubectl and the exec plugin, by the docs; about
+#     15 s);
 #   - with KL_TEST_NODE=1, then the node suite (tests/node_e2e.rs) on 1.37 with a real node:
 #     the chart's own pods, from the image hack/image.sh builds without Docker.
 #
@@ -38,8 +39,8 @@ EARLIEST_SUITES=(--test e2e --test webhook --test sign_in --test security --test
 # The one-issuer suites: they need the control plane whose API server trusts only
 # kube-lighthouse's sign-in broker (`hack/control-plane.sh up --federation`), so the other
 # control planes skip their tests (FEDERATION_SKIP) and a federation control plane runs them.
-FEDERATION_SUITES=(--test sign_in_kubectl)
-FEDERATION_SKIP=(--skip an_engineer_signs_in_with_kubectl)
+FEDERATION_SUITES=(--test federation --test sign_in_kubectl)
+FEDERATION_SKIP=(--skip sign_in_through_the_broker --skip an_engineer_signs_in_with_kubectl)
 trap 'hack/control-plane.sh down >/dev/null 2>&1 || true' EXIT
 
 echo "== cargo fmt --check"
@@ -58,7 +59,8 @@ for version in $versions; do
     echo "== cargo test (every suite, Kubernetes $version)"
     # --include-ignored runs the cluster suites; tests/azure_import.rs's sample_* stay out
     # (--skip): they need Azure's samples laid out by hand (tests/fixtures/azure/PROVENANCE.md);
-    # so does the node suite, which needs a node (KL_TEST_NODE, below).
+    # so does the node suite, which needs a node (KL_TEST_NODE, below), and the broker's, which
+    # needs the federation mode (below).
     cargo test --all-targets -- --include-ignored --skip sample_ --skip the_chart_on_a_node \
       "${FEDERATION_SKIP[@]}" --test-threads "${KL_TEST_THREADS:-4}"
     first=0
@@ -70,11 +72,14 @@ for version in $versions; do
 done
 
 export KL_KUBE_VERSION=1.37
-echo "== one-issuer suites: Kubernetes $(hack/control-plane.sh version), the API server trusts only the broker"
+echo "== sign-in broker suites: Kubernetes $(hack/control-plane.sh version), the API server trusts the broker only"
 hack/control-plane.sh down >/dev/null 2>&1 || true
 hack/control-plane.sh up --federation
 export KL_TEST_KUBECONFIG=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/kubeconfig
-cargo test "${FEDERATION_SUITES[@]}" -- --include-ignored --test-threads "${KL_TEST_THREADS:-4}"
+started=$SECONDS
+# One at a time: every suite's broker serves on the port the API server's configuration names.
+cargo test "${FEDERATION_SUITES[@]}" -- --include-ignored --test-threads 1 --nocapture
+echo "== sign-in broker suites: $((SECONDS - started)) s"
 hack/control-plane.sh down
 
 if [[ ${KL_TEST_NODE:-0} == 1 ]]; then

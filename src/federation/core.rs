@@ -165,36 +165,33 @@ pub fn authority(template: &str, tenant: &Guid) -> String {
     template.replace(TENANT_PLACEHOLDER, tenant.as_str())
 }
 
-/// The tenants of the delegations in force: the managing tenant of every assignment whose
-/// provisioning state is Succeeded (its definition's standing and eligible authorizations
-/// alike: an eligible authorization's engineer must sign in to activate). Lower case.
-pub fn delegated_tenants<'a>(assignments: impl IntoIterator<Item = &'a RegistrationAssignment>) -> BTreeSet<String> {
-    assignments
-        .into_iter()
-        .filter_map(|a| a.status.as_ref())
-        .filter(|s| s.provisioning_state == Some(ProvisioningState::Succeeded))
-        .filter_map(|s| s.managed_by_tenant_id.as_deref())
-        .filter_map(Guid::parse)
-        .map(|g| g.as_str().to_owned())
-        .collect()
+/// Whether a delegation in force names `tenant`: an assignment whose provisioning state is
+/// Succeeded has it as its managing tenant (its definition's standing and eligible
+/// authorizations alike: an eligible authorization's engineer must sign in to activate).
+pub fn delegated<'a>(assignments: impl IntoIterator<Item = &'a RegistrationAssignment>, tenant: &Guid) -> bool {
+    assignments.into_iter().filter_map(|a| a.status.as_ref()).any(|s| {
+        s.provisioning_state == Some(ProvisioningState::Succeeded)
+            && s.managed_by_tenant_id.as_deref().and_then(Guid::parse).as_ref() == Some(tenant)
+    })
 }
 
 /// Whether a subject token claiming `claimed` may be verified at all, and against which
-/// authority: its `tid` is a GUID that a delegation in force names (`delegated`), inside the
-/// allow-list when there is one, and its `iss` is exactly that tenant's authority. Checked
-/// before any key is fetched, so an undelegated tenant costs the broker no request.
+/// authority: its `tid` is a GUID that a delegation in force names (`is_delegated`, e.g.
+/// [`delegated`] over the assignments cache), inside the allow-list when there is one, and its
+/// `iss` is exactly that tenant's authority. Checked before any key is fetched, so an
+/// undelegated tenant costs the broker no request.
 ///
 /// # Errors
 /// [`Refusal::Malformed`], [`Refusal::TenantNotDelegated`], [`Refusal::TenantNotAllowed`],
 /// [`Refusal::IssuerMismatch`].
 pub fn admit(
     claimed: &Claimed,
-    delegated: &BTreeSet<String>,
+    is_delegated: impl FnOnce(&Guid) -> bool,
     allow_list: Option<&BTreeSet<String>>,
     template: &str,
 ) -> Result<(Guid, String), Refusal> {
     let tenant = claimed.tid.as_deref().and_then(Guid::parse).ok_or(Refusal::Malformed)?;
-    if !delegated.contains(tenant.as_str()) {
+    if !is_delegated(&tenant) {
         return Err(Refusal::TenantNotDelegated);
     }
     if allow_list.is_some_and(|allowed| !allowed.contains(tenant.as_str())) {
@@ -394,7 +391,8 @@ mod tests {
 
     #[test]
     fn malformed_requests_name_the_parameter() {
-        let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+        let cases: Vec<Case> = vec![
             (vec![], "invalid_request", "grant_type"),
             (
                 vec![
@@ -473,8 +471,17 @@ mod tests {
             assignment(Some("44444444-4444-4444-8444-444444444444"), None),
             RegistrationAssignment::new("no-status", spec()),
         ];
-        let tenants = delegated_tenants(&assignments);
-        assert_eq!(tenants, BTreeSet::from([T1.to_owned(), T2.to_owned()]));
+        let named = |t: &str| delegated(&assignments, &Guid::parse(t).expect("guid"));
+        assert!(named(T1) && named(T2), "Succeeded assignments name their tenants, whatever the case");
+        for t in [
+            "11111111-1111-4111-8111-111111111111",
+            "22222222-2222-4222-8222-222222222222",
+            "33333333-3333-4333-8333-333333333333",
+            "44444444-4444-4444-8444-444444444444",
+            "55555555-5555-4555-8555-555555555555",
+        ] {
+            assert!(!named(t), "{t} is named by no delegation in force");
+        }
     }
 
     fn claimed(tid: Option<&str>, iss: Option<&str>) -> Claimed {
@@ -483,10 +490,11 @@ mod tests {
 
     #[test]
     fn only_delegated_allowed_tenants_from_their_own_authority_are_admitted() {
-        let delegated = BTreeSet::from([T1.to_owned(), T2.to_owned()]);
+        let tenants = BTreeSet::from([T1.to_owned(), T2.to_owned()]);
+        let delegated = |t: &Guid| tenants.contains(t.as_str());
         let own = authority(DEFAULT_AUTHORITY, &Guid::parse(T1).expect("guid"));
         assert_eq!(own, format!("https://login.microsoftonline.com/{T1}/v2.0"));
-        let admitted = admit(&claimed(Some(T1), Some(&own)), &delegated, None, DEFAULT_AUTHORITY);
+        let admitted = admit(&claimed(Some(T1), Some(&own)), delegated, None, DEFAULT_AUTHORITY);
         assert_eq!(admitted, Ok((Guid::parse(T1).expect("guid"), own.clone())));
         let undelegated = "11111111-1111-4111-8111-111111111111";
         let theirs = format!("https://login.microsoftonline.com/{undelegated}/v2.0");
@@ -501,17 +509,17 @@ mod tests {
             (claimed(Some(T1), Some("https://sts.windows.net/x/")), Refusal::IssuerMismatch),
         ];
         for (c, refusal) in cases {
-            assert_eq!(admit(&c, &delegated, None, DEFAULT_AUTHORITY), Err(refusal), "{c:?}");
+            assert_eq!(admit(&c, delegated, None, DEFAULT_AUTHORITY), Err(refusal), "{c:?}");
         }
         let allowed = BTreeSet::from([T2.to_owned()]);
         assert_eq!(
-            admit(&claimed(Some(T1), Some(&own)), &delegated, Some(&allowed), DEFAULT_AUTHORITY),
+            admit(&claimed(Some(T1), Some(&own)), delegated, Some(&allowed), DEFAULT_AUTHORITY),
             Err(Refusal::TenantNotAllowed)
         );
         // The allow-list narrows; it never adds a tenant no delegation names.
         let allowed = BTreeSet::from([undelegated.to_owned()]);
         assert_eq!(
-            admit(&claimed(Some(undelegated), Some(&theirs)), &delegated, Some(&allowed), DEFAULT_AUTHORITY),
+            admit(&claimed(Some(undelegated), Some(&theirs)), delegated, Some(&allowed), DEFAULT_AUTHORITY),
             Err(Refusal::TenantNotDelegated)
         );
     }

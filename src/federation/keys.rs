@@ -16,7 +16,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::api::{ObjectMeta, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -196,7 +196,8 @@ fn from_secret(secret: &Secret) -> Result<KeySet, KeyError> {
 pub async fn follow(client: Client, namespace: String, name: String, keys: Arc<Keys>) {
     let api: Api<Secret> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = watcher(api, config).boxed();
+    // Errors (a 403 without the RBAC for the Secret, the API server away) back off and retry.
+    let mut events = watcher(api, config).default_backoff().boxed();
     let mut seen = false;
     while let Some(event) = events.next().await {
         match event {
@@ -224,10 +225,7 @@ pub async fn follow(client: Client, namespace: String, name: String, keys: Arc<K
                     keys.set(None);
                 }
             }
-            Err(e) => {
-                warn!(error = %e, secret = %name, "cannot watch the federation keys Secret");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            Err(e) => warn!(error = %e, secret = %name, "cannot watch the federation keys Secret"),
         }
     }
 }

@@ -235,9 +235,12 @@ impl Broker {
         let claimed: Claimed = jsonwebtoken::dangerous::insecure_decode::<Claimed>(token)
             .map(|d| d.claims)
             .map_err(|_| refused(Refusal::Malformed, None))?;
-        let delegated = core::delegated_tenants(self.assignments.state().iter().map(|a| a.as_ref()));
+        // The cache, read in place: one pass, no copy.
+        let is_delegated = |tenant: &crate::model::tenant::Guid| {
+            self.assignments.find(|a| core::delegated(std::iter::once(a), tenant)).is_some()
+        };
         let (tenant, authority) =
-            core::admit(&claimed, &delegated, self.settings.allow_list.as_ref(), &self.settings.authority)
+            core::admit(&claimed, is_delegated, self.settings.allow_list.as_ref(), &self.settings.authority)
                 .map_err(|r| refused(r, claimed.tid.as_deref()))?;
         let subject = self
             .upstream

@@ -76,6 +76,8 @@ pub struct Upstream {
     tenants: Mutex<HashMap<String, Arc<TenantKeys>>>,
     /// When each tenant's keys were last fetched or tried: the refresh rate limit.
     attempts: Mutex<HashMap<String, Instant>>,
+    /// One fetch per tenant at a time.
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     audiences: BTreeSet<String>,
 }
 
@@ -117,6 +119,7 @@ impl Upstream {
             client: HttpClient::builder(TokioExecutor::new()).build(https),
             tenants: Mutex::default(),
             attempts: Mutex::default(),
+            fetching: Mutex::default(),
             audiences,
         })
     }
@@ -174,30 +177,29 @@ impl Upstream {
     }
 
     /// The key `kid` of `tenant`: from the cache, or fetched when the cache has none of the
-    /// tenant's keys, they are older than [`MAX_AGE`], or `kid` is unknown and the last fetch
-    /// is older than [`REFRESH_INTERVAL`].
+    /// tenant's keys, they are older than [`MAX_AGE`], or `kid` is unknown; one fetch per tenant
+    /// at a time (concurrent exchanges wait for it and use what it brought), and at most one
+    /// per [`REFRESH_INTERVAL`], so unknown key IDs cannot make the broker hammer an authority.
     async fn key(&self, tenant: &str, authority: &str, kid: &str) -> Result<(DecodingKey, Option<Algorithm>), Refusal> {
-        let cached = self.tenants.lock().ok().and_then(|t| t.get(tenant).cloned());
-        if let Some(keys) = &cached {
-            if keys.fetched.elapsed() < MAX_AGE {
-                if let Some(found) = keys.keys.get(kid) {
-                    return Ok(found.clone());
-                }
-            }
+        if let Some(found) = self.cached(tenant, kid) {
+            return Ok(found);
         }
-        let may_fetch = {
-            let mut attempts = self.attempts.lock().map_err(|_| Refusal::AuthorityUnavailable)?;
-            let stale = cached.as_ref().is_none_or(|k| k.fetched.elapsed() >= MAX_AGE);
-            match attempts.get(tenant) {
-                Some(last) if !stale && last.elapsed() < REFRESH_INTERVAL => false,
-                _ => {
-                    attempts.insert(tenant.to_owned(), Instant::now());
-                    true
-                }
-            }
+        let lock = {
+            let mut fetching = self.fetching.lock().map_err(|_| Refusal::AuthorityUnavailable)?;
+            fetching.entry(tenant.to_owned()).or_default().clone()
         };
-        if !may_fetch {
-            return Err(Refusal::UnknownKey);
+        let _fetching = lock.lock().await;
+        // Another exchange may have fetched while this one waited.
+        if let Some(found) = self.cached(tenant, kid) {
+            return Ok(found);
+        }
+        let has_keys = self.tenants.lock().ok().is_some_and(|t| t.contains_key(tenant));
+        {
+            let mut attempts = self.attempts.lock().map_err(|_| Refusal::AuthorityUnavailable)?;
+            if attempts.get(tenant).is_some_and(|last| last.elapsed() < REFRESH_INTERVAL) {
+                return Err(if has_keys { Refusal::UnknownKey } else { Refusal::AuthorityUnavailable });
+            }
+            attempts.insert(tenant.to_owned(), Instant::now());
         }
         let fetched = match self.fetch(authority).await {
             Ok(keys) => Arc::new(keys),
@@ -210,6 +212,12 @@ impl Upstream {
             t.insert(tenant.to_owned(), fetched.clone());
         }
         fetched.keys.get(kid).cloned().ok_or(Refusal::UnknownKey)
+    }
+
+    /// The key `kid` of `tenant` when the cache has it and is younger than [`MAX_AGE`].
+    fn cached(&self, tenant: &str, kid: &str) -> Option<(DecodingKey, Option<Algorithm>)> {
+        let keys = self.tenants.lock().ok()?.get(tenant).cloned()?;
+        (keys.fetched.elapsed() < MAX_AGE).then(|| keys.keys.get(kid).cloned()).flatten()
     }
 
     async fn fetch(&self, authority: &str) -> Result<TenantKeys, String> {
@@ -250,5 +258,68 @@ impl Upstream {
             .map_err(|e| format!("{url}: {e}"))?
             .to_bytes();
         serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kl_token_issuer::{Issuer, TokenRequest};
+
+    use super::*;
+
+    const TENANT: &str = "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6";
+    const AUDIENCE: &str = "api://kube-lighthouse";
+
+    /// A local issuer served over HTTPS on a free port, and a cache trusting its CA.
+    async fn served() -> (&'static Issuer, Upstream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let dir = std::env::temp_dir().join(format!("kl-upstream-{}-{port}", std::process::id()));
+        let url = format!("https://127.0.0.1:{port}/{TENANT}/v2.0");
+        let issuer: &'static Issuer = Box::leak(Box::new(Issuer::init(&dir, TENANT, &url, AUDIENCE).expect("issuer")));
+        tokio::spawn(kl_token_issuer::serve_on(listener, issuer, std::future::pending()));
+        let upstream =
+            Upstream::new(BTreeSet::from([AUDIENCE.to_owned()]), Some(&issuer.ca_cert_path())).expect("client");
+        (issuer, upstream)
+    }
+
+    #[tokio::test]
+    async fn subject_tokens_verify_against_their_tenants_own_keys_only() {
+        let (issuer, upstream) = served().await;
+        let good = issuer.mint(&TokenRequest::new("o1").group("g1").amr(["pwd", "mfa"])).expect("mint");
+        let claims = upstream.verify(&good, TENANT, issuer.url()).await.expect("a good token verifies");
+        assert_eq!((claims.tid.as_str(), claims.oid.as_str()), (TENANT, "o1"));
+        assert_eq!((claims.groups, claims.amr), (vec!["g1".to_owned()], vec!["pwd".to_owned(), "mfa".to_owned()]));
+        let cases = [
+            (TokenRequest::new("o1").unknown_key(), Refusal::BadSignature),
+            (TokenRequest::new("o1").expired(), Refusal::Expired),
+            (TokenRequest::new("o1").audience("api://other"), Refusal::WrongAudience),
+        ];
+        for (request, refusal) in cases {
+            let token = issuer.mint(&request).expect("mint");
+            assert_eq!(upstream.verify(&token, TENANT, issuer.url()).await, Err(refusal), "{request:?}");
+        }
+        // An authority that serves no discovery document for the tenant.
+        let elsewhere = format!("{}/elsewhere", issuer.url());
+        upstream.clear();
+        assert_eq!(upstream.verify(&good, TENANT, &elsewhere).await, Err(Refusal::AuthorityUnavailable));
+        assert_eq!(upstream.verify("x.y.z", TENANT, issuer.url()).await, Err(Refusal::Malformed));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_authority_is_tried_once_per_interval() {
+        let (issuer, upstream) = served().await;
+        let token = issuer.mint(&TokenRequest::new("o1")).expect("mint");
+        let nowhere = "https://127.0.0.1:1/nowhere/v2.0";
+        assert_eq!(upstream.verify(&token, TENANT, nowhere).await, Err(Refusal::AuthorityUnavailable));
+        // Within the interval, no second fetch: the answer does not wait for a connection.
+        let started = Instant::now();
+        assert_eq!(upstream.verify(&token, TENANT, issuer.url()).await, Err(Refusal::AuthorityUnavailable));
+        assert!(upstream.attempts.lock().expect("lock").contains_key(TENANT));
+        assert!(
+            upstream.tenants.lock().expect("lock").get(TENANT).is_none(),
+            "nothing fetched: {:?}",
+            started.elapsed()
+        );
     }
 }
