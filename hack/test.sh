@@ -7,9 +7,10 @@
 #     and etcd; hack/chaos.sh runs the full one);
 #   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security, removal and chart
 #     suites;
-#   - then the sign-in broker's suite (tests/federation.rs: about 30 s, a minute with its
-#     build and control plane) on 1.37, on a control plane whose API server trusts only the
-#     broker (`hack/control-plane.sh up --federation`);
+#   - then the sign-in broker's suites on 1.37, on a control plane whose API server trusts only
+#     the broker (`hack/control-plane.sh up --federation`): tests/federation.rs (about a
+#     minute) and tests/sign_in_kubectl.rs (kubectl and the exec plugin, by the docs; about
+#     15 s);
 #   - then, on 1.37 with a real node (`hack/control-plane.sh up --node`), the chart's own pods
 #     from the image hack/image.sh builds without Docker: the examples and the delegation
 #     scenarios against them, then the node suite (tests/node_e2e.rs).
@@ -34,6 +35,11 @@ cd "$(dirname "$0")/.."
 versions=${KL_TEST_VERSIONS-1.37 1.33}
 # The suites proven at the earliest supported minor: what a user touches there.
 EARLIEST_SUITES=(--test e2e --test webhook --test sign_in --test security --test removal --test chart)
+# The one-issuer suites: they need the control plane whose API server trusts only
+# kube-lighthouse's sign-in broker (`hack/control-plane.sh up --federation`), so the other
+# control planes skip their tests (FEDERATION_SKIP) and a federation control plane runs them.
+FEDERATION_SUITES=(--test federation --test sign_in_kubectl)
+FEDERATION_SKIP=(--skip sign_in_through_the_broker --skip an_engineer_signs_in_with_kubectl)
 trap 'hack/control-plane.sh down >/dev/null 2>&1 || true' EXIT
 
 echo "== cargo fmt --check"
@@ -55,8 +61,7 @@ for version in $versions; do
     # so does the node suite, which needs a node (KL_TEST_NODE, below), and the broker's, which
     # needs the federation mode (below).
     cargo test --all-targets -- --include-ignored --skip sample_ --skip the_chart_on_a_node \
-      --skip sign_in_through_the_broker \
-      --test-threads "${KL_TEST_THREADS:-4}"
+      "${FEDERATION_SKIP[@]}" --test-threads "${KL_TEST_THREADS:-4}"
     first=0
   else
     echo "== cargo test (e2e, webhook, sign-in, security and chart suites, Kubernetes $version)"
@@ -65,17 +70,18 @@ for version in $versions; do
   hack/control-plane.sh down
 done
 
-# The sign-in broker's suite, on a control plane of its own whose API server trusts only the
-# broker; after the 1.37 suites, whenever they run.
+# The sign-in broker's suites, on a control plane of their own whose API server trusts only
+# the broker; after the 1.37 suites, whenever they run.
 if [[ " $versions " == *" 1.37 "* ]]; then
   export KL_KUBE_VERSION=1.37
-  echo "== sign-in broker suite: Kubernetes $(hack/control-plane.sh version), the API server trusts the broker only"
+  echo "== sign-in broker suites: Kubernetes $(hack/control-plane.sh version), the API server trusts the broker only"
   hack/control-plane.sh down >/dev/null 2>&1 || true
   hack/control-plane.sh up --federation
   export KL_TEST_KUBECONFIG=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/kubeconfig
   started=$SECONDS
-  cargo test --test federation -- --include-ignored --test-threads 1 --nocapture
-  echo "== sign-in broker suite: $((SECONDS - started)) s"
+  # One at a time: every suite's broker serves on the port the API server's configuration names.
+  cargo test "${FEDERATION_SUITES[@]}" -- --include-ignored --test-threads 1 --nocapture
+  echo "== sign-in broker suites: $((SECONDS - started)) s"
   hack/control-plane.sh down
 fi
 

@@ -395,6 +395,193 @@ fn the_chart_lints_and_renders_the_catalog_verbatim() {
     }
 }
 
+/// The sign-in broker (docs/install.md, "Sign-in through kube-lighthouse"): off by default;
+/// on, the controller is told every setting, serves the TLS server even with the webhook and
+/// the views off, may touch only its keys' Secret in its own namespace, and the optional
+/// Ingress publishes `/federation` alone.
+#[test]
+fn the_chart_exposes_the_sign_in_broker() {
+    let Some(helm) = helm() else { return };
+    let template = |args: &[&str]| {
+        Command::new(&helm)
+            .args(["template", RELEASE])
+            .arg(chart())
+            .args(["--namespace", RELEASE_NAMESPACE])
+            .args(args)
+            .output()
+            .expect("helm template")
+    };
+    let render = |args: &[&str]| {
+        let out = template(args);
+        assert!(out.status.success(), "helm template {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        documents(&String::from_utf8_lossy(&out.stdout))
+    };
+    let env_of = |docs: &[serde_yaml::Value]| -> Vec<(String, String)> {
+        let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
+        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str().unwrap_or("").to_string())))
+            .collect()
+    };
+
+    let off = render(&[]);
+    assert!(env_of(&off).iter().all(|(n, _)| !n.starts_with("KUBE_LIGHTHOUSE_FEDERATION_")), "off by default");
+    assert!(!off.iter().any(|d| d["kind"] == "Ingress"));
+    assert!(!off.iter().any(|d| d["metadata"]["name"] == "kube-lighthouse-federation-keys"));
+
+    let host = "lighthouse.example.com";
+    let tenant = "11111111-2222-3333-4444-555555555555";
+    let on = render(&[
+        "--set",
+        "webhook.enabled=false",
+        "--set",
+        "views.enabled=false",
+        "--set",
+        "federation.enabled=true",
+        "--set",
+        "federation.subjectAudiences={6dae42f8-4368-4678-94ff-3960e28e3630,api://contoso-lighthouse}",
+        "--set",
+        &format!("federation.allowedTenants={{{tenant}}}"),
+        "--set",
+        "federation.maxLifetimeSeconds=600",
+        "--set",
+        "federation.ingress.enabled=true",
+        "--set",
+        &format!("federation.ingress.host={host}"),
+        "--set",
+        "federation.ingress.className=webapprouting.kubernetes.azure.com",
+        "--set",
+        "federation.ingress.tls.secretName=lighthouse-tls",
+    ]);
+    let env = env_of(&on);
+    let value = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(value("KUBE_LIGHTHOUSE_FEDERATION_ISSUER"), Some("https://lighthouse.example.com/federation"));
+    assert_eq!(value("KUBE_LIGHTHOUSE_FEDERATION_AUDIENCE"), Some("kube-lighthouse"));
+    assert_eq!(value("KUBE_LIGHTHOUSE_FEDERATION_MAX_LIFETIME_SECONDS"), Some("600"));
+    assert_eq!(
+        value("KUBE_LIGHTHOUSE_FEDERATION_AUTHORITY"),
+        Some("https://login.microsoftonline.com/{tenantId}/v2.0")
+    );
+    assert_eq!(
+        value("KUBE_LIGHTHOUSE_FEDERATION_SUBJECT_AUDIENCES"),
+        Some("6dae42f8-4368-4678-94ff-3960e28e3630,api://contoso-lighthouse")
+    );
+    assert_eq!(value("KUBE_LIGHTHOUSE_FEDERATION_TENANTS"), Some(tenant));
+    assert_eq!(value("KUBE_LIGHTHOUSE_FEDERATION_KEYS_SECRET"), Some("kube-lighthouse-federation-keys"));
+    // The broker lives on the TLS server: served, with its certificate and Service, even with
+    // the webhook and the views off.
+    assert!(value("KUBE_LIGHTHOUSE_WEBHOOK_CERT").is_some(), "the TLS server is on");
+    assert!(on.iter().any(|d| d["kind"] == "Service" && d["metadata"]["name"] == "kube-lighthouse-webhook"));
+    assert!(on.iter().any(|d| d["kind"] == "Secret" && d["metadata"]["name"] == "kube-lighthouse-webhook-tls"));
+    assert!(!on.iter().any(|d| d["kind"] == "ValidatingWebhookConfiguration" || d["kind"] == "APIService"));
+
+    // The keys' Secret, and nothing else, in the release namespace only.
+    let role = on
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == "kube-lighthouse-federation-keys")
+        .expect("the keys' Role");
+    assert_eq!(role["metadata"]["namespace"], RELEASE_NAMESPACE);
+    let rules = role["rules"].as_sequence().expect("rules");
+    for rule in rules {
+        assert_eq!(rule["apiGroups"][0], "", "core group only");
+        assert_eq!(rule["resources"].as_sequence().map(Vec::len), Some(1));
+        assert_eq!(rule["resources"][0], "secrets");
+        let verbs: Vec<&str> = rule["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();
+        if verbs == ["create"] {
+            continue; // create cannot name the object it makes
+        }
+        assert_eq!(rule["resourceNames"][0], "kube-lighthouse-federation-keys", "{rule:?}");
+        assert_eq!(rule["resourceNames"].as_sequence().map(Vec::len), Some(1));
+        assert!(["get", "list", "watch", "update"].iter().all(|v| verbs.contains(v)), "{verbs:?}");
+        assert!(!verbs.contains(&"delete") && !verbs.contains(&"patch") && !verbs.contains(&"*"), "{verbs:?}");
+    }
+    let controller = on
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "kube-lighthouse-controller")
+        .expect("the controller's ClusterRole");
+    let secrets_anywhere = controller["rules"]
+        .as_sequence()
+        .expect("rules")
+        .iter()
+        .any(|r| r["resources"].as_sequence().is_some_and(|x| x.iter().any(|x| x == "secrets")));
+    assert!(!secrets_anywhere, "no cluster-wide Secret access for the broker");
+    let binding = on
+        .iter()
+        .find(|d| d["kind"] == "RoleBinding" && d["metadata"]["name"] == "kube-lighthouse-federation-keys")
+        .expect("the keys' RoleBinding");
+    assert_eq!(binding["subjects"][0]["name"], SERVICE_ACCOUNT);
+    assert_eq!(binding["metadata"]["namespace"], RELEASE_NAMESPACE);
+
+    // The Ingress publishes /federation only (never /validate or the views API), to the TLS
+    // server's Service, with its host's certificate.
+    let ingress = on.iter().find(|d| d["kind"] == "Ingress").expect("the Ingress");
+    assert_eq!(ingress["spec"]["ingressClassName"], "webapprouting.kubernetes.azure.com");
+    assert_eq!(ingress["spec"]["tls"][0]["secretName"], "lighthouse-tls");
+    assert_eq!(ingress["spec"]["tls"][0]["hosts"][0], host);
+    let rules = ingress["spec"]["rules"].as_sequence().expect("rules");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["host"], host);
+    let paths = rules[0]["http"]["paths"].as_sequence().expect("paths");
+    assert_eq!(paths.len(), 1, "one path");
+    assert_eq!(paths[0]["path"], "/federation");
+    assert_eq!(paths[0]["pathType"], "Prefix");
+    assert_eq!(paths[0]["backend"]["service"]["name"], "kube-lighthouse-webhook");
+    assert_eq!(paths[0]["backend"]["service"]["port"]["number"], 443);
+    assert_eq!(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"], "HTTPS");
+
+    // An explicit issuer wins over the Ingress host; no Ingress unless asked.
+    let explicit = render(&[
+        "--set",
+        "federation.enabled=true",
+        "--set",
+        "federation.subjectAudiences={a}",
+        "--set",
+        "federation.issuer=https://lh.customer.example/federation/",
+    ]);
+    assert_eq!(
+        env_of(&explicit).iter().find(|(n, _)| n == "KUBE_LIGHTHOUSE_FEDERATION_ISSUER").map(|(_, v)| v.as_str()),
+        Some("https://lh.customer.example/federation")
+    );
+    assert!(!explicit.iter().any(|d| d["kind"] == "Ingress"));
+
+    // Values that cannot work are refused at install, saying which.
+    for (args, says) in [
+        (&["--set", "federation.enabled=true"][..], "subjectAudiences"),
+        (&["--set", "federation.enabled=true", "--set", "federation.subjectAudiences={a}"][..], "federation.issuer"),
+        (
+            &[
+                "--set",
+                "federation.enabled=true",
+                "--set",
+                "federation.subjectAudiences={a}",
+                "--set",
+                "federation.issuer=http://lh/federation",
+            ][..],
+            "issuer",
+        ),
+        (
+            &[
+                "--set",
+                "federation.enabled=true",
+                "--set",
+                "federation.subjectAudiences={a}",
+                "--set",
+                "federation.ingress.enabled=true",
+            ][..],
+            "federation.ingress.host",
+        ),
+        (&["--set", "federation.maxLifetimeSeconds=10"][..], "maxLifetimeSeconds"),
+        (&["--set", "federation.allowedTenants={contoso}"][..], "allowedTenants"),
+    ] {
+        let out = template(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} renders");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
 // --- the chart in the cluster ------------------------------------------------------------------
 
 #[tokio::test]

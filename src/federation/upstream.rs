@@ -221,7 +221,7 @@ impl Upstream {
     }
 
     async fn fetch(&self, authority: &str) -> Result<TenantKeys, String> {
-        let discovery: Discovery = self.get_json(&format!("{authority}/.well-known/openid-configuration")).await?;
+        let discovery: Discovery = self.get_json(&discovery_url(authority)).await?;
         if discovery.issuer != authority {
             return Err(format!("the discovery document names issuer {:?}, not {authority:?}", discovery.issuer));
         }
@@ -261,11 +261,32 @@ impl Upstream {
     }
 }
 
+/// The discovery document's URL of `authority`: OpenID Connect Discovery 1.0 §4 drops a
+/// terminating `/` before appending `/.well-known/openid-configuration`, so that Entra ID's v1.0
+/// issuer (`https://sts.windows.net/<tid>/`, docs/install.md "Which audience") works as an
+/// authority while `iss` is still compared with the authority as written.
+fn discovery_url(authority: &str) -> String {
+    format!("{}/.well-known/openid-configuration", authority.trim_end_matches('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use kl_token_issuer::{Issuer, TokenRequest};
 
     use super::*;
+
+    #[test]
+    fn the_discovery_url_drops_a_terminating_slash_of_the_authority() {
+        assert_eq!(
+            discovery_url("https://login.microsoftonline.com/t/v2.0"),
+            "https://login.microsoftonline.com/t/v2.0/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            discovery_url("https://sts.windows.net/t/"),
+            "https://sts.windows.net/t/.well-known/openid-configuration",
+            "Entra ID's v1.0 issuer ends in /"
+        );
+    }
 
     const TENANT: &str = "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6";
     const AUDIENCE: &str = "api://kube-lighthouse";

@@ -101,12 +101,82 @@ pub enum Command {
         /// The RoleActivation's name.
         name: String,
     },
+    /// Exec credential plugin (run by kubectl from a kubeconfig user entry): exchanges your own
+    /// tenant's token at kube-lighthouse's broker and prints an ExecCredential.
+    Credential(CredentialArgs),
+    /// Writes a kubeconfig user entry (and context) that signs in through kube-lighthouse's
+    /// broker with `credential`; other entries are left as they are.
+    Login(LoginArgs),
     /// Shell completion script.
     Completion {
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `credential --broker ISSUER_URL (--token-command CMD | --token-file FILE)`
+#[derive(Debug, Clone, Default, Args)]
+pub struct CredentialArgs {
+    /// The broker's issuer URL (its discovery document is at ISSUER_URL/.well-known/openid-configuration).
+    #[arg(long, value_name = "ISSUER_URL")]
+    pub broker: String,
+    /// PEM file of the CA that signed the broker's certificate (default: the system's trusted roots).
+    #[arg(long, value_name = "FILE")]
+    pub certificate_authority: Option<PathBuf>,
+    /// Command printing your own tenant's token (a JWT, an ExecCredential as kubelogin prints, or az's JSON); run by sh -c.
+    #[arg(long, value_name = "COMMAND", required_unless_present = "token_file", conflicts_with = "token_file")]
+    pub token_command: Option<String>,
+    /// File holding your own tenant's token (read at each call).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The audience to request for the issued token (default: the broker's).
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// Where issued tokens are cached (default: kube-lighthouse/credentials in your cache directory).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Exchange at every call; cache nothing.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// `login --context NAME --broker ISSUER_URL (--token-command CMD | --token-file FILE) [--server URL]`
+#[derive(Debug, Clone, Default, Args)]
+pub struct LoginArgs {
+    /// The broker's issuer URL, e.g. https://lighthouse.example.com/federation.
+    #[arg(long, value_name = "ISSUER_URL")]
+    pub broker: String,
+    /// PEM file of the CA that signed the broker's certificate, when it is not publicly trusted.
+    #[arg(long, value_name = "FILE")]
+    pub certificate_authority: Option<PathBuf>,
+    /// Command printing your own tenant's token, e.g. `kubelogin get-token --login azurecli --server-id APP`.
+    #[arg(long, value_name = "COMMAND", required_unless_present = "token_file", conflicts_with = "token_file")]
+    pub token_command: Option<String>,
+    /// File holding your own tenant's token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The audience to request for the issued token (default: the broker's).
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// The API server's URL: writes the cluster entry (named --cluster, default the context's name).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// PEM file of the API server's CA, embedded in the cluster entry written for --server.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub server_certificate_authority: Option<PathBuf>,
+    /// The cluster entry the context uses (default: the context's own, or the context's name with --server).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Name of the user entry (default: CONTEXT-lighthouse).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// The plugin's command in the user entry, found on kubectl's PATH.
+    #[arg(long, value_name = "COMMAND", default_value = "kubectl-lighthouse")]
+    pub exec_command: String,
+    /// Print the entries instead of writing them.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `--dry-run`: kubectl's values.
@@ -436,6 +506,45 @@ mod tests {
         let cli = parse(&["import", "-f", "t.json"]).expect("parses");
         let Command::Import(args) = cli.command else { panic!("import") };
         assert_eq!(args.dry_run, DryRun::None, "applies by default");
+    }
+
+    #[test]
+    fn credential_needs_a_broker_and_one_token_source() {
+        let cli = parse(&["credential", "--broker", "https://b/federation", "--token-command", "kubelogin get-token"])
+            .expect("parses");
+        let Command::Credential(args) = cli.command else { panic!("credential") };
+        assert_eq!(args.token_command.as_deref(), Some("kubelogin get-token"));
+        assert!(!args.no_cache);
+        assert_eq!(parse(&["credential", "--broker", "https://b"]).expect_err("no source").exit_code(), 2);
+        assert_eq!(parse(&["credential", "--token-file", "t"]).expect_err("no broker").exit_code(), 2);
+        let both = ["credential", "--broker", "b", "--token-file", "t", "--token-command", "c"];
+        assert_eq!(parse(&both).expect_err("both").exit_code(), 2);
+    }
+
+    #[test]
+    fn login_takes_the_context_broker_and_cluster() {
+        let cli = parse(&[
+            "login",
+            "--context",
+            "fabrikam",
+            "--broker",
+            "https://b/federation",
+            "--token-file",
+            "t.jwt",
+            "--server",
+            "https://aks:443",
+            "--server-certificate-authority",
+            "ca.pem",
+            "--dry-run",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.context.as_deref(), Some("fabrikam"));
+        let Command::Login(args) = cli.command else { panic!("login") };
+        assert!(args.dry_run);
+        assert_eq!(args.exec_command, "kubectl-lighthouse");
+        assert_eq!(args.server.as_deref(), Some("https://aks:443"));
+        let ca_without_server = ["login", "--broker", "b", "--token-file", "t", "--server-certificate-authority", "ca"];
+        assert_eq!(parse(&ca_without_server).expect_err("requires server").exit_code(), 2);
     }
 
     #[test]

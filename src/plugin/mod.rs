@@ -13,11 +13,14 @@ use thiserror::Error;
 
 pub mod access;
 pub mod activation;
+pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod complete;
+pub mod credential;
 pub mod definition;
 pub mod import;
+pub mod login;
 pub mod manifest;
 pub mod output;
 pub mod providers;
@@ -80,6 +83,9 @@ pub enum PluginError {
     /// The API server refused objects (admission, validation): one line each.
     #[error("nothing imported: the server refused {}:\n  {}", .0.len(), .0.join("\n  "))]
     Refused(Vec<String>),
+    /// Sign-in through the broker failed (`credential`, `login`): the message says what to check.
+    #[error("{0}")]
+    Credential(String),
     /// The user did not confirm a deletion.
     #[error("aborted: nothing was deleted")]
     Aborted,
@@ -148,5 +154,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), PluginError> {
         Command::Approve(args) => activation::review(global, &args, crate::api::Decision::Approve, out).await,
         Command::Deny(args) => activation::review(global, &args, crate::api::Decision::Deny, out).await,
         Command::Deactivate { name } => activation::deactivate(global, &name, out).await,
+        Command::Credential(args) => credential::run(&args, out).await,
+        Command::Login(args) => login::run(global, &args, out).await,
     }
 }

@@ -74,3 +74,29 @@ sideEffects: {{ .sideEffects | default "None" }}
 admissionReviewVersions: ["v1"]
 timeoutSeconds: {{ .root.Values.webhook.timeoutSeconds }}
 {{- end }}
+
+{{/*
+Whether the controller serves its TLS server (admission webhook, views API, sign-in broker):
+"true" or empty.
+*/}}
+{{- define "kube-lighthouse.tlsServer" -}}
+{{- if or .Values.webhook.enabled .Values.views.enabled .Values.federation.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The sign-in broker's issuer URL: federation.issuer, else https://<federation.ingress.host>/federation.
+*/}}
+{{- define "kube-lighthouse.federationIssuer" -}}
+{{- if .Values.federation.issuer }}
+{{- .Values.federation.issuer | trimSuffix "/" }}
+{{- else if and .Values.federation.ingress.enabled .Values.federation.ingress.host }}
+{{- printf "https://%s/federation" .Values.federation.ingress.host }}
+{{- else }}
+{{- fail "federation.enabled needs federation.issuer (the public https URL ending in /federation) or federation.ingress.host" }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the sign-in broker's signing keys. */}}
+{{- define "kube-lighthouse.federationKeysSecret" -}}
+{{- default (printf "%s-federation-keys" (include "kube-lighthouse.fullname" .)) .Values.federation.keys.secretName }}
+{{- end }}
