@@ -271,6 +271,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let (assignments, assignment_writer) = reflector::store();
     let (activations, activation_writer) = reflector::store();
     let (reviews, review_writer) = reflector::store();
+    let (guardrails, guardrail_writer) = reflector::store();
     let caches = Caches {
         namespaces,
         definitions,
@@ -281,6 +282,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         indexes: Arc::default(),
         activations,
         reviews,
+        guardrails,
     };
     let mut metrics = crate::metrics::Metrics::default();
     metrics.register(Box::new(CacheGauges(caches.clone())));
@@ -399,6 +401,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         assignments: assignment_writer,
         activations: activation_writer,
         reviews: review_writer,
+        guardrails: guardrail_writer,
     };
     let sinks = triggers::Sinks {
         assignments: assignment_tx,

@@ -32,11 +32,13 @@ impl Policy {
     /// Runs `judge` with the validation context of the current catalog and namespaces.
     pub fn judge<T>(&self, caches: &Caches, judge: impl FnOnce(&validate::Context<'_>) -> T) -> T {
         let catalog = caches.catalog.current();
+        let guardrails = caches.guardrails();
         judge(&validate::Context {
             catalog: &catalog,
             namespaces: caches,
             limits: &self.limits,
             templates: &self.templates,
+            guardrails: &guardrails,
         })
     }
 }

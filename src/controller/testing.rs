@@ -67,6 +67,7 @@ pub fn cluster() -> Cluster {
         indexes: Arc::default(),
         activations: Writer::default().as_reader(),
         reviews: Writer::default().as_reader(),
+        guardrails: Writer::default().as_reader(),
     };
     Cluster { namespaces, definitions, assignments, caches }
 }

@@ -21,13 +21,19 @@ pub struct NamespaceInfo {
     pub subscription: Option<String>,
     /// Terminating namespaces accept no new objects; they are left out of scopes.
     pub terminating: bool,
+    /// Every label of a subscription namespace (empty for any other): what guardrails'
+    /// namespace selectors match (docs/guardrails.md). Only subscriptions hold definitions,
+    /// so only theirs are kept.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl NamespaceInfo {
     /// The labels that matter, read from a namespace's `labels`.
     pub fn from_labels(labels: &BTreeMap<String, String>, terminating: bool) -> Self {
+        let tenant_id = labels.get(keys::TENANT_ID).cloned();
         NamespaceInfo {
-            tenant_id: labels.get(keys::TENANT_ID).cloned(),
+            labels: if tenant_id.is_some() { labels.clone() } else { BTreeMap::new() },
+            tenant_id,
             subscription: labels.get(keys::SUBSCRIPTION).cloned(),
             terminating,
         }
@@ -236,6 +242,7 @@ pub(crate) mod tests {
                 tenant_id: Some(CUSTOMER.into()),
                 subscription: Some("customer-a".into()),
                 terminating: false,
+                labels: BTreeMap::new(),
             },
         );
         assert_eq!(resolve("both", &c).expect("valid").subscription, "both");

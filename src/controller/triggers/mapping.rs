@@ -23,7 +23,7 @@ use super::relevant::{
     activation_parts, assignment_parts, assignment_tenant_parts, definition_own_parts, definition_parts, Relevant,
 };
 use super::{Change, Sinks};
-use crate::api::{ActivationReview, RegistrationAssignment, RegistrationDefinition, RoleActivation};
+use crate::api::{ActivationReview, Guardrail, RegistrationAssignment, RegistrationDefinition, RoleActivation};
 use crate::controller::caches::{CachedNamespace, Caches};
 use crate::controller::definition::assignments_of;
 use crate::controller::expectations::Expectations;
@@ -258,6 +258,42 @@ impl Follow<ClusterRole> for CatalogTriggers {
         let changed = std::mem::replace(&mut self.seen, version) != version;
         let first_list = matches!(change, Change::ListDone) && !std::mem::replace(&mut self.listed, true);
         if changed && !first_list {
+            for d in self.caches.definitions.state() {
+                self.sinks.definition(&d);
+            }
+            for a in self.caches.assignments.state() {
+                self.sinks.assignment(&a);
+            }
+        }
+    }
+}
+
+/// Guardrails (docs/guardrails.md): a change re-judges every definition and assignment, except
+/// during the first list, when every delegation is being listed anyway. Guardrails are few
+/// and change rarely; which delegations a selector governs depends on namespace labels, so
+/// everything is simpler and sure.
+pub struct GuardrailTriggers {
+    caches: Caches,
+    sinks: Sinks,
+    listed: bool,
+}
+
+impl GuardrailTriggers {
+    /// Triggers that read `caches` and send to `sinks`.
+    pub fn new(caches: Caches, sinks: Sinks) -> Self {
+        GuardrailTriggers { caches, sinks, listed: false }
+    }
+}
+
+impl Follow<Guardrail> for GuardrailTriggers {
+    fn follow(&mut self, change: Change<'_, Guardrail>) {
+        let rejudge = match change {
+            Change::Applied(_) | Change::Deleted(_) => true,
+            // A relist found what changed while the watch was down.
+            Change::ListDone => std::mem::replace(&mut self.listed, true),
+            Change::Listed(_) => false,
+        };
+        if rejudge {
             for d in self.caches.definitions.state() {
                 self.sinks.definition(&d);
             }
