@@ -263,3 +263,37 @@ fn judge(g: &NamedGuardrail, spec: &RegistrationDefinitionSpec, catalog: &Catalo
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    use serde::Deserialize;
+
+    use crate::model::catalog::CatalogRole;
+
+    const POLICY: &str = include_str!("../../charts/kube-lighthouse/files/guardrail-policy.yaml");
+    const CATALOG: &str = include_str!("../../charts/kube-lighthouse/files/catalog.yaml");
+
+    /// The API server's policy compares roles through a copy of the shipped catalog's names:
+    /// each ClusterRole name and display name maps to the role's GUID, and nothing else is
+    /// there, so admission and the controller agree on which role a name means.
+    #[test]
+    fn the_admission_policy_knows_every_name_of_every_shipped_role() {
+        let roles: Vec<CatalogRole> = serde_yaml::Deserializer::from_str(CATALOG)
+            .filter_map(|doc| CatalogRole::from_cluster_role(&ClusterRole::deserialize(doc).expect("ClusterRole")))
+            .collect();
+        let mut expected = 0;
+        for role in &roles {
+            let guid = role.guid.as_ref().expect("every shipped role has a GUID");
+            for name in
+                [Some(role.name.clone()), role.display_name.as_ref().map(|d| d.to_lowercase())].into_iter().flatten()
+            {
+                let entry = format!("'{name}': '{guid}'");
+                assert!(POLICY.contains(&entry), "the policy's aliases lack {entry}");
+                expected += 1;
+            }
+        }
+        let aliases = POLICY.split("- name: aliases").nth(1).and_then(|s| s.split("- name:").next()).expect("aliases");
+        assert_eq!(aliases.matches("': '").count(), expected, "the policy's aliases name only shipped roles");
+    }
+}
