@@ -1,0 +1,147 @@
+//! The controller enforces guardrails on delegations that predate them (docs/guardrails.md),
+//! on the real control plane, proven with managing-tenant identities signed in with their own
+//! tokens:
+//! - a guardrail added after onboarding that forbids the managing tenant fails the delegation,
+//!   naming the guardrail and the field, and revokes its access (200, then 403); the namespace
+//!   leaving the guardrail's selector, or the guardrail's deletion, re-grants it;
+//! - one that allows a role only as eligible withholds that role alone (`Degraded`, naming the
+//!   guardrail) and keeps the rest in force;
+//! - the audit: a PolicyReport per namespace (wgpolicyk8s.io, when its CRD is installed) says
+//!   which delegations pass and which fail, and follows the guardrails.
+//!
+//! Each guardrail here selects only its test's namespaces (a unique label), so tests share one
+//! cluster without governing each other.
+
+mod common;
+
+use common::*;
+use kube::api::Api;
+use kube::Client;
+use kube_lighthouse::api::{ConditionStatus, Guardrail, RegistrationDefinition};
+use serde_json::json;
+
+const PERSON: &str = "00000000-0000-0000-0000-00000000c101";
+const ENGINEER: &str = "00000000-0000-0000-0000-00000000c102";
+
+/// A guardrail governing the namespaces labelled `guardrail-test: <label>`.
+async fn guardrail(client: &Client, name: &str, label: &str, rules: serde_json::Value) {
+    let api: Api<Guardrail> = Api::all(client.clone());
+    let mut spec = json!({"namespaceSelector": {"matchLabels": {"guardrail-test": label}}});
+    spec.as_object_mut().expect("object").extend(rules.as_object().expect("rules").clone());
+    let body = json!({"apiVersion": "policy.kubelighthouse.io/v1alpha1", "kind": "Guardrail",
+                      "metadata": {"name": name}, "spec": spec});
+    apply_json(&api, name, body).await;
+}
+
+/// A subscription governed by guardrails labelled `label`, delegated to the MSP as
+/// `authorizations`, and assigned; once the assignment is Succeeded.
+async fn onboarded(client: &Client, label: &str, authorizations: Vec<serde_json::Value>) -> String {
+    let sub = unique("gr");
+    subscription(client, &sub, &tenant_id()).await;
+    relabel(client, &sub, json!({"guardrail-test": label})).await;
+    definition(client, &sub, "contoso", MSP_TENANT, authorizations).await;
+    assignment(client, &sub, "contoso", "contoso").await;
+    wait_for_assignment_state(client, &sub, "contoso", "Succeeded").await;
+    sub
+}
+
+/// Waits until definition `namespace/contoso` is Ready=False for `reason` with every text of
+/// `names` in its message.
+async fn definition_fails(client: &Client, namespace: &str, reason: &str, names: &[&str]) {
+    let api: Api<RegistrationDefinition> = Api::namespaced(client.clone(), namespace);
+    let status = poll(
+        &format!("definition {namespace}/contoso fails for {reason}"),
+        || async { api.get("contoso").await.expect("definition").status.unwrap_or_default() },
+        |s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == ConditionStatus::False && c.reason == reason),
+    )
+    .await;
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
+    for name in names {
+        assert!(ready.message.contains(name), "the reason names {name}: {}", ready.message);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh runs it"]
+async fn a_guardrail_added_after_onboarding_revokes_what_it_forbids() {
+    let client = cluster().await;
+    let label = unique("tenant");
+    let sub = onboarded(&client, &label, vec![authorization(PERSON, "User", READER)]).await;
+    let person = signed_in(&projected(MSP_TENANT, PERSON), &[]).await.expect("a token of the contoso issuer");
+    expect_list_pods(&person, &sub, 200, "the delegated person").await;
+
+    // The platform team allows only the other managing tenant.
+    let name = unique("fabrikam-only");
+    guardrail(&client, &name, &label, json!({"allowedManagingTenantIds": [OTHER_MSP_TENANT]})).await;
+    expect_list_pods(&person, &sub, 403, "the delegated person, once the guardrail forbids its tenant").await;
+    definition_fails(
+        &client,
+        &sub,
+        "GuardrailTenantNotAllowed",
+        &[&name, "spec.managedByTenantId", "spec.allowedManagingTenantIds"],
+    )
+    .await;
+    let status = wait_for_assignment_state(&client, &sub, "contoso", "Failed").await;
+    assert!(status.namespaces.is_empty(), "nothing in force: {status:?}");
+    assert_eq!(managed_objects(&client, &sub).await, 0, "every Role and RoleBinding revoked");
+    eventually("a Warning Event names the guardrail", || async {
+        warning_events(&client, &sub, "contoso")
+            .await
+            .iter()
+            .any(|(reason, note)| reason == "GuardrailTenantNotAllowed" && note.contains(&name))
+    })
+    .await;
+
+    // The namespace leaves the guardrail's selector: the delegation is judged again, granted.
+    relabel(&client, &sub, json!({"guardrail-test": null})).await;
+    expect_list_pods(&person, &sub, 200, "the delegated person, outside the guardrail's selector").await;
+    relabel(&client, &sub, json!({"guardrail-test": label})).await;
+    expect_list_pods(&person, &sub, 403, "the delegated person, governed again").await;
+
+    // The guardrail goes: so does its refusal.
+    let guardrails: Api<Guardrail> = Api::all(client.clone());
+    delete(&guardrails, &name).await;
+    expect_list_pods(&person, &sub, 200, "the delegated person, once the guardrail is gone").await;
+    wait_for_assignment_state(&client, &sub, "contoso", "Succeeded").await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh runs it"]
+async fn a_role_allowed_only_as_eligible_is_withheld_and_the_rest_stays() {
+    let client = cluster().await;
+    let label = unique("jit");
+    let sub = onboarded(
+        &client,
+        &label,
+        vec![authorization(PERSON, "User", READER), authorization(ENGINEER, "User", CONTRIBUTOR)],
+    )
+    .await;
+    let (person, engineer) = (projected(MSP_TENANT, PERSON), projected(MSP_TENANT, ENGINEER));
+    expect_access(&client, &engineer, &[], access("create", "configmaps", &sub), true).await;
+
+    let name = unique("contributor-jit-only");
+    guardrail(&client, &name, &label, json!({"eligibleOnlyRoleDefinitionIds": ["Contributor"]})).await;
+    expect_access(&client, &engineer, &[], access("create", "configmaps", &sub), false).await;
+    expect_access(&client, &engineer, &[], access("list", "pods", &sub), false).await;
+    expect_access(&client, &person, &[], access("list", "pods", &sub), true).await;
+    let status = poll(
+        "the assignment is Degraded by the guardrail",
+        || async { assignment_status(&client, &sub, "contoso").await.unwrap_or_default() },
+        |s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == "Degraded" && c.status == ConditionStatus::True && c.reason == "GuardrailRoleEligibleOnly"
+            })
+        },
+    )
+    .await;
+    let degraded = status.conditions.iter().find(|c| c.type_ == "Degraded").expect("Degraded");
+    assert!(
+        degraded.message.contains(&name) && degraded.message.contains("spec.authorizations[1].roleDefinitionId"),
+        "{degraded:?}"
+    );
+    assert_eq!(status.namespaces, [sub.clone()], "Reader stays in force");
+
+    let guardrails: Api<Guardrail> = Api::all(client.clone());
+    delete(&guardrails, &name).await;
+    expect_access(&client, &engineer, &[], access("create", "configmaps", &sub), true).await;
+}
