@@ -22,7 +22,9 @@ use crate::controller::caches::{CacheGauges, Caches};
 use crate::controller::context::{Context, Policy};
 use crate::controller::error::Error;
 use crate::controller::queue::Fifo;
-use crate::controller::{activation, assignment, definition, events, guard, namespace, sweep, triggers, webhook_watch};
+use crate::controller::{
+    activation, assignment, audit, definition, events, guard, namespace, sweep, triggers, webhook_watch,
+};
 use crate::lease;
 use crate::serve::admission_clients::AdmissionClients;
 use crate::serve::front_proxy::FrontProxy;
@@ -308,6 +310,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let (sweep_tx, sweep_rx) = mpsc::unbounded();
     let (guard_tx, guard_rx) = mpsc::unbounded();
     let (activation_tx, activation_rx) = mpsc::unbounded();
+    let (audit_tx, audit_rx) = mpsc::unbounded();
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let publisher = events::Publisher::new(client.clone(), Reporter { controller: "kube-lighthouse".into(), instance });
     let grants = Arc::new(GrantActivity::default());
@@ -343,6 +346,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         activation_triggers: activation_tx.clone(),
         clock: config.activation_clock(),
         user_access,
+        audit: audit_tx,
     });
     tokio::spawn(async move { grants.follow().await });
     if let Some(listener) = health {
@@ -448,6 +452,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let activations = spawn_controller(stop, store, activation_rx, activation::reconcile, "activation", &ctx, config);
     let sweeper = tokio::spawn(sweep::run(ctx.clone(), while_leading(sweep_rx, &reconciling)));
     let guard = tokio::spawn(guard::run(ctx.clone(), while_leading(guard_rx, &reconciling)));
+    let auditor = tokio::spawn(audit::run(ctx.clone(), while_leading(audit_rx, &reconciling)));
 
     info!("watching; waiting to lead");
     tokio::select! {
@@ -490,6 +495,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
             activations.abort();
             sweeper.abort();
             guard.abort();
+            auditor.abort();
             webhook_configuration.abort();
             foreign_bindings.abort();
             resync.abort();

@@ -6,8 +6,9 @@
 //!   leaving the guardrail's selector, or the guardrail's deletion, re-grants it;
 //! - one that allows a role only as eligible withholds that role alone (`Degraded`, naming the
 //!   guardrail) and keeps the rest in force;
-//! - the audit: a PolicyReport per namespace (wgpolicyk8s.io, when its CRD is installed) says
-//!   which delegations pass and which fail, and follows the guardrails.
+//! - the audit: a PolicyReport per namespace (wgpolicyk8s.io, when its CRD is installed: the
+//!   test installs it) lists every delegation, skipped, failed or passed, and follows the
+//!   guardrails; it goes with the namespace's last definition.
 //!
 //! Each guardrail here selects only its test's namespaces (a unique label), so tests share one
 //! cluster without governing each other.
@@ -144,4 +145,96 @@ async fn a_role_allowed_only_as_eligible_is_withheld_and_the_rest_stays() {
     let guardrails: Api<Guardrail> = Api::all(client.clone());
     delete(&guardrails, &name).await;
     expect_access(&client, &engineer, &[], access("create", "configmaps", &sub), true).await;
+}
+
+/// The PolicyReport of `namespace`, if any.
+async fn policy_report(client: &Client, namespace: &str) -> Option<serde_json::Value> {
+    let resource = kube::discovery::ApiResource {
+        group: "wgpolicyk8s.io".into(),
+        version: "v1alpha2".into(),
+        api_version: "wgpolicyk8s.io/v1alpha2".into(),
+        kind: "PolicyReport".into(),
+        plural: "policyreports".into(),
+    };
+    let api: Api<kube::core::DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let report = api.get_opt("kube-lighthouse-guardrails").await.expect("get PolicyReport")?;
+    Some(serde_json::to_value(report).expect("json"))
+}
+
+/// (policy, rule, result) of every result of `report`.
+fn results(report: &serde_json::Value) -> Vec<(String, String, String)> {
+    report["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (s("policy"), s("rule"), s("result"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh runs it"]
+async fn a_policy_report_per_namespace_audits_every_delegation_against_the_guardrails() {
+    let client = cluster().await;
+    let crd = repo().join("tests/fixtures/crds/policyreports.wgpolicyk8s.io.yaml");
+    for args in
+        [vec!["apply", "--server-side", "-f"], vec!["wait", "--for=condition=Established", "--timeout=60s", "-f"]]
+    {
+        let status =
+            std::process::Command::new("kubectl").env("KUBECONFIG", kubeconfig()).args(args).arg(&crd).status();
+        assert!(matches!(status, Ok(s) if s.success()), "kubectl with the PolicyReport CRD");
+    }
+    let label = unique("audit");
+    let sub = onboarded(&client, &label, vec![authorization(PERSON, "User", READER)]).await;
+
+    // No guardrail governs it yet: it is in the report all the same, skipped.
+    let skipped = vec![("kube-lighthouse-guardrails".to_string(), "Governed".to_string(), "skip".to_string())];
+    poll(
+        "the report lists the ungoverned delegation",
+        || policy_report(&client, &sub),
+        |r| r.as_ref().is_some_and(|r| results(r) == skipped),
+    )
+    .await;
+
+    let name = unique("fabrikam-only");
+    let started = std::time::Instant::now();
+    guardrail(&client, &name, &label, json!({"allowedManagingTenantIds": [OTHER_MSP_TENANT]})).await;
+    let report = poll(
+        "the report fails the delegation",
+        || policy_report(&client, &sub),
+        |r| {
+            r.as_ref().is_some_and(|r| {
+                results(r) == [(name.clone(), "GuardrailTenantNotAllowed".to_string(), "fail".to_string())]
+            })
+        },
+    )
+    .await
+    .expect("report");
+    // A figure, not an assertion (docs/guardrails.md: the report follows within seconds).
+    eprintln!("PolicyReport followed the new guardrail after {:?}", started.elapsed());
+    let failed = &report["results"][0];
+    assert_eq!(failed["properties"]["field"], "spec.managedByTenantId");
+    assert_eq!(failed["properties"]["guardrailField"], "spec.allowedManagingTenantIds");
+    let kinds: Vec<&str> =
+        failed["resources"].as_array().expect("resources").iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert_eq!(kinds, ["RegistrationDefinition", "RegistrationAssignment"], "the definition and its delegation");
+    assert_eq!(report["summary"]["fail"], 1);
+
+    // The guardrail relaxed: it passes.
+    guardrail(&client, &name, &label, json!({"allowedManagingTenantIds": [OTHER_MSP_TENANT, MSP_TENANT]})).await;
+    poll(
+        "the report passes the delegation",
+        || policy_report(&client, &sub),
+        |r| r.as_ref().is_some_and(|r| results(r) == [(name.clone(), "Allowed".to_string(), "pass".to_string())]),
+    )
+    .await;
+
+    // No definition left: no report.
+    let definitions: Api<RegistrationDefinition> = Api::namespaced(client.clone(), &sub);
+    delete(&definitions, "contoso").await;
+    poll("the report goes with the last definition", || policy_report(&client, &sub), Option::is_none).await;
+    let guardrails: Api<Guardrail> = Api::all(client.clone());
+    delete(&guardrails, &name).await;
 }

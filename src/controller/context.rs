@@ -71,6 +71,8 @@ pub struct Context {
     pub clock: Clock,
     /// Whether User Access Administrator may be in force ([`super::webhook_watch`]).
     pub user_access: tokio::sync::watch::Receiver<super::webhook_watch::Verdict>,
+    /// Subscription namespaces whose PolicyReport may have changed ([`super::audit`]).
+    pub audit: UnboundedSender<String>,
 }
 
 impl Context {
@@ -98,6 +100,12 @@ impl Context {
     /// Sends activation `reference` to be reconciled again.
     pub fn retrigger_activation(&self, reference: ObjectRef<RoleActivation>) {
         let _ = self.activation_triggers.unbounded_send(reference);
+    }
+
+    /// Sends subscription namespace `namespace` to the audit, whose PolicyReport may have
+    /// changed ([`super::audit`]).
+    pub fn audit(&self, namespace: String) {
+        let _ = self.audit.unbounded_send(namespace);
     }
 
     /// Sends assignment `reference` to be reconciled again.

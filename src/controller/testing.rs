@@ -113,6 +113,7 @@ pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
         assignment_triggers,
         retries: Default::default(),
         activation_triggers: mpsc::unbounded().0,
+        audit: mpsc::unbounded().0,
         clock: Default::default(),
         user_access: tokio::sync::watch::channel(Some(Ok(()))).1,
     };

@@ -12,6 +12,7 @@
 //! judges delegations against the platform team's guardrails.
 
 pub mod activation;
+pub mod audit;
 pub mod authority;
 pub mod catalog;
 pub mod desired;

@@ -152,6 +152,19 @@ impl Rule {
     pub fn reason(self) -> &'static str {
         self.into()
     }
+
+    /// Whether a guardrail, rather than a rule of docs/roles.md, was broken.
+    pub fn is_guardrail(self) -> bool {
+        matches!(
+            self,
+            Rule::GuardrailTenantNotAllowed
+                | Rule::GuardrailRoleNotAllowed
+                | Rule::GuardrailRoleEligibleOnly
+                | Rule::GuardrailActivationTooLong
+                | Rule::GuardrailMultiFactorAuthRequired
+                | Rule::GuardrailDeleteRoleRequired
+        )
+    }
 }
 
 /// One broken rule at one field.
