@@ -3,7 +3,8 @@
 //! tokens:
 //! - a guardrail added after onboarding that forbids the managing tenant fails the delegation,
 //!   naming the guardrail and the field, and revokes its access (200, then 403); the namespace
-//!   leaving the guardrail's selector, or the guardrail's deletion, re-grants it;
+//!   leaving the guardrail's selector, or the guardrail's deletion, re-grants it; `kubectl
+//!   lighthouse policy` names it, and `providers` shows it NonCompliant;
 //! - one that allows a role only as eligible withholds that role alone (`Degraded`, naming the
 //!   guardrail) and keeps the rest in force;
 //! - the audit: a PolicyReport per namespace (wgpolicyk8s.io, when its CRD is installed: the
@@ -62,6 +63,17 @@ async fn definition_fails(client: &Client, namespace: &str, reason: &str, names:
     }
 }
 
+/// `kubectl lighthouse ARGS` as the admin: its standard output; fails the test on an error.
+fn plugin(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-lighthouse"))
+        .env("KUBECONFIG", kubeconfig())
+        .args(args)
+        .output()
+        .expect("kubectl-lighthouse");
+    assert!(out.status.success(), "kubectl lighthouse {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster: hack/test.sh runs it"]
 async fn a_guardrail_added_after_onboarding_revokes_what_it_forbids() {
@@ -92,6 +104,29 @@ async fn a_guardrail_added_after_onboarding_revokes_what_it_forbids() {
             .any(|(reason, note)| reason == "GuardrailTenantNotAllowed" && note.contains(&name))
     })
     .await;
+
+    // The platform team sees it with `kubectl lighthouse policy`, the customer with `providers`.
+    let report: serde_json::Value = serde_json::from_str(&plugin(&["policy", "-o", "json"])).expect("policy -o json");
+    let mine: Vec<&serde_json::Value> = report["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .filter(|v| v["namespace"] == sub.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["guardrail"], name.as_str());
+    assert_eq!(mine[0]["rule"], "GuardrailTenantNotAllowed");
+    assert_eq!(mine[0]["field"], "spec.managedByTenantId");
+    assert_eq!(mine[0]["assignments"], json!([format!("{sub}/contoso")]));
+    assert!(report["guardrails"]
+        .as_array()
+        .expect("guardrails")
+        .iter()
+        .any(|g| g["metadata"]["name"] == name.as_str()));
+    let table = plugin(&["policy", "-n", &sub]);
+    assert!(table.contains(&name) && table.contains("GuardrailTenantNotAllowed"), "{table}");
+    let providers = plugin(&["providers", "-n", &sub]);
+    assert!(providers.contains("NonCompliant (GuardrailTenantNotAllowed)"), "{providers}");
 
     // The namespace leaves the guardrail's selector: the delegation is judged again, granted.
     relabel(&client, &sub, json!({"guardrail-test": null})).await;
