@@ -175,7 +175,7 @@ async fn a_role_allowed_only_as_eligible_is_withheld_and_the_rest_stays() {
         degraded.message.contains(&name) && degraded.message.contains("spec.authorizations[1].roleDefinitionId"),
         "{degraded:?}"
     );
-    assert_eq!(status.namespaces, [sub.clone()], "Reader stays in force");
+    assert_eq!(status.namespaces, std::slice::from_ref(&sub), "Reader stays in force");
 
     let guardrails: Api<Guardrail> = Api::all(client.clone());
     delete(&guardrails, &name).await;
