@@ -58,7 +58,7 @@ fn report(ctx: &Context, namespace: &str) -> Option<(serde_json::Value, String)>
         return None;
     }
     definitions.sort_by_key(|d| d.name_any());
-    let labels = Namespaces::get(&ctx.caches, namespace).map(|ns| ns.labels).unwrap_or_default();
+    let labels = Namespaces::get(&ctx.caches, namespace).map(|ns| ns.selector_labels(namespace)).unwrap_or_default();
     let guardrails = ctx.caches.guardrails();
     let catalog = ctx.caches.catalog.current();
     let assignments = ctx.caches.assignments_under(namespace);

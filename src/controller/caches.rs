@@ -346,8 +346,8 @@ mod tests {
                 tenant_id: Some("t-1".into()),
                 subscription: None,
                 terminating: false,
-                // A subscription's labels, for guardrails' namespace selectors.
-                labels: ns.metadata.labels.clone().unwrap_or_default(),
+                // A subscription's other labels, for guardrails' namespace selectors.
+                labels: std::collections::BTreeMap::from([("team".to_string(), "web".to_string())]),
             }
         );
         assert_eq!(cached.managed_by_tenants.as_deref(), Some("m-1"));

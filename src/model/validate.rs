@@ -323,7 +323,7 @@ fn guardrail_findings(
     if ctx.guardrails.is_empty() {
         return Vec::new();
     }
-    let labels = ctx.namespaces.get(facts.namespace).map(|ns| ns.labels).unwrap_or_default();
+    let labels = ctx.namespaces.get(facts.namespace).map(|ns| ns.selector_labels(facts.namespace)).unwrap_or_default();
     let mut withheld = Vec::new();
     for f in guardrail::findings(ctx.guardrails, &labels, facts.spec, ctx.catalog) {
         let error = FieldError::new(f.rule, f.field, f.message);

@@ -267,17 +267,23 @@ fn an_unreadable_selector_governs_every_namespace() {
 }
 
 #[test]
-fn only_subscription_namespaces_keep_their_labels() {
+fn only_subscription_namespaces_keep_their_labels_and_selectors_see_every_label() {
     let labels = BTreeMap::from([
         (crate::model::keys::SUBSCRIPTION.to_string(), "customer-a".to_string()),
         ("env".to_string(), "prod".to_string()),
     ]);
     assert!(NamespaceInfo::from_labels(&labels, false).labels.is_empty());
-    let labels = BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (crate::model::keys::TENANT_ID.to_string(), CUSTOMER.to_string()),
-        ("env".to_string(), "prod".to_string()),
+        ("kubernetes.io/metadata.name".to_string(), "customer-a".to_string()),
     ]);
-    assert_eq!(NamespaceInfo::from_labels(&labels, false).labels, labels);
+    let plain = NamespaceInfo::from_labels(&labels, false);
+    assert!(plain.labels.is_empty(), "the tenancy labels and the name are not kept twice");
+    assert_eq!(plain.selector_labels("customer-a"), labels, "a selector sees them all the same");
+    labels.insert("env".into(), "prod".into());
+    let info = NamespaceInfo::from_labels(&labels, false);
+    assert_eq!(info.labels, BTreeMap::from([("env".to_string(), "prod".to_string())]));
+    assert_eq!(info.selector_labels("customer-a"), labels);
 }
 
 // --- accepted definitions: narrowed, or rejected ---------------------------------------------
@@ -416,7 +422,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 /// What the guardrails governing `customer-a` forbid in `v` (the grant of `spec`), if anything.
 fn forbidden(w: &World, spec: &RegistrationDefinitionSpec, v: &ValidDefinition) -> Option<String> {
-    let labels = w.namespaces.get("customer-a").map(|ns| ns.labels.clone()).unwrap_or_default();
+    let labels = w.namespaces.get("customer-a").map(|ns| ns.selector_labels("customer-a")).unwrap_or_default();
     let c = &w.catalog;
     for g in w.guardrails.governing(&labels) {
         let r = &g.spec;
@@ -513,5 +519,28 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn a_selector_may_name_the_tenant_or_the_namespace_itself() {
+    let by_name = LabelSelector {
+        match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".to_string(), "customer-a".to_string())])),
+        match_expressions: None,
+    };
+    let by_tenant = LabelSelector {
+        match_labels: Some(BTreeMap::from([(crate::model::keys::TENANT_ID.to_string(), CUSTOMER.to_string())])),
+        match_expressions: None,
+    };
+    for selector in [by_name, by_tenant] {
+        let w = world_with(vec![guardrail(
+            "one",
+            GuardrailSpec { namespace_selector: Some(selector.clone()), ..tenants(&[THIRD]) },
+        )]);
+        assert_eq!(
+            errors(w.validate(&spec(vec![auth(P1, READER)])))[0].0,
+            Rule::GuardrailTenantNotAllowed,
+            "{selector:?}"
+        );
     }
 }
