@@ -31,7 +31,7 @@ cd "$(dirname "$0")/.."
 
 versions=${KL_TEST_VERSIONS:-1.37 1.33}
 # The suites proven at the earliest supported minor: what a user touches there.
-EARLIEST_SUITES=(--test e2e --test webhook --test sign_in --test security --test removal --test chart --test guardrail_admission)
+EARLIEST_SUITES=(--test e2e --test webhook --test sign_in --test security --test removal --test chart --test guardrail_admission --test guardrails)
 trap 'hack/control-plane.sh down >/dev/null 2>&1 || true' EXIT
 
 echo "== cargo fmt --check"
