@@ -268,30 +268,47 @@ impl Follow<ClusterRole> for CatalogTriggers {
     }
 }
 
-/// Guardrails (docs/guardrails.md): a change re-judges every definition and assignment, except
-/// during the first list, when every delegation is being listed anyway. Guardrails are few
-/// and change rarely; which delegations a selector governs depends on namespace labels, so
-/// everything is simpler and sure.
+/// Guardrails (docs/guardrails.md): a change of a guardrail's spec, or its deletion, re-judges
+/// every definition and assignment, except during the first list, when every delegation is
+/// being listed anyway. Guardrails are few and change rarely; which delegations a selector
+/// governs depends on namespace labels, so everything is simpler and sure. A change of
+/// anything but the spec (labels, annotations) re-judges nothing.
 pub struct GuardrailTriggers {
     caches: Caches,
     sinks: Sinks,
     listed: bool,
+    /// Each guardrail's spec as last seen, by name.
+    seen: HashMap<String, crate::api::GuardrailSpec>,
+    /// The specs of the (re)list in progress.
+    relisted: HashMap<String, crate::api::GuardrailSpec>,
 }
 
 impl GuardrailTriggers {
     /// Triggers that read `caches` and send to `sinks`.
     pub fn new(caches: Caches, sinks: Sinks) -> Self {
-        GuardrailTriggers { caches, sinks, listed: false }
+        GuardrailTriggers { caches, sinks, listed: false, seen: HashMap::new(), relisted: HashMap::new() }
     }
 }
 
 impl Follow<Guardrail> for GuardrailTriggers {
     fn follow(&mut self, change: Change<'_, Guardrail>) {
         let rejudge = match change {
-            Change::Applied(_) | Change::Deleted(_) => true,
-            // A relist found what changed while the watch was down.
-            Change::ListDone => std::mem::replace(&mut self.listed, true),
-            Change::Listed(_) => false,
+            Change::Applied(g) => self.seen.insert(g.name_any(), g.spec.clone()).as_ref() != Some(&g.spec),
+            Change::Deleted(g) => {
+                self.seen.remove(&g.name_any());
+                true
+            }
+            Change::Listed(g) => {
+                self.relisted.insert(g.name_any(), g.spec.clone());
+                false
+            }
+            // A relist finds what changed while the watch was down.
+            Change::ListDone => {
+                let listed = std::mem::take(&mut self.relisted);
+                let moved = listed != self.seen;
+                self.seen = listed;
+                std::mem::replace(&mut self.listed, true) && moved
+            }
         };
         if rejudge {
             for d in self.caches.definitions.state() {

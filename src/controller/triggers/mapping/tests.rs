@@ -369,17 +369,29 @@ fn a_guardrail_change_re_judges_every_delegation_but_its_first_list_does_not() {
     triggers.follow(Change::ListDone);
     assert!(h.nothing_triggered(), "the first list: every delegation is being listed anyway");
 
-    for change in [Change::Applied(&guardrail), Change::Deleted(&guardrail)] {
+    let mut labelled = guardrail.clone();
+    labelled.metadata.labels = Some(BTreeMap::from([("team".to_string(), "platform".to_string())]));
+    triggers.follow(Change::Applied(&labelled));
+    assert!(h.nothing_triggered(), "only the spec decides");
+
+    let stricter = Guardrail::new(
+        "tenants",
+        crate::api::GuardrailSpec { allowed_managing_tenant_ids: Some(vec![OTHER.into()]), ..Default::default() },
+    );
+    for change in [Change::Applied(&stricter), Change::Deleted(&stricter)] {
         triggers.follow(change);
         assert_eq!(h.triggered_definitions(), ["sub/offer"]);
         assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"]);
     }
-    // A relist may have found a guardrail changed while the watch was down.
-    triggers.follow(Change::Listed(&guardrail));
+    // A relist finds what changed while the watch was down (it came back), and only that.
+    triggers.follow(Change::Listed(&stricter));
     assert!(h.nothing_triggered());
     triggers.follow(Change::ListDone);
     assert_eq!(h.triggered_definitions(), ["sub/offer"]);
     assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"]);
+    triggers.follow(Change::Listed(&stricter));
+    triggers.follow(Change::ListDone);
+    assert!(h.nothing_triggered(), "a relist that finds nothing changed");
 }
 
 #[test]
