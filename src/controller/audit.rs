@@ -76,17 +76,26 @@ fn report(ctx: &Context, namespace: &str) -> Option<(serde_json::Value, String)>
             Entry::new(definition, &d.spec, mine, &guardrails, &labels, &catalog)
         })
         .collect();
-    let content = audit::policy_report(namespace, &entries, 0).to_string();
+    let content = audit::content(&audit::policy_report(namespace, &entries, 0));
     let now = jiff::Timestamp::now().as_second();
     Some((audit::policy_report(namespace, &entries, now), content))
 }
 
-/// Writes or deletes the report of `namespace`; `written` holds the content last written per
-/// namespace. Returns false when the write failed (it is tried again later).
+/// Writes or deletes the report of `namespace`; `written` holds the content last written (or
+/// found stored) per namespace, so that nothing is written when nothing changed, a restart
+/// included. Returns false when a write failed (it is tried again later).
 async fn follow(ctx: &Context, namespace: &str, written: &mut HashMap<String, String>) -> bool {
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &policy_reports());
     match report(ctx, namespace) {
         Some((report, content)) => {
+            if !written.contains_key(namespace) {
+                // First sight since this replica leads: the report a previous leader wrote.
+                if let Ok(Some(stored)) = api.get_opt(audit::REPORT_NAME).await {
+                    if let Ok(stored) = serde_json::to_value(stored) {
+                        written.insert(namespace.to_string(), audit::content(&stored));
+                    }
+                }
+            }
             if written.get(namespace) == Some(&content) {
                 return true;
             }
@@ -104,7 +113,11 @@ async fn follow(ctx: &Context, namespace: &str, written: &mut HashMap<String, St
             }
         }
         None => {
-            written.remove(namespace);
+            // Nothing written since this replica leads, and nothing stored: nothing to delete
+            // (a restart sends no delete either).
+            if written.remove(namespace).is_none() && matches!(api.get_opt(audit::REPORT_NAME).await, Ok(None)) {
+                return true;
+            }
             match api.delete(audit::REPORT_NAME, &DeleteParams::default()).await {
                 Ok(_) => true,
                 Err(kube::Error::Api(s)) if s.code == 404 => true,

@@ -114,6 +114,28 @@ pub fn policy_report(namespace: &str, entries: &[Entry], seconds: i64) -> Value 
     })
 }
 
+/// What two reports are compared by: the summary, and each result's policy, rule, verdict,
+/// message, properties and resources (kind, namespace, name, uid); not the timestamps, nor
+/// what a server adds or drops. The shell writes a report only when this differs from the one
+/// stored, so a restart writes nothing.
+pub fn content(report: &Value) -> String {
+    let results: Vec<Value> = report["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let resources: Vec<Value> = r["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|o| json!([o["kind"], o["namespace"], o["name"], o["uid"]]))
+                .collect();
+            json!([r["policy"], r["rule"], r["result"], r["message"], r["properties"], resources])
+        })
+        .collect();
+    json!([report["summary"], results]).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -197,6 +219,21 @@ mod tests {
             failed["resources"].as_array().expect("resources").iter().filter_map(|r| r["kind"].as_str()).collect();
         assert_eq!(kinds, ["RegistrationDefinition", "RegistrationAssignment"]);
         assert_eq!(report["metadata"]["namespace"], "sub");
+    }
+
+    #[test]
+    fn reports_that_differ_only_in_their_stamps_and_server_fields_have_the_same_content() {
+        let guardrails = Guardrails::new(vec![NamedGuardrail {
+            name: "msp-only".into(),
+            spec: GuardrailSpec { allowed_managing_tenant_ids: Some(vec![MSP.into()]), ..Default::default() },
+        }]);
+        let entries = [entry("bad", OTHER, &guardrails)];
+        let mut stored = policy_report("sub", &entries, 1_700_000_000);
+        stored["metadata"]["resourceVersion"] = json!("42");
+        stored["results"][0]["scored"] = Value::Null;
+        assert_eq!(content(&stored), content(&policy_report("sub", &entries, 0)));
+        let passing = [entry("bad", MSP, &guardrails)];
+        assert_ne!(content(&stored), content(&policy_report("sub", &passing, 0)));
     }
 
     #[test]
