@@ -452,7 +452,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let activations = spawn_controller(stop, store, activation_rx, activation::reconcile, "activation", &ctx, config);
     let sweeper = tokio::spawn(sweep::run(ctx.clone(), while_leading(sweep_rx, &reconciling)));
     let guard = tokio::spawn(guard::run(ctx.clone(), while_leading(guard_rx, &reconciling)));
-    let auditor = tokio::spawn(audit::run(ctx.clone(), while_leading(audit_rx, &reconciling)));
+    let auditor = tokio::spawn(audit::run(ctx.clone(), while_leading(audit_rx, &reconciling), reconciling.clone()));
 
     info!("watching; waiting to lead");
     tokio::select! {

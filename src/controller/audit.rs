@@ -135,20 +135,23 @@ fn every_namespace(ctx: &Context) -> BTreeSet<String> {
     ctx.caches.definitions.state().iter().filter_map(|d| d.namespace()).collect()
 }
 
-/// Runs the audit on the leader: `namespaces` are the subscription namespaces whose report
-/// may have changed. Ends with the stream.
-pub async fn run(ctx: Arc<Context>, namespaces: impl Stream<Item = String> + Unpin) {
+/// Runs the audit: `namespaces` are the subscription namespaces whose report may have
+/// changed; `leading` says whether this replica leads (only the leader writes). Ends with the
+/// stream.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespaces: impl Stream<Item = String> + Unpin,
+    leading: tokio::sync::watch::Receiver<bool>,
+) {
     if ctx.caches_synced().await.is_err() {
         return;
     }
     let mut namespaces = namespaces;
     let mut pending: BTreeSet<String> = BTreeSet::new();
     let mut written: HashMap<String, String> = HashMap::new();
-    let mut present = installed(&ctx).await;
-    if present {
-        info!("PolicyReport CRD found: writing the audit's reports");
-        pending = every_namespace(&ctx);
-    }
+    let mut present = false;
+    // When the CRD was last looked for; None: never, since this replica leads.
+    let mut looked: Option<tokio::time::Instant> = None;
     let mut recheck = tokio::time::interval(RECHECK);
     loop {
         tokio::select! {
@@ -160,12 +163,21 @@ pub async fn run(ctx: Arc<Context>, namespaces: impl Stream<Item = String> + Unp
                     pending.insert(more);
                 }
             }
-            _ = recheck.tick() => {
-                if !present && installed(&ctx).await {
-                    info!("PolicyReport CRD found: writing the audit's reports");
-                    present = true;
-                    pending.extend(every_namespace(&ctx));
-                }
+            _ = recheck.tick() => {}
+        }
+        if !*leading.borrow() {
+            // A follower writes nothing; once it leads, it starts afresh.
+            (present, looked) = (false, None);
+            pending.clear();
+            written.clear();
+            continue;
+        }
+        if !present && looked.is_none_or(|at| at.elapsed() >= RECHECK) {
+            looked = Some(tokio::time::Instant::now());
+            if installed(&ctx).await {
+                info!("PolicyReport CRD found: writing the audit's reports");
+                present = true;
+                pending.extend(every_namespace(&ctx));
             }
         }
         if !present {
