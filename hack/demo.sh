@@ -39,7 +39,8 @@ command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; e
 cargo build --quiet --bin kube-lighthouse --bin kubectl-lighthouse
 
 say "Installing the CRDs and the role catalog"
-kubectl apply --server-side --force-conflicts -f crds/ -f charts/kube-lighthouse/files/catalog.yaml
+kubectl apply --server-side --force-conflicts -f crds/ -f charts/kube-lighthouse/files/catalog.yaml \
+  -f charts/kube-lighthouse/files/guardrail-policy.yaml -f charts/kube-lighthouse/files/tenancy-labels-policy.yaml
 kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
 
 # The views API (kubectl get customers): the controller's TLS server, registered with the

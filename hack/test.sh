@@ -34,7 +34,7 @@ cd "$(dirname "$0")/.."
 
 versions=${KL_TEST_VERSIONS-1.37 1.33}
 # The suites proven at the earliest supported minor: what a user touches there.
-EARLIEST_SUITES=(--test e2e --test webhook --test sign_in --test security --test removal --test chart)
+EARLIEST_SUITES=(--test e2e --test webhook --test sign_in --test security --test removal --test chart --test guardrail_admission --test guardrails)
 # The one-issuer suites: they need the control plane whose API server trusts only
 # kube-lighthouse's sign-in broker (`hack/control-plane.sh up --federation`), so the other
 # control planes skip their tests (FEDERATION_SKIP) and a federation control plane runs them.

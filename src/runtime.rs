@@ -22,7 +22,9 @@ use crate::controller::caches::{CacheGauges, Caches};
 use crate::controller::context::{Context, Policy};
 use crate::controller::error::Error;
 use crate::controller::queue::Fifo;
-use crate::controller::{activation, assignment, definition, events, guard, namespace, sweep, triggers, webhook_watch};
+use crate::controller::{
+    activation, assignment, audit, definition, events, guard, namespace, sweep, triggers, webhook_watch,
+};
 use crate::lease;
 use crate::serve::admission_clients::AdmissionClients;
 use crate::serve::front_proxy::FrontProxy;
@@ -274,6 +276,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let (assignments, assignment_writer) = reflector::store();
     let (activations, activation_writer) = reflector::store();
     let (reviews, review_writer) = reflector::store();
+    let (guardrails, guardrail_writer) = reflector::store();
     let caches = Caches {
         namespaces,
         definitions,
@@ -284,6 +287,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         indexes: Arc::default(),
         activations,
         reviews,
+        guardrails,
     };
     let mut metrics = crate::metrics::Metrics::default();
     metrics.register(Box::new(CacheGauges(caches.clone())));
@@ -345,6 +349,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let (sweep_tx, sweep_rx) = mpsc::unbounded();
     let (guard_tx, guard_rx) = mpsc::unbounded();
     let (activation_tx, activation_rx) = mpsc::unbounded();
+    let (audit_tx, audit_rx) = mpsc::unbounded();
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let publisher = events::Publisher::new(client.clone(), Reporter { controller: "kube-lighthouse".into(), instance });
     let grants = Arc::new(GrantActivity::default());
@@ -380,6 +385,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         activation_triggers: activation_tx.clone(),
         clock: config.activation_clock(),
         user_access,
+        audit: audit_tx,
     });
     tokio::spawn(async move { grants.follow().await });
     if let Some(listener) = health {
@@ -444,6 +450,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         assignments: assignment_writer,
         activations: activation_writer,
         reviews: review_writer,
+        guardrails: guardrail_writer,
     };
     let sinks = triggers::Sinks {
         assignments: assignment_tx,
@@ -490,6 +497,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let activations = spawn_controller(stop, store, activation_rx, activation::reconcile, "activation", &ctx, config);
     let sweeper = tokio::spawn(sweep::run(ctx.clone(), while_leading(sweep_rx, &reconciling)));
     let guard = tokio::spawn(guard::run(ctx.clone(), while_leading(guard_rx, &reconciling)));
+    let auditor = tokio::spawn(audit::run(ctx.clone(), while_leading(audit_rx, &reconciling), reconciling.clone()));
 
     info!("watching; waiting to lead");
     tokio::select! {
@@ -532,6 +540,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
             activations.abort();
             sweeper.abort();
             guard.abort();
+            auditor.abort();
             webhook_configuration.abort();
             foreign_bindings.abort();
             resync.abort();

@@ -232,9 +232,10 @@ async fn desired(admin: &Client, prefix: &str) -> Result<World, kube::Error> {
     let all = ListParams::default();
     let namespaces = Api::<Namespace>::all(admin.clone()).list(&all).await?.items;
     let cluster_roles = Api::<ClusterRole>::all(admin.clone()).list(&all).await?.items;
+    let guardrails = guardrails(admin).await?;
     let definitions = Api::<RegistrationDefinition>::all(admin.clone()).list(&all).await?.items;
     let assignments = Api::<RegistrationAssignment>::all(admin.clone()).list(&all).await?.items;
-    Ok(decide_all(&namespaces, &cluster_roles, &definitions, &assignments, prefix))
+    Ok(decide_all(&namespaces, &cluster_roles, &guardrails, &definitions, &assignments, prefix))
 }
 
 /// [`desired`] for one subscription namespace `ns` (with its resource groups), read at this
@@ -246,17 +247,25 @@ async fn desired_in(admin: &Client, ns: &str) -> Result<World, kube::Error> {
     let groups = ListParams::default().labels(&format!("kubelighthouse.io/subscription={ns}"));
     namespaces.extend(namespaces_api.list(&groups).await?.items);
     let cluster_roles = Api::<ClusterRole>::all(admin.clone()).list(&ListParams::default()).await?.items;
+    let guardrails = guardrails(admin).await?;
     let definitions =
         Api::<RegistrationDefinition>::namespaced(admin.clone(), ns).list(&ListParams::default()).await?.items;
     let assignments =
         Api::<RegistrationAssignment>::namespaced(admin.clone(), ns).list(&ListParams::default()).await?.items;
-    Ok(decide_all(&namespaces, &cluster_roles, &definitions, &assignments, ns))
+    Ok(decide_all(&namespaces, &cluster_roles, &guardrails, &definitions, &assignments, ns))
+}
+
+/// The guardrails in force (docs/guardrails.md): the controller judges with them too.
+async fn guardrails(admin: &Client) -> Result<kube_lighthouse::model::guardrail::Guardrails, kube::Error> {
+    let items = Api::<kube_lighthouse::api::Guardrail>::all(admin.clone()).list(&ListParams::default()).await?.items;
+    Ok(kube_lighthouse::model::guardrail::Guardrails::from_objects(&items))
 }
 
 /// The pure core's verdict on every assignment in the namespaces named `prefix…`.
 fn decide_all(
     namespaces: &[Namespace],
     cluster_roles: &[ClusterRole],
+    guardrails: &kube_lighthouse::model::guardrail::Guardrails,
     definitions: &[RegistrationDefinition],
     assignments: &[RegistrationAssignment],
     prefix: &str,
@@ -273,7 +282,7 @@ fn decide_all(
         .collect();
     let catalog = Catalog::from_cluster_roles(cluster_roles.iter());
     let (limits, templates) = (Limits::default(), IdentityTemplates::default());
-    let ctx = Context { catalog: &catalog, namespaces: &infos, limits: &limits, templates: &templates };
+    let ctx = Context { catalog: &catalog, namespaces: &infos, limits: &limits, templates: &templates, guardrails };
     let mut world = World::default();
     for d in definitions.iter().filter(|d| in_case(d.metadata.namespace.as_deref(), prefix)) {
         if d.metadata.deletion_timestamp.is_some() {

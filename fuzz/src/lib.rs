@@ -557,6 +557,7 @@ impl World {
             namespaces: &self.namespaces,
             limits: &self.limits,
             templates: &self.templates,
+            guardrails: &Default::default(),
         };
         validate::validate_definition(facts, &ctx)
     }

@@ -140,6 +140,14 @@ pub struct Delegation {
     /// RBAC lets it get exactly those (docs/just-in-time.md); nobody else's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub activations: Vec<String>,
+    /// Whether the customer's guardrails allow the whole definition (docs/guardrails.md):
+    /// `Compliant`, `NonCompliant (<rule>)` (what they forbid is withheld or refused), or
+    /// `Unknown` before the controller judged it.
+    #[serde(default)]
+    pub compliance: String,
+    /// What the guardrails forbid, naming each guardrail and field, when NonCompliant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance_message: Option<String>,
 }
 
 /// Scope of an assignment (SPEC §1).

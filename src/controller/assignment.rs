@@ -24,6 +24,7 @@ use super::Error;
 use crate::api::RegistrationAssignment;
 use crate::model::keys;
 use crate::model::outcome::{self, Outcome};
+use crate::model::scope::Namespaces;
 use crate::model::status::{self, Notice};
 
 /// The controller's reconcile function.
@@ -33,15 +34,20 @@ use crate::model::status::{self, Notice};
 pub async fn reconcile(assignment: Arc<RegistrationAssignment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile("assignment");
     ctx.caches_synced().await?;
-    let api: Api<RegistrationAssignment> =
-        Api::namespaced(ctx.client.clone(), &assignment.namespace().unwrap_or_default());
-    finalizer::run(&api, keys::ASSIGNMENT_FINALIZER, assignment, |step| async {
+    let namespace = assignment.namespace().unwrap_or_default();
+    let api: Api<RegistrationAssignment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer::run(&api, keys::ASSIGNMENT_FINALIZER, assignment, |step| async {
         match step {
             Step::Apply(a) => materialize(a, &ctx).await,
             Step::Cleanup(a) => revoke(a, &ctx).await,
         }
     })
-    .await
+    .await;
+    // The audit lists the assignments of each definition (docs/guardrails.md).
+    let subscription =
+        Namespaces::get(&ctx.caches, &namespace).and_then(|ns| ns.parent_subscription().map(String::from));
+    ctx.audit(subscription.unwrap_or(namespace));
+    result
 }
 
 /// The pipeline.

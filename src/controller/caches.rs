@@ -13,7 +13,8 @@ use kube::{Resource, ResourceExt};
 use super::catalog::CatalogCache;
 use super::index::Index;
 use super::materialized::MaterializedCache;
-use crate::api::{ActivationReview, RegistrationAssignment, RegistrationDefinition, RoleActivation};
+use crate::api::{ActivationReview, Guardrail, RegistrationAssignment, RegistrationDefinition, RoleActivation};
+use crate::model::guardrail::Guardrails;
 use crate::model::keys;
 use crate::model::scope::{NamespaceInfo, Namespaces};
 
@@ -113,6 +114,8 @@ pub struct Caches {
     pub activations: Store<RoleActivation>,
     /// ActivationReviews, with their stamp annotations.
     pub reviews: Store<ActivationReview>,
+    /// The platform team's guardrails (docs/guardrails.md): few, read whole.
+    pub guardrails: Store<Guardrail>,
 }
 
 /// The secondary indexes over [`Caches`], fed by the watches in [`super::triggers`].
@@ -231,6 +234,13 @@ impl Caches {
     }
 }
 
+impl Caches {
+    /// The guardrails in force now, as the model reads them.
+    pub fn guardrails(&self) -> Guardrails {
+        Guardrails::from_objects(self.guardrails.state().iter().map(AsRef::as_ref))
+    }
+}
+
 impl Namespaces for Caches {
     fn get(&self, name: &str) -> Option<NamespaceInfo> {
         self.namespaces.get(&ObjectRef::new(name)).map(|ns| ns.info.clone())
@@ -323,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn a_subscription_keeps_its_tenant_and_annotation_and_nothing_else() {
+    fn a_subscription_keeps_its_labels_and_annotation_and_nothing_else() {
         let ns = namespace(
             &[(keys::TENANT_ID, "t-1"), ("kubernetes.io/metadata.name", "contoso-prod"), ("team", "web")],
             &[(keys::MANAGED_BY_TENANTS, "m-1"), ("kubectl.kubernetes.io/last-applied-configuration", "{…}")],
@@ -332,7 +342,13 @@ mod tests {
         assert_eq!(cached.metadata, ObjectMeta { name: Some("contoso-prod".into()), ..ObjectMeta::default() });
         assert_eq!(
             cached.info,
-            NamespaceInfo { tenant_id: Some("t-1".into()), subscription: None, terminating: false }
+            NamespaceInfo {
+                tenant_id: Some("t-1".into()),
+                subscription: None,
+                terminating: false,
+                // A subscription's other labels, for guardrails' namespace selectors.
+                labels: std::collections::BTreeMap::from([("team".to_string(), "web".to_string())]),
+            }
         );
         assert_eq!(cached.managed_by_tenants.as_deref(), Some("m-1"));
         assert!(cached.keeps_annotation());

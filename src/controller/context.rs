@@ -32,11 +32,13 @@ impl Policy {
     /// Runs `judge` with the validation context of the current catalog and namespaces.
     pub fn judge<T>(&self, caches: &Caches, judge: impl FnOnce(&validate::Context<'_>) -> T) -> T {
         let catalog = caches.catalog.current();
+        let guardrails = caches.guardrails();
         judge(&validate::Context {
             catalog: &catalog,
             namespaces: caches,
             limits: &self.limits,
             templates: &self.templates,
+            guardrails: &guardrails,
         })
     }
 }
@@ -69,6 +71,8 @@ pub struct Context {
     pub clock: Clock,
     /// Whether User Access Administrator may be in force ([`super::webhook_watch`]).
     pub user_access: tokio::sync::watch::Receiver<super::webhook_watch::Verdict>,
+    /// Subscription namespaces whose PolicyReport may have changed ([`super::audit`]).
+    pub audit: UnboundedSender<String>,
 }
 
 impl Context {
@@ -96,6 +100,12 @@ impl Context {
     /// Sends activation `reference` to be reconciled again.
     pub fn retrigger_activation(&self, reference: ObjectRef<RoleActivation>) {
         let _ = self.activation_triggers.unbounded_send(reference);
+    }
+
+    /// Sends subscription namespace `namespace` to the audit, whose PolicyReport may have
+    /// changed ([`super::audit`]).
+    pub fn audit(&self, namespace: String) {
+        let _ = self.audit.unbounded_send(namespace);
     }
 
     /// Sends assignment `reference` to be reconciled again.

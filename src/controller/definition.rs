@@ -36,13 +36,17 @@ pub async fn reconcile(definition: Arc<RegistrationDefinition>, ctx: Arc<Context
     ctx.caches_synced().await?;
     let api: Api<RegistrationDefinition> =
         Api::namespaced(ctx.client.clone(), &definition.namespace().unwrap_or_default());
-    finalizer::run(&api, keys::DEFINITION_FINALIZER, definition, |step| async {
+    let namespace = definition.namespace().unwrap_or_default();
+    let result = finalizer::run(&api, keys::DEFINITION_FINALIZER, definition, |step| async {
         match step {
             Step::Apply(d) => check(d, &ctx).await,
             Step::Cleanup(d) => cascade(d, &ctx).await,
         }
     })
-    .await
+    .await;
+    // The audit's report of the namespace follows its definitions (docs/guardrails.md).
+    ctx.audit(namespace);
+    result
 }
 
 /// The pipeline.

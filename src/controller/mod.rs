@@ -25,6 +25,7 @@
 pub mod activation;
 pub mod apply;
 pub mod assignment;
+pub mod audit;
 pub mod backoff;
 pub mod bookkeeping;
 pub mod caches;

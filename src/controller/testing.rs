@@ -67,6 +67,7 @@ pub fn cluster() -> Cluster {
         indexes: Arc::default(),
         activations: Writer::default().as_reader(),
         reviews: Writer::default().as_reader(),
+        guardrails: Writer::default().as_reader(),
     };
     Cluster { namespaces, definitions, assignments, caches }
 }
@@ -112,6 +113,7 @@ pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
         assignment_triggers,
         retries: Default::default(),
         activation_triggers: mpsc::unbounded().0,
+        audit: mpsc::unbounded().0,
         clock: Default::default(),
         user_access: tokio::sync::watch::channel(Some(Ok(()))).1,
     };

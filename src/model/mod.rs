@@ -8,12 +8,15 @@
 //! two steps over a snapshot of the caches; [`status`] turns an outcome into the status,
 //! Events and annotation the shell writes; [`user_access`] keeps the bindings a User Access
 //! Administrator makes to managed identities; [`views`] decides what a caller sees of the
-//! delegations (SPEC §10); [`activation`] is just-in-time access (SPEC §9).
+//! delegations (SPEC §10); [`activation`] is just-in-time access (SPEC §9); [`guardrail`]
+//! judges delegations against the platform team's guardrails.
 
 pub mod activation;
+pub mod audit;
 pub mod authority;
 pub mod catalog;
 pub mod desired;
+pub mod guardrail;
 pub mod keys;
 pub mod outcome;
 pub mod projection;

@@ -11,6 +11,9 @@ use thiserror::Error;
 use super::keys;
 use super::tenant::Guid;
 
+/// The label the API server sets to every namespace's name.
+const METADATA_NAME: &str = "kubernetes.io/metadata.name";
+
 /// What the model needs to know of a namespace: its two labels and whether it is going away.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NamespaceInfo {
@@ -21,16 +24,45 @@ pub struct NamespaceInfo {
     pub subscription: Option<String>,
     /// Terminating namespaces accept no new objects; they are left out of scopes.
     pub terminating: bool,
+    /// The other labels of a subscription namespace (empty for any other): with the tenancy
+    /// labels and `kubernetes.io/metadata.name`, which are not kept twice, what guardrails'
+    /// namespace selectors match ([`NamespaceInfo::selector_labels`], docs/guardrails.md).
+    /// Only subscriptions hold definitions, so only theirs are kept; an empty map allocates
+    /// nothing, so a namespace with no other label costs nothing more.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl NamespaceInfo {
     /// The labels that matter, read from a namespace's `labels`.
     pub fn from_labels(labels: &BTreeMap<String, String>, terminating: bool) -> Self {
+        let tenant_id = labels.get(keys::TENANT_ID).cloned();
+        let derived = [keys::TENANT_ID, keys::SUBSCRIPTION, METADATA_NAME];
+        let others = labels.iter().filter(|(k, _)| !derived.contains(&k.as_str()));
         NamespaceInfo {
-            tenant_id: labels.get(keys::TENANT_ID).cloned(),
+            labels: if tenant_id.is_some() {
+                others.map(|(k, v)| (k.clone(), v.clone())).collect()
+            } else {
+                BTreeMap::new()
+            },
+            tenant_id,
             subscription: labels.get(keys::SUBSCRIPTION).cloned(),
             terminating,
         }
+    }
+
+    /// Every label of the namespace `name` described by this info, as a label selector sees
+    /// it: the labels kept, the tenancy labels, and `kubernetes.io/metadata.name` (which the
+    /// API server sets to the name on every namespace).
+    pub fn selector_labels(&self, name: &str) -> BTreeMap<String, String> {
+        let mut all = self.labels.clone();
+        all.insert(METADATA_NAME.to_string(), name.to_string());
+        if let Some(tenant) = &self.tenant_id {
+            all.insert(keys::TENANT_ID.to_string(), tenant.clone());
+        }
+        if let Some(subscription) = &self.subscription {
+            all.insert(keys::SUBSCRIPTION.to_string(), subscription.clone());
+        }
+        all
     }
 
     /// The subscription this namespace is a resource group of, if it is one.
@@ -236,6 +268,7 @@ pub(crate) mod tests {
                 tenant_id: Some(CUSTOMER.into()),
                 subscription: Some("customer-a".into()),
                 terminating: false,
+                labels: BTreeMap::new(),
             },
         );
         assert_eq!(resolve("both", &c).expect("valid").subscription, "both");

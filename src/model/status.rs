@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::outcome::Outcome;
-use super::validate::{Rejection, ValidDefinition};
+use super::validate::{FieldError, Rejection, ValidDefinition};
 use crate::api::status::merge_condition;
 use crate::api::{
     Condition, ConditionStatus, ProvisioningState, RegistrationAssignmentStatus, RegistrationDefinitionStatus,
@@ -115,6 +115,32 @@ fn degraded(valid: &ValidDefinition, generation: Option<i64>) -> Condition {
         }
     }
 }
+
+/// `Compliant` (docs/guardrails.md, the audit): False with every guardrail finding when a
+/// guardrail forbids part of the definition (whether that rejected it or withheld the part),
+/// else True. The providers and delegations views and the PolicyReports read it.
+pub fn compliant(verdict: &Result<ValidDefinition, Rejection>, generation: Option<i64>) -> Condition {
+    let findings: Vec<&FieldError> = match verdict {
+        Ok(valid) => valid.narrowed.iter().filter(|e| e.rule.is_guardrail()).collect(),
+        Err(rejection) => rejection.0.iter().filter(|e| e.rule.is_guardrail()).collect(),
+    };
+    match findings.first() {
+        Some(first) => {
+            let all: Vec<String> = findings.iter().map(ToString::to_string).collect();
+            condition(COMPLIANT, ConditionStatus::False, first.rule.reason(), all.join("; "), generation)
+        }
+        None => condition(
+            COMPLIANT,
+            ConditionStatus::True,
+            "GuardrailsAllow",
+            "no guardrail forbids any part of it".to_string(),
+            generation,
+        ),
+    }
+}
+
+/// The condition type of [`compliant`].
+pub const COMPLIANT: &str = "Compliant";
 
 /// The conditions without `Degraded`: a rejected delegation is not degraded, it is failed.
 fn without_degraded(conditions: &[Condition]) -> Vec<Condition> {
@@ -323,7 +349,8 @@ pub fn definition_status(
             }
             let ready = condition("Ready", ConditionStatus::True, "Valid", message, generation);
             let conditions = merge_condition(&existing.conditions, ready, now.clone());
-            let conditions = merge_condition(&conditions, degraded(valid, generation), now);
+            let conditions = merge_condition(&conditions, degraded(valid, generation), now.clone());
+            let conditions = merge_condition(&conditions, compliant(verdict, generation), now);
             let notice = if valid.warnings.is_empty() {
                 Notice::normal("Valid", None, "Validate")
             } else {
@@ -346,7 +373,11 @@ pub fn definition_status(
                 managee_tenant_id: managee,
                 observed_generation: generation,
                 accepted_generation: existing.accepted_generation,
-                conditions: merge_condition(&without_degraded(&existing.conditions), ready, now),
+                conditions: merge_condition(
+                    &merge_condition(&without_degraded(&existing.conditions), ready, now.clone()),
+                    compliant(verdict, generation),
+                    now,
+                ),
             };
             (status, Notice::rejected(rejection))
         }

@@ -26,6 +26,7 @@ use std::fmt;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Subject};
 
 use super::catalog::Catalog;
+use super::guardrail::{self, Guardrails, Target};
 use super::projection::IdentityTemplates;
 use super::scope::Namespaces;
 use super::tenant::Guid;
@@ -47,6 +48,8 @@ pub mod text;
 mod bad_input;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod guardrails;
 #[cfg(test)]
 mod materialization;
 #[cfg(test)]
@@ -129,12 +132,38 @@ pub enum Rule {
     /// User Access Administrator is valid but not in force: the admission webhook, its only
     /// complete enforcement, is not configured for RoleBindings or not serving (docs/roles.md).
     UserAccessAdministratorWithheld,
+    /// A guardrail does not allow the definition's `managedByTenantId` (docs/guardrails.md).
+    GuardrailTenantNotAllowed,
+    /// A guardrail does not allow the role, as standing or as eligible access.
+    GuardrailRoleNotAllowed,
+    /// A guardrail allows the role only as an eligible (just-in-time) authorization.
+    GuardrailRoleEligibleOnly,
+    /// A guardrail allows shorter activations than the eligible authorization's
+    /// `maximumActivationDuration`.
+    GuardrailActivationTooLong,
+    /// A guardrail requires `multiFactorAuthProvider: Azure` on eligible authorizations.
+    GuardrailMultiFactorAuthRequired,
+    /// A guardrail requires a standing authorization with the Delete role.
+    GuardrailDeleteRoleRequired,
 }
 
 impl Rule {
     /// The condition reason and metric label: the variant name.
     pub fn reason(self) -> &'static str {
         self.into()
+    }
+
+    /// Whether a guardrail, rather than a rule of docs/roles.md, was broken.
+    pub fn is_guardrail(self) -> bool {
+        matches!(
+            self,
+            Rule::GuardrailTenantNotAllowed
+                | Rule::GuardrailRoleNotAllowed
+                | Rule::GuardrailRoleEligibleOnly
+                | Rule::GuardrailActivationTooLong
+                | Rule::GuardrailMultiFactorAuthRequired
+                | Rule::GuardrailDeleteRoleRequired
+        )
     }
 }
 
@@ -198,6 +227,8 @@ pub struct Context<'a> {
     pub limits: &'a Limits,
     /// How principals project to RBAC subjects (SPEC §2).
     pub templates: &'a IdentityTemplates,
+    /// The platform team's guardrails (docs/guardrails.md).
+    pub guardrails: &'a Guardrails,
 }
 
 /// A definition and the facts about it that come from outside its spec.
@@ -279,6 +310,35 @@ impl Findings {
     }
 }
 
+/// The guardrails governing the definition's namespace (docs/guardrails.md): a finding on
+/// the whole definition rejects it; one on a single authorization rejects a definition never
+/// accepted, and withholds that authorization of an accepted one (narrowing, as a catalog
+/// change does). Returns what is withheld.
+fn guardrail_findings(
+    facts: &DefinitionFacts<'_>,
+    ctx: &Context<'_>,
+    accepted: bool,
+    findings: &mut Findings,
+) -> Vec<Target> {
+    if ctx.guardrails.is_empty() {
+        return Vec::new();
+    }
+    let labels = ctx.namespaces.get(facts.namespace).map(|ns| ns.selector_labels(facts.namespace)).unwrap_or_default();
+    let mut withheld = Vec::new();
+    for f in guardrail::findings(ctx.guardrails, &labels, facts.spec, ctx.catalog) {
+        let error = FieldError::new(f.rule, f.field, f.message);
+        match f.target {
+            Target::Standing(_) | Target::Eligible(_) if accepted => {
+                let narrowed = FieldError { message: format!("{}; that access is withheld", error.message), ..error };
+                findings.narrowed.push(narrowed);
+                withheld.push(f.target);
+            }
+            _ => findings.errors.push(error),
+        }
+    }
+    withheld
+}
+
 /// SPEC §3 for a definition in `facts.namespace`: every rule family in field order, so that
 /// a rejection lists every broken rule, the first one giving the reason; free text is
 /// judged last, so that a rule of SPEC §3 gives the reason when both are broken.
@@ -294,10 +354,14 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
     limits::check(facts, ctx.limits, &mut findings);
 
     let accepted = facts.previously_accepted();
+    let withheld = guardrail_findings(facts, ctx, accepted, &mut findings);
     let mut duplicates = duplicates::Seen::default();
     let mut grants = grants::Collected::default();
     for (i, auth) in spec.authorizations.iter().enumerate() {
         let at = format!("spec.authorizations[{i}]");
+        if withheld.contains(&Target::Standing(i)) {
+            continue;
+        }
         let principal =
             findings.passed(principals::check_principal(auth, &at, managing_tenant.as_ref(), ctx.namespaces));
         let Some((role, classification)) =
@@ -317,8 +381,9 @@ pub fn validate_definition(facts: &DefinitionFacts<'_>, ctx: &Context<'_>) -> Re
     for (i, authorization) in spec.eligible_authorizations.iter().enumerate() {
         eligible::check(ctx.catalog, authorization, i, accepted, &mut findings);
     }
-    let eligible =
+    let mut eligible =
         eligible::validate(&spec.eligible_authorizations, ctx, managing_tenant.as_ref(), &mut findings.errors);
+    eligible.retain(|e| !withheld.contains(&Target::Eligible(e.index)));
     text::check(spec, &mut findings);
 
     match (managing_tenant, home_tenant) {

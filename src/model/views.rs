@@ -200,6 +200,21 @@ fn live(namespaces: &dyn Namespaces, name: &str) -> bool {
     namespaces.get(name).is_some_and(|info| !info.terminating)
 }
 
+/// Whether `definition` complies with the guardrails governing it (docs/guardrails.md), from
+/// its `Compliant` condition: `Compliant`, `NonCompliant` (with the first guardrail rule
+/// broken, and every finding as the message), or `Unknown` before the controller judged it.
+pub fn compliance(definition: &RegistrationDefinition) -> (String, Option<String>) {
+    let condition =
+        definition.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == super::status::COMPLIANT));
+    match condition {
+        Some(c) if c.status == crate::api::ConditionStatus::True => ("Compliant".into(), None),
+        Some(c) if c.status == crate::api::ConditionStatus::False => {
+            (format!("NonCompliant ({})", c.reason), Some(c.message.clone()))
+        }
+        _ => ("Unknown".into(), None),
+    }
+}
+
 fn ready_condition(assignment: &RegistrationAssignment) -> Option<&crate::api::Condition> {
     assignment.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")
 }
@@ -263,6 +278,7 @@ pub fn delegations<'a>(
             .into_iter()
             .collect();
         let ready = ready_condition(assignment);
+        let (compliance, compliance_message) = compliance(definition);
         out.push(Delegation {
             api_version: VIEW_API_VERSION.into(),
             kind: "Delegation".into(),
@@ -285,6 +301,8 @@ pub fn delegations<'a>(
             reason: ready.map(|c| c.reason.clone()).filter(|r| !r.is_empty()),
             message: ready.map(|c| c.message.clone()).filter(|m| !m.is_empty()),
             activations: Vec::new(),
+            compliance,
+            compliance_message,
         });
     }
     out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -472,6 +490,7 @@ pub fn delegation_table(delegations: &[Delegation], include: IncludeObject) -> T
         column("Offer", "", "Display name of the assigned definition.", 0),
         column("My Roles", "", "Your roles: standing, eligible (just in time) and as approver.", 0),
         column("State", "", "Provisioning state of the assignment.", 0),
+        column("Compliance", "", "Whether the customer's guardrails allow the whole definition.", 0),
         column("Subscription", "", "The subscription namespace.", 1),
         column("Assignment", "", "Name of the RegistrationAssignment.", 1),
         column("Namespaces", "", "Namespaces where the access is in force.", 1),
@@ -489,6 +508,7 @@ pub fn delegation_table(delegations: &[Delegation], include: IncludeObject) -> T
                 json!(d.offer.display_name),
                 json!(roles_cell(&summarize(&d.my_roles))),
                 json!(d.state),
+                json!(d.compliance),
                 json!(d.subscription),
                 json!(d.assignment),
                 json!(join_or_none(&d.namespaces)),
@@ -1028,6 +1048,29 @@ mod tests {
     }
 
     #[test]
+    fn compliance_is_read_from_the_definitions_compliant_condition() {
+        use crate::model::validate::{FieldError, Rejection, Rule};
+        let mut d = definition("customer", "offer", TENANT_A, vec![]);
+        assert_eq!(compliance(&d), ("Unknown".to_string(), None));
+        let finding = FieldError {
+            rule: Rule::GuardrailTenantNotAllowed,
+            field: "spec.managedByTenantId".into(),
+            message: "guardrail \"g\" (spec.allowedManagingTenantIds) does not allow it".into(),
+        };
+        let (status, _) = crate::model::status::definition_status(
+            Some(1),
+            &Default::default(),
+            &Err(Rejection(vec![finding])),
+            None,
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        d.status = Some(status);
+        let (state, message) = compliance(&d);
+        assert_eq!(state, "NonCompliant (GuardrailTenantNotAllowed)");
+        assert!(message.is_some_and(|m| m.contains("\"g\"") && m.contains("spec.managedByTenantId")));
+    }
+
+    #[test]
     fn delegation_table_cells_line_up_with_columns() {
         let w = World::msp();
         let d = w.delegations(&user_of(TENANT_A, ALICE, &[ENGINEERS]));
@@ -1043,6 +1086,7 @@ mod tests {
                 "Offer",
                 "My Roles",
                 "State",
+                "Compliance",
                 "Subscription",
                 "Assignment",
                 "Namespaces",
@@ -1057,8 +1101,9 @@ mod tests {
         assert_eq!(row.cells[0], json!("cust1.a-ops"));
         assert_eq!(row.cells[3], json!("Subscription"));
         assert_eq!(row.cells[5], json!("Reader"));
-        assert_eq!(row.cells[9], json!("cust1,cust1-db,cust1-web"));
-        assert_eq!(row.cells[11], json!("<none>"));
+        assert_eq!(row.cells[7], json!("Unknown"), "no Compliant condition yet");
+        assert_eq!(row.cells[10], json!("cust1,cust1-db,cust1-web"));
+        assert_eq!(row.cells[12], json!("<none>"));
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub enum Command {
     /// Service providers of your namespaces: Azure's "Service providers" (customer side).
     #[command(alias = "provider")]
     Providers,
+    /// The platform team's guardrails, and every delegation that breaks one (docs/guardrails.md);
+    /// all namespaces unless -n.
+    #[command(alias = "guardrails")]
+    Policy,
     /// Registration definitions (`az managedservices definition`).
     #[command(subcommand, visible_alias = "regdef")]
     Definition(DefinitionCommand),

@@ -23,6 +23,7 @@ pub mod import;
 pub mod login;
 pub mod manifest;
 pub mod output;
+pub mod policy;
 pub mod providers;
 pub mod views;
 pub mod whoami;
@@ -144,6 +145,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), PluginError> {
         Command::Customers { name } => views::customers(global, name.as_deref(), out).await,
         Command::Delegations { name } => views::delegations(global, name.as_deref(), out).await,
         Command::Providers => providers::run(global, out).await,
+        Command::Policy => policy::run(global, out).await,
         Command::Definition(command) => definition::definition(global, command, out).await,
         Command::Assignment(command) => definition::assignment(global, command, out).await,
         Command::Access(args) => access::run(global, &args, out).await,

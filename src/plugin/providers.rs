@@ -1,6 +1,7 @@
 //! `providers [-n NS | -A]`: the customer side, Azure's "Service providers" page: per offer
 //! (definition) in the namespaces the caller can read, the provider (managing) tenant, the
-//! offer, its delegations (assignments), the roles and eligible roles, and the state.
+//! offer, its delegations (assignments), the roles and eligible roles, the state, and whether
+//! the guardrails allow it (docs/guardrails.md).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -14,7 +15,7 @@ use super::{client, PluginError};
 use crate::api::{RegistrationAssignment, RegistrationDefinition, GROUP};
 use crate::model::catalog::Catalog;
 use crate::model::keys;
-use crate::model::views::role_name;
+use crate::model::views::{compliance, role_name};
 
 /// The assignments of `definition`: in its namespace, or in a resource group whose
 /// subscription (`subscription_of`, namespace → subscription label) is its namespace.
@@ -58,6 +59,7 @@ pub fn table(
             Column::new("Roles"),
             Column::new("Eligible Roles"),
             Column::new("State"),
+            Column::new("Compliance"),
             Column::wide("Definition"),
             Column::wide("Assignments"),
             Column::wide("Plan"),
@@ -92,6 +94,7 @@ pub fn table(
             output::join(&roles.into_iter().collect::<Vec<_>>()),
             output::join(&eligible.into_iter().collect::<Vec<_>>()),
             state_of(d.status.as_ref().and_then(|s| s.provisioning_state)),
+            compliance(d).0,
             d.metadata.name.clone().unwrap_or_default(),
             output::join(&names),
             d.spec
@@ -117,6 +120,7 @@ pub fn table(
             "<unknown>".into(),
             "<unknown>".into(),
             state_of(status.provisioning_state),
+            "<unknown>".into(),
             a.spec.registration_definition_ref.name.clone(),
             format!(
                 "{}/{}",
@@ -289,12 +293,12 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "PROVIDER TENANT                        OFFER                      DELEGATIONS   ROLES                ELIGIBLE ROLES   STATE"
+            "PROVIDER TENANT                        OFFER                      DELEGATIONS   ROLES                ELIGIBLE ROLES   STATE       COMPLIANCE"
         );
         assert_eq!(
             lines[1],
             format!(
-                "{TENANT}   Contoso Managed Services   2             Contributor,Reader   Contributor      Succeeded"
+                "{TENANT}   Contoso Managed Services   2             Contributor,Reader   Contributor      Succeeded   Unknown"
             )
         );
         assert!(lines[2].starts_with("<unknown>"), "an assignment of an unreadable definition: {}", lines[2]);

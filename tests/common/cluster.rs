@@ -18,7 +18,7 @@ pub fn repo() -> PathBuf {
 }
 
 /// The kubeconfig of the test cluster, bringing up the local control plane if needed, with
-/// the CRDs and the role catalog installed. Fails the test when there is no cluster.
+/// the CRDs, the role catalog and the chart's ValidatingAdmissionPolicies installed. Fails the test when there is no cluster.
 pub fn kubeconfig() -> PathBuf {
     static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     match PATH.get_or_init(prepare_cluster) {
@@ -42,7 +42,13 @@ fn prepare_cluster() -> Result<PathBuf, String> {
             dir.join("kubeconfig")
         }
     };
-    for manifest in ["crds", "charts/kube-lighthouse/files/catalog.yaml"] {
+    // The CRDs first: the guardrails' ValidatingAdmissionPolicy names the Guardrail kind.
+    for manifest in [
+        "crds",
+        "charts/kube-lighthouse/files/catalog.yaml",
+        "charts/kube-lighthouse/files/guardrail-policy.yaml",
+        "charts/kube-lighthouse/files/tenancy-labels-policy.yaml",
+    ] {
         let ok = Command::new("kubectl")
             .env("KUBECONFIG", &path)
             .args(["apply", "--server-side", "--force-conflicts", "-f"])

@@ -23,7 +23,7 @@ use super::relevant::{
     activation_parts, assignment_parts, assignment_tenant_parts, definition_own_parts, definition_parts, Relevant,
 };
 use super::{Change, Sinks};
-use crate::api::{ActivationReview, RegistrationAssignment, RegistrationDefinition, RoleActivation};
+use crate::api::{ActivationReview, Guardrail, RegistrationAssignment, RegistrationDefinition, RoleActivation};
 use crate::controller::caches::{CachedNamespace, Caches};
 use crate::controller::definition::assignments_of;
 use crate::controller::expectations::Expectations;
@@ -258,6 +258,59 @@ impl Follow<ClusterRole> for CatalogTriggers {
         let changed = std::mem::replace(&mut self.seen, version) != version;
         let first_list = matches!(change, Change::ListDone) && !std::mem::replace(&mut self.listed, true);
         if changed && !first_list {
+            for d in self.caches.definitions.state() {
+                self.sinks.definition(&d);
+            }
+            for a in self.caches.assignments.state() {
+                self.sinks.assignment(&a);
+            }
+        }
+    }
+}
+
+/// Guardrails (docs/guardrails.md): a change of a guardrail's spec, or its deletion, re-judges
+/// every definition and assignment, except during the first list, when every delegation is
+/// being listed anyway. Guardrails are few and change rarely; which delegations a selector
+/// governs depends on namespace labels, so everything is simpler and sure. A change of
+/// anything but the spec (labels, annotations) re-judges nothing.
+pub struct GuardrailTriggers {
+    caches: Caches,
+    sinks: Sinks,
+    listed: bool,
+    /// Each guardrail's spec as last seen, by name.
+    seen: HashMap<String, crate::api::GuardrailSpec>,
+    /// The specs of the (re)list in progress.
+    relisted: HashMap<String, crate::api::GuardrailSpec>,
+}
+
+impl GuardrailTriggers {
+    /// Triggers that read `caches` and send to `sinks`.
+    pub fn new(caches: Caches, sinks: Sinks) -> Self {
+        GuardrailTriggers { caches, sinks, listed: false, seen: HashMap::new(), relisted: HashMap::new() }
+    }
+}
+
+impl Follow<Guardrail> for GuardrailTriggers {
+    fn follow(&mut self, change: Change<'_, Guardrail>) {
+        let rejudge = match change {
+            Change::Applied(g) => self.seen.insert(g.name_any(), g.spec.clone()).as_ref() != Some(&g.spec),
+            Change::Deleted(g) => {
+                self.seen.remove(&g.name_any());
+                true
+            }
+            Change::Listed(g) => {
+                self.relisted.insert(g.name_any(), g.spec.clone());
+                false
+            }
+            // A relist finds what changed while the watch was down.
+            Change::ListDone => {
+                let listed = std::mem::take(&mut self.relisted);
+                let moved = listed != self.seen;
+                self.seen = listed;
+                std::mem::replace(&mut self.listed, true) && moved
+            }
+        };
+        if rejudge {
             for d in self.caches.definitions.state() {
                 self.sinks.definition(&d);
             }

@@ -25,12 +25,12 @@ use super::guard::{self, Offence};
 use super::index::map_event;
 use super::materialized::{MaterializedCache, Record};
 use super::sweep::Candidate;
-use crate::api::{ActivationReview, RegistrationAssignment, RegistrationDefinition, RoleActivation};
+use crate::api::{ActivationReview, Guardrail, RegistrationAssignment, RegistrationDefinition, RoleActivation};
 use crate::model::keys;
 use crate::model::scope::Namespaces;
 pub use mapping::{
-    ActivationTriggers, AssignmentTriggers, CatalogTriggers, DefinitionTriggers, Follow, MaterializedTriggers,
-    NamespaceTriggers, ReviewTriggers,
+    ActivationTriggers, AssignmentTriggers, CatalogTriggers, DefinitionTriggers, Follow, GuardrailTriggers,
+    MaterializedTriggers, NamespaceTriggers, ReviewTriggers,
 };
 
 /// Where triggers go.
@@ -94,6 +94,8 @@ pub struct Writers {
     pub activations: Writer<RoleActivation>,
     /// Fills [`super::Caches::reviews`].
     pub reviews: Writer<ActivationReview>,
+    /// Fills [`super::Caches::guardrails`].
+    pub guardrails: Writer<Guardrail>,
 }
 
 /// What a watch event means to the triggers.
@@ -328,7 +330,7 @@ pub fn everything(caches: &Caches, sinks: &Sinks) {
 const LIST_PAGE: u32 = 200;
 
 /// The number of caches [`run`] fills (for [`Readiness::new`]).
-pub const CACHES: usize = 8;
+pub const CACHES: usize = 9;
 
 /// Runs every watch until the process ends.
 ///
@@ -366,6 +368,11 @@ pub async fn run(
         .default_backoff()
         .modify(compact_activation_kind)
         .reflect(writers.reviews);
+    // Guardrails are few and read whole (docs/guardrails.md); managedFields are never read.
+    let guardrails = watcher(Api::<Guardrail>::all(client.clone()), all())
+        .default_backoff()
+        .modify(|g: &mut Guardrail| g.metadata.managed_fields = None)
+        .reflect(writers.guardrails);
     // ClusterRoles are never stored: the catalog keeps what it needs of its members.
     let cluster_roles = watcher(Api::<ClusterRole>::all(client.clone()), all()).default_backoff();
     let roles = watcher(Api::<Role>::all(client.clone()), managed.clone())
@@ -458,6 +465,17 @@ pub async fn run(
             |_| {},
             ReviewTriggers::new(sinks.clone()),
             ByName(caches.reviews.clone()),
+        )),
+    );
+    spawn(
+        "Guardrail",
+        Box::pin(drive(
+            "Guardrail",
+            guardrails,
+            readiness.clone(),
+            |_| {},
+            GuardrailTriggers::new(caches.clone(), sinks.clone()),
+            ByName(caches.guardrails.clone()),
         )),
     );
     let catalog = caches.catalog.clone();

@@ -77,6 +77,7 @@ pub(super) struct World {
     pub(super) namespaces: BTreeMap<String, NamespaceInfo>,
     pub(super) limits: Limits,
     pub(super) templates: IdentityTemplates,
+    pub(super) guardrails: crate::model::guardrail::Guardrails,
 }
 
 impl World {
@@ -85,7 +86,13 @@ impl World {
     }
 
     pub(super) fn with_catalog(catalog: Catalog) -> World {
-        World { catalog, namespaces: namespaces(), limits: Limits::default(), templates: IdentityTemplates::default() }
+        World {
+            catalog,
+            namespaces: namespaces(),
+            limits: Limits::default(),
+            templates: IdentityTemplates::default(),
+            guardrails: Default::default(),
+        }
     }
 
     pub(super) fn ctx(&self) -> Context<'_> {
@@ -94,6 +101,7 @@ impl World {
             namespaces: &self.namespaces,
             limits: &self.limits,
             templates: &self.templates,
+            guardrails: &self.guardrails,
         }
     }
 

@@ -359,6 +359,53 @@ fn a_catalog_change_re_judges_every_delegation_but_its_first_list_does_not() {
     assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"]);
 }
 
+#[test]
+fn a_guardrail_change_re_judges_every_delegation_but_its_first_list_does_not() {
+    let mut h = Harness::new();
+    customer(&mut h);
+    let mut triggers = GuardrailTriggers::new(h.caches.clone(), h.sinks.clone());
+    let guardrail = Guardrail::new("tenants", crate::api::GuardrailSpec::default());
+    triggers.follow(Change::Listed(&guardrail));
+    triggers.follow(Change::ListDone);
+    assert!(h.nothing_triggered(), "the first list: every delegation is being listed anyway");
+
+    let mut labelled = guardrail.clone();
+    labelled.metadata.labels = Some(BTreeMap::from([("team".to_string(), "platform".to_string())]));
+    triggers.follow(Change::Applied(&labelled));
+    assert!(h.nothing_triggered(), "only the spec decides");
+
+    let stricter = Guardrail::new(
+        "tenants",
+        crate::api::GuardrailSpec { allowed_managing_tenant_ids: Some(vec![OTHER.into()]), ..Default::default() },
+    );
+    for change in [Change::Applied(&stricter), Change::Deleted(&stricter)] {
+        triggers.follow(change);
+        assert_eq!(h.triggered_definitions(), ["sub/offer"]);
+        assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"]);
+    }
+    // A relist finds what changed while the watch was down (it came back), and only that.
+    triggers.follow(Change::Listed(&stricter));
+    assert!(h.nothing_triggered());
+    triggers.follow(Change::ListDone);
+    assert_eq!(h.triggered_definitions(), ["sub/offer"]);
+    assert_eq!(h.triggered_assignments(), ["rg/b", "sub/a"]);
+    triggers.follow(Change::Listed(&stricter));
+    triggers.follow(Change::ListDone);
+    assert!(h.nothing_triggered(), "a relist that finds nothing changed");
+}
+
+#[test]
+fn a_subscriptions_new_label_re_judges_its_definitions_for_the_guardrails() {
+    let mut h = Harness::new();
+    customer(&mut h);
+    let mut triggers = NamespaceTriggers::new(h.caches.clone(), h.sinks.clone());
+    triggers.follow(Change::Applied(&namespace("sub", &[(keys::TENANT_ID, CUSTOMER)])));
+    // What the first sight of it triggered does not matter here: drain it.
+    let _ = (h.triggered_definitions(), h.triggered_assignments(), h.triggered_namespaces());
+    triggers.follow(Change::Applied(&namespace("sub", &[(keys::TENANT_ID, CUSTOMER), ("env", "prod")])));
+    assert_eq!(h.triggered_definitions(), ["sub/offer"], "a guardrail's selector may now match it");
+}
+
 fn record(resource_version: &str, owner: Option<&str>) -> Record {
     let mut labels = BTreeMap::from([(keys::MANAGED_BY.to_string(), keys::MANAGER.to_string())]);
     let mut annotations = BTreeMap::new();
