@@ -5,8 +5,8 @@
 #   - Kubernetes 1.37 (the newest supported minor): every suite, among them the short chaos
 #     suite (tests/chaos.rs: about 6 minutes; it restarts this control plane's kube-apiserver
 #     and etcd; hack/chaos.sh runs the full one);
-#   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security, removal and chart
-#     suites;
+#   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security, removal, chart and
+#     guardrail suites;
 #   - then the sign-in broker's suites on 1.37, on a control plane whose API server trusts only
 #     the broker (`hack/control-plane.sh up --federation`): tests/federation.rs (about a
 #     minute) and tests/sign_in_kubectl.rs (kubectl and the exec plugin, by the docs; about
