@@ -7,6 +7,7 @@
 pub mod activation;
 mod assignment;
 mod definition;
+pub mod onboarding;
 pub mod status;
 pub mod view;
 
@@ -19,6 +20,7 @@ pub use definition::{
     Authorization, EligibleApprover, EligibleAuthorization, JustInTimeAccessPolicy, MultiFactorAuthProvider, Plan,
     PrincipalType, RegistrationDefinition, RegistrationDefinitionSpec, RegistrationDefinitionStatus,
 };
+pub use onboarding::{Onboarding, OnboardingSpec, OnboardingStatus, SkippedNamespace, ONBOARDING_GROUP};
 pub use status::{Condition, ConditionStatus, ProvisioningState};
 
 /// The API group of the delegation kinds.
@@ -35,5 +37,6 @@ pub fn crd_yaml() -> Vec<(&'static str, String)> {
         ("registrationassignments.yaml", render(RegistrationAssignment::crd())),
         ("roleactivations.yaml", render(RoleActivation::crd())),
         ("activationreviews.yaml", render(ActivationReview::crd())),
+        ("onboardings.yaml", render(Onboarding::crd())),
     ]
 }

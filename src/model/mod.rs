@@ -15,6 +15,7 @@ pub mod authority;
 pub mod catalog;
 pub mod desired;
 pub mod keys;
+pub mod onboarding;
 pub mod outcome;
 pub mod projection;
 pub mod rules;
