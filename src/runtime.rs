@@ -22,7 +22,9 @@ use crate::controller::caches::{CacheGauges, Caches};
 use crate::controller::context::{Context, Policy};
 use crate::controller::error::Error;
 use crate::controller::queue::Fifo;
-use crate::controller::{activation, assignment, definition, events, guard, namespace, sweep, triggers, webhook_watch};
+use crate::controller::{
+    activation, assignment, definition, events, guard, namespace, onboarding, sweep, triggers, webhook_watch,
+};
 use crate::lease;
 use crate::serve::admission_clients::AdmissionClients;
 use crate::serve::front_proxy::FrontProxy;
@@ -271,6 +273,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let (assignments, assignment_writer) = reflector::store();
     let (activations, activation_writer) = reflector::store();
     let (reviews, review_writer) = reflector::store();
+    let (onboardings, onboarding_writer) = reflector::store();
     let caches = Caches {
         namespaces,
         definitions,
@@ -281,6 +284,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         indexes: Arc::default(),
         activations,
         reviews,
+        onboardings,
     };
     let mut metrics = crate::metrics::Metrics::default();
     metrics.register(Box::new(CacheGauges(caches.clone())));
@@ -306,6 +310,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let (sweep_tx, sweep_rx) = mpsc::unbounded();
     let (guard_tx, guard_rx) = mpsc::unbounded();
     let (activation_tx, activation_rx) = mpsc::unbounded();
+    let (onboard_tx, onboard_rx) = mpsc::unbounded();
+    let (onboarding_tx, onboarding_rx) = mpsc::unbounded();
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let publisher = events::Publisher::new(client.clone(), Reporter { controller: "kube-lighthouse".into(), instance });
     let grants = Arc::new(GrantActivity::default());
@@ -341,6 +347,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         activation_triggers: activation_tx.clone(),
         clock: config.activation_clock(),
         user_access,
+        onboarding: Arc::new(onboarding::Shared::new(onboard_tx.clone(), onboarding_tx.clone())),
     });
     tokio::spawn(async move { grants.follow().await });
     if let Some(listener) = health {
@@ -399,6 +406,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         assignments: assignment_writer,
         activations: activation_writer,
         reviews: review_writer,
+        onboardings: onboarding_writer,
     };
     let sinks = triggers::Sinks {
         assignments: assignment_tx,
@@ -407,6 +415,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         sweep: sweep_tx,
         guard: guard_tx,
         activations: activation_tx,
+        onboard: onboard_tx,
+        onboardings: onboarding_tx,
     };
     // Each long-lived part runs as its own task on the worker threads. Every replica watches
     // (its caches stay warm for admission and for a failover); only the leader's triggers
@@ -443,6 +453,13 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let (stop, store) = (shutdown.clone(), caches.activations.clone());
     let activation_rx = while_leading(activation_rx, &reconciling);
     let activations = spawn_controller(stop, store, activation_rx, activation::reconcile, "activation", &ctx, config);
+    let (stop, store) = (shutdown.clone(), caches.namespaces.clone());
+    let onboard_rx = while_leading(onboard_rx, &reconciling);
+    let onboarded =
+        spawn_controller(stop, store, onboard_rx, onboarding::reconcile_namespace, "onboarding-namespace", &ctx, config);
+    let (stop, store) = (shutdown.clone(), caches.onboardings.clone());
+    let onboarding_rx = while_leading(onboarding_rx, &reconciling);
+    let onboardings = spawn_controller(stop, store, onboarding_rx, onboarding::reconcile, "onboarding", &ctx, config);
     let sweeper = tokio::spawn(sweep::run(ctx.clone(), while_leading(sweep_rx, &reconciling)));
     let guard = tokio::spawn(guard::run(ctx.clone(), while_leading(guard_rx, &reconciling)));
 
@@ -485,6 +502,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
             let _ =
                 tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join3(assignments, definitions, namespaces)).await;
             activations.abort();
+            onboarded.abort();
+            onboardings.abort();
             sweeper.abort();
             guard.abort();
             webhook_configuration.abort();

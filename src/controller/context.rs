@@ -69,6 +69,8 @@ pub struct Context {
     pub clock: Clock,
     /// Whether User Access Administrator may be in force ([`super::webhook_watch`]).
     pub user_access: tokio::sync::watch::Receiver<super::webhook_watch::Verdict>,
+    /// The onboarding reconciles' queues and bookkeeping ([`super::onboarding`]).
+    pub onboarding: Arc<super::onboarding::Shared>,
 }
 
 impl Context {

@@ -67,6 +67,7 @@ pub fn cluster() -> Cluster {
         indexes: Arc::default(),
         activations: Writer::default().as_reader(),
         reviews: Writer::default().as_reader(),
+        onboardings: Writer::default().as_reader(),
     };
     Cluster { namespaces, definitions, assignments, caches }
 }
@@ -114,6 +115,7 @@ pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
         activation_triggers: mpsc::unbounded().0,
         clock: Default::default(),
         user_access: tokio::sync::watch::channel(Some(Ok(()))).1,
+        onboarding: Arc::new(crate::controller::onboarding::Shared::new(mpsc::unbounded().0, mpsc::unbounded().0)),
     };
     (Arc::new(ctx), server, cluster)
 }

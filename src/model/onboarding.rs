@@ -446,5 +446,25 @@ pub fn validate_template(spec: &RegistrationDefinitionSpec, ctx: &Context<'_>) -
     validate_definition(&facts, &ctx)
 }
 
+/// The refusal at admission of an onboarding whose template breaks a rule: each field is
+/// named where the author wrote it, under `spec.definition`.
+pub fn template_refused(name: &str, rejection: &Rejection) -> String {
+    let mut relative = rejection.clone();
+    for e in &mut relative.0 {
+        if let Some(rest) = e.field.strip_prefix("spec.") {
+            e.field = format!("spec.definition.{rest}");
+        }
+    }
+    format!("Onboarding {name} is rejected: {relative}")
+}
+
+/// The refusal at admission of an onboarding whose author lacks cluster-wide authority:
+/// `why` is the first thing the author may not do cluster-wide.
+pub fn authority_refused(name: &str, why: &str) -> String {
+    format!(
+        "Onboarding {name} is refused: an onboarding may delegate every subscription namespace its selector can ever match, now or later, so only an author who may delegate its roles cluster-wide may create or change one (docs/onboarding.md, \"Who may onboard\"): {why}"
+    )
+}
+
 #[cfg(test)]
 mod tests;

@@ -105,6 +105,7 @@ pub async fn review(request: &AdmissionRequest<DynamicObject>, admission: &Admis
         },
         "Role" => posing(request, admission),
         "RoleActivation" | "ActivationReview" => super::activation::validate(request, admission).await,
+        "Onboarding" => super::onboarding::validate(request, admission).await,
         _ => Ok(()),
     };
     match outcome {
@@ -119,7 +120,7 @@ fn rejection_message(kind: &str, name: &str, rejection: &Rejection) -> String {
 
 /// Every Role the delegation would materialize: its grants and the assignable roles of its
 /// User Access Administrators.
-fn materialized_roles(valid: &validate::ValidDefinition) -> Vec<Grant> {
+pub(super) fn materialized_roles(valid: &validate::ValidDefinition) -> Vec<Grant> {
     let mut grants = valid.grants.clone();
     grants.extend(valid.user_access.iter().flat_map(|u| u.assignable.clone()));
     grants.extend(crate::model::activation::eligible_grants(&valid.eligible));

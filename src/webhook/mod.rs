@@ -8,6 +8,7 @@
 mod activation;
 mod admit;
 mod authority;
+mod onboarding;
 pub mod deleter;
 
 use std::sync::Arc;

@@ -323,3 +323,18 @@ fn a_template_is_judged_as_each_definition_it_creates_will_be() {
     nil.managed_by_tenant_id = "00000000-0000-0000-0000-000000000000".into();
     assert!(validate_template(&nil, &ctx).is_ok(), "the stand-in's home tenant is never the managing tenant");
 }
+
+#[test]
+fn refusals_name_the_onboarding_the_rule_and_the_field_as_written() {
+    let catalog = catalog();
+    let namespaces: BTreeMap<String, crate::model::scope::NamespaceInfo> = BTreeMap::new();
+    let (limits, templates) = (Limits::default(), IdentityTemplates::default());
+    let ctx = Context { catalog: &catalog, namespaces: &namespaces, limits: &limits, templates: &templates };
+    let mut owner = spec("Contoso");
+    owner.authorizations[0].role_definition_id = OWNER.into();
+    let message = template_refused("contoso", &validate_template(&owner, &ctx).expect_err("Owner"));
+    assert!(message.starts_with("Onboarding contoso is rejected: "), "{message}");
+    assert!(message.contains("spec.definition.authorizations[0]"), "{message}");
+    let message = authority_refused("contoso", "alice may not create rolebindings.rbac.authorization.k8s.io");
+    assert!(message.contains("cluster-wide") && message.contains("alice may not create"), "{message}");
+}

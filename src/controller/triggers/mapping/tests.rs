@@ -70,6 +70,8 @@ impl Harness {
             sweep: s_tx,
             guard: g_tx,
             activations: act_tx,
+            onboard: mpsc::unbounded().0,
+            onboardings: mpsc::unbounded().0,
         };
         Harness {
             caches: cluster.caches.clone(),
