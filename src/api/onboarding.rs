@@ -58,14 +58,14 @@ pub struct OnboardingStatus {
     pub observed_generation: Option<i64>,
     /// Namespaces where the onboarding's definition and assignment exist.
     #[serde(default)]
-    pub onboarded: u32,
+    pub onboarded: i32,
     /// Matching namespaces left alone: the customer's own definition of the same offer, a name
     /// taken by another object, or the managing tenant is the namespace's own.
     #[serde(default)]
-    pub skipped: u32,
+    pub skipped: i32,
     /// Matching namespaces labelled `kubelighthouse.io/onboarding-opt-out: "true"`.
     #[serde(default)]
-    pub opted_out: u32,
+    pub opted_out: i32,
     /// The skipped namespaces and why, sorted by namespace; at most the first 100.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_namespaces: Vec<SkippedNamespace>,

@@ -40,8 +40,9 @@ use crate::model::status::Notice;
 /// Least time between two status computations of one onboarding (each reads every namespace).
 pub const RECOUNT_EVERY: Duration = Duration::from_secs(1);
 
-/// Namespaces offboarded at once when an onboarding is deleted.
-const PARALLEL: usize = 16;
+/// Namespaces offboarded at once when an onboarding is deleted: the API server is the limit
+/// (each is two deletes, then the assignment's finalizer revokes), not this process.
+const PARALLEL: usize = 64;
 
 /// What the two reconciles share: their queues, and what each onboarding was last sent and
 /// counted.
@@ -250,10 +251,13 @@ async fn offboard(object: &Onboarding, ctx: &Context) -> Result<Action, Error> {
     info!(onboarding = %object.name_any(), namespaces = namespaces.len(), "offboarding");
     let namespaces: Vec<Arc<CachedNamespace>> =
         namespaces.iter().filter_map(|name| ctx.caches.namespaces.get(&ObjectRef::new(name))).collect();
-    let mut results: Vec<Result<Onboarded, Error>> = Vec::with_capacity(namespaces.len());
-    for batch in namespaces.chunks(PARALLEL) {
-        results.extend(futures::future::join_all(batch.iter().map(|ns| sync_namespace(ns, ctx))).await);
-    }
+    // Not in batches: a batch would wait for its slowest namespace.
+    let slots = tokio::sync::Semaphore::new(PARALLEL);
+    let results: Vec<Result<Onboarded, Error>> = futures::future::join_all(namespaces.iter().map(|ns| async {
+        let _slot = slots.acquire().await;
+        sync_namespace(ns, ctx).await
+    }))
+    .await;
     ctx.onboarding.fanned_out.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
     ctx.onboarding.counted.lock().unwrap_or_else(|p| p.into_inner()).remove(&object.name_any());
     for r in results {

@@ -326,7 +326,7 @@ pub fn status<'a>(
     namespaces: impl IntoIterator<Item = (NamespaceFacts<'a>, Vec<Present<'a>>)>,
 ) -> OnboardingStatus {
     let mut status = OnboardingStatus { observed_generation: generation, ..OnboardingStatus::default() };
-    let mut pending = 0u32;
+    let mut pending = 0i32;
     let mut skipped = Vec::new();
     for (ns, present) in namespaces {
         match verdict(source, &ns, &present) {
