@@ -4,6 +4,8 @@
 #   hack/bench.sh --n 200 --big-n 0 --reps 20
 # Figures: stdout and target/bench/results.json. KL_BENCH_KEEP=1 leaves the control plane
 # up afterwards, with every delegation in place, for a profile (docs/benchmarks.md).
+# KL_BENCH_PROFILE=dev measures the debug build (no optimized build of every dependency).
+# Onboarding by an Onboarding alone: hack/bench.sh --only-policy --policy-n 10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +22,4 @@ if [ "${KL_BENCH_KEEP:-}" != 1 ]; then
   trap 'hack/control-plane.sh down >/dev/null 2>&1 || true' EXIT
 fi
 export KL_TEST_KUBECONFIG=$KL_STATE_DIR/kubeconfig
-cargo bench --bench lighthouse -- "$@"
+cargo bench --profile "${KL_BENCH_PROFILE:-bench}" --bench lighthouse -- "$@"

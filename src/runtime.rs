@@ -455,8 +455,15 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let activations = spawn_controller(stop, store, activation_rx, activation::reconcile, "activation", &ctx, config);
     let (stop, store) = (shutdown.clone(), caches.namespaces.clone());
     let onboard_rx = while_leading(onboard_rx, &reconciling);
-    let onboarded =
-        spawn_controller(stop, store, onboard_rx, onboarding::reconcile_namespace, "onboarding-namespace", &ctx, config);
+    let onboarded = spawn_controller(
+        stop,
+        store,
+        onboard_rx,
+        onboarding::reconcile_namespace,
+        "onboarding-namespace",
+        &ctx,
+        config,
+    );
     let (stop, store) = (shutdown.clone(), caches.onboardings.clone());
     let onboarding_rx = while_leading(onboarding_rx, &reconciling);
     let onboardings = spawn_controller(stop, store, onboarding_rx, onboarding::reconcile, "onboarding", &ctx, config);

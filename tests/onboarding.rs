@@ -77,7 +77,11 @@ async fn created_by(client: &Client, name: &str) -> (usize, usize) {
 
 async fn created_in(client: &Client, namespace: &str, name: &str) -> bool {
     Api::<RegistrationDefinition>::namespaced(client.clone(), namespace).get_opt(name).await.expect("get").is_some()
-        || Api::<RegistrationAssignment>::namespaced(client.clone(), namespace).get_opt(name).await.expect("get").is_some()
+        || Api::<RegistrationAssignment>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .expect("get")
+            .is_some()
 }
 
 async fn may_list_pods(client: &Client, namespace: &str, expected: bool) {
@@ -99,8 +103,12 @@ async fn onboarding_follows_namespaces_in_and_out(client: &Client) {
         "description": "the customer's own", "managedByTenantId": MSP_TENANT,
         "authorizations": [authorization(PERSON, "User", READER)]});
     let own_api: Api<RegistrationDefinition> = Api::namespaced(client.clone(), own_ns);
-    apply_json(&own_api, "customer-own", json!({"apiVersion": "managedservices.kubelighthouse.io/v1alpha1",
-        "kind": "RegistrationDefinition", "metadata": {"name": "customer-own", "namespace": own_ns}, "spec": own_spec}))
+    apply_json(
+        &own_api,
+        "customer-own",
+        json!({"apiVersion": "managedservices.kubelighthouse.io/v1alpha1",
+        "kind": "RegistrationDefinition", "metadata": {"name": "customer-own", "namespace": own_ns}, "spec": own_spec}),
+    )
     .await;
     let own_before = own_api.get("customer-own").await.expect("own definition");
 
@@ -242,7 +250,10 @@ async fn only_an_author_with_cluster_wide_authority_may_onboard(client: &Client)
         matches!(&widened, Err(kube::Error::Api(s)) if s.message.contains("cluster-wide")),
         "an author without cluster-wide authority widened an onboarding: {widened:?}"
     );
-    assert_eq!(api.get(&name).await.expect("get").spec.namespace_selector, onboarding(&name, selecting(&label)).spec.namespace_selector);
+    assert_eq!(
+        api.get(&name).await.expect("get").spec.namespace_selector,
+        onboarding(&name, selecting(&label)).spec.namespace_selector
+    );
 
     // An invalid template or selector is refused at apply, naming the field.
     let mut owner = onboarding(&unique("owner-onb"), selecting(&label));

@@ -69,8 +69,14 @@ async fn onboarded(client: &Client) -> i32 {
 
 async fn created(client: &Client) -> usize {
     let params = ListParams::default().labels(&format!("kubelighthouse.io/onboarding={NAME}"));
-    let d = Api::<RegistrationDefinition>::all(client.clone()).list_metadata(&params).await.map_or(usize::MAX, |l| l.items.len());
-    let a = Api::<RegistrationAssignment>::all(client.clone()).list_metadata(&params).await.map_or(usize::MAX, |l| l.items.len());
+    let d = Api::<RegistrationDefinition>::all(client.clone())
+        .list_metadata(&params)
+        .await
+        .map_or(usize::MAX, |l| l.items.len());
+    let a = Api::<RegistrationAssignment>::all(client.clone())
+        .list_metadata(&params)
+        .await
+        .map_or(usize::MAX, |l| l.items.len());
     d.saturating_add(a)
 }
 

@@ -500,7 +500,13 @@ enum Wrote {
     Taken,
 }
 
-fn note(done: &mut Onboarded, first: &mut Option<Error>, result: Result<Wrote, kube::Error>, kind: &'static str, ctx: &Context) {
+fn note(
+    done: &mut Onboarded,
+    first: &mut Option<Error>,
+    result: Result<Wrote, kube::Error>,
+    kind: &'static str,
+    ctx: &Context,
+) {
     match result {
         Ok(Wrote::Written) => {
             done.written += 1;
@@ -521,7 +527,13 @@ where
     K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
     match uid {
-        None => match api.create(&kube::api::PostParams { field_manager: Some(keys::FIELD_MANAGER.into()), ..Default::default() }, object).await {
+        None => match api
+            .create(
+                &kube::api::PostParams { field_manager: Some(keys::FIELD_MANAGER.into()), ..Default::default() },
+                object,
+            )
+            .await
+        {
             Ok(_) => Ok(Wrote::Written),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(Wrote::Taken),
             Err(e) => Err(e),

@@ -114,7 +114,8 @@ async fn sync_namespace(ns: &CachedNamespace, ctx: &Context) -> Result<Onboarded
         }?;
         onboarding::owner_uid(&meta).and(meta.uid.clone())
     };
-    let applied = if plan.is_empty() { Ok(Onboarded::default()) } else { apply::onboard(ctx, &name, &plan, owned_uid).await };
+    let applied =
+        if plan.is_empty() { Ok(Onboarded::default()) } else { apply::onboard(ctx, &name, &plan, owned_uid).await };
     // 4. Recount: whatever moved here moves the counts of the onboardings.
     for o in &onboardings {
         ctx.onboarding.recount(&o.name_any());
@@ -194,7 +195,8 @@ async fn write_status(object: &Onboarding, ctx: &Context) -> Result<Action, Erro
     if reason(&status) != reason(&old) {
         if let Some(ready) = status.conditions.first() {
             let warning = ready.reason == "InvalidSelector";
-            let notice = Notice { warning, reason: ready.reason.clone(), note: Some(ready.message.clone()), action: "Onboard" };
+            let notice =
+                Notice { warning, reason: ready.reason.clone(), note: Some(ready.message.clone()), action: "Onboard" };
             ctx.bookkeeping.publish(object, &notice).await;
         }
     }
@@ -202,14 +204,25 @@ async fn write_status(object: &Onboarding, ctx: &Context) -> Result<Action, Erro
 }
 
 /// The status over every namespace in the cache.
-fn count(source: &Source<'_>, selector_error: Option<&str>, generation: Option<i64>, ctx: &Context) -> OnboardingStatus {
+fn count(
+    source: &Source<'_>,
+    selector_error: Option<&str>,
+    generation: Option<i64>,
+    ctx: &Context,
+) -> OnboardingStatus {
     let namespaces = ctx.caches.namespaces.state();
     let held: Vec<_> = namespaces
         .iter()
         .filter(|ns| ns.labels.is_some())
         .map(|ns| {
             let name = ns.name_any();
-            (ns.label_map(), ctx.caches.definitions_in(&name), ctx.caches.assignments_in(&name), name, ns.info.terminating)
+            (
+                ns.label_map(),
+                ctx.caches.definitions_in(&name),
+                ctx.caches.assignments_in(&name),
+                name,
+                ns.info.terminating,
+            )
         })
         .collect();
     onboarding::status(
@@ -246,8 +259,10 @@ async fn offboard(object: &Onboarding, ctx: &Context) -> Result<Action, Error> {
     let uid = object.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let owned = |meta: &kube::api::ObjectMeta| onboarding::owner_uid(meta) == Some(uid.as_str());
     let mut namespaces: BTreeSet<String> = BTreeSet::new();
-    namespaces.extend(ctx.caches.definitions.state().iter().filter(|d| owned(&d.metadata)).filter_map(|d| d.namespace()));
-    namespaces.extend(ctx.caches.assignments.state().iter().filter(|a| owned(&a.metadata)).filter_map(|a| a.namespace()));
+    namespaces
+        .extend(ctx.caches.definitions.state().iter().filter(|d| owned(&d.metadata)).filter_map(|d| d.namespace()));
+    namespaces
+        .extend(ctx.caches.assignments.state().iter().filter(|a| owned(&a.metadata)).filter_map(|a| a.namespace()));
     info!(onboarding = %object.name_any(), namespaces = namespaces.len(), "offboarding");
     let namespaces: Vec<Arc<CachedNamespace>> =
         namespaces.iter().filter_map(|name| ctx.caches.namespaces.get(&ObjectRef::new(name))).collect();

@@ -258,11 +258,7 @@ fn meta(source: &Source<'_>, namespace: &str) -> ObjectMeta {
 
 /// The definition `source` wants in `namespace`.
 pub fn desired_definition(source: &Source<'_>, namespace: &str) -> RegistrationDefinition {
-    RegistrationDefinition {
-        metadata: meta(source, namespace),
-        spec: source.definition.clone(),
-        status: None,
-    }
+    RegistrationDefinition { metadata: meta(source, namespace), spec: source.definition.clone(), status: None }
 }
 
 /// The assignment `source` wants in `namespace`: of its definition, at subscription scope.
@@ -301,8 +297,7 @@ pub fn plan(sources: &[Source<'_>], ns: &NamespaceFacts<'_>, present: &[Present<
     }
     for p in present {
         let Some(owner) = p.owner else { continue };
-        let still_wanted = wanted.contains(&owner)
-            && sources.iter().any(|s| s.uid == owner && s.name == p.name);
+        let still_wanted = wanted.contains(&owner) && sources.iter().any(|s| s.uid == owner && s.name == p.name);
         if still_wanted || p.deleting {
             continue;
         }
@@ -358,18 +353,13 @@ pub fn status<'a>(
     status.skipped_namespaces = skipped;
     let (ready, reason, message) = match selector_error {
         Some(e) => (ConditionStatus::False, "InvalidSelector", e.to_string()),
-        None if pending > 0 => (
-            ConditionStatus::False,
-            "Onboarding",
-            format!("{pending} matching namespace(s) still being onboarded"),
-        ),
+        None if pending > 0 => {
+            (ConditionStatus::False, "Onboarding", format!("{pending} matching namespace(s) still being onboarded"))
+        }
         None => (
             ConditionStatus::True,
             "Onboarded",
-            format!(
-                "{} onboarded, {} skipped, {} opted out",
-                status.onboarded, status.skipped, status.opted_out
-            ),
+            format!("{} onboarded, {} skipped, {} opted out", status.onboarded, status.skipped, status.opted_out),
         ),
     };
     status.conditions = vec![Condition {
@@ -429,11 +419,8 @@ impl Namespaces for WithStandIn<'_> {
 /// The [`Rejection`], naming each rule and field (fields relative to `spec.definition`).
 pub fn validate_template(spec: &RegistrationDefinitionSpec, ctx: &Context<'_>) -> Result<ValidDefinition, Rejection> {
     const NIL: &str = "00000000-0000-0000-0000-000000000000";
-    let home = if spec.managed_by_tenant_id.eq_ignore_ascii_case(NIL) {
-        "ffffffff-ffff-ffff-ffff-ffffffffffff"
-    } else {
-        NIL
-    };
+    let home =
+        if spec.managed_by_tenant_id.eq_ignore_ascii_case(NIL) { "ffffffff-ffff-ffff-ffff-ffffffffffff" } else { NIL };
     let namespaces = WithStandIn { real: ctx.namespaces, home: home.into() };
     let ctx = Context { namespaces: &namespaces, ..*ctx };
     let facts = DefinitionFacts {

@@ -138,16 +138,16 @@ pub fn table(
 
 /// The onboarding that created an object (its controller owner reference), or `<none>`.
 fn onboarded_by(meta: &kube::api::ObjectMeta) -> String {
-    let owner = meta.owner_references.iter().flatten().find(|r| {
-        r.api_version == onboarding::API_VERSION && r.kind == onboarding::KIND && r.controller == Some(true)
-    });
+    let owner =
+        meta.owner_references.iter().flatten().find(|r| {
+            r.api_version == onboarding::API_VERSION && r.kind == onboarding::KIND && r.controller == Some(true)
+        });
     owner.map_or("<none>".into(), |r| r.name.clone())
 }
 
 /// A label selector as `kubectl` prints one: `k=v,k in (a,b)`; `<all>` when empty.
 fn selector_text(selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> String {
-    let mut parts: Vec<String> =
-        selector.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut parts: Vec<String> = selector.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
     for e in selector.match_expressions.iter().flatten() {
         let values = e.values.clone().unwrap_or_default().join(",");
         parts.push(match e.operator.as_str() {
@@ -181,9 +181,11 @@ pub fn onboardings_table(onboardings: &[Onboarding], catalog: &Catalog) -> TextT
     ]);
     for o in onboardings {
         let status = o.status.clone().unwrap_or_default();
-        let ready = status.conditions.iter().find(|c| c.type_ == "Ready").map_or("Unknown".to_string(), |c| {
-            format!("{:?} ({})", c.status, c.reason)
-        });
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map_or("Unknown".to_string(), |c| format!("{:?} ({})", c.status, c.reason));
         let definition = &o.spec.definition;
         let roles: BTreeSet<String> =
             definition.authorizations.iter().map(|a| role_name(catalog, &a.role_definition_id)).collect();
@@ -412,7 +414,15 @@ mod tests {
         let text = onboardings_table(std::slice::from_ref(&o), &shipped_catalog()).render(true);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("ONBOARDING"), "{text}");
-        for want in ["contoso-prod", TENANT, "Contoso Managed Services", "env=prod,tier in (gold,silver)", "998", "True (Onboarded)", "Reader"] {
+        for want in [
+            "contoso-prod",
+            TENANT,
+            "Contoso Managed Services",
+            "env=prod,tier in (gold,silver)",
+            "998",
+            "True (Onboarded)",
+            "Reader",
+        ] {
             assert!(lines[1].contains(want), "{want} missing: {}", lines[1]);
         }
         // What it created says so in the providers table (wide).

@@ -8,8 +8,8 @@
 mod activation;
 mod admit;
 mod authority;
-mod onboarding;
 pub mod deleter;
+mod onboarding;
 
 use std::sync::Arc;
 

@@ -37,7 +37,8 @@ fn spec(name: &str) -> RegistrationDefinitionSpec {
 }
 
 fn onboarding(selector: LabelSelector) -> Onboarding {
-    let mut o = Onboarding::new("contoso", OnboardingSpec { namespace_selector: selector, definition: spec("Contoso") });
+    let mut o =
+        Onboarding::new("contoso", OnboardingSpec { namespace_selector: selector, definition: spec("Contoso") });
     o.metadata.uid = Some(UID.into());
     o.metadata.generation = Some(3);
     o
@@ -70,7 +71,7 @@ fn a_matching_subscription_is_onboarded_with_an_owned_definition_and_assignment(
     let o = onboarding(env("prod"));
     let source = Source::of(&o).expect("source");
     let l = subscription(&[("env", "prod")]);
-    let plan = plan(&[source.clone()], &facts("customer-a", &l), &[]);
+    let plan = plan(std::slice::from_ref(&source), &facts("customer-a", &l), &[]);
     assert_eq!(plan.definitions.len(), 1);
     assert_eq!(plan.assignments.len(), 1);
     let d = &plan.definitions[0];
@@ -171,7 +172,7 @@ fn the_opt_out_label_removes_what_the_onboarding_created_assignment_first() {
     let d = owned_definition(&source, "customer-a");
     let a = desired_assignment(&source, "customer-a");
     let present = [Present::definition(&d), Present::assignment(&a)];
-    let p = plan(&[source.clone()], &facts("customer-a", &l), &present);
+    let p = plan(std::slice::from_ref(&source), &facts("customer-a", &l), &present);
     assert_eq!(p.removals, [Removal::Assignment("contoso".into()), Removal::Definition("contoso".into())]);
     // Any other value does not opt out.
     let l = subscription(&[("env", "prod"), (OPT_OUT, "false")]);
@@ -186,7 +187,7 @@ fn leaving_the_selector_or_the_onboarding_going_removes_what_it_owns() {
     let a = desired_assignment(&source, "customer-a");
     let present = [Present::definition(&d), Present::assignment(&a)];
     let left = subscription(&[("env", "staging")]);
-    assert_eq!(plan(&[source.clone()], &facts("customer-a", &left), &present).removals.len(), 2);
+    assert_eq!(plan(std::slice::from_ref(&source), &facts("customer-a", &left), &present).removals.len(), 2);
     let prod = subscription(&[("env", "prod")]);
     let mut deleting = o.clone();
     deleting.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
@@ -216,7 +217,7 @@ fn the_customers_own_definition_of_the_same_offer_is_never_overwritten() {
     let present = [Present::definition(&own)];
     let v = verdict(&source, &facts("customer-a", &l), &present);
     assert!(matches!(&v, Verdict::Skipped("CustomerDefinition", m) if m.contains("their-own")), "{v:?}");
-    assert!(plan(&[source.clone()], &facts("customer-a", &l), &present).is_empty());
+    assert!(plan(std::slice::from_ref(&source), &facts("customer-a", &l), &present).is_empty());
     // The same plan under another display name is the same offer too.
     let offer = OfferPlan { name: "p".into(), publisher: "c".into(), product: "o".into(), version: "1".into() };
     let mut with_plan = o.clone();
