@@ -80,13 +80,24 @@ impl Shared {
 pub async fn reconcile_namespace(ns: Arc<CachedNamespace>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile("onboarding-namespace");
     ctx.caches_synced().await?;
-    sync_namespace(&ns, &ctx).await?;
+    sync_namespace(&ns, &ctx, Pass::Whole).await?;
     Ok(Action::await_change())
+}
+
+/// What a namespace sync writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// The whole plan.
+    Whole,
+    /// Only the removal of assignments: what revokes access. Offboarding runs it over every
+    /// namespace first, so that the last namespace's access does not wait for every other
+    /// namespace's definition to be deleted.
+    Revoke,
 }
 
 /// Steps 1-4 of the namespace reconcile.
 #[instrument(skip_all, fields(namespace = %ns.name_any()))]
-async fn sync_namespace(ns: &CachedNamespace, ctx: &Context) -> Result<Onboarded, Error> {
+async fn sync_namespace(ns: &CachedNamespace, ctx: &Context, pass: Pass) -> Result<Onboarded, Error> {
     // 1. Read.
     let name = ns.name_any();
     let onboardings = ctx.caches.onboardings.state();
@@ -104,7 +115,12 @@ async fn sync_namespace(ns: &CachedNamespace, ctx: &Context) -> Result<Onboarded
     let facts = NamespaceFacts { name: &name, labels: &labels, terminating: ns.info.terminating };
     let sources: Vec<Source<'_>> = onboardings.iter().filter_map(|o| Source::of(o)).collect();
     // 2. Plan.
-    let plan = onboarding::plan(&sources, &facts, &present);
+    let mut plan = onboarding::plan(&sources, &facts, &present);
+    if pass == Pass::Revoke {
+        plan.definitions.clear();
+        plan.assignments.clear();
+        plan.removals.retain(|r| matches!(r, onboarding::Removal::Assignment(_)));
+    }
     // 3. Apply.
     let owned_uid = |object: &str, definition: bool| {
         let meta = if definition {
@@ -254,7 +270,8 @@ fn with_transition_times(mut status: OnboardingStatus, old: &OnboardingStatus) -
 }
 
 /// Deletion: every namespace holding what the onboarding owns is reconciled without it (its
-/// cached copy is being deleted, so it wants nothing), at most [`PARALLEL`] at once.
+/// cached copy is being deleted, so it wants nothing), at most [`PARALLEL`] at once: first
+/// the assignments everywhere (their finalizers revoke), then the rest.
 async fn offboard(object: &Onboarding, ctx: &Context) -> Result<Action, Error> {
     let uid = object.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let owned = |meta: &kube::api::ObjectMeta| onboarding::owner_uid(meta) == Some(uid.as_str());
@@ -268,11 +285,17 @@ async fn offboard(object: &Onboarding, ctx: &Context) -> Result<Action, Error> {
         namespaces.iter().filter_map(|name| ctx.caches.namespaces.get(&ObjectRef::new(name))).collect();
     // Not in batches: a batch would wait for its slowest namespace.
     let slots = tokio::sync::Semaphore::new(PARALLEL);
-    let results: Vec<Result<Onboarded, Error>> = futures::future::join_all(namespaces.iter().map(|ns| async {
-        let _slot = slots.acquire().await;
-        sync_namespace(ns, ctx).await
-    }))
-    .await;
+    let mut results: Vec<Result<Onboarded, Error>> = Vec::with_capacity(2 * namespaces.len());
+    for pass in [Pass::Revoke, Pass::Whole] {
+        let slots = &slots;
+        results.extend(
+            futures::future::join_all(namespaces.iter().map(|ns| async move {
+                let _slot = slots.acquire().await;
+                sync_namespace(ns, ctx, pass).await
+            }))
+            .await,
+        );
+    }
     ctx.onboarding.fanned_out.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
     ctx.onboarding.counted.lock().unwrap_or_else(|p| p.into_inner()).remove(&object.name_any());
     for r in results {
