@@ -210,6 +210,13 @@ async fn check_crds(client: &Client) -> Result<(), RunError> {
     // would be reconciled (`helm upgrade` does not upgrade CRDs: apply crds/ first).
     let activations: Api<crate::api::RoleActivation> = Api::all(client.clone());
     match activations.list_metadata(&ListParams::default().limit(1)).await {
+        Err(kube::Error::Api(s)) if s.code == 404 => return Err(RunError::CrdsMissing),
+        other => other.map(|_| ()).map_err(RunError::from)?,
+    }
+    // Onboarding at scale (docs/onboarding.md): without its CRD the watch would wait for ever
+    // and the caches never sync, so say so at start.
+    let onboardings: Api<crate::api::Onboarding> = Api::all(client.clone());
+    match onboardings.list_metadata(&ListParams::default().limit(1)).await {
         Err(kube::Error::Api(s)) if s.code == 404 => Err(RunError::CrdsMissing),
         other => other.map(|_| ()).map_err(RunError::from),
     }
