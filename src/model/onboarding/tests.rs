@@ -339,3 +339,88 @@ fn refusals_name_the_onboarding_the_rule_and_the_field_as_written() {
     let message = authority_refused("contoso", "alice may not create rolebindings.rbac.authorization.k8s.io");
     assert!(message.contains("cluster-wide") && message.contains("alice may not create"), "{message}");
 }
+
+/// One namespace of a generated world: (selected label, opted out, home tenant is the
+/// managing tenant's, the customer's own definition: 0 none, 1 of the same offer, 2 under
+/// the onboarding's name but another offer, 3 an unrelated one).
+type World = Vec<(bool, bool, bool, u8)>;
+
+fn customer_object(kind: u8) -> Option<RegistrationDefinition> {
+    let mut d = match kind {
+        1 => RegistrationDefinition::new("their-own", spec("Contoso")),
+        2 => RegistrationDefinition::new("contoso", spec("Another offer")),
+        3 => RegistrationDefinition::new("unrelated", spec("Another offer")),
+        _ => return None,
+    };
+    if kind == 3 {
+        d.spec.managed_by_tenant_id = "22222222-2222-2222-2222-222222222222".into();
+    }
+    Some(d)
+}
+
+proptest::proptest! {
+    /// Whatever the namespaces, their labels and what the customer holds there: applying a plan
+    /// reaches a fixed point in one step (the next plan is empty); the namespace then holds the
+    /// onboarding's objects exactly where the verdict is Onboard; no write or removal ever
+    /// touches an object the onboarding does not own; and once the onboarding goes, a plan
+    /// removes everything it owned and nothing else.
+    #[test]
+    fn plans_reach_a_fixed_point_and_never_touch_the_customers_objects(
+        world in proptest::collection::vec((proptest::bool::ANY, proptest::bool::ANY, proptest::bool::ANY, 0u8..4), 1..8),
+        select_all in proptest::bool::ANY,
+    ) {
+        let world: World = world;
+        let o = onboarding(if select_all { LabelSelector::default() } else { env("prod") });
+        let source = Source::of(&o).expect("source");
+        for (selected, opted_out, home, customer) in world {
+            let mut l = subscription(&[("env", if selected { "prod" } else { "staging" })]);
+            if opted_out {
+                l.insert(OPT_OUT.into(), "true".into());
+            }
+            if home {
+                l.insert(keys::TENANT_ID.into(), MSP.into());
+            }
+            let ns = facts("ns", &l);
+            let theirs = customer_object(customer);
+            let mut definitions: Vec<RegistrationDefinition> = theirs.iter().cloned().collect();
+            let mut assignments: Vec<RegistrationAssignment> = Vec::new();
+            for round in 0..2 {
+                let present: Vec<Present<'_>> = definitions
+                    .iter()
+                    .map(Present::definition)
+                    .chain(assignments.iter().map(Present::assignment))
+                    .collect();
+                let p = plan(std::slice::from_ref(&source), &ns, &present);
+                if round == 1 {
+                    proptest::prop_assert!(p.is_empty(), "not a fixed point: {p:?}");
+                }
+                for d in &p.definitions {
+                    proptest::prop_assert!(
+                        !theirs.iter().any(|t| t.metadata.name == d.metadata.name),
+                        "a write over the customer's own {:?}", d.metadata.name
+                    );
+                }
+                for r in &p.removals {
+                    let name = match r { Removal::Assignment(n) | Removal::Definition(n) => n };
+                    proptest::prop_assert_eq!(name.as_str(), "contoso");
+                }
+                let (new_definitions, new_assignments) = (p.definitions.clone(), p.assignments.clone());
+                definitions.retain(|d| !p.removals.contains(&Removal::Definition(d.metadata.name.clone().unwrap_or_default())));
+                assignments.retain(|a| !p.removals.contains(&Removal::Assignment(a.metadata.name.clone().unwrap_or_default())));
+                definitions.extend(new_definitions);
+                assignments.extend(new_assignments);
+            }
+            let owned = definitions.iter().filter(|d| owner_uid(&d.metadata) == Some(UID)).count()
+                + assignments.iter().filter(|a| owner_uid(&a.metadata) == Some(UID)).count();
+            let onboarded = verdict(&source, &ns, &[]) == Verdict::Onboard && !matches!(customer, 1 | 2);
+            proptest::prop_assert_eq!(owned, if onboarded { 2 } else { 0 });
+            proptest::prop_assert!(theirs.iter().all(|t| definitions.iter().any(|d| d.metadata.name == t.metadata.name && d.spec == t.spec)), "the customer's object is gone");
+            // The onboarding goes: everything it owned, and nothing else, is removed.
+            let present: Vec<Present<'_>> =
+                definitions.iter().map(Present::definition).chain(assignments.iter().map(Present::assignment)).collect();
+            let gone = plan(&[], &ns, &present);
+            proptest::prop_assert_eq!(gone.removals.len(), owned);
+            proptest::prop_assert!(gone.definitions.is_empty() && gone.assignments.is_empty());
+        }
+    }
+}
