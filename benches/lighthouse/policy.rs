@@ -1,7 +1,7 @@
 //! Phase 8: onboarding at scale by an `Onboarding` (docs/onboarding.md). `--policy-n`
 //! subscription namespaces labelled `kubelighthouse.io/bench-onboard: "true"`, one onboarding
 //! selecting them (the benchmark team's delegation as its template), then, with all of them
-//! onboarded:
+//! onboarded and every assignment Succeeded (the controller settled):
 //! - **new namespace → working access**: a new labelled subscription namespace is created,
 //!   and the time until the team's first identity is allowed to list pods there
 //!   (SubjectAccessReview), over `--policy-reps` namespaces;
@@ -22,7 +22,7 @@ use kube_lighthouse::api::{Onboarding, RegistrationAssignment, RegistrationDefin
 use serde_json::json;
 
 use crate::common::MSP_TENANT;
-use crate::objects::retry;
+use crate::objects::{retry, until_succeeded};
 use crate::probe::{verdict, Probe, Team};
 use crate::report::{latency_summary, round3, say, PolicyOnboarding};
 use crate::{GIVE_UP, POST};
@@ -103,8 +103,14 @@ pub async fn policy_onboarding(client: &Client, n: usize, reps: usize, concurren
     }
     let bulk = started.elapsed();
     say(&format!("{n} namespaces onboarded after {bulk:?}"));
+    // The latencies are taken from a settled controller: every assignment Succeeded (its RBAC
+    // in force and its status written), not only every object created.
+    until_succeeded(client, n).await;
+    let settled = started.elapsed();
+    say(&format!("{n} assignments Succeeded after {settled:?}"));
     let last = team.engineers_may_list_pods(&names[n - 1]);
     until(client, &last, true, Instant::now()).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
 
     let (mut grants, mut opt_outs, mut departures) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps + 2 {
@@ -152,6 +158,7 @@ pub async fn policy_onboarding(client: &Client, n: usize, reps: usize, concurren
     PolicyOnboarding {
         namespaces: n,
         bulk_onboarded_s: round3(bulk.as_secs_f64()),
+        bulk_succeeded_s: round3(settled.as_secs_f64()),
         new_namespace_access: new_namespace,
         opt_out_revoked: latency_summary(opt_outs),
         left_selector_revoked: latency_summary(departures),

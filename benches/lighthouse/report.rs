@@ -34,6 +34,8 @@ pub struct PolicyOnboarding {
     pub namespaces: usize,
     /// From the onboarding's creation until its status counts every one onboarded.
     pub bulk_onboarded_s: f64,
+    /// From its creation until every assignment it created is Succeeded (RBAC in force).
+    pub bulk_succeeded_s: f64,
     /// A new matching namespace created → the team's identity allowed there.
     pub new_namespace_access: LatencySummary,
     /// The opt-out label set → denied.
