@@ -6,6 +6,8 @@
 # cold JWKS caches, in-process: benches/federation.rs) in target/bench/federation.json.
 # KL_BENCH_KEEP=1 leaves the control plane up afterwards, with every delegation in place, for
 # a profile (docs/benchmarks.md).
+# KL_BENCH_PROFILE=dev measures the debug build (no optimized build of every dependency).
+# Onboarding by an Onboarding alone: hack/bench.sh --only-policy --policy-n 10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,6 @@ if [ "${KL_BENCH_KEEP:-}" != 1 ]; then
   trap 'hack/control-plane.sh down >/dev/null 2>&1 || true' EXIT
 fi
 export KL_TEST_KUBECONFIG=$KL_STATE_DIR/kubeconfig
-cargo bench --bench lighthouse -- "$@"
+cargo bench --profile "${KL_BENCH_PROFILE:-bench}" --bench lighthouse -- "$@"
 # The sign-in broker's exchange needs no cluster: a local issuer and the broker's routes.
-cargo bench --bench federation_exchange
+cargo bench --profile "${KL_BENCH_PROFILE:-bench}" --bench federation_exchange

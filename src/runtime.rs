@@ -23,7 +23,7 @@ use crate::controller::context::{Context, Policy};
 use crate::controller::error::Error;
 use crate::controller::queue::Fifo;
 use crate::controller::{
-    activation, assignment, audit, definition, events, guard, namespace, sweep, triggers, webhook_watch,
+    activation, assignment, audit, definition, events, guard, namespace, onboarding, sweep, triggers, webhook_watch,
 };
 use crate::lease;
 use crate::serve::admission_clients::AdmissionClients;
@@ -213,6 +213,13 @@ async fn check_crds(client: &Client) -> Result<(), RunError> {
     // would be reconciled (`helm upgrade` does not upgrade CRDs: apply crds/ first).
     let activations: Api<crate::api::RoleActivation> = Api::all(client.clone());
     match activations.list_metadata(&ListParams::default().limit(1)).await {
+        Err(kube::Error::Api(s)) if s.code == 404 => return Err(RunError::CrdsMissing),
+        other => other.map(|_| ()).map_err(RunError::from)?,
+    }
+    // Onboarding at scale (docs/onboarding.md): without its CRD the watch would wait for ever
+    // and the caches never sync, so say so at start.
+    let onboardings: Api<crate::api::Onboarding> = Api::all(client.clone());
+    match onboardings.list_metadata(&ListParams::default().limit(1)).await {
         Err(kube::Error::Api(s)) if s.code == 404 => Err(RunError::CrdsMissing),
         other => other.map(|_| ()).map_err(RunError::from),
     }
@@ -277,6 +284,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let (activations, activation_writer) = reflector::store();
     let (reviews, review_writer) = reflector::store();
     let (guardrails, guardrail_writer) = reflector::store();
+    let (onboardings, onboarding_writer) = reflector::store();
     let caches = Caches {
         namespaces,
         definitions,
@@ -288,6 +296,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         activations,
         reviews,
         guardrails,
+        onboardings,
     };
     let mut metrics = crate::metrics::Metrics::default();
     metrics.register(Box::new(CacheGauges(caches.clone())));
@@ -350,6 +359,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let (guard_tx, guard_rx) = mpsc::unbounded();
     let (activation_tx, activation_rx) = mpsc::unbounded();
     let (audit_tx, audit_rx) = mpsc::unbounded();
+    let (onboard_tx, onboard_rx) = mpsc::unbounded();
+    let (onboarding_tx, onboarding_rx) = mpsc::unbounded();
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let publisher = events::Publisher::new(client.clone(), Reporter { controller: "kube-lighthouse".into(), instance });
     let grants = Arc::new(GrantActivity::default());
@@ -386,6 +397,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         clock: config.activation_clock(),
         user_access,
         audit: audit_tx,
+        onboarding: Arc::new(onboarding::Shared::new(onboard_tx.clone(), onboarding_tx.clone())),
     });
     tokio::spawn(async move { grants.follow().await });
     if let Some(listener) = health {
@@ -451,6 +463,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         activations: activation_writer,
         reviews: review_writer,
         guardrails: guardrail_writer,
+        onboardings: onboarding_writer,
     };
     let sinks = triggers::Sinks {
         assignments: assignment_tx,
@@ -459,6 +472,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
         sweep: sweep_tx,
         guard: guard_tx,
         activations: activation_tx,
+        onboard: onboard_tx,
+        onboardings: onboarding_tx,
     };
     // Each long-lived part runs as its own task on the worker threads. Every replica watches
     // (its caches stay warm for admission and for a failover); only the leader's triggers
@@ -495,6 +510,20 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let (stop, store) = (shutdown.clone(), caches.activations.clone());
     let activation_rx = while_leading(activation_rx, &reconciling);
     let activations = spawn_controller(stop, store, activation_rx, activation::reconcile, "activation", &ctx, config);
+    let (stop, store) = (shutdown.clone(), caches.namespaces.clone());
+    let onboard_rx = while_leading(onboard_rx, &reconciling);
+    let onboarded = spawn_controller(
+        stop,
+        store,
+        onboard_rx,
+        onboarding::reconcile_namespace,
+        "onboarding-namespace",
+        &ctx,
+        config,
+    );
+    let (stop, store) = (shutdown.clone(), caches.onboardings.clone());
+    let onboarding_rx = while_leading(onboarding_rx, &reconciling);
+    let onboardings = spawn_controller(stop, store, onboarding_rx, onboarding::reconcile, "onboarding", &ctx, config);
     let sweeper = tokio::spawn(sweep::run(ctx.clone(), while_leading(sweep_rx, &reconciling)));
     let guard = tokio::spawn(guard::run(ctx.clone(), while_leading(guard_rx, &reconciling)));
     let auditor = tokio::spawn(audit::run(ctx.clone(), while_leading(audit_rx, &reconciling), reconciling.clone()));
@@ -538,6 +567,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
             let _ =
                 tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join3(assignments, definitions, namespaces)).await;
             activations.abort();
+            onboarded.abort();
+            onboardings.abort();
             sweeper.abort();
             guard.abort();
             auditor.abort();

@@ -18,6 +18,10 @@
 //! 7. **Admission**: the webhook's answer time for an assignment of a subscription with 50
 //!    resource groups, by an author who must be asked about every permission and by one who
 //!    may bind the roles, and the SubjectAccessReviews each request costs.
+//! 8. **Onboarding by an `Onboarding`** ([`policy`]): `--policy-n` matching namespaces
+//!    onboarded by one object, then a new namespace's time to working access, and an
+//!    opt-out's, a departure's and the deletion's time to revoked. `--only-policy` runs this
+//!    phase alone.
 //!
 //! The controller is the release binary, run as a subprocess under an impersonated user so the
 //! API server's audit log attributes every request it makes; CPU and RSS come from `/proc`.
@@ -32,6 +36,7 @@
 //! | [`objects`] | the namespaces, delegations and baseline RBAC the benchmark writes |
 //! | [`phases`] | phases 1 to 6, each returning its part of the report |
 //! | [`admission`] | phase 7, the admission webhook's authority check |
+//! | [`policy`] | phase 8, onboarding at scale by an `Onboarding` |
 //! | [`report`] | the typed report and how it prints |
 
 #[path = "../../tests/common/mod.rs"]
@@ -42,6 +47,7 @@ mod audit;
 mod controller;
 mod objects;
 mod phases;
+mod policy;
 mod probe;
 mod report;
 
@@ -82,6 +88,15 @@ struct Args {
     /// Length of the idle window.
     #[arg(long, env = "KL_BENCH_IDLE_SECONDS", default_value_t = 60)]
     idle_seconds: u64,
+    /// Subscriptions an `Onboarding` selects in phase 8 (0 skips it).
+    #[arg(long, env = "KL_BENCH_POLICY_N", default_value_t = 10_000)]
+    policy_n: usize,
+    /// Phase 8's repetitions of new namespace, opt-out and departure (after 2 warm-up ones).
+    #[arg(long, env = "KL_BENCH_POLICY_REPS", default_value_t = 50)]
+    policy_reps: usize,
+    /// Runs phase 8 alone, with a controller of its own, and writes only its figures.
+    #[arg(long)]
+    only_policy: bool,
     /// Where the figures are written as JSON.
     #[arg(long, env = "KL_BENCH_OUT", default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -120,6 +135,26 @@ async fn run(args: Args) {
     };
     say(&format!("{args:?}"));
     let mut bench = Bench { args, client, controller_config, workdir, audit, control_plane };
+    if bench.args.only_policy {
+        let mut controller = ControllerProcess::start(
+            &bench.controller_config,
+            &bench.workdir.join("controller-policy.log"),
+            bench.args.concurrency,
+        );
+        controller.wait_ready().await;
+        let (n, reps, concurrency) = (bench.args.policy_n, bench.args.policy_reps, bench.args.concurrency);
+        let figures = policy::policy_onboarding(&bench.client, n, reps, concurrency).await;
+        let text = serde_json::to_string_pretty(&json(&serde_json::json!({
+            "machine": machine, "policy_onboarding": figures,
+            "controller_peak_rss_mib": controller.peak_rss_mib(), "controller_cpu_s": controller.cpu_seconds()})))
+        .expect("json");
+        if let Some(dir) = bench.args.out.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(&bench.args.out, &text).expect("write results");
+        println!("{text}");
+        return;
+    }
 
     let mut controller = ControllerProcess::start(
         &bench.controller_config,
@@ -158,6 +193,22 @@ async fn run(args: Args) {
     let admission = admission::admission(&mut bench, &team).await;
     say(&format!("admission: {}", json(&admission)));
 
+    // 8. Onboarding by an Onboarding
+    let policy_onboarding = if bench.args.policy_n > 0 {
+        let mut controller = ControllerProcess::start(
+            &bench.controller_config,
+            &bench.workdir.join("controller-policy.log"),
+            bench.args.concurrency,
+        );
+        controller.wait_ready().await;
+        let (n, reps, concurrency) = (bench.args.policy_n, bench.args.policy_reps, bench.args.concurrency);
+        let figures = policy::policy_onboarding(&bench.client, n, reps, concurrency).await;
+        say(&format!("policy onboarding: {}", json(&figures)));
+        Some(figures)
+    } else {
+        None
+    };
+
     let report = Report {
         machine,
         args: settings,
@@ -169,6 +220,7 @@ async fn run(args: Args) {
         restart_big,
         request_cost,
         admission,
+        policy_onboarding,
     };
     report.write(&bench.args.out);
 }

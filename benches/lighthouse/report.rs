@@ -23,6 +23,29 @@ pub struct Report {
     pub restart_big: Option<RestartBig>,
     pub request_cost: RequestCost,
     pub admission: Admission,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_onboarding: Option<PolicyOnboarding>,
+}
+
+/// Phase 8: onboarding at scale by an `Onboarding` (docs/onboarding.md).
+#[derive(Debug, Serialize)]
+pub struct PolicyOnboarding {
+    /// Subscription namespaces the onboarding selects.
+    pub namespaces: usize,
+    /// From the onboarding's creation until its status counts every one onboarded.
+    pub bulk_onboarded_s: f64,
+    /// From its creation until every assignment it created is Succeeded (RBAC in force).
+    pub bulk_succeeded_s: f64,
+    /// A new matching namespace created → the team's identity allowed there.
+    pub new_namespace_access: LatencySummary,
+    /// The opt-out label set → denied.
+    pub opt_out_revoked: LatencySummary,
+    /// The selected label changed → denied.
+    pub left_selector_revoked: LatencySummary,
+    /// The onboarding deleted → denied, in each of a sample of namespaces spread over all.
+    pub deleted_sample_revoked: LatencySummary,
+    /// The onboarding deleted → every definition and assignment it created gone.
+    pub deleted_all_objects_removed_s: f64,
 }
 
 /// Where the figures were measured.

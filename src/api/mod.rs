@@ -8,6 +8,7 @@ pub mod activation;
 mod assignment;
 mod definition;
 pub mod guardrail;
+pub mod onboarding;
 pub mod status;
 pub mod view;
 
@@ -21,6 +22,7 @@ pub use definition::{
     PrincipalType, RegistrationDefinition, RegistrationDefinitionSpec, RegistrationDefinitionStatus,
 };
 pub use guardrail::{AllowedRoles, Guardrail, GuardrailSpec, JustInTimeAccessLimits, POLICY_GROUP};
+pub use onboarding::{Onboarding, OnboardingSpec, OnboardingStatus, SkippedNamespace};
 pub use status::{Condition, ConditionStatus, ProvisioningState};
 
 /// The API group of the delegation kinds.
@@ -38,5 +40,6 @@ pub fn crd_yaml() -> Vec<(&'static str, String)> {
         ("roleactivations.yaml", render(RoleActivation::crd())),
         ("activationreviews.yaml", render(ActivationReview::crd())),
         ("guardrails.yaml", render(Guardrail::crd())),
+        ("onboardings.yaml", render(Onboarding::crd())),
     ]
 }

@@ -421,3 +421,145 @@ async fn list_keys<K: Materialized>(ctx: &Context, selector: &ListParams) -> Res
     let items = Api::<K>::all(ctx.client.clone()).list_metadata(selector).await.map_err(Error::Revoke)?.items;
     Ok(items.iter().map(|o| (o.namespace().unwrap_or_default(), o.name_any())).collect())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Onboarding at scale (docs/onboarding.md): the definitions and assignments an `Onboarding`
+// owns are written here too, so that one module holds every write the controller makes on a
+// customer's behalf. They are ordinary delegation objects: the assignment reconcile then
+// materializes (and validates, guardrails included) what they grant, as for any other.
+
+/// What one namespace's onboarding plan wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Onboarded {
+    /// Definitions and assignments created or brought back to the template.
+    pub written: usize,
+    /// Definitions and assignments removed.
+    pub removed: usize,
+    /// Creates refused because an object of that name appeared meanwhile (left alone; the
+    /// next reconcile sees it and skips the namespace).
+    pub taken: usize,
+}
+
+/// Writes one namespace's onboarding `plan`: creates what is missing (a create, never an
+/// apply: it cannot take over an object someone made meanwhile under the same name), brings
+/// an owned object back to its template (a server-side apply pinned to the owned object's
+/// `uid`, from `owned_uid`), then removes what is no longer wanted, assignments first (their
+/// finalizer revokes the access at once). Every write is tried; the first failure is returned
+/// after the others.
+///
+/// # Errors
+/// [`Error::Onboard`] for a failed create or apply, [`Error::Offboard`] for a failed delete.
+pub async fn onboard(
+    ctx: &Context,
+    namespace: &str,
+    plan: &crate::model::onboarding::Plan,
+    owned_uid: impl Fn(&str, bool) -> Option<String>,
+) -> Result<Onboarded, Error> {
+    use crate::api::{RegistrationAssignment, RegistrationDefinition};
+    use crate::model::onboarding::Removal;
+    let mut done = Onboarded::default();
+    let mut first_error = None;
+    let definitions: Api<RegistrationDefinition> = Api::namespaced(ctx.client.clone(), namespace);
+    let assignments: Api<RegistrationAssignment> = Api::namespaced(ctx.client.clone(), namespace);
+    for d in &plan.definitions {
+        let result = write_owned(&definitions, d, owned_uid(&d.name_any(), true)).await;
+        note(&mut done, &mut first_error, result, "RegistrationDefinition", ctx);
+    }
+    for a in &plan.assignments {
+        let result = write_owned(&assignments, a, owned_uid(&a.name_any(), false)).await;
+        note(&mut done, &mut first_error, result, "RegistrationAssignment", ctx);
+    }
+    for removal in &plan.removals {
+        let (kind, result) = match removal {
+            Removal::Assignment(name) => ("RegistrationAssignment", remove_owned(&assignments, name).await),
+            Removal::Definition(name) => ("RegistrationDefinition", remove_owned(&definitions, name).await),
+        };
+        match result {
+            Ok(removed) => {
+                done.removed += usize::from(removed);
+                ctx.metrics.write(kind, "delete");
+            }
+            Err(e) => {
+                warn!(%namespace, kind, error = %e, "removing an onboarding's object failed; the others go ahead");
+                first_error.get_or_insert(Error::Offboard(e));
+            }
+        }
+    }
+    if done != Onboarded::default() {
+        info!(%namespace, written = done.written, removed = done.removed, taken = done.taken, "onboarding synced");
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+/// The outcome of one create or apply of [`onboard`]: written, or the name was taken.
+enum Wrote {
+    Written,
+    Taken,
+}
+
+fn note(
+    done: &mut Onboarded,
+    first: &mut Option<Error>,
+    result: Result<Wrote, kube::Error>,
+    kind: &'static str,
+    ctx: &Context,
+) {
+    match result {
+        Ok(Wrote::Written) => {
+            done.written += 1;
+            ctx.metrics.write(kind, "apply");
+        }
+        Ok(Wrote::Taken) => done.taken += 1,
+        Err(e) => {
+            warn!(kind, error = %e, "writing an onboarding's object failed; the others go ahead");
+            first.get_or_insert(Error::Onboard(e));
+        }
+    }
+}
+
+/// Creates `object`, or, when the onboarding already owns the object at its name (`uid`),
+/// applies it pinned to that uid.
+async fn write_owned<K>(api: &Api<K>, object: &K, uid: Option<String>) -> Result<Wrote, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    match uid {
+        None => match api
+            .create(
+                &kube::api::PostParams { field_manager: Some(keys::FIELD_MANAGER.into()), ..Default::default() },
+                object,
+            )
+            .await
+        {
+            Ok(_) => Ok(Wrote::Written),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Wrote::Taken),
+            Err(e) => Err(e),
+        },
+        Some(uid) => {
+            let mut pinned = object.clone();
+            // A uid in an apply is a precondition: someone else's object at the name is a 409.
+            pinned.meta_mut().uid = Some(uid);
+            let params = PatchParams::apply(keys::FIELD_MANAGER).force();
+            match api.patch(&object.name_any(), &params, &Patch::Apply(&pinned)).await {
+                Ok(_) => Ok(Wrote::Written),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Wrote::Taken),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Deletes `name` (background propagation); whether it was there.
+async fn remove_owned<K>(api: &Api<K>, name: &str) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -13,7 +13,9 @@ use kube::{Resource, ResourceExt};
 use super::catalog::CatalogCache;
 use super::index::Index;
 use super::materialized::MaterializedCache;
-use crate::api::{ActivationReview, Guardrail, RegistrationAssignment, RegistrationDefinition, RoleActivation};
+use crate::api::{
+    ActivationReview, Guardrail, Onboarding, RegistrationAssignment, RegistrationDefinition, RoleActivation,
+};
 use crate::model::guardrail::Guardrails;
 use crate::model::keys;
 use crate::model::scope::{NamespaceInfo, Namespaces};
@@ -37,6 +39,10 @@ pub struct CachedNamespace {
     /// The `kubelighthouse.io/managed-by-tenants` annotation's value, if set.
     #[serde(skip)]
     pub managed_by_tenants: Option<String>,
+    /// Of a subscription namespace only, every label, sorted by key: what an onboarding's
+    /// selector matches ([`crate::model::onboarding`]). A boxed slice, not a map (see above).
+    #[serde(skip)]
+    pub labels: Option<Box<[(String, String)]>>,
 }
 
 impl CachedNamespace {
@@ -46,7 +52,16 @@ impl CachedNamespace {
             metadata: ObjectMeta { name: ns.metadata.name.clone(), ..ObjectMeta::default() },
             info: NamespaceInfo::from_labels(ns.labels(), ns.metadata.deletion_timestamp.is_some()),
             managed_by_tenants: ns.annotations().get(keys::MANAGED_BY_TENANTS).cloned(),
+            labels: ns
+                .labels()
+                .contains_key(keys::TENANT_ID)
+                .then(|| ns.labels().iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
         }
+    }
+
+    /// The labels kept ([`CachedNamespace::labels`]; empty unless a subscription), as a map.
+    pub fn label_map(&self) -> std::collections::BTreeMap<String, String> {
+        self.labels.iter().flatten().cloned().collect()
     }
 
     /// A subscription, or a namespace that still carries the managed-by-tenants annotation:
@@ -116,6 +131,8 @@ pub struct Caches {
     pub reviews: Store<ActivationReview>,
     /// The platform team's guardrails (docs/guardrails.md): few, read whole.
     pub guardrails: Store<Guardrail>,
+    /// Onboardings (`policy.kubelighthouse.io`), whole: few, written by the platform team.
+    pub onboardings: Store<Onboarding>,
 }
 
 /// The secondary indexes over [`Caches`], fed by the watches in [`super::triggers`].

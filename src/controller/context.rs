@@ -73,6 +73,8 @@ pub struct Context {
     pub user_access: tokio::sync::watch::Receiver<super::webhook_watch::Verdict>,
     /// Subscription namespaces whose PolicyReport may have changed ([`super::audit`]).
     pub audit: UnboundedSender<String>,
+    /// The onboarding reconciles' queues and bookkeeping ([`super::onboarding`]).
+    pub onboarding: Arc<super::onboarding::Shared>,
 }
 
 impl Context {

@@ -46,6 +46,14 @@ pub enum Error {
     /// Writing the managed-by-tenants annotation of a subscription.
     #[error("annotating a subscription: {0}")]
     Annotate(#[source] kube::Error),
+    /// Creating, or bringing back to its template, a definition or assignment an onboarding
+    /// owns (docs/onboarding.md).
+    #[error("onboarding a namespace: {0}")]
+    Onboard(#[source] kube::Error),
+    /// Removing a definition or assignment an onboarding no longer wants (opt-out, selector
+    /// left, onboarding deleted).
+    #[error("offboarding a namespace: {0}")]
+    Offboard(#[source] kube::Error),
 }
 
 impl Error {
@@ -59,7 +67,7 @@ impl Error {
         use Error::*;
         match self {
             FinalizerAdd(e) | FinalizerRemove(e) | Apply(e) | Prune(e) | Revoke(e) | Status(e) | Cascade(e)
-            | Transfer(e) | Annotate(e) => matches!(e, kube::Error::Api(s) if s.code == 404),
+            | Transfer(e) | Annotate(e) | Onboard(e) | Offboard(e) => matches!(e, kube::Error::Api(s) if s.code == 404),
             CacheNotReady | MissingField(_) | InvalidPatch(_) => false,
         }
     }

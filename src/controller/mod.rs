@@ -6,6 +6,7 @@
 //! | [`assignment`] | the assignment pipeline: dereference → validate/build → apply → status |
 //! | [`definition`] | a definition's status, removal after transfer, cascade on delete |
 //! | [`namespace`] | the managed-by-tenants annotation of subscriptions |
+//! | [`onboarding`] | onboarding at scale: each subscription's onboarded delegations, each onboarding's status |
 //! | [`dereference`] | step 1: snapshots of the caches for the pure core (also the webhook's) |
 //! | [`apply`] | step 4: server-side apply of what differs, prune by label, revoke |
 //! | [`bookkeeping`] | step 5's writes: statuses, Events, the annotation; one bounded writer |
@@ -41,6 +42,7 @@ pub mod guard;
 pub mod index;
 pub mod materialized;
 pub mod namespace;
+pub mod onboarding;
 pub mod queue;
 pub mod sweep;
 pub mod triggers;

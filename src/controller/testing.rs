@@ -68,6 +68,7 @@ pub fn cluster() -> Cluster {
         activations: Writer::default().as_reader(),
         reviews: Writer::default().as_reader(),
         guardrails: Writer::default().as_reader(),
+        onboardings: Writer::default().as_reader(),
     };
     Cluster { namespaces, definitions, assignments, caches }
 }
@@ -116,6 +117,7 @@ pub fn context() -> (Arc<Context>, ApiServer, Cluster) {
         audit: mpsc::unbounded().0,
         clock: Default::default(),
         user_access: tokio::sync::watch::channel(Some(Ok(()))).1,
+        onboarding: Arc::new(crate::controller::onboarding::Shared::new(mpsc::unbounded().0, mpsc::unbounded().0)),
     };
     (Arc::new(ctx), server, cluster)
 }

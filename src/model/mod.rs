@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod desired;
 pub mod guardrail;
 pub mod keys;
+pub mod onboarding;
 pub mod outcome;
 pub mod projection;
 pub mod rules;

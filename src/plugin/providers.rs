@@ -1,7 +1,9 @@
 //! `providers [-n NS | -A]`: the customer side, Azure's "Service providers" page: per offer
 //! (definition) in the namespaces the caller can read, the provider (managing) tenant, the
-//! offer, its delegations (assignments), the roles and eligible roles, the state, and whether
-//! the guardrails allow it (docs/guardrails.md).
+//! offer, its delegations (assignments), the roles and eligible roles, the state, whether
+//! the guardrails allow it (docs/guardrails.md), and the `Onboarding` that created it, if one
+//! did. With `-A`, the onboardings themselves follow (docs/onboarding.md): selector, offer and
+//! the namespaces onboarded, skipped and opted out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -12,9 +14,10 @@ use kube::api::{Api, ListParams};
 use super::cli::GlobalArgs;
 use super::output::{self, Column, OutputFormat, TextTable};
 use super::{client, PluginError};
-use crate::api::{RegistrationAssignment, RegistrationDefinition, GROUP};
+use crate::api::{Onboarding, RegistrationAssignment, RegistrationDefinition, GROUP};
 use crate::model::catalog::Catalog;
 use crate::model::keys;
+use crate::model::onboarding;
 use crate::model::views::{compliance, role_name};
 
 /// The assignments of `definition`: in its namespace, or in a resource group whose
@@ -63,6 +66,7 @@ pub fn table(
             Column::wide("Definition"),
             Column::wide("Assignments"),
             Column::wide("Plan"),
+            Column::wide("Onboarding"),
         ],
     ));
     let mut covered = BTreeSet::new();
@@ -101,6 +105,7 @@ pub fn table(
                 .plan
                 .as_ref()
                 .map_or("<none>".into(), |p| format!("{}/{}/{}@{}", p.publisher, p.product, p.name, p.version)),
+            onboarded_by(&d.metadata),
         ]);
         t.push(row);
     }
@@ -128,10 +133,88 @@ pub fn table(
                 a.metadata.name.as_deref().unwrap_or_default()
             ),
             "<none>".into(),
+            onboarded_by(&a.metadata),
         ]);
         t.push(row);
     }
     t
+}
+
+/// The onboarding that created an object (its controller owner reference), or `<none>`.
+fn onboarded_by(meta: &kube::api::ObjectMeta) -> String {
+    let owner =
+        meta.owner_references.iter().flatten().find(|r| {
+            r.api_version == onboarding::API_VERSION && r.kind == onboarding::KIND && r.controller == Some(true)
+        });
+    owner.map_or("<none>".into(), |r| r.name.clone())
+}
+
+/// A label selector as `kubectl` prints one: `k=v,k in (a,b)`; `<all>` when empty.
+fn selector_text(selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> String {
+    let mut parts: Vec<String> = selector.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            other => format!("{} {other} ({values})", e.key),
+        });
+    }
+    if parts.is_empty() {
+        "<all>".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// The onboardings table (cluster-scoped objects: shown with `-A`).
+pub fn onboardings_table(onboardings: &[Onboarding], catalog: &Catalog) -> TextTable {
+    let mut t = TextTable::new(vec![
+        Column::new("Onboarding"),
+        Column::new("Provider Tenant"),
+        Column::new("Offer"),
+        Column::new("Selector"),
+        Column::new("Onboarded"),
+        Column::new("Skipped"),
+        Column::new("Opted Out"),
+        Column::new("Ready"),
+        Column::wide("Roles"),
+        Column::wide("Eligible Roles"),
+    ]);
+    for o in onboardings {
+        let status = o.status.clone().unwrap_or_default();
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map_or("Unknown".to_string(), |c| format!("{:?} ({})", c.status, c.reason));
+        let definition = &o.spec.definition;
+        let roles: BTreeSet<String> =
+            definition.authorizations.iter().map(|a| role_name(catalog, &a.role_definition_id)).collect();
+        let eligible: BTreeSet<String> =
+            definition.eligible_authorizations.iter().map(|a| role_name(catalog, &a.role_definition_id)).collect();
+        t.push(vec![
+            o.metadata.name.clone().unwrap_or_default(),
+            definition.managed_by_tenant_id.clone(),
+            definition.registration_definition_name.clone(),
+            selector_text(&o.spec.namespace_selector),
+            status.onboarded.to_string(),
+            status.skipped.to_string(),
+            status.opted_out.to_string(),
+            ready,
+            output::join(&roles.into_iter().collect::<Vec<_>>()),
+            output::join(&eligible.into_iter().collect::<Vec<_>>()),
+        ]);
+    }
+    t
+}
+
+/// The onboardings, when the caller may list them; none otherwise (a customer admin may not,
+/// and a cluster without the kind has none).
+async fn onboardings(client: &kube::Client) -> Vec<Onboarding> {
+    Api::<Onboarding>::all(client.clone()).list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default()
 }
 
 /// The role catalog as the cluster has it, or the chart's when ClusterRoles are not readable.
@@ -212,12 +295,14 @@ pub async fn run(global: &GlobalArgs, out: &mut dyn Write) -> Result<(), PluginE
     let mut definitions: Vec<RegistrationDefinition> = list(&conn.client, namespace).await?;
     let assignments: Vec<RegistrationAssignment> = list(&conn.client, namespace).await?;
     let subscription_of = resolve_resource_groups(&conn.client, &mut definitions, &assignments).await;
+    let onboardings = if global.all_namespaces { onboardings(&conn.client).await } else { Vec::new() };
     match global.output {
         Some(OutputFormat::Json | OutputFormat::Yaml) => {
             let items: Vec<serde_json::Value> = definitions
                 .iter()
                 .map(|d| super::manifest::manifest(d).map_err(PluginError::from))
                 .chain(assignments.iter().map(|a| super::manifest::manifest(a).map_err(PluginError::from)))
+                .chain(onboardings.iter().map(|o| super::manifest::manifest(o).map_err(PluginError::from)))
                 .collect::<Result<_, _>>()?;
             let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
             let text = if global.output == Some(OutputFormat::Json) {
@@ -232,7 +317,7 @@ pub async fn run(global: &GlobalArgs, out: &mut dyn Write) -> Result<(), PluginE
             out.write_all(output::names("registrationdefinition", GROUP, &names).as_bytes())?;
         }
         format => {
-            if definitions.is_empty() && assignments.is_empty() {
+            if definitions.is_empty() && assignments.is_empty() && onboardings.is_empty() {
                 eprintln!(
                     "No service providers found{}",
                     namespace.map(|n| format!(" in namespace {n}")).unwrap_or_default()
@@ -240,8 +325,15 @@ pub async fn run(global: &GlobalArgs, out: &mut dyn Write) -> Result<(), PluginE
                 return Ok(());
             }
             let catalog = catalog(&conn.client).await;
-            let t = table(&definitions, &assignments, &subscription_of, &catalog, global.all_namespaces);
-            out.write_all(t.render(format == Some(OutputFormat::Wide)).as_bytes())?;
+            let wide = format == Some(OutputFormat::Wide);
+            if !definitions.is_empty() || !assignments.is_empty() {
+                let t = table(&definitions, &assignments, &subscription_of, &catalog, global.all_namespaces);
+                out.write_all(t.render(wide).as_bytes())?;
+            }
+            if !onboardings.is_empty() {
+                out.write_all(b"\n")?;
+                out.write_all(onboardings_table(&onboardings, &catalog).render(wide).as_bytes())?;
+            }
         }
     }
     Ok(())
@@ -309,5 +401,42 @@ mod tests {
         assert!(wide.lines().nth(1).expect("row").contains("customer-a/contoso-msp,customer-a-web/contoso-msp"));
         let all = table(&[definition()], &assignments[..2], &subs, &shipped_catalog(), true).render(false);
         assert!(all.starts_with("NAMESPACE    PROVIDER TENANT"));
+    }
+
+    #[test]
+    fn onboardings_show_their_selector_offer_counts_and_what_they_created() {
+        let o: Onboarding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "policy.kubelighthouse.io/v1alpha1", "kind": "Onboarding",
+            "metadata": {"name": "contoso-prod", "uid": "u-1"},
+            "spec": {"namespaceSelector": {"matchLabels": {"env": "prod"},
+                    "matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold", "silver"]}]},
+                "definition": {"registrationDefinitionName": "Contoso Managed Services", "managedByTenantId": TENANT,
+                    "authorizations": [{"principalId": "00000000-0000-0000-0000-0000000000a1", "roleDefinitionId": "Reader"}]}},
+            "status": {"onboarded": 998, "skipped": 1, "optedOut": 2,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Onboarded", "message": "m"}]}}))
+        .expect("onboarding");
+        let text = onboardings_table(std::slice::from_ref(&o), &shipped_catalog()).render(true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("ONBOARDING"), "{text}");
+        for want in [
+            "contoso-prod",
+            TENANT,
+            "Contoso Managed Services",
+            "env=prod,tier in (gold,silver)",
+            "998",
+            "True (Onboarded)",
+            "Reader",
+        ] {
+            assert!(lines[1].contains(want), "{want} missing: {}", lines[1]);
+        }
+        // What it created says so in the providers table (wide).
+        let source = onboarding::Source::of(&o).expect("source");
+        let mut created = onboarding::desired_definition(&source, "customer-a");
+        created.status = None;
+        let t = table(&[created, definition()], &[], &BTreeMap::new(), &shipped_catalog(), false).render(true);
+        let rows: Vec<&str> = t.lines().collect();
+        assert!(rows[0].ends_with("ONBOARDING"), "{t}");
+        assert!(rows[1].ends_with("contoso-prod"), "{t}");
+        assert!(rows[2].ends_with("<none>"), "{t}");
     }
 }

@@ -1,5 +1,6 @@
 //! Admission decisions. Delegations are judged by `model::validate`, exactly as the reconciler
-//! judges them, then by the authority of their author; RoleBindings are checked against the
+//! judges them, then by the authority of their author (except those the controller itself
+//! writes for an `Onboarding`, whose author was asked cluster-wide, docs/onboarding.md); RoleBindings are checked against the
 //! limits of User Access Administrator.
 
 use std::sync::Arc;
@@ -105,6 +106,7 @@ pub async fn review(request: &AdmissionRequest<DynamicObject>, admission: &Admis
         },
         "Role" => posing(request, admission),
         "RoleActivation" | "ActivationReview" => super::activation::validate(request, admission).await,
+        "Onboarding" => super::onboarding::validate(request, admission).await,
         _ => Ok(()),
     };
     match outcome {
@@ -119,7 +121,7 @@ fn rejection_message(kind: &str, name: &str, rejection: &Rejection) -> String {
 
 /// Every Role the delegation would materialize: its grants and the assignable roles of its
 /// User Access Administrators.
-fn materialized_roles(valid: &validate::ValidDefinition) -> Vec<Grant> {
+pub(super) fn materialized_roles(valid: &validate::ValidDefinition) -> Vec<Grant> {
     let mut grants = valid.grants.clone();
     grants.extend(valid.user_access.iter().flat_map(|u| u.assignable.clone()));
     grants.extend(crate::model::activation::eligible_grants(&valid.eligible));
@@ -165,6 +167,9 @@ async fn definition(request: &AdmissionRequest<DynamicObject>, admission: &Admis
         }),
         &admission.caches,
     );
+    if by_controller(request, admission) {
+        return Ok(()); // an Onboarding's: its author's authority was asked cluster-wide
+    }
     authority::check(&admission.client, &request.user_info, &reach, &materialized_roles(&valid), admission.authority)
         .await
 }
@@ -196,6 +201,9 @@ async fn assignment(request: &AdmissionRequest<DynamicObject>, admission: &Admis
         .policy
         .judge(caches, |rules| outcome::validate(&snapshot, rules, true))
         .map_err(|r| rejection_message("RegistrationAssignment", &name, &r.rejection))?;
+    if by_controller(request, admission) {
+        return Ok(()); // an Onboarding's: its author's authority was asked cluster-wide
+    }
     authority::check(
         &admission.client,
         &request.user_info,

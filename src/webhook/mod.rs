@@ -9,6 +9,7 @@ mod activation;
 mod admit;
 mod authority;
 pub mod deleter;
+mod onboarding;
 
 use std::sync::Arc;
 

@@ -113,6 +113,8 @@ pub fn register(kubeconfig: &Path, name: &str, port: u16, ca: &Path) -> Registra
         "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["rolebindings", "roles"]}]);
     let activations = json!([{"apiGroups": ["activation.kubelighthouse.io"], "apiVersions": ["*"],
         "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["roleactivations", "activationreviews"]}]);
+    let onboardings = json!([{"apiGroups": ["policy.kubelighthouse.io"], "apiVersions": ["*"],
+        "operations": ["CREATE", "UPDATE"], "resources": ["onboardings"]}]);
     let exists = |label: &str| json!({"matchExpressions": [{"key": label, "operator": "Exists"}]});
     let config = json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -123,6 +125,7 @@ pub fn register(kubeconfig: &Path, name: &str, port: u16, ca: &Path) -> Registra
             hook("rolebindings-subscriptions.kubelighthouse.io", bindings.clone(), exists("kubelighthouse.io/tenant-id")),
             hook("rolebindings-resource-groups.kubelighthouse.io", bindings, exists("kubelighthouse.io/subscription")),
             hook("activations.kubelighthouse.io", activations, json!({})),
+            hook("onboardings.kubelighthouse.io", onboardings, json!({})),
         ],
     });
     // As the chart's MutatingWebhookConfiguration: the requester and reviewer stamps.

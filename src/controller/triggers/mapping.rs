@@ -230,6 +230,11 @@ impl Follow<CachedNamespace> for NamespaceTriggers {
         if ns.keeps_annotation() {
             self.sinks.namespace(&name);
         }
+        // Onboarding selects subscriptions by any label: each change of one (or of one that
+        // just stopped being one) is looked at again. Deleted: its objects go with it.
+        if !gone && (ns.labels.is_some() || before.is_some_and(|b| b.tenant_id.is_some())) {
+            self.sinks.onboard(&name);
+        }
     }
 }
 
@@ -430,6 +435,27 @@ impl Follow<ActivationReview> for ReviewTriggers {
             let reference = kube::runtime::reflector::ObjectRef::new(&r.spec.role_activation_ref.name)
                 .within(&r.namespace().unwrap_or_default());
             let _ = self.sinks.activations.unbounded_send(reference);
+        }
+    }
+}
+
+/// Onboardings: each change goes to the onboarding reconcile (few objects, written by the
+/// platform team; the reconcile decides whether a new generation fans out).
+pub struct OnboardingTriggers {
+    sinks: Sinks,
+}
+
+impl OnboardingTriggers {
+    /// Triggers into `sinks`.
+    pub fn new(sinks: Sinks) -> Self {
+        OnboardingTriggers { sinks }
+    }
+}
+
+impl Follow<crate::api::Onboarding> for OnboardingTriggers {
+    fn follow(&mut self, change: Change<'_, crate::api::Onboarding>) {
+        if let Change::Listed(o) | Change::Applied(o) = change {
+            let _ = self.sinks.onboardings.unbounded_send(kube::runtime::reflector::ObjectRef::new(&o.name_any()));
         }
     }
 }

@@ -25,12 +25,14 @@ use super::guard::{self, Offence};
 use super::index::map_event;
 use super::materialized::{MaterializedCache, Record};
 use super::sweep::Candidate;
-use crate::api::{ActivationReview, Guardrail, RegistrationAssignment, RegistrationDefinition, RoleActivation};
+use crate::api::{
+    ActivationReview, Guardrail, Onboarding, RegistrationAssignment, RegistrationDefinition, RoleActivation,
+};
 use crate::model::keys;
 use crate::model::scope::Namespaces;
 pub use mapping::{
     ActivationTriggers, AssignmentTriggers, CatalogTriggers, DefinitionTriggers, Follow, GuardrailTriggers,
-    MaterializedTriggers, NamespaceTriggers, ReviewTriggers,
+    MaterializedTriggers, NamespaceTriggers, OnboardingTriggers, ReviewTriggers,
 };
 
 /// Where triggers go.
@@ -48,6 +50,10 @@ pub struct Sinks {
     pub guard: UnboundedSender<Offence>,
     /// RoleActivations to reconcile (SPEC §9).
     pub activations: UnboundedSender<ObjectRef<RoleActivation>>,
+    /// Namespaces whose onboarded delegations to reconcile ([`crate::controller::onboarding`]).
+    pub onboard: UnboundedSender<ObjectRef<CachedNamespace>>,
+    /// Onboardings to reconcile (fan-out, status, offboarding).
+    pub onboardings: UnboundedSender<ObjectRef<Onboarding>>,
 }
 
 impl Sinks {
@@ -65,6 +71,11 @@ impl Sinks {
 
     fn namespace(&self, name: &str) {
         let _ = self.namespaces.unbounded_send(ObjectRef::new(name));
+    }
+
+    /// The onboarding reconcile of namespace `name` looks again.
+    fn onboard(&self, name: &str) {
+        let _ = self.onboard.unbounded_send(ObjectRef::new(name));
     }
 
     /// The subscription `a` belongs to re-computes managed-by-tenants.
@@ -96,6 +107,8 @@ pub struct Writers {
     pub reviews: Writer<ActivationReview>,
     /// Fills [`super::Caches::guardrails`].
     pub guardrails: Writer<Guardrail>,
+    /// Fills [`super::Caches::onboardings`].
+    pub onboardings: Writer<Onboarding>,
 }
 
 /// What a watch event means to the triggers.
@@ -246,6 +259,18 @@ where
     }
 }
 
+/// A definition or assignment that changed, appeared or went: the onboarding reconcile of its
+/// namespace looks again (it may be one an onboarding owns, edited or deleted by someone, or
+/// the customer's own definition of an onboarded offer). Nothing is sent during a list: the
+/// namespace watch's list sends every subscription.
+fn onboarding_follows<K: Resource>(event: &watcher::Event<K>, sinks: &Sinks) {
+    if let watcher::Event::Apply(o) | watcher::Event::Delete(o) = event {
+        if let Some(ns) = o.meta().namespace.as_deref() {
+            sinks.onboard(ns);
+        }
+    }
+}
+
 /// Drains a watch that is only inspected as it goes by (no cache, no readiness).
 async fn judge_only<T>(kind: &'static str, stream: impl Stream<Item = Result<watcher::Event<T>, watcher::Error>>) {
     let mut stream = std::pin::pin!(stream);
@@ -317,6 +342,12 @@ pub fn everything(caches: &Caches, sinks: &Sinks) {
         if ns.keeps_annotation() {
             sinks.namespace(&ns.name_any());
         }
+        if ns.labels.is_some() {
+            sinks.onboard(&ns.name_any());
+        }
+    }
+    for o in caches.onboardings.state() {
+        let _ = sinks.onboardings.unbounded_send(reference(o.as_ref()));
     }
     for key in caches.roles.keys() {
         let _ = sinks.sweep.unbounded_send(Candidate::Role(key));
@@ -330,7 +361,7 @@ pub fn everything(caches: &Caches, sinks: &Sinks) {
 const LIST_PAGE: u32 = 200;
 
 /// The number of caches [`run`] fills (for [`Readiness::new`]).
-pub const CACHES: usize = 9;
+pub const CACHES: usize = 10;
 
 /// Runs every watch until the process ends.
 ///
@@ -373,6 +404,10 @@ pub async fn run(
         .default_backoff()
         .modify(|g: &mut Guardrail| g.metadata.managed_fields = None)
         .reflect(writers.guardrails);
+    let onboardings = watcher(Api::<Onboarding>::all(client.clone()), all())
+        .default_backoff()
+        .modify(|o: &mut Onboarding| o.metadata.managed_fields = None)
+        .reflect(writers.onboardings);
     // ClusterRoles are never stored: the catalog keeps what it needs of its members.
     let cluster_roles = watcher(Api::<ClusterRole>::all(client.clone()), all()).default_backoff();
     let roles = watcher(Api::<Role>::all(client.clone()), managed.clone())
@@ -416,9 +451,13 @@ pub async fn run(
             "RegistrationDefinition",
             definitions,
             readiness.clone(),
-            move |e| {
-                def_index.definitions_by_namespace.observe(e);
-                def_index.definitions_by_principal_namespace.observe(e);
+            {
+                let sinks = sinks.clone();
+                move |e| {
+                    def_index.definitions_by_namespace.observe(e);
+                    def_index.definitions_by_principal_namespace.observe(e);
+                    onboarding_follows(e, &sinks);
+                }
             },
             DefinitionTriggers::new(caches.clone(), sinks.clone()),
             ByName(caches.definitions.clone()),
@@ -430,9 +469,13 @@ pub async fn run(
             "RegistrationAssignment",
             assignments,
             readiness.clone(),
-            move |e| {
-                ix.assignments_by_namespace.observe(e);
-                ix.assignments_by_uid.observe(e);
+            {
+                let sinks = sinks.clone();
+                move |e| {
+                    ix.assignments_by_namespace.observe(e);
+                    ix.assignments_by_uid.observe(e);
+                    onboarding_follows(e, &sinks);
+                }
             },
             AssignmentTriggers::new(caches.clone(), sinks.clone()),
             ByName(caches.assignments.clone()),
@@ -476,6 +519,17 @@ pub async fn run(
             |_| {},
             GuardrailTriggers::new(caches.clone(), sinks.clone()),
             ByName(caches.guardrails.clone()),
+        )),
+    );
+    spawn(
+        "Onboarding",
+        Box::pin(drive(
+            "Onboarding",
+            onboardings,
+            readiness.clone(),
+            |_| {},
+            OnboardingTriggers::new(sinks.clone()),
+            ByName(caches.onboardings.clone()),
         )),
     );
     let catalog = caches.catalog.clone();

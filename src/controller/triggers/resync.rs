@@ -199,6 +199,8 @@ mod tests {
             sweep: mpsc::unbounded().0,
             guard: mpsc::unbounded().0,
             activations: mpsc::unbounded().0,
+            onboard: mpsc::unbounded().0,
+            onboardings: mpsc::unbounded().0,
         };
         (sinks, (definition_rx, assignment_rx, namespace_rx))
     }

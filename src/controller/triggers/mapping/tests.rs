@@ -70,6 +70,8 @@ impl Harness {
             sweep: s_tx,
             guard: g_tx,
             activations: act_tx,
+            onboard: mpsc::unbounded().0,
+            onboardings: mpsc::unbounded().0,
         };
         Harness {
             caches: cluster.caches.clone(),
@@ -531,4 +533,49 @@ fn a_review_triggers_the_activation_it_reviews() {
     assert_eq!(triggered_activations(&mut h), ["customer-a-web/fix"]);
     t.follow(Change::ListDone);
     assert!(triggered_activations(&mut h).is_empty());
+}
+
+/// Onboarding selects subscriptions by any label: every event of a subscription (or of a
+/// namespace that just stopped being one) goes to the onboarding reconcile, a plain namespace's
+/// or a deleted one's does not; an onboarding's change goes to its own reconcile.
+#[test]
+fn onboarding_follows_subscriptions_and_onboardings() {
+    let mut h = Harness::new();
+    let (onboard, mut onboard_rx) = mpsc::unbounded();
+    let (onboardings, mut onboardings_rx) = mpsc::unbounded();
+    h.sinks.onboard = onboard;
+    h.sinks.onboardings = onboardings;
+    let mut triggers = NamespaceTriggers::new(h.caches.clone(), h.sinks.clone());
+    triggers.follow(Change::Listed(&subscription("sub", CUSTOMER)));
+    triggers.follow(Change::Listed(&namespace("plain", &[])));
+    triggers.follow(Change::ListDone);
+    assert_eq!(names(drain(&mut onboard_rx)), ["sub"]);
+    triggers.follow(Change::Applied(&namespace("sub", &[(keys::TENANT_ID, CUSTOMER), ("env", "prod")])));
+    assert_eq!(names(drain(&mut onboard_rx)), ["sub"], "a new label may match a selector");
+    triggers.follow(Change::Applied(&namespace("sub", &[("env", "prod")])));
+    assert_eq!(names(drain(&mut onboard_rx)), ["sub"], "no longer a subscription: what was onboarded goes");
+    triggers.follow(Change::Applied(&namespace("plain", &[("env", "prod")])));
+    triggers.follow(Change::Deleted(&subscription("gone", CUSTOMER)));
+    assert!(drain(&mut onboard_rx).is_empty(), "a plain namespace, or one deleted with its objects");
+
+    let mut follow = OnboardingTriggers::new(h.sinks.clone());
+    let o: crate::api::Onboarding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "policy.kubelighthouse.io/v1alpha1", "kind": "Onboarding", "metadata": {"name": "contoso"},
+        "spec": {"namespaceSelector": {}, "definition": {"registrationDefinitionName": "x",
+            "managedByTenantId": CUSTOMER, "authorizations": []}}}))
+    .expect("onboarding");
+    follow.follow(Change::Listed(&o));
+    follow.follow(Change::Applied(&o));
+    follow.follow(Change::Deleted(&o));
+    assert_eq!(drain(&mut onboardings_rx).len(), 2, "listed and applied; a deleted one is gone from the store");
+}
+
+/// The cache keeps every label of a subscription (what selectors match) and none of another.
+#[test]
+fn the_namespace_cache_keeps_the_labels_of_subscriptions_only() {
+    let sub = namespace("sub", &[(keys::TENANT_ID, CUSTOMER), ("env", "prod")]);
+    assert_eq!(sub.label_map().get("env").map(String::as_str), Some("prod"));
+    assert_eq!(sub.label_map().len(), 2);
+    let rg = namespace("rg", &[(keys::SUBSCRIPTION, "sub"), ("env", "prod")]);
+    assert!(rg.labels.is_none() && rg.label_map().is_empty());
 }
