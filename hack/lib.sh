@@ -28,3 +28,10 @@ go_cmd() {
     die "no Go toolchain: install Go >= 1.26 from https://go.dev/dl (or set KL_GO)"
   fi
 }
+
+# cargo_version [DIR]: the package version in DIR/Cargo.toml (default: this checkout's), the one
+# place a release's version is written (hack/release.sh, hack/image.sh's default tag).
+cargo_version() {
+  awk '/^\[package\]/ {p = 1; next} /^\[/ {p = 0} p && $1 == "version" {gsub(/"/, "", $3); print $3; exit}' \
+    "${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}/Cargo.toml"
+}

@@ -101,6 +101,8 @@ pub enum Command {
         /// The RoleActivation's name.
         name: String,
     },
+    /// The plugin's version (the release it comes from), alone on one line.
+    Version,
     /// Shell completion script.
     Completion {
         /// The shell.
