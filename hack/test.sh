@@ -8,7 +8,15 @@
 #   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security, removal and chart
 #     suites;
 #   - with KL_TEST_NODE=1, then the node suite (tests/node_e2e.rs) on 1.37 with a real node:
-#     the chart's own pods, from the image hack/image.sh builds without Docker.
+#     the chart's own pods, from the image hack/image.sh builds without Docker; and the
+#     release on that node (release_on_the_node, below): the packaged chart with the released
+#     image, and `helm upgrade` from the previous release.
+#
+# The release as an MSP engineer takes it (tests/release.rs: `hack/release.sh VERSION` on a
+# fresh clone, every artifact checked, `kubectl krew install` of the plugin offline) runs with
+# the first `cargo test`: it needs no cluster, only the release build (minutes on a warm target
+# directory; a cold one builds the release profile's dependencies first) and krew (built from
+# its Go module once, then cached).
 #
 # The tests that need a cluster are marked #[ignore = "needs a cluster: hack/test.sh runs it"],
 # so a plain `cargo test` reports them as ignored, never as passed; this script runs them with
@@ -51,7 +59,7 @@ for version in $versions; do
     # --include-ignored runs the cluster suites; tests/azure_import.rs's sample_* stay out
     # (--skip): they need Azure's samples laid out by hand (tests/fixtures/azure/PROVENANCE.md);
     # so does the node suite, which needs a node (KL_TEST_NODE, below).
-    cargo test --all-targets -- --include-ignored --skip sample_ --skip the_chart_on_a_node \
+    cargo test --all-targets -- --include-ignored --skip sample_ --skip the_chart_on_a_node --skip the_release_on_a_node \
       --test-threads "${KL_TEST_THREADS:-4}"
     first=0
   else
@@ -61,6 +69,27 @@ for version in $versions; do
   hack/control-plane.sh down
 done
 
+# release_on_the_node: this release, built by hack/release.sh on a fresh clone of HEAD, and the
+# previous one (hack/previous-release.sh), their images imported into the node; then
+# `the_release_on_a_node` (tests/node_e2e.rs) installs the first and upgrades from the second.
+# Both builds share ./target (or CARGO_TARGET_DIR) with tests/release.rs.
+release_on_the_node() {
+  local dir=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/release version previous started=$SECONDS
+  version=$(. hack/lib.sh && cargo_version)
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  git clone --quiet --no-hardlinks . "$dir/src"
+  git -C "$dir/src" checkout --quiet --detach "$(git rev-parse HEAD)"
+  CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} "$dir/src/hack/release.sh" "$version" --out "$dir/dist"
+  previous=$(CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} hack/previous-release.sh "$dir/previous")
+  hack/node.sh import "$dir/dist/kube-lighthouse-$version.oci.tar"
+  hack/node.sh import "$dir/previous/kube-lighthouse-$previous.oci.tar"
+  echo "== release $version and $previous built and imported in $((SECONDS - started))s"
+  KL_RELEASE_DIST=$dir/dist KL_PREVIOUS_RELEASE_DIST=$dir/previous \
+    cargo test --test node_e2e -- --include-ignored --nocapture --exact the_release_on_a_node
+  rm -rf "$dir"
+}
+
 if [[ ${KL_TEST_NODE:-0} == 1 ]]; then
   export KL_KUBE_VERSION=1.37
   echo "== node suite: Kubernetes $(hack/control-plane.sh version), one node, the chart's pods"
@@ -69,6 +98,8 @@ if [[ ${KL_TEST_NODE:-0} == 1 ]]; then
   export KL_TEST_KUBECONFIG=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/kubeconfig
   hack/image.sh --load
   hack/image.sh --tag e2e-upgrade --load
-  cargo test --test node_e2e -- --include-ignored --nocapture
+  cargo test --test node_e2e -- --include-ignored --nocapture --exact the_chart_on_a_node
+  echo "== the release on the node: the packaged chart and image, helm upgrade from the previous release"
+  release_on_the_node
   hack/control-plane.sh down
 fi
