@@ -85,7 +85,7 @@ pub enum Command {
     Access(AccessArgs),
     /// Import an Azure Lighthouse onboarding template (ARM JSON) into a subscription namespace.
     Import(ImportArgs),
-    /// What you may activate just in time, and where (eligible authorizations, SPEC §9).
+    /// What you may activate just in time, and where (eligible authorizations: docs/just-in-time.md).
     Eligible,
     /// Activate an eligible role in a namespace for a while, with a reason.
     Activate(ActivateArgs),
