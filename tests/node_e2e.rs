@@ -858,6 +858,17 @@ async fn uninstall(admin: &Client, path: &Path) {
     eventually("no controller pod is left", || async { controller_pods(admin).await.is_empty() }).await;
 }
 
+/// The UIDs of the managed RoleBindings of `namespace`: the same after an upgrade when none
+/// was deleted and re-created.
+async fn binding_uids(admin: &Client, namespace: &str) -> Vec<String> {
+    let api: Api<RoleBinding> = Api::namespaced(admin.clone(), namespace);
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=kube-lighthouse");
+    let mut uids: Vec<String> =
+        api.list(&managed).await.expect("rolebindings").items.into_iter().filter_map(|b| b.metadata.uid).collect();
+    uids.sort();
+    uids
+}
+
 /// Waits for the webhook to answer through its Service (a new Service is routed a moment
 /// after the pods are Ready: docs/install.md).
 async fn webhook_routed(admin: &Client) {
@@ -931,10 +942,10 @@ async fn the_release_on_a_node() {
         assert_eq!(list_pods_status(theirs, ns).await, 403, "{previous}: the delegation in {ns} grants the other tenant");
         checks.push((mine.clone(), ns.clone(), true));
         checks.push((theirs.clone(), ns.clone(), false));
-        baseline.insert(ns.clone(), granted(&admin, ns).await);
+        baseline.insert(ns.clone(), (granted(&admin, ns).await, binding_uids(&admin, ns).await));
     }
 
-    // 3. The upgrade, as docs/install.md ("Upgrade") says: the new CRDs, then helm upgrade;
+    // 3. The upgrade, as docs/install.md ("Upgrading") says: the new CRDs, then helm upgrade;
     //    access sampled and valid delegations applied throughout.
     let before = certificates(&admin).await;
     let sampler = Sampler::start(checks);
@@ -942,7 +953,7 @@ async fn the_release_on_a_node() {
     let applier = {
         let (admin, applying) = (admin.clone(), applying.clone());
         tokio::spawn(async move {
-            let (mut applied, mut refused) = (0, Vec::new());
+            let (mut applied, mut refused_for_rule, mut refused) = (0, 0, Vec::new());
             while applying.load(Ordering::Relaxed) {
                 let ns = unique("node-during");
                 subscription(&admin, &ns, &tenant_id()).await;
@@ -959,9 +970,16 @@ async fn the_release_on_a_node() {
                     Ok(_) => applied += 1,
                     Err(e) => refused.push(format!("{ns}: {e}")),
                 }
+                // A bad delegation is refused throughout, by old and new replicas alike.
+                let error = refused_owner(&admin, &ns).await;
+                if is_rule_refusal(&error) {
+                    refused_for_rule += 1;
+                } else {
+                    refused.push(format!("{ns} (Owner): {error}"));
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            (applied, refused)
+            (applied, refused_for_rule, refused)
         })
     };
     let crds = std::env::temp_dir().join(unique("release-crds"));
@@ -983,23 +1001,25 @@ async fn the_release_on_a_node() {
     // Keep sampling until the new leader has settled in.
     tokio::time::sleep(Duration::from_secs(3)).await;
     applying.store(false, Ordering::Relaxed);
-    let (applied, refused) = applier.await.expect("applier");
+    let (applied, refused_for_rule, refused) = applier.await.expect("applier");
     let (samples, wrong) = sampler.finish().await;
     eprintln!(
         "helm upgrade {previous} -> {version}: {upgrade_time:?} (CRDs and --wait); {samples} access samples, {} wrong; \
-         {applied} delegations applied, {} refused",
+         {applied} delegations applied, {refused_for_rule} Owner refused by rule, {} other refusals",
         wrong.len(),
         refused.len()
     );
     assert!(wrong.is_empty(), "access changed during the upgrade: {wrong:?}");
-    assert!(refused.is_empty(), "valid applies refused during the upgrade: {refused:?}");
-    assert!(applied > 0, "no apply was made during the upgrade");
+    assert!(refused.is_empty(), "applies refused for no rule during the upgrade: {refused:?}");
+    assert!(applied > 0 && refused_for_rule > 0, "no apply was made during the upgrade");
     assert_eq!(certificates(&admin).await, before, "the webhook certificate or a CA bundle changed across the upgrade");
 
     // 4. Every delegation kept, object for object, and the release passes the scenario.
     for (ns, _, _) in &live {
         wait_for_assignment_state(&admin, ns, "offer", "Succeeded").await;
-        assert_eq!(granted(&admin, ns).await, baseline[ns], "the upgrade changed the RoleBindings of {ns}");
+        let (bindings, uids) = &baseline[ns];
+        assert_eq!(&granted(&admin, ns).await, bindings, "the upgrade changed the RoleBindings of {ns}");
+        assert_eq!(&binding_uids(&admin, ns).await, uids, "the upgrade re-created RoleBindings of {ns}");
     }
     delegation_scenario(&admin, &path).await;
     uninstall(&admin, &path).await;
