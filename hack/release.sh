@@ -210,7 +210,7 @@ head, marker, _ = text.partition("  platforms:")
 if not marker:
     sys.exit(f"{template}: no 'platforms:' under spec")
 # The template's own comment says it is a template; the generated manifest says what it is.
-lines = [l for l in head.splitlines() if not l.startswith("#")]
+lines = [l for l in head.splitlines() if not l.lstrip().startswith("#")]
 body = "\n".join(lines).replace("version: v0.0.0", f"version: v{version}")
 if f"version: v{version}" not in body:
     sys.exit(f"{template}: no 'version: v0.0.0' to fill in")
