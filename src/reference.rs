@@ -221,7 +221,9 @@ fn catalog(out: &mut String) {
         keys::BUILT_IN,
         BOOTSTRAP_ROLES.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
     );
-    out.push_str("| Display name | ClusterRole | Role definition ID | Class | What it grants |\n|---|---|---|---|---|\n");
+    out.push_str(
+        "| Display name | ClusterRole | Role definition ID | Class | What it grants |\n|---|---|---|---|---|\n",
+    );
     for document in serde_yaml::Deserializer::from_str(CATALOG) {
         let Ok(role) = ClusterRole::deserialize(document) else {
             continue;

@@ -157,7 +157,10 @@ fn install(kubeconfig: &Path, tag: &str) {
 /// the image is the chart's own, `REPOSITORY:appVersion`.
 fn install_packaged(kubeconfig: &Path, chart: &Path) {
     let chart = chart.to_string_lossy();
-    helm(kubeconfig, &["upgrade", "--install", RELEASE, &chart, "-n", RELEASE_NAMESPACE, "--wait", "--timeout", "180s"]);
+    helm(
+        kubeconfig,
+        &["upgrade", "--install", RELEASE, &chart, "-n", RELEASE_NAMESPACE, "--wait", "--timeout", "180s"],
+    );
 }
 
 /// The image every controller pod runs; fails unless they all run `image`.
@@ -936,10 +939,17 @@ async fn the_release_on_a_node() {
     let mut checks = Vec::new();
     let mut baseline = BTreeMap::new();
     for (ns, tenant, _) in &live {
-        let (mine, theirs) =
-            if *tenant == MSP_TENANT { (&contoso_client, &fabrikam_client) } else { (&fabrikam_client, &contoso_client) };
+        let (mine, theirs) = if *tenant == MSP_TENANT {
+            (&contoso_client, &fabrikam_client)
+        } else {
+            (&fabrikam_client, &contoso_client)
+        };
         assert_eq!(list_pods_status(mine, ns).await, 200, "{previous}: the delegation in {ns} grants nothing");
-        assert_eq!(list_pods_status(theirs, ns).await, 403, "{previous}: the delegation in {ns} grants the other tenant");
+        assert_eq!(
+            list_pods_status(theirs, ns).await,
+            403,
+            "{previous}: the delegation in {ns} grants the other tenant"
+        );
         checks.push((mine.clone(), ns.clone(), true));
         checks.push((theirs.clone(), ns.clone(), false));
         baseline.insert(ns.clone(), (granted(&admin, ns).await, binding_uids(&admin, ns).await));

@@ -32,7 +32,11 @@ fn the_reference_page_names_every_rule_and_role() {
             assert!(page.contains(&format!("| `{name}` |")), "no row for catalog role {name}");
         }
     }
-    for field in ["`spec.managedByTenantId`", "`spec.authorizations[].roleDefinitionId`", "`spec.registrationDefinitionRef.name`"] {
+    for field in [
+        "`spec.managedByTenantId`",
+        "`spec.authorizations[].roleDefinitionId`",
+        "`spec.registrationDefinitionRef.name`",
+    ] {
         assert!(page.contains(field), "no row for {field}");
     }
 }

@@ -141,7 +141,8 @@ fn a_release_installs_as_a_user_would() {
     let image = format!("kube-lighthouse-{VERSION}.oci.tar");
     let chart = format!("kube-lighthouse-{VERSION}.tgz");
     let plugin = "kubectl-lighthouse_linux_amd64.tar.gz";
-    let mut expected = vec![image.clone(), chart.clone(), plugin.to_string(), "lighthouse.yaml".into(), "SHA256SUMS".into()];
+    let mut expected =
+        vec![image.clone(), chart.clone(), plugin.to_string(), "lighthouse.yaml".into(), "SHA256SUMS".into()];
     if std::env::var("KL_RELEASE_ARM64").as_deref() == Ok("1") {
         expected.push("kubectl-lighthouse_linux_arm64.tar.gz".into());
     }
@@ -201,12 +202,8 @@ fn a_release_installs_as_a_user_would() {
     std::fs::create_dir_all(&bin).expect("mkdir");
     std::os::unix::fs::symlink(&krew, bin.join("kubectl-krew")).expect("symlink");
     let krew_root = dir.join("krew");
-    let path = format!(
-        "{}:{}:{}",
-        bin.display(),
-        krew_root.join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path =
+        format!("{}:{}:{}", bin.display(), krew_root.join("bin").display(), std::env::var("PATH").unwrap_or_default());
     let kubectl = |args: &[&str]| {
         let mut command = Command::new("kubectl");
         command
@@ -227,15 +224,11 @@ fn a_release_installs_as_a_user_would() {
     let mut bytes = std::fs::read(dist.join(plugin)).expect("archive");
     bytes.extend_from_slice(b"\0");
     std::fs::write(&tampered, bytes).expect("write");
-    let refused = fails(&mut kubectl(&["krew", "install", &manifest_arg, &format!("--archive={}", tampered.display())]));
+    let refused =
+        fails(&mut kubectl(&["krew", "install", &manifest_arg, &format!("--archive={}", tampered.display())]));
     assert!(refused.to_lowercase().contains("sha256"), "krew did not name the checksum: {refused}");
 
-    run(&mut kubectl(&[
-        "krew",
-        "install",
-        &manifest_arg,
-        &format!("--archive={}", dist.join(plugin).display()),
-    ]));
+    run(&mut kubectl(&["krew", "install", &manifest_arg, &format!("--archive={}", dist.join(plugin).display())]));
     let listed = run(&mut kubectl(&["krew", "list"]));
     assert!(listed.lines().any(|l| l.split_whitespace().next() == Some("lighthouse")), "krew list: {listed}");
     let version = run(&mut kubectl(&["lighthouse", "version"]));
@@ -243,9 +236,6 @@ fn a_release_installs_as_a_user_would() {
     let help = run(&mut kubectl(&["lighthouse", "--help"]));
     assert!(help.contains("Azure Lighthouse"), "kubectl lighthouse --help: {help}");
 
-    eprintln!(
-        "FIGURES release={first_run:?} again={second_run:?} krew={krew_build:?} total={:?}",
-        started.elapsed()
-    );
+    eprintln!("FIGURES release={first_run:?} again={second_run:?} krew={krew_build:?} total={:?}", started.elapsed());
     std::fs::remove_dir_all(&dir).expect("rm the clone");
 }

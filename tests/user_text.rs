@@ -55,12 +55,21 @@ fn user_facing_files_cite_no_specification() {
         let Ok(text) = std::fs::read_to_string(path) else { continue };
         for (n, line) in text.lines().enumerate() {
             if !citations(line).is_empty() {
-                found.push(format!("{}:{}: {}", path.strip_prefix(repo()).unwrap_or(path).display(), n + 1, line.trim()));
+                found.push(format!(
+                    "{}:{}: {}",
+                    path.strip_prefix(repo()).unwrap_or(path).display(),
+                    n + 1,
+                    line.trim()
+                ));
             }
         }
     }
     assert!(all.len() > 50, "too few files read: {}", all.len());
-    assert!(found.is_empty(), "user-facing text cites the specification; point to docs/ instead:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "user-facing text cites the specification; point to docs/ instead:\n{}",
+        found.join("\n")
+    );
 }
 
 /// The code of a Rust source with its comments removed, line numbers kept: string literals
@@ -166,7 +175,12 @@ fn source_strings_cite_no_specification() {
         let source = std::fs::read_to_string(path).expect("source");
         for (n, line) in without_comments(&source).lines().enumerate() {
             if !citations(line).is_empty() {
-                found.push(format!("{}:{}: {}", path.strip_prefix(repo()).unwrap_or(path).display(), n + 1, line.trim()));
+                found.push(format!(
+                    "{}:{}: {}",
+                    path.strip_prefix(repo()).unwrap_or(path).display(),
+                    n + 1,
+                    line.trim()
+                ));
             }
         }
     }
