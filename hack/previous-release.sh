@@ -41,9 +41,11 @@ if [[ -s $OUT/kube-lighthouse-$PREVIOUS_VERSION.tgz && -s $OUT/kube-lighthouse-$
   exit 0
 fi
 
-# The same flags as hack/release.sh (its staged path in them), so dependencies are shared.
+# The same flags and build epoch as hack/release.sh (its staged path in them), so dependencies
+# are shared.
 export CARGO_TARGET_DIR=$TARGET_DIR
 export RUSTFLAGS="--remap-path-prefix=$TARGET_DIR/release-src=/src/kube-lighthouse --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+export SOURCE_DATE_EPOCH=$RELEASE_BUILD_EPOCH
 
 src=$TARGET_DIR/previous-release-src
 rm -rf "$src"

@@ -29,7 +29,8 @@
 # one path ($CARGO_TARGET_DIR/release-src) whatever the checkout's, and the paths compiled
 # into binaries are remapped (to /src/kube-lighthouse and /cargo); every archive has sorted
 # entries, owner 0:0 and the commit's time (SOURCE_DATE_EPOCH) as mtime; gzip writes no name
-# or time; the image has no timestamps at all (hack/oci-image.py).
+# or time; the image has no timestamps at all (hack/oci-image.py); compilers see one fixed
+# SOURCE_DATE_EPOCH (hack/lib.sh, RELEASE_BUILD_EPOCH).
 #
 # Needs what hack/image.sh needs (cargo with the x86_64-unknown-linux-musl target, musl-tools,
 # python3), git, and helm (hack/install-helm.sh installs it).
@@ -74,8 +75,8 @@ if [[ -n $(git status --porcelain --untracked-files=normal) ]]; then
   log "warning: building the working tree's files, uncommitted changes included (--allow-dirty)"
 fi
 COMMIT=$(git rev-parse HEAD)
+# The archives' time: the commit's. Compilers see a fixed one (RELEASE_BUILD_EPOCH, hack/lib.sh).
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct "$COMMIT")
-export SOURCE_DATE_EPOCH
 
 apt_install musl-tools ca-certificates binutils file python3 git
 TARGET=x86_64-unknown-linux-musl
@@ -155,11 +156,11 @@ tgz() {
 
 # --- the binaries: the controller (for the image) and the plugin, static.
 log "building kube-lighthouse and kubectl-lighthouse ($TARGET, release)"
-(cd "$STAGE" && nice -n 19 cargo build --quiet --release --locked --target "$TARGET" \
-  --bin kube-lighthouse --bin kubectl-lighthouse)
+(cd "$STAGE" && SOURCE_DATE_EPOCH=$RELEASE_BUILD_EPOCH nice -n 19 cargo build --quiet --release --locked \
+  --target "$TARGET" --bin kube-lighthouse --bin kubectl-lighthouse)
 
 # --- the image, by the staged hack/image.sh (it reuses the build above).
-"$STAGE/hack/image.sh" --repository "$REPOSITORY" --tag "$VERSION" >&2
+SOURCE_DATE_EPOCH=$RELEASE_BUILD_EPOCH "$STAGE/hack/image.sh" --repository "$REPOSITORY" --tag "$VERSION" >&2
 cp "$TARGET_DIR/image/kube-lighthouse-$VERSION.oci.tar" "$OUT/"
 
 # --- the plugin archives.
@@ -179,7 +180,7 @@ plugin_archive amd64 "$TARGET_DIR/$TARGET/release/kubectl-lighthouse"
   die "kubectl-lighthouse version does not print $VERSION"
 
 if [[ ${KL_RELEASE_ARM64:-0} == 1 ]]; then
-  "$ROOT/hack/release-arm64.sh" "$STAGE"
+  SOURCE_DATE_EPOCH=$RELEASE_BUILD_EPOCH "$ROOT/hack/release-arm64.sh" "$STAGE"
   plugin_archive arm64 "$TARGET_DIR/aarch64-unknown-linux-musl/release/kubectl-lighthouse"
 else
   log "arm64 plugin: not built (KL_RELEASE_ARM64=1 cross-builds it; docs/install.md)"
