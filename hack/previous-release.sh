@@ -23,6 +23,12 @@ OUT=${1:?usage: hack/previous-release.sh OUT_DIR}
 
 log() { printf '[previous-release] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# A parent cargo (tests/release.rs runs this under `cargo test`) leaves its package's CARGO_*
+# variables in the environment, and build scripts (ring's) rerun when those change, with nearly
+# every dependency after them: drop them, so that a build from a test and one from a shell share
+# the cache.
+for v in $(compgen -e | grep '^CARGO_' | grep -vx 'CARGO_HOME\|CARGO_TARGET_DIR'); do unset "$v"; done
+unset OUT_DIR
 . "$ROOT/hack/lib.sh"
 
 if commit=$(git -C "$ROOT" rev-parse -q --verify "v$PREVIOUS_VERSION^{commit}"); then

@@ -61,6 +61,12 @@ while (($#)); do
 done
 [[ -n $VERSION ]] || usage
 
+# A parent cargo (tests/release.rs runs this under `cargo test`) leaves its package's CARGO_*
+# variables in the environment, and build scripts (ring's) rerun when those change, with nearly
+# every dependency after them: drop them, so that a build from a test and one from a shell share
+# the cache.
+for v in $(compgen -e | grep '^CARGO_' | grep -vx 'CARGO_HOME\|CARGO_TARGET_DIR'); do unset "$v"; done
+unset OUT_DIR
 . "$ROOT/hack/lib.sh"
 # The one fact: the package version of Cargo.toml.
 DECLARED=$(cargo_version "$ROOT")
