@@ -2,7 +2,7 @@
 #
 # kube-lighthouse controller image: a static (musl) binary on distroless, non-root.
 #
-#   docker build -t ghcr.io/kube-lighthouse/kube-lighthouse:0.1.0 .
+#   docker build -t ghcr.io/kube-lighthouse/kube-lighthouse:VERSION .   (VERSION: Cargo.toml's)
 #
 # TLS is rustls (ring), so there is no OpenSSL to link: the binary needs nothing from the
 # image but itself (and CA certificates, which distroless/static ships).

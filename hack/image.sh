@@ -10,8 +10,9 @@
 #   hack/image.sh --print-config [...]         print the image configuration, build nothing
 #                                              (tests/image.rs compares it with the Dockerfile)
 #
-# Defaults: repository ghcr.io/kube-lighthouse/kube-lighthouse (the chart's), tag the chart's
-# appVersion. Other ways into a cluster: docs/install.md ("The image without a registry").
+# Defaults: repository ghcr.io/kube-lighthouse/kube-lighthouse (the chart's), tag Cargo.toml's
+# package version (the chart's appVersion). Other ways into a cluster: docs/install.md ("The
+# image without a registry").
 #
 # Needs: cargo with the x86_64-unknown-linux-musl target (added with rustup when missing),
 # musl-tools (musl-gcc, for ring's C) and ca-certificates from Debian, python3.
@@ -20,7 +21,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=x86_64-unknown-linux-musl
 REPOSITORY=ghcr.io/kube-lighthouse/kube-lighthouse
-TAG=$(awk -F'"' '/^appVersion:/ {print $2}' "$ROOT/charts/kube-lighthouse/Chart.yaml")
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+TAG=$(cargo_version "$ROOT")
 LOAD=0 PRINT=0
 
 # What users depend on, as the Dockerfile says it (tests/image.rs holds the two together).
@@ -62,8 +64,6 @@ if ((PRINT)); then
   mapfile -d '' args < <(image_args)
   exec python3 "$ROOT/hack/oci-image.py" "${args[@]}" --print-config
 fi
-
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 apt_install musl-tools ca-certificates binutils file python3
 rustup target list --installed 2>/dev/null | grep -qx "$TARGET" || rustup target add "$TARGET"

@@ -28,3 +28,17 @@ go_cmd() {
     die "no Go toolchain: install Go >= 1.26 from https://go.dev/dl (or set KL_GO)"
   fi
 }
+
+# cargo_version [DIR]: the package version in DIR/Cargo.toml (default: this checkout's), the one
+# place a release's version is written (hack/release.sh, hack/image.sh's default tag).
+cargo_version() {
+  awk '/^\[package\]/ {p = 1; next} /^\[/ {p = 0} p && $1 == "version" {gsub(/"/, "", $3); print $3; exit}' \
+    "${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}/Cargo.toml"
+}
+
+# The SOURCE_DATE_EPOCH compilers see in release builds (hack/release.sh, hack/previous-release.sh).
+# Fixed, not the commit's time: cc's build scripts (ring's and jemalloc's C) rerun when it
+# changes, and everything above them rebuilds, so a moving value would rebuild nearly every
+# dependency at each commit; fixed, a C dependency's __DATE__ is the same in every release too.
+# The archives carry the commit's time. Any constant would do; changing it rebuilds once.
+RELEASE_BUILD_EPOCH=1796623916

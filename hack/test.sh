@@ -15,6 +15,13 @@
 #     from the image hack/image.sh builds without Docker: the examples and the delegation
 #     scenarios against them, then the node suite (tests/node_e2e.rs).
 #
+# The release, with KL_TEST_RELEASE=1 (default 0 until its fresh-machine time is measured
+# within CI's budget): tests/release.rs (`hack/release.sh VERSION` on a fresh clone, every
+# artifact checked, `kubectl krew install` of the plugin offline; it needs no cluster, only the
+# release build and krew, built from its Go module once, then cached) with the first
+# `cargo test`, and in the node phase the release on the node (release_on_the_node, below):
+# the packaged chart with the released image, and `helm upgrade` from the previous release.
+#
 # The tests that need a cluster are marked #[ignore = "needs a cluster: hack/test.sh runs it"],
 # so a plain `cargo test` reports them as ignored, never as passed; this script runs them with
 # `-- --include-ignored`, and each fails if it cannot reach the control plane.
@@ -40,6 +47,9 @@ EARLIEST_SUITES=(--test e2e --test webhook --test sign_in --test security --test
 # control planes skip their tests (FEDERATION_SKIP) and a federation control plane runs them.
 FEDERATION_SUITES=(--test federation --test sign_in_kubectl)
 FEDERATION_SKIP=(--skip sign_in_through_the_broker --skip an_engineer_signs_in_with_kubectl)
+# The release's test without a cluster (tests/release.rs) runs only with KL_TEST_RELEASE=1.
+RELEASE_SKIP=()
+[[ ${KL_TEST_RELEASE:-0} == 1 ]] || RELEASE_SKIP=(--skip a_release_installs_as_a_user_would)
 trap 'hack/control-plane.sh down >/dev/null 2>&1 || true' EXIT
 
 echo "== cargo fmt --check"
@@ -58,10 +68,11 @@ for version in $versions; do
     echo "== cargo test (every suite, Kubernetes $version)"
     # --include-ignored runs the cluster suites; tests/azure_import.rs's sample_* stay out
     # (--skip): they need Azure's samples laid out by hand (tests/fixtures/azure/PROVENANCE.md);
-    # so does the node suite, which needs a node (KL_TEST_NODE, below), and the broker's, which
-    # needs the federation mode (below).
+    # so does the node suite, which needs a node (below), the broker's, which needs the
+    # federation mode (below), and the release's unless KL_TEST_RELEASE=1.
     cargo test --all-targets -- --include-ignored --skip sample_ --skip the_chart_on_a_node \
-      "${FEDERATION_SKIP[@]}" --test-threads "${KL_TEST_THREADS:-4}"
+      --skip the_release_on_a_node "${FEDERATION_SKIP[@]}" "${RELEASE_SKIP[@]}" \
+      --test-threads "${KL_TEST_THREADS:-4}"
     first=0
   else
     echo "== cargo test (e2e, webhook, sign-in, security and chart suites, Kubernetes $version)"
@@ -134,6 +145,27 @@ uninstall_chart() {
   kubectl --kubeconfig "$KL_TEST_KUBECONFIG" delete namespace kube-lighthouse --timeout 120s
 }
 
+# release_on_the_node: this release, built by hack/release.sh on a fresh clone of HEAD, and the
+# previous one (hack/previous-release.sh), their images imported into the node; then
+# `the_release_on_a_node` (tests/node_e2e.rs) installs the first and upgrades from the second.
+# Both builds share ./target (or CARGO_TARGET_DIR) with tests/release.rs.
+release_on_the_node() {
+  local dir=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/release version previous started=$SECONDS
+  version=$(. hack/lib.sh && cargo_version)
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  git clone --quiet --no-hardlinks . "$dir/src"
+  git -C "$dir/src" checkout --quiet --detach "$(git rev-parse HEAD)"
+  CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} "$dir/src/hack/release.sh" "$version" --out "$dir/dist"
+  previous=$(CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} hack/previous-release.sh "$dir/previous")
+  hack/node.sh import "$dir/dist/kube-lighthouse-$version.oci.tar"
+  hack/node.sh import "$dir/previous/kube-lighthouse-$previous.oci.tar"
+  echo "== release $version and $previous built and imported in $((SECONDS - started))s"
+  KL_RELEASE_DIST=$dir/dist KL_PREVIOUS_RELEASE_DIST=$dir/previous \
+    cargo test --test node_e2e -- --include-ignored --nocapture --exact the_release_on_a_node
+  rm -rf "$dir"
+}
+
 # The chart's own pods on a real node: the examples and the delegation scenarios against the
 # chart's controller (KL_TEST_EXTERNAL_CONTROLLER), then the node suite (failover, upgrade,
 # eviction, uninstall), which reinstalls the release from nothing.
@@ -156,7 +188,11 @@ node_phase() {
     --test-threads "${KL_TEST_THREADS:-4}"
   uninstall_chart
   echo "== the chart on the node: failover, upgrade, eviction, uninstall"
-  cargo test --test node_e2e -- --include-ignored --nocapture
+  cargo test --test node_e2e -- --include-ignored --nocapture --exact the_chart_on_a_node
+  if [[ ${KL_TEST_RELEASE:-0} == 1 ]]; then
+    echo "== the release on the node: the packaged chart and image, helm upgrade from the previous release"
+    release_on_the_node
+  fi
   hack/control-plane.sh down
 }
 

@@ -16,7 +16,8 @@ pub enum LogFormat {
 }
 
 /// Command line of the `kube-lighthouse` binary. With no arguments it reconciles the cluster
-/// of the current kubeconfig (or the in-cluster config) with the SPEC's defaults.
+/// of the current kubeconfig (or the in-cluster config) with the documented defaults
+/// (docs/install.md, "Values").
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "kube-lighthouse",
@@ -71,7 +72,7 @@ pub struct Config {
     pub webhook_key: Option<std::path::PathBuf>,
 
     /// Most SubjectAccessReviews one admission request asks about its author's authority
-    /// (SPEC §3 rule 6); a request that would need more is refused, naming the limit.
+    /// (docs/reference.md); a request that would need more is refused, naming the limit.
     #[arg(long, env = "KUBE_LIGHTHOUSE_AUTHORITY_MAX_QUESTIONS", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub authority_max_questions: u32,
 
@@ -106,7 +107,7 @@ pub struct Config {
     )]
     pub admission_client_names: Vec<String>,
 
-    /// Leader election on the Lease `kube-lighthouse` (SPEC §12): only its holder reconciles
+    /// Leader election on the Lease `kube-lighthouse` (docs/reliability.md): only its holder reconciles
     /// and writes; every replica serves admission. `false` only for a single replica.
     #[arg(long, env = "KUBE_LIGHTHOUSE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
@@ -124,16 +125,16 @@ pub struct Config {
     pub shutdown_delay_seconds: u64,
 
     /// Seconds a leader's Lease lasts without renewal: a leader that dies is replaced after
-    /// at most this long (SPEC §12 asks for 15 s).
+    /// at most this long (docs/reliability.md: 15 s).
     #[arg(long, env = "KUBE_LIGHTHOUSE_LEASE_DURATION", default_value_t = 10, value_parser = clap::value_parser!(u64).range(5..=60))]
     pub lease_duration_seconds: u64,
 
-    /// Serve the views API (SPEC §10) on the TLS server, for an APIService to point at.
+    /// Serve the views API (docs/install.md, "The views API") on the TLS server, for an APIService to point at.
     /// Needs read access to `kube-system/extension-apiserver-authentication`.
     #[arg(long, env = "KUBE_LIGHTHOUSE_VIEWS", default_value_t = true, action = clap::ArgAction::Set)]
     pub views: bool,
     /// How long a RoleActivation waits for an approver before it times out, in seconds
-    /// (SPEC §9: 24 h).
+    /// (docs/just-in-time.md: 24 h).
     #[arg(long, env = "KUBE_LIGHTHOUSE_ACTIVATION_APPROVAL_TIMEOUT", default_value_t = 86_400, value_parser = clap::value_parser!(u32).range(1..))]
     pub activation_approval_timeout: u32,
 
@@ -224,7 +225,7 @@ impl Config {
         }
     }
 
-    /// The clock of activations (SPEC §9).
+    /// The clock of activations (docs/just-in-time.md).
     pub fn activation_clock(&self) -> Clock {
         Clock {
             approval_timeout: jiff::SignedDuration::from_secs(i64::from(self.activation_approval_timeout)),

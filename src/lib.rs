@@ -31,6 +31,7 @@ pub mod lease;
 pub mod metrics;
 pub mod model;
 pub mod plugin;
+pub mod reference;
 pub mod runtime;
 pub mod serve;
 pub mod telemetry;

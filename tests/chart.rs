@@ -347,7 +347,11 @@ fn the_chart_lints_and_renders_the_catalog_verbatim() {
     assert!(
         container["resources"]["requests"]["memory"].is_string() && container["resources"]["limits"]["cpu"].is_string()
     );
-    assert!(container["image"].as_str().is_some_and(|i| i.ends_with(":0.1.0")), "image tag defaults to appVersion");
+    let tag = format!(":{}", env!("CARGO_PKG_VERSION"));
+    assert!(
+        container["image"].as_str().is_some_and(|i| i.ends_with(&tag)),
+        "image tag defaults to appVersion, the package version"
+    );
 
     let controller_role = docs
         .iter()

@@ -153,6 +153,24 @@ fn install(kubeconfig: &Path, tag: &str) {
     );
 }
 
+/// `helm upgrade --install` of a packaged chart (a release's `.tgz`) with its values as shipped:
+/// the image is the chart's own, `REPOSITORY:appVersion`.
+fn install_packaged(kubeconfig: &Path, chart: &Path) {
+    let chart = chart.to_string_lossy();
+    helm(
+        kubeconfig,
+        &["upgrade", "--install", RELEASE, &chart, "-n", RELEASE_NAMESPACE, "--wait", "--timeout", "180s"],
+    );
+}
+
+/// The image every controller pod runs; fails unless they all run `image`.
+async fn all_pods_run(admin: &Client, image: &str) {
+    for pod in controller_pods(admin).await {
+        let running = pod.spec.and_then(|s| s.containers.first().and_then(|c| c.image.clone())).unwrap_or_default();
+        assert_eq!(running, image, "pod {:?} runs another image", pod.metadata.name);
+    }
+}
+
 fn ready(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
         && pod
@@ -342,6 +360,99 @@ fn is_rule_refusal(error: &str) -> bool {
     error.contains("denied the request") && error.contains("Owner can never be delegated")
 }
 
+/// What [`delegation_scenario`] leaves in force, for the steps after it.
+struct Scenario {
+    /// Contoso's subscription namespace (Reader for its engineers, Contributor for on-call).
+    sub: String,
+    /// A resource group of `sub`, under the same delegation.
+    rg: String,
+    /// Fabrikam's subscription namespace (Reader for its engineers).
+    fab: String,
+    contoso_client: Client,
+    fabrikam_client: Client,
+}
+
+/// The delegation scenario a platform team checks after installing: delegations of both
+/// managing tenants granted and checked with their own tokens, a bad delegation refused at
+/// `kubectl apply` by the webhook through its Service, and the views through the APIService,
+/// filtered per caller.
+async fn delegation_scenario(admin: &Client, path: &Path) -> Scenario {
+    // 2. Delegations of both managing tenants, checked with their own tokens.
+    let (sub, rg, fab) = (unique("node-sub"), unique("node-rg"), unique("node-fab"));
+    subscription(admin, &sub, &tenant_id()).await;
+    resource_group(admin, &rg, &sub).await;
+    definition(
+        admin,
+        &sub,
+        "contoso",
+        MSP_TENANT,
+        vec![authorization(CONTOSO_ENGINEERS, "Group", READER), authorization(CONTOSO_ON_CALL, "User", CONTRIBUTOR)],
+    )
+    .await;
+    assignment(admin, &sub, "contoso", "contoso").await;
+    reader_delegation(admin, &fab, OTHER_MSP_TENANT, FABRIKAM_ENGINEERS).await;
+    wait_for_assignment_state(admin, &sub, "contoso", "Succeeded").await;
+    wait_for_assignment_state(admin, &fab, "offer", "Succeeded").await;
+    let engineers = projected(MSP_TENANT, CONTOSO_ENGINEERS);
+    let on_call = projected(MSP_TENANT, CONTOSO_ON_CALL);
+    let fabrikam = projected(OTHER_MSP_TENANT, FABRIKAM_ENGINEERS);
+    for ns in [&sub, &rg] {
+        expect_access(admin, "someone", &[&engineers], access("list", "pods", ns), true).await;
+        expect_access(admin, "someone", &[&engineers], access("create", "deployments.apps", ns), false).await;
+        expect_access(admin, &on_call, &[], access("create", "deployments.apps", ns), true).await;
+        expect_access(admin, &on_call, &[], access("get", "secrets", ns), false).await;
+        expect_access(admin, "someone", &[&fabrikam], access("list", "pods", ns), false).await;
+    }
+    expect_access(admin, "someone", &[&fabrikam], access("list", "pods", &fab), true).await;
+    expect_access(admin, "someone", &[&engineers], access("list", "pods", &fab), false).await;
+
+    // 3. A bad delegation is refused at apply, by the webhook reached through its Service.
+    let out = Command::new("kubectl")
+        .env("KUBECONFIG", path)
+        .args(["apply", "-f"])
+        .arg(repo().join("examples/rejected/owner-role.yaml"))
+        .output()
+        .expect("kubectl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "kubectl apply of examples/rejected/owner-role.yaml succeeded");
+    assert!(
+        stderr.contains("denied the request") && stderr.contains("Owner can never be delegated"),
+        "not refused by the webhook naming the rule: {stderr}"
+    );
+    assert!(granted(admin, "rejected-owner-role").await.is_empty(), "a refused delegation granted something");
+
+    // 4. The views, through the APIService and its Service, filtered per caller.
+    let contoso_client = member_of(MSP_TENANT, CONTOSO_ENGINEERS).await;
+    let fabrikam_client = member_of(OTHER_MSP_TENANT, FABRIKAM_ENGINEERS).await;
+    let customer_of = |ns: &str| {
+        let namespaces: Api<Namespace> = Api::all(admin.clone());
+        let ns = ns.to_string();
+        async move {
+            let n = namespaces.get(&ns).await.expect("namespace");
+            n.metadata.labels.and_then(|l| l.get("kubelighthouse.io/tenant-id").cloned()).expect("tenant label")
+        }
+    };
+    let (contoso_customer, fabrikam_customer) = (customer_of(&sub).await, customer_of(&fab).await);
+    for (client, mine, theirs) in [
+        (&contoso_client, &contoso_customer, &fabrikam_customer),
+        (&fabrikam_client, &fabrikam_customer, &contoso_customer),
+    ] {
+        eventually("each managing tenant sees its own customer and not the other's", || async {
+            let api: Api<Customer> = Api::all(client.clone());
+            match api.list(&ListParams::default()).await {
+                Ok(list) => {
+                    let names: Vec<String> = list.items.iter().filter_map(|c| c.metadata.name.clone()).collect();
+                    names.contains(mine) && !names.contains(theirs)
+                }
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+
+    Scenario { sub, rg, fab, contoso_client, fabrikam_client }
+}
+
 // --- the suite ---------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -381,78 +492,8 @@ async fn the_chart_on_a_node() {
         routed.elapsed()
     );
 
-    // 2. Delegations of both managing tenants, checked with their own tokens.
-    let (sub, rg, fab) = (unique("node-sub"), unique("node-rg"), unique("node-fab"));
-    subscription(&admin, &sub, &tenant_id()).await;
-    resource_group(&admin, &rg, &sub).await;
-    definition(
-        &admin,
-        &sub,
-        "contoso",
-        MSP_TENANT,
-        vec![authorization(CONTOSO_ENGINEERS, "Group", READER), authorization(CONTOSO_ON_CALL, "User", CONTRIBUTOR)],
-    )
-    .await;
-    assignment(&admin, &sub, "contoso", "contoso").await;
-    reader_delegation(&admin, &fab, OTHER_MSP_TENANT, FABRIKAM_ENGINEERS).await;
-    wait_for_assignment_state(&admin, &sub, "contoso", "Succeeded").await;
-    wait_for_assignment_state(&admin, &fab, "offer", "Succeeded").await;
-    let engineers = projected(MSP_TENANT, CONTOSO_ENGINEERS);
-    let on_call = projected(MSP_TENANT, CONTOSO_ON_CALL);
-    let fabrikam = projected(OTHER_MSP_TENANT, FABRIKAM_ENGINEERS);
-    for ns in [&sub, &rg] {
-        expect_access(&admin, "someone", &[&engineers], access("list", "pods", ns), true).await;
-        expect_access(&admin, "someone", &[&engineers], access("create", "deployments.apps", ns), false).await;
-        expect_access(&admin, &on_call, &[], access("create", "deployments.apps", ns), true).await;
-        expect_access(&admin, &on_call, &[], access("get", "secrets", ns), false).await;
-        expect_access(&admin, "someone", &[&fabrikam], access("list", "pods", ns), false).await;
-    }
-    expect_access(&admin, "someone", &[&fabrikam], access("list", "pods", &fab), true).await;
-    expect_access(&admin, "someone", &[&engineers], access("list", "pods", &fab), false).await;
-
-    // 3. A bad delegation is refused at apply, by the webhook reached through its Service.
-    let out = Command::new("kubectl")
-        .env("KUBECONFIG", &path)
-        .args(["apply", "-f"])
-        .arg(repo().join("examples/rejected/owner-role.yaml"))
-        .output()
-        .expect("kubectl");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "kubectl apply of examples/rejected/owner-role.yaml succeeded");
-    assert!(
-        stderr.contains("denied the request") && stderr.contains("Owner can never be delegated"),
-        "not refused by the webhook naming the rule: {stderr}"
-    );
-    assert!(granted(&admin, "rejected-owner-role").await.is_empty(), "a refused delegation granted something");
-
-    // 4. The views, through the APIService and its Service, filtered per caller.
-    let contoso_client = member_of(MSP_TENANT, CONTOSO_ENGINEERS).await;
-    let fabrikam_client = member_of(OTHER_MSP_TENANT, FABRIKAM_ENGINEERS).await;
-    let customer_of = |ns: &str| {
-        let namespaces: Api<Namespace> = Api::all(admin.clone());
-        let ns = ns.to_string();
-        async move {
-            let n = namespaces.get(&ns).await.expect("namespace");
-            n.metadata.labels.and_then(|l| l.get("kubelighthouse.io/tenant-id").cloned()).expect("tenant label")
-        }
-    };
-    let (contoso_customer, fabrikam_customer) = (customer_of(&sub).await, customer_of(&fab).await);
-    for (client, mine, theirs) in [
-        (&contoso_client, &contoso_customer, &fabrikam_customer),
-        (&fabrikam_client, &fabrikam_customer, &contoso_customer),
-    ] {
-        eventually("each managing tenant sees its own customer and not the other's", || async {
-            let api: Api<Customer> = Api::all(client.clone());
-            match api.list(&ListParams::default()).await {
-                Ok(list) => {
-                    let names: Vec<String> = list.items.iter().filter_map(|c| c.metadata.name.clone()).collect();
-                    names.contains(mine) && !names.contains(theirs)
-                }
-                Err(_) => false,
-            }
-        })
-        .await;
-    }
+    // 2-4. Delegations granted and checked, a bad one refused, the views filtered per caller.
+    let Scenario { sub, rg, fab, contoso_client, fabrikam_client } = delegation_scenario(&admin, &path).await;
 
     // 5. Failover, twice: the leader pod deleted, then the leader's container SIGKILLed.
     let mut baseline = BTreeMap::new();
@@ -770,4 +811,227 @@ async fn the_chart_on_a_node() {
         "FIGURES install={install_time:?} failovers={failovers:?} upgrade={upgrade_time:?} total={:?}",
         started.elapsed()
     );
+}
+
+// --- the release, as a platform team installs and upgrades it ----------------------------------
+
+/// A release's files: `KL_RELEASE_DIST` (this release's dist/, from hack/release.sh) and
+/// `KL_PREVIOUS_RELEASE_DIST` (the previous release's chart, from hack/previous-release.sh),
+/// each with its image already imported into the node. Fails with what to run when unset.
+fn release_charts() -> (PathBuf, PathBuf, String) {
+    let dir = |var: &str| {
+        std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+            panic!(
+                "{var} is not set: the release suite needs hack/release.sh's dist/ and hack/previous-release.sh's \
+                 output, their images imported into the node (`KL_TEST_NODE=1 hack/test.sh` does it all)"
+            )
+        })
+    };
+    let chart = dir("KL_RELEASE_DIST").join(format!("kube-lighthouse-{}.tgz", env!("CARGO_PKG_VERSION")));
+    assert!(chart.is_file(), "no {}", chart.display());
+    let previous_dir = dir("KL_PREVIOUS_RELEASE_DIST");
+    let previous = std::fs::read_dir(&previous_dir)
+        .expect("the previous release's directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "tgz"))
+        .unwrap_or_else(|| panic!("no chart (.tgz) in {}", previous_dir.display()));
+    let version = previous
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.strip_prefix("kube-lighthouse-"))
+        .expect("kube-lighthouse-VERSION.tgz")
+        .to_string();
+    (chart, previous, version)
+}
+
+/// Removes the release the documented way (docs/install.md, "Uninstall"): every delegation
+/// first, then the release, then the catalog role Helm keeps.
+async fn uninstall(admin: &Client, path: &Path) {
+    let assignments: Api<RegistrationAssignment> = Api::all(admin.clone());
+    for a in assignments.list(&ListParams::default()).await.expect("assignments").items {
+        let ns = a.metadata.namespace.clone().expect("namespace");
+        delete(&Api::<RegistrationAssignment>::namespaced(admin.clone(), &ns), &a.metadata.name.expect("name")).await;
+    }
+    eventually("every assignment is released", || async {
+        assignments.list(&ListParams::default()).await.expect("assignments").items.is_empty()
+    })
+    .await;
+    helm(path, &["uninstall", RELEASE, "-n", RELEASE_NAMESPACE, "--wait", "--timeout", "120s"]);
+    kubectl(path, &["delete", "clusterrole", "kubelighthouse:reader", "--ignore-not-found"]);
+    eventually("no controller pod is left", || async { controller_pods(admin).await.is_empty() }).await;
+}
+
+/// The UIDs of the managed RoleBindings of `namespace`: the same after an upgrade when none
+/// was deleted and re-created.
+async fn binding_uids(admin: &Client, namespace: &str) -> Vec<String> {
+    let api: Api<RoleBinding> = Api::namespaced(admin.clone(), namespace);
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=kube-lighthouse");
+    let mut uids: Vec<String> =
+        api.list(&managed).await.expect("rolebindings").items.into_iter().filter_map(|b| b.metadata.uid).collect();
+    uids.sort();
+    uids
+}
+
+/// Waits for the webhook to answer through its Service (a new Service is routed a moment
+/// after the pods are Ready: docs/install.md).
+async fn webhook_routed(admin: &Client) {
+    let probe = unique("node-probe");
+    subscription(admin, &probe, &tenant_id()).await;
+    eventually("the webhook answers through its Service", || async {
+        is_rule_refusal(&refused_owner(admin, &probe).await)
+    })
+    .await;
+}
+
+/// The release as a platform team takes it: the packaged chart (`dist/kube-lighthouse-VERSION.tgz`)
+/// with the released image, installed with nothing set, passes the delegation scenario; then
+/// the previous release's chart and image, with live delegations, upgraded to this release
+/// the documented way (the new CRDs applied, `helm upgrade`): every delegation is kept, access
+/// never changes, no valid apply is refused, and the scenario passes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a cluster: hack/test.sh runs it"]
+async fn the_release_on_a_node() {
+    let started = Instant::now();
+    let (chart, previous_chart, previous) = release_charts();
+    let version = env!("CARGO_PKG_VERSION");
+    let path = node_cluster();
+    let admin = client_for(&path).await;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let release_ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE_NAMESPACE,
+        "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}});
+    apply_json(&namespaces, RELEASE_NAMESPACE, release_ns).await;
+
+    // 1. A fresh install of the release, as shipped: its image is the released one.
+    let t = Instant::now();
+    install_packaged(&path, &chart);
+    let install_time = t.elapsed();
+    two_ready_pods(&admin).await;
+    all_pods_run(&admin, &format!("{REPOSITORY}:{version}")).await;
+    webhook_routed(&admin).await;
+    delegation_scenario(&admin, &path).await;
+    uninstall(&admin, &path).await;
+    eprintln!("{version}: installed in {install_time:?}; the scenario passed; uninstalled");
+
+    // 2. The previous release, with live delegations of both managing tenants.
+    install_packaged(&path, &previous_chart);
+    two_ready_pods(&admin).await;
+    all_pods_run(&admin, &format!("{REPOSITORY}:{previous}")).await;
+    webhook_routed(&admin).await;
+    const KEPT: usize = 40;
+    let live: Vec<(String, &str, &str)> = (0..KEPT)
+        .map(|i| {
+            let (tenant, group) =
+                if i % 2 == 0 { (MSP_TENANT, CONTOSO_ENGINEERS) } else { (OTHER_MSP_TENANT, FABRIKAM_ENGINEERS) };
+            (unique(&format!("node-kept-{i:02}")), tenant, group)
+        })
+        .collect();
+    stream::iter(live.iter())
+        .for_each_concurrent(8, |(ns, tenant, group)| {
+            let admin = admin.clone();
+            async move {
+                reader_delegation(&admin, ns, tenant, group).await;
+                wait_for_assignment_state(&admin, ns, "offer", "Succeeded").await;
+            }
+        })
+        .await;
+    let contoso_client = member_of(MSP_TENANT, CONTOSO_ENGINEERS).await;
+    let fabrikam_client = member_of(OTHER_MSP_TENANT, FABRIKAM_ENGINEERS).await;
+    let mut checks = Vec::new();
+    let mut baseline = BTreeMap::new();
+    for (ns, tenant, _) in &live {
+        let (mine, theirs) = if *tenant == MSP_TENANT {
+            (&contoso_client, &fabrikam_client)
+        } else {
+            (&fabrikam_client, &contoso_client)
+        };
+        assert_eq!(list_pods_status(mine, ns).await, 200, "{previous}: the delegation in {ns} grants nothing");
+        assert_eq!(
+            list_pods_status(theirs, ns).await,
+            403,
+            "{previous}: the delegation in {ns} grants the other tenant"
+        );
+        checks.push((mine.clone(), ns.clone(), true));
+        checks.push((theirs.clone(), ns.clone(), false));
+        baseline.insert(ns.clone(), (granted(&admin, ns).await, binding_uids(&admin, ns).await));
+    }
+
+    // 3. The upgrade, as docs/install.md ("Upgrading") says: the new CRDs, then helm upgrade;
+    //    access sampled and valid delegations applied throughout.
+    let before = certificates(&admin).await;
+    let sampler = Sampler::start(checks);
+    let applying = Arc::new(AtomicBool::new(true));
+    let applier = {
+        let (admin, applying) = (admin.clone(), applying.clone());
+        tokio::spawn(async move {
+            let (mut applied, mut refused_for_rule, mut refused) = (0, 0, Vec::new());
+            while applying.load(Ordering::Relaxed) {
+                let ns = unique("node-during");
+                subscription(&admin, &ns, &tenant_id()).await;
+                let defs: Api<RegistrationDefinition> = Api::namespaced(admin.clone(), &ns);
+                let body = json!({
+                    "apiVersion": "managedservices.kubelighthouse.io/v1alpha1",
+                    "kind": "RegistrationDefinition",
+                    "metadata": {"name": "offer", "namespace": ns},
+                    "spec": {"registrationDefinitionName": "offer", "managedByTenantId": MSP_TENANT,
+                             "authorizations": [authorization(CONTOSO_ENGINEERS, "Group", READER)]},
+                });
+                let params = kube::api::PatchParams::apply("kube-lighthouse-tests").force();
+                match defs.patch("offer", &params, &kube::api::Patch::Apply(body)).await {
+                    Ok(_) => applied += 1,
+                    Err(e) => refused.push(format!("{ns}: {e}")),
+                }
+                // A bad delegation is refused throughout, by old and new replicas alike.
+                let error = refused_owner(&admin, &ns).await;
+                if is_rule_refusal(&error) {
+                    refused_for_rule += 1;
+                } else {
+                    refused.push(format!("{ns} (Owner): {error}"));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (applied, refused_for_rule, refused)
+        })
+    };
+    let crds = std::env::temp_dir().join(unique("release-crds"));
+    std::fs::create_dir_all(&crds).expect("mkdir");
+    run(Command::new("tar").arg("-xzf").arg(&chart).arg("-C").arg(&crds).arg("kube-lighthouse/crds"));
+    let crds_dir = crds.join("kube-lighthouse/crds");
+    let t = Instant::now();
+    kubectl(&path, &["apply", "--server-side", "--force-conflicts", "-f", &crds_dir.to_string_lossy()]);
+    let chart_arg = chart.to_string_lossy();
+    helm(
+        &path,
+        &["upgrade", RELEASE, &chart_arg, "-n", RELEASE_NAMESPACE, "--reuse-values", "--wait", "--timeout", "180s"],
+    );
+    let upgrade_time = t.elapsed();
+    std::fs::remove_dir_all(&crds).expect("rm");
+    let pods = two_ready_pods(&admin).await;
+    all_pods_run(&admin, &format!("{REPOSITORY}:{version}")).await;
+    poll("a leader after the upgrade", || leader(&admin), |l| l.as_ref().is_some_and(|l| pods.contains(l))).await;
+    // Keep sampling until the new leader has settled in.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    applying.store(false, Ordering::Relaxed);
+    let (applied, refused_for_rule, refused) = applier.await.expect("applier");
+    let (samples, wrong) = sampler.finish().await;
+    eprintln!(
+        "helm upgrade {previous} -> {version}: {upgrade_time:?} (CRDs and --wait); {samples} access samples, {} wrong; \
+         {applied} delegations applied, {refused_for_rule} Owner refused by rule, {} other refusals",
+        wrong.len(),
+        refused.len()
+    );
+    assert!(wrong.is_empty(), "access changed during the upgrade: {wrong:?}");
+    assert!(refused.is_empty(), "applies refused for no rule during the upgrade: {refused:?}");
+    assert!(applied > 0 && refused_for_rule > 0, "no apply was made during the upgrade");
+    assert_eq!(certificates(&admin).await, before, "the webhook certificate or a CA bundle changed across the upgrade");
+
+    // 4. Every delegation kept, object for object, and the release passes the scenario.
+    for (ns, _, _) in &live {
+        wait_for_assignment_state(&admin, ns, "offer", "Succeeded").await;
+        let (bindings, uids) = &baseline[ns];
+        assert_eq!(&granted(&admin, ns).await, bindings, "the upgrade changed the RoleBindings of {ns}");
+        assert_eq!(&binding_uids(&admin, ns).await, uids, "the upgrade re-created RoleBindings of {ns}");
+    }
+    delegation_scenario(&admin, &path).await;
+    uninstall(&admin, &path).await;
+    eprintln!("FIGURES release install={install_time:?} upgrade={upgrade_time:?} total={:?}", started.elapsed());
 }

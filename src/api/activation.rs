@@ -72,7 +72,7 @@ pub struct Ticket {
     pub number: String,
 }
 
-/// Where an activation is in its life (SPEC §9).
+/// Where an activation is in its life (docs/just-in-time.md, "The states").
 #[derive(
     Deserialize,
     Serialize,
@@ -215,7 +215,7 @@ pub struct ActivationRef {
 /// An approver's decision.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Decision {
-    /// The activation may start (SPEC §9: the first approval makes it Active).
+    /// The activation may start (the first approval makes it Active: docs/just-in-time.md).
     Approve,
     /// The activation is refused: its phase becomes Denied.
     Deny,

@@ -56,7 +56,7 @@ pub struct RegistrationDefinitionSpec {
 
 impl RegistrationDefinitionSpec {
     /// Namespaces of the ServiceAccount principals (`principalId: namespace/name`), each once.
-    /// Their home tenant is part of the definition's validity (SPEC §2), so a change of their
+    /// Their home tenant is part of the definition's validity (docs/install.md, "Authentication: managing-tenant identities"), so a change of their
     /// labels, or their deletion, re-judges the definition.
     pub fn service_account_namespaces(&self) -> Vec<String> {
         let mut namespaces: Vec<String> = self
@@ -106,11 +106,11 @@ pub struct Authorization {
 /// Kind of principal named by `principalId`.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 pub enum PrincipalType {
-    /// A user of the managing tenant: a User subject (SPEC §2).
+    /// A user of the managing tenant: a User subject (docs/install.md, "Authentication").
     User,
-    /// A group of the managing tenant: a Group subject (SPEC §2).
+    /// A group of the managing tenant: a Group subject (docs/install.md, "Authentication").
     Group,
-    /// An application of the managing tenant: a User subject (SPEC §2).
+    /// An application of the managing tenant: a User subject (docs/install.md, "Authentication").
     ServicePrincipal,
     /// The managing tenant's in-cluster automation.
     ServiceAccount,
@@ -128,7 +128,7 @@ pub struct EligibleAuthorization {
     #[schemars(length(max = 256))]
     pub principal_id_display_name: Option<String>,
     /// Kind of principal, as for authorizations (unset: user and group). `ServiceAccount` is
-    /// rejected: activation needs a person signing in (SPEC §9).
+    /// rejected: activation needs a person signing in (docs/just-in-time.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal_type: Option<PrincipalType>,
     /// Built-in role the principal may activate.
@@ -162,7 +162,7 @@ fn default_mfa() -> MultiFactorAuthProvider {
 /// Multi-factor authentication provider for activation.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum MultiFactorAuthProvider {
-    /// Activation requires MFA: the requester's `extra["kubelighthouse.io/amr"]` holds `mfa` (SPEC §9).
+    /// Activation requires MFA: the requester's `extra["kubelighthouse.io/amr"]` holds `mfa` (docs/just-in-time.md).
     Azure,
     /// No MFA required (the default).
     None,

@@ -1,6 +1,7 @@
 //! Writes the CustomResourceDefinitions to `crds/` and the chart's `crds/` (or prints them
-//! with `--stdout`).
-//! `tests/crds_current.rs` fails when the committed YAML is stale.
+//! with `--stdout`), and docs/reference.md, which is generated from the same types
+//! ([`kube_lighthouse::reference`]).
+//! `tests/crds_current.rs` and `tests/reference_current.rs` fail when the committed files are stale.
 
 fn main() -> std::process::ExitCode {
     let stdout = std::env::args().any(|a| a == "--stdout");
@@ -15,6 +16,12 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::FAILURE;
                 }
             }
+        }
+    }
+    if !stdout {
+        if let Err(e) = std::fs::write("docs/reference.md", kube_lighthouse::reference::markdown()) {
+            eprintln!("crdgen: cannot write docs/reference.md: {e}");
+            return std::process::ExitCode::FAILURE;
         }
     }
     std::process::ExitCode::SUCCESS

@@ -24,7 +24,7 @@ const RETURNING_WRITES: [&str; 3] = ["update", "patch", "deletecollection"];
 const PRIVILEGE_VERBS: [&str; 3] = ["bind", "escalate", "impersonate"];
 
 /// Why a permission cannot be delegated. The variant names are the condition reasons.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, strum::IntoStaticStr)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, strum::IntoStaticStr, strum::EnumIter)]
 pub enum Violation {
     /// `*` verbs: Azure's `*/write`, `*/delete`.
     WildcardVerb,

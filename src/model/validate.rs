@@ -75,7 +75,7 @@ impl Default for Limits {
 }
 
 /// The rule a delegation broke. The names are condition reasons and metric labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, strum::IntoStaticStr)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, strum::IntoStaticStr, strum::EnumIter)]
 pub enum Rule {
     /// §3 rule 1: `managedByTenantId` is not a GUID.
     InvalidTenantId,
@@ -147,6 +147,17 @@ pub enum Rule {
     GuardrailDeleteRoleRequired,
 }
 
+/// A rule in words, for people: docs/reference.md is generated from these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleText {
+    /// The field the rule reports (a JSON path, `…` for the part that varies).
+    pub field: &'static str,
+    /// When the rule refuses a delegation.
+    pub refused_when: &'static str,
+    /// Why: the Azure Lighthouse rule it mirrors, or the reason it has none.
+    pub why: &'static str,
+}
+
 impl Rule {
     /// The condition reason and metric label: the variant name.
     pub fn reason(self) -> &'static str {
@@ -164,6 +175,174 @@ impl Rule {
                 | Rule::GuardrailMultiFactorAuthRequired
                 | Rule::GuardrailDeleteRoleRequired
         )
+    }
+
+    /// The rule in words: the field it reports, when it refuses, and why. Exhaustive, so a new
+    /// rule cannot be added without its text (docs/reference.md shows every one).
+    pub fn text(self) -> RuleText {
+        let (field, refused_when, why) = match self {
+            Rule::InvalidTenantId => (
+                "spec.managedByTenantId",
+                "is not a GUID",
+                "Azure names the managing tenant by its Entra tenant ID",
+            ),
+            Rule::SameTenant => (
+                "spec.managedByTenantId",
+                "is the customer's own tenant (the subscription namespace's `kubelighthouse.io/tenant-id`)",
+                "Lighthouse delegates to another tenant; a tenant manages its own resources with plain RBAC",
+            ),
+            Rule::NotASubscription => (
+                "metadata.namespace",
+                "the definition is not in a subscription namespace",
+                "Azure registers definitions at subscription scope",
+            ),
+            Rule::InvalidScope => (
+                "metadata.namespace",
+                "the assignment is neither in a subscription namespace nor in one of its resource groups",
+                "Azure assigns a definition to a subscription or to a resource group of it, nothing else",
+            ),
+            Rule::DefinitionNotFound => (
+                "spec.registrationDefinitionRef.name",
+                "no definition of that name is in the subscription namespace",
+                "an assignment grants what its definition says; without one it grants nothing",
+            ),
+            Rule::DefinitionInvalid => (
+                "spec.registrationDefinitionRef.name",
+                "the definition is rejected (its own status says why)",
+                "nothing of a rejected definition is ever granted",
+            ),
+            Rule::DuplicateAssignment => (
+                "spec.registrationDefinitionRef.name",
+                "another assignment of the same definition exists at the same scope",
+                "Azure allows one assignment of a definition per scope",
+            ),
+            Rule::RoleNotInCatalog => (
+                "spec.authorizations[i].roleDefinitionId",
+                "no catalog role has that GUID, ClusterRole name or display name",
+                "custom and classic administrator roles aren't supported by Lighthouse",
+            ),
+            Rule::RoleRemovedFromCatalog => (
+                "spec.authorizations[i].roleDefinitionId",
+                "(in `narrowed` only) a role of an accepted delegation left the catalog: its access is revoked, the rest stays",
+                "a role that no longer exists grants nothing",
+            ),
+            Rule::AmbiguousRole => (
+                "spec.authorizations[i].roleDefinitionId",
+                "more than one catalog ClusterRole claims the GUID, name or display name (an accepted delegation keeps the oldest claimant)",
+                "Azure role IDs are unique; here two ClusterRoles can claim one",
+            ),
+            Rule::OwnerRole => (
+                "spec.authorizations[i].roleDefinitionId",
+                "the Owner GUID, in the catalog or not",
+                "Lighthouse never delegates Owner",
+            ),
+            Rule::RoleNotDelegable => (
+                "spec.authorizations[i].roleDefinitionId",
+                "the role's rules hold a permission no delegation may grant (the findings are listed: see the table below)",
+                "Lighthouse refuses roles with DataActions or with `Microsoft.Authorization` writes",
+            ),
+            Rule::UserAccessAdministratorWithoutDelegatedRoles => (
+                "spec.authorizations[i].delegatedRoleDefinitionIds",
+                "User Access Administrator without delegated roles, or as an eligible authorization",
+                "Azure: you must also specify the role(s) that this user can assign",
+            ),
+            Rule::DelegatedRoleNotAllowed => (
+                "spec.authorizations[i].delegatedRoleDefinitionIds[j]",
+                "a delegated role that is User Access Administrator, Owner, outside the catalog or not delegable",
+                "the roles UAA assigns are held to the same rules as the roles delegated",
+            ),
+            Rule::DelegatedRolesWithoutUserAccessAdministrator => (
+                "spec.authorizations[i].delegatedRoleDefinitionIds",
+                "delegated roles on a role other than User Access Administrator",
+                "only User Access Administrator assigns roles",
+            ),
+            Rule::TooManyDefinitions => (
+                "metadata.namespace",
+                "the subscription namespace holds more definitions than the limit (`--max-definitions-per-subscription`, default 200)",
+                "Azure's limit per subscription",
+            ),
+            Rule::TooManyAuthorizations => (
+                "spec.authorizations",
+                "more authorizations than the limit (`--max-authorizations-per-definition`, default 400)",
+                "Azure's limit per definition",
+            ),
+            Rule::InvalidPrincipalId => (
+                "spec.authorizations[i].principalId",
+                "not a GUID (for a ServiceAccount: not `namespace/name`)",
+                "Azure names principals by their Entra object ID",
+            ),
+            Rule::ServiceAccountOutsideManagingTenant => (
+                "spec.authorizations[i].principalId",
+                "a ServiceAccount whose namespace is not one of the managing tenant's",
+                "a delegation gives access to the managing tenant's identities only",
+            ),
+            Rule::DuplicateAuthorization => (
+                "spec.authorizations[i]",
+                "the same principal, principal type and role again, however the role is named",
+                "none in Azure; here the second would be the same RoleBinding twice",
+            ),
+            Rule::IneligiblePrincipal => (
+                "spec.eligibleAuthorizations[i].principalType, …managedByTenantApprovers[j].principalId",
+                "a ServiceAccount as eligible principal or approver, or an approver that is not a GUID",
+                "activation and approval need a person signing in (Azure PIM for Lighthouse: users and groups)",
+            ),
+            Rule::InvalidActivationDuration => (
+                "spec.eligibleAuthorizations[i].justInTimeAccessPolicy.maximumActivationDuration",
+                "outside PT30M to PT8H, or not an ISO 8601 duration",
+                "Azure PIM for Lighthouse's bounds",
+            ),
+            Rule::TooManyApprovers => (
+                "spec.eligibleAuthorizations[i].justInTimeAccessPolicy.managedByTenantApprovers",
+                "more than 10 approvers",
+                "Azure PIM for Lighthouse's limit",
+            ),
+            Rule::ConflictingEligiblePolicies => (
+                "spec.eligibleAuthorizations[i]",
+                "the same role and principal eligible twice with different policies",
+                "one activation cannot follow two policies",
+            ),
+            Rule::InvalidText => (
+                "spec.registrationDefinitionName, spec.description, spec.plan, …displayName",
+                "too long, blank where required, or holding control or bidirectional formatting characters",
+                "Azure's length limits; text shown to other tenants must read as it is stored",
+            ),
+            Rule::UserAccessAdministratorWithheld => (
+                "spec.authorizations[i].roleDefinitionId",
+                "(in `narrowed` only) User Access Administrator is valid but withheld: the admission webhook does not guard RoleBindings",
+                "what UAA may assign is enforced only at admission (docs/roles.md, User Access Administrator)",
+            ),
+            Rule::GuardrailTenantNotAllowed => (
+                "spec.managedByTenantId",
+                "a guardrail governing the namespace does not list the managing tenant in `allowedManagingTenantIds`",
+                "the platform team decides which managing tenants may be onboarded (Azure Policy: Allow managing tenant IDs to onboard through Azure Lighthouse; docs/guardrails.md)",
+            ),
+            Rule::GuardrailRoleNotAllowed => (
+                "spec.authorizations[i].roleDefinitionId, spec.eligibleAuthorizations[i].roleDefinitionId",
+                "a guardrail governing the namespace does not allow the role, standing or eligible (`allowedRoleDefinitionIds`)",
+                "the platform team limits which roles may be delegated (docs/guardrails.md)",
+            ),
+            Rule::GuardrailRoleEligibleOnly => (
+                "spec.authorizations[i].roleDefinitionId",
+                "a guardrail allows the role only as an eligible authorization (`eligibleOnlyRoleDefinitionIds`)",
+                "powerful roles only through just-in-time access (docs/guardrails.md)",
+            ),
+            Rule::GuardrailActivationTooLong => (
+                "spec.eligibleAuthorizations[i].justInTimeAccessPolicy.maximumActivationDuration",
+                "longer than a guardrail's `justInTimeAccessPolicy.maximumActivationDuration`",
+                "the platform team bounds how long an activation lasts (docs/guardrails.md)",
+            ),
+            Rule::GuardrailMultiFactorAuthRequired => (
+                "spec.eligibleAuthorizations[i].justInTimeAccessPolicy.multiFactorAuthProvider",
+                "a guardrail requires multi-factor authentication for activations and the policy does not",
+                "the platform team may require MFA for every activation (docs/guardrails.md)",
+            ),
+            Rule::GuardrailDeleteRoleRequired => (
+                "spec.authorizations",
+                "a guardrail requires the Registration assignment delete role and no authorization holds it",
+                "Azure recommends it, so that the managing tenant can remove its own access (docs/guardrails.md)",
+            ),
+        };
+        RuleText { field, refused_when, why }
     }
 }
 

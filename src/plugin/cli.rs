@@ -89,7 +89,7 @@ pub enum Command {
     Access(AccessArgs),
     /// Import an Azure Lighthouse onboarding template (ARM JSON) into a subscription namespace.
     Import(ImportArgs),
-    /// What you may activate just in time, and where (eligible authorizations, SPEC §9).
+    /// What you may activate just in time, and where (eligible authorizations: docs/just-in-time.md).
     Eligible,
     /// Activate an eligible role in a namespace for a while, with a reason.
     Activate(ActivateArgs),
@@ -111,6 +111,8 @@ pub enum Command {
     /// Writes a kubeconfig user entry (and context) that signs in through kube-lighthouse's
     /// broker with `credential`; other entries are left as they are.
     Login(LoginArgs),
+    /// The plugin's version (the release it comes from), alone on one line.
+    Version,
     /// Shell completion script.
     Completion {
         /// The shell.

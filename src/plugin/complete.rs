@@ -66,7 +66,11 @@ mod tests {
         {
             assert!(all.contains(&command.to_string()), "{command} not in {all:?}");
         }
-        assert_eq!(values(&["deleg"]), ["delegations"], "SPEC §11's names, not their singular aliases");
+        assert_eq!(
+            values(&["deleg"]),
+            ["delegations"],
+            "the commands' names (docs/plugin.md), not their singular aliases"
+        );
     }
 
     #[test]

@@ -133,6 +133,12 @@ pub fn is_forbidden(e: &kube::Error) -> bool {
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), PluginError> {
     let global = &cli.global;
     match cli.command {
+        Command::Version => {
+            // The package version: Cargo.toml is the one place a release's version is written
+            // (hack/release.sh checks the built plugin prints it).
+            writeln!(out, "{}", env!("CARGO_PKG_VERSION"))?;
+            Ok(())
+        }
         Command::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             // Into a buffer first: clap_complete panics on a failed write (a closed pipe).
