@@ -21,7 +21,7 @@ use super::context::Context;
 use super::dereference;
 use super::finalizer::{self, Step};
 use super::Error;
-use crate::api::RegistrationAssignment;
+use crate::api::{RegistrationAssignment, RegistrationDefinition};
 use crate::model::keys;
 use crate::model::outcome::{self, Outcome};
 use crate::model::scope::Namespaces;
@@ -54,6 +54,9 @@ pub async fn reconcile(assignment: Arc<RegistrationAssignment>, ctx: Arc<Context
 #[instrument(skip_all, fields(assignment = %format!("{}/{}", assignment.namespace().unwrap_or_default(), assignment.name_any())))]
 async fn materialize(assignment: Arc<RegistrationAssignment>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let snapshot = dereference::assignment(&ctx.caches, &assignment, None);
+    if definition_on_its_way(&assignment, &snapshot, ctx).await? {
+        return Ok(Action::requeue(DEFINITION_ON_ITS_WAY_RETRY));
+    }
     let withheld = ctx.user_access_withheld().await?;
     let outcome =
         ctx.policy.judge(&ctx.caches, |rules| outcome::decide_withholding(&snapshot, rules, withheld.as_deref()));
@@ -65,6 +68,35 @@ async fn materialize(assignment: Arc<RegistrationAssignment>, ctx: &Arc<Context>
     applied.into_result()?;
     // No requeue: the periodic resync is one paced pass ([`super::triggers::resync`]).
     Ok(Action::await_change())
+}
+
+/// How soon an assignment whose definition is on its way is reconciled again (the
+/// definition's watch event usually triggers it sooner).
+const DEFINITION_ON_ITS_WAY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Step 1, dereference: whether the definition the cache lacks exists nevertheless. The
+/// definition and the assignment arrive on two watches, in no set order: applied together
+/// (`kubectl apply -f` of both), the assignment can be judged before its definition is
+/// cached, and would be Failed (`DefinitionNotFound`, with a Warning Event) for a moment. So
+/// a missing definition is confirmed with one read before the assignment fails for it; an
+/// assignment whose definition really is missing costs that read on each reconcile.
+///
+/// # Errors
+/// [`Error::DefinitionRead`] when the API server does not answer the read.
+async fn definition_on_its_way(
+    assignment: &RegistrationAssignment,
+    snapshot: &outcome::Snapshot,
+    ctx: &Context,
+) -> Result<bool, Error> {
+    if snapshot.definition.is_some() {
+        return Ok(false);
+    }
+    let Some(subscription) = dereference::subscription(&ctx.caches, &assignment.namespace().unwrap_or_default()) else {
+        return Ok(false);
+    };
+    let api: Api<RegistrationDefinition> = Api::namespaced(ctx.client.clone(), &subscription);
+    let found = api.get_opt(&snapshot.definition_name).await.map_err(Error::DefinitionRead)?;
+    Ok(found.is_some())
 }
 
 /// Step 4: exactly the desired RBAC, or nothing; every write is tried, and those that

@@ -25,6 +25,9 @@ pub enum Error {
     /// Removing our finalizer after cleanup failed: the object stays until a retry succeeds.
     #[error("removing the finalizer: {0}")]
     FinalizerRemove(#[source] kube::Error),
+    /// Step 1: reading the API server to confirm that a definition the cache lacks is gone.
+    #[error("reading the assignment's definition: {0}")]
+    DefinitionRead(#[source] kube::Error),
     /// Step 4: a server-side apply of a desired Role or RoleBinding.
     #[error("applying RBAC: {0}")]
     Apply(#[source] kube::Error),
@@ -66,8 +69,10 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         use Error::*;
         match self {
-            FinalizerAdd(e) | FinalizerRemove(e) | Apply(e) | Prune(e) | Revoke(e) | Status(e) | Cascade(e)
-            | Transfer(e) | Annotate(e) | Onboard(e) | Offboard(e) => matches!(e, kube::Error::Api(s) if s.code == 404),
+            FinalizerAdd(e) | FinalizerRemove(e) | DefinitionRead(e) | Apply(e) | Prune(e) | Revoke(e) | Status(e)
+            | Cascade(e) | Transfer(e) | Annotate(e) | Onboard(e) | Offboard(e) => {
+                matches!(e, kube::Error::Api(s) if s.code == 404)
+            }
             CacheNotReady | MissingField(_) | InvalidPatch(_) => false,
         }
     }

@@ -376,3 +376,68 @@ async fn an_unclaimed_assignment_gets_the_finalizer_before_anything_is_granted()
     let (method, path, _, _send) = next(&mut server).await;
     assert_eq!(method, "GET", "then the pipeline runs: {path}");
 }
+
+/// The subscription `sub` of the customer, with Reader in the catalog, and no definition in
+/// the cache.
+fn a_subscription_without_cached_definitions(ctx: &Context, cluster: &mut crate::controller::testing::Cluster) {
+    cluster.namespace(namespace("sub", &[(keys::TENANT_ID, CUSTOMER)]));
+    ctx.caches.catalog.observe(&watcher::Event::Apply(reader_role()));
+}
+
+/// Applied together, an assignment can be judged before its definition's watch event: the
+/// definition is read once, found, and the assignment waits for it (a requeue), with no
+/// revoke, no `DefinitionNotFound` status and no Warning Event.
+#[tokio::test]
+async fn an_assignment_whose_definition_is_not_cached_yet_waits_for_it() {
+    let (ctx, mut server, mut cluster) = context();
+    a_subscription_without_cached_definitions(&ctx, &mut cluster);
+    let a = assignment("sub");
+    cluster.assignment(a.clone());
+    let reconcile = tokio::spawn(reconcile(Arc::new(a.clone()), ctx.clone()));
+
+    let (method, path, _, send) = next(&mut server).await;
+    assert_eq!(
+        (method.as_str(), path.as_str()),
+        ("GET", "/apis/managedservices.kubelighthouse.io/v1alpha1/namespaces/sub/registrationdefinitions/offer")
+    );
+    answer(send, 200, serde_json::to_value(definition()).expect("json"));
+    let action = reconcile.await.expect("joined").expect("reconciled");
+    assert_eq!(action, Action::requeue(DEFINITION_ON_ITS_WAY_RETRY));
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), server.next_request()).await.is_err(),
+        "nothing written while the definition is on its way"
+    );
+}
+
+/// A definition missing from the cache and from the API server: the assignment fails for
+/// `DefinitionNotFound`, as before, after one read.
+#[tokio::test]
+async fn an_assignment_whose_definition_is_gone_fails_after_one_read() {
+    let (ctx, mut server, mut cluster) = context();
+    a_subscription_without_cached_definitions(&ctx, &mut cluster);
+    let a = assignment("sub");
+    cluster.assignment(a.clone());
+    let reconcile = tokio::spawn(reconcile(Arc::new(a.clone()), ctx.clone()));
+
+    let (method, path, _, send) = next(&mut server).await;
+    assert!(method == "GET" && path.contains("/registrationdefinitions/offer"), "{method} {path}");
+    not_found(send);
+    for kind in ["rolebindings", "roles"] {
+        let (method, path, _, send) = next(&mut server).await;
+        assert!(method == "GET" && path.contains(&format!("/{kind}?")), "revoked by label: {method} {path}");
+        answer(
+            send,
+            200,
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": []}),
+        );
+    }
+    let (method, path, body, send) = next(&mut server).await;
+    assert!(method == "PATCH" && path.contains("/registrationassignments/contoso/status?"), "{method} {path}");
+    assert_eq!(body["status"]["provisioningState"], "Failed");
+    assert_eq!(body["status"]["conditions"][0]["reason"], "DefinitionNotFound", "{body}");
+    answer(send, 200, with_status(&a, &body));
+    let (method, _, event, send) = next(&mut server).await;
+    assert_eq!(method, "POST");
+    answer(send, 201, event);
+    reconcile.await.expect("joined").expect("reconciled");
+}
