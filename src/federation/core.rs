@@ -222,7 +222,7 @@ pub struct SubjectClaims {
 }
 
 /// The claims of an issued token (docs/install.md, "The sign-in broker"). Times are seconds
-/// since the epoch.
+/// since the epoch; `tid`, `oid` and `sub` are lower case.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedClaims {
     /// The broker's issuer URL.
@@ -261,8 +261,8 @@ pub struct Issuance<'a> {
 }
 
 /// The issued token's claims for the verified `subject` of `tenant` at `now` (seconds since
-/// the epoch): same `tid`, `oid`, `groups`, `amr`; `exp` the earlier of the subject token's
-/// and `now + max_lifetime`.
+/// the epoch): same `tid`, `oid` (both lower case), `groups`, `amr`; `exp` the earlier of the
+/// subject token's and `now + max_lifetime`.
 ///
 /// # Errors
 /// [`Refusal::Malformed`] when the subject's `tid` is not `tenant` (the key that verified it is
@@ -282,12 +282,17 @@ pub fn issue(
     if exp <= now {
         return Err(Refusal::Expired);
     }
+    // Entra ID compares GUIDs case-insensitively, RBAC compares names exactly: the issued
+    // `tid` and `oid` (so `sub` and the mapped `<tid>:<oid>`) are always lower case, as the
+    // delegations name them.
+    let tid = tenant.as_str().to_owned();
+    let oid = subject.oid.to_ascii_lowercase();
     Ok(IssuedClaims {
         iss: issuance.issuer.to_owned(),
         aud: issuance.audience.to_owned(),
-        sub: format!("{}:{}", subject.tid, subject.oid),
-        tid: subject.tid.clone(),
-        oid: subject.oid.clone(),
+        sub: format!("{tid}:{oid}"),
+        tid,
+        oid,
         groups: subject.groups.clone(),
         amr: subject.amr.clone(),
         iat: now,
@@ -551,6 +556,17 @@ mod tests {
         assert_eq!(issued.exp, 1_100, "never past the subject token's expiry");
         assert_eq!(issue(&subject(1_000), &tenant, 1_000, &ISSUANCE, "j".into()), Err(Refusal::Expired));
         assert_eq!(issue(&subject(900), &tenant, 1_000, &ISSUANCE, "j".into()), Err(Refusal::Expired));
+    }
+
+    #[test]
+    fn issued_tenant_and_object_ids_are_lower_case() {
+        let tenant = Guid::parse(T1).expect("guid");
+        let oid = "6F1A3B5C-ABCD-4000-8000-00000000000A";
+        let s = SubjectClaims { tid: T1.to_ascii_uppercase(), oid: oid.into(), ..subject(10_000) };
+        let issued = issue(&s, &tenant, 1_000, &ISSUANCE, "j".into()).expect("issued");
+        let lower = oid.to_ascii_lowercase();
+        assert_eq!((issued.tid.as_str(), issued.oid.as_str()), (T1, lower.as_str()));
+        assert_eq!(issued.sub, format!("{T1}:{lower}"), "the RBAC name is case-sensitive");
     }
 
     #[test]
