@@ -100,6 +100,7 @@ async fn main() {
         keys_secret: "unused".into(),
         authority_ca: Some(issuer.ca_cert_path()),
         rotation: Policy::new(604_800, 900),
+        max_concurrent_exchanges: 32,
     };
     let subject = issuer
         .mint(

@@ -79,6 +79,8 @@ pub struct Settings {
     pub authority_ca: Option<PathBuf>,
     /// Key rotation.
     pub rotation: Policy,
+    /// Most exchanges answered at a time by this replica; more are shed (503).
+    pub max_concurrent_exchanges: usize,
 }
 
 impl Settings {
@@ -123,6 +125,7 @@ impl Settings {
             keys_secret: config.federation_keys_secret.clone(),
             authority_ca: config.federation_authority_ca.clone(),
             rotation: Policy::new(i64::from(config.federation_key_rotation_seconds), max_lifetime),
+            max_concurrent_exchanges: usize::try_from(config.federation_max_concurrent_exchanges).unwrap_or(usize::MAX),
         }))
     }
 }
@@ -134,11 +137,13 @@ pub struct RefusalLabels {
     pub reason: &'static str,
 }
 
-/// The broker's metrics: exchanges issued, refusals by reason, exchange durations.
+/// The broker's metrics: exchanges issued, refusals by reason, exchanges shed, exchange
+/// durations.
 #[derive(Clone)]
 pub struct FederationMetrics {
     issued: Counter,
     refused: Family<RefusalLabels, Counter>,
+    shed: Counter,
     seconds: Histogram,
 }
 
@@ -147,6 +152,7 @@ impl Default for FederationMetrics {
         FederationMetrics {
             issued: Counter::default(),
             refused: Family::default(),
+            shed: Counter::default(),
             seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
         }
     }
@@ -160,6 +166,11 @@ impl FederationMetrics {
             "federation_refusals",
             "Subject tokens the sign-in broker refused, by reason",
             self.refused.clone(),
+        );
+        metrics.register_metric(
+            "federation_exchanges_shed",
+            "Token exchanges answered 503 at once: the replica's concurrency limit was reached",
+            self.shed.clone(),
         );
         metrics.register_metric("federation_exchange_seconds", "Time to answer a token exchange", self.seconds.clone());
     }
@@ -327,6 +338,7 @@ mod tests {
         assert_eq!(settings.allow_list, Some(BTreeSet::from(["fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6".to_owned()])));
         assert_eq!(settings.keys_secret, "kube-lighthouse-federation-keys");
         assert_eq!(settings.rotation, Policy::new(604_800, 900));
+        assert_eq!(settings.max_concurrent_exchanges, 32);
     }
 
     #[test]
