@@ -3,6 +3,7 @@
 //! long. No I/O and no clock: the shell passes `now` and what the caches hold.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strum::IntoStaticStr;
@@ -175,11 +176,63 @@ pub fn delegated<'a>(assignments: impl IntoIterator<Item = &'a RegistrationAssig
     })
 }
 
+/// The tenants whose keys the broker keeps fetched ahead of any exchange: every tenant a
+/// delegation in force names ([`delegated`]), within `allow_list` when there is one. Exactly
+/// the tenants [`admit`] can admit, so that no exchange of an admitted tenant waits for its
+/// authority, and no other tenant's authority is ever asked.
+pub fn prefetched<'a>(
+    assignments: impl IntoIterator<Item = &'a RegistrationAssignment>,
+    allow_list: Option<&BTreeSet<String>>,
+) -> BTreeSet<Guid> {
+    assignments
+        .into_iter()
+        .filter_map(|a| a.status.as_ref())
+        .filter(|s| s.provisioning_state == Some(ProvisioningState::Succeeded))
+        .filter_map(|s| s.managed_by_tenant_id.as_deref().and_then(Guid::parse))
+        .filter(|t| allow_list.is_none_or(|allowed| allowed.contains(t.as_str())))
+        .collect()
+}
+
+/// What the broker knows of one prefetched tenant's keys: how long ago they were fetched and
+/// how long ago a fetch was last tried (None: never), and whether an exchange has met a key ID
+/// they lack since.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeysState {
+    /// Age of the keys held; None: none held.
+    pub fetched: Option<Duration>,
+    /// Time since the last fetch was started, whatever came of it; None: never tried.
+    pub tried: Option<Duration>,
+    /// An exchange met a key ID the held keys lack (the tenant may have rotated).
+    pub wanted: bool,
+}
+
+/// How often a prefetched tenant's keys are fetched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefreshTimes {
+    /// Least time between two fetches of one tenant, whatever asks: forged key IDs and an
+    /// unreachable authority cannot make the broker hammer it.
+    pub min_interval: Duration,
+    /// Keys this old are fetched again, unasked (new keys are published weeks ahead).
+    pub period: Duration,
+}
+
+/// Whether the broker fetches a prefetched tenant's keys now: never within
+/// `min_interval` of the last try; otherwise when none are held (a new delegation, or the last
+/// fetch failed), an exchange met an unknown key ID, or they are `period` old.
+pub fn refresh_due(state: KeysState, times: &RefreshTimes) -> bool {
+    if state.tried.is_some_and(|since| since < times.min_interval) {
+        return false;
+    }
+    state.fetched.is_none_or(|age| state.wanted || age >= times.period)
+}
+
 /// Whether a subject token claiming `claimed` may be verified at all, and against which
 /// authority: its `tid` is a GUID that a delegation in force names (`is_delegated`, e.g.
 /// [`delegated`] over the assignments cache), inside the allow-list when there is one, and its
-/// `iss` is exactly that tenant's authority. Checked before any key is fetched, so an
-/// undelegated tenant costs the broker no request.
+/// `iss` is exactly that tenant's authority. Checked before any key is looked at, so an
+/// undelegated tenant costs the broker no request; and as an admitted tenant's keys are
+/// fetched ahead ([`prefetched`], [`refresh_due`]), no exchange waits for an authority either:
+/// the time to answer does not tell whether a tenant is delegated.
 ///
 /// # Errors
 /// [`Refusal::Malformed`], [`Refusal::TenantNotDelegated`], [`Refusal::TenantNotAllowed`],
@@ -487,6 +540,47 @@ mod tests {
         ] {
             assert!(!named(t), "{t} is named by no delegation in force");
         }
+    }
+
+    #[test]
+    fn the_prefetched_tenants_are_those_admit_can_admit() {
+        let assignments = [
+            assignment(Some(T1), Some(ProvisioningState::Succeeded)),
+            assignment(Some(&T2.to_ascii_uppercase()), Some(ProvisioningState::Succeeded)),
+            assignment(Some(T2), Some(ProvisioningState::Succeeded)),
+            assignment(Some("11111111-1111-4111-8111-111111111111"), Some(ProvisioningState::Failed)),
+            assignment(Some("not-a-guid"), Some(ProvisioningState::Succeeded)),
+            assignment(None, Some(ProvisioningState::Succeeded)),
+        ];
+        let guid = |t: &str| Guid::parse(t).expect("guid");
+        assert_eq!(prefetched(&assignments, None), BTreeSet::from([guid(T1), guid(T2)]));
+        let allowed = BTreeSet::from([T2.to_owned(), "11111111-1111-4111-8111-111111111111".to_owned()]);
+        assert_eq!(prefetched(&assignments, Some(&allowed)), BTreeSet::from([guid(T2)]), "the allow-list narrows");
+        // The same set as admit: a tenant is prefetched exactly when a token of it may be admitted.
+        for t in [T1, T2, "11111111-1111-4111-8111-111111111111"] {
+            let own = authority(DEFAULT_AUTHORITY, &guid(t));
+            let admitted =
+                admit(&claimed(Some(t), Some(&own)), |g| delegated(&assignments, g), Some(&allowed), DEFAULT_AUTHORITY);
+            assert_eq!(admitted.is_ok(), prefetched(&assignments, Some(&allowed)).contains(&guid(t)), "{t}");
+        }
+    }
+
+    #[test]
+    fn keys_are_fetched_ahead_at_most_once_per_interval() {
+        const TIMES: RefreshTimes =
+            RefreshTimes { min_interval: Duration::from_secs(10), period: Duration::from_secs(3600) };
+        let s = |fetched: Option<u64>, tried: Option<u64>, wanted| KeysState {
+            fetched: fetched.map(Duration::from_secs),
+            tried: tried.map(Duration::from_secs),
+            wanted,
+        };
+        assert!(refresh_due(s(None, None, false), &TIMES), "a newly delegated tenant: at once");
+        assert!(!refresh_due(s(None, Some(3), false), &TIMES), "a failed fetch is not retried within the interval");
+        assert!(refresh_due(s(None, Some(10), false), &TIMES), "then it is");
+        assert!(!refresh_due(s(Some(60), Some(60), false), &TIMES), "fresh keys stay");
+        assert!(refresh_due(s(Some(60), Some(60), true), &TIMES), "an unknown key ID refetches");
+        assert!(!refresh_due(s(Some(2), Some(2), true), &TIMES), "but not within the interval, however often asked");
+        assert!(refresh_due(s(Some(3600), Some(3600), false), &TIMES), "old keys are refetched unasked");
     }
 
     fn claimed(tid: Option<&str>, iss: Option<&str>) -> Claimed {
