@@ -180,6 +180,9 @@ pub struct LoginArgs {
     /// The plugin's command in the user entry, found on kubectl's PATH.
     #[arg(long, value_name = "COMMAND", default_value = "kubectl-lighthouse")]
     pub exec_command: String,
+    /// Replace an existing user or cluster entry of the same name (without it, login refuses and writes nothing).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Print the entries instead of writing them.
     #[arg(long)]
     pub dry_run: bool,
