@@ -339,13 +339,14 @@ impl Broker {
         let (tenant, authority) =
             core::admit(&claimed, is_delegated, self.settings.allow_list.as_ref(), &self.settings.authority)
                 .map_err(|r| refused(r, claimed.tid.as_deref()))?;
-        // From the keys fetched ahead only: no exchange waits for an authority.
-        let subject =
-            self.upstream.verify(token, tenant.as_str(), &authority).map_err(|r| refused(r, Some(tenant.as_str())))?;
+        // A replica that cannot sign says so before it verifies anything.
         let keys = self.keys.current().ok_or_else(|| {
             warn!("token exchange refused: no signing keys loaded (503)");
             ExchangeError::Unavailable
         })?;
+        // From the keys fetched ahead only: no exchange waits for an authority.
+        let subject =
+            self.upstream.verify(token, tenant.as_str(), &authority).map_err(|r| refused(r, Some(tenant.as_str())))?;
         let now = jiff::Timestamp::now().as_second();
         let issuance = Issuance {
             issuer: &self.settings.issuer,
