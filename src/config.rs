@@ -187,6 +187,11 @@ pub struct Config {
     #[arg(long, env = "KUBE_LIGHTHOUSE_FEDERATION_KEY_ROTATION_SECONDS", default_value_t = 604_800, value_parser = clap::value_parser!(u32).range(4..))]
     pub federation_key_rotation_seconds: u32,
 
+    /// Most token exchanges one replica answers at a time; beyond it, `POST /federation/token`
+    /// is answered at once with 503 and `Retry-After: 1` (load shedding).
+    #[arg(long, env = "KUBE_LIGHTHOUSE_FEDERATION_MAX_CONCURRENT_EXCHANGES", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub federation_max_concurrent_exchanges: u32,
+
     /// PEM CA certificates trusted for the authorities' HTTPS, besides the system's (a
     /// private authority; the local control plane's issuers).
     #[arg(long, env = "KUBE_LIGHTHOUSE_FEDERATION_AUTHORITY_CA")]

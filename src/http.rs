@@ -33,25 +33,31 @@ async fn serve(listener: TcpListener, router: Router, what: &'static str) {
     }
 }
 
-/// `/healthz` and `/readyz`; with the sign-in broker on, `broker_keys` says whether its
-/// signing keys are loaded, and a replica without them is not ready.
+/// `/healthz` and `/readyz`; with the sign-in broker on, `broker` says whether its signing
+/// keys are loaded and whether its first prefetch of the tenants' keys is over, and a replica
+/// short of either is not ready.
 pub async fn serve_health(
     listener: TcpListener,
     ready: watch::Receiver<bool>,
-    broker_keys: Option<watch::Receiver<bool>>,
+    broker: Option<(watch::Receiver<bool>, watch::Receiver<bool>)>,
 ) {
     let router = Router::new().route("/healthz", get(|| async { "ok" })).route(
         "/readyz",
         get(move || {
             let ready = *ready.borrow();
-            let keys = broker_keys.as_ref().is_none_or(|k| *k.borrow());
+            let keys = broker.as_ref().is_none_or(|(k, _)| *k.borrow());
+            let primed = broker.as_ref().is_none_or(|(_, p)| *p.borrow());
             async move {
-                match (ready, keys) {
-                    (true, true) => (StatusCode::OK, "ok"),
-                    (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "watch caches not synced"),
-                    (true, false) => {
+                match (ready, keys, primed) {
+                    (true, true, true) => (StatusCode::OK, "ok"),
+                    (false, _, _) => (StatusCode::SERVICE_UNAVAILABLE, "watch caches not synced"),
+                    (true, false, _) => {
                         (StatusCode::SERVICE_UNAVAILABLE, "sign-in broker: signing keys not loaded from their Secret")
                     }
+                    (true, true, false) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "sign-in broker: the delegated tenants' keys are being fetched",
+                    ),
                 }
             }
         }),

@@ -328,6 +328,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     .await?;
     let mut leadership = election.leadership.clone();
     if let Some(broker) = &broker {
+        // Every replica fetches the delegated tenants' keys ahead of any exchange.
+        tokio::spawn(broker.clone().prefetch());
         // Every replica follows the keys Secret; the leader rotates it.
         let (secret, namespace) = (broker.settings.keys_secret.clone(), lease_namespace.clone());
         tokio::spawn(crate::federation::keys::follow(
@@ -401,7 +403,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     });
     tokio::spawn(async move { grants.follow().await });
     if let Some(listener) = health {
-        let broker_keys = broker.as_ref().map(|b| b.keys.loaded());
+        let broker_keys = broker.as_ref().map(|b| (b.keys.loaded(), b.primed()));
         tokio::spawn(crate::http::serve_health(listener, ready.clone(), broker_keys));
     }
     if let Some(listener) = metrics_listener {

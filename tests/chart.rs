@@ -464,6 +464,7 @@ fn the_chart_exposes_the_sign_in_broker() {
     assert_eq!(value("KUBE_LIGHTHOUSE_FEDERATION_ISSUER"), Some("https://lighthouse.example.com/federation"));
     assert_eq!(value("KUBE_LIGHTHOUSE_FEDERATION_AUDIENCE"), Some("kube-lighthouse"));
     assert_eq!(value("KUBE_LIGHTHOUSE_FEDERATION_MAX_LIFETIME_SECONDS"), Some("600"));
+    assert_eq!(value("KUBE_LIGHTHOUSE_FEDERATION_MAX_CONCURRENT_EXCHANGES"), Some("32"), "the default");
     assert_eq!(
         value("KUBE_LIGHTHOUSE_FEDERATION_AUTHORITY"),
         Some("https://login.microsoftonline.com/{tenantId}/v2.0")

@@ -333,7 +333,7 @@ async fn an_engineer_signs_in_with_kubectl_and_the_exec_plugin_by_the_docs_alone
         "--token-command",
         &token_command("contoso", ENGINEER),
     ]);
-    assert!(said.contains("context \"customer-a\" written"), "{said}");
+    assert!(said.contains("context \"customer-a\" added"), "{said}");
 
     // kubectl signs in through the broker: the projected identity, with its sign-in methods.
     // (The API server reads the broker's discovery once the broker is up: until then it

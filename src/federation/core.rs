@@ -3,6 +3,7 @@
 //! long. No I/O and no clock: the shell passes `now` and what the caches hold.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strum::IntoStaticStr;
@@ -175,11 +176,63 @@ pub fn delegated<'a>(assignments: impl IntoIterator<Item = &'a RegistrationAssig
     })
 }
 
+/// The tenants whose keys the broker keeps fetched ahead of any exchange: every tenant a
+/// delegation in force names ([`delegated`]), within `allow_list` when there is one. Exactly
+/// the tenants [`admit`] can admit, so that no exchange of an admitted tenant waits for its
+/// authority, and no other tenant's authority is ever asked.
+pub fn prefetched<'a>(
+    assignments: impl IntoIterator<Item = &'a RegistrationAssignment>,
+    allow_list: Option<&BTreeSet<String>>,
+) -> BTreeSet<Guid> {
+    assignments
+        .into_iter()
+        .filter_map(|a| a.status.as_ref())
+        .filter(|s| s.provisioning_state == Some(ProvisioningState::Succeeded))
+        .filter_map(|s| s.managed_by_tenant_id.as_deref().and_then(Guid::parse))
+        .filter(|t| allow_list.is_none_or(|allowed| allowed.contains(t.as_str())))
+        .collect()
+}
+
+/// What the broker knows of one prefetched tenant's keys: how long ago they were fetched and
+/// how long ago a fetch was last tried (None: never), and whether an exchange has met a key ID
+/// they lack since.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeysState {
+    /// Age of the keys held; None: none held.
+    pub fetched: Option<Duration>,
+    /// Time since the last fetch was started, whatever came of it; None: never tried.
+    pub tried: Option<Duration>,
+    /// An exchange met a key ID the held keys lack (the tenant may have rotated).
+    pub wanted: bool,
+}
+
+/// How often a prefetched tenant's keys are fetched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefreshTimes {
+    /// Least time between two fetches of one tenant, whatever asks: forged key IDs and an
+    /// unreachable authority cannot make the broker hammer it.
+    pub min_interval: Duration,
+    /// Keys this old are fetched again, unasked (new keys are published weeks ahead).
+    pub period: Duration,
+}
+
+/// Whether the broker fetches a prefetched tenant's keys now: never within
+/// `min_interval` of the last try; otherwise when none are held (a new delegation, or the last
+/// fetch failed), an exchange met an unknown key ID, or they are `period` old.
+pub fn refresh_due(state: KeysState, times: &RefreshTimes) -> bool {
+    if state.tried.is_some_and(|since| since < times.min_interval) {
+        return false;
+    }
+    state.fetched.is_none_or(|age| state.wanted || age >= times.period)
+}
+
 /// Whether a subject token claiming `claimed` may be verified at all, and against which
 /// authority: its `tid` is a GUID that a delegation in force names (`is_delegated`, e.g.
 /// [`delegated`] over the assignments cache), inside the allow-list when there is one, and its
-/// `iss` is exactly that tenant's authority. Checked before any key is fetched, so an
-/// undelegated tenant costs the broker no request.
+/// `iss` is exactly that tenant's authority. Checked before any key is looked at, so an
+/// undelegated tenant costs the broker no request; and as an admitted tenant's keys are
+/// fetched ahead ([`prefetched`], [`refresh_due`]), no exchange waits for an authority either:
+/// the time to answer does not tell whether a tenant is delegated.
 ///
 /// # Errors
 /// [`Refusal::Malformed`], [`Refusal::TenantNotDelegated`], [`Refusal::TenantNotAllowed`],
@@ -222,7 +275,7 @@ pub struct SubjectClaims {
 }
 
 /// The claims of an issued token (docs/install.md, "The sign-in broker"). Times are seconds
-/// since the epoch.
+/// since the epoch; `tid`, `oid` and `sub` are lower case.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedClaims {
     /// The broker's issuer URL.
@@ -261,8 +314,8 @@ pub struct Issuance<'a> {
 }
 
 /// The issued token's claims for the verified `subject` of `tenant` at `now` (seconds since
-/// the epoch): same `tid`, `oid`, `groups`, `amr`; `exp` the earlier of the subject token's
-/// and `now + max_lifetime`.
+/// the epoch): same `tid`, `oid` (both lower case), `groups`, `amr`; `exp` the earlier of the
+/// subject token's and `now + max_lifetime`.
 ///
 /// # Errors
 /// [`Refusal::Malformed`] when the subject's `tid` is not `tenant` (the key that verified it is
@@ -282,12 +335,17 @@ pub fn issue(
     if exp <= now {
         return Err(Refusal::Expired);
     }
+    // Entra ID compares GUIDs case-insensitively, RBAC compares names exactly: the issued
+    // `tid` and `oid` (so `sub` and the mapped `<tid>:<oid>`) are always lower case, as the
+    // delegations name them.
+    let tid = tenant.as_str().to_owned();
+    let oid = subject.oid.to_ascii_lowercase();
     Ok(IssuedClaims {
         iss: issuance.issuer.to_owned(),
         aud: issuance.audience.to_owned(),
-        sub: format!("{}:{}", subject.tid, subject.oid),
-        tid: subject.tid.clone(),
-        oid: subject.oid.clone(),
+        sub: format!("{tid}:{oid}"),
+        tid,
+        oid,
         groups: subject.groups.clone(),
         amr: subject.amr.clone(),
         iat: now,
@@ -484,6 +542,47 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_prefetched_tenants_are_those_admit_can_admit() {
+        let assignments = [
+            assignment(Some(T1), Some(ProvisioningState::Succeeded)),
+            assignment(Some(&T2.to_ascii_uppercase()), Some(ProvisioningState::Succeeded)),
+            assignment(Some(T2), Some(ProvisioningState::Succeeded)),
+            assignment(Some("11111111-1111-4111-8111-111111111111"), Some(ProvisioningState::Failed)),
+            assignment(Some("not-a-guid"), Some(ProvisioningState::Succeeded)),
+            assignment(None, Some(ProvisioningState::Succeeded)),
+        ];
+        let guid = |t: &str| Guid::parse(t).expect("guid");
+        assert_eq!(prefetched(&assignments, None), BTreeSet::from([guid(T1), guid(T2)]));
+        let allowed = BTreeSet::from([T2.to_owned(), "11111111-1111-4111-8111-111111111111".to_owned()]);
+        assert_eq!(prefetched(&assignments, Some(&allowed)), BTreeSet::from([guid(T2)]), "the allow-list narrows");
+        // The same set as admit: a tenant is prefetched exactly when a token of it may be admitted.
+        for t in [T1, T2, "11111111-1111-4111-8111-111111111111"] {
+            let own = authority(DEFAULT_AUTHORITY, &guid(t));
+            let admitted =
+                admit(&claimed(Some(t), Some(&own)), |g| delegated(&assignments, g), Some(&allowed), DEFAULT_AUTHORITY);
+            assert_eq!(admitted.is_ok(), prefetched(&assignments, Some(&allowed)).contains(&guid(t)), "{t}");
+        }
+    }
+
+    #[test]
+    fn keys_are_fetched_ahead_at_most_once_per_interval() {
+        const TIMES: RefreshTimes =
+            RefreshTimes { min_interval: Duration::from_secs(10), period: Duration::from_secs(3600) };
+        let s = |fetched: Option<u64>, tried: Option<u64>, wanted| KeysState {
+            fetched: fetched.map(Duration::from_secs),
+            tried: tried.map(Duration::from_secs),
+            wanted,
+        };
+        assert!(refresh_due(s(None, None, false), &TIMES), "a newly delegated tenant: at once");
+        assert!(!refresh_due(s(None, Some(3), false), &TIMES), "a failed fetch is not retried within the interval");
+        assert!(refresh_due(s(None, Some(10), false), &TIMES), "then it is");
+        assert!(!refresh_due(s(Some(60), Some(60), false), &TIMES), "fresh keys stay");
+        assert!(refresh_due(s(Some(60), Some(60), true), &TIMES), "an unknown key ID refetches");
+        assert!(!refresh_due(s(Some(2), Some(2), true), &TIMES), "but not within the interval, however often asked");
+        assert!(refresh_due(s(Some(3600), Some(3600), false), &TIMES), "old keys are refetched unasked");
+    }
+
     fn claimed(tid: Option<&str>, iss: Option<&str>) -> Claimed {
         Claimed { tid: tid.map(str::to_owned), iss: iss.map(str::to_owned) }
     }
@@ -551,6 +650,17 @@ mod tests {
         assert_eq!(issued.exp, 1_100, "never past the subject token's expiry");
         assert_eq!(issue(&subject(1_000), &tenant, 1_000, &ISSUANCE, "j".into()), Err(Refusal::Expired));
         assert_eq!(issue(&subject(900), &tenant, 1_000, &ISSUANCE, "j".into()), Err(Refusal::Expired));
+    }
+
+    #[test]
+    fn issued_tenant_and_object_ids_are_lower_case() {
+        let tenant = Guid::parse(T1).expect("guid");
+        let oid = "6F1A3B5C-ABCD-4000-8000-00000000000A";
+        let s = SubjectClaims { tid: T1.to_ascii_uppercase(), oid: oid.into(), ..subject(10_000) };
+        let issued = issue(&s, &tenant, 1_000, &ISSUANCE, "j".into()).expect("issued");
+        let lower = oid.to_ascii_lowercase();
+        assert_eq!((issued.tid.as_str(), issued.oid.as_str()), (T1, lower.as_str()));
+        assert_eq!(issued.sub, format!("{T1}:{lower}"), "the RBAC name is case-sensitive");
     }
 
     #[test]

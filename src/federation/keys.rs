@@ -69,26 +69,70 @@ struct LoadedKey {
     jwk: Jwk,
 }
 
+/// An entry of `keys.json` that cannot be used: not a stored key's shape, or not a P-256
+/// PKCS#8 key. Replicas skip it; the leader rewrites the Secret without it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unusable {
+    /// Its `kid`, or `#<index>` (from 0) when it has none.
+    pub entry: String,
+    /// Why it is unusable.
+    pub reason: String,
+}
+
+/// The entries of `keys.json`: the usable keys, as stored and loaded, and the unusable ones.
+struct Entries {
+    usable: Vec<(StoredKey, LoadedKey)>,
+    unusable: Vec<Unusable>,
+}
+
+/// Splits `keys.json` into usable keys and unusable entries: one bad entry does not take the
+/// others out.
+///
+/// # Errors
+/// [`KeyError::Malformed`] when `json` is not a JSON list.
+fn entries(json: &[u8]) -> Result<Entries, KeyError> {
+    let list: Vec<serde_json::Value> = serde_json::from_slice(json).map_err(|e| KeyError::Malformed(e.to_string()))?;
+    let mut out = Entries { usable: Vec::new(), unusable: Vec::new() };
+    for (index, value) in list.into_iter().enumerate() {
+        let name =
+            value.get("kid").and_then(serde_json::Value::as_str).map_or_else(|| format!("#{index}"), str::to_owned);
+        let loaded = serde_json::from_value::<StoredKey>(value)
+            .map_err(|e| KeyError::Key { kid: name.clone(), reason: e.to_string() })
+            .and_then(|stored| load(&stored).map(|key| (stored, key)));
+        match loaded {
+            Ok(pair) => out.usable.push(pair),
+            Err(e) => out.unusable.push(Unusable { entry: name, reason: e.to_string() }),
+        }
+    }
+    Ok(out)
+}
+
 /// The keys one replica has loaded from the Secret.
 #[derive(Default)]
 pub struct KeySet {
     keys: Vec<LoadedKey>,
+    unusable: Vec<Unusable>,
 }
 
 impl KeySet {
-    /// Parses the Secret's `keys.json`.
+    /// Parses the Secret's `keys.json`, a list of `{"kid", "created", "pkcs8"}`: every usable
+    /// key is loaded, every unusable entry skipped and listed ([`KeySet::unusable`]).
     ///
     /// # Errors
-    /// [`KeyError::Malformed`] or [`KeyError::Key`].
+    /// [`KeyError::Malformed`] when it is not a JSON list.
     pub fn parse(json: &[u8]) -> Result<KeySet, KeyError> {
-        let stored: Vec<StoredKey> = serde_json::from_slice(json).map_err(|e| KeyError::Malformed(e.to_string()))?;
-        let keys = stored.iter().map(load).collect::<Result<Vec<_>, _>>()?;
-        Ok(KeySet { keys })
+        let Entries { usable, unusable } = entries(json)?;
+        Ok(KeySet { keys: usable.into_iter().map(|(_, key)| key).collect(), unusable })
     }
 
-    /// Whether there is no key.
+    /// Whether there is no usable key.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// The entries skipped as unusable.
+    pub fn unusable(&self) -> &[Unusable] {
+        &self.unusable
     }
 
     /// The keys' IDs and ages.
@@ -221,6 +265,10 @@ pub async fn follow(client: Client, namespace: String, name: String, keys: Arc<K
                 keys.see(Some(secret.clone()));
                 match from_secret(&secret) {
                     Ok(set) => {
+                        for bad in set.unusable() {
+                            warn!(secret = %name, entry = %bad.entry, reason = %bad.reason,
+                                "federation key unusable: skipped (the leader removes it)");
+                        }
                         info!(secret = %name, kids = ?set.ages().iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), "federation keys loaded");
                         keys.set(Some(set));
                     }
@@ -279,22 +327,26 @@ pub async fn rotate(
 
 async fn rotate_once(api: &Api<Secret>, name: &str, existing: Option<Secret>, policy: &Policy) -> Result<(), KeyError> {
     let now = jiff::Timestamp::now().as_second();
-    let stored: Vec<StoredKey> = match existing.as_ref().and_then(|s| s.data.as_ref()).and_then(|d| d.get(SECRET_KEY)) {
-        Some(data) => match serde_json::from_slice(&data.0) {
-            Ok(stored) => stored,
+    let (stored, unusable) = match existing.as_ref().and_then(|s| s.data.as_ref()).and_then(|d| d.get(SECRET_KEY)) {
+        Some(data) => match entries(&data.0) {
+            Ok(Entries { usable, unusable }) => {
+                (usable.into_iter().map(|(stored, _)| stored).collect::<Vec<_>>(), unusable)
+            }
             Err(e) => {
                 // Unreadable keys are replaced: tokens they signed cannot be verified anyway.
                 warn!(error = %e, secret = name, "federation keys unreadable: replacing them");
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         },
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     let ages: Vec<KeyAge> = stored.iter().map(|k| KeyAge { kid: k.kid.clone(), created: k.created }).collect();
-    let plan = rotation::plan(&ages, now, policy);
+    let dropped: Vec<String> = unusable.iter().map(|u| u.entry.clone()).collect();
+    let plan = rotation::plan(&ages, &dropped, now, policy);
     if plan.is_empty() {
         return Ok(());
     }
+    // The rewritten list holds the usable keys only: the unusable entries are dropped.
     let mut keys: Vec<StoredKey> = stored.into_iter().filter(|k| !plan.retire.contains(&k.kid)).collect();
     if plan.add {
         keys.push(generate(now)?);
@@ -323,7 +375,7 @@ async fn rotate_once(api: &Api<Secret>, name: &str, existing: Option<Secret>, po
             api.create(&PostParams::default(), &secret).await?;
         }
     }
-    info!(secret = name, added = plan.add, retired = ?plan.retire, "federation keys rotated");
+    info!(secret = name, added = plan.add, retired = ?plan.retire, dropped = ?plan.drop, "federation keys rotated");
     Ok(())
 }
 
@@ -356,10 +408,34 @@ mod tests {
     }
 
     #[test]
+    fn unusable_entries_are_skipped_and_the_usable_keys_served() {
+        let good = generate(0).expect("key");
+        let bad = StoredKey { kid: "k".into(), created: 0, pkcs8: "bm90IGEga2V5".into() };
+        let json = serde_json::to_vec(&serde_json::json!([bad, good, {"created": 1}])).expect("json");
+        let set = KeySet::parse(&json).expect("a list");
+        assert_eq!(set.ages(), [KeyAge { kid: good.kid.clone(), created: 0 }], "the usable key is served");
+        let skipped: Vec<&str> = set.unusable().iter().map(|u| u.entry.as_str()).collect();
+        assert_eq!(skipped, ["k", "#2"], "named by kid, or by index without one");
+        let policy = Policy::new(1000, 900);
+        assert!(set.sign(&serde_json::json!({"sub": "t:o"}), 0, &policy).expect("a key").is_ok());
+        let keys = Keys::default();
+        keys.set(Some(set));
+        assert!(*keys.loaded().borrow(), "one bad entry does not take the issuer out");
+        // What the leader writes back: the usable keys only.
+        let split = entries(&json).expect("a list");
+        assert_eq!(split.usable.iter().map(|(stored, _)| stored.clone()).collect::<Vec<_>>(), [good]);
+        assert_eq!(split.unusable.len(), 2);
+    }
+
+    #[test]
     fn malformed_secrets_load_nothing() {
         assert!(matches!(KeySet::parse(b"{}"), Err(KeyError::Malformed(_))));
         let bad = StoredKey { kid: "k".into(), created: 0, pkcs8: "bm90IGEga2V5".into() };
-        assert!(matches!(KeySet::parse(&serde_json::to_vec(&[bad]).expect("json")), Err(KeyError::Key { .. })));
+        let only_bad = KeySet::parse(&serde_json::to_vec(&[bad]).expect("json")).expect("a list");
+        assert!(only_bad.is_empty() && only_bad.unusable().len() == 1);
+        let keys = Keys::default();
+        keys.set(Some(only_bad));
+        assert!(keys.current().is_none() && !*keys.loaded().borrow(), "nothing usable is not loaded");
         let keys = Keys::default();
         assert!(!*keys.loaded().borrow());
         keys.set(Some(KeySet::parse(b"[]").expect("empty")));

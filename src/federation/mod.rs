@@ -9,15 +9,18 @@
 //! | [`core`] | pure: request checks, which tenants may exchange, the issued claims and lifetime |
 //! | [`rotation`] | pure: which key signs, when keys are added and retired |
 //! | [`keys`] | the keys Secret: every replica follows it, the leader rotates it |
-//! | [`upstream`] | the tenants' discovery documents and keys, cached; subject-token verification |
+//! | [`upstream`] | the tenants' discovery documents and keys, fetched ahead and cached; subject-token verification from the cache |
 //! | [`server`] | the routes: discovery, JWKS, token exchange |
 //!
 //! Served by every replica on the TLS server, under `/federation`, when `--federation-issuer`
 //! is set. An exchange: request checks ([`core::check_request`]), the tenant admitted from the
 //! caches ([`core::admit`]: a delegation in force names it, the allow-list has it, `iss` is its
-//! authority) before any fetch, the token verified against the tenant's own keys
-//! ([`upstream::Upstream::verify`]), the issued claims ([`core::issue`]) signed by the key in
-//! force. Every refusal of a subject token is the same answer; the reason is logged and counted.
+//! authority), the token verified against the tenant's own keys as fetched ahead
+//! ([`upstream::Upstream::verify`]; [`Broker::prefetch`] keeps every admissible tenant's keys
+//! fetched, so no exchange waits for an authority and the time to refuse tells nothing), the
+//! issued claims ([`core::issue`]) signed by the key in force. Every refusal of a subject token
+//! is the same answer; the reason is logged and counted. Exchanges beyond a replica's
+//! concurrency limit are shed ([`server::router`]).
 
 pub mod core;
 pub mod keys;
@@ -28,14 +31,17 @@ pub mod upstream;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 
 use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
 
 use self::core::{Claimed, Issuance, Refusal};
 use self::keys::Keys;
@@ -43,6 +49,7 @@ use self::rotation::Policy;
 use self::upstream::Upstream;
 use crate::api::RegistrationAssignment;
 use crate::config::Config;
+use crate::model::tenant::Guid;
 
 /// Why the broker cannot start with this configuration.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +86,8 @@ pub struct Settings {
     pub authority_ca: Option<PathBuf>,
     /// Key rotation.
     pub rotation: Policy,
+    /// Most exchanges answered at a time by this replica; more are shed (503).
+    pub max_concurrent_exchanges: usize,
 }
 
 impl Settings {
@@ -123,6 +132,7 @@ impl Settings {
             keys_secret: config.federation_keys_secret.clone(),
             authority_ca: config.federation_authority_ca.clone(),
             rotation: Policy::new(i64::from(config.federation_key_rotation_seconds), max_lifetime),
+            max_concurrent_exchanges: usize::try_from(config.federation_max_concurrent_exchanges).unwrap_or(usize::MAX),
         }))
     }
 }
@@ -134,11 +144,13 @@ pub struct RefusalLabels {
     pub reason: &'static str,
 }
 
-/// The broker's metrics: exchanges issued, refusals by reason, exchange durations.
+/// The broker's metrics: exchanges issued, refusals by reason, exchanges shed, exchange
+/// durations.
 #[derive(Clone)]
 pub struct FederationMetrics {
     issued: Counter,
     refused: Family<RefusalLabels, Counter>,
+    shed: Counter,
     seconds: Histogram,
 }
 
@@ -147,6 +159,7 @@ impl Default for FederationMetrics {
         FederationMetrics {
             issued: Counter::default(),
             refused: Family::default(),
+            shed: Counter::default(),
             seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
         }
     }
@@ -160,6 +173,11 @@ impl FederationMetrics {
             "federation_refusals",
             "Subject tokens the sign-in broker refused, by reason",
             self.refused.clone(),
+        );
+        metrics.register_metric(
+            "federation_exchanges_shed",
+            "Token exchanges answered 503 at once: the replica's concurrency limit was reached",
+            self.shed.clone(),
         );
         metrics.register_metric("federation_exchange_seconds", "Time to answer a token exchange", self.seconds.clone());
     }
@@ -195,7 +213,18 @@ pub struct Broker {
     pub assignments: Store<RegistrationAssignment>,
     /// Its metrics.
     pub metrics: FederationMetrics,
+    /// Whether the first prefetch round is over ([`Broker::prefetch`]): part of `/readyz`.
+    primed: watch::Sender<bool>,
 }
+
+/// Time between two prefetch rounds: a new delegation's tenant has its keys fetched within
+/// it (at once when an exchange asks for them).
+pub const PREFETCH_TICK: Duration = Duration::from_secs(1);
+/// Longest wait for the first prefetch round before the replica says it is ready anyway (an
+/// authority that does not answer must not keep it unready).
+pub const PRIME_DEADLINE: Duration = Duration::from_secs(15);
+/// Tenants fetched at once in a prefetch round.
+const PREFETCH_CONCURRENCY: usize = 8;
 
 impl Broker {
     /// A broker with `settings`, reading the delegations from `assignments`.
@@ -208,7 +237,75 @@ impl Broker {
         metrics: FederationMetrics,
     ) -> Result<Broker, FederationError> {
         let upstream = Upstream::new(settings.subject_audiences.clone(), settings.authority_ca.as_deref())?;
-        Ok(Broker { settings, keys: Arc::default(), upstream, assignments, metrics })
+        Ok(Broker { settings, keys: Arc::default(), upstream, assignments, metrics, primed: watch::channel(false).0 })
+    }
+
+    /// Whether the first prefetch round is over (or [`PRIME_DEADLINE`] has passed): a replica
+    /// is ready to exchange only then, so that no engineer is refused because it just started.
+    pub fn primed(&self) -> watch::Receiver<bool> {
+        self.primed.subscribe()
+    }
+
+    /// Keeps the keys of every tenant an exchange can admit ([`core::prefetched`]) fetched, for
+    /// as long as the process runs: once the assignments cache is synced, a round every
+    /// [`PREFETCH_TICK`] (so a new delegation's tenant within a second), and at once when an
+    /// exchange found keys lacking; each tenant fetched when [`core::refresh_due`] says so.
+    /// Exchanges never fetch: whether a tenant is delegated does not show in how long the
+    /// broker takes to refuse a token.
+    pub async fn prefetch(self: Arc<Self>) {
+        if self.assignments.wait_until_ready().await.is_err() {
+            return;
+        }
+        let deadline = {
+            let primed = self.primed.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(PRIME_DEADLINE).await;
+                primed.send_replace(true);
+            })
+        };
+        let mut first = true;
+        loop {
+            let fetched = self.prefetch_once().await;
+            if first {
+                info!(tenants = fetched, "sign-in broker: the delegated tenants' keys are fetched");
+                self.primed.send_replace(true);
+                deadline.abort();
+                first = false;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(PREFETCH_TICK) => {}
+                () = self.upstream.wanted() => {}
+            }
+        }
+    }
+
+    /// One prefetch round: forgets the tenants no longer admitted, fetches those due. Returns
+    /// how many tenants' keys were fetched.
+    pub async fn prefetch_once(&self) -> usize {
+        let tenants =
+            core::prefetched(self.assignments.state().iter().map(AsRef::as_ref), self.settings.allow_list.as_ref());
+        self.upstream.retain(&tenants);
+        let due: Vec<Guid> = tenants
+            .into_iter()
+            .filter(|t| core::refresh_due(self.upstream.state(t.as_str()), &upstream::REFRESH_TIMES))
+            .collect();
+        let fetched = std::sync::atomic::AtomicUsize::new(0);
+        futures::stream::iter(due)
+            .for_each_concurrent(PREFETCH_CONCURRENCY, |tenant| {
+                let fetched = &fetched;
+                async move {
+                    let authority = core::authority(&self.settings.authority, &tenant);
+                    match self.upstream.refresh(tenant.as_str(), &authority).await {
+                        Ok(keys) => {
+                            fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            debug!(tenant = %tenant, keys, "tenant's keys fetched");
+                        }
+                        Err(e) => warn!(tenant = %tenant, %authority, error = %e, "cannot fetch the tenant's keys"),
+                    }
+                }
+            })
+            .await;
+        fetched.into_inner()
     }
 
     /// Exchanges the subject token `token` for a token of this issuer.
@@ -242,15 +339,14 @@ impl Broker {
         let (tenant, authority) =
             core::admit(&claimed, is_delegated, self.settings.allow_list.as_ref(), &self.settings.authority)
                 .map_err(|r| refused(r, claimed.tid.as_deref()))?;
-        let subject = self
-            .upstream
-            .verify(token, tenant.as_str(), &authority)
-            .await
-            .map_err(|r| refused(r, Some(tenant.as_str())))?;
+        // A replica that cannot sign says so before it verifies anything.
         let keys = self.keys.current().ok_or_else(|| {
             warn!("token exchange refused: no signing keys loaded (503)");
             ExchangeError::Unavailable
         })?;
+        // From the keys fetched ahead only: no exchange waits for an authority.
+        let subject =
+            self.upstream.verify(token, tenant.as_str(), &authority).map_err(|r| refused(r, Some(tenant.as_str())))?;
         let now = jiff::Timestamp::now().as_second();
         let issuance = Issuance {
             issuer: &self.settings.issuer,
@@ -302,6 +398,98 @@ mod tests {
         Config::try_parse_from(all).expect("flags parse")
     }
 
+    /// A broker whose one delegated tenant's authority is a local issuer served on HTTPS
+    /// (`authority_port`), with signing keys loaded.
+    async fn broker_of(tenant: &str, authority_port: u16, ca: Option<PathBuf>) -> Arc<Broker> {
+        use crate::api::{DefinitionRef, ProvisioningState, RegistrationAssignmentSpec, RegistrationAssignmentStatus};
+        use kube::runtime::{reflector, watcher};
+        let (store, mut writer) = reflector::store::<RegistrationAssignment>();
+        let mut assignment = RegistrationAssignment::new(
+            "a",
+            RegistrationAssignmentSpec { registration_definition_ref: DefinitionRef { name: "d".into() } },
+        );
+        assignment.metadata.namespace = Some("customer".into());
+        assignment.status = Some(RegistrationAssignmentStatus {
+            provisioning_state: Some(ProvisioningState::Succeeded),
+            managed_by_tenant_id: Some(tenant.into()),
+            ..RegistrationAssignmentStatus::default()
+        });
+        writer.apply_watcher_event(&watcher::Event::Apply(assignment));
+        let settings = Settings {
+            issuer: "https://127.0.0.1:9443/federation".into(),
+            audience: "kube-lighthouse".into(),
+            max_lifetime: 900,
+            authority: format!("https://127.0.0.1:{authority_port}/{{tenantId}}/v2.0"),
+            subject_audiences: BTreeSet::from([AUDIENCE.to_owned()]),
+            allow_list: None,
+            keys_secret: "unused".into(),
+            authority_ca: ca,
+            rotation: Policy::new(604_800, 900),
+            max_concurrent_exchanges: 32,
+        };
+        let broker = Broker::new(settings, store, FederationMetrics::default()).expect("broker");
+        let keys = serde_json::to_vec(&[keys::generate(0).expect("key")]).expect("json");
+        broker.keys.set(Some(keys::KeySet::parse(&keys).expect("keys")));
+        Arc::new(broker)
+    }
+
+    const DELEGATED: &str = "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6";
+    const UNDELEGATED: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+    const AUDIENCE: &str = "api://kube-lighthouse";
+
+    /// A local issuer of `tenant` on HTTPS; with `named_port`, one whose tokens name that port
+    /// in their `iss` and which is not served.
+    async fn issuer_of(tenant: &str, name: &str, named_port: Option<u16>) -> (&'static kl_token_issuer::Issuer, u16) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = named_port.unwrap_or(listener.local_addr().expect("addr").port());
+        let dir = std::env::temp_dir().join(format!("kl-broker-{name}-{}-{port}", std::process::id()));
+        let url = format!("https://127.0.0.1:{port}/{tenant}/v2.0");
+        let issuer: &'static kl_token_issuer::Issuer =
+            Box::leak(Box::new(kl_token_issuer::Issuer::init(&dir, tenant, &url, AUDIENCE).expect("issuer")));
+        if named_port.is_none() {
+            tokio::spawn(kl_token_issuer::serve_on(listener, issuer, std::future::pending()));
+        }
+        (issuer, port)
+    }
+
+    #[tokio::test]
+    async fn a_delegated_tenant_is_refused_as_fast_as_an_undelegated_one_and_its_keys_are_fetched_ahead() {
+        // The delegated tenant's authority accepts connections and never answers: an exchange
+        // that fetched would wait the whole fetch timeout, and tell the caller the tenant is
+        // delegated by that alone.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let silent_port = silent.local_addr().expect("addr").port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                open.push(stream);
+            }
+        });
+        // Tokens whose `iss` is the authority the broker expects of each tenant.
+        let (delegated, _) = issuer_of(DELEGATED, "d", Some(silent_port)).await;
+        let (undelegated, _) = issuer_of(UNDELEGATED, "u", Some(silent_port)).await;
+        let broker = broker_of(DELEGATED, silent_port, None).await;
+        let token = |issuer: &kl_token_issuer::Issuer| issuer.mint(&kl_token_issuer::TokenRequest::new("o1"));
+        for (tenant, subject, refusal) in [
+            (DELEGATED, token(delegated).expect("mint"), Refusal::AuthorityUnavailable),
+            (UNDELEGATED, token(undelegated).expect("mint"), Refusal::TenantNotDelegated),
+        ] {
+            let started = Instant::now();
+            assert_eq!(broker.exchange(&subject).await.map(|_| ()), Err(ExchangeError::Refused(refusal)), "{tenant}");
+            assert!(started.elapsed() < Duration::from_millis(500), "{tenant}: {:?}", started.elapsed());
+        }
+        held.abort();
+        // With a reachable authority, the prefetch fetches the delegated tenant's keys ahead,
+        // and the exchange then verifies from them.
+        let (issuer, port) = issuer_of(DELEGATED, "p", None).await;
+        let broker = broker_of(DELEGATED, port, Some(issuer.ca_cert_path())).await;
+        let subject = issuer.mint(&kl_token_issuer::TokenRequest::new("o1")).expect("mint");
+        assert_eq!(broker.prefetch_once().await, 1, "the delegated tenant's keys, and only them");
+        assert_eq!(broker.prefetch_once().await, 0, "fetched once, not at every round");
+        let issued = broker.exchange(&subject).await.expect("issued from the keys fetched ahead");
+        assert!(issued.expires_in > 0);
+    }
+
     #[test]
     fn the_broker_is_off_unless_an_issuer_is_set() {
         assert_eq!(Settings::from_config(&config(&[])).expect("valid"), None);
@@ -327,6 +515,7 @@ mod tests {
         assert_eq!(settings.allow_list, Some(BTreeSet::from(["fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6".to_owned()])));
         assert_eq!(settings.keys_secret, "kube-lighthouse-federation-keys");
         assert_eq!(settings.rotation, Policy::new(604_800, 900));
+        assert_eq!(settings.max_concurrent_exchanges, 32);
     }
 
     #[test]

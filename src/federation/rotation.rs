@@ -55,19 +55,24 @@ pub struct Plan {
     pub add: bool,
     /// Remove these keys: nothing they signed is valid any more.
     pub retire: Vec<String>,
+    /// Remove these unusable entries (a key ID, or `#<index>` in the list when the entry has
+    /// none): no replica can sign or verify with them.
+    pub drop: Vec<String>,
 }
 
 impl Plan {
     /// Nothing to write.
     pub fn is_empty(&self) -> bool {
-        !self.add && self.retire.is_empty()
+        !self.add && self.retire.is_empty() && self.drop.is_empty()
     }
 }
 
-/// The leader's plan for `keys` at `now`: a new key when there is none or the newest is
-/// `rotate_after` old; retire every key older than the signing key once the signing key has
-/// signed for `max_lifetime` + [`CLOCK_MARGIN`].
-pub fn plan(keys: &[KeyAge], now: i64, policy: &Policy) -> Plan {
+/// The leader's plan for the usable `keys` and the `unusable` entries (named as in
+/// [`Plan::drop`]) at `now` (seconds since the epoch): a new key when no usable key is left or
+/// the newest is `rotate_after` old; retire every key older than the signing key once the
+/// signing key has signed for `max_lifetime` + [`CLOCK_MARGIN`]; drop every unusable entry at
+/// once (the replicas already skip them; the Secret is rewritten without them).
+pub fn plan(keys: &[KeyAge], unusable: &[String], now: i64, policy: &Policy) -> Plan {
     let newest = keys.iter().map(|k| k.created).max();
     let add = newest.is_none_or(|created| created.saturating_add(policy.rotate_after) <= now);
     let retire = match signing_key(keys, now, policy) {
@@ -83,7 +88,7 @@ pub fn plan(keys: &[KeyAge], now: i64, policy: &Policy) -> Plan {
         }
         _ => Vec::new(),
     };
-    Plan { add, retire }
+    Plan { add, retire, drop: unusable.to_vec() }
 }
 
 #[cfg(test)]
@@ -100,16 +105,16 @@ mod tests {
 
     #[test]
     fn the_first_key_is_made_and_signs_at_once() {
-        assert_eq!(plan(&[], 0, &POLICY), Plan { add: true, retire: vec![] });
+        assert_eq!(plan(&[], &[], 0, &POLICY), Plan { add: true, ..Plan::default() });
         let keys = [key("a", 100)];
         assert_eq!(signing_key(&keys, 100, &POLICY), Some(&keys[0]));
-        assert!(plan(&keys, 100, &POLICY).is_empty());
+        assert!(plan(&keys, &[], 100, &POLICY).is_empty());
     }
 
     #[test]
     fn a_new_key_is_published_before_it_signs() {
         let keys = [key("a", 0), key("b", 1000)];
-        assert_eq!(plan(&[key("a", 0)], 1000, &POLICY), Plan { add: true, retire: vec![] });
+        assert_eq!(plan(&[key("a", 0)], &[], 1000, &POLICY), Plan { add: true, ..Plan::default() });
         assert_eq!(signing_key(&keys, 1000, &POLICY).map(|k| k.kid.as_str()), Some("a"));
         assert_eq!(signing_key(&keys, 1059, &POLICY).map(|k| k.kid.as_str()), Some("a"));
         assert_eq!(signing_key(&keys, 1060, &POLICY).map(|k| k.kid.as_str()), Some("b"));
@@ -119,8 +124,19 @@ mod tests {
     fn an_old_key_is_retired_once_nothing_it_signed_is_valid() {
         let keys = [key("a", 0), key("b", 1000)];
         // b signs from 1060; a's last token expires by 1060 + 900; then the margin.
-        assert!(plan(&keys, 1060 + 900 + CLOCK_MARGIN - 1, &POLICY).retire.is_empty());
-        assert_eq!(plan(&keys, 1060 + 900 + CLOCK_MARGIN, &POLICY).retire, ["a"]);
+        assert!(plan(&keys, &[], 1060 + 900 + CLOCK_MARGIN - 1, &POLICY).retire.is_empty());
+        assert_eq!(plan(&keys, &[], 1060 + 900 + CLOCK_MARGIN, &POLICY).retire, ["a"]);
+    }
+
+    #[test]
+    fn unusable_entries_are_dropped_and_replaced_when_none_is_left() {
+        let unusable = ["broken".to_owned(), "#2".to_owned()];
+        // Beside a usable key: dropped, nothing added (the usable key goes on signing).
+        let keys = [key("a", 100)];
+        assert_eq!(plan(&keys, &unusable, 200, &POLICY), Plan { drop: unusable.to_vec(), ..Plan::default() });
+        // Alone: dropped, and a fresh key made, so the broker signs again.
+        assert_eq!(plan(&[], &unusable, 200, &POLICY), Plan { add: true, retire: vec![], drop: unusable.to_vec() });
+        assert!(!plan(&keys, &unusable, 200, &POLICY).is_empty(), "the Secret is rewritten");
     }
 
     #[test]
@@ -146,7 +162,7 @@ mod tests {
             let mut next = 0;
             for step in steps {
                 now += step;
-                let p = plan(&keys, now, &policy);
+                let p = plan(&keys, &[], now, &policy);
                 keys.retain(|k| !p.retire.contains(&k.kid));
                 if p.add {
                     keys.push(key(&format!("k{next}"), now));

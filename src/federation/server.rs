@@ -5,12 +5,17 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use tower::limit::ConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::{BoxError, ServiceBuilder};
+use tracing::debug;
 
 use super::core::{self, ExchangeForm, REFUSED_DESCRIPTION, TOKEN_TYPE_JWT};
 use super::keys::ALGORITHM;
@@ -19,14 +24,44 @@ use super::{Broker, ExchangeError};
 /// The path prefix every route is under; the issuer URL ends in it.
 pub const PREFIX: &str = "/federation";
 
+/// Seconds a shed exchange is told to wait (`Retry-After`).
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
 /// `GET /federation/.well-known/openid-configuration`, `GET /federation/keys`,
-/// `POST /federation/token`.
+/// `POST /federation/token`. The exchange sheds load: at most
+/// [`Settings::max_concurrent_exchanges`](super::Settings) at a time (tower's concurrency
+/// limit, shared by every clone of the router), the others answered at once with 503
+/// `temporarily_unavailable` and `Retry-After` ([`RETRY_AFTER_SECONDS`]).
 pub fn router(broker: Arc<Broker>) -> Router {
+    let limit = broker.settings.max_concurrent_exchanges.max(1);
+    let metrics = broker.metrics.clone();
+    let shed = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(move |error: BoxError| {
+            let metrics = metrics.clone();
+            async move { overloaded(&metrics, limit, &error) }
+        }))
+        .layer(LoadShedLayer::new())
+        .layer(ConcurrencyLimitLayer::new(limit));
     Router::new()
         .route(&format!("{PREFIX}/.well-known/openid-configuration"), get(discovery))
         .route(&format!("{PREFIX}/keys"), get(jwks))
-        .route(&format!("{PREFIX}/token"), post(token))
+        .route(&format!("{PREFIX}/token"), post(token).layer(shed))
         .with_state(broker)
+}
+
+/// The answer to an exchange shed by the concurrency limit (or any error of the limit's
+/// layers): 503 with `Retry-After`; counted, and logged at debug level (the request, its token
+/// included, is never read).
+fn overloaded(metrics: &super::FederationMetrics, limit: usize, error: &BoxError) -> Response {
+    metrics.shed.inc();
+    debug!(limit, error = %error, "token exchange shed: this replica answers {limit} at a time (503)");
+    let mut response = oauth_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "this replica is answering as many token exchanges as it may at once: retry shortly",
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    response
 }
 
 fn no_store(mut response: Response) -> Response {
@@ -120,6 +155,7 @@ mod tests {
             keys_secret: "k".into(),
             authority_ca: None,
             rotation: Policy::new(604_800, 900),
+            max_concurrent_exchanges: 1,
         };
         let (store, _writer) = reflector::store();
         Arc::new(Broker::new(settings, store, FederationMetrics::default()).expect("broker"))
@@ -189,5 +225,40 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body, json!({"error": "invalid_grant", "error_description": REFUSED_DESCRIPTION}));
         assert_eq!(cache.as_deref(), Some("no-store"));
+    }
+
+    #[tokio::test]
+    async fn exchanges_beyond_the_limit_are_shed_at_once_with_retry_after() {
+        let broker = broker();
+        let app = router(broker.clone());
+        // One exchange in flight (limit 1): its body never ends while `open` lives.
+        let (open, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let slow = Request::post("/federation/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from_stream(rx))
+            .expect("request");
+        let in_flight = tokio::spawn(app.clone().oneshot(slow));
+        let mut shed = None;
+        for _ in 0..200 {
+            let response = app.clone().oneshot(token("grant_type=password")).await.expect("response");
+            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                shed = Some(response);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let shed = shed.expect("the second exchange is shed while the first holds the only slot");
+        assert_eq!(shed.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+        assert_eq!(shed.headers().get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()), Some("no-store"));
+        let bytes = shed.into_body().collect().await.expect("body").to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(body["error"], "temporarily_unavailable");
+        assert_eq!(broker.metrics.shed.get(), 1, "counted");
+        // The slot freed, exchanges are answered again.
+        drop(open);
+        let first = in_flight.await.expect("task").expect("response");
+        assert_eq!(first.status(), StatusCode::BAD_REQUEST);
+        let (status, body, _) = call(&broker, token("grant_type=password")).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unsupported_grant_type")));
     }
 }

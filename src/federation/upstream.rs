@@ -1,10 +1,13 @@
-//! The managing tenants' own issuers: their discovery documents and keys, fetched over HTTPS,
-//! cached per tenant, refreshed when a token names a key ID the cache does not know (at most
-//! once per [`REFRESH_INTERVAL`] per tenant, so forged key IDs cannot make the broker hammer an
-//! authority), and the subject token's signature, issuer, audience and times verified with
-//! `jsonwebtoken`.
+//! The managing tenants' own issuers: their discovery documents and keys, fetched over HTTPS
+//! ahead of any exchange ([`Upstream::refresh`], driven by the broker's prefetch:
+//! [`super::Broker::prefetch`]) and cached per tenant; the subject token's signature, issuer,
+//! audience and times verified with `jsonwebtoken` against the cache alone
+//! ([`Upstream::verify`] never fetches: an exchange of a delegated tenant takes as long as one
+//! of an undelegated tenant, so the answer's time is no oracle). A key ID the cache lacks asks
+//! the prefetch for a refresh ([`Upstream::wanted`]), at most once per [`REFRESH_INTERVAL`] per
+//! tenant, so forged key IDs cannot make the broker hammer an authority.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,12 +23,17 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tracing::{debug, warn};
 
-use super::core::{Refusal, SubjectClaims};
+use super::core::{KeysState, RefreshTimes, Refusal, SubjectClaims};
+use crate::model::tenant::Guid;
 
-/// Least time between two fetches of one tenant's keys on an unknown key ID.
+/// Least time between two fetches of one tenant's keys, whatever asks.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
-/// Keys older than this are fetched again even when every key ID is known (Entra ID rotates
-/// its keys every few weeks and publishes new ones well ahead).
+/// Keys this old are fetched again even when every key ID is known (Entra ID rotates its keys
+/// every few weeks and publishes new ones well ahead).
+pub const REFRESH_PERIOD: Duration = Duration::from_secs(3600);
+/// When to fetch a prefetched tenant's keys ([`super::core::refresh_due`]).
+pub const REFRESH_TIMES: RefreshTimes = RefreshTimes { min_interval: REFRESH_INTERVAL, period: REFRESH_PERIOD };
+/// Keys older than this are not used (their authority has not answered for a day).
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Longest wait for one fetch.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,14 +78,16 @@ struct Discovery {
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
-/// The cache of every admitted tenant's keys, and the client that fetches them.
+/// The cache of every prefetched tenant's keys, and the client that fetches them.
 pub struct Upstream {
     client: HttpClient<Https, Empty<Bytes>>,
     tenants: Mutex<HashMap<String, Arc<TenantKeys>>>,
     /// When each tenant's keys were last fetched or tried: the refresh rate limit.
     attempts: Mutex<HashMap<String, Instant>>,
-    /// One fetch per tenant at a time.
-    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Tenants whose keys an exchange found lacking (no keys, or an unknown key ID).
+    wanted: Mutex<HashSet<String>>,
+    /// Wakes the prefetch when a tenant is newly wanted.
+    wake: tokio::sync::Notify,
     audiences: BTreeSet<String>,
 }
 
@@ -119,7 +129,8 @@ impl Upstream {
             client: HttpClient::builder(TokioExecutor::new()).build(https),
             tenants: Mutex::default(),
             attempts: Mutex::default(),
-            fetching: Mutex::default(),
+            wanted: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
             audiences,
         })
     }
@@ -132,21 +143,86 @@ impl Upstream {
         if let Ok(mut a) = self.attempts.lock() {
             a.clear();
         }
+        if let Ok(mut w) = self.wanted.lock() {
+            w.clear();
+        }
     }
 
-    /// Verifies `token`, admitted as of `tenant` with `authority` as its issuer: its key (by
-    /// `kid`) from that authority's JWKS, its signature, `iss` = `authority`, `aud` one of the
-    /// accepted audiences, `exp` and `nbf`.
+    /// Forgets the keys of every tenant not in `tenants` (no longer delegated).
+    pub fn retain(&self, tenants: &BTreeSet<Guid>) {
+        let keep = |t: &String| Guid::parse(t).is_some_and(|g| tenants.contains(&g));
+        if let Ok(mut t) = self.tenants.lock() {
+            t.retain(|k, _| keep(k));
+        }
+        if let Ok(mut a) = self.attempts.lock() {
+            a.retain(|k, _| keep(k));
+        }
+        if let Ok(mut w) = self.wanted.lock() {
+            w.retain(keep);
+        }
+    }
+
+    /// What the cache knows of `tenant`'s keys, for [`super::core::refresh_due`].
+    pub fn state(&self, tenant: &str) -> KeysState {
+        KeysState {
+            fetched: self.tenants.lock().ok().and_then(|t| t.get(tenant).map(|k| k.fetched.elapsed())),
+            tried: self.attempts.lock().ok().and_then(|a| a.get(tenant).map(Instant::elapsed)),
+            wanted: self.wanted.lock().is_ok_and(|w| w.contains(tenant)),
+        }
+    }
+
+    /// Resolves when an exchange has newly found a tenant's keys lacking: the prefetch then
+    /// looks again at once instead of at its next tick.
+    pub async fn wanted(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Marks `tenant`'s keys as wanted; wakes the prefetch the first time only, so a flood of
+    /// unknown key IDs wakes it once.
+    fn want(&self, tenant: &str) {
+        if self.wanted.lock().is_ok_and(|mut w| w.insert(tenant.to_owned())) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Fetches `tenant`'s discovery document at `authority`, then its JWKS, and caches the
+    /// keys; recorded as tried whatever comes of it, and no longer wanted. Called by the
+    /// prefetch only ([`super::core::refresh_due`] says when), never by an exchange.
     ///
     /// # Errors
-    /// The [`Refusal`]: the token is not what it must be, or the authority cannot be read.
-    pub async fn verify(&self, token: &str, tenant: &str, authority: &str) -> Result<SubjectClaims, Refusal> {
+    /// Why the keys could not be fetched or read (the cache keeps what it had).
+    pub async fn refresh(&self, tenant: &str, authority: &str) -> Result<usize, String> {
+        if let Ok(mut a) = self.attempts.lock() {
+            a.insert(tenant.to_owned(), Instant::now());
+        }
+        if let Ok(mut w) = self.wanted.lock() {
+            w.remove(tenant);
+        }
+        let fetched = self.fetch(authority).await?;
+        let count = fetched.keys.len();
+        if let Ok(mut t) = self.tenants.lock() {
+            t.insert(tenant.to_owned(), Arc::new(fetched));
+        }
+        Ok(count)
+    }
+
+    /// Verifies `token`, admitted as of `tenant` with `authority` as its issuer, against the
+    /// cache alone: its key (by `kid`) from that authority's JWKS as last fetched, its
+    /// signature, `iss` = `authority`, `aud` one of the accepted audiences, `exp` and `nbf`.
+    /// Never fetches: a key ID the cache lacks marks the tenant wanted, and the prefetch fetches
+    /// its keys again (at most once per [`REFRESH_INTERVAL`]).
+    ///
+    /// # Errors
+    /// The [`Refusal`]: the token is not what it must be ([`Refusal::UnknownKey`] for a key ID
+    /// the tenant's held keys lack), or the tenant's keys are not held
+    /// ([`Refusal::AuthorityUnavailable`]: not fetched yet, or its authority cannot be read).
+    pub fn verify(&self, token: &str, tenant: &str, authority: &str) -> Result<SubjectClaims, Refusal> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::Malformed)?;
         let kid = header.kid.ok_or(Refusal::Malformed)?;
         if !ALGORITHMS.contains(&header.alg) {
             return Err(Refusal::Malformed);
         }
-        let (key, algorithm) = self.key(tenant, authority, &kid).await?;
+        let (key, algorithm) = self.key(tenant, &kid)?;
         if algorithm.is_some_and(|a| a != header.alg) {
             return Err(Refusal::BadSignature);
         }
@@ -176,42 +252,14 @@ impl Upstream {
         }
     }
 
-    /// The key `kid` of `tenant`: from the cache, or fetched when the cache has none of the
-    /// tenant's keys, they are older than [`MAX_AGE`], or `kid` is unknown; one fetch per tenant
-    /// at a time (concurrent exchanges wait for it and use what it brought), and at most one
-    /// per [`REFRESH_INTERVAL`], so unknown key IDs cannot make the broker hammer an authority.
-    async fn key(&self, tenant: &str, authority: &str, kid: &str) -> Result<(DecodingKey, Option<Algorithm>), Refusal> {
+    /// The key `kid` of `tenant` from the cache; when it lacks it, the tenant is wanted.
+    fn key(&self, tenant: &str, kid: &str) -> Result<(DecodingKey, Option<Algorithm>), Refusal> {
         if let Some(found) = self.cached(tenant, kid) {
             return Ok(found);
         }
-        let lock = {
-            let mut fetching = self.fetching.lock().map_err(|_| Refusal::AuthorityUnavailable)?;
-            fetching.entry(tenant.to_owned()).or_default().clone()
-        };
-        let _fetching = lock.lock().await;
-        // Another exchange may have fetched while this one waited.
-        if let Some(found) = self.cached(tenant, kid) {
-            return Ok(found);
-        }
-        let has_keys = self.tenants.lock().ok().is_some_and(|t| t.contains_key(tenant));
-        {
-            let mut attempts = self.attempts.lock().map_err(|_| Refusal::AuthorityUnavailable)?;
-            if attempts.get(tenant).is_some_and(|last| last.elapsed() < REFRESH_INTERVAL) {
-                return Err(if has_keys { Refusal::UnknownKey } else { Refusal::AuthorityUnavailable });
-            }
-            attempts.insert(tenant.to_owned(), Instant::now());
-        }
-        let fetched = match self.fetch(authority).await {
-            Ok(keys) => Arc::new(keys),
-            Err(e) => {
-                warn!(tenant, authority, error = %e, "cannot fetch the tenant's keys");
-                return Err(Refusal::AuthorityUnavailable);
-            }
-        };
-        if let Ok(mut t) = self.tenants.lock() {
-            t.insert(tenant.to_owned(), fetched.clone());
-        }
-        fetched.keys.get(kid).cloned().ok_or(Refusal::UnknownKey)
+        let held = self.tenants.lock().ok().and_then(|t| t.get(tenant).map(|k| k.fetched.elapsed() < MAX_AGE));
+        self.want(tenant);
+        Err(if held == Some(true) { Refusal::UnknownKey } else { Refusal::AuthorityUnavailable })
     }
 
     /// The key `kid` of `tenant` when the cache has it and is younger than [`MAX_AGE`].
@@ -271,6 +319,7 @@ fn discovery_url(authority: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
     use kl_token_issuer::{Issuer, TokenRequest};
 
     use super::*;
@@ -308,7 +357,11 @@ mod tests {
     async fn subject_tokens_verify_against_their_tenants_own_keys_only() {
         let (issuer, upstream) = served().await;
         let good = issuer.mint(&TokenRequest::new("o1").group("g1").amr(["pwd", "mfa"])).expect("mint");
-        let claims = upstream.verify(&good, TENANT, issuer.url()).await.expect("a good token verifies");
+        assert_eq!(upstream.verify(&good, TENANT, issuer.url()), Err(Refusal::AuthorityUnavailable), "not fetched yet");
+        assert!(upstream.state(TENANT).wanted, "the prefetch is asked for the keys");
+        upstream.refresh(TENANT, issuer.url()).await.expect("fetched");
+        assert!(!upstream.state(TENANT).wanted);
+        let claims = upstream.verify(&good, TENANT, issuer.url()).expect("a good token verifies");
         assert_eq!((claims.tid.as_str(), claims.oid.as_str()), (TENANT, "o1"));
         assert_eq!((claims.groups, claims.amr), (vec!["g1".to_owned()], vec!["pwd".to_owned(), "mfa".to_owned()]));
         let cases = [
@@ -319,29 +372,56 @@ mod tests {
         ];
         for (request, refusal) in cases {
             let token = issuer.mint(&request).expect("mint");
-            assert_eq!(upstream.verify(&token, TENANT, issuer.url()).await, Err(refusal), "{request:?}");
+            assert_eq!(upstream.verify(&token, TENANT, issuer.url()), Err(refusal), "{request:?}");
         }
         // An authority that serves no discovery document for the tenant.
         let elsewhere = format!("{}/elsewhere", issuer.url());
         upstream.clear();
-        assert_eq!(upstream.verify(&good, TENANT, &elsewhere).await, Err(Refusal::AuthorityUnavailable));
-        assert_eq!(upstream.verify("x.y.z", TENANT, issuer.url()).await, Err(Refusal::Malformed));
+        assert!(upstream.refresh(TENANT, &elsewhere).await.is_err());
+        assert_eq!(upstream.verify(&good, TENANT, &elsewhere), Err(Refusal::AuthorityUnavailable));
+        assert_eq!(upstream.verify("x.y.z", TENANT, issuer.url()), Err(Refusal::Malformed));
     }
 
     #[tokio::test]
-    async fn an_unreachable_authority_is_tried_once_per_interval() {
+    async fn verifying_never_fetches_and_a_failed_fetch_is_recorded() {
         let (issuer, upstream) = served().await;
         let token = issuer.mint(&TokenRequest::new("o1")).expect("mint");
-        let nowhere = "https://127.0.0.1:1/nowhere/v2.0";
-        assert_eq!(upstream.verify(&token, TENANT, nowhere).await, Err(Refusal::AuthorityUnavailable));
-        // Within the interval, no second fetch: the answer does not wait for a connection.
+        // An authority that accepts connections and never answers: a fetch would wait the
+        // whole timeout, and verifying must not.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                open.push(stream);
+            }
+        });
+        let nowhere = format!("https://127.0.0.1:{port}/{TENANT}/v2.0");
         let started = Instant::now();
-        assert_eq!(upstream.verify(&token, TENANT, issuer.url()).await, Err(Refusal::AuthorityUnavailable));
-        assert!(upstream.attempts.lock().expect("lock").contains_key(TENANT));
+        assert_eq!(upstream.verify(&token, TENANT, &nowhere), Err(Refusal::AuthorityUnavailable));
+        assert!(started.elapsed() < Duration::from_millis(500), "verify waited: {:?}", started.elapsed());
+        assert!(upstream.attempts.lock().expect("lock").is_empty(), "nothing fetched by verify");
+        assert!(upstream.refresh(TENANT, "https://127.0.0.1:1/nowhere/v2.0").await.is_err());
+        let state = upstream.state(TENANT);
+        assert!(state.tried.is_some() && state.fetched.is_none() && !state.wanted, "{state:?}");
+        // A token naming a key ID the held keys lack wants them again; the flood wakes the
+        // prefetch once.
+        upstream.refresh(TENANT, issuer.url()).await.expect("fetched");
+        let forged = issuer.mint(&TokenRequest::new("o1").unknown_key()).expect("mint");
+        let mut header = jsonwebtoken::decode_header(&forged).expect("header");
+        header.kid = Some("never-published".into());
+        let parts: Vec<&str> = forged.split('.').collect();
+        let encoded =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("json"));
+        let unknown = format!("{encoded}.{}.{}", parts[1], parts[2]);
+        assert_eq!(upstream.verify(&unknown, TENANT, issuer.url()), Err(Refusal::UnknownKey));
+        assert!(upstream.state(TENANT).wanted);
+        tokio::time::timeout(Duration::from_secs(1), upstream.wanted()).await.expect("the prefetch is woken");
+        assert_eq!(upstream.verify(&unknown, TENANT, issuer.url()), Err(Refusal::UnknownKey));
         assert!(
-            upstream.tenants.lock().expect("lock").get(TENANT).is_none(),
-            "nothing fetched: {:?}",
-            started.elapsed()
+            tokio::time::timeout(Duration::from_millis(50), upstream.wanted()).await.is_err(),
+            "woken once per want"
         );
+        held.abort();
     }
 }

@@ -107,9 +107,11 @@ pub enum Command {
     },
     /// Exec credential plugin (run by kubectl from a kubeconfig user entry): exchanges your own
     /// tenant's token at kube-lighthouse's broker and prints an ExecCredential.
+    #[command(after_help = CREDENTIAL_HELP)]
     Credential(CredentialArgs),
     /// Writes a kubeconfig user entry (and context) that signs in through kube-lighthouse's
     /// broker with `credential`; other entries are left as they are.
+    #[command(after_help = LOGIN_HELP)]
     Login(LoginArgs),
     /// The plugin's version (the release it comes from), alone on one line.
     Version,
@@ -121,8 +123,27 @@ pub enum Command {
     },
 }
 
+/// What `credential --help` adds under the flags.
+const CREDENTIAL_HELP: &str = "\
+Your own tenant's token: pass exactly one of --token-command COMMAND (e.g. \
+`kubelogin get-token --login azurecli --server-id APP`) or --token-file FILE.
+
+kubectl runs this command from the user entry `kubectl lighthouse login` writes (client-go's exec \
+credential protocol, reading KUBERNETES_EXEC_INFO); run it yourself to see the ExecCredential \
+kubectl gets. The global --kubeconfig, --context, -n, -A, -o, --as and --as-group do not apply to it.";
+
+/// What `login --help` adds under the flags.
+const LOGIN_HELP: &str = "\
+Your own tenant's token: pass exactly one of --token-command COMMAND (e.g. \
+`kubelogin get-token --login azurecli --server-id APP`) or --token-file FILE.
+
+--context NAME (required) is the context written, -n NAMESPACE its namespace, and --kubeconfig \
+PATH the file written (default: the first file of $KUBECONFIG, then ~/.kube/config). -A, -o, --as \
+and --as-group do not apply. The file is rewritten from its parsed content: its comments are not kept.";
+
 /// `credential --broker ISSUER_URL (--token-command CMD | --token-file FILE)`
 #[derive(Debug, Clone, Default, Args)]
+#[command(group = clap::ArgGroup::new("token_source").required(true).args(["token_command", "token_file"]))]
 pub struct CredentialArgs {
     /// The broker's issuer URL (its discovery document is at ISSUER_URL/.well-known/openid-configuration).
     #[arg(long, value_name = "ISSUER_URL")]
@@ -131,13 +152,13 @@ pub struct CredentialArgs {
     #[arg(long, value_name = "FILE")]
     pub certificate_authority: Option<PathBuf>,
     /// Command printing your own tenant's token (a JWT, an ExecCredential as kubelogin prints, or az's JSON); run by sh -c.
-    #[arg(long, value_name = "COMMAND", required_unless_present = "token_file", conflicts_with = "token_file")]
+    #[arg(long, value_name = "COMMAND")]
     pub token_command: Option<String>,
     /// File holding your own tenant's token (read at each call).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// The audience to request for the issued token (default: the broker's).
-    #[arg(long)]
+    #[arg(long, value_name = "AUDIENCE")]
     pub audience: Option<String>,
     /// Where issued tokens are cached (default: kube-lighthouse/credentials in your cache directory).
     #[arg(long, value_name = "DIR")]
@@ -149,6 +170,7 @@ pub struct CredentialArgs {
 
 /// `login --context NAME --broker ISSUER_URL (--token-command CMD | --token-file FILE) [--server URL]`
 #[derive(Debug, Clone, Default, Args)]
+#[command(group = clap::ArgGroup::new("token_source").required(true).args(["token_command", "token_file"]))]
 pub struct LoginArgs {
     /// The broker's issuer URL, e.g. https://lighthouse.example.com/federation.
     #[arg(long, value_name = "ISSUER_URL")]
@@ -157,13 +179,13 @@ pub struct LoginArgs {
     #[arg(long, value_name = "FILE")]
     pub certificate_authority: Option<PathBuf>,
     /// Command printing your own tenant's token, e.g. `kubelogin get-token --login azurecli --server-id APP`.
-    #[arg(long, value_name = "COMMAND", required_unless_present = "token_file", conflicts_with = "token_file")]
+    #[arg(long, value_name = "COMMAND")]
     pub token_command: Option<String>,
     /// File holding your own tenant's token.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// The audience to request for the issued token (default: the broker's).
-    #[arg(long)]
+    #[arg(long, value_name = "AUDIENCE")]
     pub audience: Option<String>,
     /// The API server's URL: writes the cluster entry (named --cluster, default the context's name).
     #[arg(long, value_name = "URL")]
@@ -180,6 +202,9 @@ pub struct LoginArgs {
     /// The plugin's command in the user entry, found on kubectl's PATH.
     #[arg(long, value_name = "COMMAND", default_value = "kubectl-lighthouse")]
     pub exec_command: String,
+    /// Replace an existing user or cluster entry of the same name (without it, login refuses and writes nothing).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Print the entries instead of writing them.
     #[arg(long)]
     pub dry_run: bool,
@@ -521,7 +546,10 @@ mod tests {
         let Command::Credential(args) = cli.command else { panic!("credential") };
         assert_eq!(args.token_command.as_deref(), Some("kubelogin get-token"));
         assert!(!args.no_cache);
-        assert_eq!(parse(&["credential", "--broker", "https://b"]).expect_err("no source").exit_code(), 2);
+        let none = parse(&["credential", "--broker", "https://b"]).expect_err("no source");
+        assert_eq!(none.exit_code(), 2);
+        let said = none.to_string();
+        assert!(said.contains("--token-command") && said.contains("--token-file"), "says what to pass: {said}");
         assert_eq!(parse(&["credential", "--token-file", "t"]).expect_err("no broker").exit_code(), 2);
         let both = ["credential", "--broker", "b", "--token-file", "t", "--token-command", "c"];
         assert_eq!(parse(&both).expect_err("both").exit_code(), 2);
@@ -549,6 +577,11 @@ mod tests {
         assert!(args.dry_run);
         assert_eq!(args.exec_command, "kubectl-lighthouse");
         assert_eq!(args.server.as_deref(), Some("https://aks:443"));
+        let none = parse(&["login", "--context", "c", "--broker", "https://b/federation"]).expect_err("no source");
+        let said = none.to_string();
+        assert!(said.contains("--token-command") && said.contains("--token-file"), "says what to pass: {said}");
+        let both = ["login", "--broker", "b", "--token-file", "t", "--token-command", "c"];
+        assert_eq!(parse(&both).expect_err("both").exit_code(), 2);
         let ca_without_server = ["login", "--broker", "b", "--token-file", "t", "--server-certificate-authority", "ca"];
         assert_eq!(parse(&ca_without_server).expect_err("requires server").exit_code(), 2);
     }

@@ -5,7 +5,10 @@
 //! kube-lighthouse").
 //!
 //! Every other entry of the kubeconfig is left as it is: the file is edited as a YAML tree
-//! ([`apply`], pure and unit-tested), only the named user, context and cluster are replaced.
+//! ([`apply`], pure and unit-tested), only the named user, context and cluster are written. An
+//! existing user or cluster entry of the same name with other content is replaced only with
+//! `--overwrite`; what changes is printed. The file is rewritten from that tree: its comments,
+//! and its quoting and ordering of keys, are not kept.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -51,14 +54,22 @@ pub enum LoginError {
     /// No kubeconfig path is known (no `--kubeconfig`, `$KUBECONFIG` or home directory).
     #[error("no kubeconfig path: pass --kubeconfig")]
     NoPath,
+    /// Entries of the same names exist with other content, and `--overwrite` is not given.
+    #[error(
+        "the kubeconfig already has {}, with other content; pass --overwrite to replace {} (or --user NAME / --cluster NAME to write new entries); nothing was written",
+        .0.join(" and "),
+        if .0.len() == 1 { "it" } else { "them" }
+    )]
+    Exists(Vec<String>),
 }
 
 impl From<LoginError> for PluginError {
     fn from(e: LoginError) -> Self {
         match e {
-            LoginError::NoContext | LoginError::NoCluster(_) | LoginError::UnknownCluster(_) => {
-                PluginError::Usage(e.to_string())
-            }
+            LoginError::NoContext
+            | LoginError::NoCluster(_)
+            | LoginError::UnknownCluster(_)
+            | LoginError::Exists(_) => PluginError::Usage(e.to_string()),
             other => PluginError::Credential(other.to_string()),
         }
     }
@@ -76,6 +87,43 @@ pub struct Entries {
     pub cluster: Option<(String, Option<Value>)>,
     /// The context's namespace, when given.
     pub namespace: Option<String>,
+    /// Replace existing user and cluster entries of the same names (`--overwrite`).
+    pub overwrite: bool,
+}
+
+/// What [`apply`] did to one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// There was no entry of that name.
+    Added,
+    /// An entry of that name with other content was replaced (user, cluster) or updated in
+    /// place (context: its cluster, user and namespace; its other fields kept).
+    Replaced,
+    /// The entry already said exactly this.
+    Unchanged,
+}
+
+/// One entry [`apply`] wrote: its kind (`user`, `context`, `cluster`), name and outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// `user`, `context` or `cluster`.
+    pub kind: &'static str,
+    /// The entry's name.
+    pub name: String,
+    /// Added, replaced or unchanged.
+    pub outcome: Outcome,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match (self.kind, &self.outcome) {
+            (_, Outcome::Added) => "added",
+            ("context", Outcome::Replaced) => "updated",
+            (_, Outcome::Replaced) => "replaced",
+            (_, Outcome::Unchanged) => "unchanged",
+        };
+        write!(f, "{} {:?} {what}", self.kind, self.name)
+    }
 }
 
 /// The arguments of `kubectl lighthouse credential` in the user entry, paths made absolute
@@ -151,7 +199,13 @@ pub fn entries(global: &GlobalArgs, args: &LoginArgs) -> Result<Entries, LoginEr
         (None, Some(name)) => Some((name.clone(), None)),
         (None, None) => None,
     };
-    Ok(Entries { context, user: (user, user_entry(args)), cluster, namespace: global.namespace.clone() })
+    Ok(Entries {
+        context,
+        user: (user, user_entry(args)),
+        cluster,
+        namespace: global.namespace.clone(),
+        overwrite: args.overwrite,
+    })
 }
 
 fn named_list<'a>(doc: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>, String> {
@@ -166,25 +220,42 @@ fn find<'a>(list: &'a [Value], name: &str) -> Option<&'a Value> {
     list.iter().find(|e| e.get("name").and_then(Value::as_str) == Some(name))
 }
 
-/// Puts `{name, <field>: value}` in place of the entry called `name`, or appends it.
-fn upsert(list: &mut Vec<Value>, field: &str, name: &str, value: Value) {
+/// Puts `{name, <field>: value}` in place of the entry called `name`, or appends it; says
+/// which.
+fn upsert(list: &mut Vec<Value>, field: &str, name: &str, value: Value) -> Outcome {
     let mut entry = Mapping::new();
     entry.insert("name".into(), name.into());
     entry.insert(field.into(), value);
+    let entry = Value::Mapping(entry);
     match list.iter_mut().find(|e| e.get("name").and_then(Value::as_str) == Some(name)) {
-        Some(existing) => *existing = Value::Mapping(entry),
-        None => list.push(Value::Mapping(entry)),
+        Some(existing) if *existing == entry => Outcome::Unchanged,
+        Some(existing) => {
+            *existing = entry;
+            Outcome::Replaced
+        }
+        None => {
+            list.push(entry);
+            Outcome::Added
+        }
     }
 }
 
-/// The kubeconfig `doc` with `entries` written: the user replaced or added, the cluster when
-/// one is given, the context pointing at both (keeping its other fields, its namespace unless
-/// one is given). `current-context` is set only when the file has none. Nothing else changes.
+/// Whether writing `{name, <field>: value}` would replace an entry of that name with other
+/// content.
+fn would_replace(list: &[Value], field: &str, name: &str, value: &Value) -> bool {
+    find(list, name).is_some_and(|e| e.get(field) != Some(value))
+}
+
+/// The kubeconfig `doc` with `entries` written, and what changed: the user added (or, with
+/// `overwrite`, replaced), the cluster when one is given (likewise), the context pointing at
+/// both (keeping its other fields, its namespace unless one is given). `current-context` is set
+/// only when the file has none. Nothing else changes.
 ///
 /// # Errors
 /// A message when `doc` is not a kubeconfig; [`LoginError::NoCluster`] or
-/// [`LoginError::UnknownCluster`] when no usable cluster is named.
-pub fn apply(doc: Value, entries: &Entries) -> Result<Value, Result<LoginError, String>> {
+/// [`LoginError::UnknownCluster`] when no usable cluster is named; [`LoginError::Exists`]
+/// naming the user and cluster entries that would be replaced, without `overwrite`.
+pub fn apply(doc: Value, entries: &Entries) -> Result<(Value, Vec<Change>), Result<LoginError, String>> {
     let mut doc = match doc {
         Value::Null => {
             let mut m = Mapping::new();
@@ -200,11 +271,28 @@ pub fn apply(doc: Value, entries: &Entries) -> Result<Value, Result<LoginError, 
             return Err(Err(format!("kind {kind}")));
         }
     }
+    let (user_name, user) = &entries.user;
+    if !entries.overwrite {
+        let mut clash = Vec::new();
+        if would_replace(named_list(&mut doc, "users").map_err(Err)?, "user", user_name, user) {
+            clash.push(format!("a user entry {user_name:?}"));
+        }
+        if let Some((name, Some(cluster))) = &entries.cluster {
+            if would_replace(named_list(&mut doc, "clusters").map_err(Err)?, "cluster", name, cluster) {
+                clash.push(format!("a cluster entry {name:?}"));
+            }
+        }
+        if !clash.is_empty() {
+            return Err(Ok(LoginError::Exists(clash)));
+        }
+    }
+    let mut changes = Vec::new();
     let existing =
         find(named_list(&mut doc, "contexts").map_err(Err)?, &entries.context).and_then(|e| e.get("context")).cloned();
     let cluster = match (&entries.cluster, &existing) {
         (Some((name, Some(cluster))), _) => {
-            upsert(named_list(&mut doc, "clusters").map_err(Err)?, "cluster", name, cluster.clone());
+            let outcome = upsert(named_list(&mut doc, "clusters").map_err(Err)?, "cluster", name, cluster.clone());
+            changes.push(Change { kind: "cluster", name: name.clone(), outcome });
             name.clone()
         }
         (Some((name, None)), _) => {
@@ -219,20 +307,22 @@ pub fn apply(doc: Value, entries: &Entries) -> Result<Value, Result<LoginError, 
         },
         (None, None) => return Err(Ok(LoginError::NoCluster(entries.context.clone()))),
     };
-    let (user_name, user) = &entries.user;
-    upsert(named_list(&mut doc, "users").map_err(Err)?, "user", user_name, user.clone());
+    let outcome = upsert(named_list(&mut doc, "users").map_err(Err)?, "user", user_name, user.clone());
+    changes.push(Change { kind: "user", name: user_name.clone(), outcome });
     let mut context = existing.and_then(|c| c.as_mapping().cloned()).unwrap_or_default();
     context.insert("cluster".into(), cluster.into());
     context.insert("user".into(), user_name.clone().into());
     if let Some(namespace) = &entries.namespace {
         context.insert("namespace".into(), namespace.clone().into());
     }
-    upsert(named_list(&mut doc, "contexts").map_err(Err)?, "context", &entries.context, Value::Mapping(context));
+    let outcome =
+        upsert(named_list(&mut doc, "contexts").map_err(Err)?, "context", &entries.context, Value::Mapping(context));
+    changes.push(Change { kind: "context", name: entries.context.clone(), outcome });
     let current = doc.get("current-context").and_then(Value::as_str).unwrap_or("");
     if current.is_empty() {
         doc.insert("current-context".into(), entries.context.clone().into());
     }
-    Ok(Value::Mapping(doc))
+    Ok((Value::Mapping(doc), changes))
 }
 
 /// Only the entries `login` writes, as a kubeconfig: what `--dry-run` prints. A context that
@@ -326,17 +416,18 @@ pub async fn run(global: &GlobalArgs, args: &LoginArgs, out: &mut dyn Write) -> 
         Err(source) => return Err(LoginError::Io { path: path.display().to_string(), source }.into()),
     };
     let doc: Value = serde_yaml::from_str(&text).map_err(|e| malformed(&path, e.to_string()))?;
-    let doc = apply(doc, &entries).map_err(|e| e.unwrap_or_else(|reason| malformed(&path, reason)))?;
-    let text = serde_yaml::to_string(&doc).map_err(|e| PluginError::Encode(e.to_string()))?;
-    write_file(&path, &text).map_err(|source| LoginError::Io { path: path.display().to_string(), source })?;
-    writeln!(
-        out,
-        "User {:?} and context {:?} written to {}.\nTry: kubectl --context {} auth whoami",
-        entries.user.0,
-        entries.context,
-        path.display(),
-        entries.context
-    )?;
+    let (doc, changes) = apply(doc, &entries).map_err(|e| e.unwrap_or_else(|reason| malformed(&path, reason)))?;
+    if changes.iter().any(|c| c.outcome != Outcome::Unchanged) {
+        let text = serde_yaml::to_string(&doc).map_err(|e| PluginError::Encode(e.to_string()))?;
+        write_file(&path, &text).map_err(|source| LoginError::Io { path: path.display().to_string(), source })?;
+        writeln!(out, "Wrote {} (its comments are not kept):", path.display())?;
+    } else {
+        writeln!(out, "Nothing to write in {}:", path.display())?;
+    }
+    for change in &changes {
+        writeln!(out, "  {change}")?;
+    }
+    writeln!(out, "Try: kubectl --context {} auth whoami", entries.context)?;
     Ok(())
 }
 
@@ -414,7 +505,9 @@ contexts:
     fn login_replaces_only_its_user_and_context() {
         let doc: Value = serde_yaml::from_str(EXISTING).expect("yaml");
         let entries = entries(&global("customer-a"), &login_args()).expect("entries");
-        let written = apply(doc.clone(), &entries).expect("apply");
+        let (written, changes) = apply(doc.clone(), &entries).expect("apply");
+        let outcomes: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(outcomes, [r#"user "customer-a-lighthouse" added"#, r#"context "customer-a" updated"#]);
         let users = written["users"].as_sequence().expect("users");
         assert_eq!(users.len(), 2);
         assert_eq!(users[0], doc["users"][0], "other users untouched");
@@ -430,7 +523,9 @@ contexts:
         assert_eq!(written["current-context"], "other", "the current context stays");
         assert_eq!(written["preferences"], doc["preferences"]);
         // Twice is the same as once.
-        assert_eq!(apply(written.clone(), &entries).expect("again"), written);
+        let (again, changes) = apply(written.clone(), &entries).expect("again");
+        assert_eq!(again, written);
+        assert!(changes.iter().all(|c| c.outcome == Outcome::Unchanged), "{changes:?}");
     }
 
     #[test]
@@ -446,7 +541,8 @@ contexts:
             ..login_args()
         };
         let global = GlobalArgs { namespace: Some("web".into()), ..global("fabrikam") };
-        let written = apply(Value::Null, &entries(&global, &args).expect("entries")).expect("apply");
+        let (written, changes) = apply(Value::Null, &entries(&global, &args).expect("entries")).expect("apply");
+        assert!(changes.iter().all(|c| c.outcome == Outcome::Added), "{changes:?}");
         assert_eq!(written["apiVersion"], "v1");
         assert_eq!(written["kind"], "Config");
         assert_eq!(written["current-context"], "fabrikam", "an empty kubeconfig gets a current context");
@@ -474,7 +570,7 @@ contexts:
         assert!(matches!(err, Ok(LoginError::NoCluster(ref c)) if c == "new"), "{err:?}");
         let named =
             entries(&global("new"), &LoginArgs { cluster: Some("customer".into()), ..login_args() }).expect("e");
-        let written = apply(doc.clone(), &named).expect("existing cluster");
+        let (written, _) = apply(doc.clone(), &named).expect("existing cluster");
         assert_eq!(written["contexts"][2]["context"]["cluster"], "customer");
         let unknown = entries(&global("new"), &LoginArgs { cluster: Some("nope".into()), ..login_args() }).expect("e");
         assert!(matches!(apply(doc, &unknown), Err(Ok(LoginError::UnknownCluster(_)))));
@@ -484,6 +580,57 @@ contexts:
             entries(&global("new"), &LoginArgs { server: Some("https://s".into()), ..login_args() }).expect("e");
         let err = apply(serde_yaml::from_str("kind: Config\nusers: 3").expect("yaml"), &server).expect_err("users");
         assert_eq!(err.expect_err("malformed"), "users is not a list");
+    }
+
+    #[test]
+    fn login_replaces_an_existing_user_or_cluster_only_with_overwrite() {
+        let doc: Value = serde_yaml::from_str(EXISTING).expect("yaml");
+        // A user entry "other" exists (a static token): login must not silently replace it.
+        let clashing = LoginArgs { user: Some("other".into()), ..login_args() };
+        let err = apply(doc.clone(), &entries(&global("customer-a"), &clashing).expect("e")).expect_err("exists");
+        let Ok(e @ LoginError::Exists(_)) = err else { panic!("{err:?}") };
+        let message = e.to_string();
+        assert!(message.contains(r#"a user entry "other""#) && message.contains("--overwrite"), "{message}");
+        // So does a cluster entry of the same name with another server.
+        let server =
+            LoginArgs { server: Some("https://new:6443".into()), cluster: Some("other".into()), ..login_args() };
+        let err = apply(doc.clone(), &entries(&global("customer-a"), &server).expect("e")).expect_err("exists");
+        assert!(matches!(&err, Ok(LoginError::Exists(clash)) if clash == &[r#"a cluster entry "other""#]), "{err:?}");
+        // With --overwrite, both are replaced, and said so.
+        let both = LoginArgs { overwrite: true, ..LoginArgs { user: Some("other".into()), ..server } };
+        let (written, changes) = apply(doc.clone(), &entries(&global("customer-a"), &both).expect("e")).expect("ok");
+        let outcomes: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            outcomes,
+            [r#"cluster "other" replaced"#, r#"user "other" replaced"#, r#"context "customer-a" updated"#]
+        );
+        assert_eq!(written["users"][0]["user"], user_entry(&both));
+        assert_eq!(written["clusters"][0]["cluster"]["server"], "https://new:6443");
+    }
+
+    #[tokio::test]
+    async fn login_refuses_to_replace_a_user_entry_and_leaves_the_file_as_it_was() {
+        let dir = std::env::temp_dir().join(format!("kl-login-exists-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("config");
+        std::fs::write(&path, EXISTING).expect("write");
+        let global =
+            GlobalArgs { kubeconfig: Some(path.clone()), context: Some("customer-a".into()), ..Default::default() };
+        let args = LoginArgs { user: Some("other".into()), ..login_args() };
+        let err = run(&global, &args, &mut Vec::new()).await.expect_err("exists");
+        assert!(matches!(err, PluginError::Usage(_)), "{err:?}");
+        assert!(err.to_string().contains("--overwrite"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), EXISTING, "nothing was written");
+        let mut out = Vec::new();
+        run(&global, &LoginArgs { overwrite: true, ..args }, &mut out).await.expect("overwrite");
+        let said = String::from_utf8_lossy(&out);
+        assert!(
+            said.contains(r#"user "other" replaced"#) && said.contains(r#"context "customer-a" updated"#),
+            "{said}"
+        );
+        assert!(said.contains("comments are not kept"), "{said}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
