@@ -329,7 +329,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
     let mut leadership = election.leadership.clone();
     if let Some(broker) = &broker {
         // Every replica fetches the delegated tenants' keys ahead of any exchange.
-        tokio::spawn(broker.clone().prefetch());
+        tokio::spawn(broker.clone().prefetch(ready.clone()));
         // Every replica follows the keys Secret; the leader rotates it.
         let (secret, namespace) = (broker.settings.keys_secret.clone(), lease_namespace.clone());
         tokio::spawn(crate::federation::keys::follow(

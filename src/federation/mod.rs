@@ -252,8 +252,12 @@ impl Broker {
     /// exchange found keys lacking; each tenant fetched when [`core::refresh_due`] says so.
     /// Exchanges never fetch: whether a tenant is delegated does not show in how long the
     /// broker takes to refuse a token.
-    pub async fn prefetch(self: Arc<Self>) {
-        if self.assignments.wait_until_ready().await.is_err() {
+    ///
+    /// `synced` is the controller's readiness (every cache listed once). Not the store's own
+    /// `wait_until_ready`: its `DelayedInit` wakes only the last of concurrent waiters, and the
+    /// assignments controller waits on that store too (docs/architecture.md).
+    pub async fn prefetch(self: Arc<Self>, mut synced: watch::Receiver<bool>) {
+        if synced.wait_for(|ready| *ready).await.is_err() {
             return;
         }
         let deadline = {
