@@ -461,14 +461,7 @@ mod tests {
         // The delegated tenant's authority accepts connections and never answers: an exchange
         // that fetched would wait the whole fetch timeout, and tell the caller the tenant is
         // delegated by that alone.
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let silent_port = silent.local_addr().expect("addr").port();
-        let held = tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((stream, _)) = silent.accept().await {
-                open.push(stream);
-            }
-        });
+        let (silent_port, held) = super::upstream::tests::silent_authority().await;
         // Tokens whose `iss` is the authority the broker expects of each tenant.
         let (delegated, _) = issuer_of(DELEGATED, "d", Some(silent_port)).await;
         let (undelegated, _) = issuer_of(UNDELEGATED, "u", Some(silent_port)).await;

@@ -318,11 +318,25 @@ fn discovery_url(authority: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use base64::Engine as _;
     use kl_token_issuer::{Issuer, TokenRequest};
 
     use super::*;
+
+    /// A port on 127.0.0.1 that accepts connections and never answers (an authority that
+    /// hangs), and the task holding them; abort it to close them.
+    pub(crate) async fn silent_authority() -> (u16, tokio::task::JoinHandle<()>) {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                open.push(stream);
+            }
+        });
+        (port, held)
+    }
 
     #[test]
     fn the_discovery_url_drops_a_terminating_slash_of_the_authority() {
@@ -388,14 +402,7 @@ mod tests {
         let token = issuer.mint(&TokenRequest::new("o1")).expect("mint");
         // An authority that accepts connections and never answers: a fetch would wait the
         // whole timeout, and verifying must not.
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = silent.local_addr().expect("addr").port();
-        let held = tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((stream, _)) = silent.accept().await {
-                open.push(stream);
-            }
-        });
+        let (port, held) = silent_authority().await;
         let nowhere = format!("https://127.0.0.1:{port}/{TENANT}/v2.0");
         let started = Instant::now();
         assert_eq!(upstream.verify(&token, TENANT, &nowhere), Err(Refusal::AuthorityUnavailable));

@@ -85,6 +85,15 @@ fn not_found(send: tower_test::mock::SendResponse<http::Response<kube::client::B
     );
 }
 
+/// An empty metadata list: the assignment holds nothing there.
+fn nothing_listed(send: tower_test::mock::SendResponse<http::Response<kube::client::Body>>) {
+    answer(
+        send,
+        200,
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": []}),
+    );
+}
+
 /// A Role or RoleBinding of the assignment with UID `uid`, as the materialized cache records it.
 fn ours<K: kube::Resource<DynamicType = ()> + Default>(name: &str, uid: &str) -> K {
     let mut object = K::default();
@@ -274,11 +283,7 @@ async fn a_rejected_assignment_revokes_by_label_then_writes_failed_status_and_on
             path.contains("labelSelector=kubelighthouse.io%2Fassignment-uid%3Duid-1"),
             "revoked by label, live: {path}"
         );
-        answer(
-            send,
-            200,
-            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": []}),
-        );
+        nothing_listed(send);
     }
     let (method, path, body, send) = next(&mut server).await;
     assert_eq!(method, "PATCH");
@@ -425,11 +430,7 @@ async fn an_assignment_whose_definition_is_gone_fails_after_one_read() {
     for kind in ["rolebindings", "roles"] {
         let (method, path, _, send) = next(&mut server).await;
         assert!(method == "GET" && path.contains(&format!("/{kind}?")), "revoked by label: {method} {path}");
-        answer(
-            send,
-            200,
-            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": []}),
-        );
+        nothing_listed(send);
     }
     let (method, path, body, send) = next(&mut server).await;
     assert!(method == "PATCH" && path.contains("/registrationassignments/contoso/status?"), "{method} {path}");
