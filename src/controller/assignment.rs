@@ -26,6 +26,7 @@ use crate::model::keys;
 use crate::model::outcome::{self, Outcome};
 use crate::model::scope::Namespaces;
 use crate::model::status::{self, Notice};
+use crate::model::validate::Rule;
 
 /// The controller's reconcile function.
 ///
@@ -78,8 +79,9 @@ const DEFINITION_ON_ITS_WAY_RETRY: std::time::Duration = std::time::Duration::fr
 /// definition and the assignment arrive on two watches, in no set order: applied together
 /// (`kubectl apply -f` of both), the assignment can be judged before its definition is
 /// cached, and would be Failed (`DefinitionNotFound`, with a Warning Event) for a moment. So
-/// a missing definition is confirmed with one read before the assignment fails for it; an
-/// assignment whose definition really is missing costs that read on each reconcile.
+/// a missing definition is confirmed with one read before the assignment fails for it. Only
+/// then: an assignment whose status already says `DefinitionNotFound` is not read again on
+/// each resync.
 ///
 /// # Errors
 /// [`Error::DefinitionRead`] when the API server does not answer the read.
@@ -88,7 +90,10 @@ async fn definition_on_its_way(
     snapshot: &outcome::Snapshot,
     ctx: &Context,
 ) -> Result<bool, Error> {
-    if snapshot.definition.is_some() {
+    let reported: &str = Rule::DefinitionNotFound.into();
+    let already_failed_for_it =
+        assignment.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == reported));
+    if snapshot.definition.is_some() || already_failed_for_it {
         return Ok(false);
     }
     let Some(subscription) = dereference::subscription(&ctx.caches, &assignment.namespace().unwrap_or_default()) else {

@@ -442,3 +442,27 @@ async fn an_assignment_whose_definition_is_gone_fails_after_one_read() {
     answer(send, 201, event);
     reconcile.await.expect("joined").expect("reconciled");
 }
+
+/// An assignment already Failed for `DefinitionNotFound` is not read again on each resync:
+/// the reconcile goes straight to revoking.
+#[tokio::test]
+async fn an_assignment_already_failed_for_its_missing_definition_is_not_read_again() {
+    let (ctx, mut server, mut cluster) = context();
+    a_subscription_without_cached_definitions(&ctx, &mut cluster);
+    let mut a = assignment("sub");
+    a.status = Some(
+        serde_json::from_value(json!({"provisioningState": "Failed", "conditions": [{"type": "Ready",
+            "status": "False", "reason": "DefinitionNotFound", "message": "no RegistrationDefinition \"offer\"",
+            "lastTransitionTime": "2026-12-07T00:00:00Z"}]}))
+        .expect("status"),
+    );
+    cluster.assignment(a.clone());
+    let reconcile = tokio::spawn(reconcile(Arc::new(a.clone()), ctx.clone()));
+    let (method, path, _, send) = next(&mut server).await;
+    assert!(method == "GET" && path.contains("/rolebindings?"), "no read of the definition first: {method} {path}");
+    nothing_listed(send);
+    let (_, path, _, send) = next(&mut server).await;
+    assert!(path.contains("/roles?"), "{path}");
+    nothing_listed(send);
+    reconcile.abort();
+}
