@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +24,12 @@ use super::{Broker, ExchangeError};
 
 /// The path prefix every route is under; the issuer URL ends in it.
 pub const PREFIX: &str = "/federation";
+
+/// Largest exchange request body, in bytes (413 beyond). An Entra ID access token is a few
+/// KiB (group overage replaces long group lists); without a cap, axum's 2 MiB default let a
+/// padded token cost a delegated tenant's signature check milliseconds more than an
+/// undelegated one's refusal, and each exchange megabytes of memory.
+pub const MAX_EXCHANGE_BODY: usize = 64 * 1024;
 
 /// Seconds a shed exchange is told to wait (`Retry-After`).
 pub const RETRY_AFTER_SECONDS: u32 = 1;
@@ -46,6 +53,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route(&format!("{PREFIX}/.well-known/openid-configuration"), get(discovery))
         .route(&format!("{PREFIX}/keys"), get(jwks))
         .route(&format!("{PREFIX}/token"), post(token).layer(shed))
+        // Bodies are read only by the exchange; the others have none.
+        .layer(DefaultBodyLimit::max(MAX_EXCHANGE_BODY))
         .with_state(broker)
 }
 
@@ -225,6 +234,18 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body, json!({"error": "invalid_grant", "error_description": REFUSED_DESCRIPTION}));
         assert_eq!(cache.as_deref(), Some("no-store"));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_exchange_is_refused_before_any_token_work() {
+        let app = router(broker());
+        let padded = format!("grant_type=x&subject_token={}", "a".repeat(MAX_EXCHANGE_BODY));
+        let request = Request::post("/federation/token")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(padded))
+            .expect("request");
+        let response = tower::ServiceExt::oneshot(app, request).await.expect("answer");
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[tokio::test]
