@@ -215,6 +215,9 @@ pub struct Broker {
     pub metrics: FederationMetrics,
     /// Whether the first prefetch round is over ([`Broker::prefetch`]): part of `/readyz`.
     primed: watch::Sender<bool>,
+    /// The exchanges this replica answers at once (`--federation-max-concurrent-exchanges`);
+    /// taken once the request's body is read, so a slow body holds no slot.
+    pub exchanges: Arc<tokio::sync::Semaphore>,
 }
 
 /// Time between two prefetch rounds: a new delegation's tenant has its keys fetched within
@@ -237,7 +240,16 @@ impl Broker {
         metrics: FederationMetrics,
     ) -> Result<Broker, FederationError> {
         let upstream = Upstream::new(settings.subject_audiences.clone(), settings.authority_ca.as_deref())?;
-        Ok(Broker { settings, keys: Arc::default(), upstream, assignments, metrics, primed: watch::channel(false).0 })
+        let exchanges = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_exchanges.max(1)));
+        Ok(Broker {
+            settings,
+            keys: Arc::default(),
+            upstream,
+            assignments,
+            metrics,
+            primed: watch::channel(false).0,
+            exchanges,
+        })
     }
 
     /// Whether the first prefetch round is over (or [`PRIME_DEADLINE`] has passed): a replica

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -13,9 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use tower::limit::ConcurrencyLimitLayer;
-use tower::load_shed::LoadShedLayer;
-use tower::{BoxError, ServiceBuilder};
 use tracing::debug;
 
 use super::core::{self, ExchangeForm, REFUSED_DESCRIPTION, TOKEN_TYPE_JWT};
@@ -36,34 +32,25 @@ pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 /// `GET /federation/.well-known/openid-configuration`, `GET /federation/keys`,
 /// `POST /federation/token`. The exchange sheds load: at most
-/// [`Settings::max_concurrent_exchanges`](super::Settings) at a time (tower's concurrency
-/// limit, shared by every clone of the router), the others answered at once with 503
-/// `temporarily_unavailable` and `Retry-After` ([`RETRY_AFTER_SECONDS`]).
+/// [`Settings::max_concurrent_exchanges`](super::Settings) at a time ([`Broker::exchanges`],
+/// taken once the body is read: a client that never finishes its body holds a connection,
+/// not a slot), the others answered at once with 503 `temporarily_unavailable` and
+/// `Retry-After` ([`RETRY_AFTER_SECONDS`]).
 pub fn router(broker: Arc<Broker>) -> Router {
-    let limit = broker.settings.max_concurrent_exchanges.max(1);
-    let metrics = broker.metrics.clone();
-    let shed = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(move |error: BoxError| {
-            let metrics = metrics.clone();
-            async move { overloaded(&metrics, limit, &error) }
-        }))
-        .layer(LoadShedLayer::new())
-        .layer(ConcurrencyLimitLayer::new(limit));
     Router::new()
         .route(&format!("{PREFIX}/.well-known/openid-configuration"), get(discovery))
         .route(&format!("{PREFIX}/keys"), get(jwks))
-        .route(&format!("{PREFIX}/token"), post(token).layer(shed))
+        .route(&format!("{PREFIX}/token"), post(token))
         // Bodies are read only by the exchange; the others have none.
         .layer(DefaultBodyLimit::max(MAX_EXCHANGE_BODY))
         .with_state(broker)
 }
 
-/// The answer to an exchange shed by the concurrency limit (or any error of the limit's
-/// layers): 503 with `Retry-After`; counted, and logged at debug level (the request, its token
-/// included, is never read).
-fn overloaded(metrics: &super::FederationMetrics, limit: usize, error: &BoxError) -> Response {
+/// The answer to an exchange shed by the concurrency limit: 503 with `Retry-After`; counted,
+/// and logged at debug level (never the token).
+fn overloaded(metrics: &super::FederationMetrics, limit: usize) -> Response {
     metrics.shed.inc();
-    debug!(limit, error = %error, "token exchange shed: this replica answers {limit} at a time (503)");
+    debug!(limit, "token exchange shed: this replica answers {limit} at a time (503)");
     let mut response = oauth_error(
         StatusCode::SERVICE_UNAVAILABLE,
         "temporarily_unavailable",
@@ -99,6 +86,9 @@ async fn jwks(State(broker): State<Arc<Broker>>) -> Response {
 }
 
 async fn token(State(broker): State<Arc<Broker>>, body: Bytes) -> Response {
+    let Ok(_slot) = broker.exchanges.try_acquire() else {
+        return overloaded(&broker.metrics, broker.settings.max_concurrent_exchanges.max(1));
+    };
     let mut form = ExchangeForm::default();
     for (name, value) in form_urlencoded::parse(&body) {
         let slot = match name.as_ref() {
@@ -252,23 +242,20 @@ mod tests {
     async fn exchanges_beyond_the_limit_are_shed_at_once_with_retry_after() {
         let broker = broker();
         let app = router(broker.clone());
-        // One exchange in flight (limit 1): its body never ends while `open` lives.
+        // A client whose body never ends holds a connection, not the only slot (limit 1).
         let (open, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
         let slow = Request::post("/federation/token")
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Body::from_stream(rx))
             .expect("request");
         let in_flight = tokio::spawn(app.clone().oneshot(slow));
-        let mut shed = None;
-        for _ in 0..200 {
-            let response = app.clone().oneshot(token("grant_type=password")).await.expect("response");
-            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-                shed = Some(response);
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        let shed = shed.expect("the second exchange is shed while the first holds the only slot");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let (status, body, _) = call(&broker, token("grant_type=password")).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unsupported_grant_type")));
+        // One exchange in flight holds the only slot: the next is shed.
+        let slot = broker.exchanges.clone().try_acquire_owned().expect("the slot is free");
+        let shed = app.clone().oneshot(token("grant_type=password")).await.expect("response");
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(shed.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
         assert_eq!(shed.headers().get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()), Some("no-store"));
         let bytes = shed.into_body().collect().await.expect("body").to_bytes();
@@ -276,10 +263,11 @@ mod tests {
         assert_eq!(body["error"], "temporarily_unavailable");
         assert_eq!(broker.metrics.shed.get(), 1, "counted");
         // The slot freed, exchanges are answered again.
+        drop(slot);
+        let (status, body, _) = call(&broker, token("grant_type=password")).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unsupported_grant_type")));
         drop(open);
         let first = in_flight.await.expect("task").expect("response");
         assert_eq!(first.status(), StatusCode::BAD_REQUEST);
-        let (status, body, _) = call(&broker, token("grant_type=password")).await;
-        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unsupported_grant_type")));
     }
 }
