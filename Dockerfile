@@ -18,14 +18,20 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && rustup target add "${TARGET}"
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+# The workspace: the controller (src), the core it shares with the plugin (crates), and the
+# manifests of the other members, which cargo reads to resolve the workspace.
+COPY Cargo.toml Cargo.lock clippy.toml ./
 COPY src ./src
+COPY benches ./benches
+COPY crates ./crates
+COPY charts/kube-lighthouse/files ./charts/kube-lighthouse/files
+COPY hack/token-issuer ./hack/token-issuer
 # Cache mounts keep the registry and the build between builds (BuildKit). The binary is
 # copied out of the cached target directory, which is not part of the image layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target "${TARGET}" --bin kube-lighthouse \
+    cargo build --release --locked --target "${TARGET}" -p kube-lighthouse --bin kube-lighthouse \
  && cp "target/${TARGET}/release/kube-lighthouse" /kube-lighthouse \
  && strip /kube-lighthouse
 

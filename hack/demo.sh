@@ -36,7 +36,7 @@ export KUBECONFIG=$STATE_DIR/kubeconfig
 
 say "Building the controller and the kubectl plugin"
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
-cargo build --quiet --bin kube-lighthouse --bin kubectl-lighthouse
+cargo build --quiet -p kube-lighthouse --bin kube-lighthouse -p kubectl-lighthouse --bin kubectl-lighthouse
 
 say "Installing the CRDs and the role catalog"
 kubectl apply --server-side --force-conflicts -f crds/ -f charts/kube-lighthouse/files/catalog.yaml \

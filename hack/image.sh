@@ -77,7 +77,7 @@ mkdir -p "$WORK"
 
 started=$SECONDS
 log "building the static binary (cargo build --release --target $TARGET)"
-(cd "$ROOT" && nice -n 19 cargo build --quiet --release --locked --target "$TARGET" --bin kube-lighthouse)
+(cd "$ROOT" && nice -n 19 cargo build --quiet --release --locked --target "$TARGET" -p kube-lighthouse --bin kube-lighthouse)
 cp "$TARGET_DIR/$TARGET/release/kube-lighthouse" "$WORK/kube-lighthouse"
 strip "$WORK/kube-lighthouse"
 file "$WORK/kube-lighthouse" 2>/dev/null | grep -q "statically linked\|static-pie linked" ||

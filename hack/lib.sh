@@ -29,10 +29,12 @@ go_cmd() {
   fi
 }
 
-# cargo_version [DIR]: the package version in DIR/Cargo.toml (default: this checkout's), the one
-# place a release's version is written (hack/release.sh, hack/image.sh's default tag).
+# cargo_version [DIR]: the version in DIR/Cargo.toml (default: this checkout's), the one place a
+# release's version is written (hack/release.sh, hack/image.sh's default tag): the workspace's
+# `[workspace.package]` version, or, in a checkout from before the workspace (a previous
+# release), the `[package]` version.
 cargo_version() {
-  awk '/^\[package\]/ {p = 1; next} /^\[/ {p = 0} p && $1 == "version" {gsub(/"/, "", $3); print $3; exit}' \
+  awk '/^\[(workspace\.)?package\]/ {p = 1; next} /^\[/ {p = 0} p && $1 == "version" && $2 == "=" {gsub(/"/, "", $3); print $3; exit}' \
     "${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}/Cargo.toml"
 }
 

@@ -42,7 +42,7 @@ log "building kubectl-lighthouse ($TARGET, release, zig cc)"
   export PATH=$VENV/bin:$PATH
   # Stripped by the linker: binutils' strip on this machine knows x86 only.
   export CARGO_PROFILE_RELEASE_STRIP=symbols
-  nice -n 19 cargo zigbuild --quiet --release --locked --target "$TARGET" --bin kubectl-lighthouse
+  nice -n 19 cargo zigbuild --quiet --release --locked --target "$TARGET" -p kubectl-lighthouse --bin kubectl-lighthouse
 ) >&2 || die "the arm64 build failed"
 binary=${CARGO_TARGET_DIR:-$SRC/target}/$TARGET/release/kubectl-lighthouse
 file "$binary" | grep -q "ARM aarch64" || die "$binary is not an arm64 binary: $(file "$binary")"

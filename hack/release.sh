@@ -163,7 +163,7 @@ tgz() {
 # --- the binaries: the controller (for the image) and the plugin, static.
 log "building kube-lighthouse and kubectl-lighthouse ($TARGET, release)"
 (cd "$STAGE" && SOURCE_DATE_EPOCH=$RELEASE_BUILD_EPOCH nice -n 19 cargo build --quiet --release --locked \
-  --target "$TARGET" --bin kube-lighthouse --bin kubectl-lighthouse)
+  --target "$TARGET" -p kube-lighthouse --bin kube-lighthouse -p kubectl-lighthouse --bin kubectl-lighthouse)
 
 # --- the image, by the staged hack/image.sh (it reuses the build above).
 SOURCE_DATE_EPOCH=$RELEASE_BUILD_EPOCH "$STAGE/hack/image.sh" --repository "$REPOSITORY" --tag "$VERSION" >&2

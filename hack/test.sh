@@ -54,8 +54,12 @@ trap 'hack/control-plane.sh down >/dev/null 2>&1 || true' EXIT
 
 echo "== cargo fmt --check"
 cargo fmt --check
-echo "== cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo clippy (the workspace's lints: Cargo.toml [workspace.lints])"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The core's purity, as the compiler sees it: built alone, kube has no client, config or
+# runtime in it, and nothing async or HTTP is a dependency (docs/architecture.md, "Crates").
+echo "== the core alone: cargo check -p kube-lighthouse-core"
+cargo check -p kube-lighthouse-core --all-targets --quiet
 
 first=1
 for version in $versions; do
@@ -70,7 +74,7 @@ for version in $versions; do
     # (--skip): they need Azure's samples laid out by hand (tests/fixtures/azure/PROVENANCE.md);
     # so does the node suite, which needs a node (below), the broker's, which needs the
     # federation mode (below), and the release's unless KL_TEST_RELEASE=1.
-    cargo test --all-targets -- --include-ignored --skip sample_ --skip the_chart_on_a_node \
+    cargo test --workspace --all-targets -- --include-ignored --skip sample_ --skip the_chart_on_a_node \
       --skip the_release_on_a_node "${FEDERATION_SKIP[@]}" "${RELEASE_SKIP[@]}" \
       --test-threads "${KL_TEST_THREADS:-4}"
     first=0

@@ -16,22 +16,17 @@
 //!                                    5 status       conditions, namespaces, Events
 //! ```
 //!
-//! [`model`] is the pure core; [`controller`] is the thin shell around it; [`plugin`] is the
-//! `kubectl lighthouse` plugin (binary `kubectl-lighthouse`).
+//! [`model`] is the pure core (the crate `kube-lighthouse-core`, shared with the kubectl plugin,
+//! the crate `kubectl-lighthouse`); [`controller`] is the thin shell around it.
 
-#![warn(missing_docs)]
+pub use kube_lighthouse_core::{api, azure, model, reference};
 
-pub mod api;
-pub mod azure;
 pub mod config;
 pub mod controller;
 pub mod federation;
 pub mod http;
 pub mod lease;
 pub mod metrics;
-pub mod model;
-pub mod plugin;
-pub mod reference;
 pub mod runtime;
 pub mod serve;
 pub mod telemetry;

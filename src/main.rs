@@ -16,7 +16,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// Pages freed after the start-up lists go back to the system within a second rather than
 /// ten; `_RJEM_MALLOC_CONF` still overrides this.
 #[cfg(not(feature = "system-allocator"))]
-#[allow(non_upper_case_globals)]
+// jemalloc reads this symbol by name at start-up: the one exported symbol of the project, so
+// the one exception to the workspace's `unsafe_code = "deny"`.
+#[allow(non_upper_case_globals, unsafe_code)]
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: &[u8] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 

@@ -729,7 +729,7 @@ fn token_kubeconfig(admin: &std::path::Path, token: &str, file: &std::path::Path
 
 /// `kubectl lighthouse …` with the kubeconfig `config`: (success, stdout, stderr).
 fn plugin(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-lighthouse"))
+    let out = std::process::Command::new(common::plugin_binary())
         .arg("--kubeconfig")
         .arg(config)
         .args(args)

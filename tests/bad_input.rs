@@ -1,5 +1,5 @@
 //! Bad input on the real API server (issue 19 item 5; the pure table is
-//! `src/model/validate/bad_input.rs`): every field of both kinds with malformed values
+//! `crates/core/src/model/validate/bad_input.rs`): every field of both kinds with malformed values
 //! (empty, 64 KiB, Unicode confusables, bidirectional marks, control characters).
 //!
 //! - With the webhook, each is refused at create naming its field: by the CRD schema (a value

@@ -65,7 +65,7 @@ async fn definition_fails(client: &Client, namespace: &str, reason: &str, names:
 
 /// `kubectl lighthouse ARGS` as the admin: its standard output; fails the test on an error.
 fn plugin(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-lighthouse"))
+    let out = std::process::Command::new(common::plugin_binary())
         .env("KUBECONFIG", kubeconfig())
         .args(args)
         .output()

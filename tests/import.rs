@@ -166,7 +166,7 @@ fn write(dir: &Path, name: &str, value: &Value) -> String {
 
 /// `kubectl-lighthouse ARGS --kubeconfig KUBECONFIG`.
 fn plugin(kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubectl-lighthouse"))
+    Command::new(common::plugin_binary())
         .args(args)
         .arg("--kubeconfig")
         .arg(kubeconfig)

@@ -87,13 +87,6 @@ fn the_version_is_written_once() {
     );
 }
 
-/// The plugin prints the package version.
-#[test]
-fn the_plugin_prints_the_package_version() {
-    let out = run(Command::new(env!("CARGO_BIN_EXE_kubectl-lighthouse")).arg("version"));
-    assert_eq!(out, format!("{VERSION}\n"));
-}
-
 /// A clone of this checkout's HEAD, in a new directory under the target directory.
 fn fresh_clone(dir: &Path) -> PathBuf {
     let head = run(Command::new("git").arg("-C").arg(repo()).args(["rev-parse", "HEAD"]));

@@ -59,10 +59,10 @@ fn setup() -> Setup {
     serde_json::from_str(&text).expect("broker.json")
 }
 
-/// The directory of the crate's binaries (`kubectl-lighthouse`, and `kl-token-issuer`, which
-/// the control plane builds into the same target directory).
+/// The directory of the workspace's binaries (`kubectl-lighthouse`, and `kl-token-issuer`,
+/// which the control plane builds into the same target directory).
 fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_kubectl-lighthouse")).parent().expect("bin dir").to_path_buf()
+    common::plugin_binary().parent().expect("bin dir").to_path_buf()
 }
 
 const RELEASE: &str = "kube-lighthouse";

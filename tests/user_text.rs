@@ -170,6 +170,7 @@ fn the_lexer_keeps_strings_and_drops_comments() {
 fn source_strings_cite_no_specification() {
     let mut all = Vec::new();
     files(&repo().join("src"), &mut all);
+    files(&repo().join("crates"), &mut all);
     let mut found = Vec::new();
     for path in all.iter().filter(|p| p.extension().is_some_and(|e| e == "rs")) {
         let source = std::fs::read_to_string(path).expect("source");
@@ -199,7 +200,7 @@ fn help(command: &mut clap::Command, out: &mut Vec<(String, String)>) {
 #[test]
 fn help_cites_no_specification() {
     let mut texts = Vec::new();
-    help(&mut kube_lighthouse::plugin::cli::Cli::command(), &mut texts);
+    help(&mut kubectl_lighthouse::cli::Cli::command(), &mut texts);
     help(&mut kube_lighthouse::config::Config::command(), &mut texts);
     assert!(texts.len() > 20, "too few help texts: {}", texts.len());
     let found: Vec<String> = texts

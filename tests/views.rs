@@ -408,7 +408,7 @@ async fn each_managing_tenant_sees_exactly_its_own_customers_and_delegations() {
 
 /// `kubectl-lighthouse ARGS --kubeconfig KUBECONFIG`, which must succeed: its stdout.
 fn plugin_ok(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-lighthouse"))
+    let out = Command::new(common::plugin_binary())
         .args(args)
         .arg("--kubeconfig")
         .arg(kubeconfig)

@@ -85,7 +85,7 @@ mod tests {
     use k8s_openapi::api::rbac::v1::PolicyRule;
 
     use super::*;
-    use crate::model::catalog::tests::{catalog_cluster_role, READER};
+    use crate::model::catalog::test_support::{catalog_cluster_role, READER};
     use crate::model::catalog::Lookup;
 
     fn reader(verbs: &[&str]) -> ClusterRole {

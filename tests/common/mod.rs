@@ -38,3 +38,20 @@ pub use wait::*;
 /// The reason every cluster test is ignored by plain `cargo test`; keep the `#[ignore]`
 /// attributes spelled the same.
 pub const NEEDS_A_CLUSTER: &str = "needs a cluster: hack/test.sh runs it";
+
+/// The kubectl plugin's binary, `kubectl-lighthouse`: built by its own crate
+/// (`crates/plugin`) into the same target directory as the controller's, so it is found next
+/// to it. `cargo test --workspace` (hack/test.sh) builds both; a test run of this package
+/// alone needs `cargo build -p kubectl-lighthouse` first, and says so.
+///
+/// # Panics
+/// When the binary is not there.
+pub fn plugin_binary() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_kube-lighthouse")).with_file_name("kubectl-lighthouse");
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build -p kubectl-lighthouse` (or `cargo test --workspace`)",
+        path.display()
+    );
+    path
+}

@@ -16,8 +16,6 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs)]
-
 mod error;
 mod issuer;
 mod material;

@@ -1,5 +1,7 @@
 //! End to end: the `kl-token-issuer` binary's `init`, `serve` and `token`, and the library's
 //! `serve_on`, checked over real HTTPS with a client that trusts only the issuer's `ca.crt`.
+// The helpers below are test code too (clippy's allow-unwrap-in-tests sees only #[test] fns).
+#![allow(clippy::unwrap_used)]
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};

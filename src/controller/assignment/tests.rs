@@ -12,7 +12,7 @@ use serde_json::json;
 use super::*;
 use crate::api::{DefinitionRef, RegistrationAssignmentSpec, RegistrationDefinition};
 use crate::controller::testing::{answer, context, next};
-use crate::model::catalog::tests::{catalog_cluster_role, READER};
+use crate::model::catalog::test_support::{catalog_cluster_role, READER};
 
 const CUSTOMER: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
 const MSP: &str = "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6";

@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use super::*;
 use crate::api::{DefinitionRef, RegistrationAssignmentSpec};
 use crate::controller::triggers::Sinks;
-use crate::model::catalog::tests::{catalog_cluster_role, READER};
+use crate::model::catalog::test_support::{catalog_cluster_role, READER};
 use crate::model::keys;
 
 const CUSTOMER: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use kube::api::ObjectMeta;
+use kube::core::ObjectMeta;
 use serde_json::{Map, Value};
 
 use super::error::ImportError;

@@ -301,7 +301,7 @@ fn status_lists_at_most_the_first_hundred_skipped_namespaces() {
 }
 
 fn catalog() -> Catalog {
-    let yaml = include_str!("../../../charts/kube-lighthouse/files/catalog.yaml");
+    let yaml = include_str!("../../../../../charts/kube-lighthouse/files/catalog.yaml");
     let roles: Vec<k8s_openapi::api::rbac::v1::ClusterRole> = serde_yaml::Deserializer::from_str(yaml)
         .map(|doc| k8s_openapi::api::rbac::v1::ClusterRole::deserialize(doc).expect("ClusterRole"))
         .collect();

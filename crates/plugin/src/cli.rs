@@ -348,11 +348,11 @@ pub struct ImportArgs {
 }
 
 fn parse_set(arg: &str) -> Result<(String, String), String> {
-    crate::azure::parse_set(arg).map_err(|e| e.to_string())
+    kube_lighthouse_core::azure::parse_set(arg).map_err(|e| e.to_string())
 }
 
 fn parse_resource_group(arg: &str) -> Result<(String, String), String> {
-    crate::azure::parse_resource_group(arg).map_err(|e| e.to_string())
+    kube_lighthouse_core::azure::parse_resource_group(arg).map_err(|e| e.to_string())
 }
 
 /// `access`

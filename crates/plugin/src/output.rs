@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::view::Table;
+use kube_lighthouse_core::api::view::Table;
 
 use super::access::Allowed;
 use super::PluginError;
@@ -171,7 +171,7 @@ pub fn names(resource: &str, group: &str, names: &[String]) -> String {
 
 /// `items` comma-joined, or `<none>` for nothing.
 pub fn join(items: &[String]) -> String {
-    crate::model::views::join_or_none(items)
+    kube_lighthouse_core::model::views::join_or_none(items)
 }
 
 /// The rakkess-style matrix: one row per resource, one column per verb, `✔` allowed, `✖`
@@ -201,7 +201,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::api::view::{TableColumnDefinition, TableRow};
+    use kube_lighthouse_core::api::view::{TableColumnDefinition, TableRow};
 
     fn sample() -> TextTable {
         let mut t = TextTable::new(vec![Column::new("Name"), Column::new("My Roles"), Column::wide("Namespaces")]);

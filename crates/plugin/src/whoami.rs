@@ -10,7 +10,7 @@ use kube::api::{Api, PostParams};
 use super::cli::GlobalArgs;
 use super::output::{self, Column, OutputFormat, TextTable};
 use super::{client, PluginError};
-use crate::model::views::tenant_prefix;
+use kube_lighthouse_core::model::views::tenant_prefix;
 
 /// The managing tenant a user info names: the GUID prefix of its user name (SPEC §2's
 /// default projection `{tenantId}:{principalId}`), or failing that the one tenant all its

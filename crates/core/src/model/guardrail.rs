@@ -271,8 +271,8 @@ mod tests {
 
     use crate::model::catalog::CatalogRole;
 
-    const POLICY: &str = include_str!("../../charts/kube-lighthouse/files/guardrail-policy.yaml");
-    const CATALOG: &str = include_str!("../../charts/kube-lighthouse/files/catalog.yaml");
+    const POLICY: &str = include_str!("../../../../charts/kube-lighthouse/files/guardrail-policy.yaml");
+    const CATALOG: &str = include_str!("../../../../charts/kube-lighthouse/files/catalog.yaml");
 
     /// The API server's policy compares roles through a copy of the shipped catalog's names:
     /// each ClusterRole name and display name maps to the role's GUID, and nothing else is

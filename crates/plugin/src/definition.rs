@@ -3,7 +3,7 @@
 //!
 //! `show` prints each authorization with its display name and the RBAC subject it is projected
 //! to (SPEC §2), the namespaces in force and the Roles and RoleBindings the controller made
-//! (found by the labels of [`crate::model::keys`]). `create` applies with server-side apply
+//! (found by the labels of [`kube_lighthouse_core::model::keys`]). `create` applies with server-side apply
 //! under the field manager `kubectl-lighthouse`, or prints the manifest with
 //! `--dry-run=client`. `delete` first says what access goes.
 
@@ -21,12 +21,12 @@ use super::manifest::{self, DefinitionInput};
 use super::output::{self, Column, OutputFormat, TextTable};
 use super::providers::{catalog, list, resolve_resource_groups};
 use super::{client, is_forbidden, PluginError, FIELD_MANAGER};
-use crate::api::{RegistrationAssignment, RegistrationDefinition, GROUP};
-use crate::model::catalog::Catalog;
-use crate::model::keys;
-use crate::model::projection::IdentityTemplates;
-use crate::model::tenant::Guid;
-use crate::model::views::role_name;
+use kube_lighthouse_core::api::{RegistrationAssignment, RegistrationDefinition, GROUP};
+use kube_lighthouse_core::model::catalog::Catalog;
+use kube_lighthouse_core::model::keys;
+use kube_lighthouse_core::model::projection::IdentityTemplates;
+use kube_lighthouse_core::model::tenant::Guid;
+use kube_lighthouse_core::model::views::role_name;
 
 /// A Role or RoleBinding the controller materialized for an assignment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,10 +81,10 @@ pub fn projected(
     templates: &IdentityTemplates,
     tenant: &str,
     principal: &str,
-    kind: Option<crate::api::PrincipalType>,
+    kind: Option<kube_lighthouse_core::api::PrincipalType>,
 ) -> String {
     let canonical = match kind {
-        Some(crate::api::PrincipalType::ServiceAccount) => Some(principal.to_string()),
+        Some(kube_lighthouse_core::api::PrincipalType::ServiceAccount) => Some(principal.to_string()),
         _ => Guid::parse(principal).map(|g| g.to_string()),
     };
     match (Guid::parse(tenant), canonical) {
@@ -96,7 +96,10 @@ pub fn projected(
     }
 }
 
-fn state_text(state: Option<crate::api::ProvisioningState>, conditions: &[crate::api::Condition]) -> String {
+fn state_text(
+    state: Option<kube_lighthouse_core::api::ProvisioningState>,
+    conditions: &[kube_lighthouse_core::api::Condition],
+) -> String {
     let state = state.map_or("Unknown", |s| s.as_str());
     match conditions.iter().find(|c| c.type_ == "Ready") {
         Some(c) if !c.reason.is_empty() && c.message.is_empty() => format!("{state} ({})", c.reason),
@@ -779,8 +782,8 @@ mod tests {
     use kube::api::ObjectMeta;
 
     use super::*;
-    use crate::api::{ProvisioningState, RegistrationAssignmentStatus};
-    use crate::plugin::manifest::shipped_catalog;
+    use crate::manifest::shipped_catalog;
+    use kube_lighthouse_core::api::{ProvisioningState, RegistrationAssignmentStatus};
 
     const TENANT: &str = "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6";
 
@@ -845,8 +848,10 @@ mod tests {
     #[test]
     fn show_lists_assignments_and_rbac_objects() {
         let a = assigned();
-        let rbac =
-            rbac_objects(&[], &[binding("customer-a", vec![crate::model::projection::user(format!("{TENANT}:x"))])]);
+        let rbac = rbac_objects(
+            &[],
+            &[binding("customer-a", vec![kube_lighthouse_core::model::projection::user(format!("{TENANT}:x"))])],
+        );
         let text = describe_definition(&def(), &[&a], &rbac, true, &IdentityTemplates::default(), &shipped_catalog());
         assert!(
             text.starts_with(
@@ -866,7 +871,8 @@ mod tests {
     #[test]
     fn delete_says_which_access_goes() {
         let a = assigned();
-        let rbac = rbac_objects(&[], &[binding("customer-a", vec![crate::model::projection::user("t:alice")])]);
+        let rbac =
+            rbac_objects(&[], &[binding("customer-a", vec![kube_lighthouse_core::model::projection::user("t:alice")])]);
         let text = deletion_summary("assignment customer-a/contoso-msp", &[&a], &rbac, &["User:t:ignored".into()]);
         assert_eq!(
             text,
@@ -894,7 +900,7 @@ mod tests {
                 &IdentityTemplates::default(),
                 TENANT,
                 "msp/deployer",
-                Some(crate::api::PrincipalType::ServiceAccount)
+                Some(kube_lighthouse_core::api::PrincipalType::ServiceAccount)
             ),
             "ServiceAccount:msp/deployer"
         );

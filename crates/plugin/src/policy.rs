@@ -1,7 +1,7 @@
 //! `policy [-n NS | -A]`: the platform team's view of its guardrails (docs/guardrails.md):
 //! every Guardrail with its rules, then every definition a guardrail forbids part of, naming
 //! the guardrail, the rule and both fields. The delegations are judged here, with the same
-//! pure core the controller uses ([`crate::model::guardrail`]), so the answer does not wait
+//! pure core the controller uses ([`kube_lighthouse_core::model::guardrail`]), so the answer does not wait
 //! for (or depend on) a running controller.
 
 use std::collections::BTreeMap;
@@ -16,9 +16,9 @@ use super::cli::GlobalArgs;
 use super::output::{self, Column, OutputFormat, TextTable};
 use super::providers::{assignments_of, catalog, list};
 use super::{client, PluginError};
-use crate::api::{Guardrail, GuardrailSpec, RegistrationAssignment, RegistrationDefinition};
-use crate::model::catalog::Catalog;
-use crate::model::guardrail::{self, Guardrails};
+use kube_lighthouse_core::api::{Guardrail, GuardrailSpec, RegistrationAssignment, RegistrationDefinition};
+use kube_lighthouse_core::model::catalog::Catalog;
+use kube_lighthouse_core::model::guardrail::{self, Guardrails};
 
 /// One thing a guardrail forbids in one definition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -53,7 +53,9 @@ pub fn violations(
 ) -> Vec<Violation> {
     let subscription_of: BTreeMap<String, String> = labels_of
         .iter()
-        .filter_map(|(ns, labels)| Some((ns.clone(), labels.get(crate::model::keys::SUBSCRIPTION)?.clone())))
+        .filter_map(|(ns, labels)| {
+            Some((ns.clone(), labels.get(kube_lighthouse_core::model::keys::SUBSCRIPTION)?.clone()))
+        })
         .collect();
     let mut out = Vec::new();
     for d in definitions {
@@ -221,7 +223,7 @@ pub async fn run(global: &GlobalArgs, out: &mut dyn Write) -> Result<(), PluginE
         }
         Some(OutputFormat::Name) => {
             let names: Vec<String> = objects.iter().filter_map(|g| g.metadata.name.clone()).collect();
-            out.write_all(output::names("guardrail", crate::api::POLICY_GROUP, &names).as_bytes())?;
+            out.write_all(output::names("guardrail", kube_lighthouse_core::api::POLICY_GROUP, &names).as_bytes())?;
         }
         format => {
             let wide = format == Some(OutputFormat::Wide);
@@ -244,9 +246,9 @@ pub async fn run(global: &GlobalArgs, out: &mut dyn Write) -> Result<(), PluginE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{AllowedRoles, JustInTimeAccessLimits};
-    use crate::model::guardrail::NamedGuardrail;
-    use crate::plugin::manifest::{self, shipped_catalog, DefinitionInput};
+    use crate::manifest::{self, shipped_catalog, DefinitionInput};
+    use kube_lighthouse_core::api::{AllowedRoles, JustInTimeAccessLimits};
+    use kube_lighthouse_core::model::guardrail::NamedGuardrail;
 
     const TENANT: &str = "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6";
     const OTHER: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
@@ -302,7 +304,7 @@ mod tests {
             ("prod-a".to_string(), BTreeMap::from([("env".to_string(), "prod".to_string())])),
             (
                 "prod-a-web".to_string(),
-                BTreeMap::from([(crate::model::keys::SUBSCRIPTION.to_string(), "prod-a".to_string())]),
+                BTreeMap::from([(kube_lighthouse_core::model::keys::SUBSCRIPTION.to_string(), "prod-a".to_string())]),
             ),
             ("dev-b".to_string(), BTreeMap::new()),
         ]);

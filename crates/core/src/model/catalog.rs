@@ -230,17 +230,22 @@ impl Catalog {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// Test vocabulary for catalog roles, shared with the controller's tests (which enable this
+/// crate's `test-support` feature): a catalog ClusterRole as the chart ships one.
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support {
     use std::collections::BTreeMap;
 
+    use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-    use super::*;
-    use crate::model::rules::classify;
+    use crate::model::keys;
 
+    /// Reader's role definition GUID.
     pub const READER: &str = super::READER;
 
+    /// A catalog ClusterRole named `name`, labelled built-in, with the role definition GUID
+    /// and display name annotations when given, and `rules`.
     pub fn catalog_cluster_role(
         name: &str,
         guid: Option<&str>,
@@ -265,6 +270,15 @@ pub(crate) mod tests {
             aggregation_rule: None,
         }
     }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    pub use super::test_support::{catalog_cluster_role, READER};
+    use super::*;
+    use crate::model::rules::classify;
 
     fn plain(name: &str) -> ClusterRole {
         ClusterRole { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() }

@@ -1,5 +1,6 @@
-//! The plugin's process behaviour that needs no cluster: what it does when its reader goes
-//! away (`kubectl lighthouse completion bash | head`), as kubectl does: stop quietly.
+//! The plugin's process behaviour that needs no cluster: the version it prints, and what it
+//! does when its reader goes away (`kubectl lighthouse completion bash | head`), as kubectl
+//! does: stop quietly.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -23,4 +24,14 @@ fn a_closed_pipe_ends_the_output_quietly() {
     let status = child.wait().expect("wait");
     assert_eq!(stderr, "", "nothing on stderr when the reader goes away");
     assert!(status.success(), "exit {status:?}");
+}
+
+/// `kubectl lighthouse version` prints the workspace's version (Cargo.toml, the one place it is
+/// written; a release's krew manifest and chart carry the same).
+#[test]
+fn the_plugin_prints_the_workspace_version() {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_kubectl-lighthouse")).arg("version").output().expect("run kubectl-lighthouse");
+    assert!(out.status.success(), "exit {:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", env!("CARGO_PKG_VERSION")));
 }

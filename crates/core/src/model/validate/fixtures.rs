@@ -33,7 +33,7 @@ pub(super) const UNKNOWN_ROLE: &str = "a1b2c3d4-0000-4000-8000-000000000000";
 /// A catalog role that reads Secrets (Azure: a role with DataActions).
 pub(super) const SECRET_READER: &str = "test:secret-reader";
 
-pub(super) const SHIPPED_CATALOG: &str = include_str!("../../../charts/kube-lighthouse/files/catalog.yaml");
+pub(super) const SHIPPED_CATALOG: &str = include_str!("../../../../../charts/kube-lighthouse/files/catalog.yaml");
 
 pub(super) fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
     PolicyRule {

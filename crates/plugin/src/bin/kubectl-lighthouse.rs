@@ -1,8 +1,8 @@
 //! `kubectl-lighthouse`: the kubectl plugin of kube-lighthouse (SPEC §11). Install it on the
-//! PATH and run `kubectl lighthouse …`. The logic lives in [`kube_lighthouse::plugin`].
+//! PATH and run `kubectl lighthouse …`. The logic lives in [`kubectl_lighthouse`].
 
 use clap::Parser;
-use kube_lighthouse::plugin::{self, cli::Cli};
+use kubectl_lighthouse::{self as plugin, cli::Cli};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

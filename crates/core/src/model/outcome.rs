@@ -263,7 +263,7 @@ pub fn now() -> Time {
 mod tests {
     use super::*;
     use crate::api::{DefinitionRef, RegistrationAssignmentSpec};
-    use kube::api::ObjectMeta;
+    use kube::core::ObjectMeta;
 
     fn at(seconds: i64) -> Option<Time> {
         Some(Time(jiff::Timestamp::from_second(seconds).expect("timestamp")))

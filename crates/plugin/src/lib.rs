@@ -72,7 +72,7 @@ pub enum PluginError {
     Usage(String),
     /// A template that does not import: every reason, each naming the template path and field.
     #[error(transparent)]
-    Import(#[from] crate::azure::ImportErrors),
+    Import(#[from] kube_lighthouse_core::azure::ImportErrors),
     /// A file that cannot be read.
     #[error("{path}: {source}")]
     ReadFile {
@@ -159,8 +159,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), PluginError> {
         Command::Eligible => activation::eligible(global, out).await,
         Command::Activate(args) => activation::activate(global, &args, out).await,
         Command::Requests(args) => activation::requests(global, &args, out).await,
-        Command::Approve(args) => activation::review(global, &args, crate::api::Decision::Approve, out).await,
-        Command::Deny(args) => activation::review(global, &args, crate::api::Decision::Deny, out).await,
+        Command::Approve(args) => {
+            activation::review(global, &args, kube_lighthouse_core::api::Decision::Approve, out).await
+        }
+        Command::Deny(args) => activation::review(global, &args, kube_lighthouse_core::api::Decision::Deny, out).await,
         Command::Deactivate { name } => activation::deactivate(global, &name, out).await,
         Command::Credential(args) => credential::run(&args, out).await,
         Command::Login(args) => login::run(global, &args, out).await,

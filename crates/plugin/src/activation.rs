@@ -11,13 +11,13 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use super::cli::{ActivateArgs, GlobalArgs, RequestsArgs, ReviewArgs};
 use super::output::{self, Column, OutputFormat, TextTable};
 use super::{client, views, PluginError};
-use crate::api::activation::{ActivationRef, AssignmentRef, Ticket};
-use crate::api::view::Delegation;
-use crate::api::{
+use kube_lighthouse_core::api::activation::{ActivationRef, AssignmentRef, Ticket};
+use kube_lighthouse_core::api::view::Delegation;
+use kube_lighthouse_core::api::{
     ActivationPhase, ActivationReview, ActivationReviewSpec, Decision, RoleActivation, RoleActivationSpec,
     ACTIVATION_GROUP,
 };
-use crate::model::validate::eligible::parse_duration;
+use kube_lighthouse_core::model::validate::eligible::parse_duration;
 
 /// `--for`: ISO 8601 (`PT2H`) or kubectl's friendly form (`2h`, `90m`, `1h30m`), as ISO 8601.
 ///
@@ -195,7 +195,7 @@ pub async fn eligible(global: &GlobalArgs, out: &mut dyn Write) -> Result<(), Pl
         Some(OutputFormat::Yaml) => output::to_yaml_stream(&delegations)?,
         Some(OutputFormat::Name) => {
             let names: Vec<String> = delegations.iter().map(|d| d.metadata.name.clone().unwrap_or_default()).collect();
-            output::names("delegations", crate::api::view::VIEW_GROUP, &names)
+            output::names("delegations", kube_lighthouse_core::api::view::VIEW_GROUP, &names)
         }
         Some(OutputFormat::Wide) => eligible_table(&delegations).render(true),
         None => eligible_table(&delegations).render(false),
@@ -361,7 +361,7 @@ pub async fn deactivate(global: &GlobalArgs, name: &str, out: &mut dyn Write) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Caller, RoleActivationStatus};
+    use kube_lighthouse_core::api::{Caller, RoleActivationStatus};
 
     fn args(duration: &str) -> ActivateArgs {
         ActivateArgs {

@@ -2,7 +2,7 @@
 //! [--set NAME=VALUE ...] [-g RG] [--dry-run=client|server]` (SPEC §11, issue 17): an Azure
 //! Lighthouse onboarding template becomes RegistrationDefinitions and RegistrationAssignments.
 //!
-//! The command reads the files, asks the cluster what [`crate::azure::import`] needs (the
+//! The command reads the files, asks the cluster what [`kube_lighthouse_core::azure::import`] needs (the
 //! subscription's resource-group namespaces, the role catalog's ClusterRoles), imports, and
 //! applies: definitions first, then assignments, with server-side apply under the field manager
 //! `kubectl-lighthouse`. With `--dry-run=client` it prints instead (`-o yaml`: a multi-document
@@ -27,11 +27,11 @@ use serde_json::Value;
 use super::cli::{DryRun, GlobalArgs, ImportArgs};
 use super::output::{self, OutputFormat};
 use super::{client, is_forbidden, manifest, PluginError, FIELD_MANAGER};
-use crate::api::{RegistrationAssignment, RegistrationDefinition, GROUP};
-use crate::azure::{self, ImportError, ImportErrors, ImportInput, Imported, SourceFile};
-use crate::model::catalog::Catalog;
-use crate::model::keys;
-use crate::model::scope::NamespaceInfo;
+use kube_lighthouse_core::api::{RegistrationAssignment, RegistrationDefinition, GROUP};
+use kube_lighthouse_core::azure::{self, ImportError, ImportErrors, ImportInput, Imported, SourceFile};
+use kube_lighthouse_core::model::catalog::Catalog;
+use kube_lighthouse_core::model::keys;
+use kube_lighthouse_core::model::scope::NamespaceInfo;
 
 /// `registrationdefinition`, as `-o name` and the result lines spell it.
 pub const DEFINITION_RESOURCE: &str = "registrationdefinition";

@@ -1,6 +1,6 @@
 //! `customers` and `delegations`: the views API of SPEC §10, read through the aggregation
 //! layer (`/apis/view.kubelighthouse.io/v1alpha1/...`), printed with the same columns the
-//! server's `Table` has ([`crate::model::views::customer_table`]).
+//! server's `Table` has ([`kube_lighthouse_core::model::views::customer_table`]).
 
 use std::io::Write;
 
@@ -9,8 +9,8 @@ use kube::api::{Api, ListParams};
 use super::cli::GlobalArgs;
 use super::output::{self, OutputFormat};
 use super::{client, is_not_found, PluginError};
-use crate::api::view::{Customer, CustomerList, Delegation, DelegationList, Table, VIEW_GROUP};
-use crate::model::views::{customer_table, delegation_table, IncludeObject};
+use kube_lighthouse_core::api::view::{Customer, CustomerList, Delegation, DelegationList, Table, VIEW_GROUP};
+use kube_lighthouse_core::model::views::{customer_table, delegation_table, IncludeObject};
 
 /// How a list or one object of a view prints in `format`.
 ///
@@ -120,7 +120,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
-    use crate::api::view::{RoleSummary, VIEW_API_VERSION};
+    use kube_lighthouse_core::api::view::{RoleSummary, VIEW_API_VERSION};
 
     fn customer() -> Customer {
         Customer {

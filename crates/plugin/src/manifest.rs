@@ -14,18 +14,18 @@
 use kube::api::ObjectMeta;
 use thiserror::Error;
 
-use crate::api::{
+use kube_lighthouse_core::api::{
     Authorization, DefinitionRef, EligibleApprover, EligibleAuthorization, JustInTimeAccessPolicy,
     MultiFactorAuthProvider, Plan, PrincipalType, RegistrationAssignment, RegistrationAssignmentSpec,
     RegistrationDefinition, RegistrationDefinitionSpec,
 };
-use crate::model::catalog::{Catalog, Lookup};
-use crate::model::tenant::Guid;
+use kube_lighthouse_core::model::catalog::{Catalog, Lookup};
+use kube_lighthouse_core::model::tenant::Guid;
 
 /// The role catalog the Helm chart installs (`charts/kube-lighthouse/files/catalog.yaml`),
 /// built in so roles resolve by name without a cluster (`--dry-run=client`) and for callers
 /// who may not read ClusterRoles.
-pub const SHIPPED_CATALOG: &str = include_str!("../../charts/kube-lighthouse/files/catalog.yaml");
+pub const SHIPPED_CATALOG: &str = include_str!("../../../charts/kube-lighthouse/files/catalog.yaml");
 
 /// The shipped catalog as a [`Catalog`] (plus Kubernetes' bootstrap roles by name).
 pub fn shipped_catalog() -> Catalog {
@@ -373,7 +373,7 @@ pub fn manifest<K: kube::Resource<DynamicType = ()> + serde::Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::catalog::USER_ACCESS_ADMINISTRATOR;
+    use kube_lighthouse_core::model::catalog::USER_ACCESS_ADMINISTRATOR;
 
     const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
     const CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
@@ -480,7 +480,7 @@ mod tests {
     #[test]
     fn a_dry_run_manifest_round_trips_into_our_types() {
         let def = definition(&input(), &shipped_catalog()).expect("valid");
-        let yaml = crate::plugin::output::to_yaml(&manifest(&def).expect("manifest")).expect("yaml");
+        let yaml = crate::output::to_yaml(&manifest(&def).expect("manifest")).expect("yaml");
         assert!(
             yaml.starts_with("apiVersion: managedservices.kubelighthouse.io/v1alpha1\nkind: RegistrationDefinition\n"),
             "{yaml}"
@@ -494,7 +494,7 @@ mod tests {
         assert_eq!(back.spec.eligible_authorizations[0].role_definition_id, CONTRIBUTOR);
 
         let a = assignment("contoso-msp", "customer-a-web", "contoso-msp");
-        let yaml = crate::plugin::output::to_yaml(&manifest(&a).expect("manifest")).expect("yaml");
+        let yaml = crate::output::to_yaml(&manifest(&a).expect("manifest")).expect("yaml");
         let back: RegistrationAssignment = serde_yaml::from_str(&yaml).expect("deserializes");
         assert_eq!(back.spec.registration_definition_ref.name, "contoso-msp");
         assert_eq!(back.metadata.namespace.as_deref(), Some("customer-a-web"));

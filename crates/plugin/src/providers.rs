@@ -14,11 +14,11 @@ use kube::api::{Api, ListParams};
 use super::cli::GlobalArgs;
 use super::output::{self, Column, OutputFormat, TextTable};
 use super::{client, PluginError};
-use crate::api::{Onboarding, RegistrationAssignment, RegistrationDefinition, GROUP};
-use crate::model::catalog::Catalog;
-use crate::model::keys;
-use crate::model::onboarding;
-use crate::model::views::{compliance, role_name};
+use kube_lighthouse_core::api::{Onboarding, RegistrationAssignment, RegistrationDefinition, GROUP};
+use kube_lighthouse_core::model::catalog::Catalog;
+use kube_lighthouse_core::model::keys;
+use kube_lighthouse_core::model::onboarding;
+use kube_lighthouse_core::model::views::{compliance, role_name};
 
 /// The assignments of `definition`: in its namespace, or in a resource group whose
 /// subscription (`subscription_of`, namespace → subscription label) is its namespace.
@@ -40,7 +40,7 @@ pub fn assignments_of<'a>(
         .collect()
 }
 
-fn state_of(state: Option<crate::api::ProvisioningState>) -> String {
+fn state_of(state: Option<kube_lighthouse_core::api::ProvisioningState>) -> String {
     state.map_or("Unknown", |s| s.as_str()).to_string()
 }
 
@@ -342,7 +342,7 @@ pub async fn run(global: &GlobalArgs, out: &mut dyn Write) -> Result<(), PluginE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::manifest::{self, shipped_catalog, DefinitionInput};
+    use crate::manifest::{self, shipped_catalog, DefinitionInput};
 
     const TENANT: &str = "fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6";
 
@@ -364,8 +364,8 @@ mod tests {
             &shipped_catalog(),
         )
         .expect("valid");
-        d.status = Some(crate::api::RegistrationDefinitionStatus {
-            provisioning_state: Some(crate::api::ProvisioningState::Succeeded),
+        d.status = Some(kube_lighthouse_core::api::RegistrationDefinitionStatus {
+            provisioning_state: Some(kube_lighthouse_core::api::ProvisioningState::Succeeded),
             ..Default::default()
         });
         d
