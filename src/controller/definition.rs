@@ -74,7 +74,12 @@ fn write_status(
     home_tenant: Option<String>,
     ctx: &Context,
 ) {
-    let old = definition.status.clone().unwrap_or_default();
+    // The last status given to bookkeeping, if the cache does not show it yet: a reconcile
+    // that runs in between must not publish the same Event again.
+    let old = ctx
+        .bookkeeping
+        .status_of(definition.as_ref(), definition.status.as_ref())
+        .unwrap_or_else(|| definition.status.clone().unwrap_or_default());
     let (new, notice) =
         status::definition_status(definition.meta().generation, &old, verdict, home_tenant, outcome::now());
     if status::same_definition_status(&old, &new) {
