@@ -633,9 +633,25 @@ async fn remove_assignment(
     name: &str,
 ) -> Result<bool, kube::Error> {
     let uid = ctx.caches.assignments_in(namespace).into_iter().find(|a| a.name_any() == name).and_then(|a| a.uid());
+    delete_assignment_and_revoke(ctx, api, name, uid.as_deref()).await
+}
+
+/// Deletes the assignment `name` (UID `uid`, when known), then revokes its access at once:
+/// see [`remove_assignment`]. For every path that deletes assignments on the user's behalf
+/// (an onboarding's removal, a definition's cascade). Whether it was there.
+///
+/// # Errors
+/// The API server's answer when the delete fails (a failed early revocation is only logged:
+/// the finalizer revokes as well).
+pub(super) async fn delete_assignment_and_revoke(
+    ctx: &Context,
+    api: &Api<crate::api::RegistrationAssignment>,
+    name: &str,
+    uid: Option<&str>,
+) -> Result<bool, kube::Error> {
     let removed = remove_owned(api, name).await?;
     if let Some(uid) = uid {
-        if let Err(e) = revoke_access(ctx, &uid).await {
+        if let Err(e) = revoke_access(ctx, uid).await {
             // The finalizer revokes as well: this was only the fast path.
             warn!(assignment = %name, error = %e, "revoking ahead of the finalizer failed; the finalizer revokes");
         }
