@@ -106,6 +106,12 @@ where
     // The backlog waits in our first-in-first-out queue, not in the runner's hash set: as many
     // triggers as it has slots go in, and each outcome lets the next one in.
     let (triggers, outcomes) = Fifo::new(triggers, usize::from(config.concurrency));
+    // Revocation first: an object being deleted (its finalizer revokes) goes ahead of the
+    // backlog of grants (docs/architecture.md, "Revocation first and in bulk").
+    let deleting = store.clone();
+    let triggers = triggers.with_urgency(move |r: &reflector::ObjectRef<K>| {
+        deleting.get(r).is_some_and(|o| o.meta().deletion_timestamp.is_some())
+    });
     tokio::spawn(
         Controller::for_stream(futures::stream::pending::<Result<K, watcher::Error>>(), store)
             .with_config(ControllerConfig::default().concurrency(config.concurrency))

@@ -303,3 +303,39 @@ async fn a_hand_made_binding_carrying_a_live_assignments_uid_is_pruned() {
     let engineers = projected(MSP_TENANT, ENGINEERS);
     expect_access(&client, "x", &[&engineers], access("list", "pods", &c.sub), true).await;
 }
+
+/// Warning Events about the object with `uid` in `namespace`, as (reason, note).
+async fn warnings_of(client: &kube::Client, namespace: &str, uid: &str) -> Vec<(String, String)> {
+    warnings_about(client, namespace, |r| r.uid.as_deref() == Some(uid)).await
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: hack/test.sh runs it"]
+async fn one_rejection_is_one_warning_event() {
+    // A rejection is one transition, so one Warning about the assignment (and one about the
+    // definition it names), however many times the watches bring the assignment back
+    // before they show the status the controller wrote (issue 31).
+    let client = cluster().await;
+    let sub = unique("once");
+    let home = tenant_id();
+    subscription(&client, &sub, &home).await;
+    definition(&client, &sub, "once", &home, vec![authorization(ENGINEERS, "Group", READER)]).await;
+    assignment(&client, &sub, "once", "once").await;
+    wait_for_assignment_state(&client, &sub, "once", "Failed").await;
+    let assignments: Api<RegistrationAssignment> = Api::namespaced(client.clone(), &sub);
+    let definitions: Api<RegistrationDefinition> = Api::namespaced(client.clone(), &sub);
+    let assignment_uid = assignments.get("once").await.expect("assignment").uid().expect("uid");
+    let definition_uid = definitions.get("once").await.expect("definition").uid().expect("uid");
+    eventually("the definition's Warning is recorded", || async {
+        !warnings_of(&client, &sub, &definition_uid).await.is_empty()
+    })
+    .await;
+    // Every reconcile the rejection causes (finalizers, statuses, the definition's events)
+    // has run well within this.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let about_assignment = warnings_of(&client, &sub, &assignment_uid).await;
+    assert_eq!(about_assignment.len(), 1, "one Warning about the rejected assignment: {about_assignment:?}");
+    assert_eq!(about_assignment[0].0, "DefinitionInvalid", "{about_assignment:?}");
+    let about_definition = warnings_of(&client, &sub, &definition_uid).await;
+    assert_eq!(about_definition.len(), 1, "one Warning about the rejected definition: {about_definition:?}");
+}

@@ -18,11 +18,14 @@ pub struct ControllerProcess {
 
 impl ControllerProcess {
     /// The release binary with no arguments, as an operator runs it; only ports and
-    /// concurrency come from the environment.
+    /// concurrency come from the environment. `KL_BENCH_CONTROLLER` names another binary (an
+    /// earlier commit's build, for a before-and-after with the same harness).
     pub fn start(kubeconfig: &Path, log: &Path, concurrency: usize) -> ControllerProcess {
         let (health_port, metrics_port) = (free_port(), free_port());
         let file = std::fs::File::create(log).expect("controller log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_kube-lighthouse"))
+        let binary =
+            std::env::var_os("KL_BENCH_CONTROLLER").unwrap_or_else(|| env!("CARGO_BIN_EXE_kube-lighthouse").into());
+        let child = Command::new(binary)
             .env("KUBECONFIG", kubeconfig)
             .env("KUBE_LIGHTHOUSE_HEALTH_PORT", health_port.to_string())
             .env("KUBE_LIGHTHOUSE_METRICS_PORT", metrics_port.to_string())

@@ -22,6 +22,9 @@
 //!    onboarded by one object, then a new namespace's time to working access, and an
 //!    opt-out's, a departure's and the deletion's time to revoked. `--only-policy` runs this
 //!    phase alone.
+//! 9. **Revocation at scale** ([`revocation`]): a restart with `--rejected-n` rejected
+//!    assignments against one without, and `--revoke-n` definitions deleted at once until
+//!    their last grant is gone. `--only-revocation` runs this phase alone.
 //!
 //! The controller is the release binary, run as a subprocess under an impersonated user so the
 //! API server's audit log attributes every request it makes; CPU and RSS come from `/proc`.
@@ -37,6 +40,7 @@
 //! | [`phases`] | phases 1 to 6, each returning its part of the report |
 //! | [`admission`] | phase 7, the admission webhook's authority check |
 //! | [`policy`] | phase 8, onboarding at scale by an `Onboarding` |
+//! | [`revocation`] | phase 9, revocation at scale: rejected assignments at restart, a mass deletion |
 //! | [`report`] | the typed report and how it prints |
 
 #[path = "../../tests/common/mod.rs"]
@@ -50,6 +54,7 @@ mod phases;
 mod policy;
 mod probe;
 mod report;
+mod revocation;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -97,6 +102,18 @@ struct Args {
     /// Runs phase 8 alone, with a controller of its own, and writes only its figures.
     #[arg(long)]
     only_policy: bool,
+    /// Phase 9's delegations, all deleted at once at its end.
+    #[arg(long, env = "KL_BENCH_REVOKE_N", default_value_t = 400)]
+    revoke_n: usize,
+    /// Phase 9's rejected assignments (no definition) for the second restart.
+    #[arg(long, env = "KL_BENCH_REJECTED_N", default_value_t = 500)]
+    rejected_n: usize,
+    /// Phase 9's RoleBindings that are not the controller's (what a live list reads too).
+    #[arg(long, env = "KL_BENCH_FILLER_BINDINGS", default_value_t = 10_000)]
+    filler_bindings: usize,
+    /// Runs phase 9 alone, with controllers of its own, and writes only its figures.
+    #[arg(long)]
+    only_revocation: bool,
     /// Where the figures are written as JSON.
     #[arg(long, env = "KL_BENCH_OUT", default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -135,6 +152,20 @@ async fn run(args: Args) {
     };
     say(&format!("{args:?}"));
     let mut bench = Bench { args, client, controller_config, workdir, audit, control_plane };
+    if bench.args.only_revocation {
+        let sizes = (bench.args.revoke_n, bench.args.rejected_n, bench.args.filler_bindings);
+        let concurrency = bench.args.concurrency;
+        let figures =
+            revocation::revocation(&bench.client, &bench.controller_config, &bench.workdir, sizes, concurrency).await;
+        let text = serde_json::to_string_pretty(&json(&serde_json::json!({"machine": machine, "revocation": figures})))
+            .expect("json");
+        if let Some(dir) = bench.args.out.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(&bench.args.out, &text).expect("write results");
+        println!("{text}");
+        return;
+    }
     if bench.args.only_policy {
         let mut controller = ControllerProcess::start(
             &bench.controller_config,

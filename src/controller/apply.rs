@@ -93,13 +93,13 @@ impl Applied {
         &mut self,
         kind: &str,
         revoke: bool,
-        results: Vec<((String, String), Result<bool, Error>)>,
+        results: Vec<((String, String), Result<impl Into<usize>, Error>)>,
     ) -> BTreeSet<(String, String)> {
         let mut failed = BTreeSet::new();
         for (key, result) in results {
             match result {
-                Ok(wrote) if revoke => self.stats.deleted += usize::from(wrote),
-                Ok(wrote) => self.stats.applied += usize::from(wrote),
+                Ok(wrote) if revoke => self.stats.deleted += wrote.into(),
+                Ok(wrote) => self.stats.applied += wrote.into(),
                 Err(error) => {
                     self.failed(kind, &key, revoke, error);
                     failed.insert(key);
@@ -174,7 +174,10 @@ where
     if !ours {
         evict_foreign::<K>(ctx, uid, &namespace, &name).await?;
     }
+    // Noted before it is sent: a revocation must find it even if no answer comes back.
+    ctx.expectations.sending(K::KIND, &namespace, &name, uid);
     let written = server_side_apply(ctx, object).await?;
+    ctx.expectations.sent(K::KIND, cache, &namespace, &name, written.clone());
     ctx.expectations.wrote(K::KIND, cache, &namespace, &name, before, written, digest);
     Ok(true)
 }
@@ -276,9 +279,9 @@ const PARALLEL_WRITES: usize = 8;
 /// Runs the writes of one phase, [`PARALLEL_WRITES`] at a time, each to completion (so every
 /// write that happened is noted in the expectations); each one's result, by key. A failed
 /// write stops nothing.
-async fn phase<Fut>(writes: Vec<(ObjectKey, Fut)>) -> Vec<(ObjectKey, Result<bool, Error>)>
+async fn phase<Fut, T>(writes: Vec<(ObjectKey, Fut)>) -> Vec<(ObjectKey, Result<T, Error>)>
 where
-    Fut: std::future::Future<Output = Result<bool, Error>>,
+    Fut: std::future::Future<Output = Result<T, Error>>,
 {
     stream::iter(writes.into_iter().map(|(key, write)| async move { (key, write.await) }))
         .buffer_unordered(PARALLEL_WRITES)
@@ -380,46 +383,109 @@ async fn delete_all<K: Materialized>(
     phase(deletes).await
 }
 
-/// Revokes everything the assignment with `uid` owns, listing live rather than trusting the
-/// cache: this is the path that must never leave access behind. Bindings go first: their
-/// deletion is what ends the access; Roles go whatever happened to the bindings (a binding
-/// whose Role is gone grants nothing). Every delete is tried; the failures are returned.
+/// Revokes everything the assignment with `uid` owns: in each namespace where it may hold
+/// something, one DeleteCollection by its `assignment-uid` label per kind, RoleBindings in
+/// every namespace first (their deletion is what ends the access), then Roles whatever
+/// happened to the bindings (a binding whose Role is gone grants nothing). The namespaces
+/// come from the cache and from the writes still in flight ([`super::expectations`]), not
+/// from a live list across the cluster: every object the controller wrote is in one or the
+/// other, and the label selector, evaluated by the API server, deletes whatever of the
+/// assignment a namespace holds, cached or not. (An object the cache missed in a namespace
+/// it does not name is an orphan once the assignment is gone: the sweep deletes it when the
+/// watch shows it.) Every namespace is tried; the failures are returned.
 pub async fn revoke_all(ctx: &Context, uid: &str) -> Applied {
-    let selector = ListParams::default().labels(&format!("{}={uid}", keys::ASSIGNMENT_UID));
     let mut applied = Applied { revoked_all: true, in_force: Some(BTreeSet::new()), ..Applied::default() };
-    match list_keys::<RoleBinding>(ctx, &selector).await {
-        Ok(keys) => {
-            let lingering = applied.absorb(
-                <RoleBinding as k8s_openapi::Resource>::KIND,
-                true,
-                delete_all::<RoleBinding>(ctx, keys, Error::Revoke).await,
-            );
-            applied.in_force = Some(lingering.into_iter().map(|(namespace, _)| namespace).collect());
-        }
-        Err(error) => {
-            applied.failed(<RoleBinding as k8s_openapi::Resource>::KIND, &(String::new(), String::new()), true, error);
-            applied.in_force = None;
-        }
-    }
-    match list_keys::<Role>(ctx, &selector).await {
-        Ok(keys) => {
-            applied.absorb(
-                <Role as k8s_openapi::Resource>::KIND,
-                true,
-                delete_all::<Role>(ctx, keys, Error::Revoke).await,
-            );
-        }
-        Err(error) => {
-            applied.failed(<Role as k8s_openapi::Resource>::KIND, &(String::new(), String::new()), true, error)
-        }
-    }
+    let namespaces = revocation_namespaces(ctx, uid);
+    let lingering = applied.absorb(
+        <RoleBinding as k8s_openapi::Resource>::KIND,
+        true,
+        delete_by_label::<RoleBinding>(ctx, uid, &namespaces).await,
+    );
+    applied.in_force = Some(lingering.into_iter().map(|(namespace, _)| namespace).collect());
+    applied.absorb(<Role as k8s_openapi::Resource>::KIND, true, delete_by_label::<Role>(ctx, uid, &namespaces).await);
     applied
 }
 
-/// The keys of every object of kind `K` that `selector` finds, listed live.
-async fn list_keys<K: Materialized>(ctx: &Context, selector: &ListParams) -> Result<Vec<ObjectKey>, Error> {
-    let items = Api::<K>::all(ctx.client.clone()).list_metadata(selector).await.map_err(Error::Revoke)?.items;
-    Ok(items.iter().map(|o| (o.namespace().unwrap_or_default(), o.name_any())).collect())
+/// Revokes the access of the assignment with `uid` and nothing else: its RoleBindings, one
+/// DeleteCollection per namespace (see [`revoke_all`]). For a revocation in bulk that must
+/// not wait for the assignment's own reconcile (an onboarding deleted): its Roles, which
+/// grant nothing without a binding, are left to that reconcile. How many went.
+///
+/// # Errors
+/// [`Error::Revoke`], the first namespace whose bindings could not be deleted (the others
+/// were tried).
+pub async fn revoke_access(ctx: &Context, uid: &str) -> Result<usize, Error> {
+    let namespaces = revocation_namespaces(ctx, uid);
+    let mut applied = Applied::default();
+    applied.absorb(
+        <RoleBinding as k8s_openapi::Resource>::KIND,
+        true,
+        delete_by_label::<RoleBinding>(ctx, uid, &namespaces).await,
+    );
+    applied.into_result().map(|stats| stats.deleted)
+}
+
+/// Where the assignment with `uid` may hold RBAC: the namespaces of its cached Roles and
+/// RoleBindings and of its writes in flight, sorted.
+fn revocation_namespaces(ctx: &Context, uid: &str) -> Vec<String> {
+    let mut namespaces = ctx.expectations.namespaces_in_flight(uid);
+    for cache in [&ctx.caches.roles, &ctx.caches.bindings] {
+        namespaces.extend(cache.of_owner(uid).iter().map(|r| r.namespace().to_string()));
+    }
+    namespaces.into_iter().collect()
+}
+
+/// One DeleteCollection of kind `K` by the `assignment-uid` label of `uid` in each of
+/// `namespaces`, [`PARALLEL_WRITES`] at a time; each namespace's result, keyed by
+/// (namespace, ""): how many objects went there.
+async fn delete_by_label<K: Materialized>(
+    ctx: &Context,
+    uid: &str,
+    namespaces: &[String],
+) -> Vec<(ObjectKey, Result<usize, Error>)> {
+    let deletes: Vec<_> = namespaces
+        .iter()
+        .map(|namespace| {
+            let key = (namespace.clone(), String::new());
+            (key, delete_collection::<K>(ctx, uid, namespace))
+        })
+        .collect();
+    phase(deletes).await
+}
+
+/// Deletes every object of kind `K` labelled with `uid` in `namespace` in one request, then
+/// takes off finalizers someone else put on them (as [`delete_for_good`] does for one).
+/// How many were there.
+async fn delete_collection<K: Materialized>(ctx: &Context, uid: &str, namespace: &str) -> Result<usize, Error> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = ListParams::default().labels(&format!("{}={uid}", keys::ASSIGNMENT_UID));
+    ctx.metrics.write(K::KIND, "deletecollection");
+    let deleted = {
+        let _grant = ctx.grants.write();
+        match api.delete_collection(&DeleteParams::default(), &selector).await {
+            Ok(deleted) => deleted,
+            // The namespace is gone, or is being deleted with everything in it.
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(0),
+            Err(e) => return Err(Error::Revoke(e)),
+        }
+    };
+    ctx.expectations.revoked(uid, namespace);
+    let items = deleted.left().map(|list| list.items).unwrap_or_default();
+    for object in &items {
+        let name = object.name_any();
+        ctx.expectations.forget(K::KIND, namespace, &name);
+        info!(kind = K::KIND, %namespace, %name, "revoked");
+        if object.meta().finalizers.as_ref().is_some_and(|f| !f.is_empty()) {
+            warn!(kind = K::KIND, %namespace, %name, finalizers = ?object.meta().finalizers, "finalizers someone else set held a deletion back: taking them off");
+            let release = serde_json::json!({"metadata": {"uid": object.meta().uid, "finalizers": null}});
+            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&release)).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(Error::Revoke(e)),
+            }
+        }
+    }
+    Ok(items.len())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -471,7 +537,9 @@ pub async fn onboard(
     }
     for removal in &plan.removals {
         let (kind, result) = match removal {
-            Removal::Assignment(name) => ("RegistrationAssignment", remove_owned(&assignments, name).await),
+            Removal::Assignment(name) => {
+                ("RegistrationAssignment", remove_assignment(ctx, &assignments, namespace, name).await)
+            }
             Removal::Definition(name) => ("RegistrationDefinition", remove_owned(&definitions, name).await),
         };
         match result {
@@ -550,6 +618,45 @@ where
             }
         }
     }
+}
+
+/// Deletes the assignment `name`, then revokes its access at once (its RoleBindings, by
+/// label: [`revoke_access`]) rather than waiting for its finalizer's turn in the assignment
+/// queue, which an onboarding's deletion fills with a thousand of them. Deleted first, so
+/// that its own reconcile cannot grant again in between (a deleted assignment is only
+/// cleaned up); its finalizer then removes the Roles and records the revocation. Whether it
+/// was there.
+async fn remove_assignment(
+    ctx: &Context,
+    api: &Api<crate::api::RegistrationAssignment>,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, kube::Error> {
+    let uid = ctx.caches.assignments_in(namespace).into_iter().find(|a| a.name_any() == name).and_then(|a| a.uid());
+    delete_assignment_and_revoke(ctx, api, name, uid.as_deref()).await
+}
+
+/// Deletes the assignment `name` (UID `uid`, when known), then revokes its access at once:
+/// see [`remove_assignment`]. For every path that deletes assignments on the user's behalf
+/// (an onboarding's removal, a definition's cascade). Whether it was there.
+///
+/// # Errors
+/// The API server's answer when the delete fails (a failed early revocation is only logged:
+/// the finalizer revokes as well).
+pub(super) async fn delete_assignment_and_revoke(
+    ctx: &Context,
+    api: &Api<crate::api::RegistrationAssignment>,
+    name: &str,
+    uid: Option<&str>,
+) -> Result<bool, kube::Error> {
+    let removed = remove_owned(api, name).await?;
+    if let Some(uid) = uid {
+        if let Err(e) = revoke_access(ctx, uid).await {
+            // The finalizer revokes as well: this was only the fast path.
+            warn!(assignment = %name, error = %e, "revoking ahead of the finalizer failed; the finalizer revokes");
+        }
+    }
+    Ok(removed)
 }
 
 /// Deletes `name` (background propagation); whether it was there.

@@ -124,7 +124,12 @@ async fn write_status(
     applied: &Applied,
     ctx: &Arc<Context>,
 ) -> Result<(), Error> {
-    let old = assignment.status.clone().unwrap_or_default();
+    // The last status given to bookkeeping, if the cache does not show it yet: a reconcile
+    // that runs in between must not write it or publish its Events again.
+    let old = ctx
+        .bookkeeping
+        .status_of(assignment.as_ref(), assignment.status.as_ref())
+        .unwrap_or_else(|| assignment.status.clone().unwrap_or_default());
     let now = outcome::now();
     let new = status::assignment_status(assignment.metadata.generation, &old, outcome, now.clone());
     let in_force = applied.in_force.as_ref().map(|n| n.iter().cloned().collect());
@@ -150,7 +155,8 @@ async fn revoke(assignment: Arc<RegistrationAssignment>, ctx: &Context) -> Resul
     let uid = assignment.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let deleted = apply::revoke_all(ctx, &uid).await.into_result()?.deleted;
     info!(deleted, "access revoked");
-    ctx.bookkeeping.publish(assignment.as_ref(), &Notice::revoked(deleted)).await;
+    // The record of it waits: the next revocation in line does not.
+    ctx.bookkeeping.publish_later(assignment.as_ref(), Notice::revoked(deleted));
     let namespace = assignment.namespace().unwrap_or_default();
     for sibling in ctx.caches.assignments_in(&namespace).into_iter().filter(|o| {
         o.spec.registration_definition_ref == assignment.spec.registration_definition_ref && o.uid() != assignment.uid()

@@ -3,6 +3,12 @@
 //! All of them go through one bounded writer, [`Bookkeeping`], which gives way to RBAC writes
 //! ([`GrantActivity`]), keeps only the latest record of each object, and counts its failures in
 //! the error metric (`controller="bookkeeping"`).
+//!
+//! It also remembers each status it was given until the watch shows it ([`Bookkeeping::status_of`]):
+//! the controller is the only writer of these statuses, so the last one given here is the
+//! object's status, even while the cache still shows an older one. A reconcile that runs in
+//! between (another watch event of the same object) compares against it, so it neither writes
+//! the same status again nor publishes the same Event twice.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,10 +77,14 @@ pub enum Record {
 
 /// Which object a [`Record`] writes: a later record of the same object replaces a pending one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Target {
+pub enum Target {
+    /// An assignment's status.
     Assignment(ObjectRef<RegistrationAssignment>),
+    /// A definition's status.
     Definition(ObjectRef<RegistrationDefinition>),
+    /// A namespace's annotation.
     Namespace(String),
+    /// An activation's status.
     Activation(ObjectRef<RoleActivation>),
 }
 
@@ -86,6 +96,18 @@ impl Record {
             Record::ManagedByTenants { namespace, .. } => Target::Namespace(namespace.clone()),
             Record::ActivationStatus { activation, .. } => Target::Activation(reference(activation.as_ref())),
         }
+    }
+}
+
+impl From<ObjectRef<RegistrationAssignment>> for Target {
+    fn from(r: ObjectRef<RegistrationAssignment>) -> Target {
+        Target::Assignment(r)
+    }
+}
+
+impl From<ObjectRef<RegistrationDefinition>> for Target {
+    fn from(r: ObjectRef<RegistrationDefinition>) -> Target {
+        Target::Definition(r)
     }
 }
 
@@ -135,7 +157,20 @@ pub struct Bookkeeping {
     deferred: Notify,
     /// Whether the drain task runs (started by the first deferral).
     draining: AtomicBool,
+    /// The last status given for each object, until the cache shows it ([`StatusNote`]).
+    statuses: Mutex<HashMap<Target, StatusNote>>,
 }
+
+/// A status given to [`Bookkeeping`] (waiting or written) that the cache may not show yet.
+struct StatusNote {
+    /// The object's UID: a new object of the same name starts afresh.
+    uid: Option<String>,
+    status: serde_json::Value,
+    at: std::time::Instant,
+}
+
+/// How long a status note stands in for the cache at most: far beyond a watch's delay.
+const STATUS_LAPSE: Duration = Duration::from_secs(60);
 
 /// Deferred records: the latest per target, in the order their targets were first deferred,
 /// each with the time of that first deferral. Pure; [`Bookkeeping`]'s one drain task
@@ -234,7 +269,54 @@ impl Bookkeeping {
             parallel: parallel.max(1),
             deferred: Notify::new(),
             draining: AtomicBool::new(false),
+            statuses: Mutex::default(),
         }
+    }
+
+    /// The status of `object` as last given here, when the cached `object` does not show it
+    /// yet; None when the cache is current (or nothing was given). Reconciles compare their
+    /// new status with this rather than with the cached one (see the module docs).
+    pub fn status_of<K, S>(&self, object: &K, cached: Option<&S>) -> Option<S>
+    where
+        K: Resource<DynamicType = ()>,
+        S: serde::Serialize + serde::de::DeserializeOwned,
+        Target: From<ObjectRef<K>>,
+    {
+        let target = Target::from(reference(object));
+        let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        let note = statuses.get(&target)?;
+        let current = note.uid == object.meta().uid
+            && note.at.elapsed() < STATUS_LAPSE
+            && cached.and_then(|c| serde_json::to_value(c).ok()).as_ref() != Some(&note.status);
+        if !current {
+            statuses.remove(&target);
+            return None;
+        }
+        serde_json::from_value(note.status.clone()).ok()
+    }
+
+    /// Notes the status `record` gives its object, if any.
+    fn note_status(&self, record: &Record) {
+        let (uid, status) = match record {
+            Record::AssignmentStatus { assignment, status, .. } => {
+                (assignment.meta().uid.clone(), serde_json::to_value(status))
+            }
+            Record::DefinitionStatus { definition, status, .. } => {
+                (definition.meta().uid.clone(), serde_json::to_value(status))
+            }
+            _ => return,
+        };
+        let Ok(status) = status else { return };
+        let mut statuses = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        if statuses.len() >= 4096 {
+            statuses.retain(|_, n| n.at.elapsed() < STATUS_LAPSE);
+        }
+        statuses.insert(record.target(), StatusNote { uid, status, at: std::time::Instant::now() });
+    }
+
+    /// A status that did not reach the API server: the cache decides again.
+    fn drop_status(&self, target: &Target) {
+        self.statuses.lock().unwrap_or_else(|p| p.into_inner()).remove(target);
     }
 
     /// Writes `record` now, replacing any deferred record of the same object. For what the
@@ -245,7 +327,19 @@ impl Bookkeeping {
     /// reconcile is then retried.
     pub async fn write_now(&self, record: Record) -> Result<(), Error> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.target());
-        self.write(record).await
+        self.write_noted(record).await
+    }
+
+    /// Writes one record, noting its status first (a reconcile that runs meanwhile compares
+    /// against it); a failed write forgets it again.
+    async fn write_noted(&self, record: Record) -> Result<(), Error> {
+        let target = record.target();
+        self.note_status(&record);
+        let result = self.write(record).await;
+        if result.is_err() {
+            self.drop_status(&target);
+        }
+        result
     }
 
     /// Writes `record` once RBAC writes pause ([`GrantActivity::quiet`]), or at the latest
@@ -254,6 +348,7 @@ impl Bookkeeping {
     /// later.
     pub fn defer(self: &Arc<Self>, record: Record) {
         let target = record.target();
+        self.note_status(&record);
         let now = tokio::time::Instant::now();
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(target, record, now);
         if !self.draining.swap(true, Ordering::AcqRel) {
@@ -277,6 +372,7 @@ impl Bookkeeping {
             futures::stream::iter(batch)
                 .for_each_concurrent(self.parallel, |(target, record)| async move {
                     if let Err(e) = this.write(record).await {
+                        this.drop_status(&target);
                         warn!(error = %e, object = ?target, "bookkeeping write failed; reconciling again");
                         this.metrics.error("bookkeeping", e.metric_label());
                         let retrigger = this.retrigger.clone();
@@ -346,6 +442,19 @@ impl Bookkeeping {
         api.patch(namespace, &params, &Patch::Merge(&patch)).await.map_err(Error::Annotate)?;
         info!(%namespace, managed_by_tenants = ?value, "annotation updated");
         Ok(())
+    }
+
+    /// Publishes `notice` about `object` once RBAC writes pause, at the latest after
+    /// [`MAX_DEFERRAL`], from a task of its own: for a revocation, which must not wait for the
+    /// record of it (a mass deletion is a queue of revocations, and each one's Event would
+    /// otherwise stand between the next one and the API server).
+    pub fn publish_later<K: Resource<DynamicType = ()>>(self: &Arc<Self>, object: &K, notice: Notice) {
+        let regarding = object.object_ref(&());
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.grants.quiet_until(tokio::time::Instant::now() + MAX_DEFERRAL).await;
+            this.publish_to(&regarding, &notice).await;
+        });
     }
 
     /// Publishes `notice` about `object`.

@@ -74,7 +74,12 @@ fn write_status(
     home_tenant: Option<String>,
     ctx: &Context,
 ) {
-    let old = definition.status.clone().unwrap_or_default();
+    // The last status given to bookkeeping, if the cache does not show it yet: a reconcile
+    // that runs in between must not publish the same Event again.
+    let old = ctx
+        .bookkeeping
+        .status_of(definition.as_ref(), definition.status.as_ref())
+        .unwrap_or_else(|| definition.status.clone().unwrap_or_default());
     let (new, notice) =
         status::definition_status(definition.meta().generation, &old, verdict, home_tenant, outcome::now());
     if status::same_definition_status(&old, &new) {
@@ -170,9 +175,11 @@ async fn cascade(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Resu
     for a in &assignments {
         let api: Api<RegistrationAssignment> = Api::namespaced(ctx.client.clone(), &a.namespace().unwrap_or_default());
         let assignment = format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any());
-        match api.delete(&a.name_any(), &DeleteParams::default()).await {
-            Ok(_) => info!(%assignment, "deleted with its definition"),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+        // Deleted, then its access revoked at once: not after its finalizer's turn in the
+        // assignment queue, behind every other assignment of a mass deletion.
+        match super::apply::delete_assignment_and_revoke(ctx, &api, &a.name_any(), a.uid().as_deref()).await {
+            Ok(true) => info!(%assignment, "deleted with its definition"),
+            Ok(false) => {}
             Err(e) => {
                 warn!(%assignment, error = %e, "could not delete with its definition; the others go ahead");
                 first_error.get_or_insert(Error::Cascade(e));
@@ -183,7 +190,8 @@ async fn cascade(definition: Arc<RegistrationDefinition>, ctx: &Context) -> Resu
     if let Some(e) = first_error {
         return Err(e);
     }
-    ctx.bookkeeping.publish(definition.as_ref(), &Notice::cascading(assignments.len())).await;
+    // The record of it waits for a pause in RBAC writes; the next cascade does not.
+    ctx.bookkeeping.publish_later(definition.as_ref(), Notice::cascading(assignments.len()));
     Ok(Action::await_change())
 }
 

@@ -11,6 +11,14 @@
 //!
 //! Any other change (someone else's edit, a relist that skipped the version) is compared as
 //! usual, and an expectation the watch never confirms lapses after [`LAPSE`].
+//!
+//! The same notes tell a revocation where to look beyond the cache. Each RBAC write is noted
+//! with its owner (the assignment's UID) *before* it is sent, and stays noted until the watch
+//! shows the version it produced or the object is deleted: a write the cache does not show
+//! yet, even one whose answer never came back (a timeout after the API server committed it).
+//! A revocation covers the namespaces of the owner's cached objects and those of its writes
+//! in flight ([`Expectations::namespaces_in_flight`]), so revoking from the cache never
+//! misses an object the controller wrote.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,10 +38,28 @@ struct Expected {
     at: Instant,
 }
 
+/// How long a write's owner note stands when the watch never shows the write (an object
+/// deleted meanwhile by someone else, a relist that skipped the version): long past any
+/// watch delay, after which the cache, or the orphan sweep, has seen the object.
+pub const OWNER_LAPSE: Duration = Duration::from_secs(600);
+
+/// A write sent on an owner's behalf that the watch has not shown yet.
+struct InFlight {
+    /// The owning assignment's UID.
+    owner: String,
+    /// The resourceVersion the write produced, once answered.
+    written: Option<String>,
+    at: Instant,
+}
+
+type ObjectKey = (&'static str, String, String);
+
 /// Writes awaiting their watch event, by kind, namespace and name.
 #[derive(Default)]
 pub struct Expectations {
-    pending: Mutex<HashMap<(&'static str, String, String), Expected>>,
+    pending: Mutex<HashMap<ObjectKey, Expected>>,
+    /// Every write sent and not yet seen by the watch, with its owner.
+    owners: Mutex<HashMap<ObjectKey, InFlight>>,
 }
 
 impl Expectations {
@@ -81,11 +107,65 @@ impl Expectations {
             .is_some_and(|e| e.digest == digest && e.before.as_deref() == cached && e.at.elapsed() < LAPSE)
     }
 
+    /// Notes a write of object `kind` `namespace`/`name` on behalf of the assignment with
+    /// UID `owner`, before it is sent.
+    pub fn sending(&self, kind: &'static str, namespace: &str, name: &str, owner: &str) {
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        if owners.len() >= 4096 {
+            owners.retain(|_, e| e.at.elapsed() < OWNER_LAPSE);
+        }
+        let note = InFlight { owner: owner.to_string(), written: None, at: Instant::now() };
+        owners.insert((kind, namespace.to_string(), name.to_string()), note);
+    }
+
+    /// The write noted by [`Expectations::sending`] was answered with resourceVersion
+    /// `written`; once `cache` shows it (now, or when the watch delivers it), the note goes.
+    pub fn sent(
+        &self,
+        kind: &'static str,
+        cache: &MaterializedCache,
+        namespace: &str,
+        name: &str,
+        written: Option<String>,
+    ) {
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (kind, namespace.to_string(), name.to_string());
+        if written.is_some() && cache.get(namespace, name).and_then(|r| r.resource_version.clone()) == written {
+            owners.remove(&key);
+        } else if let Some(note) = owners.get_mut(&key) {
+            note.written = written;
+        }
+    }
+
+    /// The namespaces where a write on behalf of `owner` was sent and the watch has not
+    /// shown it yet (answered or not), sorted.
+    pub fn namespaces_in_flight(&self, owner: &str) -> std::collections::BTreeSet<String> {
+        let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        owners
+            .iter()
+            .filter(|(_, e)| e.owner == owner && e.at.elapsed() < OWNER_LAPSE)
+            .map(|((_, namespace, _), _)| namespace.clone())
+            .collect()
+    }
+
+    /// Everything of `owner` in `namespace` was deleted by label: no write of its there is
+    /// in flight any more (a revocation runs in the owner's reconcile, after its writes).
+    pub fn revoked(&self, owner: &str, namespace: &str) {
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        owners.retain(|(_, ns, _), e| !(e.owner == owner && ns == namespace));
+    }
+
     /// Follows the watch: whether `record` is the version our own write produced (the
     /// expectation is then met and forgotten).
     pub fn observed(&self, kind: &'static str, record: &Record) -> bool {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let key = (kind, record.namespace().to_string(), record.name().to_string());
+        {
+            let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+            if owners.get(&key).is_some_and(|e| e.written.is_some() && e.written == record.resource_version) {
+                owners.remove(&key);
+            }
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         match pending.get(&key) {
             Some(e) if e.written.is_some() && e.written == record.resource_version => {
                 pending.remove(&key);
@@ -97,8 +177,10 @@ impl Expectations {
 
     /// The object is gone (deleted by us or by anyone): nothing about it is expected.
     pub fn forget(&self, kind: &'static str, namespace: &str, name: &str) {
+        let key = (kind, namespace.to_string(), name.to_string());
+        self.owners.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.remove(&(kind, namespace.to_string(), name.to_string()));
+        pending.remove(&key);
     }
 
     /// How many writes are awaiting their watch event.
@@ -166,6 +248,35 @@ mod tests {
         e.wrote("Role", &cache, "ns", "r", None, Some("10".into()), [1; 16]);
         assert!(e.is_empty());
         assert!(!e.in_flight("Role", "ns", "r", None, [1; 16]));
+    }
+
+    #[test]
+    fn a_write_in_flight_names_its_namespace_until_the_watch_shows_it() {
+        let e = Expectations::default();
+        let cache = MaterializedCache::default();
+        e.sending("Role", "ns", "r", "uid-1");
+        e.sending("RoleBinding", "other", "b", "uid-2");
+        assert_eq!(e.namespaces_in_flight("uid-1").into_iter().collect::<Vec<_>>(), ["ns"], "sent, not answered yet");
+        e.sent("Role", &cache, "ns", "r", Some("10".into()));
+        assert!(e.namespaces_in_flight("uid-1").contains("ns"), "answered, not in the cache yet");
+        assert!(
+            !e.observed("Role", &record("9", [0; 16])) && e.namespaces_in_flight("uid-1").contains("ns"),
+            "an older version"
+        );
+        e.observed("Role", &record("10", [1; 16]));
+        assert!(e.namespaces_in_flight("uid-1").is_empty(), "the cache shows it now");
+        e.revoked("uid-2", "other");
+        assert!(e.namespaces_in_flight("uid-2").is_empty(), "deleted by label");
+    }
+
+    #[test]
+    fn a_write_without_an_answer_stays_in_flight() {
+        // A timeout after the API server committed the write: the object may exist.
+        let e = Expectations::default();
+        e.sending("RoleBinding", "ns", "b", "uid-1");
+        assert!(e.namespaces_in_flight("uid-1").contains("ns"));
+        e.forget("RoleBinding", "ns", "b");
+        assert!(e.namespaces_in_flight("uid-1").is_empty(), "a deletion seen by the watch ends it");
     }
 
     #[test]

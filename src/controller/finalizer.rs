@@ -102,7 +102,14 @@ where
             // The finalizer stays until the cleanup succeeded.
             let action = reconcile(Step::Cleanup(object)).await?;
             let patch = json_patch(remove_patch(index, name))?;
-            api.patch(&object_name, &PatchParams::default(), &patch).await.map_err(Error::FinalizerRemove)?;
+            match api.patch(&object_name, &PatchParams::default(), &patch).await {
+                // Gone already: a trigger that came while the last finalizer was removed ran
+                // the (idempotent) cleanup a second time; nothing is left to release.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                other => {
+                    other.map_err(Error::FinalizerRemove)?;
+                }
+            }
             Ok(action)
         }
         State::Released => Ok(Action::await_change()),

@@ -8,6 +8,10 @@
 //! queue: a trigger for an object already waiting keeps the older place in line, and one for
 //! an object being reconciled waits until that reconcile ends, then goes first.
 //!
+//! Revocation goes first: a trigger for an object being deleted (its finalizer revokes
+//! access) joins a line of its own that is served before the others, so that a deletion does
+//! not wait behind a backlog of grants and bookkeeping ([`Fifo::with_urgency`]).
+//!
 //! The runner's own requeues (retries, expiry timers) stay in its scheduler: they are not
 //! part of the backlog this orders.
 
@@ -28,9 +32,14 @@ pub const RELEASE_EXPIRY: Duration = Duration::from_secs(60);
 /// The order of the backlog: what waits, what runs. Pure; [`Fifo`] drives it.
 #[derive(Debug)]
 pub struct Backlog<T> {
-    /// Oldest first.
+    /// Oldest first. May hold an item taken meanwhile from `urgent`: one not in `queued` is
+    /// skipped.
     waiting: VecDeque<T>,
-    /// What `waiting` holds (a trigger for one of them keeps its place).
+    /// Served before `waiting`, oldest first.
+    urgent: VecDeque<T>,
+    /// What `urgent` holds.
+    urgent_queued: HashSet<T>,
+    /// What waits in either line (a trigger for one of them keeps its place).
     queued: HashSet<T>,
     /// Let through, outcome not reported yet, and when.
     running: HashMap<T, Instant>,
@@ -45,6 +54,8 @@ impl<T: Hash + Eq + Clone> Backlog<T> {
     pub fn new(slots: usize) -> Backlog<T> {
         Backlog {
             waiting: VecDeque::new(),
+            urgent: VecDeque::new(),
+            urgent_queued: HashSet::new(),
             queued: HashSet::new(),
             running: HashMap::new(),
             parked: HashSet::new(),
@@ -60,15 +71,41 @@ impl<T: Hash + Eq + Clone> Backlog<T> {
         self.waiting.push_back(item);
     }
 
-    /// The next trigger to let through at `now`, if a slot is free: the oldest whose object
-    /// is not running (one that is, is parked until its outcome).
+    /// An urgent trigger arrives (a revocation): it joins the end of the urgent line, which
+    /// is served before the other; one already waiting in the other line moves up to it.
+    pub fn push_urgent(&mut self, item: T) {
+        if self.parked.contains(&item) || !self.urgent_queued.insert(item.clone()) {
+            return;
+        }
+        self.queued.insert(item.clone());
+        self.urgent.push_back(item);
+    }
+
+    /// The next waiting item, urgent ones first.
+    fn next_waiting(&mut self) -> Option<T> {
+        while let Some(item) = self.urgent.pop_front() {
+            self.urgent_queued.remove(&item);
+            if self.queued.remove(&item) {
+                return Some(item);
+            }
+        }
+        while let Some(item) = self.waiting.pop_front() {
+            if self.queued.remove(&item) {
+                return Some(item);
+            }
+        }
+        None
+    }
+
+    /// The next trigger to let through at `now`, if a slot is free: the oldest urgent one,
+    /// else the oldest, whose object is not running (one that is, is parked until its
+    /// outcome).
     pub fn pop(&mut self, now: Instant) -> Option<T> {
         if self.running.len() >= self.slots {
             self.running.retain(|_, since| now.duration_since(*since) < RELEASE_EXPIRY);
         }
         while self.running.len() < self.slots {
-            let item = self.waiting.pop_front()?;
-            self.queued.remove(&item);
+            let item = self.next_waiting()?;
             if self.running.contains_key(&item) {
                 self.parked.insert(item);
                 continue;
@@ -93,7 +130,7 @@ impl<T: Hash + Eq + Clone> Backlog<T> {
 
     /// Triggers waiting (not let through yet).
     pub fn len(&self) -> usize {
-        self.waiting.len() + self.parked.len()
+        self.queued.len() + self.parked.len()
     }
 
     /// Whether nothing waits.
@@ -130,11 +167,15 @@ impl<T: Hash + Eq + Clone> Outcomes<T> {
     }
 }
 
+/// Which triggers are urgent (see [`Fifo::with_urgency`]).
+type Urgency<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
+
 /// The triggers of `inner`, let through oldest first and no more at once than `slots`
 /// (see the module's docs). Ends when `inner` has ended and nothing waits.
 pub struct Fifo<S: Stream> {
     inner: Option<Pin<Box<S>>>,
     shared: Arc<Mutex<Shared<S::Item>>>,
+    urgent: Option<Urgency<S::Item>>,
 }
 
 impl<S> Fifo<S>
@@ -146,7 +187,14 @@ where
     /// reports its outcomes through the second value.
     pub fn new(inner: S, slots: usize) -> (Fifo<S>, Outcomes<S::Item>) {
         let shared = Arc::new(Mutex::new(Shared { backlog: Backlog::new(slots), waker: None }));
-        (Fifo { inner: Some(Box::pin(inner)), shared: shared.clone() }, Outcomes { shared })
+        (Fifo { inner: Some(Box::pin(inner)), shared: shared.clone(), urgent: None }, Outcomes { shared })
+    }
+
+    /// Serves the triggers `urgent` says are urgent (asked as each arrives) before the
+    /// others, oldest first among them.
+    pub fn with_urgency(mut self, urgent: impl Fn(&S::Item) -> bool + Send + Sync + 'static) -> Self {
+        self.urgent = Some(Box::new(urgent));
+        self
     }
 }
 
@@ -163,6 +211,9 @@ where
         // Take in everything that arrived, so the order is the order of arrival.
         while let Some(inner) = this.inner.as_mut() {
             match inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(item)) if this.urgent.as_ref().is_some_and(|u| u(&item)) => {
+                    shared.backlog.push_urgent(item)
+                }
                 Poll::Ready(Some(item)) => shared.backlog.push(item),
                 Poll::Ready(None) => this.inner = None,
                 Poll::Pending => break,
@@ -212,6 +263,26 @@ mod tests {
             order.extend(batch);
         }
         assert_eq!(order, names, "served in the order of arrival");
+    }
+
+    #[test]
+    fn urgent_triggers_go_first_and_a_waiting_one_moves_up() {
+        let now = Instant::now();
+        let mut backlog = Backlog::new(1);
+        for n in ["a", "b", "c"] {
+            backlog.push(n);
+        }
+        backlog.push_urgent("x");
+        backlog.push_urgent("c");
+        backlog.push("x");
+        assert_eq!(backlog.len(), 4);
+        let mut order = vec![];
+        while let Some(n) = backlog.pop(now) {
+            backlog.done(&n);
+            order.push(n);
+        }
+        assert_eq!(order, ["x", "c", "a", "b"], "urgent first, in their order; each once");
+        assert!(backlog.is_empty());
     }
 
     #[test]

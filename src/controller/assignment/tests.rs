@@ -85,13 +85,11 @@ fn not_found(send: tower_test::mock::SendResponse<http::Response<kube::client::B
     );
 }
 
-/// An empty metadata list: the assignment holds nothing there.
-fn nothing_listed(send: tower_test::mock::SendResponse<http::Response<kube::client::Body>>) {
-    answer(
-        send,
-        200,
-        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": []}),
-    );
+/// The answer to a DeleteCollection that deleted `names` (in namespace `sub`).
+fn deleted(send: tower_test::mock::SendResponse<http::Response<kube::client::Body>>, kind: &str, names: &[&str]) {
+    let items: Vec<_> = names.iter().map(|n| json!({"metadata": {"name": n, "namespace": "sub"}})).collect();
+    let list = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": format!("{kind}List"), "metadata": {}, "items": items});
+    answer(send, 200, list);
 }
 
 /// A Role or RoleBinding of the assignment with UID `uid`, as the materialized cache records it.
@@ -271,20 +269,32 @@ async fn a_rejected_assignment_revokes_by_label_then_writes_failed_status_and_on
     let (ctx, mut server, mut cluster) = context();
     // The namespace is no subscription: nothing can be delegated there.
     cluster.namespace(namespace("plain", &[]));
+    // What it held: a Role and RoleBinding the cache shows in `sub`, and a write to `rg`
+    // sent but not seen by the watch yet.
+    holds_contributor(&ctx);
+    ctx.expectations.sending("RoleBinding", "rg", "kubelighthouse:x", "uid-1");
     let a = assignment("plain");
     cluster.assignment(a.clone());
     let reconcile = tokio::spawn(reconcile(Arc::new(a.clone()), ctx.clone()));
 
-    for kind in ["rolebindings", "roles"] {
+    // From the cache and the writes in flight, not a list across the cluster: one
+    // DeleteCollection by label per kind and namespace, every binding before any Role.
+    let mut seen = vec![];
+    for kind in ["rolebindings", "rolebindings", "roles", "roles"] {
         let (method, path, _, send) = next(&mut server).await;
-        assert_eq!(method, "GET");
-        assert!(path.starts_with(&format!("/apis/rbac.authorization.k8s.io/v1/{kind}?")), "{path}");
-        assert!(
-            path.contains("labelSelector=kubelighthouse.io%2Fassignment-uid%3Duid-1"),
-            "revoked by label, live: {path}"
-        );
-        nothing_listed(send);
+        assert_eq!(method, "DELETE");
+        let namespace = ["rg", "sub"]
+            .into_iter()
+            .find(|ns| path.starts_with(&format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/{kind}?")));
+        let namespace = namespace.unwrap_or_else(|| panic!("{kind} of rg or sub: {path}"));
+        assert!(path.contains("labelSelector=kubelighthouse.io%2Fassignment-uid%3Duid-1"), "revoked by label: {path}");
+        seen.push((kind, namespace));
+        let names: &[&str] = if namespace == "sub" { &["kubelighthouse:old:contributor"] } else { &[] };
+        deleted(send, if kind == "roles" { "Role" } else { "RoleBinding" }, names);
     }
+    seen.sort();
+    assert_eq!(seen, [("rolebindings", "rg"), ("rolebindings", "sub"), ("roles", "rg"), ("roles", "sub")]);
+    assert!(ctx.expectations.namespaces_in_flight("uid-1").is_empty(), "revoked there");
     let (method, path, body, send) = next(&mut server).await;
     assert_eq!(method, "PATCH");
     assert!(
@@ -378,8 +388,10 @@ async fn an_unclaimed_assignment_gets_the_finalizer_before_anything_is_granted()
     let mut claimed = serde_json::to_value(&a).expect("json");
     claimed["metadata"]["finalizers"] = json!([keys::ASSIGNMENT_FINALIZER]);
     answer(send, 200, claimed);
+    // Then the pipeline runs on the object the patch returned: a rejection (no subscription
+    // here), which holds nothing to revoke, so its status is what comes next.
     let (method, path, _, _send) = next(&mut server).await;
-    assert_eq!(method, "GET", "then the pipeline runs: {path}");
+    assert!(method == "PATCH" && path.contains("/registrationassignments/contoso/status?"), "{method} {path}");
 }
 
 /// The subscription `sub` of the customer, with Reader in the catalog, and no definition in
@@ -427,11 +439,7 @@ async fn an_assignment_whose_definition_is_gone_fails_after_one_read() {
     let (method, path, _, send) = next(&mut server).await;
     assert!(method == "GET" && path.contains("/registrationdefinitions/offer"), "{method} {path}");
     not_found(send);
-    for kind in ["rolebindings", "roles"] {
-        let (method, path, _, send) = next(&mut server).await;
-        assert!(method == "GET" && path.contains(&format!("/{kind}?")), "revoked by label: {method} {path}");
-        nothing_listed(send);
-    }
+    // It holds nothing (nothing cached, nothing in flight): no revoke request.
     let (method, path, body, send) = next(&mut server).await;
     assert!(method == "PATCH" && path.contains("/registrationassignments/contoso/status?"), "{method} {path}");
     assert_eq!(body["status"]["provisioningState"], "Failed");
@@ -457,12 +465,16 @@ async fn an_assignment_already_failed_for_its_missing_definition_is_not_read_aga
         .expect("status"),
     );
     cluster.assignment(a.clone());
+    holds_contributor(&ctx);
     let reconcile = tokio::spawn(reconcile(Arc::new(a.clone()), ctx.clone()));
     let (method, path, _, send) = next(&mut server).await;
-    assert!(method == "GET" && path.contains("/rolebindings?"), "no read of the definition first: {method} {path}");
-    nothing_listed(send);
+    assert!(
+        method == "DELETE" && path.contains("/namespaces/sub/rolebindings?"),
+        "no read of the definition first: {method} {path}"
+    );
+    deleted(send, "RoleBinding", &[]);
     let (_, path, _, send) = next(&mut server).await;
-    assert!(path.contains("/roles?"), "{path}");
-    nothing_listed(send);
+    assert!(path.contains("/namespaces/sub/roles?"), "{path}");
+    deleted(send, "Role", &[]);
     reconcile.abort();
 }
