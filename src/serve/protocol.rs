@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, GroupVersionForDiscovery, Status, StatusDetails,
 };
 
-use crate::api::view::{CUSTOMERS, DELEGATIONS, VIEW_API_VERSION, VIEW_GROUP, VIEW_VERSION};
+use crate::api::view::{CUSTOMERS, DELEGATIONS, REPORTS, VIEW_API_VERSION, VIEW_GROUP, VIEW_VERSION};
 use crate::model::views::IncludeObject;
 
 /// A resource of the views API.
@@ -79,9 +79,10 @@ pub fn api_group_list() -> APIGroupList {
 }
 
 /// `GET /apis/view.kubelighthouse.io/v1alpha1`: `customers` and `delegations`, cluster-scoped,
-/// `get` and `list` only, in no category (`kubectl get lighthouse` stays the customer's view).
+/// `get` and `list` only, in no category (`kubectl get lighthouse` stays the customer's view);
+/// and `reports` (the fleet's, docs/fleet.md), `get` only: each is read by name.
 pub fn api_resource_list() -> APIResourceList {
-    let resources = ViewResource::ALL
+    let mut resources: Vec<APIResource> = ViewResource::ALL
         .into_iter()
         .map(|r| APIResource {
             name: r.plural().into(),
@@ -96,6 +97,18 @@ pub fn api_resource_list() -> APIResourceList {
             storage_version_hash: None,
         })
         .collect();
+    resources.push(APIResource {
+        name: REPORTS.into(),
+        singular_name: "report".into(),
+        namespaced: false,
+        kind: "Report".into(),
+        verbs: vec!["get".into()],
+        categories: None,
+        group: None,
+        version: None,
+        short_names: None,
+        storage_version_hash: None,
+    });
     APIResourceList { group_version: VIEW_API_VERSION.into(), resources }
 }
 
@@ -258,7 +271,11 @@ mod tests {
         assert_eq!(list["kind"], "APIResourceList");
         assert_eq!(list["groupVersion"], "view.kubelighthouse.io/v1alpha1");
         let resources = list["resources"].as_array().expect("resources");
-        assert_eq!(resources.len(), 2);
+        assert_eq!(resources.len(), 3);
+        assert_eq!(
+            (resources[2]["name"].as_str(), resources[2]["verbs"].clone()),
+            (Some("reports"), serde_json::json!(["get"]))
+        );
         for (r, (name, kind)) in resources.iter().zip([("customers", "Customer"), ("delegations", "Delegation")]) {
             assert_eq!(r["name"], name);
             assert_eq!(r["kind"], kind);

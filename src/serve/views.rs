@@ -245,6 +245,60 @@ async fn get_one(
     }
 }
 
+/// `GET reports/<tenant>`: the report of the delegations to that managing tenant
+/// (docs/fleet.md). The API server has already authorized the caller for `get` on exactly this
+/// name (RBAC `resourceNames`): that is the customer's grant, so no caller filter applies here.
+/// A tenant that is not a GUID is 404.
+async fn get_report(
+    State(views): State<Arc<Views>>,
+    Extension(identity): Extension<Identity>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !*views.ready.borrow() {
+        let message = "kube-lighthouse is starting: its caches are not synced yet; retry".to_string();
+        return status_response(protocol::failure(503, "ServiceUnavailable", message, None));
+    }
+    let Some(format) = protocol::negotiate(accept(&headers), false) else {
+        return not_acceptable(accept(&headers));
+    };
+    let Some(tenant) = crate::model::tenant::Guid::parse(&name) else {
+        let details = k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusDetails {
+            group: Some(crate::api::view::VIEW_GROUP.into()),
+            kind: Some(crate::api::view::REPORTS.into()),
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let message = format!(
+            "reports.{} \"{name}\" not found: a report is named by a managing tenant ID",
+            crate::api::view::VIEW_GROUP
+        );
+        return status_response(protocol::failure(404, "NotFound", message, Some(details)));
+    };
+    let catalog = views.caches.catalog.current();
+    let ctx = ViewContext { namespaces: &views.caches, templates: &views.policy.templates, catalog: &catalog };
+    let definitions = views.caches.definitions.state();
+    let assignments = views.caches.assignments.state();
+    let observed = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string());
+    let report = crate::model::fleet::report(
+        &tenant,
+        definitions.iter().map(AsRef::as_ref),
+        assignments.iter().map(AsRef::as_ref),
+        &ctx,
+        observed,
+    );
+    debug!(tenant = %tenant, reader = %identity.username, delegations = report.delegations.len(), "report read");
+    json(&report, format)
+}
+
+/// A list of reports is refused: each is granted and read by name.
+async fn list_reports() -> Response {
+    let message = "reports are read one managing tenant at a time: get reports/<tenantId>".into();
+    status_response(protocol::failure(405, "MethodNotAllowed", message, None))
+}
+
 async fn method_not_allowed() -> Response {
     status_response(protocol::failure(405, "MethodNotAllowed", "the views are read-only: get and list".into(), None))
 }
@@ -261,6 +315,8 @@ pub fn router(views: Arc<Views>) -> Router {
             get(|h: HeaderMap| discovery(h, protocol::api_group)).fallback(method_not_allowed),
         )
         .route(&base, get(|h: HeaderMap| discovery(h, protocol::api_resource_list)).fallback(method_not_allowed))
+        .route(&format!("{base}/{}", crate::api::view::REPORTS), get(list_reports).fallback(method_not_allowed))
+        .route(&format!("{base}/{}/{{name}}", crate::api::view::REPORTS), get(get_report).fallback(method_not_allowed))
         .route(&format!("{base}/{{resource}}"), get(list).fallback(method_not_allowed))
         .route(&format!("{base}/{{resource}}/{{name}}"), get(get_one).fallback(method_not_allowed))
         .route_layer(axum::middleware::from_fn_with_state(views.clone(), authenticate))

@@ -1,0 +1,251 @@
+//! The fleet (docs/fleet.md), decided purely: what a customer cluster reports to one managing
+//! tenant ([`report`]), and what a hub shows a caller from the reports it reads
+//! ([`delegations`], [`fleet_delegations`]).
+//!
+//! The report is computed from the same facts as the single-cluster views
+//! ([`views::resolved`]) and carries, for each principal, the RBAC subjects this cluster
+//! projects it to. The hub matches its caller against those subjects with the rule the views
+//! use ([`views::reaching`]), so a caller sees at the hub exactly what each cluster's own
+//! views show it (the property in the tests), whatever identity templates each cluster uses.
+//! The one thing a hub cannot show is the caller's RoleActivations (`activations`): they stay
+//! in the customer cluster, readable there.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::tenant::Guid;
+use super::views::{self, role_name, Caller, ViewContext};
+use crate::api::view::{
+    delegation_name, CallerRoles, Delegation, Report, ReportedAuthorization, ReportedDelegation, ReportedEligible,
+    ReportedPrincipal, RoleHolding, VIEW_API_VERSION,
+};
+use crate::api::{PrincipalType, RegistrationAssignment, RegistrationDefinition};
+
+fn type_name(kind: PrincipalType) -> &'static str {
+    match kind {
+        PrincipalType::User => "User",
+        PrincipalType::Group => "Group",
+        PrincipalType::ServicePrincipal => "ServicePrincipal",
+        PrincipalType::ServiceAccount => "ServiceAccount",
+    }
+}
+
+fn principal(
+    ctx: &ViewContext<'_>,
+    tenant: &Guid,
+    id: &str,
+    display: &Option<String>,
+    kind: Option<PrincipalType>,
+) -> ReportedPrincipal {
+    ReportedPrincipal {
+        principal_id: id.to_string(),
+        principal_id_display_name: display.clone(),
+        principal_type: kind.map(|k| type_name(k).to_string()),
+        subjects: views::project(ctx.templates, tenant, id, kind),
+    }
+}
+
+/// The report of the delegations to managing tenant `tenant` in this cluster, observed at
+/// `observed_time` (RFC 3339): every delegation the views could show anyone
+/// ([`views::resolved`]) whose definition names `tenant`, sorted by name, with its standing
+/// and eligible authorizations and approvers projected to this cluster's RBAC subjects.
+/// Nothing about any other tenant.
+pub fn report<'a, 'd>(
+    tenant: &Guid,
+    definitions: impl IntoIterator<Item = &'d RegistrationDefinition>,
+    assignments: impl IntoIterator<Item = &'a RegistrationAssignment>,
+    ctx: &ViewContext<'_>,
+    observed_time: String,
+) -> Report {
+    let mut delegations: Vec<ReportedDelegation> = views::resolved(definitions, assignments, ctx)
+        .into_iter()
+        .filter(|(_, definition)| Guid::parse(&definition.spec.managed_by_tenant_id).as_ref() == Some(tenant))
+        .map(|(d, definition)| {
+            let spec = &definition.spec;
+            let authorizations = spec
+                .authorizations
+                .iter()
+                .map(|a| ReportedAuthorization {
+                    principal: principal(ctx, tenant, &a.principal_id, &a.principal_id_display_name, a.principal_type),
+                    role_definition_id: a.role_definition_id.clone(),
+                    role: role_name(ctx.catalog, &a.role_definition_id),
+                })
+                .collect();
+            let eligible_authorizations = spec
+                .eligible_authorizations
+                .iter()
+                .map(|e| ReportedEligible {
+                    principal: principal(ctx, tenant, &e.principal_id, &e.principal_id_display_name, e.principal_type),
+                    role_definition_id: e.role_definition_id.clone(),
+                    role: role_name(ctx.catalog, &e.role_definition_id),
+                    approvers: e
+                        .just_in_time_access_policy
+                        .iter()
+                        .flat_map(|p| &p.managed_by_tenant_approvers)
+                        .map(|a| principal(ctx, tenant, &a.principal_id, &a.principal_id_display_name, None))
+                        .collect(),
+                })
+                .collect();
+            ReportedDelegation {
+                name: d.metadata.name.clone().unwrap_or_default(),
+                creation_timestamp: d.metadata.creation_timestamp,
+                customer_tenant_id: d.customer_tenant_id,
+                namespace: d.namespace,
+                subscription: d.subscription,
+                scope_kind: d.scope_kind,
+                assignment: d.assignment,
+                offer: d.offer,
+                authorizations,
+                eligible_authorizations,
+                namespaces: d.namespaces,
+                state: d.state,
+                reason: d.reason,
+                message: d.message,
+                compliance: d.compliance,
+                compliance_message: d.compliance_message,
+            }
+        })
+        .collect();
+    delegations.sort_by(|a, b| a.name.cmp(&b.name));
+    Report {
+        api_version: VIEW_API_VERSION.into(),
+        kind: "Report".into(),
+        metadata: ObjectMeta { name: Some(tenant.to_string()), ..Default::default() },
+        managed_by_tenant_id: tenant.to_string(),
+        observed_time,
+        delegations,
+    }
+}
+
+fn holding(role: &str, role_id: &str, p: &ReportedPrincipal, subject: String) -> RoleHolding {
+    RoleHolding {
+        role: role.to_string(),
+        role_definition_id: role_id.to_string(),
+        principal_id: p.principal_id.clone(),
+        principal_id_display_name: p.principal_id_display_name.clone(),
+        subject,
+    }
+}
+
+/// What one reported delegation gives `caller`: as [`views::caller_roles`] decides in the
+/// cluster, from the subjects the cluster reported.
+pub fn caller_roles(caller: &Caller, d: &ReportedDelegation) -> CallerRoles {
+    let mut roles = CallerRoles::default();
+    for a in &d.authorizations {
+        if let Some(subject) = views::reaching(caller, &a.principal.subjects) {
+            roles.standing.push(holding(&a.role, &a.role_definition_id, &a.principal, subject));
+        }
+    }
+    for e in &d.eligible_authorizations {
+        if let Some(subject) = views::reaching(caller, &e.principal.subjects) {
+            roles.eligible.push(holding(&e.role, &e.role_definition_id, &e.principal, subject));
+        }
+        for approver in &e.approvers {
+            if let Some(subject) = views::reaching(caller, &approver.subjects) {
+                roles.approver.push(holding(&e.role, &e.role_definition_id, approver, subject));
+            }
+        }
+    }
+    for list in [&mut roles.standing, &mut roles.eligible, &mut roles.approver] {
+        list.sort();
+        list.dedup();
+    }
+    roles
+}
+
+/// The delegations of `report` visible to `caller`, named and shaped as the cluster's own
+/// views name and shape them (no `cluster`, no activations), sorted by name.
+pub fn delegations(caller: &Caller, report: &Report) -> Vec<Delegation> {
+    let mut out: Vec<Delegation> = report
+        .delegations
+        .iter()
+        .filter_map(|d| {
+            let my_roles = caller_roles(caller, d);
+            (!my_roles.is_empty()).then(|| Delegation {
+                api_version: VIEW_API_VERSION.into(),
+                kind: "Delegation".into(),
+                metadata: ObjectMeta {
+                    name: Some(d.name.clone()),
+                    creation_timestamp: d.creation_timestamp.clone(),
+                    ..Default::default()
+                },
+                customer_tenant_id: d.customer_tenant_id.clone(),
+                managed_by_tenant_id: report.managed_by_tenant_id.clone(),
+                namespace: d.namespace.clone(),
+                subscription: d.subscription.clone(),
+                scope_kind: d.scope_kind,
+                offer: d.offer.clone(),
+                assignment: d.assignment.clone(),
+                my_roles,
+                namespaces: d.namespaces.clone(),
+                state: d.state.clone(),
+                reason: d.reason.clone(),
+                message: d.message.clone(),
+                activations: Vec::new(),
+                compliance: d.compliance.clone(),
+                compliance_message: d.compliance_message.clone(),
+                cluster: None,
+                observed_time: None,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    out
+}
+
+/// The name of a delegation at the hub: `<cluster>.<namespace>.<assignment>`, unique across
+/// the fleet (a cluster's own name is `<namespace>.<assignment>`).
+pub fn hub_name(cluster: &str, namespace: &str, assignment: &str) -> String {
+    delegation_name(&format!("{cluster}.{namespace}"), assignment)
+}
+
+/// What a hub knows of one cluster's report.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Followed {
+    /// The last report read, and when (RFC 3339). Its delegations are shown.
+    Read {
+        /// The report.
+        report: std::sync::Arc<Report>,
+        /// When the hub read it.
+        observed_time: String,
+    },
+    /// The report cannot be read now (the cluster is unreachable, or answers with an error):
+    /// nothing of it is shown; the cluster shows as such with the time it was last read.
+    Unreadable {
+        /// Why, in words.
+        error: String,
+        /// When it was last read, if ever (RFC 3339).
+        last_observed: Option<String>,
+    },
+    /// The customer withdrew the grant (the cluster answered 401 or 403): nothing of it is
+    /// kept or shown.
+    Withdrawn {
+        /// When the hub learnt it (RFC 3339).
+        since: String,
+    },
+}
+
+/// The delegations `caller` sees at a hub following `clusters` (by cluster name): the union
+/// of [`delegations`] of every report read, each with its cluster, named by [`hub_name`],
+/// with the time it was read; sorted by name. Clusters not read contribute nothing (never a
+/// guess).
+pub fn fleet_delegations(caller: &Caller, clusters: &BTreeMap<String, Followed>) -> Vec<Delegation> {
+    let mut out = Vec::new();
+    for (cluster, followed) in clusters {
+        let Followed::Read { report, observed_time } = followed else {
+            continue;
+        };
+        for mut d in delegations(caller, report) {
+            d.metadata.name = Some(hub_name(cluster, &d.namespace, &d.assignment));
+            d.cluster = Some(cluster.clone());
+            d.observed_time = Some(observed_time.clone());
+            out.push(d);
+        }
+    }
+    out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    out
+}
+
+#[cfg(test)]
+mod tests;
