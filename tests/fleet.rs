@@ -142,6 +142,25 @@ async fn a_tenants_grant_reads_that_tenants_report_and_nothing_else() {
     )
     .await;
 
+    // The customer sees both grants among its providers.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-lighthouse"))
+        .args(["providers", "-A", "--kubeconfig"])
+        .arg(&path)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("kubectl-lighthouse");
+    let providers = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{providers}{}", String::from_utf8_lossy(&out.stderr));
+    for (tenant, hub, binding) in
+        [(MSP_TENANT, "contoso-hub", &contoso_grant), (OTHER_MSP_TENANT, "fabrikam-hub", &fabrikam_grant)]
+    {
+        let row = format!("ServiceAccount:{hubs}/{hub}");
+        assert!(
+            providers.lines().any(|l| l.contains(tenant) && l.contains(&row) && l.contains(binding.as_str())),
+            "no grant of {tenant} to {hub} in:\n{providers}"
+        );
+    }
+
     // The customer withdraws Contoso's grant: deleting the binding is enough.
     let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(admin.clone());
     bindings.delete(&contoso_grant, &DeleteParams::default()).await.expect("delete binding");

@@ -247,5 +247,66 @@ pub fn fleet_delegations(caller: &Caller, clusters: &BTreeMap<String, Followed>)
     out
 }
 
+/// One grant of a report: who may read which managing tenant's report, through which binding.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReportGrant {
+    /// The managing tenant whose report is granted (a `resourceNames` entry).
+    pub tenant: String,
+    /// The ClusterRoleBinding that grants it.
+    pub binding: String,
+    /// Who it is granted to: `User:<name>`, `Group:<name>` or `ServiceAccount:<ns>/<name>`.
+    pub subject: String,
+}
+
+/// The report grants among `roles` and `bindings` (docs/fleet.md, "Granting a hub its
+/// report"): for each ClusterRoleBinding whose ClusterRole has a rule allowing `get` on
+/// `reports` of the views group (or `*`) with `resourceNames`, one grant per name and subject,
+/// sorted. A rule without `resourceNames` grants every report: it is shown with tenant `*`.
+pub fn report_grants(
+    roles: &[k8s_openapi::api::rbac::v1::ClusterRole],
+    bindings: &[k8s_openapi::api::rbac::v1::ClusterRoleBinding],
+) -> Vec<ReportGrant> {
+    let any = |list: &[String], want: &str| list.iter().any(|v| v == want || v == "*");
+    let tenants_of = |role: &str| -> Vec<String> {
+        let Some(r) = roles.iter().find(|r| r.metadata.name.as_deref() == Some(role)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for rule in r.rules.iter().flatten() {
+            let groups = rule.api_groups.as_deref().unwrap_or_default();
+            let resources = rule.resources.as_deref().unwrap_or_default();
+            if any(groups, crate::api::view::VIEW_GROUP)
+                && any(resources, crate::api::view::REPORTS)
+                && any(&rule.verbs, "get")
+            {
+                match rule.resource_names.as_deref() {
+                    Some(names) if !names.is_empty() => out.extend(names.iter().cloned()),
+                    _ => out.push("*".to_string()),
+                }
+            }
+        }
+        out
+    };
+    let mut out = Vec::new();
+    for b in bindings {
+        if b.role_ref.kind != "ClusterRole" {
+            continue;
+        }
+        let binding = b.metadata.name.clone().unwrap_or_default();
+        for tenant in tenants_of(&b.role_ref.name) {
+            for subject in b.subjects.iter().flatten() {
+                out.push(ReportGrant {
+                    tenant: tenant.clone(),
+                    binding: binding.clone(),
+                    subject: views::subject_label(subject),
+                });
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests;

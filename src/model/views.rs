@@ -89,7 +89,8 @@ pub struct ViewContext<'a> {
     pub catalog: &'a Catalog,
 }
 
-fn subject_label(subject: &Subject) -> String {
+/// A subject as the views label it: `User:<name>`, `Group:<name>`, `ServiceAccount:<ns>/<name>`.
+pub fn subject_label(subject: &Subject) -> String {
     match subject.namespace.as_deref() {
         Some(namespace) if subject.kind == "ServiceAccount" => {
             format!("ServiceAccount:{namespace}/{}", subject.name)

@@ -324,3 +324,45 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn report_grants_are_found_by_rule_and_binding() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+    let role = |name: &str, resources: &[&str], names: Option<&[&str]>| ClusterRole {
+        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["view.kubelighthouse.io".into()]),
+            resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+            resource_names: names.map(|n| n.iter().map(|r| r.to_string()).collect()),
+            verbs: vec!["get".into()],
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let binding = |name: &str, role: &str| ClusterRoleBinding {
+        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "ClusterRole".into(),
+            name: role.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: "hub".into(),
+            namespace: Some("hubs".into()),
+            ..Default::default()
+        }]),
+    };
+    let roles = [
+        role("a", &["reports"], Some(&[TENANTS[0]])),
+        role("views", &["customers", "delegations"], None),
+        role("every", &["reports"], None),
+    ];
+    let bindings =
+        [binding("grant-a", "a"), binding("views", "views"), binding("all", "every"), binding("dangling", "gone")];
+    let grants = report_grants(&roles, &bindings);
+    assert_eq!(
+        grants.iter().map(|g| (g.tenant.as_str(), g.binding.as_str(), g.subject.as_str())).collect::<Vec<_>>(),
+        [("*", "all", "ServiceAccount:hubs/hub"), (TENANTS[0], "grant-a", "ServiceAccount:hubs/hub")]
+    );
+}
