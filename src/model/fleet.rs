@@ -226,13 +226,15 @@ pub enum Followed {
     },
 }
 
-/// The delegations `caller` sees at a hub following `clusters` (by cluster name): the union
-/// of [`delegations`] of every report read, each with its cluster, named by [`hub_name`],
-/// with the time it was read; sorted by name. Clusters not read contribute nothing (never a
-/// guess).
-pub fn fleet_delegations(caller: &Caller, clusters: &BTreeMap<String, Followed>) -> Vec<Delegation> {
+/// What a hub follows: per (cluster name, managing tenant), that tenant's report there.
+pub type FleetState = BTreeMap<(String, String), Followed>;
+
+/// The delegations `caller` sees at a hub following `clusters`: the union of [`delegations`]
+/// of every report read, each with its cluster, named by [`hub_name`], with the time it was
+/// read; sorted by name. Reports not read contribute nothing (never a guess).
+pub fn fleet_delegations(caller: &Caller, clusters: &FleetState) -> Vec<Delegation> {
     let mut out = Vec::new();
-    for (cluster, followed) in clusters {
+    for ((cluster, _), followed) in clusters {
         let Followed::Read { report, observed_time } = followed else {
             continue;
         };
@@ -306,6 +308,71 @@ pub fn report_grants(
     out.sort();
     out.dedup();
     out
+}
+
+/// How a hub reaches one cluster's report.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Access {
+    /// A kubeconfig (YAML) built from the profile's access provider and the hub's exec
+    /// credential plugin for that provider type, as the Cluster Inventory API defines.
+    Kubeconfig(String),
+    /// A hand-written profile's Secret (in the profile's namespace, key `kubeconfig`).
+    Secret(String),
+}
+
+/// Why a profile gives no access.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AccessError {
+    /// No access provider of the profile is one the hub's provider file knows, and no Secret
+    /// annotation.
+    #[error("no access provider of this ClusterProfile is configured at the hub ({0}), and no {ann} annotation", ann = crate::api::cluster_profile::KUBECONFIG_SECRET_ANNOTATION)]
+    NoProvider(String),
+    /// The kubeconfig cannot be written.
+    #[error("cannot write the kubeconfig: {0}")]
+    Kubeconfig(String),
+}
+
+/// How to reach the cluster of `profile` (docs/fleet.md): the first provider of the hub's
+/// `file`, in its order, that the profile lists (`accessProviders` winning over the deprecated
+/// `credentialProviders` for one name), as a kubeconfig whose user runs that exec plugin with
+/// the cluster's info (`provideClusterInfo`; the cluster's `client.authentication.k8s.io/exec`
+/// extension travels with it); else the Secret the profile's annotation names.
+///
+/// # Errors
+/// [`AccessError`] when neither applies.
+pub fn access(
+    profile: &crate::api::cluster_profile::ClusterProfile,
+    file: &crate::api::cluster_profile::ProviderFile,
+) -> Result<Access, AccessError> {
+    let mut offered: BTreeMap<&str, &crate::api::cluster_profile::AccessProvider> = BTreeMap::new();
+    if let Some(status) = &profile.status {
+        for p in status.credential_providers.iter().chain(&status.access_providers) {
+            offered.insert(p.name.as_str(), p);
+        }
+    }
+    if let Some((provider, offer)) = file.providers.iter().find_map(|p| offered.get(p.name.as_str()).map(|o| (p, o))) {
+        let name = profile.metadata.name.clone().unwrap_or_default();
+        let kubeconfig = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": name, "cluster": offer.cluster}],
+            "users": [{"name": provider.name, "user": {"exec": provider.exec_config}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": provider.name}}],
+            "current-context": name,
+        });
+        return serde_yaml::to_string(&kubeconfig)
+            .map(Access::Kubeconfig)
+            .map_err(|e| AccessError::Kubeconfig(e.to_string()));
+    }
+    if let Some(secret) = profile
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::api::cluster_profile::KUBECONFIG_SECRET_ANNOTATION))
+    {
+        return Ok(Access::Secret(secret.clone()));
+    }
+    Err(AccessError::NoProvider(offered.keys().copied().collect::<Vec<_>>().join(", ")))
 }
 
 #[cfg(test)]

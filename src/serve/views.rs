@@ -30,13 +30,23 @@ use crate::controller::dereference;
 use crate::model::views::{self, Caller, ViewContext};
 use crate::model::{activation, keys};
 
-/// What the views read: the reconcilers' caches and identity templates, their readiness,
-/// and the front-proxy trust.
+/// Where the views come from.
+pub enum Source {
+    /// This cluster: the reconcilers' watch caches and identity templates.
+    Cluster {
+        /// The watch caches (namespaces, definitions, assignments, catalog).
+        caches: Caches,
+        /// The identity templates the controller materializes with (SPEC §2).
+        policy: Arc<Policy>,
+    },
+    /// A hub (docs/fleet.md): the reports it follows.
+    Hub(Arc<crate::hub::Fleet>),
+}
+
+/// What the views read: their source, its readiness, and the front-proxy trust.
 pub struct Views {
-    /// The watch caches (namespaces, definitions, assignments, catalog).
-    pub caches: Caches,
-    /// The identity templates the controller materializes with (SPEC §2).
-    pub policy: Arc<Policy>,
+    /// This cluster's caches, or a hub's reports.
+    pub source: Source,
     /// True once every cache has its first list; until then lists would be incomplete.
     pub ready: tokio::sync::watch::Receiver<bool>,
     /// Who may speak for the caller.
@@ -96,16 +106,21 @@ fn caller(identity: Identity) -> Caller {
     Caller { username: identity.username, groups: identity.groups, extra: identity.extra }
 }
 
-/// The views `caller` sees now, from the caches: one snapshot per request.
+/// The views `caller` sees now, from the caches (one snapshot per request), or at a hub from
+/// the reports read.
 fn visible(views: &Views, caller: &Caller) -> Vec<crate::api::view::Delegation> {
-    let catalog = views.caches.catalog.current();
-    let ctx = ViewContext { namespaces: &views.caches, templates: &views.policy.templates, catalog: &catalog };
-    let definitions = views.caches.definitions.state();
-    let assignments = views.caches.assignments.state();
+    let (caches, policy) = match &views.source {
+        Source::Cluster { caches, policy } => (caches, policy),
+        Source::Hub(fleet) => return crate::model::fleet::fleet_delegations(caller, &fleet.snapshot()),
+    };
+    let catalog = caches.catalog.current();
+    let ctx = ViewContext { namespaces: caches, templates: &policy.templates, catalog: &catalog };
+    let definitions = caches.definitions.state();
+    let assignments = caches.assignments.state();
     let mut delegations =
         views::delegations(caller, definitions.iter().map(AsRef::as_ref), assignments.iter().map(AsRef::as_ref), &ctx);
     for d in &mut delegations {
-        d.activations = readable_activations(views, caller, d);
+        d.activations = readable_activations(caches, policy, caller, d);
     }
     delegations
 }
@@ -113,18 +128,23 @@ fn visible(views: &Views, caller: &Caller) -> Vec<crate::api::view::Delegation> 
 /// The activations under delegation `d` that `caller` may read (its own, and those it
 /// may review), as `<namespace>/<name>`: the same rule as the per-activation RBAC
 /// ([`activation::may_read`]). Only for a caller eligible or an approver there.
-fn readable_activations(views: &Views, caller: &Caller, d: &crate::api::view::Delegation) -> Vec<String> {
+fn readable_activations(
+    caches: &Caches,
+    policy: &Policy,
+    caller: &Caller,
+    d: &crate::api::view::Delegation,
+) -> Vec<String> {
     if d.my_roles.eligible.is_empty() && d.my_roles.approver.is_empty() {
         return Vec::new();
     }
     let me = ActivationCaller { username: caller.username.clone(), groups: caller.groups.clone(), amr: Vec::new() };
     let mut out = Vec::new();
-    for a in views.caches.activations_of(&d.namespace, &d.assignment) {
+    for a in caches.activations_of(&d.namespace, &d.assignment) {
         let namespace = a.metadata.namespace.clone().unwrap_or_default();
         if a.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let Ok(eligible) = dereference::eligibility(&views.caches, &views.policy, &namespace, &d.assignment) else {
+        let Ok(eligible) = dereference::eligibility(caches, policy, &namespace, &d.assignment) else {
             continue;
         };
         let requester = activation::stamped(a.metadata.annotations.as_ref(), keys::REQUESTER);
@@ -275,10 +295,14 @@ async fn get_report(
         );
         return status_response(protocol::failure(404, "NotFound", message, Some(details)));
     };
-    let catalog = views.caches.catalog.current();
-    let ctx = ViewContext { namespaces: &views.caches, templates: &views.policy.templates, catalog: &catalog };
-    let definitions = views.caches.definitions.state();
-    let assignments = views.caches.assignments.state();
+    let Source::Cluster { caches, policy } = &views.source else {
+        let message = "a hub serves no report: reports are read from each customer cluster".to_string();
+        return status_response(protocol::failure(404, "NotFound", message, None));
+    };
+    let catalog = caches.catalog.current();
+    let ctx = ViewContext { namespaces: caches, templates: &policy.templates, catalog: &catalog };
+    let definitions = caches.definitions.state();
+    let assignments = caches.assignments.state();
     let observed = jiff::Timestamp::now()
         .round(jiff::Unit::Second)
         .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string());

@@ -269,9 +269,12 @@ fn a_hub_shows_only_reports_it_read_and_names_them_by_cluster() {
     let alice = caller(TENANTS[0], 0, &[]);
     let read = Followed::Read { report: w.report(TENANTS[0]).into(), observed_time: "2026-01-01T00:00:05Z".into() };
     let clusters = BTreeMap::from([
-        ("east".to_string(), read.clone()),
-        ("west".to_string(), Followed::Unreadable { error: "timed out".into(), last_observed: None }),
-        ("north".to_string(), Followed::Withdrawn { since: "2026-01-01T00:00:00Z".into() }),
+        (("east".to_string(), TENANTS[0].to_string()), read.clone()),
+        (
+            ("west".to_string(), TENANTS[0].to_string()),
+            Followed::Unreadable { error: "timed out".into(), last_observed: None },
+        ),
+        (("north".to_string(), TENANTS[0].to_string()), Followed::Withdrawn { since: "2026-01-01T00:00:00Z".into() }),
     ]);
     let seen = fleet_delegations(&alice, &clusters);
     assert_eq!(seen.len(), 1);
@@ -307,9 +310,9 @@ proptest! {
         reported.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         prop_assert_eq!(&reported, &own);
         // At a hub reading every tenant's report under one cluster name: the same, renamed.
-        let clusters: BTreeMap<String, Followed> = TENANTS
+        let clusters: FleetState = TENANTS
             .iter()
-            .map(|t| (format!("c-{t}"), Followed::Read { report: w.report(t).into(), observed_time: "t".into() }))
+            .map(|t| ((format!("c-{t}"), t.to_string()), Followed::Read { report: w.report(t).into(), observed_time: "t".into() }))
             .collect();
         let hub = fleet_delegations(&who, &clusters);
         prop_assert_eq!(hub.len(), own.len());
@@ -365,4 +368,41 @@ fn report_grants_are_found_by_rule_and_binding() {
         grants.iter().map(|g| (g.tenant.as_str(), g.binding.as_str(), g.subject.as_str())).collect::<Vec<_>>(),
         [("*", "all", "ServiceAccount:hubs/hub"), (TENANTS[0], "grant-a", "ServiceAccount:hubs/hub")]
     );
+}
+
+#[test]
+fn access_follows_the_hubs_provider_order_then_the_secret_annotation() {
+    use crate::api::cluster_profile::{
+        AccessProvider, ClusterProfile, ClusterProfileStatus, ProviderEntry, ProviderFile,
+    };
+    let provider = |name: &str, server: &str| AccessProvider {
+        name: name.into(),
+        cluster: BTreeMap::from([("server".to_string(), serde_json::json!(server))]),
+    };
+    let mut profile = ClusterProfile {
+        metadata: ObjectMeta { name: Some("east".into()), namespace: Some("fleet".into()), ..Default::default() },
+        status: Some(ClusterProfileStatus {
+            access_providers: vec![provider("token", "https://new:6443")],
+            credential_providers: vec![provider("token", "https://old:6443"), provider("other", "https://o:6443")],
+        }),
+    };
+    let file = ProviderFile {
+        providers: vec![ProviderEntry {
+            name: "token".into(),
+            exec_config: serde_json::json!({"apiVersion": "client.authentication.k8s.io/v1", "command": "cp-creds", "provideClusterInfo": true}),
+        }],
+    };
+    let Ok(Access::Kubeconfig(yaml)) = access(&profile, &file) else { panic!("a kubeconfig") };
+    let k: serde_json::Value = serde_yaml::from_str(&yaml).expect("yaml");
+    assert_eq!(k["clusters"][0]["cluster"]["server"], "https://new:6443", "accessProviders wins");
+    assert_eq!(k["users"][0]["user"]["exec"]["command"], "cp-creds");
+    assert_eq!(k["current-context"], "east");
+    // No provider the hub knows: the Secret annotation, else an error naming what was offered.
+    let none = ProviderFile::default();
+    assert_eq!(access(&profile, &none), Err(AccessError::NoProvider("other, token".into())));
+    profile.metadata.annotations = Some(BTreeMap::from([(
+        crate::api::cluster_profile::KUBECONFIG_SECRET_ANNOTATION.to_string(),
+        "east-kubeconfig".into(),
+    )]));
+    assert_eq!(access(&profile, &none), Ok(Access::Secret("east-kubeconfig".into())));
 }
