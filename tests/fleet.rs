@@ -6,6 +6,14 @@
 //! credential reads A's report and nothing else: not B's report, not a list of reports, no
 //! Secret, no delegation object; the report holds A's delegations and only what it names;
 //! deleting the binding withdraws the grant.
+//!
+//! The hub: three more control planes (`hack/control-plane.sh up` with `KL_STATE_DIR`
+//! `/tmp/kl-fleet-c1..3`, or `$KL_FLEET_STATE{1,2,3}`; started here, left up for the next run,
+//! hack/test.sh takes them down), each with its own kube-lighthouse and random delegations to
+//! both tenants, and the hub binary on the test cluster following them through ClusterProfiles
+//! (one via the exec credential provider, two via hand-written Secrets). Each caller's hub
+//! view equals the union of the clusters' own views; a delegation created or revoked reaches
+//! the hub within 5 s of the cluster; a withdrawn grant removes that cluster's data.
 
 mod common;
 
@@ -17,6 +25,10 @@ use kube::api::{Api, DeleteParams};
 use kube::Client;
 use kube_lighthouse::api::view::Report;
 use serde_json::json;
+
+/// Both tests register the views' APIService on the test cluster (one per cluster): one at a
+/// time.
+static ONE_API_SERVICE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The ClusterRole and ClusterRoleBinding a customer writes to grant `tenant`'s report to
 /// ServiceAccount `namespace/name` (docs/fleet.md, "Granting a hub its report").
@@ -51,6 +63,7 @@ fn code<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> u16 {
 #[tokio::test]
 #[ignore = "needs a cluster: hack/test.sh runs it"]
 async fn a_tenants_grant_reads_that_tenants_report_and_nothing_else() {
+    let _one = ONE_API_SERVICE.lock().await;
     let path = kubeconfig();
     let views = ViewsServer::start(&path);
     let admin = client_for(&path).await;
@@ -344,6 +357,7 @@ fn comparable(mut ds: Vec<kube_lighthouse::api::view::Delegation>) -> Vec<kube_l
 #[tokio::test]
 #[ignore = "needs a cluster: hack/test.sh runs it"]
 async fn a_hub_shows_each_caller_the_union_of_what_each_cluster_shows_it() {
+    let _one = ONE_API_SERVICE.lock().await;
     let hub_kubeconfig = kubeconfig();
     let dirs = customer_dirs();
     let started = std::time::Instant::now();
