@@ -193,7 +193,7 @@ struct Customer {
     name: String,
     kubeconfig: std::path::PathBuf,
     client: Client,
-    _views: ViewsServer,
+    views: Option<ViewsServer>,
     /// Per managing tenant: the grant's name and the ServiceAccount token the hub is given.
     grants: Vec<(String, String, String)>,
 }
@@ -313,7 +313,7 @@ impl Customer {
             apply(&kubeconfig, &views.dir, account, &grant(&grant_name, tenant, &hubs, account));
             grants.push((tenant.to_string(), grant_name, token_of(&kubeconfig, &hubs, account)));
         }
-        Customer { name: name.to_string(), kubeconfig, client, _views: views, grants }
+        Customer { name: name.to_string(), kubeconfig, client, views: Some(views), grants }
     }
 
     /// What this cluster's own views show `user` in `groups` (impersonated by the admin: the
@@ -368,7 +368,7 @@ async fn a_hub_shows_each_caller_the_union_of_what_each_cluster_shows_it() {
     eprintln!("delegations seed: {seed}");
     let mut rng = Rng(seed);
     let p = Principals { users: (0..3).map(|_| tenant_id()).collect(), groups: (0..2).map(|_| tenant_id()).collect() };
-    let mut customers = Vec::new();
+    let mut customers: Vec<Customer> = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
         customers.push(Customer::start(&unique(&format!("c{}", i + 1)), dir, &mut rng, &p).await);
     }
@@ -597,6 +597,38 @@ async fn a_hub_shows_each_caller_the_union_of_what_each_cluster_shows_it() {
     )
     .await;
     assert!(admin_view.iter().any(|d| d.cluster.as_deref() == Some(customers[0].name.as_str())), "{admin_view:#?}");
+
+    // The hub lists each cluster's state to the tenant's engineers: the withdrawn one as such.
+    let engineer =
+        client_with_token(&token(MSP_TENANT, &kl_token_issuer::TokenRequest::new(&p.users[0])).expect("token")).await;
+    let clusters = |c: Client| async move {
+        Api::<kube_lighthouse::api::view::FleetCluster>::all(c).list(&Default::default()).await.expect("clusters").items
+    };
+    let state_of = |items: &[kube_lighthouse::api::view::FleetCluster], cluster: &str| {
+        items.iter().find(|c| c.cluster == cluster && c.managed_by_tenant_id == MSP_TENANT).map(|c| c.state.clone())
+    };
+    let seen = clusters(engineer.clone()).await;
+    assert_eq!(state_of(&seen, &withdrawn.name).as_deref(), Some("Withdrawn"), "{seen:#?}");
+    assert_eq!(state_of(&seen, &customers[0].name).as_deref(), Some("Current"), "{seen:#?}");
+    assert!(seen.iter().all(|c| c.managed_by_tenant_id == MSP_TENANT), "another tenant's clusters: {seen:#?}");
+
+    // A cluster whose report cannot be read (its kube-lighthouse is gone): nothing of it is
+    // shown, and the hub lists it as Unreadable with the time it was last read.
+    let down = &mut customers[1];
+    let down_name = down.name.clone();
+    drop(down.views.take());
+    let seen = poll(
+        "the hub lists the cluster without its kube-lighthouse as Unreadable",
+        || async { clusters(engineer.clone()).await },
+        |items| state_of(items, &down_name).as_deref() == Some("Unreadable"),
+    )
+    .await;
+    let row = seen.iter().find(|c| c.cluster == down_name && c.managed_by_tenant_id == MSP_TENANT).expect("row");
+    assert!(row.observed_time.is_some() && row.message.is_some(), "{row:#?}");
+    let everyone =
+        token(MSP_TENANT, &kl_token_issuer::TokenRequest::new(&p.users[0]).groups(p.groups.clone())).expect("token");
+    let left = delegations_at_hub(client_with_token(&everyone).await).await.expect("delegations");
+    assert!(left.iter().all(|d| d.cluster.as_deref() != Some(down_name.as_str())), "{left:#?}");
 }
 
 /// A client for `kubeconfig`'s cluster that signs in with `token`.

@@ -31,6 +31,64 @@ pub const CUSTOMERS: &str = "customers";
 pub const DELEGATIONS: &str = "delegations";
 /// Resource (plural) of [`Report`].
 pub const REPORTS: &str = "reports";
+/// Resource (plural) of [`FleetCluster`].
+pub const CLUSTERS: &str = "clusters";
+
+/// At a hub (docs/fleet.md): one customer cluster's report for one managing tenant, and
+/// whether the hub can read it now. Named `<cluster>.<tenantId>`. A caller sees the clusters
+/// of its own managing tenant; a single cluster lists none.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetCluster {
+    /// Always [`VIEW_API_VERSION`].
+    pub api_version: String,
+    /// Always `FleetCluster`.
+    pub kind: String,
+    /// `name`: `<cluster>.<tenantId>`.
+    pub metadata: ObjectMeta,
+    /// The ClusterProfile's name.
+    pub cluster: String,
+    /// The managing tenant whose report it is.
+    pub managed_by_tenant_id: String,
+    /// `Current` (read at `observedTime`), `Unreadable` (nothing of it shown; last read at
+    /// `observedTime`, if ever), or `Withdrawn` (the customer withdrew the grant).
+    pub state: String,
+    /// When the report was last read (RFC 3339), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_time: Option<String>,
+    /// Why it cannot be read, or since when the grant is withdrawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// How many delegations its last read report holds (Current only).
+    pub delegation_count: usize,
+}
+
+/// A list of [`FleetCluster`]s.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetClusterList {
+    /// Always [`VIEW_API_VERSION`].
+    pub api_version: String,
+    /// Always `FleetClusterList`.
+    pub kind: String,
+    /// List metadata.
+    #[serde(default)]
+    pub metadata: ListMeta,
+    /// The clusters, sorted by name.
+    pub items: Vec<FleetCluster>,
+}
+
+impl FleetClusterList {
+    /// A `FleetClusterList` of `items`.
+    pub fn new(items: Vec<FleetCluster>) -> Self {
+        FleetClusterList {
+            api_version: VIEW_API_VERSION.into(),
+            kind: "FleetClusterList".into(),
+            metadata: ListMeta::default(),
+            items,
+        }
+    }
+}
 
 /// A customer tenant that delegated something to the caller (SPEC §10 `customers`): Azure's
 /// "My customers" row. Named by the customer tenant GUID.
@@ -428,6 +486,7 @@ macro_rules! view_resource {
 view_resource!(Customer, "Customer", CUSTOMERS);
 view_resource!(Delegation, "Delegation", DELEGATIONS);
 view_resource!(Report, "Report", REPORTS);
+view_resource!(FleetCluster, "FleetCluster", CLUSTERS);
 
 /// The longest object name Kubernetes accepts (a DNS subdomain).
 const MAX_NAME: usize = 253;

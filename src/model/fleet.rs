@@ -249,6 +249,93 @@ pub fn fleet_delegations(caller: &Caller, clusters: &FleetState) -> Vec<Delegati
     out
 }
 
+/// The clusters `caller` sees at a hub: those of the managing tenants its user name or one of
+/// its groups carries (`<tenantId>:` prefix), with their state, sorted by name. What cannot be
+/// read is shown as such, with the time it was last read.
+pub fn fleet_clusters(caller: &Caller, clusters: &FleetState) -> Vec<crate::api::view::FleetCluster> {
+    let mine: std::collections::BTreeSet<String> = std::iter::once(&caller.username)
+        .chain(&caller.groups)
+        .filter_map(|n| views::tenant_prefix(n))
+        .map(|g| g.to_string())
+        .collect();
+    clusters
+        .iter()
+        .filter(|((_, tenant), _)| mine.contains(tenant))
+        .map(|((cluster, tenant), followed)| {
+            let (state, observed_time, message, delegation_count) = match followed {
+                Followed::Read { report, observed_time } => {
+                    ("Current", Some(observed_time.clone()), None, report.delegations.len())
+                }
+                Followed::Unreadable { error, last_observed } => {
+                    ("Unreadable", last_observed.clone(), Some(error.clone()), 0)
+                }
+                Followed::Withdrawn { since } => {
+                    ("Withdrawn", None, Some(format!("the grant was withdrawn (seen {since})")), 0)
+                }
+            };
+            crate::api::view::FleetCluster {
+                api_version: VIEW_API_VERSION.into(),
+                kind: "FleetCluster".into(),
+                metadata: ObjectMeta { name: Some(format!("{cluster}.{tenant}")), ..Default::default() },
+                cluster: cluster.clone(),
+                managed_by_tenant_id: tenant.clone(),
+                state: state.to_string(),
+                observed_time,
+                message,
+                delegation_count,
+            }
+        })
+        .collect()
+}
+
+/// The server-side `Table` of fleet clusters: name, cluster, state, last observed, delegations;
+/// `-o wide` adds the managing tenant and the message.
+pub fn cluster_table(
+    items: &[crate::api::view::FleetCluster],
+    include: views::IncludeObject,
+) -> crate::api::view::Table {
+    use serde_json::json;
+    let column = |name: &str, priority: i32| crate::api::view::TableColumnDefinition {
+        name: name.into(),
+        type_: "string".into(),
+        format: if name == "Name" { "name".into() } else { String::new() },
+        description: String::new(),
+        priority,
+    };
+    crate::api::view::Table {
+        api_version: "meta.k8s.io/v1".into(),
+        kind: "Table".into(),
+        metadata: Default::default(),
+        column_definitions: vec![
+            column("Name", 0),
+            column("Cluster", 0),
+            column("State", 0),
+            column("Last Observed", 0),
+            column("Delegations", 0),
+            column("Managed By", 1),
+            column("Message", 1),
+        ],
+        rows: items
+            .iter()
+            .map(|c| crate::api::view::TableRow {
+                cells: vec![
+                    json!(c.metadata.name.clone().unwrap_or_default()),
+                    json!(c.cluster),
+                    json!(c.state),
+                    json!(c.observed_time.clone().unwrap_or_else(|| "<never>".into())),
+                    json!(c.delegation_count.to_string()),
+                    json!(c.managed_by_tenant_id),
+                    json!(c.message.clone().unwrap_or_else(|| "<none>".into())),
+                ],
+                object: match include {
+                    views::IncludeObject::None => None,
+                    _ => serde_json::to_value(c).ok(),
+                },
+            })
+            .collect(),
+    }
+}
+
 /// One grant of a report: who may read which managing tenant's report, through which binding.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ReportGrant {

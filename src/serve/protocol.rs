@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, GroupVersionForDiscovery, Status, StatusDetails,
 };
 
-use crate::api::view::{CUSTOMERS, DELEGATIONS, REPORTS, VIEW_API_VERSION, VIEW_GROUP, VIEW_VERSION};
+use crate::api::view::{CLUSTERS, CUSTOMERS, DELEGATIONS, REPORTS, VIEW_API_VERSION, VIEW_GROUP, VIEW_VERSION};
 use crate::model::views::IncludeObject;
 
 /// A resource of the views API.
@@ -23,11 +23,13 @@ pub enum ViewResource {
     Customers,
     /// `delegations`, kind `Delegation`.
     Delegations,
+    /// `clusters`, kind `FleetCluster`: at a hub, the clusters followed (docs/fleet.md).
+    Clusters,
 }
 
 impl ViewResource {
     /// Every resource, in discovery order.
-    pub const ALL: [ViewResource; 2] = [ViewResource::Customers, ViewResource::Delegations];
+    pub const ALL: [ViewResource; 3] = [ViewResource::Customers, ViewResource::Delegations, ViewResource::Clusters];
 
     /// The resource named by the plural `name`, if it is one of ours.
     pub fn from_plural(name: &str) -> Option<ViewResource> {
@@ -39,6 +41,7 @@ impl ViewResource {
         match self {
             ViewResource::Customers => CUSTOMERS,
             ViewResource::Delegations => DELEGATIONS,
+            ViewResource::Clusters => CLUSTERS,
         }
     }
 
@@ -47,6 +50,7 @@ impl ViewResource {
         match self {
             ViewResource::Customers => "customer",
             ViewResource::Delegations => "delegation",
+            ViewResource::Clusters => "cluster",
         }
     }
 
@@ -55,6 +59,7 @@ impl ViewResource {
         match self {
             ViewResource::Customers => "Customer",
             ViewResource::Delegations => "Delegation",
+            ViewResource::Clusters => "FleetCluster",
         }
     }
 }
@@ -276,7 +281,8 @@ mod tests {
             (resources[2]["name"].as_str(), resources[2]["verbs"].clone()),
             (Some("reports"), serde_json::json!(["get"]))
         );
-        for (r, (name, kind)) in resources.iter().zip([("customers", "Customer"), ("delegations", "Delegation")]) {
+        let expected = [("customers", "Customer"), ("delegations", "Delegation"), ("clusters", "FleetCluster")];
+        for (r, (name, kind)) in resources.iter().zip(expected) {
             assert_eq!(r["name"], name);
             assert_eq!(r["kind"], kind);
             assert_eq!(r["namespaced"], false);

@@ -187,6 +187,21 @@ fn respond(
                 CustomerList::new,
             )
         }
+        ViewResource::Clusters => {
+            let mut items = match &views.source {
+                Source::Hub(fleet) => crate::model::fleet::fleet_clusters(&caller, &fleet.snapshot()),
+                Source::Cluster { .. } => Vec::new(),
+            };
+            items.retain(|c| keep(&c.metadata.name));
+            encode(
+                items,
+                name,
+                resource,
+                format,
+                |items| crate::model::fleet::cluster_table(items, query.include_object),
+                crate::api::view::FleetClusterList::new,
+            )
+        }
         ViewResource::Delegations => {
             let mut items = delegations;
             items.retain(|d| keep(&d.metadata.name));

@@ -288,6 +288,18 @@ fn a_hub_shows_only_reports_it_read_and_names_them_by_cluster() {
     assert_eq!(table.rows[0].cells[1], "east");
     // Another tenant's engineer with the same object ID sees nothing of A's report.
     assert!(fleet_delegations(&caller(TENANTS[1], 0, &[]), &clusters).is_empty());
+    // The clusters of A's reports, each with its state, to A's engineers only.
+    let states: Vec<(String, String, Option<String>)> =
+        fleet_clusters(&alice, &clusters).into_iter().map(|c| (c.cluster, c.state, c.observed_time)).collect();
+    assert_eq!(
+        states,
+        [
+            ("east".to_string(), "Current".to_string(), Some("2026-01-01T00:00:05Z".to_string())),
+            ("north".to_string(), "Withdrawn".to_string(), None),
+            ("west".to_string(), "Unreadable".to_string(), None),
+        ]
+    );
+    assert!(fleet_clusters(&caller(TENANTS[1], 0, &[]), &clusters).is_empty());
 }
 
 proptest! {
