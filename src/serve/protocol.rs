@@ -271,14 +271,14 @@ mod tests {
     }
 
     #[test]
-    fn discovery_lists_both_cluster_scoped_read_only_resources() {
+    fn discovery_lists_the_cluster_scoped_read_only_resources() {
         let list = serde_json::to_value(api_resource_list()).expect("json");
         assert_eq!(list["kind"], "APIResourceList");
         assert_eq!(list["groupVersion"], "view.kubelighthouse.io/v1alpha1");
         let resources = list["resources"].as_array().expect("resources");
-        assert_eq!(resources.len(), 3);
+        assert_eq!(resources.len(), 4);
         assert_eq!(
-            (resources[2]["name"].as_str(), resources[2]["verbs"].clone()),
+            (resources[3]["name"].as_str(), resources[3]["verbs"].clone()),
             (Some("reports"), serde_json::json!(["get"]))
         );
         let expected = [("customers", "Customer"), ("delegations", "Delegation"), ("clusters", "FleetCluster")];
