@@ -63,6 +63,30 @@ pub struct Config {
     #[arg(long, env = "KUBE_LIGHTHOUSE_WEBHOOK_PORT", default_value_t = 9443)]
     pub webhook_port: u16,
 
+    /// Hub mode (docs/fleet.md): instead of reconciling this cluster, follow the reports of the
+    /// customer clusters its `ClusterProfile`s (`multicluster.x-k8s.io`) name, and serve the
+    /// views of the whole fleet. Off by default: with no arguments the binary reconciles.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_HUB", default_value_t = false, action = clap::ArgAction::Set)]
+    pub hub: bool,
+
+    /// Hub mode: the managing tenants (GUIDs) whose reports the hub reads in every cluster.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_HUB_TENANTS", value_delimiter = ',')]
+    pub hub_tenants: Vec<String>,
+
+    /// Hub mode: the Cluster Inventory API's credential providers file (JSON: `providers`,
+    /// each a `name` and an `execConfig`), matched against each profile's access providers.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_HUB_PROVIDER_FILE")]
+    pub hub_provider_file: Option<std::path::PathBuf>,
+
+    /// Hub mode: the namespace whose ClusterProfiles the hub follows (Open Cluster Management
+    /// puts the profiles bound to a consumer in its namespace); all namespaces when not set.
+    #[arg(long, env = "KUBE_LIGHTHOUSE_HUB_NAMESPACE")]
+    pub hub_namespace: Option<String>,
+
+    /// Hub mode: milliseconds between two reads of each report (and of the ClusterProfiles).
+    #[arg(long, env = "KUBE_LIGHTHOUSE_HUB_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub hub_poll_ms: u64,
+
     /// PEM certificate of the TLS server. It is served only with both it and the key.
     #[arg(long, env = "KUBE_LIGHTHOUSE_WEBHOOK_CERT")]
     pub webhook_cert: Option<std::path::PathBuf>,

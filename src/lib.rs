@@ -25,6 +25,7 @@ pub mod config;
 pub mod controller;
 pub mod federation;
 pub mod http;
+pub mod hub;
 pub mod lease;
 pub mod metrics;
 pub mod runtime;

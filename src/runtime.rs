@@ -54,6 +54,9 @@ pub enum RunError {
     /// The sign-in broker's configuration is unusable.
     #[error("sign-in broker: {0}")]
     Federation(#[from] crate::federation::FederationError),
+    /// Hub mode cannot start (docs/fleet.md).
+    #[error("hub mode: {0}")]
+    Hub(String),
     /// The TLS server (admission webhook, views API) failed.
     #[error("TLS server (admission webhook, views API): {0}")]
     Serve(#[from] crate::serve::ServeError),
@@ -278,6 +281,9 @@ async fn who_am_i(client: &Client) -> Option<String> {
 /// certificate or key cannot be read; nothing has been reconciled then. [`RunError::LeaseLost`]
 /// when this replica, leading, lost its Lease.
 pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
+    if config.hub {
+        return crate::hub::run(client, config, shutdown_signal()).await;
+    }
     check_crds(&client).await?;
     // Bind first: a port in use is a configuration error to report before doing anything.
     let health = crate::http::bind(config.health_port, "health").await.map_err(|e| RunError::Bind("health", e))?;
@@ -422,7 +428,8 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
             let views = config.views.then(|| {
                 let trust = Arc::new(FrontProxy::default());
                 tokio::spawn(trust.clone().follow(client.clone()));
-                Arc::new(Views { caches: caches.clone(), policy: policy.clone(), ready: ready.clone(), trust })
+                let source = crate::serve::views::Source::Cluster { caches: caches.clone(), policy: policy.clone() };
+                Arc::new(Views { source, ready: ready.clone(), trust })
             });
             let admission_clients = match &config.admission_client_ca {
                 Some(ca) => {
@@ -449,7 +456,7 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
                     config.webhook_port,
                     cert,
                     key,
-                    Routes { admission, views, admission_clients, federation: broker },
+                    Routes { admission: Some(admission), views, admission_clients, federation: broker },
                 )
                 .await?,
             )

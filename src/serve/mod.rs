@@ -64,8 +64,8 @@ pub enum ServeError {
 
 /// What the server answers: admission always, the views when configured.
 pub struct Routes {
-    /// The admission webhook's handle.
-    pub admission: Arc<Admission>,
+    /// The admission webhook's handle; None (a hub, docs/fleet.md): no admission routes.
+    pub admission: Option<Arc<Admission>>,
     /// The views API's handle; None: the views' paths are 404.
     pub views: Option<Arc<views::Views>>,
     /// Who may call admission; None: anyone who reaches the port (docs/install.md).
@@ -76,7 +76,10 @@ pub struct Routes {
 
 impl Routes {
     fn router(self) -> Router {
-        let mut router = crate::webhook::router(self.admission);
+        let mut router = match self.admission {
+            Some(admission) => crate::webhook::router(admission),
+            None => Router::new(),
+        };
         if let Some(clients) = self.admission_clients {
             // Only the admission routes: the views authenticate their front proxy themselves.
             router = router.layer(axum::middleware::from_fn_with_state(clients, admission_clients::require));

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, GroupVersionForDiscovery, Status, StatusDetails,
 };
 
-use crate::api::view::{CUSTOMERS, DELEGATIONS, VIEW_API_VERSION, VIEW_GROUP, VIEW_VERSION};
+use crate::api::view::{CLUSTERS, CUSTOMERS, DELEGATIONS, REPORTS, VIEW_API_VERSION, VIEW_GROUP, VIEW_VERSION};
 use crate::model::views::IncludeObject;
 
 /// A resource of the views API.
@@ -23,11 +23,13 @@ pub enum ViewResource {
     Customers,
     /// `delegations`, kind `Delegation`.
     Delegations,
+    /// `clusters`, kind `FleetCluster`: at a hub, the clusters followed (docs/fleet.md).
+    Clusters,
 }
 
 impl ViewResource {
     /// Every resource, in discovery order.
-    pub const ALL: [ViewResource; 2] = [ViewResource::Customers, ViewResource::Delegations];
+    pub const ALL: [ViewResource; 3] = [ViewResource::Customers, ViewResource::Delegations, ViewResource::Clusters];
 
     /// The resource named by the plural `name`, if it is one of ours.
     pub fn from_plural(name: &str) -> Option<ViewResource> {
@@ -39,6 +41,7 @@ impl ViewResource {
         match self {
             ViewResource::Customers => CUSTOMERS,
             ViewResource::Delegations => DELEGATIONS,
+            ViewResource::Clusters => CLUSTERS,
         }
     }
 
@@ -47,6 +50,7 @@ impl ViewResource {
         match self {
             ViewResource::Customers => "customer",
             ViewResource::Delegations => "delegation",
+            ViewResource::Clusters => "cluster",
         }
     }
 
@@ -55,6 +59,7 @@ impl ViewResource {
         match self {
             ViewResource::Customers => "Customer",
             ViewResource::Delegations => "Delegation",
+            ViewResource::Clusters => "FleetCluster",
         }
     }
 }
@@ -79,9 +84,10 @@ pub fn api_group_list() -> APIGroupList {
 }
 
 /// `GET /apis/view.kubelighthouse.io/v1alpha1`: `customers` and `delegations`, cluster-scoped,
-/// `get` and `list` only, in no category (`kubectl get lighthouse` stays the customer's view).
+/// `get` and `list` only, in no category (`kubectl get lighthouse` stays the customer's view);
+/// and `reports` (the fleet's, docs/fleet.md), `get` only: each is read by name.
 pub fn api_resource_list() -> APIResourceList {
-    let resources = ViewResource::ALL
+    let mut resources: Vec<APIResource> = ViewResource::ALL
         .into_iter()
         .map(|r| APIResource {
             name: r.plural().into(),
@@ -96,6 +102,18 @@ pub fn api_resource_list() -> APIResourceList {
             storage_version_hash: None,
         })
         .collect();
+    resources.push(APIResource {
+        name: REPORTS.into(),
+        singular_name: "report".into(),
+        namespaced: false,
+        kind: "Report".into(),
+        verbs: vec!["get".into()],
+        categories: None,
+        group: None,
+        version: None,
+        short_names: None,
+        storage_version_hash: None,
+    });
     APIResourceList { group_version: VIEW_API_VERSION.into(), resources }
 }
 
@@ -253,13 +271,18 @@ mod tests {
     }
 
     #[test]
-    fn discovery_lists_both_cluster_scoped_read_only_resources() {
+    fn discovery_lists_the_cluster_scoped_read_only_resources() {
         let list = serde_json::to_value(api_resource_list()).expect("json");
         assert_eq!(list["kind"], "APIResourceList");
         assert_eq!(list["groupVersion"], "view.kubelighthouse.io/v1alpha1");
         let resources = list["resources"].as_array().expect("resources");
-        assert_eq!(resources.len(), 2);
-        for (r, (name, kind)) in resources.iter().zip([("customers", "Customer"), ("delegations", "Delegation")]) {
+        assert_eq!(resources.len(), 4);
+        assert_eq!(
+            (resources[3]["name"].as_str(), resources[3]["verbs"].clone()),
+            (Some("reports"), serde_json::json!(["get"]))
+        );
+        let expected = [("customers", "Customer"), ("delegations", "Delegation"), ("clusters", "FleetCluster")];
+        for (r, (name, kind)) in resources.iter().zip(expected) {
             assert_eq!(r["name"], name);
             assert_eq!(r["kind"], kind);
             assert_eq!(r["namespaced"], false);

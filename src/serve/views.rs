@@ -30,13 +30,23 @@ use crate::controller::dereference;
 use crate::model::views::{self, Caller, ViewContext};
 use crate::model::{activation, keys};
 
-/// What the views read: the reconcilers' caches and identity templates, their readiness,
-/// and the front-proxy trust.
+/// Where the views come from.
+pub enum Source {
+    /// This cluster: the reconcilers' watch caches and identity templates.
+    Cluster {
+        /// The watch caches (namespaces, definitions, assignments, catalog).
+        caches: Caches,
+        /// The identity templates the controller materializes with (SPEC §2).
+        policy: Arc<Policy>,
+    },
+    /// A hub (docs/fleet.md): the reports it follows.
+    Hub(Arc<crate::hub::Fleet>),
+}
+
+/// What the views read: their source, its readiness, and the front-proxy trust.
 pub struct Views {
-    /// The watch caches (namespaces, definitions, assignments, catalog).
-    pub caches: Caches,
-    /// The identity templates the controller materializes with (SPEC §2).
-    pub policy: Arc<Policy>,
+    /// This cluster's caches, or a hub's reports.
+    pub source: Source,
     /// True once every cache has its first list; until then lists would be incomplete.
     pub ready: tokio::sync::watch::Receiver<bool>,
     /// Who may speak for the caller.
@@ -96,16 +106,21 @@ fn caller(identity: Identity) -> Caller {
     Caller { username: identity.username, groups: identity.groups, extra: identity.extra }
 }
 
-/// The views `caller` sees now, from the caches: one snapshot per request.
+/// The views `caller` sees now, from the caches (one snapshot per request), or at a hub from
+/// the reports read.
 fn visible(views: &Views, caller: &Caller) -> Vec<crate::api::view::Delegation> {
-    let catalog = views.caches.catalog.current();
-    let ctx = ViewContext { namespaces: &views.caches, templates: &views.policy.templates, catalog: &catalog };
-    let definitions = views.caches.definitions.state();
-    let assignments = views.caches.assignments.state();
+    let (caches, policy) = match &views.source {
+        Source::Cluster { caches, policy } => (caches, policy),
+        Source::Hub(fleet) => return crate::model::fleet::fleet_delegations(caller, &fleet.snapshot()),
+    };
+    let catalog = caches.catalog.current();
+    let ctx = ViewContext { namespaces: caches, templates: &policy.templates, catalog: &catalog };
+    let definitions = caches.definitions.state();
+    let assignments = caches.assignments.state();
     let mut delegations =
         views::delegations(caller, definitions.iter().map(AsRef::as_ref), assignments.iter().map(AsRef::as_ref), &ctx);
     for d in &mut delegations {
-        d.activations = readable_activations(views, caller, d);
+        d.activations = readable_activations(caches, policy, caller, d);
     }
     delegations
 }
@@ -113,18 +128,23 @@ fn visible(views: &Views, caller: &Caller) -> Vec<crate::api::view::Delegation> 
 /// The activations under delegation `d` that `caller` may read (its own, and those it
 /// may review), as `<namespace>/<name>`: the same rule as the per-activation RBAC
 /// ([`activation::may_read`]). Only for a caller eligible or an approver there.
-fn readable_activations(views: &Views, caller: &Caller, d: &crate::api::view::Delegation) -> Vec<String> {
+fn readable_activations(
+    caches: &Caches,
+    policy: &Policy,
+    caller: &Caller,
+    d: &crate::api::view::Delegation,
+) -> Vec<String> {
     if d.my_roles.eligible.is_empty() && d.my_roles.approver.is_empty() {
         return Vec::new();
     }
     let me = ActivationCaller { username: caller.username.clone(), groups: caller.groups.clone(), amr: Vec::new() };
     let mut out = Vec::new();
-    for a in views.caches.activations_of(&d.namespace, &d.assignment) {
+    for a in caches.activations_of(&d.namespace, &d.assignment) {
         let namespace = a.metadata.namespace.clone().unwrap_or_default();
         if a.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let Ok(eligible) = dereference::eligibility(&views.caches, &views.policy, &namespace, &d.assignment) else {
+        let Ok(eligible) = dereference::eligibility(caches, policy, &namespace, &d.assignment) else {
             continue;
         };
         let requester = activation::stamped(a.metadata.annotations.as_ref(), keys::REQUESTER);
@@ -165,6 +185,21 @@ fn respond(
                 format,
                 |items| views::customer_table(items, query.include_object),
                 CustomerList::new,
+            )
+        }
+        ViewResource::Clusters => {
+            let mut items = match &views.source {
+                Source::Hub(fleet) => crate::model::fleet::fleet_clusters(&caller, &fleet.snapshot()),
+                Source::Cluster { .. } => Vec::new(),
+            };
+            items.retain(|c| keep(&c.metadata.name));
+            encode(
+                items,
+                name,
+                resource,
+                format,
+                |items| crate::model::fleet::cluster_table(items, query.include_object),
+                crate::api::view::FleetClusterList::new,
             )
         }
         ViewResource::Delegations => {
@@ -245,6 +280,64 @@ async fn get_one(
     }
 }
 
+/// `GET reports/<tenant>`: the report of the delegations to that managing tenant
+/// (docs/fleet.md). The API server has already authorized the caller for `get` on exactly this
+/// name (RBAC `resourceNames`): that is the customer's grant, so no caller filter applies here.
+/// A tenant that is not a GUID is 404.
+async fn get_report(
+    State(views): State<Arc<Views>>,
+    Extension(identity): Extension<Identity>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !*views.ready.borrow() {
+        let message = "kube-lighthouse is starting: its caches are not synced yet; retry".to_string();
+        return status_response(protocol::failure(503, "ServiceUnavailable", message, None));
+    }
+    let Some(format) = protocol::negotiate(accept(&headers), false) else {
+        return not_acceptable(accept(&headers));
+    };
+    let Some(tenant) = crate::model::tenant::Guid::parse(&name) else {
+        let details = k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusDetails {
+            group: Some(crate::api::view::VIEW_GROUP.into()),
+            kind: Some(crate::api::view::REPORTS.into()),
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let message = format!(
+            "reports.{} \"{name}\" not found: a report is named by a managing tenant ID",
+            crate::api::view::VIEW_GROUP
+        );
+        return status_response(protocol::failure(404, "NotFound", message, Some(details)));
+    };
+    let Source::Cluster { caches, policy } = &views.source else {
+        let message = "a hub serves no report: reports are read from each customer cluster".to_string();
+        return status_response(protocol::failure(404, "NotFound", message, None));
+    };
+    let catalog = caches.catalog.current();
+    let ctx = ViewContext { namespaces: caches, templates: &policy.templates, catalog: &catalog };
+    let definitions = caches.definitions.state();
+    let assignments = caches.assignments.state();
+    let observed = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string());
+    let report = crate::model::fleet::report(
+        &tenant,
+        definitions.iter().map(AsRef::as_ref),
+        assignments.iter().map(AsRef::as_ref),
+        &ctx,
+        observed,
+    );
+    debug!(tenant = %tenant, reader = %identity.username, delegations = report.delegations.len(), "report read");
+    json(&report, format)
+}
+
+/// A list of reports is refused: each is granted and read by name.
+async fn list_reports() -> Response {
+    let message = "reports are read one managing tenant at a time: get reports/<tenantId>".into();
+    status_response(protocol::failure(405, "MethodNotAllowed", message, None))
+}
+
 async fn method_not_allowed() -> Response {
     status_response(protocol::failure(405, "MethodNotAllowed", "the views are read-only: get and list".into(), None))
 }
@@ -261,6 +354,8 @@ pub fn router(views: Arc<Views>) -> Router {
             get(|h: HeaderMap| discovery(h, protocol::api_group)).fallback(method_not_allowed),
         )
         .route(&base, get(|h: HeaderMap| discovery(h, protocol::api_resource_list)).fallback(method_not_allowed))
+        .route(&format!("{base}/{}", crate::api::view::REPORTS), get(list_reports).fallback(method_not_allowed))
+        .route(&format!("{base}/{}/{{name}}", crate::api::view::REPORTS), get(get_report).fallback(method_not_allowed))
         .route(&format!("{base}/{{resource}}"), get(list).fallback(method_not_allowed))
         .route(&format!("{base}/{{resource}}/{{name}}"), get(get_one).fallback(method_not_allowed))
         .route_layer(axum::middleware::from_fn_with_state(views.clone(), authenticate))

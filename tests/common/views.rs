@@ -100,7 +100,7 @@ pub fn register_api_service(kubeconfig: &Path, port: u16, ca: &Path, dir: &Path)
             // As the chart: everyone signed in may get and list the views.
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
              "metadata": {"name": READER},
-             "rules": [{"apiGroups": ["view.kubelighthouse.io"], "resources": ["customers", "delegations"],
+             "rules": [{"apiGroups": ["view.kubelighthouse.io"], "resources": ["customers", "delegations", "clusters"],
                         "verbs": ["get", "list"]}]},
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
              "metadata": {"name": READER},

@@ -287,6 +287,27 @@ pub async fn resolve_resource_groups(
 
 /// `providers`.
 ///
+/// The fleet's report grants (docs/fleet.md): who may read which managing tenant's report.
+/// Empty when the caller may not list ClusterRoles and ClusterRoleBindings.
+async fn report_grants(client: &kube::Client) -> Vec<crate::model::fleet::ReportGrant> {
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
+    let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(client.clone());
+    match (roles.list(&ListParams::default()).await, bindings.list(&ListParams::default()).await) {
+        (Ok(r), Ok(b)) => crate::model::fleet::report_grants(&r.items, &b.items),
+        _ => Vec::new(),
+    }
+}
+
+/// The "Report grants" table: provider tenant, who may read its report, the binding.
+pub fn grants_table(grants: &[crate::model::fleet::ReportGrant]) -> TextTable {
+    let mut t =
+        TextTable::new(vec![Column::new("Report Of Tenant"), Column::new("Granted To"), Column::new("Binding")]);
+    for g in grants {
+        t.push(vec![g.tenant.clone(), g.subject.clone(), g.binding.clone()]);
+    }
+    t
+}
+
 /// # Errors
 /// [`PluginError`] when the definitions or assignments cannot be listed.
 pub async fn run(global: &GlobalArgs, out: &mut dyn Write) -> Result<(), PluginError> {
@@ -333,6 +354,13 @@ pub async fn run(global: &GlobalArgs, out: &mut dyn Write) -> Result<(), PluginE
             if !onboardings.is_empty() {
                 out.write_all(b"\n")?;
                 out.write_all(onboardings_table(&onboardings, &catalog).render(wide).as_bytes())?;
+            }
+            if global.all_namespaces {
+                let grants = report_grants(&conn.client).await;
+                if !grants.is_empty() {
+                    out.write_all(b"\n")?;
+                    out.write_all(grants_table(&grants).render(wide).as_bytes())?;
+                }
             }
         }
     }

@@ -135,6 +135,7 @@ mod tests {
             my_roles: RoleSummary { standing: vec!["Reader".into()], ..Default::default() },
             delegations: vec!["customer-a.contoso".into()],
             delegation_count: 1,
+            clusters: vec![],
         }
     }
 

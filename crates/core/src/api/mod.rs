@@ -6,6 +6,7 @@
 
 pub mod activation;
 mod assignment;
+pub mod cluster_profile;
 mod definition;
 pub mod guardrail;
 pub mod onboarding;

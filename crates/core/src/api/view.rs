@@ -29,6 +29,66 @@ pub const VIEW_API_VERSION: &str = "view.kubelighthouse.io/v1alpha1";
 pub const CUSTOMERS: &str = "customers";
 /// Resource (plural) of [`Delegation`].
 pub const DELEGATIONS: &str = "delegations";
+/// Resource (plural) of [`Report`].
+pub const REPORTS: &str = "reports";
+/// Resource (plural) of [`FleetCluster`].
+pub const CLUSTERS: &str = "clusters";
+
+/// At a hub (docs/fleet.md): one customer cluster's report for one managing tenant, and
+/// whether the hub can read it now. Named `<cluster>.<tenantId>`. A caller sees the clusters
+/// of its own managing tenant; a single cluster lists none.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetCluster {
+    /// Always [`VIEW_API_VERSION`].
+    pub api_version: String,
+    /// Always `FleetCluster`.
+    pub kind: String,
+    /// `name`: `<cluster>.<tenantId>`.
+    pub metadata: ObjectMeta,
+    /// The ClusterProfile's name.
+    pub cluster: String,
+    /// The managing tenant whose report it is.
+    pub managed_by_tenant_id: String,
+    /// `Current` (read at `observedTime`), `Unreadable` (nothing of it shown; last read at
+    /// `observedTime`, if ever), or `Withdrawn` (the customer withdrew the grant).
+    pub state: String,
+    /// When the report was last read (RFC 3339), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_time: Option<String>,
+    /// Why it cannot be read, or since when the grant is withdrawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// How many delegations its last read report holds (Current only).
+    pub delegation_count: usize,
+}
+
+/// A list of [`FleetCluster`]s.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetClusterList {
+    /// Always [`VIEW_API_VERSION`].
+    pub api_version: String,
+    /// Always `FleetClusterList`.
+    pub kind: String,
+    /// List metadata.
+    #[serde(default)]
+    pub metadata: ListMeta,
+    /// The clusters, sorted by name.
+    pub items: Vec<FleetCluster>,
+}
+
+impl FleetClusterList {
+    /// A `FleetClusterList` of `items`.
+    pub fn new(items: Vec<FleetCluster>) -> Self {
+        FleetClusterList {
+            api_version: VIEW_API_VERSION.into(),
+            kind: "FleetClusterList".into(),
+            metadata: ListMeta::default(),
+            items,
+        }
+    }
+}
 
 /// A customer tenant that delegated something to the caller (SPEC §10 `customers`): Azure's
 /// "My customers" row. Named by the customer tenant GUID.
@@ -63,6 +123,10 @@ pub struct Customer {
     pub delegations: Vec<String>,
     /// How many delegations of this customer the caller sees.
     pub delegation_count: usize,
+    /// At a hub (docs/fleet.md): the customer clusters these delegations live in, sorted;
+    /// empty in a single cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
 }
 
 /// The role names a caller holds at one customer, each once, sorted.
@@ -148,6 +212,14 @@ pub struct Delegation {
     /// What the guardrails forbid, naming each guardrail and field, when NonCompliant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compliance_message: Option<String>,
+    /// At a hub (docs/fleet.md): the customer cluster (its `ClusterProfile`'s name) this
+    /// delegation lives in; absent in a single cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// At a hub: when the hub last read this cluster's report (RFC 3339); absent in a single
+    /// cluster, where the view is computed at each request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_time: Option<String>,
 }
 
 /// Scope of an assignment (SPEC §1).
@@ -236,6 +308,126 @@ pub struct DelegationList {
     pub items: Vec<Delegation>,
 }
 
+/// What a customer cluster tells one managing tenant's hub (docs/fleet.md): the delegations to
+/// that tenant, and nothing else. Named by the managing tenant ID; read with `get` only,
+/// authorized by the API server's RBAC for that one name, so the customer grants a hub exactly
+/// one tenant's report and withdraws it by deleting the binding.
+///
+/// It holds, per delegation, what Azure's "My customers" shows a managing tenant: customer
+/// tenant, scope, offer, the authorizations and eligible authorizations (principals, their
+/// types, roles, approvers, and the RBAC subjects each principal is projected to in this
+/// cluster, which is how the hub filters per caller exactly as this cluster does), state and
+/// reason. No other tenant's delegation, no Secret, no object it does not name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Always [`VIEW_API_VERSION`].
+    pub api_version: String,
+    /// Always `Report`.
+    pub kind: String,
+    /// `name`: the managing tenant ID (a lower-case GUID).
+    pub metadata: ObjectMeta,
+    /// The managing tenant the report is for.
+    pub managed_by_tenant_id: String,
+    /// When the cluster computed the report (RFC 3339, UTC), from its watch caches.
+    pub observed_time: String,
+    /// The delegations to that tenant, sorted by name.
+    #[serde(default)]
+    pub delegations: Vec<ReportedDelegation>,
+}
+
+/// One assignment to the report's managing tenant.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedDelegation {
+    /// `<namespace>.<assignment>` ([`delegation_name`]).
+    pub name: String,
+    /// When the assignment was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Home tenant of the scope (the customer).
+    pub customer_tenant_id: String,
+    /// Namespace of the assignment (the scope namespace).
+    pub namespace: String,
+    /// The subscription namespace of the scope.
+    pub subscription: String,
+    /// Subscription or one resource group.
+    pub scope_kind: ScopeKind,
+    /// Name of the `RegistrationAssignment`.
+    pub assignment: String,
+    /// The assigned definition: display name, name, plan, description.
+    pub offer: Offer,
+    /// The standing authorizations.
+    #[serde(default)]
+    pub authorizations: Vec<ReportedAuthorization>,
+    /// The eligible (just-in-time) authorizations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eligible_authorizations: Vec<ReportedEligible>,
+    /// Namespaces where the delegation's RBAC is in force now.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// The assignment's `provisioningState` (or `Unknown`).
+    pub state: String,
+    /// Reason of the assignment's Ready condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Message of the assignment's Ready condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Compliance with the customer's guardrails (as [`Delegation::compliance`]).
+    #[serde(default)]
+    pub compliance: String,
+    /// What the guardrails forbid, when NonCompliant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance_message: Option<String>,
+}
+
+/// A principal of the managing tenant, and the RBAC subjects this cluster projects it to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedPrincipal {
+    /// `principalId` as written.
+    pub principal_id: String,
+    /// Its display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_id_display_name: Option<String>,
+    /// `principalType`, when written: User, Group, ServicePrincipal or ServiceAccount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_type: Option<String>,
+    /// The RBAC subjects it is projected to here (docs/identity.md): who it reaches.
+    #[serde(default)]
+    pub subjects: Vec<k8s_openapi::api::rbac::v1::Subject>,
+}
+
+/// A standing authorization of a [`ReportedDelegation`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedAuthorization {
+    /// Who.
+    #[serde(flatten)]
+    pub principal: ReportedPrincipal,
+    /// `roleDefinitionId` as written.
+    pub role_definition_id: String,
+    /// The role's display name from this cluster's catalog.
+    pub role: String,
+}
+
+/// An eligible authorization of a [`ReportedDelegation`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedEligible {
+    /// Who may activate it.
+    #[serde(flatten)]
+    pub principal: ReportedPrincipal,
+    /// `roleDefinitionId` as written.
+    pub role_definition_id: String,
+    /// The role's display name from this cluster's catalog.
+    pub role: String,
+    /// `managedByTenantApprovers`: who may approve an activation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<ReportedPrincipal>,
+}
+
 impl CustomerList {
     /// A `CustomerList` of `items`.
     pub fn new(items: Vec<Customer>) -> Self {
@@ -293,6 +485,8 @@ macro_rules! view_resource {
 
 view_resource!(Customer, "Customer", CUSTOMERS);
 view_resource!(Delegation, "Delegation", DELEGATIONS);
+view_resource!(Report, "Report", REPORTS);
+view_resource!(FleetCluster, "FleetCluster", CLUSTERS);
 
 /// The longest object name Kubernetes accepts (a DNS subdomain).
 const MAX_NAME: usize = 253;

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod authority;
 pub mod catalog;
 pub mod desired;
+pub mod fleet;
 pub mod guardrail;
 pub mod keys;
 pub mod onboarding;

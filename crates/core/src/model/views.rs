@@ -89,7 +89,8 @@ pub struct ViewContext<'a> {
     pub catalog: &'a Catalog,
 }
 
-fn subject_label(subject: &Subject) -> String {
+/// A subject as the views label it: `User:<name>`, `Group:<name>`, `ServiceAccount:<ns>/<name>`.
+pub fn subject_label(subject: &Subject) -> String {
     match subject.namespace.as_deref() {
         Some(namespace) if subject.kind == "ServiceAccount" => {
             format!("ServiceAccount:{namespace}/{}", subject.name)
@@ -108,6 +109,29 @@ pub fn role_name(catalog: &Catalog, role_definition_id: &str) -> String {
     }
 }
 
+/// The RBAC subjects this cluster projects `principal` of `tenant` to (SPEC §2): none when the
+/// principal is not a GUID (nor, for a ServiceAccount, `namespace/name`).
+pub fn project(
+    templates: &IdentityTemplates,
+    tenant: &Guid,
+    principal: &str,
+    kind: Option<PrincipalType>,
+) -> Vec<Subject> {
+    let principal = match kind {
+        Some(PrincipalType::ServiceAccount) => principal.to_string(),
+        _ => match Guid::parse(principal) {
+            Some(g) => g.to_string(),
+            None => return Vec::new(),
+        },
+    };
+    templates.subjects(tenant.as_str(), &principal, kind)
+}
+
+/// The first of `subjects` that names `caller`, labelled as [`RoleHolding::subject`] shows it.
+pub fn reaching(caller: &Caller, subjects: &[Subject]) -> Option<String> {
+    subjects.iter().find(|s| caller.is_subject(s)).map(subject_label)
+}
+
 /// The subject through which the projection of `principal` reaches `caller`, if any.
 fn reaches(
     caller: &Caller,
@@ -116,11 +140,7 @@ fn reaches(
     principal: &str,
     kind: Option<PrincipalType>,
 ) -> Option<String> {
-    let principal = match kind {
-        Some(PrincipalType::ServiceAccount) => principal.to_string(),
-        _ => Guid::parse(principal)?.to_string(),
-    };
-    templates.subjects(tenant.as_str(), &principal, kind).iter().find(|s| caller.is_subject(s)).map(subject_label)
+    reaching(caller, &project(templates, tenant, principal, kind))
 }
 
 /// The offer a definition presents.
@@ -235,6 +255,26 @@ pub fn delegations<'a>(
     assignments: impl IntoIterator<Item = &'a RegistrationAssignment>,
     ctx: &ViewContext<'_>,
 ) -> Vec<Delegation> {
+    let mut out: Vec<Delegation> = resolved(definitions, assignments, ctx)
+        .into_iter()
+        .filter_map(|(mut d, definition)| {
+            d.my_roles = caller_roles(caller, definition, ctx);
+            (!d.my_roles.is_empty()).then_some(d)
+        })
+        .collect();
+    out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    out
+}
+
+/// Every assignment a view could show (its definition found, not Failed with nothing in
+/// force), as a [`Delegation`] with no caller roles yet, and its definition: what
+/// [`delegations`] filters per caller and the fleet's report ([`super::fleet::report`])
+/// filters per managing tenant, so both decide from the same facts.
+pub fn resolved<'a, 'd>(
+    definitions: impl IntoIterator<Item = &'d RegistrationDefinition>,
+    assignments: impl IntoIterator<Item = &'a RegistrationAssignment>,
+    ctx: &ViewContext<'_>,
+) -> Vec<(Delegation, &'d RegistrationDefinition)> {
     let by_key: BTreeMap<(&str, &str), &RegistrationDefinition> = definitions
         .into_iter()
         .filter_map(|d| Some(((d.metadata.namespace.as_deref()?, d.metadata.name.as_deref()?), d)))
@@ -257,13 +297,9 @@ pub fn delegations<'a>(
             None => (namespace.to_string(), ScopeKind::Unknown),
         };
         let definition_name = assignment.spec.registration_definition_ref.name.as_str();
-        let Some(definition) = by_key.get(&(subscription.as_str(), definition_name)) else {
+        let Some(definition) = by_key.get(&(subscription.as_str(), definition_name)).copied() else {
             continue;
         };
-        let my_roles = caller_roles(caller, definition, ctx);
-        if my_roles.is_empty() {
-            continue;
-        }
         let customer_tenant_id = resolved
             .map(|(_, tenant)| tenant.to_string())
             .or_else(|| status.managee_tenant_id.clone())
@@ -279,7 +315,7 @@ pub fn delegations<'a>(
             .collect();
         let ready = ready_condition(assignment);
         let (compliance, compliance_message) = compliance(definition);
-        out.push(Delegation {
+        let d = Delegation {
             api_version: VIEW_API_VERSION.into(),
             kind: "Delegation".into(),
             metadata: ObjectMeta {
@@ -295,7 +331,7 @@ pub fn delegations<'a>(
             scope_kind,
             offer: offer_of(definition),
             assignment: name.to_string(),
-            my_roles,
+            my_roles: CallerRoles::default(),
             namespaces,
             state,
             reason: ready.map(|c| c.reason.clone()).filter(|r| !r.is_empty()),
@@ -303,9 +339,11 @@ pub fn delegations<'a>(
             activations: Vec::new(),
             compliance,
             compliance_message,
-        });
+            cluster: None,
+            observed_time: None,
+        };
+        out.push((d, definition));
     }
-    out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     out
 }
 
@@ -358,6 +396,7 @@ pub fn customers(delegations: &[Delegation]) -> Vec<Customer> {
                 },
                 delegations: sorted_unique(ds.iter().filter_map(|d| d.metadata.name.clone())),
                 delegation_count: ds.len(),
+                clusters: sorted_unique(ds.iter().filter_map(|d| d.cluster.clone())),
             }
         })
         .collect()
@@ -448,7 +487,8 @@ fn table(columns: Vec<TableColumnDefinition>, rows: Vec<TableRow>) -> Table {
 /// offers, delegations, my roles); `-o wide` adds subscriptions, resource groups and the
 /// managing tenants.
 pub fn customer_table(customers: &[Customer], include: IncludeObject) -> Table {
-    let columns = vec![
+    let fleet = customers.iter().any(|c| !c.clusters.is_empty());
+    let mut columns = vec![
         column("Customer Tenant", "name", "The customer tenant ID.", 0),
         column("Offers", "", "Display names of the offers (definitions) delegated to you.", 0),
         column("Delegations", "integer", "How many delegations of this customer reach you.", 0),
@@ -457,22 +497,26 @@ pub fn customer_table(customers: &[Customer], include: IncludeObject) -> Table {
         column("Resource Groups", "", "Resource-group namespaces.", 1),
         column("Managed By", "", "Your managing tenant.", 1),
     ];
+    if fleet {
+        columns.insert(1, column("Clusters", "", "The customer clusters (at a hub).", 0));
+    }
     let rows = customers
         .iter()
         .map(|c| {
             let offers: Vec<String> = sorted_unique(c.offers.iter().map(|o| o.display_name.clone()));
-            TableRow {
-                cells: vec![
-                    json!(c.customer_tenant_id),
-                    json!(join_or_none(&offers)),
-                    json!(c.delegation_count),
-                    json!(roles_cell(&c.my_roles)),
-                    json!(join_or_none(&c.subscriptions)),
-                    json!(join_or_none(&c.resource_groups)),
-                    json!(join_or_none(&c.managed_by_tenant_ids)),
-                ],
-                object: row_object(c, &c.metadata, include),
+            let mut cells = vec![
+                json!(c.customer_tenant_id),
+                json!(join_or_none(&offers)),
+                json!(c.delegation_count),
+                json!(roles_cell(&c.my_roles)),
+                json!(join_or_none(&c.subscriptions)),
+                json!(join_or_none(&c.resource_groups)),
+                json!(join_or_none(&c.managed_by_tenant_ids)),
+            ];
+            if fleet {
+                cells.insert(1, json!(join_or_none(&c.clusters)));
             }
+            TableRow { cells, object: row_object(c, &c.metadata, include) }
         })
         .collect();
     table(columns, rows)
@@ -482,7 +526,8 @@ pub fn customer_table(customers: &[Customer], include: IncludeObject) -> Table {
 /// my roles, state; `-o wide` adds the subscription, the assignment, the namespaces in force,
 /// the managing tenant and the reason of the state.
 pub fn delegation_table(delegations: &[Delegation], include: IncludeObject) -> Table {
-    let columns = vec![
+    let fleet = delegations.iter().any(|d| d.cluster.is_some());
+    let mut columns = vec![
         column("Name", "name", "<namespace>.<assignment>.", 0),
         column("Customer Tenant", "", "The customer tenant ID.", 0),
         column("Namespace", "", "Namespace of the assignment: the delegated scope.", 0),
@@ -497,10 +542,14 @@ pub fn delegation_table(delegations: &[Delegation], include: IncludeObject) -> T
         column("Managed By", "", "Your managing tenant.", 1),
         column("Reason", "", "Reason of the Ready condition.", 1),
     ];
+    if fleet {
+        columns.insert(1, column("Cluster", "", "The customer cluster (at a hub).", 0));
+        columns.push(column("Observed", "", "When the hub last read the cluster's report.", 1));
+    }
     let rows = delegations
         .iter()
-        .map(|d| TableRow {
-            cells: vec![
+        .map(|d| {
+            let mut cells = vec![
                 json!(d.metadata.name.clone().unwrap_or_default()),
                 json!(d.customer_tenant_id),
                 json!(d.namespace),
@@ -514,8 +563,12 @@ pub fn delegation_table(delegations: &[Delegation], include: IncludeObject) -> T
                 json!(join_or_none(&d.namespaces)),
                 json!(d.managed_by_tenant_id),
                 json!(d.reason.clone().unwrap_or_else(|| "<none>".into())),
-            ],
-            object: row_object(d, &d.metadata, include),
+            ];
+            if fleet {
+                cells.insert(1, json!(d.cluster.clone().unwrap_or_default()));
+                cells.push(json!(d.observed_time.clone().unwrap_or_else(|| "<none>".into())));
+            }
+            TableRow { cells, object: row_object(d, &d.metadata, include) }
         })
         .collect();
     table(columns, rows)

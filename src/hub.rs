@@ -1,0 +1,267 @@
+//! Hub mode (docs/fleet.md): the same binary, `--hub`, follows the reports of the customer
+//! clusters its `ClusterProfile`s name and serves the views of the whole fleet, filtered per
+//! caller by [`crate::model::fleet`].
+//!
+//! One loop, every `--hub-poll-ms`: list the ClusterProfiles (of `--hub-namespace`, or all), work out each
+//! one's access ([`fleet::access`]: the Cluster Inventory API's exec credential provider, or a
+//! hand-written profile's Secret), then read `reports/<tenant>` for every `--hub-tenants`
+//! tenant from every cluster at once (at most [`CONCURRENT_READS`] in flight). A report read
+//! replaces the last; 401/403 means the customer withdrew the grant and drops the cluster's
+//! data; anything else keeps nothing and records the cluster as unreadable with the time it
+//! was last read. The hub only ever sends `get` on reports: it needs and asks for no other
+//! right in a customer cluster, and revocation there never waits for it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use tracing::{debug, info, warn};
+
+use crate::api::cluster_profile::{
+    ClusterProfile, ProviderFile, CLUSTER_PROFILES, CLUSTER_PROFILE_GROUP, CLUSTER_PROFILE_VERSION,
+};
+use crate::api::view::Report;
+use crate::config::Config;
+use crate::model::fleet::{self, Access, FleetState, Followed};
+use crate::runtime::RunError;
+use crate::serve::front_proxy::FrontProxy;
+use crate::serve::views::{Source, Views};
+use crate::serve::Routes;
+
+/// Reports read at once, across the fleet.
+pub const CONCURRENT_READS: usize = 64;
+/// How long one report read may take before the cluster counts as unreadable.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the hub knows of the fleet now; the views read a snapshot per request.
+#[derive(Default)]
+pub struct Fleet {
+    state: RwLock<FleetState>,
+}
+
+impl Fleet {
+    /// A copy of the state (reports are shared, not copied).
+    pub fn snapshot(&self) -> FleetState {
+        self.state.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn replace(&self, next: FleetState) {
+        match self.state.write() {
+            Ok(mut s) => *s = next,
+            Err(p) => *p.into_inner() = next,
+        }
+    }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string()
+}
+
+/// A client for one cluster, and the kubeconfig text it was built from.
+struct Connection {
+    kubeconfig: String,
+    client: Client,
+}
+
+async fn client_of(kubeconfig: &str) -> Result<Client, String> {
+    let parsed = Kubeconfig::from_yaml(kubeconfig).map_err(|e| format!("kubeconfig: {e}"))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default()).await.map_err(|e| e.to_string())?;
+    Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// The kubeconfig text that reaches `profile`'s cluster, or why none does.
+async fn kubeconfig_of(hub: &Client, profile: &ClusterProfile, providers: &ProviderFile) -> Result<String, String> {
+    match fleet::access(profile, providers).map_err(|e| e.to_string())? {
+        Access::Kubeconfig(k) => Ok(k),
+        Access::Secret(name) => {
+            let namespace = profile.metadata.namespace.clone().unwrap_or_default();
+            let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(hub.clone(), &namespace);
+            let secret = secrets.get(&name).await.map_err(|e| format!("Secret {namespace}/{name}: {e}"))?;
+            let bytes = secret
+                .data
+                .and_then(|d| d.get("kubeconfig").cloned())
+                .ok_or_else(|| format!("Secret {namespace}/{name} has no kubeconfig key"))?;
+            String::from_utf8(bytes.0).map_err(|_| format!("Secret {namespace}/{name}: kubeconfig is not UTF-8"))
+        }
+    }
+}
+
+/// One round: every profile's reports, read at once; the next state.
+async fn round(
+    hub: &Client,
+    namespace: Option<&str>,
+    providers: &ProviderFile,
+    tenants: &[String],
+    previous: &FleetState,
+    connections: &mut HashMap<String, Connection>,
+) -> Result<FleetState, kube::Error> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(CLUSTER_PROFILE_GROUP, CLUSTER_PROFILE_VERSION, "ClusterProfile"),
+        CLUSTER_PROFILES,
+    );
+    let api = match namespace {
+        Some(ns) => Api::<DynamicObject>::namespaced_with(hub.clone(), ns, &resource),
+        None => Api::<DynamicObject>::all_with(hub.clone(), &resource),
+    };
+    let listed = api.list(&Default::default()).await?;
+    let mut profiles: BTreeMap<String, ClusterProfile> = BTreeMap::new();
+    for object in listed.items {
+        let Ok(profile) = serde_json::to_value(&object).and_then(serde_json::from_value::<ClusterProfile>) else {
+            continue;
+        };
+        let name = profile.metadata.name.clone().unwrap_or_default();
+        if profiles.contains_key(&name) {
+            warn!(cluster = %name, "two ClusterProfiles share a name: the first (by namespace) is followed");
+            continue;
+        }
+        profiles.insert(name, profile);
+    }
+    connections.retain(|name, _| profiles.contains_key(name));
+
+    // Connect (or reconnect when the credential changed), one profile at a time: cheap.
+    let mut reachable: Vec<(String, Result<Client, String>)> = Vec::new();
+    for (name, profile) in &profiles {
+        let client = match kubeconfig_of(hub, profile, providers).await {
+            Ok(k) => match connections.get(name) {
+                Some(c) if c.kubeconfig == k => Ok(c.client.clone()),
+                _ => match client_of(&k).await {
+                    Ok(client) => {
+                        connections.insert(name.clone(), Connection { kubeconfig: k, client: client.clone() });
+                        Ok(client)
+                    }
+                    Err(e) => Err(e),
+                },
+            },
+            Err(e) => Err(e),
+        };
+        reachable.push((name.clone(), client));
+    }
+
+    let mut reads: Vec<(String, String, Result<Client, String>)> = Vec::new();
+    for (cluster, client) in reachable {
+        for tenant in tenants {
+            reads.push((cluster.clone(), tenant.clone(), client.clone()));
+        }
+    }
+    let results: Vec<((String, String), Followed)> = futures::stream::iter(reads)
+        .map(|(cluster, tenant, client)| async move {
+            let followed = match client {
+                Err(why) => Err(why),
+                Ok(client) => match tokio::time::timeout(READ_TIMEOUT, Api::<Report>::all(client).get(&tenant)).await {
+                    Ok(Ok(report)) => Ok(report),
+                    Ok(Err(kube::Error::Api(s))) if s.code == 401 || s.code == 403 => {
+                        return ((cluster, tenant), Followed::Withdrawn { since: now() });
+                    }
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {} s", READ_TIMEOUT.as_secs())),
+                },
+            };
+            let key = (cluster, tenant);
+            let followed = match followed {
+                Ok(report) => Followed::Read { report: Arc::new(report), observed_time: now() },
+                Err(error) => Followed::Unreadable { error, last_observed: None },
+            };
+            (key, followed)
+        })
+        .buffer_unordered(CONCURRENT_READS)
+        .collect()
+        .await;
+
+    let mut next = FleetState::new();
+    for (key, followed) in results {
+        let followed = match followed {
+            Followed::Unreadable { error, .. } => {
+                let last_observed = match previous.get(&key) {
+                    Some(Followed::Read { observed_time, .. }) => Some(observed_time.clone()),
+                    Some(Followed::Unreadable { last_observed, .. }) => last_observed.clone(),
+                    _ => None,
+                };
+                debug!(cluster = %key.0, tenant = %key.1, %error, "report unreadable");
+                Followed::Unreadable { error, last_observed }
+            }
+            Followed::Withdrawn { since } => match previous.get(&key) {
+                Some(Followed::Withdrawn { since: before }) => Followed::Withdrawn { since: before.clone() },
+                _ => {
+                    info!(cluster = %key.0, tenant = %key.1, "the customer withdrew the grant: the cluster's data is dropped");
+                    Followed::Withdrawn { since }
+                }
+            },
+            read => read,
+        };
+        next.insert(key, followed);
+    }
+    Ok(next)
+}
+
+/// Runs the hub until `stop` completes: the follow loop and the TLS server with the fleet's
+/// views (no admission: a hub reconciles nothing).
+///
+/// # Errors
+/// [`RunError`] when the provider file cannot be read or the TLS server cannot start.
+pub async fn run(client: Client, config: &Config, stop: impl Future<Output = ()>) -> Result<(), RunError> {
+    let providers: ProviderFile = match &config.hub_provider_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| RunError::Hub(format!("cannot read {}: {e}", path.display())))?;
+            serde_json::from_str(&text).map_err(|e| RunError::Hub(format!("{}: {e}", path.display())))?
+        }
+        None => ProviderFile::default(),
+    };
+    let tenants: Vec<String> = config
+        .hub_tenants
+        .iter()
+        .map(|t| crate::model::tenant::Guid::parse(t).map(|g| g.to_string()).ok_or_else(|| t.clone()))
+        .collect::<Result<_, _>>()
+        .map_err(|t| RunError::Hub(format!("--hub-tenants: {t:?} is not a tenant ID (GUID)")))?;
+    if tenants.is_empty() {
+        return Err(RunError::Hub("--hub-tenants names no managing tenant".into()));
+    }
+    let fleet = Arc::new(Fleet::default());
+    let (ready_tx, ready) = tokio::sync::watch::channel(false);
+    let interval = Duration::from_millis(config.hub_poll_ms);
+    info!(tenants = ?tenants, interval_ms = config.hub_poll_ms, providers = providers.providers.len(), "hub mode: following the fleet's reports");
+    let following = {
+        let (fleet, client, namespace) = (fleet.clone(), client.clone(), config.hub_namespace.clone());
+        tokio::spawn(async move {
+            let mut connections = HashMap::new();
+            loop {
+                let started = tokio::time::Instant::now();
+                match round(&client, namespace.as_deref(), &providers, &tenants, &fleet.snapshot(), &mut connections)
+                    .await
+                {
+                    Ok(next) => {
+                        fleet.replace(next);
+                        let _ = ready_tx.send(true);
+                    }
+                    Err(e) => warn!(error = %e, "cannot list the ClusterProfiles; the fleet is kept as last read"),
+                }
+                tokio::time::sleep_until(started + interval).await;
+            }
+        })
+    };
+    let serving = match (&config.webhook_cert, &config.webhook_key) {
+        (Some(cert), Some(key)) => {
+            let trust = Arc::new(FrontProxy::default());
+            tokio::spawn(trust.clone().follow(client.clone()));
+            let views = Arc::new(Views { source: Source::Hub(fleet), ready, trust });
+            let routes = Routes { admission: None, views: Some(views), admission_clients: None, federation: None };
+            Some(crate::serve::serve(config.webhook_port, cert, key, routes).await?)
+        }
+        _ => {
+            warn!("hub mode without --webhook-cert and --webhook-key: the fleet's views are not served");
+            None
+        }
+    };
+    stop.await;
+    following.abort();
+    if let Some(s) = serving {
+        s.drain(Duration::from_secs(config.shutdown_delay_seconds)).await;
+    }
+    Ok(())
+}
