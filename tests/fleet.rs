@@ -156,7 +156,7 @@ async fn a_tenants_grant_reads_that_tenants_report_and_nothing_else() {
     .await;
 
     // The customer sees both grants among its providers.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-lighthouse"))
+    let out = std::process::Command::new(common::plugin_binary())
         .args(["providers", "-A", "--kubeconfig"])
         .arg(&path)
         .env_remove("KUBECONFIG")

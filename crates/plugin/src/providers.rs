@@ -289,17 +289,17 @@ pub async fn resolve_resource_groups(
 ///
 /// The fleet's report grants (docs/fleet.md): who may read which managing tenant's report.
 /// Empty when the caller may not list ClusterRoles and ClusterRoleBindings.
-async fn report_grants(client: &kube::Client) -> Vec<crate::model::fleet::ReportGrant> {
+async fn report_grants(client: &kube::Client) -> Vec<kube_lighthouse_core::model::fleet::ReportGrant> {
     let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
     let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(client.clone());
     match (roles.list(&ListParams::default()).await, bindings.list(&ListParams::default()).await) {
-        (Ok(r), Ok(b)) => crate::model::fleet::report_grants(&r.items, &b.items),
+        (Ok(r), Ok(b)) => kube_lighthouse_core::model::fleet::report_grants(&r.items, &b.items),
         _ => Vec::new(),
     }
 }
 
 /// The "Report grants" table: provider tenant, who may read its report, the binding.
-pub fn grants_table(grants: &[crate::model::fleet::ReportGrant]) -> TextTable {
+pub fn grants_table(grants: &[kube_lighthouse_core::model::fleet::ReportGrant]) -> TextTable {
     let mut t =
         TextTable::new(vec![Column::new("Report Of Tenant"), Column::new("Granted To"), Column::new("Binding")]);
     for g in grants {
