@@ -44,3 +44,12 @@ cargo_version() {
 # dependency at each commit; fixed, a C dependency's __DATE__ is the same in every release too.
 # The archives carry the commit's time. Any constant would do; changing it rebuilds once.
 RELEASE_BUILD_EPOCH=1796623916
+
+# release_rustflags TARGET_DIR: the RUSTFLAGS of release builds sharing TARGET_DIR
+# (hack/release.sh, hack/previous-release.sh, and hack/test.sh's node images built from a
+# release's staged sources). The sources are staged at TARGET_DIR/release-src whatever the
+# checkout's path, and it and the cargo home are remapped, so the binaries do not depend on
+# where they were built; one set of flags for all three means their dependencies are built once.
+release_rustflags() {
+  echo "--remap-path-prefix=$1/release-src=/src/kube-lighthouse --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+}

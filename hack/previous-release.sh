@@ -50,7 +50,8 @@ fi
 # The same flags and build epoch as hack/release.sh (its staged path in them), so dependencies
 # are shared.
 export CARGO_TARGET_DIR=$TARGET_DIR
-export RUSTFLAGS="--remap-path-prefix=$TARGET_DIR/release-src=/src/kube-lighthouse --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+RUSTFLAGS=$(release_rustflags "$TARGET_DIR")
+export RUSTFLAGS
 export SOURCE_DATE_EPOCH=$RELEASE_BUILD_EPOCH
 
 src=$TARGET_DIR/previous-release-src

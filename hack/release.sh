@@ -93,12 +93,10 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 mkdir -p "$TARGET_DIR"
 TARGET_DIR=$(cd "$TARGET_DIR" && pwd)
 STAGE=$TARGET_DIR/release-src
-CARGO_HOME_DIR=${CARGO_HOME:-$HOME/.cargo}
 export CARGO_TARGET_DIR=$TARGET_DIR
-# Remapped paths make the binaries independent of where the sources and crates are; the
-# flags are the same for every checkout sharing a target directory, so its dependencies
-# are built once.
-export RUSTFLAGS="--remap-path-prefix=$STAGE=/src/kube-lighthouse --remap-path-prefix=$CARGO_HOME_DIR=/cargo"
+# Remapped paths make the binaries independent of where the sources and crates are (hack/lib.sh).
+RUSTFLAGS=$(release_rustflags "$TARGET_DIR")
+export RUSTFLAGS
 
 # One release at a time per target directory: they share the staged sources.
 exec 9>"$TARGET_DIR/release.lock"

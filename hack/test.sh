@@ -13,16 +13,16 @@
 #     the broker (`hack/control-plane.sh up --federation`): tests/federation.rs (about a
 #     minute) and tests/sign_in_kubectl.rs (kubectl and the exec plugin, by the docs; about
 #     15 s);
+#   - the release (tests/release.rs): `hack/release.sh VERSION` on a fresh clone, every
+#     artifact checked, `kubectl krew install` of the plugin offline (krew built from its Go
+#     module once, then cached); no cluster;
 #   - then, on 1.37 with a real node (`hack/control-plane.sh up --node`), the chart's own pods
-#     from the image hack/image.sh builds without Docker: the examples and the delegation
-#     scenarios against them, then the node suite (tests/node_e2e.rs).
-#
-# The release, with KL_TEST_RELEASE=1 (default 0 until its fresh-machine time is measured
-# within CI's budget): tests/release.rs (`hack/release.sh VERSION` on a fresh clone, every
-# artifact checked, `kubectl krew install` of the plugin offline; it needs no cluster, only the
-# release build and krew, built from its Go module once, then cached) with the first
-# `cargo test`, and in the node phase the release on the node (release_on_the_node, below):
-# the packaged chart with the released image, and `helm upgrade` from the previous release.
+#     from the release's image (this release, built above, and the previous one, built by
+#     hack/previous-release.sh from its commit): the examples and the delegation scenarios
+#     against them, the node suite (tests/node_e2e.rs: failover, upgrade, eviction, uninstall),
+#     and the release as a platform team installs it (`the_release_on_a_node`: the packaged
+#     chart with the released image, and `helm upgrade` from the previous release with live
+#     delegations).
 #
 # The tests that need a cluster are marked #[ignore = "needs a cluster: hack/test.sh runs it"],
 # so a plain `cargo test` reports them as ignored, never as passed; this script runs them with
@@ -33,11 +33,13 @@
 #                     the second control plane for a quicker local run, "" runs only the
 #                     node phase
 #   KL_TEST_THREADS   parallel tests (default 4)
+#   KL_TEST_RELEASE   0 skips the release (default 1): tests/release.rs, and on the node
+#                     `the_release_on_a_node`; the node's image is then hack/image.sh's
 #   KL_TEST_NODE      0 skips the node phase (default 1): a fresh control plane with a node,
-#                     the image built and loaded (`hack/image.sh --load`, and again as tag
-#                     e2e-upgrade for the node suite's `helm upgrade`), the chart installed as
-#                     users install it. It runs on its own control plane, after the other
-#                     suites: the chart's controller must be the only one reconciling there.
+#                     the image loaded (and again as tag e2e-upgrade for the node suite's
+#                     `helm upgrade`), the chart installed as users install it. It runs on its
+#                     own control plane, after the other suites: the chart's controller must be
+#                     the only one reconciling there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,9 +51,10 @@ EARLIEST_SUITES=(--test e2e --test webhook --test sign_in --test security --test
 # control planes skip their tests (FEDERATION_SKIP) and a federation control plane runs them.
 FEDERATION_SUITES=(--test federation --test sign_in_kubectl)
 FEDERATION_SKIP=(--skip sign_in_through_the_broker --skip an_engineer_signs_in_with_kubectl)
-# The release's test without a cluster (tests/release.rs) runs only with KL_TEST_RELEASE=1.
-RELEASE_SKIP=()
-[[ ${KL_TEST_RELEASE:-0} == 1 ]] || RELEASE_SKIP=(--skip a_release_installs_as_a_user_would)
+# The release's build (tests/release.rs) runs in a phase of its own, not among the first
+# suites: minutes of compiling beside them would only slow their control plane down.
+RELEASE=${KL_TEST_RELEASE:-1}
+TARGET_DIR=$(mkdir -p "${CARGO_TARGET_DIR:-target}" && cd "${CARGO_TARGET_DIR:-target}" && pwd)
 # The fleet suite (tests/fleet.rs) starts three customer control planes of its own beside the
 # test cluster (KL_FLEET_STATE1..3, default /tmp/kl-fleet-c1..3); they go down with the rest.
 export KL_FLEET_STATE=${KL_FLEET_STATE:-/tmp/kl-fleet-c}
@@ -79,9 +82,9 @@ for version in $versions; do
     # --include-ignored runs the cluster suites; tests/azure_import.rs's sample_* stay out
     # (--skip): they need Azure's samples laid out by hand (tests/fixtures/azure/PROVENANCE.md);
     # so does the node suite, which needs a node (below), the broker's, which needs the
-    # federation mode (below), and the release's unless KL_TEST_RELEASE=1.
+    # federation mode (below), and the release's (its own phase, below).
     cargo test --workspace --all-targets -- --include-ignored --skip sample_ --skip the_chart_on_a_node \
-      --skip the_release_on_a_node "${FEDERATION_SKIP[@]}" "${RELEASE_SKIP[@]}" \
+      --skip the_release_on_a_node --skip a_release_installs_as_a_user_would "${FEDERATION_SKIP[@]}" \
       --test-threads "${KL_TEST_THREADS:-4}"
     fleet_down
     first=0
@@ -156,25 +159,44 @@ uninstall_chart() {
   kubectl --kubeconfig "$KL_TEST_KUBECONFIG" delete namespace kube-lighthouse --timeout 120s
 }
 
-# release_on_the_node: this release, built by hack/release.sh on a fresh clone of HEAD, and the
-# previous one (hack/previous-release.sh), their images imported into the node; then
-# `the_release_on_a_node` (tests/node_e2e.rs) installs the first and upgrades from the second.
-# Both builds share ./target (or CARGO_TARGET_DIR) with tests/release.rs.
-release_on_the_node() {
-  local dir=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/release version previous started=$SECONDS
+# The release as users get it (tests/release.rs): `hack/release.sh` on a fresh clone, every
+# artifact checked, the plugin installed with krew offline. Then this release again, from a
+# fresh clone of HEAD into $RELEASE_DIR/dist (the same staged sources and flags: nothing is
+# compiled again), and the previous release (hack/previous-release.sh) into
+# $RELEASE_DIR/previous, for the node.
+RELEASE_DIR=$TARGET_DIR/release-on-node
+release_phase() {
+  local version previous started=$SECONDS
+  echo "== the release: hack/release.sh on a fresh clone, every artifact, krew install offline"
+  cargo test --test release -- --include-ignored --nocapture
+  [[ ${KL_TEST_NODE:-1} == 1 ]] || return 0
   version=$(. hack/lib.sh && cargo_version)
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  git clone --quiet --no-hardlinks . "$dir/src"
-  git -C "$dir/src" checkout --quiet --detach "$(git rev-parse HEAD)"
-  CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} "$dir/src/hack/release.sh" "$version" --out "$dir/dist"
-  previous=$(CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} hack/previous-release.sh "$dir/previous")
-  hack/node.sh import "$dir/dist/kube-lighthouse-$version.oci.tar"
-  hack/node.sh import "$dir/previous/kube-lighthouse-$previous.oci.tar"
-  echo "== release $version and $previous built and imported in $((SECONDS - started))s"
-  KL_RELEASE_DIST=$dir/dist KL_PREVIOUS_RELEASE_DIST=$dir/previous \
-    cargo test --test node_e2e -- --include-ignored --nocapture --exact the_release_on_a_node
-  rm -rf "$dir"
+  rm -rf "$RELEASE_DIR"
+  mkdir -p "$RELEASE_DIR"
+  git clone --quiet --no-hardlinks . "$RELEASE_DIR/src"
+  git -C "$RELEASE_DIR/src" checkout --quiet --detach "$(git rev-parse HEAD)"
+  CARGO_TARGET_DIR=$TARGET_DIR "$RELEASE_DIR/src/hack/release.sh" "$version" --out "$RELEASE_DIR/dist"
+  previous=$(CARGO_TARGET_DIR=$TARGET_DIR hack/previous-release.sh "$RELEASE_DIR/previous")
+  echo "== the release: $version and the previous release $previous built in $((SECONDS - started)) s"
+}
+
+# node_images: the images the node phase installs, imported into the node: with the release,
+# this release's image (ghcr.io/kube-lighthouse/kube-lighthouse:VERSION, what the checkout's
+# chart runs), the previous release's, and the same build tagged e2e-upgrade (the node suite's
+# `helm upgrade` target), from the release's staged sources with its flags, so nothing is
+# compiled again; without it, hack/image.sh's build of the checkout.
+node_images() {
+  local version
+  version=$(. hack/lib.sh && cargo_version)
+  if [[ $RELEASE == 1 ]]; then
+    hack/node.sh import "$RELEASE_DIR/dist/kube-lighthouse-$version.oci.tar"
+    hack/node.sh import "$RELEASE_DIR/previous/"kube-lighthouse-*.oci.tar
+    (. hack/lib.sh && RUSTFLAGS=$(release_rustflags "$TARGET_DIR") SOURCE_DATE_EPOCH=$RELEASE_BUILD_EPOCH \
+      CARGO_TARGET_DIR=$TARGET_DIR "$TARGET_DIR/release-src/hack/image.sh" --tag e2e-upgrade --load)
+  else
+    hack/image.sh --load
+    hack/image.sh --tag e2e-upgrade --load
+  fi
 }
 
 # The chart's own pods on a real node: the examples and the delegation scenarios against the
@@ -186,8 +208,7 @@ node_phase() {
   hack/control-plane.sh down >/dev/null 2>&1 || true
   hack/control-plane.sh up --node
   export KL_TEST_KUBECONFIG=${KL_STATE_DIR:-/tmp/kube-lighthouse-cp}/kubeconfig
-  hack/image.sh --load
-  hack/image.sh --tag e2e-upgrade --load
+  node_images
   echo "== the examples and the delegation scenarios, against the chart's controller on the node"
   install_chart
   # The examples (tests/e2e.rs) and the lifecycle scenarios; one of them applies what the
@@ -200,13 +221,18 @@ node_phase() {
   uninstall_chart
   echo "== the chart on the node: failover, upgrade, eviction, uninstall"
   cargo test --test node_e2e -- --include-ignored --nocapture --exact the_chart_on_a_node
-  if [[ ${KL_TEST_RELEASE:-0} == 1 ]]; then
+  if [[ $RELEASE == 1 ]]; then
     echo "== the release on the node: the packaged chart and image, helm upgrade from the previous release"
-    release_on_the_node
+    KL_RELEASE_DIST=$RELEASE_DIR/dist KL_PREVIOUS_RELEASE_DIST=$RELEASE_DIR/previous \
+      cargo test --test node_e2e -- --include-ignored --nocapture --exact the_release_on_a_node
+    rm -rf "$RELEASE_DIR"
   fi
   hack/control-plane.sh down
 }
 
+if [[ $RELEASE == 1 ]]; then
+  release_phase
+fi
 if [[ ${KL_TEST_NODE:-1} == 1 ]]; then
   node_phase
 fi
