@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue};
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -105,6 +105,27 @@ pub struct Serving {
     accepting: tokio::task::JoinHandle<()>,
 }
 
+/// How long a connection may stay silent before the server closes it, so that a peer that
+/// connects and sends nothing, or trickles its bytes, cannot hold a task and a socket for ever.
+#[derive(Clone, Copy, Debug)]
+struct ConnectionTimeouts {
+    /// The TLS handshake, from the TCP connection. The API server completes one in
+    /// milliseconds.
+    handshake: Duration,
+    /// A request's headers over HTTP/1.1 (hyper's `header_read_timeout`, which only runs with a
+    /// timer). Hyper starts it as soon as it waits for a request, so it is also how long an
+    /// idle keep-alive connection stays open: longer than the API server's webhook client
+    /// leaves one idle between calls under load, so that it seldom has to reconnect, and a
+    /// close it races with costs it one new connection.
+    header_read: Duration,
+}
+
+impl Default for ConnectionTimeouts {
+    fn default() -> Self {
+        Self { handshake: Duration::from_secs(10), header_read: Duration::from_secs(60) }
+    }
+}
+
 /// How long a draining server waits for in-flight requests once it stops accepting. The API
 /// server gives a webhook call at most 10 s by default (30 s at most).
 const IN_FLIGHT_GRACE: Duration = Duration::from_secs(10);
@@ -154,12 +175,12 @@ pub async fn serve(port: u16, cert: &Path, key: &Path, routes: Routes) -> Result
         .map_err(|e| ServeError::Bind(port, e))?;
     let views = routes.views.is_some();
     info!(port, views, "TLS server listening: admission webhook{}", if views { " and views API" } else { "" });
-    Ok(accept(listener, acceptor, routes.router()))
+    Ok(accept(listener, acceptor, routes.router(), ConnectionTimeouts::default()))
 }
 
 /// Serves `router` over TLS on every connection `listener` accepts, in a task of its own,
 /// until [`Serving::drain`].
-fn accept(listener: TcpListener, acceptor: TlsAcceptor, router: Router) -> Serving {
+fn accept(listener: TcpListener, acceptor: TlsAcceptor, router: Router, timeouts: ConnectionTimeouts) -> Serving {
     let draining = Arc::new(AtomicBool::new(false));
     let router = router.layer(axum::middleware::from_fn_with_state(draining.clone(), close_when_draining));
     let (stop_accepting, mut stopped) = tokio::sync::watch::channel(false);
@@ -180,10 +201,14 @@ fn accept(listener: TcpListener, acceptor: TlsAcceptor, router: Router) -> Servi
             let router = router.clone();
             let watcher = connections.watcher();
             tokio::spawn(async move {
-                let tls = match acceptor.accept(tcp).await {
-                    Ok(t) => t,
-                    Err(e) => {
+                let tls = match tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
                         debug!(error = %e, %peer, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, timeout = ?timeouts.handshake, "TLS handshake not completed in time; closed");
                         return;
                     }
                 };
@@ -198,7 +223,9 @@ fn accept(listener: TcpListener, acceptor: TlsAcceptor, router: Router) -> Servi
                     request.extensions_mut().insert(certificates.clone());
                     router.clone().oneshot(request)
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.header_read);
+                builder.http2().timer(TokioTimer::new());
                 let served = watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await;
                 if let Err(e) = served {
                     debug!(error = %e, %peer, "connection ended");
@@ -229,6 +256,11 @@ mod tests {
     /// A server on a free loopback port whose `/slow` answers after 300 ms, and a connector
     /// that trusts it.
     async fn server() -> (Serving, SocketAddr, TlsConnector) {
+        server_with(ConnectionTimeouts::default()).await
+    }
+
+    /// [`server`] with the given connection timeouts.
+    async fn server_with(timeouts: ConnectionTimeouts) -> (Serving, SocketAddr, TlsConnector) {
         let key = rcgen::KeyPair::generate().expect("key");
         let cert =
             rcgen::CertificateParams::new(vec!["localhost".into()]).expect("params").self_signed(&key).expect("cert");
@@ -258,7 +290,7 @@ mod tests {
                 "slow"
             }),
         );
-        let serving = accept(listener, TlsAcceptor::from(Arc::new(server)), router);
+        let serving = accept(listener, TlsAcceptor::from(Arc::new(server)), router, timeouts);
         (serving, address, TlsConnector::from(Arc::new(client)))
     }
 
@@ -324,5 +356,33 @@ mod tests {
         assert!(response(&mut idle).await.is_none(), "the idle connection was left open");
         // Nothing is accepted any more: the Service sends new calls to the replicas that stay.
         assert!(tokio::net::TcpStream::connect(address).await.is_err(), "a drained server still accepts");
+    }
+
+    /// A peer that connects and never completes its handshake, or completes it and never
+    /// finishes a request's headers, is disconnected; a peer that sends its request in time is
+    /// answered.
+    #[tokio::test]
+    async fn a_silent_peer_is_disconnected() {
+        let timeouts =
+            ConnectionTimeouts { handshake: Duration::from_millis(200), header_read: Duration::from_millis(200) };
+        let (_serving, address, connector) = server_with(timeouts).await;
+
+        let mut silent = tokio::net::TcpStream::connect(address).await.expect("connect");
+        let mut buffer = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buffer)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "a peer with no handshake is still connected: {read:?}");
+
+        let mut trickling = connect(&connector, address).await;
+        trickling.write_all(b"GET /fast HTTP/1.1\r\nhost: loc").await.expect("write");
+        let answer = tokio::time::timeout(Duration::from_secs(5), response(&mut trickling)).await;
+        assert!(
+            matches!(answer, Ok(None)) || matches!(&answer, Ok(Some(a)) if !a.starts_with("http/1.1 200")),
+            "a peer that never finishes its headers is still served: {answer:?}"
+        );
+
+        let mut prompt = connect(&connector, address).await;
+        send(&mut prompt, "/fast").await;
+        let answer = response(&mut prompt).await.expect("an answer");
+        assert!(answer.starts_with("http/1.1 200"), "{answer}");
     }
 }
