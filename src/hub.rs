@@ -27,7 +27,7 @@ use crate::api::cluster_profile::{
 };
 use crate::api::view::Report;
 use crate::config::Config;
-use crate::model::fleet::{self, Access, FleetState, Followed};
+use crate::model::fleet::{self, Access, Endpoint, FleetState, Followed};
 use crate::runtime::RunError;
 use crate::serve::front_proxy::FrontProxy;
 use crate::serve::views::{Source, Views};
@@ -42,6 +42,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub struct Fleet {
     state: RwLock<FleetState>,
+    /// Each followed cluster's endpoint (server and CA, never a credential), by name: what
+    /// `kubectl lighthouse use` points an engineer at.
+    endpoints: RwLock<BTreeMap<String, Endpoint>>,
 }
 
 impl Fleet {
@@ -50,10 +53,19 @@ impl Fleet {
         self.state.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    fn replace(&self, next: FleetState) {
+    /// The endpoints of the clusters followed, by cluster name.
+    pub fn endpoints(&self) -> BTreeMap<String, Endpoint> {
+        self.endpoints.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn replace(&self, next: FleetState, endpoints: BTreeMap<String, Endpoint>) {
         match self.state.write() {
             Ok(mut s) => *s = next,
             Err(p) => *p.into_inner() = next,
+        }
+        match self.endpoints.write() {
+            Ok(mut s) => *s = endpoints,
+            Err(p) => *p.into_inner() = endpoints,
         }
     }
 }
@@ -100,7 +112,7 @@ async fn round(
     tenants: &[String],
     previous: &FleetState,
     connections: &mut HashMap<String, Connection>,
-) -> Result<FleetState, kube::Error> {
+) -> Result<(FleetState, BTreeMap<String, Endpoint>), kube::Error> {
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(CLUSTER_PROFILE_GROUP, CLUSTER_PROFILE_VERSION, "ClusterProfile"),
         CLUSTER_PROFILES,
@@ -126,8 +138,13 @@ async fn round(
 
     // Connect (or reconnect when the credential changed), one profile at a time: cheap.
     let mut reachable: Vec<(String, Result<Client, String>)> = Vec::new();
+    let mut endpoints = BTreeMap::new();
     for (name, profile) in &profiles {
-        let client = match kubeconfig_of(hub, profile, providers).await {
+        let kubeconfig = kubeconfig_of(hub, profile, providers).await;
+        if let Some(endpoint) = kubeconfig.as_deref().ok().and_then(fleet::endpoint) {
+            endpoints.insert(name.clone(), endpoint);
+        }
+        let client = match kubeconfig {
             Ok(k) => match connections.get(name) {
                 Some(c) if c.kubeconfig == k => Ok(c.client.clone()),
                 _ => match client_of(&k).await {
@@ -196,14 +213,16 @@ async fn round(
         };
         next.insert(key, followed);
     }
-    Ok(next)
+    Ok((next, endpoints))
 }
 
-/// Runs the hub until `stop` completes: the follow loop and the TLS server with the fleet's
-/// views (no admission: a hub reconciles nothing).
+/// Runs the hub until `stop` completes: the follow loop, the health server (`--health-port`:
+/// ready once the fleet was read once) and the TLS server with the fleet's views (no
+/// admission: a hub reconciles nothing; no metrics server).
 ///
 /// # Errors
-/// [`RunError`] when the provider file cannot be read or the TLS server cannot start.
+/// [`RunError`] when the provider file cannot be read, or the health port or the TLS server
+/// cannot be bound.
 pub async fn run(client: Client, config: &Config, stop: impl Future<Output = ()>) -> Result<(), RunError> {
     let providers: ProviderFile = match &config.hub_provider_file {
         Some(path) => {
@@ -222,8 +241,13 @@ pub async fn run(client: Client, config: &Config, stop: impl Future<Output = ()>
     if tenants.is_empty() {
         return Err(RunError::Hub("--hub-tenants names no managing tenant".into()));
     }
+    // Liveness and readiness (the chart's probes): ready once the fleet was read once.
+    let health = crate::http::bind(config.health_port, "health").await.map_err(|e| RunError::Bind("health", e))?;
     let fleet = Arc::new(Fleet::default());
     let (ready_tx, ready) = tokio::sync::watch::channel(false);
+    if let Some(listener) = health {
+        tokio::spawn(crate::http::serve_health(listener, ready.clone(), None));
+    }
     let interval = Duration::from_millis(config.hub_poll_ms);
     info!(tenants = ?tenants, interval_ms = config.hub_poll_ms, providers = providers.providers.len(), "hub mode: following the fleet's reports");
     let following = {
@@ -235,8 +259,8 @@ pub async fn run(client: Client, config: &Config, stop: impl Future<Output = ()>
                 match round(&client, namespace.as_deref(), &providers, &tenants, &fleet.snapshot(), &mut connections)
                     .await
                 {
-                    Ok(next) => {
-                        fleet.replace(next);
+                    Ok((next, endpoints)) => {
+                        fleet.replace(next, endpoints);
                         let _ = ready_tx.send(true);
                     }
                     Err(e) => warn!(error = %e, "cannot list the ClusterProfiles; the fleet is kept as last read"),

@@ -428,7 +428,11 @@ pub async fn run(client: Client, config: &Config) -> Result<(), RunError> {
             let views = config.views.then(|| {
                 let trust = Arc::new(FrontProxy::default());
                 tokio::spawn(trust.clone().follow(client.clone()));
-                let source = crate::serve::views::Source::Cluster { caches: caches.clone(), policy: policy.clone() };
+                let source = crate::serve::views::Source::Cluster {
+                    caches: caches.clone(),
+                    policy: policy.clone(),
+                    broker: config.federation_issuer.clone(),
+                };
                 Arc::new(Views { source, ready: ready.clone(), trust })
             });
             let admission_clients = match &config.admission_client_ca {

@@ -587,6 +587,192 @@ fn the_chart_exposes_the_sign_in_broker() {
     }
 }
 
+/// Hub mode (docs/fleet.md): `hub.enabled` renders the hub's flags and exactly the RBAC the hub
+/// needs (list the ClusterProfiles and get the Secrets of the fleet namespace, the views'
+/// front-proxy trust), and none of the reconciler's: no controller ClusterRole, no admission
+/// webhook, no catalog, no admission policies, no Lease role. The default render has none of it.
+#[test]
+fn the_chart_runs_a_hub_with_only_the_hubs_rbac() {
+    let Some(helm) = helm() else { return };
+    let template = |args: &[&str]| {
+        Command::new(&helm)
+            .args(["template", RELEASE])
+            .arg(chart())
+            .args(["--namespace", RELEASE_NAMESPACE])
+            .args(args)
+            .output()
+            .expect("helm template")
+    };
+    let render = |args: &[&str]| {
+        let out = template(args);
+        assert!(out.status.success(), "helm template {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        documents(&String::from_utf8_lossy(&out.stdout))
+    };
+    let env_of = |docs: &[serde_yaml::Value]| -> Vec<(String, String)> {
+        let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
+        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str().unwrap_or("").to_string())))
+            .collect()
+    };
+    let named = |docs: &[serde_yaml::Value], kind: &str, name: &str| {
+        docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name).cloned()
+    };
+
+    let default = render(&[]);
+    assert!(env_of(&default).iter().all(|(n, _)| !n.starts_with("KUBE_LIGHTHOUSE_HUB")), "off by default");
+    assert!(named(&default, "Role", "kube-lighthouse-hub").is_none());
+    assert!(named(&default, "ClusterRole", "kube-lighthouse-controller").is_some());
+
+    let (tenant, other) = ("fbcdd0f3-dc82-4cee-bcde-7301d24e9bf6", "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee");
+    let providers = r#"[{"name": "open-cluster-management", "execConfig": {"apiVersion": "client.authentication.k8s.io/v1", "command": "/plugins/cp-creds", "args": ["--managed-serviceaccount=lighthouse-report"], "provideClusterInfo": true}}]"#;
+    let hub = render(&[
+        "--set",
+        "hub.enabled=true",
+        "--set",
+        &format!("hub.tenants={{{tenant},{other}}}"),
+        "--set",
+        "hub.namespace=lighthouse-fleet",
+        "--set",
+        "hub.pollMilliseconds=500",
+        "--set-json",
+        &format!("hub.providers={providers}"),
+        "--set-json",
+        r#"hub.volumes=[{"name": "plugins", "emptyDir": {}}]"#,
+        "--set-json",
+        r#"hub.volumeMounts=[{"name": "plugins", "mountPath": "/plugins"}]"#,
+    ]);
+    let env = env_of(&hub);
+    let value = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(value("KUBE_LIGHTHOUSE_HUB"), Some("true"));
+    assert_eq!(value("KUBE_LIGHTHOUSE_HUB_TENANTS"), Some(format!("{tenant},{other}").as_str()));
+    assert_eq!(value("KUBE_LIGHTHOUSE_HUB_NAMESPACE"), Some("lighthouse-fleet"));
+    assert_eq!(value("KUBE_LIGHTHOUSE_HUB_POLL_MS"), Some("500"));
+    assert_eq!(value("KUBE_LIGHTHOUSE_HUB_PROVIDER_FILE"), Some("/etc/kube-lighthouse/hub/providers.json"));
+    assert!(value("KUBE_LIGHTHOUSE_WEBHOOK_CERT").is_some(), "the views' TLS server");
+    assert_eq!(value("KUBE_LIGHTHOUSE_WEBHOOK_CONFIGURATION"), None, "no admission webhook at a hub");
+    // The provider file is the upstream format the binary reads, mounted where the flag says.
+    let file = named(&hub, "ConfigMap", "kube-lighthouse-hub-providers").expect("the providers ConfigMap");
+    let parsed: kube_lighthouse::api::cluster_profile::ProviderFile =
+        serde_json::from_str(file["data"]["providers.json"].as_str().expect("providers.json"))
+            .expect("a provider file");
+    assert_eq!(parsed.providers[0].name, "open-cluster-management");
+    assert_eq!(parsed.providers[0].exec_config["command"], "/plugins/cp-creds");
+    let pod = &named(&hub, "Deployment", "kube-lighthouse").expect("Deployment")["spec"]["template"]["spec"];
+    let mounts = pod["containers"][0]["volumeMounts"].as_sequence().expect("mounts");
+    assert!(mounts.iter().any(|m| m["name"] == "hub-providers" && m["mountPath"] == "/etc/kube-lighthouse/hub"));
+    assert!(mounts.iter().any(|m| m["name"] == "plugins" && m["mountPath"] == "/plugins"));
+    let volumes = pod["volumes"].as_sequence().expect("volumes");
+    assert!(volumes.iter().any(|v| v["configMap"]["name"] == "kube-lighthouse-hub-providers"));
+    let ports: Vec<&str> =
+        pod["containers"][0]["ports"].as_sequence().expect("ports").iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(ports, ["webhook", "health"], "a hub serves no metrics");
+
+    // What is installed: the views (with their APIService and the front-proxy trust), the hub's
+    // Role, and nothing of the reconciler.
+    let mut kinds: Vec<String> = hub
+        .iter()
+        .map(|d| format!("{}/{}", d["kind"].as_str().unwrap_or(""), d["metadata"]["name"].as_str().unwrap_or("")))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "APIService/v1alpha1.view.kubelighthouse.io",
+            "ClusterRole/kube-lighthouse-views-reader",
+            "ClusterRoleBinding/kube-lighthouse-views-reader",
+            "ConfigMap/kube-lighthouse-hub-providers",
+            "Deployment/kube-lighthouse",
+            "PodDisruptionBudget/kube-lighthouse",
+            "Role/kube-lighthouse-hub",
+            "RoleBinding/kube-lighthouse-auth-reader",
+            "RoleBinding/kube-lighthouse-hub",
+            "Secret/kube-lighthouse-webhook-tls",
+            "Service/kube-lighthouse-webhook",
+            "ServiceAccount/kube-lighthouse",
+        ]
+    );
+    // The ServiceAccount's rights: list ClusterProfiles and get Secrets in the fleet namespace.
+    let role = named(&hub, "Role", "kube-lighthouse-hub").expect("the hub's Role");
+    assert_eq!(role["metadata"]["namespace"], "lighthouse-fleet");
+    let rules: serde_json::Value = serde_json::to_value(&role["rules"]).expect("json");
+    assert_eq!(
+        rules,
+        json!([
+            {"apiGroups": ["multicluster.x-k8s.io"], "resources": ["clusterprofiles"], "verbs": ["list"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        ])
+    );
+    let binding = named(&hub, "RoleBinding", "kube-lighthouse-hub").expect("its binding");
+    assert_eq!(
+        (binding["metadata"]["namespace"].as_str(), binding["subjects"][0]["name"].as_str()),
+        (Some("lighthouse-fleet"), Some(SERVICE_ACCOUNT))
+    );
+    let reader = named(&hub, "RoleBinding", "kube-lighthouse-auth-reader").expect("front-proxy trust");
+    assert_eq!(reader["roleRef"]["name"], "extension-apiserver-authentication-reader");
+    // Every rule of every role at the hub reads; none writes.
+    for doc in hub.iter().filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole") {
+        for rule in doc["rules"].as_sequence().expect("rules") {
+            for verb in rule["verbs"].as_sequence().expect("verbs") {
+                assert!(verb == "get" || verb == "list", "{verb:?} in {:?}", doc["metadata"]["name"]);
+            }
+        }
+    }
+    // Without providers: no file, no flag.
+    let bare = render(&[
+        "--set",
+        "hub.enabled=true",
+        "--set",
+        &format!("hub.tenants={{{tenant}}}"),
+        "--set",
+        "hub.namespace=f",
+    ]);
+    assert_eq!(env_of(&bare).iter().find(|(n, _)| n == "KUBE_LIGHTHOUSE_HUB_PROVIDER_FILE"), None);
+    assert!(named(&bare, "ConfigMap", "kube-lighthouse-hub-providers").is_none());
+
+    // Values that cannot work are refused, saying which.
+    let on = ["--set", "hub.enabled=true"];
+    for (extra, says) in [
+        (&["--set", "hub.namespace=f"][..], "tenants"),
+        (&["--set", &format!("hub.tenants={{{tenant}}}")][..], "namespace"),
+        (&["--set", "hub.namespace=f", "--set", "hub.tenants={contoso}"][..], "tenants"),
+        (
+            &[
+                "--set",
+                "hub.namespace=f",
+                "--set",
+                &format!("hub.tenants={{{tenant}}}"),
+                "--set",
+                "views.enabled=false",
+            ][..],
+            "views.enabled",
+        ),
+        (
+            &[
+                "--set",
+                "hub.namespace=f",
+                "--set",
+                &format!("hub.tenants={{{tenant}}}"),
+                "--set",
+                "federation.enabled=true",
+                "--set",
+                "federation.subjectAudiences={a}",
+                "--set",
+                "federation.issuer=https://lh/federation",
+            ][..],
+            "signs no one in",
+        ),
+    ] {
+        let args: Vec<&str> = on.iter().chain(extra).copied().collect();
+        let out = template(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} renders");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
 // --- the chart in the cluster ------------------------------------------------------------------
 
 #[tokio::test]

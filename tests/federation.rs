@@ -367,6 +367,12 @@ async fn views_work_unchanged(setup: &Setup, _admin: &Client, dir: &Path, contos
     let table = kubectl(&config, &["get", "customers"]);
     assert!(table.contains(&mine), "contoso's engineer does not see their customer {mine}:\n{table}");
     assert!(!table.contains(&theirs), "contoso's engineer sees fabrikam's customer {theirs}:\n{table}");
+    // The report a hub reads names this broker: how the tenant's engineers sign in here
+    // (docs/fleet.md, `kubectl lighthouse use`).
+    let report =
+        kubectl(&kubeconfig(), &["get", "--raw", &format!("/apis/view.kubelighthouse.io/v1alpha1/reports/{CONTOSO}")]);
+    let report: serde_json::Value = serde_json::from_str(&report).expect("a report");
+    assert_eq!(report["broker"], setup.issuer.as_str(), "{report}");
 }
 
 async fn just_in_time_access_works_unchanged(setup: &Setup, admin: &Client) -> String {

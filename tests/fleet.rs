@@ -24,6 +24,7 @@ use common::*;
 use kube::api::{Api, DeleteParams};
 use kube::Client;
 use kube_lighthouse::api::view::Report;
+use serde::Deserialize;
 use serde_json::json;
 
 /// Both tests register the views' APIService on the test cluster (one per cluster): one at a
@@ -238,6 +239,47 @@ fn with_token(admin: &std::path::Path, token: &str) -> String {
     serde_yaml::to_string(&yaml).expect("yaml")
 }
 
+/// The hub's identity: a ServiceAccount holding exactly what the chart installs for hub mode
+/// (`helm template --set hub.enabled=true`: templates/hub.yaml, views.yaml,
+/// serviceaccount.yaml), so the hub runs here on the chart's RBAC, never as admin. Returns a
+/// kubeconfig of that ServiceAccount's token and the rendered objects (to delete).
+fn hub_identity(
+    hub: &std::path::Path,
+    dir: &std::path::Path,
+    fleet_ns: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let helm = std::process::Command::new(repo().join("hack/install-helm.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("hack/install-helm.sh");
+    assert!(helm.status.success(), "hack/install-helm.sh failed");
+    let helm = String::from_utf8_lossy(&helm.stdout).trim().to_string();
+    let release = unique("hub");
+    let rendered = std::process::Command::new(helm)
+        .args(["template", &release])
+        .arg(repo().join("charts/kube-lighthouse"))
+        .args(["--namespace", &release, "--set", "hub.enabled=true", "--set", &format!("hub.namespace={fleet_ns}")])
+        .args(["--set", &format!("hub.tenants={{{MSP_TENANT},{OTHER_MSP_TENANT}}}")])
+        .args(["--show-only", "templates/hub.yaml", "--show-only", "templates/views.yaml"])
+        .args(["--show-only", "templates/serviceaccount.yaml"])
+        .output()
+        .expect("helm template");
+    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    let file = dir.join("hub-rbac.yaml");
+    std::fs::write(&file, &rendered.stdout).expect("write");
+    let account = serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&rendered.stdout))
+        .filter_map(|d| serde_yaml::Value::deserialize(d).ok())
+        .find(|d| d["kind"] == "ServiceAccount")
+        .and_then(|d| d["metadata"]["name"].as_str().map(str::to_string))
+        .expect("the chart's ServiceAccount");
+    kubectl(hub, &["create", "namespace", &release]);
+    kubectl(hub, &["apply", "-f", &file.to_string_lossy()]);
+    let token = token_of(hub, &release, &account);
+    let kubeconfig = dir.join("hub-identity.kubeconfig");
+    std::fs::write(&kubeconfig, with_token(hub, &token)).expect("kubeconfig");
+    (kubeconfig, file)
+}
+
 /// A small deterministic generator (xorshift), seeded per run and printed.
 struct Rng(u64);
 impl Rng {
@@ -395,20 +437,20 @@ async fn a_hub_shows_each_caller_the_union_of_what_each_cluster_shows_it() {
     plain_namespace(&hub, &fleet_ns).await;
     // The exec plugin: reads the token file the cluster's exec extension names
     // (KUBERNETES_EXEC_INFO, provideClusterInfo) and answers an ExecCredential.
-    let plugin = scratch.join("token-plugin");
+    let token_plugin = scratch.join("token-plugin");
     std::fs::write(
-        &plugin,
+        &token_plugin,
         "#!/usr/bin/env python3\nimport json, os\ninfo = json.loads(os.environ['KUBERNETES_EXEC_INFO'])\n\
          token = open(info['spec']['cluster']['config']['tokenFile']).read().strip()\n\
          print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1', 'kind': 'ExecCredential', 'status': {'token': token}}))\n",
     )
     .expect("plugin");
-    std::process::Command::new("chmod").arg("+x").arg(&plugin).status().expect("chmod");
+    std::process::Command::new("chmod").arg("+x").arg(&token_plugin).status().expect("chmod");
     let providers = scratch.join("providers.json");
     std::fs::write(
         &providers,
         json!({"providers": [{"name": "fleet-token", "execConfig": {
-            "apiVersion": "client.authentication.k8s.io/v1", "command": plugin, "provideClusterInfo": true,
+            "apiVersion": "client.authentication.k8s.io/v1", "command": token_plugin, "provideClusterInfo": true,
             "interactiveMode": "Never"}}]})
         .to_string(),
     )
@@ -458,6 +500,7 @@ async fn a_hub_shows_each_caller_the_union_of_what_each_cluster_shows_it() {
         &scratch,
         &format!("DNS:{}.{}.svc,DNS:localhost,IP:127.0.0.1", common::views::SERVICE, common::views::SERVICE_NAMESPACE),
     );
+    let (hub_identity, hub_rbac) = hub_identity(&hub_kubeconfig, &scratch, &fleet_ns);
     let port = free_port();
     let log = scratch.join("hub.log");
     eprintln!("hub log: {}", log.display());
@@ -482,7 +525,9 @@ async fn a_hub_shows_each_caller_the_union_of_what_each_cluster_shows_it() {
             .arg(&cert)
             .arg("--webhook-key")
             .arg(&key)
-            .env("KUBECONFIG", &hub_kubeconfig)
+            // The chart's hub RBAC, not admin: list the fleet namespace's ClusterProfiles, get
+            // its Secrets, read the front-proxy trust.
+            .env("KUBECONFIG", &hub_identity)
             .env("KUBE_LIGHTHOUSE_LOG", "info,kube_lighthouse=debug")
             .stdout(std::process::Stdio::from(std::fs::File::create(&log).expect("log")))
             .stderr(std::process::Stdio::from(std::fs::File::create(scratch.join("hub.err")).expect("log")))
@@ -527,7 +572,59 @@ async fn a_hub_shows_each_caller_the_union_of_what_each_cluster_shows_it() {
             )
             .await;
             checked += seen.map_or(0, |s| s.len());
+
+            // The plugin, signed in with the caller's own token, prints what the hub serves:
+            // its delegations and customers, and a warning naming each cluster the hub cannot
+            // read for the caller's tenant (Fabrikam's: the hub holds no grant of them).
+            let kubeconfig = token_file(&scratch, &format!("caller-{tenant}-{user}"), &hub_kubeconfig, &token);
+            let (ok, out, err) = plugin(&kubeconfig, &["delegations", "--fleet", "-o", "json"]);
+            assert!(ok, "{err}");
+            let printed: kube_lighthouse::api::view::DelegationList =
+                serde_json::from_str(&out).expect("a DelegationList");
+            assert_eq!(comparable(printed.items), expected, "the plugin's delegations --fleet");
+            let (ok, out, err_customers) = plugin(&kubeconfig, &["customers", "--fleet", "-o", "json"]);
+            assert!(ok, "{err_customers}");
+            let printed: kube_lighthouse::api::view::CustomerList = serde_json::from_str(&out).expect("a CustomerList");
+            let served = Api::<kube_lighthouse::api::view::Customer>::all(caller.clone())
+                .list(&Default::default())
+                .await
+                .expect("customers at the hub")
+                .items;
+            assert_eq!(printed.items, served, "the plugin's customers --fleet");
+            for c in &customers {
+                let warned = |text: &str| {
+                    text.lines().any(|l| {
+                        l.starts_with(&format!("Warning: cluster {} (managing tenant {tenant})", c.name))
+                            && l.contains("withdrew")
+                    })
+                };
+                assert_eq!(warned(&err), tenant == OTHER_MSP_TENANT, "{tenant}: {err}");
+                assert_eq!(warned(&err_customers), tenant == OTHER_MSP_TENANT, "{tenant}: {err_customers}");
+            }
         }
+    }
+    // The table has the CLUSTER column.
+    let everyone =
+        token(MSP_TENANT, &kl_token_issuer::TokenRequest::new(&p.users[0]).groups(p.groups.clone())).expect("token");
+    let everyone_kubeconfig = token_file(&scratch, "everyone", &hub_kubeconfig, &everyone);
+    let (ok, table, err) = plugin(&everyone_kubeconfig, &["delegations", "--fleet"]);
+    assert!(ok, "{err}");
+    let header = table.lines().next().unwrap_or_default().to_string();
+    assert!(header.starts_with("NAME") && header.contains("CLUSTER"), "{table}{err}");
+    // The hub lists every cluster's endpoint (its server and CA, never a credential).
+    let engineer_clusters = Api::<kube_lighthouse::api::view::FleetCluster>::all(client_with_token(&everyone).await)
+        .list(&Default::default())
+        .await
+        .expect("clusters")
+        .items;
+    for c in &customers {
+        let row = engineer_clusters.iter().find(|r| r.cluster == c.name).expect("the cluster's row");
+        assert_eq!(
+            row.server.as_deref().map(|s| s.trim_end_matches('/')),
+            Some(server_of(&c.kubeconfig).trim_end_matches('/'))
+        );
+        assert!(row.certificate_authority_data.is_some(), "{row:?}");
+        assert!(!serde_json::to_string(row).expect("json").contains(&c.grants[0].2), "a credential at the hub's views");
     }
     eprintln!("callers checked; {checked} delegations seen at the hub in all");
     assert!(checked > 0, "the random delegations reached no caller at the hub (seed {seed})");
@@ -563,6 +660,49 @@ async fn a_hub_shows_each_caller_the_union_of_what_each_cluster_shows_it() {
     };
     assert!(until(true).await, "a new delegation did not reach the hub within 5 s");
     eprintln!("created: at the hub {:.2} s after the cluster", shown_at_cluster.elapsed().as_secs_f64());
+
+    // `kubectl lighthouse use CLUSTER/NAMESPACE` points the engineer's kubeconfig at that
+    // cluster and namespace with their own sign-in; kubectl then reaches the delegated
+    // namespace there as the engineer, and nothing outside it.
+    let request = kl_token_issuer::TokenRequest::new(&engineer);
+    let at_customer = kl_token_issuer::Issuer::load(&c.kubeconfig.parent().expect("state dir").join("issuers/contoso"))
+        .expect("the customer plane's issuer of Contoso")
+        .mint(&request)
+        .expect("token");
+    let engineer_file = engineer_kubeconfig(
+        &scratch,
+        &hub_kubeconfig,
+        &[
+            (server_of(&hub_kubeconfig), token(MSP_TENANT, &request).expect("token")),
+            (server_of(&c.kubeconfig), at_customer),
+        ],
+    );
+    let target = format!("{}/{sub}", c.name);
+    let (ok, said, err) = plugin(&engineer_file, &["use", &target]);
+    assert!(ok, "use {target}: {said}{err}");
+    let context = format!("lighthouse/{target}");
+    assert!(said.contains(&format!("Switched to context {context:?}")), "{said}");
+    let written = kube::config::Kubeconfig::read_from(&engineer_file).expect("a kubeconfig");
+    assert_eq!(written.current_context.as_deref(), Some(context.as_str()));
+    let (ok, whoami, err) =
+        kubectl_as(&engineer_file, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert!(ok, "{err}");
+    assert_eq!(whoami, projected(MSP_TENANT, &engineer), "the engineer's own identity at the customer cluster");
+    let (ok, _, err) = kubectl_as(&engineer_file, &["get", "configmaps"]);
+    assert!(ok, "a read in the delegated namespace {sub}: {err}");
+    let (ok, _, err) = kubectl_as(&engineer_file, &["get", "configmaps", "-n", "kube-system"]);
+    assert!(!ok && err.contains("forbidden"), "outside the delegation: {err}");
+    // What is not the engineer's is refused, naming why, and nothing is written.
+    let before = std::fs::read_to_string(&engineer_file).expect("read");
+    for (target, says) in [
+        (format!("{}/kube-system", c.name), "is not delegated to you, per the hub's delegations"),
+        ("no-such-cluster/x".to_string(), "the hub lists no cluster \"no-such-cluster\" to you"),
+        ("no-slash".to_string(), "expected CLUSTER/NAMESPACE"),
+    ] {
+        let (ok, _, err) = plugin(&engineer_file, &["use", &target, "--context", "msp-hub"]);
+        assert!(!ok && err.contains(says), "use {target}: {err}");
+    }
+    assert_eq!(std::fs::read_to_string(&engineer_file).expect("read"), before, "a refused use writes nothing");
     let assignments: Api<kube_lighthouse::api::RegistrationAssignment> = Api::namespaced(c.client.clone(), &sub);
     assignments.delete("late", &DeleteParams::default()).await.expect("delete");
     eventually("the cluster revokes the assignment", || async {
@@ -572,6 +712,11 @@ async fn a_hub_shows_each_caller_the_union_of_what_each_cluster_shows_it() {
     let revoked = std::time::Instant::now();
     assert!(until(false).await, "a revoked delegation stayed at the hub beyond 5 s");
     eprintln!("revoked: gone from the hub {:.2} s after the cluster", revoked.elapsed().as_secs_f64());
+    // The context `use` wrote reaches nothing more: the customer cluster's RBAC revoked it.
+    let (ok, _, err) = kubectl_as(&engineer_file, &["get", "configmaps"]);
+    assert!(!ok && err.contains("forbidden"), "after revocation: {err}");
+    let (ok, _, err) = plugin(&engineer_file, &["use", &target, "--context", "msp-hub"]);
+    assert!(!ok && err.contains("not delegated to you"), "use after revocation: {err}");
 
     // Contoso's credential in a customer cluster reads Contoso's report, never Fabrikam's.
     let contoso_token = client_with_token_for(&customers[0].kubeconfig, &customers[0].grants[0].2).await;
@@ -580,6 +725,7 @@ async fn a_hub_shows_each_caller_the_union_of_what_each_cluster_shows_it() {
 
     // The third customer withdraws Contoso's grant: its data leaves the hub, the others stay.
     let withdrawn = &customers[2];
+    let withdrawn_name = withdrawn.name.clone();
     let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(withdrawn.client.clone());
     bindings.delete(&withdrawn.grants[0].1, &DeleteParams::default()).await.expect("withdraw");
     let admin_view = poll(
@@ -629,6 +775,29 @@ async fn a_hub_shows_each_caller_the_union_of_what_each_cluster_shows_it() {
         token(MSP_TENANT, &kl_token_issuer::TokenRequest::new(&p.users[0]).groups(p.groups.clone())).expect("token");
     let left = delegations_at_hub(client_with_token(&everyone).await).await.expect("delegations");
     assert!(left.iter().all(|d| d.cluster.as_deref() != Some(down_name.as_str())), "{left:#?}");
+    // The plugin says so under the list: the unreadable cluster with its last observed time,
+    // the withdrawn one, never a guess of their delegations.
+    let (ok, out, err) = plugin(&everyone_kubeconfig, &["delegations", "--fleet"]);
+    assert!(ok, "{err}");
+    let last = row.observed_time.clone().expect("last observed");
+    assert!(
+        err.lines().any(|l| l.starts_with(&format!("Warning: cluster {down_name} (managing tenant {MSP_TENANT}): its report cannot be read now, last observed {last}"))),
+        "{err}"
+    );
+    assert!(
+        err.lines().any(|l| l.starts_with(&format!(
+            "Warning: cluster {withdrawn_name} (managing tenant {MSP_TENANT}): the customer withdrew"
+        ))),
+        "{err}"
+    );
+    assert!(!out.contains(&down_name) && !out.contains(&withdrawn_name), "{out}");
+    let (ok, _, err) = plugin(&everyone_kubeconfig, &["use", &format!("{down_name}/anything")]);
+    assert!(!ok && err.contains("cannot read cluster") && err.contains("Unreadable"), "{err}");
+    let _ = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", &hub_kubeconfig)
+        .args(["delete", "--ignore-not-found", "-f"])
+        .arg(&hub_rbac)
+        .output();
 }
 
 /// A client for `kubeconfig`'s cluster that signs in with `token`.
@@ -641,4 +810,87 @@ async fn client_with_token_for(kubeconfig: &std::path::Path, token: &str) -> Cli
     .await
     .expect("config");
     Client::try_from(config).expect("client")
+}
+
+/// `kubectl-lighthouse ARGS --kubeconfig KUBECONFIG`: exit status, stdout, stderr.
+fn plugin(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(common::plugin_binary())
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("kubectl-lighthouse");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// kubectl with an engineer's kubeconfig (not the admin's): exit status, stdout, stderr.
+fn kubectl_as(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out =
+        std::process::Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).args(args).output().expect("kubectl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A kubeconfig file for `admin`'s cluster signing in with `token`.
+fn token_file(dir: &std::path::Path, name: &str, admin: &std::path::Path, token: &str) -> std::path::PathBuf {
+    let file = dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(&file, with_token(admin, token)).expect("kubeconfig");
+    file
+}
+
+/// The `server` of `kubeconfig`'s first cluster.
+fn server_of(kubeconfig: &std::path::Path) -> String {
+    let yaml: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig).expect("kubeconfig")).expect("yaml");
+    yaml["clusters"][0]["cluster"]["server"].as_str().expect("server").to_string()
+}
+
+/// An engineer's kubeconfig at the hub, as an MSP engineer has one: the hub's cluster, and a
+/// user entry that is an exec credential plugin (kubelogin, in real life) handing out the
+/// engineer's own token of their tenant for whichever cluster kubectl calls it for
+/// (`provideClusterInfo`). Entra ID is one issuer for every cluster; here each control plane
+/// trusts its own local issuer of the tenant, so the plugin picks the token minted by the
+/// issuer of the cluster asked for, by server URL.
+fn engineer_kubeconfig(
+    dir: &std::path::Path,
+    hub: &std::path::Path,
+    tokens: &[(String, String)],
+) -> std::path::PathBuf {
+    let by_server: serde_json::Map<String, serde_json::Value> =
+        tokens.iter().map(|(server, token)| (server.trim_end_matches('/').to_string(), json!(token))).collect();
+    let table = dir.join("engineer-tokens.json");
+    std::fs::write(&table, serde_json::Value::Object(by_server).to_string()).expect("tokens");
+    let script = dir.join("engineer-login");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/usr/bin/env python3\nimport json, os\ninfo = json.loads(os.environ['KUBERNETES_EXEC_INFO'])\n\
+             server = info['spec']['cluster']['server'].rstrip('/')\ntoken = json.load(open({table:?}))[server]\n\
+             print(json.dumps({{'apiVersion': 'client.authentication.k8s.io/v1', 'kind': 'ExecCredential', 'status': {{'token': token}}}}))\n",
+            table = table.display().to_string()
+        ),
+    )
+    .expect("script");
+    std::process::Command::new("chmod").arg("+x").arg(&script).status().expect("chmod");
+    let admin: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(hub).expect("kubeconfig")).expect("yaml");
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "msp-hub",
+        "clusters": [{"name": "msp-hub", "cluster": serde_json::to_value(&admin["clusters"][0]["cluster"]).expect("json")}],
+        "users": [{"name": "msp-engineer", "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1", "command": script, "provideClusterInfo": true,
+            "interactiveMode": "Never"}}}],
+        "contexts": [{"name": "msp-hub", "context": {"cluster": "msp-hub", "user": "msp-engineer"}}],
+    });
+    let file = dir.join("engineer.kubeconfig");
+    std::fs::write(&file, serde_yaml::to_string(&config).expect("yaml")).expect("kubeconfig");
+    file
 }

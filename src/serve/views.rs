@@ -38,6 +38,9 @@ pub enum Source {
         caches: Caches,
         /// The identity templates the controller materializes with (SPEC §2).
         policy: Arc<Policy>,
+        /// The sign-in broker's issuer URL (`--federation-issuer`), when it runs one: the
+        /// reports say so, for the hubs' engineers (docs/fleet.md).
+        broker: Option<String>,
     },
     /// A hub (docs/fleet.md): the reports it follows.
     Hub(Arc<crate::hub::Fleet>),
@@ -110,7 +113,7 @@ fn caller(identity: Identity) -> Caller {
 /// the reports read.
 fn visible(views: &Views, caller: &Caller) -> Vec<crate::api::view::Delegation> {
     let (caches, policy) = match &views.source {
-        Source::Cluster { caches, policy } => (caches, policy),
+        Source::Cluster { caches, policy, .. } => (caches, policy),
         Source::Hub(fleet) => return crate::model::fleet::fleet_delegations(caller, &fleet.snapshot()),
     };
     let catalog = caches.catalog.current();
@@ -189,7 +192,10 @@ fn respond(
         }
         ViewResource::Clusters => {
             let mut items = match &views.source {
-                Source::Hub(fleet) => crate::model::fleet::fleet_clusters(&caller, &fleet.snapshot()),
+                Source::Hub(fleet) => crate::model::fleet::with_endpoints(
+                    crate::model::fleet::fleet_clusters(&caller, &fleet.snapshot()),
+                    &fleet.endpoints(),
+                ),
                 Source::Cluster { .. } => Vec::new(),
             };
             items.retain(|c| keep(&c.metadata.name));
@@ -310,7 +316,7 @@ async fn get_report(
         );
         return status_response(protocol::failure(404, "NotFound", message, Some(details)));
     };
-    let Source::Cluster { caches, policy } = &views.source else {
+    let Source::Cluster { caches, policy, broker } = &views.source else {
         let message = "a hub serves no report: reports are read from each customer cluster".to_string();
         return status_response(protocol::failure(404, "NotFound", message, None));
     };
@@ -321,13 +327,14 @@ async fn get_report(
     let observed = jiff::Timestamp::now()
         .round(jiff::Unit::Second)
         .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string());
-    let report = crate::model::fleet::report(
+    let mut report = crate::model::fleet::report(
         &tenant,
         definitions.iter().map(AsRef::as_ref),
         assignments.iter().map(AsRef::as_ref),
         &ctx,
         observed,
     );
+    report.broker = broker.clone();
     debug!(tenant = %tenant, reader = %identity.username, delegations = report.delegations.len(), "report read");
     json(&report, format)
 }

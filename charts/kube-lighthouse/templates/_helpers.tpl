@@ -100,3 +100,17 @@ The sign-in broker's issuer URL: federation.issuer, else https://<federation.ing
 {{- define "kube-lighthouse.federationKeysSecret" -}}
 {{- default (printf "%s-federation-keys" (include "kube-lighthouse.fullname" .)) .Values.federation.keys.secretName }}
 {{- end }}
+
+{{/*
+Whether the admission webhook is served: webhook.enabled, and not a hub (a hub admits nothing).
+*/}}
+{{- define "kube-lighthouse.webhookServed" -}}
+{{- if and .Values.webhook.enabled (not .Values.hub.enabled) }}true{{ end }}
+{{- end }}
+
+{{/*
+Whether GET /metrics is served: metrics.port, and not a hub (a hub serves no metrics).
+*/}}
+{{- define "kube-lighthouse.metricsServed" -}}
+{{- if and (gt (int .Values.metrics.port) 0) (not .Values.hub.enabled) }}true{{ end }}
+{{- end }}

@@ -65,13 +65,26 @@ pub enum Command {
     Customers {
         /// One customer by tenant ID.
         name: Option<String>,
+        /// Across the fleet, at a kube-lighthouse hub (docs/fleet.md): with the CLUSTERS column,
+        /// and a warning naming every cluster whose report the hub cannot read now.
+        #[arg(long)]
+        fleet: bool,
     },
     /// Delegations that give you something, standing or eligible, or name you as approver.
     #[command(alias = "delegation")]
     Delegations {
-        /// One delegation by name (`<namespace>.<assignment>`).
+        /// One delegation by name (`<namespace>.<assignment>`; at a hub
+        /// `<cluster>.<namespace>.<assignment>`).
         name: Option<String>,
+        /// Across the fleet, at a kube-lighthouse hub (docs/fleet.md): with the CLUSTER column,
+        /// and a warning naming every cluster whose report the hub cannot read now.
+        #[arg(long)]
+        fleet: bool,
     },
+    /// At a kube-lighthouse hub: point your kubeconfig at a customer cluster and one of the
+    /// namespaces delegated to you there, signing in as you do (docs/fleet.md).
+    #[command(after_help = USE_HELP)]
+    Use(UseArgs),
     /// Service providers of your namespaces: Azure's "Service providers" (customer side).
     #[command(alias = "provider")]
     Providers,
@@ -121,6 +134,39 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// What `use --help` adds under the flags.
+const USE_HELP: &str = "\
+Run it with the hub as the current context (or --context HUB). It writes the cluster entry \
+lighthouse/CLUSTER (the server and CA the hub lists for it, never a credential) and the context \
+lighthouse/CLUSTER/NAMESPACE, makes that context current, and prints what it wrote.
+
+Sign-in: a cluster that trusts your tenant's own issuer gets the hub context's user entry as it \
+is; a cluster that signs in through its kube-lighthouse broker gets a user entry \
+lighthouse/CLUSTER running `kubectl lighthouse credential` at that broker, with the token source \
+of your current broker user entry or --token-command/--token-file. --user NAME uses that user \
+entry instead. --kubeconfig PATH is the file written (default: the first file of $KUBECONFIG, \
+then ~/.kube/config); its comments are not kept.";
+
+/// `use CLUSTER/NAMESPACE`
+#[derive(Debug, Clone, Default, Args)]
+pub struct UseArgs {
+    /// The customer cluster (its ClusterProfile's name at the hub) and a namespace delegated to you there.
+    #[arg(value_name = "CLUSTER/NAMESPACE")]
+    pub target: String,
+    /// The kubeconfig user entry the context uses (default: as the cluster signs in, see below).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// For a cluster with a sign-in broker: the command printing your own tenant's token.
+    #[arg(long, value_name = "COMMAND", conflicts_with = "token_file")]
+    pub token_command: Option<String>,
+    /// For a cluster with a sign-in broker: the file holding your own tenant's token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// For a cluster with a sign-in broker: PEM file of the CA of the broker's certificate, when not publicly trusted.
+    #[arg(long, value_name = "FILE")]
+    pub broker_certificate_authority: Option<PathBuf>,
 }
 
 /// What `credential --help` adds under the flags.
@@ -587,6 +633,21 @@ mod tests {
     }
 
     #[test]
+    fn fleet_and_use_parse() {
+        assert!(matches!(
+            parse(&["delegations", "--fleet"]).expect("parses").command,
+            Command::Delegations { fleet: true, .. }
+        ));
+        let cli = parse(&["use", "east/customer-a-web", "--token-file", "t.jwt"]).expect("parses");
+        let Command::Use(args) = cli.command else { panic!("use") };
+        assert_eq!(args.target, "east/customer-a-web");
+        assert_eq!(args.token_file, Some(PathBuf::from("t.jwt")));
+        assert_eq!(parse(&["use"]).expect_err("a target").exit_code(), 2);
+        let both = ["use", "a/b", "--token-file", "t", "--token-command", "c"];
+        assert_eq!(parse(&both).expect_err("both").exit_code(), 2);
+    }
+
+    #[test]
     fn completion_names_a_shell_and_aliases_work() {
         assert!(matches!(parse(&["completion", "zsh"]).expect("parses").command, Command::Completion { .. }));
         assert!(parse(&["completion", "tcsh"]).is_err());
@@ -594,7 +655,10 @@ mod tests {
             parse(&["regdef", "ls"]).expect("parses").command,
             Command::Definition(DefinitionCommand::List)
         ));
-        assert!(matches!(parse(&["customer", "t1"]).expect("parses").command, Command::Customers { name: Some(_) }));
+        assert!(matches!(
+            parse(&["customer", "t1"]).expect("parses").command,
+            Command::Customers { name: Some(_), fleet: false }
+        ));
     }
 }
 

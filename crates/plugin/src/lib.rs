@@ -19,6 +19,7 @@ pub mod client;
 pub mod complete;
 pub mod credential;
 pub mod definition;
+pub mod fleet;
 pub mod import;
 pub mod login;
 pub mod manifest;
@@ -87,6 +88,9 @@ pub enum PluginError {
     /// Sign-in through the broker failed (`credential`, `login`): the message says what to check.
     #[error("{0}")]
     Credential(String),
+    /// `use CLUSTER/NAMESPACE` wrote nothing: the message says why (docs/fleet.md).
+    #[error("{0}")]
+    Fleet(String),
     /// The user did not confirm a deletion.
     #[error("aborted: nothing was deleted")]
     Aborted,
@@ -148,8 +152,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), PluginError> {
             Ok(())
         }
         Command::Whoami => whoami::run(global, out).await,
-        Command::Customers { name } => views::customers(global, name.as_deref(), out).await,
-        Command::Delegations { name } => views::delegations(global, name.as_deref(), out).await,
+        Command::Customers { name, fleet } => views::customers(global, name.as_deref(), fleet, out).await,
+        Command::Delegations { name, fleet } => views::delegations(global, name.as_deref(), fleet, out).await,
+        Command::Use(args) => fleet::use_cluster(global, &args, out).await,
         Command::Providers => providers::run(global, out).await,
         Command::Policy => policy::run(global, out).await,
         Command::Definition(command) => definition::definition(global, command, out).await,

@@ -208,7 +208,7 @@ pub fn entries(global: &GlobalArgs, args: &LoginArgs) -> Result<Entries, LoginEr
     })
 }
 
-fn named_list<'a>(doc: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>, String> {
+pub(crate) fn named_list<'a>(doc: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>, String> {
     let list = doc.entry(key.into()).or_insert_with(|| Value::Sequence(Vec::new()));
     if list.is_null() {
         *list = Value::Sequence(Vec::new());
@@ -216,13 +216,13 @@ fn named_list<'a>(doc: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>,
     list.as_sequence_mut().ok_or_else(|| format!("{key} is not a list"))
 }
 
-fn find<'a>(list: &'a [Value], name: &str) -> Option<&'a Value> {
+pub(crate) fn find<'a>(list: &'a [Value], name: &str) -> Option<&'a Value> {
     list.iter().find(|e| e.get("name").and_then(Value::as_str) == Some(name))
 }
 
 /// Puts `{name, <field>: value}` in place of the entry called `name`, or appends it; says
 /// which.
-fn upsert(list: &mut Vec<Value>, field: &str, name: &str, value: Value) -> Outcome {
+pub(crate) fn upsert(list: &mut Vec<Value>, field: &str, name: &str, value: Value) -> Outcome {
     let mut entry = Mapping::new();
     entry.insert("name".into(), name.into());
     entry.insert(field.into(), value);
@@ -370,7 +370,7 @@ pub fn kubeconfig_path(global: &GlobalArgs) -> Result<PathBuf, LoginError> {
     dirs::home_dir().map(|h| h.join(".kube").join("config")).ok_or(LoginError::NoPath)
 }
 
-fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

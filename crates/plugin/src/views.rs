@@ -39,7 +39,7 @@ pub fn render<T: serde::Serialize, L: serde::Serialize>(
     })
 }
 
-fn unavailable(e: kube::Error) -> PluginError {
+pub(crate) fn unavailable(e: kube::Error) -> PluginError {
     if is_not_found(&e) {
         PluginError::ViewsUnavailable("404".into())
     } else if matches!(&e, kube::Error::Api(s) if s.code == 503) {
@@ -67,12 +67,37 @@ pub async fn list_delegations(client: kube::Client) -> Result<Vec<Delegation>, P
     Ok(api.list(&ListParams::default()).await.map_err(unavailable)?.items)
 }
 
-/// `customers [NAME]`.
+/// With `--fleet`: the warnings about the hub's clusters the caller sees, naming each one
+/// whose report the hub cannot read now ([`super::fleet::footer`]): their delegations are
+/// missing from what is printed, and the engineer must know it. Printed on stderr after the
+/// list, so `-o json|yaml` stays parseable.
+async fn fleet_warnings(client: &kube::Client, fleet: bool) -> Result<Vec<String>, PluginError> {
+    if !fleet {
+        return Ok(Vec::new());
+    }
+    Ok(super::fleet::footer(&super::fleet::list_clusters(client.clone()).await?))
+}
+
+fn warn(out: &mut dyn Write, warnings: &[String]) -> Result<(), PluginError> {
+    out.flush()?;
+    for line in warnings {
+        eprintln!("{line}");
+    }
+    Ok(())
+}
+
+/// `customers [NAME] [--fleet]`.
 ///
 /// # Errors
 /// [`PluginError`] from the API, or `NotFound` for an unknown name.
-pub async fn customers(global: &GlobalArgs, name: Option<&str>, out: &mut dyn Write) -> Result<(), PluginError> {
+pub async fn customers(
+    global: &GlobalArgs,
+    name: Option<&str>,
+    fleet: bool,
+    out: &mut dyn Write,
+) -> Result<(), PluginError> {
     let conn = client::connect(global).await?;
+    let warnings = fleet_warnings(&conn.client, fleet).await?;
     let mut items = list_customers(conn.client).await?;
     if let Some(name) = name {
         items.retain(|c| c.metadata.name.as_deref() == Some(name));
@@ -81,22 +106,28 @@ pub async fn customers(global: &GlobalArgs, name: Option<&str>, out: &mut dyn Wr
         }
     } else if items.is_empty() && !matches!(global.output, Some(OutputFormat::Json | OutputFormat::Yaml)) {
         eprintln!("No resources found");
-        return Ok(());
+        return warn(out, &warnings);
     }
     let names: Vec<String> = items.iter().filter_map(|c| c.metadata.name.clone()).collect();
     let table = customer_table(&items, IncludeObject::None);
     let single = if name.is_some() { items.first().cloned() } else { None };
     let text = render(global.output, "customer", &names, single.as_ref(), &CustomerList::new(items), &table)?;
     out.write_all(text.as_bytes())?;
-    Ok(())
+    warn(out, &warnings)
 }
 
-/// `delegations [NAME]`.
+/// `delegations [NAME] [--fleet]`.
 ///
 /// # Errors
 /// [`PluginError`] from the API, or `NotFound` for an unknown name.
-pub async fn delegations(global: &GlobalArgs, name: Option<&str>, out: &mut dyn Write) -> Result<(), PluginError> {
+pub async fn delegations(
+    global: &GlobalArgs,
+    name: Option<&str>,
+    fleet: bool,
+    out: &mut dyn Write,
+) -> Result<(), PluginError> {
     let conn = client::connect(global).await?;
+    let warnings = fleet_warnings(&conn.client, fleet).await?;
     let mut items = list_delegations(conn.client).await?;
     if let Some(name) = name {
         items.retain(|d| d.metadata.name.as_deref() == Some(name));
@@ -105,14 +136,14 @@ pub async fn delegations(global: &GlobalArgs, name: Option<&str>, out: &mut dyn 
         }
     } else if items.is_empty() && !matches!(global.output, Some(OutputFormat::Json | OutputFormat::Yaml)) {
         eprintln!("No resources found");
-        return Ok(());
+        return warn(out, &warnings);
     }
     let names: Vec<String> = items.iter().filter_map(|d| d.metadata.name.clone()).collect();
     let table = delegation_table(&items, IncludeObject::None);
     let single = if name.is_some() { items.first().cloned() } else { None };
     let text = render(global.output, "delegation", &names, single.as_ref(), &DelegationList::new(items), &table)?;
     out.write_all(text.as_bytes())?;
-    Ok(())
+    warn(out, &warnings)
 }
 
 #[cfg(test)]

@@ -61,6 +61,21 @@ pub struct FleetCluster {
     pub message: Option<String>,
     /// How many delegations its last read report holds (Current only).
     pub delegation_count: usize,
+    /// The cluster's API server URL, as the hub reaches it (its access provider's, or the
+    /// hand-written profile's kubeconfig's `server`): where `kubectl lighthouse use` points an
+    /// engineer. Never a credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The CA bundle (base64 PEM, a kubeconfig's `certificate-authority-data`) that verifies
+    /// `server`, when the hub's access names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authority_data: Option<String>,
+    /// The issuer URL of the cluster's sign-in broker, when its report says it runs one
+    /// (docs/install.md, "Sign-in through kube-lighthouse"): the engineers of this tenant sign
+    /// in there through `kubectl lighthouse credential`. Absent: the cluster trusts the
+    /// managing tenants' own issuers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
 }
 
 /// A list of [`FleetCluster`]s.
@@ -334,6 +349,11 @@ pub struct Report {
     /// The delegations to that tenant, sorted by name.
     #[serde(default)]
     pub delegations: Vec<ReportedDelegation>,
+    /// The issuer URL of this cluster's sign-in broker (`--federation-issuer`), when it runs
+    /// one: how the tenant's engineers sign in here (public, as its discovery document is).
+    /// Absent when the API server trusts the managing tenants' own issuers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
 }
 
 /// One assignment to the report's managing tenant.

@@ -115,6 +115,7 @@ pub fn report<'a, 'd>(
         managed_by_tenant_id: tenant.to_string(),
         observed_time,
         delegations,
+        broker: None,
     }
 }
 
@@ -262,15 +263,15 @@ pub fn fleet_clusters(caller: &Caller, clusters: &FleetState) -> Vec<crate::api:
         .iter()
         .filter(|((_, tenant), _)| mine.contains(tenant))
         .map(|((cluster, tenant), followed)| {
-            let (state, observed_time, message, delegation_count) = match followed {
+            let (state, observed_time, message, delegation_count, broker) = match followed {
                 Followed::Read { report, observed_time } => {
-                    ("Current", Some(observed_time.clone()), None, report.delegations.len())
+                    ("Current", Some(observed_time.clone()), None, report.delegations.len(), report.broker.clone())
                 }
                 Followed::Unreadable { error, last_observed } => {
-                    ("Unreadable", last_observed.clone(), Some(error.clone()), 0)
+                    ("Unreadable", last_observed.clone(), Some(error.clone()), 0, None)
                 }
                 Followed::Withdrawn { since } => {
-                    ("Withdrawn", None, Some(format!("the grant was withdrawn (seen {since})")), 0)
+                    ("Withdrawn", None, Some(format!("the grant was withdrawn (seen {since})")), 0, None)
                 }
             };
             crate::api::view::FleetCluster {
@@ -283,9 +284,61 @@ pub fn fleet_clusters(caller: &Caller, clusters: &FleetState) -> Vec<crate::api:
                 observed_time,
                 message,
                 delegation_count,
+                server: None,
+                certificate_authority_data: None,
+                broker,
             }
         })
         .collect()
+}
+
+/// Where a customer cluster's API server is, as a hub reaches it: what `kubectl lighthouse
+/// use` writes into an engineer's kubeconfig. Never a credential.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The API server URL (a kubeconfig cluster's `server`).
+    pub server: String,
+    /// Its CA bundle, base64 PEM (`certificate-authority-data`), when the kubeconfig embeds one.
+    pub certificate_authority_data: Option<String>,
+}
+
+/// The endpoint of the cluster a kubeconfig (YAML or JSON) reaches: its current context's
+/// cluster (else its only cluster), `server` and `certificate-authority-data`; the user and
+/// its credential are not read. None when the text names no such cluster.
+pub fn endpoint(kubeconfig: &str) -> Option<Endpoint> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(kubeconfig).ok()?;
+    let clusters = doc.get("clusters")?.as_sequence()?;
+    let named = |name: &str| clusters.iter().find(|c| c.get("name").and_then(|n| n.as_str()) == Some(name));
+    let cluster = match doc.get("current-context").and_then(|c| c.as_str()).filter(|c| !c.is_empty()) {
+        Some(current) => named(
+            doc.get("contexts")?
+                .as_sequence()?
+                .iter()
+                .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(current))?
+                .get("context")?
+                .get("cluster")?
+                .as_str()?,
+        )?,
+        None if clusters.len() == 1 => &clusters[0],
+        None => return None,
+    }
+    .get("cluster")?;
+    let text = |key: &str| cluster.get(key).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_string);
+    Some(Endpoint { server: text("server")?, certificate_authority_data: text("certificate-authority-data") })
+}
+
+/// `items` with each cluster's endpoint (by cluster name) filled in, as the hub lists them.
+pub fn with_endpoints(
+    mut items: Vec<crate::api::view::FleetCluster>,
+    endpoints: &BTreeMap<String, Endpoint>,
+) -> Vec<crate::api::view::FleetCluster> {
+    for item in &mut items {
+        if let Some(e) = endpoints.get(&item.cluster) {
+            item.server = Some(e.server.clone());
+            item.certificate_authority_data = e.certificate_authority_data.clone();
+        }
+    }
+    items
 }
 
 /// The server-side `Table` of fleet clusters: name, cluster, state, last observed, delegations;

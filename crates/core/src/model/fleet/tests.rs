@@ -302,6 +302,47 @@ fn a_hub_shows_only_reports_it_read_and_names_them_by_cluster() {
     assert!(fleet_clusters(&caller(TENANTS[1], 0, &[]), &clusters).is_empty());
 }
 
+#[test]
+fn a_cluster_row_carries_its_endpoint_and_its_reports_broker_never_a_credential() {
+    let w = World::of(&[Delegated {
+        scope: 0,
+        tenant: 0,
+        auths: vec![(0, 1, 0)],
+        eligible: vec![],
+        state: 0,
+        in_force: true,
+    }]);
+    let mut report = w.report(TENANTS[0]);
+    report.broker = Some("https://lighthouse.customer.example/federation".into());
+    let clusters = BTreeMap::from([
+        (
+            ("east".to_string(), TENANTS[0].to_string()),
+            Followed::Read { report: report.into(), observed_time: "t".into() },
+        ),
+        (("west".to_string(), TENANTS[0].to_string()), Followed::Unreadable { error: "e".into(), last_observed: None }),
+    ]);
+    // A kubeconfig as a hand-written profile's Secret holds it: two clusters, the current one used.
+    let secret = "apiVersion: v1\nkind: Config\ncurrent-context: b\nclusters:\n\
+        - {name: a, cluster: {server: 'https://a:6443'}}\n\
+        - {name: b, cluster: {server: 'https://b:6443', certificate-authority-data: Q0E=}}\n\
+        contexts:\n- {name: b, context: {cluster: b, user: u}}\nusers:\n- {name: u, user: {token: secret-token}}\n";
+    let east = endpoint(secret).expect("an endpoint");
+    assert_eq!(east, Endpoint { server: "https://b:6443".into(), certificate_authority_data: Some("Q0E=".into()) });
+    // The kubeconfig the hub writes for an access provider (JSON is YAML), without a CA.
+    let west = endpoint(r#"{"clusters": [{"name": "w", "cluster": {"server": "https://w"}}], "users": []}"#);
+    assert_eq!(west, Some(Endpoint { server: "https://w".into(), certificate_authority_data: None }));
+    assert_eq!(endpoint("clusters: []"), None);
+    assert_eq!(endpoint("current-context: gone\nclusters: [{name: a, cluster: {server: s}}]\ncontexts: []"), None);
+    let endpoints = BTreeMap::from([("east".to_string(), east), ("west".to_string(), west.expect("west"))]);
+    let rows = with_endpoints(fleet_clusters(&caller(TENANTS[0], 0, &[]), &clusters), &endpoints);
+    assert_eq!(rows[0].server.as_deref(), Some("https://b:6443"));
+    assert_eq!(rows[0].certificate_authority_data.as_deref(), Some("Q0E="));
+    assert_eq!(rows[0].broker.as_deref(), Some("https://lighthouse.customer.example/federation"));
+    assert_eq!((rows[1].server.as_deref(), rows[1].broker.as_deref()), (Some("https://w"), None));
+    let text = serde_json::to_string(&rows).expect("json");
+    assert!(!text.contains("secret-token") && !text.contains("token"), "{text}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
