@@ -3,8 +3,8 @@
 # local control plane (built from Kubernetes' Go modules on first use and cached; see
 # hack/control-plane.sh), at both ends of the supported range (SPEC §8):
 #   - Kubernetes 1.37 (the newest supported minor): every suite, among them the fleet suite
-#     (tests/fleet.rs: three more control planes of its own and a hub; 50 s measured from
-#     control planes down, 2 cores shared) and the short chaos
+#     (tests/fleet.rs: three more control planes of its own, a hub and the plugin against it;
+#     37 s measured from control planes down, 2 cores shared) and the short chaos
 #     suite (tests/chaos.rs: about 6 minutes; it restarts this control plane's kube-apiserver
 #     and etcd; hack/chaos.sh runs the full one);
 #   - Kubernetes 1.33 (the earliest): the e2e, webhook, sign-in, security, removal, chart and
