@@ -201,8 +201,9 @@ chart=$work/kube-lighthouse-$VERSION.tgz
 mkdir -p "$work/chart-x"
 tar -xzf "$chart" -C "$work/chart-x"
 tgz "kube-lighthouse-$VERSION.tgz" "$work/chart-x" kube-lighthouse
+# awk reads to the end: leaving early would stop helm with SIGPIPE, and pipefail would fail here.
 image=$("$HELM" template kube-lighthouse "$OUT/kube-lighthouse-$VERSION.tgz" |
-  awk '$1 == "image:" {gsub(/"/, "", $2); print $2; exit}')
+  awk '$1 == "image:" && !found {gsub(/"/, "", $2); print $2; found = 1}')
 [[ $image == "$REPOSITORY:$VERSION" ]] || die "the packaged chart runs image $image, not $REPOSITORY:$VERSION"
 
 # --- the krew manifest: plugins/lighthouse.yaml with the version and one platform per archive.
