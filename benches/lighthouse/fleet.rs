@@ -93,6 +93,12 @@ pub struct FleetFigures {
     pub customers: usize,
     /// `GET customers` as kubectl sends it, through the aggregation layer.
     pub get_customers: LatencySummary,
+    /// Its response (the `Table`), in bytes.
+    pub get_customers_bytes: usize,
+    /// The hub's CPU per `GET customers`, its steady polling taken out, in milliseconds.
+    pub hub_cpu_ms_per_get_customers: f64,
+    /// The same for kube-apiserver (authentication, authorization, the aggregation proxy).
+    pub api_server_cpu_ms_per_get_customers: f64,
     /// The whole `kubectl get customers` command.
     pub kubectl_get_customers: LatencySummary,
     /// `kubectl get --raw /version` by the same engineer: kubectl's own floor on this machine.
@@ -246,15 +252,15 @@ async fn cluster_states(engineer: &Client) -> BTreeMap<String, String> {
     }
 }
 
-/// `GET customers` as kubectl sends it; the number of rows.
-async fn get_customers(engineer: &Client) -> usize {
+/// `GET customers` as kubectl sends it; the number of rows and the response's size.
+async fn get_customers(engineer: &Client) -> (usize, usize) {
     let request = http::Request::get("/apis/view.kubelighthouse.io/v1alpha1/customers?limit=500")
         .header("Accept", KUBECTL_ACCEPT)
         .body(Vec::new())
         .expect("request");
     let text = engineer.request_text(request).await.expect("get customers at the hub");
     let table: serde_json::Value = serde_json::from_str(&text).expect("a Table");
-    table["rows"].as_array().map_or(0, Vec::len)
+    (table["rows"].as_array().map_or(0, Vec::len), text.len())
 }
 
 fn timed_command(kubeconfig: &Path, args: &[&str]) -> Duration {
@@ -400,7 +406,7 @@ pub async fn fleet(
     let seconds = window.elapsed().as_secs_f64();
     let reads = (fleet.reads() - reads_before) as f64;
     let hub_cpu = hub.cpu_seconds() - hub_before;
-    let hub_api_server_cpu_cores =
+    let hub_api_server_cpu_cores: BTreeMap<String, f64> =
         api_server.since(&api_before).into_iter().map(|(k, v)| (k, round3(v / seconds))).collect();
     let report_servers_cpu_cores = round3((cpu_seconds_of(std::process::id()) - self_before) / seconds);
     let hub_rss_mib = round(hub.rss_mib());
@@ -415,12 +421,20 @@ pub async fn fleet(
         get_customers(&engineer).await;
     }
     let mut samples = Vec::with_capacity(s.reps);
-    let mut customers = 0;
+    let (mut customers, mut get_customers_bytes) = (0, 0);
+    let (hub_before, api_before, asking) = (hub.cpu_seconds(), api_server.sample(), Instant::now());
     for _ in 0..s.reps {
         let t = Instant::now();
-        customers = get_customers(&engineer).await;
+        (customers, get_customers_bytes) = get_customers(&engineer).await;
         samples.push(t.elapsed());
     }
+    // What the requests cost beyond the polling's steady rate, per request.
+    let asked = asking.elapsed().as_secs_f64();
+    let per_request = |spent: f64, steady_cores: f64| round((spent - steady_cores * asked) * 1000.0 / s.reps as f64);
+    let hub_cpu_ms_per_get_customers = per_request(hub.cpu_seconds() - hub_before, hub_cpu / seconds);
+    let api_spent = api_server.since(&api_before).get("kube-apiserver").copied().unwrap_or(0.0);
+    let api_steady: f64 = hub_api_server_cpu_cores.get("kube-apiserver").copied().unwrap_or(0.0);
+    let api_server_cpu_ms_per_get_customers = per_request(api_spent, api_steady);
     let get_customers = latency_summary(samples);
     say(&format!("fleet: GET customers ({customers} rows): {get_customers:?}"));
     let engineer_kubeconfig = token_kubeconfig(admin, &engineer_token, &dir, "engineer");
@@ -478,6 +492,9 @@ pub async fn fleet(
         hub_rss_mib,
         customers,
         get_customers,
+        get_customers_bytes,
+        hub_cpu_ms_per_get_customers,
+        api_server_cpu_ms_per_get_customers,
         kubectl_get_customers,
         kubectl_get_version,
         change_created,
