@@ -113,6 +113,9 @@ pub struct FleetFigures {
     pub withdrawn_s: f64,
     /// The hub's peak RSS over the phase.
     pub hub_peak_rss_mib: f64,
+    /// The hub's peak RSS so far at the end of each step (ready, steady, get_customers,
+    /// kubectl, changes): where the peak is reached.
+    pub hub_peak_rss_mib_by_step: Vec<(&'static str, f64)>,
     /// The hub's CPU over the whole phase, in seconds.
     pub hub_cpu_s: f64,
 }
@@ -395,6 +398,7 @@ pub async fn fleet(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let ready = started.elapsed();
+    let mut by_step = vec![("ready", round(hub.peak_rss_mib()))];
     say(&format!("fleet: every cluster Current at the hub {:.1} s after its start", ready.as_secs_f64()));
 
     // Steady polling: what following the fleet costs, with nobody asking.
@@ -410,6 +414,7 @@ pub async fn fleet(
         api_server.since(&api_before).into_iter().map(|(k, v)| (k, round3(v / seconds))).collect();
     let report_servers_cpu_cores = round3((cpu_seconds_of(std::process::id()) - self_before) / seconds);
     let hub_rss_mib = round(hub.rss_mib());
+    by_step.push(("steady", round(hub.peak_rss_mib())));
     say(&format!(
         "fleet: steady {:.0} reads/s, hub {:.2} cores, {hub_rss_mib} MiB",
         reads / seconds,
@@ -436,6 +441,7 @@ pub async fn fleet(
     let api_steady: f64 = hub_api_server_cpu_cores.get("kube-apiserver").copied().unwrap_or(0.0);
     let api_server_cpu_ms_per_get_customers = per_request(api_spent, api_steady);
     let get_customers = latency_summary(samples);
+    by_step.push(("get_customers", round(hub.peak_rss_mib())));
     say(&format!("fleet: GET customers ({customers} rows): {get_customers:?}"));
     let engineer_kubeconfig = token_kubeconfig(admin, &engineer_token, &dir, "engineer");
     let command_reps = (s.reps / 10).max(10);
@@ -449,6 +455,7 @@ pub async fn fleet(
         }
     }
     let (kubectl_get_customers, kubectl_get_version) = (latency_summary(command.0), latency_summary(command.1));
+    by_step.push(("kubectl", round(hub.peak_rss_mib())));
     say(&format!(
         "fleet: kubectl get customers {kubectl_get_customers:?}; kubectl get --raw /version {kubectl_get_version:?}"
     ));
@@ -465,6 +472,7 @@ pub async fn fleet(
         changes_missed += missed;
     }
     let (change_created, change_revoked) = (latency_summary(created), latency_summary(revoked));
+    by_step.push(("changes", round(hub.peak_rss_mib())));
     say(&format!("fleet: change created {change_created:?}; revoked {change_revoked:?}; missed {changes_missed}"));
 
     // A withdrawn grant.
@@ -502,6 +510,7 @@ pub async fn fleet(
         changes_missed,
         withdrawn_s,
         hub_peak_rss_mib: round(hub.peak_rss_mib()),
+        hub_peak_rss_mib_by_step: by_step,
         hub_cpu_s: round3(hub.cpu_seconds()),
     };
     drop(hub);

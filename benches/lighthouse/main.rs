@@ -26,8 +26,8 @@
 //!    assignments against one without, and `--revoke-n` definitions deleted at once until
 //!    their last grant is gone. `--only-revocation` runs this phase alone.
 //! 10. **The fleet** ([`fleet`]): a hub following `--fleet-clusters` simulated customer
-//!    clusters ([`report_server`]) over TLS: `kubectl get customers` at the hub, a change's
-//!    time to the hub, the hub's memory and CPU. `--only-fleet` runs this phase alone.
+//!     clusters ([`report_server`]) over TLS: `kubectl get customers` at the hub, a change's
+//!     time to the hub, the hub's memory and CPU. `--only-fleet` runs this phase alone.
 //!
 //! The controller is the release binary, run as a subprocess under an impersonated user so the
 //! API server's audit log attributes every request it makes; CPU and RSS come from `/proc`.
