@@ -8,6 +8,7 @@
 # a profile (docs/benchmarks.md).
 # KL_BENCH_PROFILE=dev measures the debug build (no optimized build of every dependency).
 # Onboarding by an Onboarding alone: hack/bench.sh --only-policy --policy-n 10000
+# A hub following 500 simulated customer clusters alone: hack/bench.sh --only-fleet
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -96,7 +96,7 @@ impl Drop for ControllerProcess {
 }
 
 /// User + system CPU time process `pid` consumed so far.
-fn cpu_seconds_of(pid: u32) -> f64 {
+pub fn cpu_seconds_of(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();

@@ -25,6 +25,9 @@
 //! 9. **Revocation at scale** ([`revocation`]): a restart with `--rejected-n` rejected
 //!    assignments against one without, and `--revoke-n` definitions deleted at once until
 //!    their last grant is gone. `--only-revocation` runs this phase alone.
+//! 10. **The fleet** ([`fleet`]): a hub following `--fleet-clusters` simulated customer
+//!     clusters ([`report_server`]) over TLS: `kubectl get customers` at the hub, a change's
+//!     time to the hub, the hub's memory and CPU. `--only-fleet` runs this phase alone.
 //!
 //! The controller is the release binary, run as a subprocess under an impersonated user so the
 //! API server's audit log attributes every request it makes; CPU and RSS come from `/proc`.
@@ -41,6 +44,8 @@
 //! | [`admission`] | phase 7, the admission webhook's authority check |
 //! | [`policy`] | phase 8, onboarding at scale by an `Onboarding` |
 //! | [`revocation`] | phase 9, revocation at scale: rejected assignments at restart, a mass deletion |
+//! | [`fleet`] | phase 10, a hub following hundreds of customer clusters |
+//! | [`report_server`] | phase 10's simulated customer clusters: report servers over TLS |
 //! | [`report`] | the typed report and how it prints |
 
 #[path = "../../tests/common/mod.rs"]
@@ -49,11 +54,13 @@ mod common;
 mod admission;
 mod audit;
 mod controller;
+mod fleet;
 mod objects;
 mod phases;
 mod policy;
 mod probe;
 mod report;
+mod report_server;
 mod revocation;
 
 use std::path::PathBuf;
@@ -114,6 +121,30 @@ struct Args {
     /// Runs phase 9 alone, with controllers of its own, and writes only its figures.
     #[arg(long)]
     only_revocation: bool,
+    /// Phase 10's simulated customer clusters (0 skips the phase).
+    #[arg(long, env = "KL_BENCH_FLEET_CLUSTERS", default_value_t = 500)]
+    fleet_clusters: usize,
+    /// Delegations in each simulated cluster's report.
+    #[arg(long, env = "KL_BENCH_FLEET_DELEGATIONS", default_value_t = 20)]
+    fleet_delegations: usize,
+    /// `GET customers` requests at the hub (after 10 warm-up ones); a tenth as many commands.
+    #[arg(long, env = "KL_BENCH_FLEET_REPS", default_value_t = 500)]
+    fleet_reps: usize,
+    /// Rounds of changes, each in `--fleet-changed` clusters at once.
+    #[arg(long, env = "KL_BENCH_FLEET_ROUNDS", default_value_t = 5)]
+    fleet_rounds: usize,
+    /// Clusters changed in each round.
+    #[arg(long, env = "KL_BENCH_FLEET_CHANGED", default_value_t = 20)]
+    fleet_changed: usize,
+    /// The hub's `--hub-poll-ms`.
+    #[arg(long, env = "KL_BENCH_FLEET_POLL_MS", default_value_t = 1000)]
+    fleet_poll_ms: u64,
+    /// The window over which the hub's steady polling is measured.
+    #[arg(long, env = "KL_BENCH_FLEET_WINDOW_SECONDS", default_value_t = 30)]
+    fleet_window_seconds: u64,
+    /// Runs phase 10 alone and writes only its figures.
+    #[arg(long)]
+    only_fleet: bool,
     /// Where the figures are written as JSON.
     #[arg(long, env = "KL_BENCH_OUT", default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -151,7 +182,28 @@ async fn run(args: Args) {
         idle_seconds: args.idle_seconds,
     };
     say(&format!("{args:?}"));
+    let fleet_settings = fleet::FleetSettings {
+        clusters: args.fleet_clusters,
+        delegations: args.fleet_delegations,
+        reps: args.fleet_reps,
+        rounds: args.fleet_rounds,
+        changed: args.fleet_changed,
+        poll_ms: args.fleet_poll_ms,
+        window_seconds: args.fleet_window_seconds,
+    };
     let mut bench = Bench { args, client, controller_config, workdir, audit, control_plane };
+    if bench.args.only_fleet {
+        let figures =
+            fleet::fleet(&bench.client, &admin, &bench.controller_config, &bench.workdir, &fleet_settings).await;
+        let text = serde_json::to_string_pretty(&json(&serde_json::json!({"machine": machine, "fleet": figures})))
+            .expect("json");
+        if let Some(dir) = bench.args.out.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(&bench.args.out, &text).expect("write results");
+        println!("{text}");
+        return;
+    }
     if bench.args.only_revocation {
         let sizes = (bench.args.revoke_n, bench.args.rejected_n, bench.args.filler_bindings);
         let concurrency = bench.args.concurrency;
@@ -240,6 +292,16 @@ async fn run(args: Args) {
         None
     };
 
+    // 10. The fleet
+    let fleet = if fleet_settings.clusters > 0 {
+        let figures =
+            fleet::fleet(&bench.client, &admin, &bench.controller_config, &bench.workdir, &fleet_settings).await;
+        say(&format!("fleet: {}", json(&figures)));
+        Some(figures)
+    } else {
+        None
+    };
+
     let report = Report {
         machine,
         args: settings,
@@ -252,6 +314,7 @@ async fn run(args: Args) {
         request_cost,
         admission,
         policy_onboarding,
+        fleet,
     };
     report.write(&bench.args.out);
 }

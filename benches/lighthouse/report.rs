@@ -25,6 +25,8 @@ pub struct Report {
     pub admission: Admission,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_onboarding: Option<PolicyOnboarding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::FleetFigures>,
 }
 
 /// Phase 8: onboarding at scale by an `Onboarding` (docs/onboarding.md).
