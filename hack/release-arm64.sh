@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
 # The kubectl plugin for Linux arm64, cross-built on an x86_64 machine: hack/release.sh calls
-# it with KL_RELEASE_ARM64=1.
+# it unless KL_RELEASE_ARM64=0.
 #
 #   hack/release-arm64.sh SOURCE_DIR     builds SOURCE_DIR's kubectl-lighthouse into
 #                                        $CARGO_TARGET_DIR/aarch64-unknown-linux-musl/release/
 #
-# The Rust side needs only the aarch64-unknown-linux-musl target (rustup). The C side is the
-# problem: ring's C and assembly, and, as long as the plugin is built from the same package as
-# the controller, jemalloc (tikv-jemalloc-sys runs jemalloc's configure and make), both need an
-# aarch64 C compiler with musl's headers, and the result a linker. Debian's aarch64 cross gcc
-# is for glibc. Zig is a C cross compiler that ships musl for every architecture:
+# The Rust side needs only the aarch64-unknown-linux-musl target (rustup). The C side is
+# ring's C and assembly (the plugin's crate has no jemalloc): it needs an aarch64 C compiler
+# with musl's headers, and the result a linker. Debian's aarch64 cross gcc is for glibc. Zig is a C cross compiler that ships musl for every architecture:
 # cargo-zigbuild (PyPI, pinned here with ziglang) runs cargo with `zig cc` as the C compiler
 # and linker. Both are installed once into a virtualenv under ~/.cache/kube-lighthouse.
 #

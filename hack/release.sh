@@ -15,8 +15,8 @@
 #   kube-lighthouse-VERSION.tgz                    the Helm chart (`helm package`), version and
 #                                                  appVersion VERSION, so its image is :VERSION
 #   kubectl-lighthouse_linux_amd64.tar.gz          the kubectl plugin, static (musl)
-#   kubectl-lighthouse_linux_arm64.tar.gz          the same for arm64, when KL_RELEASE_ARM64=1
-#                                                  and a cross linker is found (see below)
+#   kubectl-lighthouse_linux_arm64.tar.gz          the same for arm64, cross-built with zig
+#                                                  (hack/release-arm64.sh; KL_RELEASE_ARM64=0 skips it)
 #   lighthouse.yaml                                the krew manifest (from plugins/lighthouse.yaml)
 #                                                  with these archives' URLs and sha256 values
 #   SHA256SUMS                                     `sha256sum -c SHA256SUMS` checks them all
@@ -37,8 +37,8 @@
 #
 # Environment:
 #   CARGO_TARGET_DIR   where cargo builds (default ./target); the staged sources live there too
-#   KL_RELEASE_ARM64   1: also build the arm64 plugin (needs clang and lld: see docs/install.md,
-#                      "Building a release")
+#   KL_RELEASE_ARM64   0: no arm64 plugin (default 1: hack/release-arm64.sh installs zig from
+#                      PyPI once and cross-builds it; docs/install.md, "Releases")
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -183,11 +183,11 @@ plugin_archive amd64 "$TARGET_DIR/$TARGET/release/kubectl-lighthouse"
 [[ $("$TARGET_DIR/$TARGET/release/kubectl-lighthouse" version) == "$VERSION" ]] ||
   die "kubectl-lighthouse version does not print $VERSION"
 
-if [[ ${KL_RELEASE_ARM64:-0} == 1 ]]; then
+if [[ ${KL_RELEASE_ARM64:-1} == 1 ]]; then
   SOURCE_DATE_EPOCH=$RELEASE_BUILD_EPOCH "$ROOT/hack/release-arm64.sh" "$STAGE"
   plugin_archive arm64 "$TARGET_DIR/aarch64-unknown-linux-musl/release/kubectl-lighthouse"
 else
-  log "arm64 plugin: not built (KL_RELEASE_ARM64=1 cross-builds it; docs/install.md)"
+  log "arm64 plugin: not built (KL_RELEASE_ARM64=0)"
 fi
 
 # --- the chart: version and appVersion are VERSION, so the image defaults to :VERSION.
