@@ -325,11 +325,14 @@ async fn certificates(admin: &Client) -> (String, String, String) {
     let crt = secret.data.and_then(|d| d.get("tls.crt").map(|b| webhook::base64(&b.0))).expect("tls.crt");
     let hooks: Api<ValidatingWebhookConfiguration> = Api::all(admin.clone());
     let hook = hooks.get(RELEASE).await.expect("the webhook configuration");
+    // The distinct CA bundles: a release may add or merge webhooks, never change their CA.
     let bundle = hook
         .webhooks
         .iter()
         .flatten()
         .map(|w| w.client_config.ca_bundle.as_ref().map(|b| webhook::base64(&b.0)).unwrap_or_default())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect::<Vec<_>>()
         .join(",");
     let services: Api<APIService> = Api::all(admin.clone());
@@ -909,8 +912,29 @@ async fn the_release_on_a_node() {
     all_pods_run(&admin, &format!("{REPOSITORY}:{version}")).await;
     webhook_routed(&admin).await;
     delegation_scenario(&admin, &path).await;
+    // Helm leaves a chart's CRDs behind on uninstall; the previous release is installed as on
+    // a cluster that never had this one (its CRDs would conflict with this release's fields).
+    // The definitions go first, while the controller that finalizes them still runs.
+    let definitions: Api<RegistrationDefinition> = Api::all(admin.clone());
+    for d in definitions.list(&ListParams::default()).await.expect("definitions").items {
+        let ns = d.metadata.namespace.clone().expect("namespace");
+        delete(&Api::<RegistrationDefinition>::namespaced(admin.clone(), &ns), &d.metadata.name.expect("name")).await;
+    }
+    eventually("every definition is finalized", || async {
+        definitions.list(&ListParams::default()).await.expect("definitions").items.is_empty()
+    })
+    .await;
     uninstall(&admin, &path).await;
-    eprintln!("{version}: installed in {install_time:?}; the scenario passed; uninstalled");
+    let ours: Vec<String> = kubectl(&path, &["get", "crd", "-o", "name"])
+        .lines()
+        .filter(|name| name.ends_with("kubelighthouse.io"))
+        .map(str::to_string)
+        .collect();
+    assert!(!ours.is_empty(), "this release installed no CRD");
+    let mut delete_crds = vec!["delete", "--wait", "--timeout", "120s"];
+    delete_crds.extend(ours.iter().map(String::as_str));
+    kubectl(&path, &delete_crds);
+    eprintln!("{version}: installed in {install_time:?}; the scenario passed; uninstalled, CRDs deleted");
 
     // 2. The previous release, with live delegations of both managing tenants.
     install_packaged(&path, &previous_chart);
@@ -1001,7 +1025,17 @@ async fn the_release_on_a_node() {
     let chart_arg = chart.to_string_lossy();
     helm(
         &path,
-        &["upgrade", RELEASE, &chart_arg, "-n", RELEASE_NAMESPACE, "--reuse-values", "--wait", "--timeout", "180s"],
+        &[
+            "upgrade",
+            RELEASE,
+            &chart_arg,
+            "-n",
+            RELEASE_NAMESPACE,
+            "--reset-then-reuse-values",
+            "--wait",
+            "--timeout",
+            "180s",
+        ],
     );
     let upgrade_time = t.elapsed();
     std::fs::remove_dir_all(&crds).expect("rm");
