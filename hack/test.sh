@@ -15,7 +15,8 @@
 #     15 s);
 #   - the release (tests/release.rs): `hack/release.sh VERSION` on a fresh clone, every
 #     artifact checked, `kubectl krew install` of the plugin offline (krew built from its Go
-#     module once, then cached); no cluster;
+#     module once, then cached); no cluster; with the previous release, 747 s measured from a
+#     cold musl build (2 cores), which the node then uses instead of hack/image.sh's build;
 #   - then, on 1.37 with a real node (`hack/control-plane.sh up --node`), the chart's own pods
 #     from the release's image (this release, built above, and the previous one, built by
 #     hack/previous-release.sh from its commit): the examples and the delegation scenarios
