@@ -373,21 +373,7 @@ pub fn plan(target: &Target, user: UserPlan) -> Plan {
 /// # Errors
 /// A message when `doc` is not a kubeconfig.
 pub fn apply(doc: Value, plan: &Plan) -> Result<(Value, Vec<Change>), String> {
-    let mut doc = match doc {
-        Value::Null => {
-            let mut m = Mapping::new();
-            m.insert("apiVersion".into(), "v1".into());
-            m.insert("kind".into(), "Config".into());
-            m
-        }
-        Value::Mapping(m) => m,
-        _ => return Err("not a mapping".into()),
-    };
-    if let Some(kind) = doc.get("kind").and_then(Value::as_str) {
-        if kind != "Config" {
-            return Err(format!("kind {kind}"));
-        }
-    }
+    let mut doc = login::config_mapping(doc)?;
     let mut changes = Vec::new();
     let (cluster_name, cluster) = &plan.cluster;
     let outcome = login::upsert(login::named_list(&mut doc, "clusters")?, "cluster", cluster_name, cluster.clone());
@@ -447,12 +433,7 @@ pub async fn use_cluster(global: &GlobalArgs, args: &UseArgs, out: &mut dyn Writ
     let plan = plan(&target, user);
     let path = login::kubeconfig_path(global)?;
     let malformed = |reason: String| login::LoginError::Malformed { path: path.display().to_string(), reason };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(login::LoginError::Io { path: path.display().to_string(), source }.into()),
-    };
-    let doc: Value = serde_yaml::from_str(&text).map_err(|e| malformed(e.to_string()))?;
+    let doc = login::read_document(&path)?;
     let (doc, changes) = apply(doc, &plan).map_err(malformed)?;
     let text = serde_yaml::to_string(&doc).map_err(|e| PluginError::Encode(e.to_string()))?;
     login::write_file(&path, &text)

@@ -256,21 +256,7 @@ fn would_replace(list: &[Value], field: &str, name: &str, value: &Value) -> bool
 /// [`LoginError::UnknownCluster`] when no usable cluster is named; [`LoginError::Exists`]
 /// naming the user and cluster entries that would be replaced, without `overwrite`.
 pub fn apply(doc: Value, entries: &Entries) -> Result<(Value, Vec<Change>), Result<LoginError, String>> {
-    let mut doc = match doc {
-        Value::Null => {
-            let mut m = Mapping::new();
-            m.insert("apiVersion".into(), "v1".into());
-            m.insert("kind".into(), "Config".into());
-            m
-        }
-        Value::Mapping(m) => m,
-        _ => return Err(Err("not a mapping".into())),
-    };
-    if let Some(kind) = doc.get("kind").and_then(Value::as_str) {
-        if kind != "Config" {
-            return Err(Err(format!("kind {kind}")));
-        }
-    }
+    let mut doc = config_mapping(doc).map_err(Err)?;
     let (user_name, user) = &entries.user;
     if !entries.overwrite {
         let mut clash = Vec::new();
@@ -323,6 +309,42 @@ pub fn apply(doc: Value, entries: &Entries) -> Result<(Value, Vec<Change>), Resu
         doc.insert("current-context".into(), entries.context.clone().into());
     }
     Ok((Value::Mapping(doc), changes))
+}
+
+/// The top-level mapping of a kubeconfig document: a new `kind: Config` one for an empty file.
+///
+/// # Errors
+/// A message when `doc` is not a mapping or its `kind` is not `Config`.
+pub fn config_mapping(doc: Value) -> Result<Mapping, String> {
+    let doc = match doc {
+        Value::Null => {
+            let mut m = Mapping::new();
+            m.insert("apiVersion".into(), "v1".into());
+            m.insert("kind".into(), "Config".into());
+            m
+        }
+        Value::Mapping(m) => m,
+        _ => return Err("not a mapping".into()),
+    };
+    match doc.get("kind").and_then(Value::as_str) {
+        Some(kind) if kind != "Config" => Err(format!("kind {kind}")),
+        _ => Ok(doc),
+    }
+}
+
+/// The kubeconfig file at `path` as YAML; `Null` when there is no such file (kubectl's own
+/// reading: a missing file is an empty configuration).
+///
+/// # Errors
+/// [`LoginError::Io`] when the file cannot be read; [`LoginError::Malformed`] when it is not YAML.
+pub fn read_document(path: &Path) -> Result<Value, LoginError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => return Err(LoginError::Io { path: path.display().to_string(), source }),
+    };
+    serde_yaml::from_str(&text)
+        .map_err(|e| LoginError::Malformed { path: path.display().to_string(), reason: e.to_string() })
 }
 
 /// Only the entries `login` writes, as a kubeconfig: what `--dry-run` prints. A context that
@@ -410,12 +432,7 @@ pub async fn run(global: &GlobalArgs, args: &LoginArgs, out: &mut dyn Write) -> 
         return Ok(());
     }
     let path = kubeconfig_path(global)?;
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(LoginError::Io { path: path.display().to_string(), source }.into()),
-    };
-    let doc: Value = serde_yaml::from_str(&text).map_err(|e| malformed(&path, e.to_string()))?;
+    let doc = read_document(&path)?;
     let (doc, changes) = apply(doc, &entries).map_err(|e| e.unwrap_or_else(|reason| malformed(&path, reason)))?;
     if changes.iter().any(|c| c.outcome != Outcome::Unchanged) {
         let text = serde_yaml::to_string(&doc).map_err(|e| PluginError::Encode(e.to_string()))?;
