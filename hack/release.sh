@@ -70,6 +70,7 @@ unset OUT_DIR
 . "$ROOT/hack/lib.sh"
 # The one fact: the package version of Cargo.toml.
 DECLARED=$(cargo_version "$ROOT")
+[[ $VERSION != v* ]] || die "VERSION $VERSION: give the version without the tag's v (${VERSION#v})"
 [[ $VERSION == "$DECLARED" ]] ||
   die "VERSION $VERSION is not Cargo.toml's package version ($DECLARED): bump Cargo.toml (and Cargo.lock) first"
 [[ $VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] || die "VERSION $VERSION is not semantic (MAJOR.MINOR.PATCH)"
