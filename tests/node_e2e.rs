@@ -849,16 +849,25 @@ fn release_charts() -> (PathBuf, PathBuf, String) {
 
 /// Removes the release the documented way (docs/install.md, "Uninstall"): every delegation
 /// first, then the release, then the catalog role Helm keeps.
-async fn uninstall(admin: &Client, path: &Path) {
-    let assignments: Api<RegistrationAssignment> = Api::all(admin.clone());
-    for a in assignments.list(&ListParams::default()).await.expect("assignments").items {
-        let ns = a.metadata.namespace.clone().expect("namespace");
-        delete(&Api::<RegistrationAssignment>::namespaced(admin.clone(), &ns), &a.metadata.name.expect("name")).await;
+/// Deletes every object of kind `K` in the cluster and waits until none is left (the
+/// controller, while it runs, finalizes them): `what` names that wait.
+async fn delete_every<K>(admin: &Client, what: &str)
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let all: Api<K> = Api::all(admin.clone());
+    for object in all.list(&ListParams::default()).await.expect("list").items {
+        let ns = object.meta().namespace.clone().expect("namespace");
+        delete(&Api::<K>::namespaced(admin.clone(), &ns), object.meta().name.as_deref().expect("name")).await;
     }
-    eventually("every assignment is released", || async {
-        assignments.list(&ListParams::default()).await.expect("assignments").items.is_empty()
-    })
-    .await;
+    eventually(what, || async { all.list(&ListParams::default()).await.expect("list").items.is_empty() }).await;
+}
+
+async fn uninstall(admin: &Client, path: &Path) {
+    delete_every::<RegistrationAssignment>(admin, "every assignment is released").await;
     helm(path, &["uninstall", RELEASE, "-n", RELEASE_NAMESPACE, "--wait", "--timeout", "120s"]);
     kubectl(path, &["delete", "clusterrole", "kubelighthouse:reader", "--ignore-not-found"]);
     eventually("no controller pod is left", || async { controller_pods(admin).await.is_empty() }).await;
@@ -915,15 +924,7 @@ async fn the_release_on_a_node() {
     // Helm leaves a chart's CRDs behind on uninstall; the previous release is installed as on
     // a cluster that never had this one (its CRDs would conflict with this release's fields).
     // The definitions go first, while the controller that finalizes them still runs.
-    let definitions: Api<RegistrationDefinition> = Api::all(admin.clone());
-    for d in definitions.list(&ListParams::default()).await.expect("definitions").items {
-        let ns = d.metadata.namespace.clone().expect("namespace");
-        delete(&Api::<RegistrationDefinition>::namespaced(admin.clone(), &ns), &d.metadata.name.expect("name")).await;
-    }
-    eventually("every definition is finalized", || async {
-        definitions.list(&ListParams::default()).await.expect("definitions").items.is_empty()
-    })
-    .await;
+    delete_every::<RegistrationDefinition>(&admin, "every definition is finalized").await;
     uninstall(&admin, &path).await;
     let ours: Vec<String> = kubectl(&path, &["get", "crd", "-o", "name"])
         .lines()
