@@ -113,16 +113,16 @@ struct ConnectionTimeouts {
     /// milliseconds.
     handshake: Duration,
     /// A request's headers over HTTP/1.1 (hyper's `header_read_timeout`, which only runs with a
-    /// timer). Hyper starts it as soon as it waits for a request, so it is also how long an
-    /// idle keep-alive connection stays open: longer than the API server's webhook client
-    /// leaves one idle between calls under load, so that it seldom has to reconnect, and a
-    /// close it races with costs it one new connection.
+    /// timer). Hyper starts it as soon as it waits for a request, the first one included, so
+    /// it is also how long an idle keep-alive connection stays open: longer than the 90 s
+    /// client-go's transport keeps an idle connection, so that the API server closes its idle
+    /// connections before this server would.
     header_read: Duration,
 }
 
 impl Default for ConnectionTimeouts {
     fn default() -> Self {
-        Self { handshake: Duration::from_secs(10), header_read: Duration::from_secs(60) }
+        Self { handshake: Duration::from_secs(10), header_read: Duration::from_secs(120) }
     }
 }
 
@@ -223,9 +223,11 @@ fn accept(listener: TcpListener, acceptor: TlsAcceptor, router: Router, timeouts
                     request.extensions_mut().insert(certificates.clone());
                     router.clone().oneshot(request)
                 });
-                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                // HTTP/1.1 only: the API server speaks it here (no ALPN is offered), and without
+                // protocol sniffing hyper's header timeout also covers a peer silent after its
+                // handshake; HTTP/2 would be attack surface with no idle limit.
+                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
                 builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.header_read);
-                builder.http2().timer(TokioTimer::new());
                 let served = watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await;
                 if let Err(e) = served {
                     debug!(error = %e, %peer, "connection ended");
@@ -379,6 +381,11 @@ mod tests {
             matches!(answer, Ok(None)) || matches!(&answer, Ok(Some(a)) if !a.starts_with("http/1.1 200")),
             "a peer that never finishes its headers is still served: {answer:?}"
         );
+
+        // A peer that completes its handshake and then sends nothing (no protocol to sniff).
+        let mut quiet = connect(&connector, address).await;
+        let answer = tokio::time::timeout(Duration::from_secs(5), response(&mut quiet)).await;
+        assert!(matches!(answer, Ok(None)), "a peer silent after its handshake is still connected: {answer:?}");
 
         let mut prompt = connect(&connector, address).await;
         send(&mut prompt, "/fast").await;

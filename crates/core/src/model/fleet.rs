@@ -327,12 +327,17 @@ pub fn endpoint(kubeconfig: &str) -> Option<Endpoint> {
     Some(Endpoint { server: text("server")?, certificate_authority_data: text("certificate-authority-data") })
 }
 
-/// `items` with each cluster's endpoint (by cluster name) filled in, as the hub lists them.
+/// `items` with each cluster's endpoint (by cluster name) filled in, as the hub lists them:
+/// only on a `Current` row, one whose report the row's tenant was granted and read, so that a
+/// tenant never learns the endpoint of a cluster that granted only another tenant.
 pub fn with_endpoints(
     mut items: Vec<crate::api::view::FleetCluster>,
     endpoints: &BTreeMap<String, Endpoint>,
 ) -> Vec<crate::api::view::FleetCluster> {
     for item in &mut items {
+        if item.state != "Current" {
+            continue;
+        }
         if let Some(e) = endpoints.get(&item.cluster) {
             item.server = Some(e.server.clone());
             item.certificate_authority_data = e.certificate_authority_data.clone();
