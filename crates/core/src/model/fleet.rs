@@ -233,12 +233,20 @@ pub type FleetState = BTreeMap<(String, String), Followed>;
 /// The delegations `caller` sees at a hub following `clusters`: the union of [`delegations`]
 /// of every report read, each with its cluster, named by [`hub_name`], with the time it was
 /// read; sorted by name. Reports not read contribute nothing (never a guess).
+///
+/// A report counts only for its own tenant: read as `reports/<tenant>`, saying that tenant, and
+/// shown only to that tenant's callers, so that a customer cluster's report cannot show one
+/// tenant's engineers delegations in the name of another.
 pub fn fleet_delegations(caller: &Caller, clusters: &FleetState) -> Vec<Delegation> {
+    let mine = callers_tenants(caller);
     let mut out = Vec::new();
-    for ((cluster, _), followed) in clusters {
+    for ((cluster, tenant), followed) in clusters {
         let Followed::Read { report, observed_time } = followed else {
             continue;
         };
+        if !mine.contains(tenant) || report.managed_by_tenant_id != *tenant {
+            continue;
+        }
         for mut d in delegations(caller, report) {
             d.metadata.name = Some(hub_name(cluster, &d.namespace, &d.assignment));
             d.cluster = Some(cluster.clone());
@@ -250,15 +258,21 @@ pub fn fleet_delegations(caller: &Caller, clusters: &FleetState) -> Vec<Delegati
     out
 }
 
+/// The managing tenants `caller` belongs to: the `<tenantId>:` prefixes of its user name and
+/// groups.
+fn callers_tenants(caller: &Caller) -> std::collections::BTreeSet<String> {
+    std::iter::once(&caller.username)
+        .chain(&caller.groups)
+        .filter_map(|n| views::tenant_prefix(n))
+        .map(|g| g.to_string())
+        .collect()
+}
+
 /// The clusters `caller` sees at a hub: those of the managing tenants its user name or one of
 /// its groups carries (`<tenantId>:` prefix), with their state, sorted by name. What cannot be
 /// read is shown as such, with the time it was last read.
 pub fn fleet_clusters(caller: &Caller, clusters: &FleetState) -> Vec<crate::api::view::FleetCluster> {
-    let mine: std::collections::BTreeSet<String> = std::iter::once(&caller.username)
-        .chain(&caller.groups)
-        .filter_map(|n| views::tenant_prefix(n))
-        .map(|g| g.to_string())
-        .collect();
+    let mine = callers_tenants(caller);
     clusters
         .iter()
         .filter(|((_, tenant), _)| mine.contains(tenant))
