@@ -302,6 +302,24 @@ fn a_hub_shows_only_reports_it_read_and_names_them_by_cluster() {
     assert!(fleet_clusters(&caller(TENANTS[1], 0, &[]), &clusters).is_empty());
 }
 
+/// A report counts only for the tenant it was read for: one that names another tenant (or is
+/// read under another tenant's key) shows nothing to anyone.
+#[test]
+fn a_report_under_another_tenants_key_shows_nothing() {
+    let w = World::of(&[Delegated {
+        scope: 0,
+        tenant: 0,
+        auths: vec![(0, 1, 0)],
+        eligible: vec![],
+        state: 0,
+        in_force: true,
+    }]);
+    let forged = Followed::Read { report: w.report(TENANTS[0]).into(), observed_time: "2026-01-01T00:00:05Z".into() };
+    let clusters = BTreeMap::from([(("east".to_string(), TENANTS[1].to_string()), forged)]);
+    assert!(fleet_delegations(&caller(TENANTS[0], 0, &[]), &clusters).is_empty());
+    assert!(fleet_delegations(&caller(TENANTS[1], 0, &[]), &clusters).is_empty());
+}
+
 #[test]
 fn a_cluster_row_carries_its_endpoint_and_its_reports_broker_never_a_credential() {
     let w = World::of(&[Delegated {
